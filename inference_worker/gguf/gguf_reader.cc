@@ -1,0 +1,469 @@
+// GGUF reader. Every read goes through Cursor, which checks bounds before
+// touching memory, and every count is checked against the bytes left before
+// anything is allocated, so no input can crash the reader or make it allocate
+// more than a small multiple of the file size.
+#include <algorithm>
+#include <cstring>
+#include <limits>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "inference_worker/gguf/gguf.h"
+
+namespace ossgate::gguf {
+
+namespace {
+
+constexpr uint32_t kMagic = 0x46554747;  // "GGUF" little-endian
+constexpr uint64_t kMaxNameBytes = 63;   // ggml GGML_MAX_NAME - 1
+constexpr int kMaxDims = 4;
+
+absl::Status Error(uint64_t offset, absl::string_view field, absl::string_view problem) {
+  return absl::InvalidArgumentError(
+      absl::StrFormat("GGUF: %s at byte offset %d: %s", field, offset, problem));
+}
+
+// Minimum encoded size of one element of `type`, used to bound counts before
+// allocating (strings need at least their 8-byte length).
+uint64_t MinEncodedSize(ValueType type) {
+  switch (type) {
+    case ValueType::kUint8:
+    case ValueType::kInt8:
+    case ValueType::kBool: return 1;
+    case ValueType::kUint16:
+    case ValueType::kInt16: return 2;
+    case ValueType::kUint32:
+    case ValueType::kInt32:
+    case ValueType::kFloat32: return 4;
+    case ValueType::kUint64:
+    case ValueType::kInt64:
+    case ValueType::kFloat64:
+    case ValueType::kString: return 8;
+    case ValueType::kArray: return 12;
+  }
+  return 1;
+}
+
+bool IsKnownValueType(uint32_t t) { return t <= static_cast<uint32_t>(ValueType::kFloat64); }
+
+class Cursor {
+ public:
+  explicit Cursor(std::span<const uint8_t> bytes) : bytes_(bytes) {}
+  uint64_t pos() const { return pos_; }
+  uint64_t remaining() const { return bytes_.size() - pos_; }
+
+  template <typename T>
+  absl::Status Read(absl::string_view field, T* out) {
+    if (remaining() < sizeof(T)) {
+      return Error(pos_, field, absl::StrCat("file ends after ", remaining(), " of ", sizeof(T),
+                                             " bytes; the file is truncated"));
+    }
+    std::memcpy(out, bytes_.data() + pos_, sizeof(T));
+    pos_ += sizeof(T);
+    return absl::OkStatus();
+  }
+
+  absl::Status ReadString(absl::string_view field, uint64_t max_len, std::string* out) {
+    const uint64_t at = pos_;
+    uint64_t len = 0;
+    if (auto s = Read(field, &len); !s.ok()) return s;
+    if (len > max_len) {
+      return Error(at, field, absl::StrCat("string length ", len, " exceeds the limit of ", max_len, " bytes"));
+    }
+    if (len > remaining()) {
+      return Error(at, field, absl::StrCat("string length ", len, " runs past the end of the file (",
+                                           remaining(), " bytes left)"));
+    }
+    out->assign(reinterpret_cast<const char*>(bytes_.data() + pos_), len);
+    pos_ += len;
+    return absl::OkStatus();
+  }
+
+ private:
+  std::span<const uint8_t> bytes_;
+  uint64_t pos_ = 0;
+};
+
+bool CheckedMul(uint64_t a, uint64_t b, uint64_t* out) {
+  if (a != 0 && b > std::numeric_limits<uint64_t>::max() / a) return false;
+  *out = a * b;
+  return true;
+}
+
+struct MetadataBudget {
+  uint64_t left;
+};
+
+absl::Status ReadScalar(Cursor& cur, ValueType type, absl::string_view field, int64_t* integer, double* real,
+                        std::string* str, const ReaderLimits& limits, MetadataBudget& budget) {
+  switch (type) {
+#define OSSGATE_INT_CASE(tag, ctype)                          \
+  case ValueType::tag: {                                      \
+    ctype v{};                                                \
+    if (auto s = cur.Read(field, &v); !s.ok()) return s;      \
+    *integer = static_cast<int64_t>(v);                       \
+    return absl::OkStatus();                                  \
+  }
+    OSSGATE_INT_CASE(kUint8, uint8_t)
+    OSSGATE_INT_CASE(kInt8, int8_t)
+    OSSGATE_INT_CASE(kUint16, uint16_t)
+    OSSGATE_INT_CASE(kInt16, int16_t)
+    OSSGATE_INT_CASE(kUint32, uint32_t)
+    OSSGATE_INT_CASE(kInt32, int32_t)
+    OSSGATE_INT_CASE(kUint64, uint64_t)
+    OSSGATE_INT_CASE(kInt64, int64_t)
+#undef OSSGATE_INT_CASE
+    case ValueType::kBool: {
+      const uint64_t at = cur.pos();
+      uint8_t v = 0;
+      if (auto s = cur.Read(field, &v); !s.ok()) return s;
+      if (v > 1) return Error(at, field, absl::StrCat("bool value is ", v, ", expected 0 or 1"));
+      *integer = v;
+      return absl::OkStatus();
+    }
+    case ValueType::kFloat32: {
+      float v = 0;
+      if (auto s = cur.Read(field, &v); !s.ok()) return s;
+      *real = v;
+      return absl::OkStatus();
+    }
+    case ValueType::kFloat64: {
+      double v = 0;
+      if (auto s = cur.Read(field, &v); !s.ok()) return s;
+      *real = v;
+      return absl::OkStatus();
+    }
+    case ValueType::kString: {
+      const uint64_t at = cur.pos();
+      if (auto s = cur.ReadString(field, limits.max_string_bytes, str); !s.ok()) return s;
+      if (str->size() > budget.left) {
+        return Error(at, field, "metadata strings exceed the total metadata limit");
+      }
+      budget.left -= str->size();
+      return absl::OkStatus();
+    }
+    case ValueType::kArray: break;
+  }
+  return absl::InternalError("ReadScalar called with array type");
+}
+
+absl::Status ReadValue(Cursor& cur, const std::string& key, MetadataValue* out, const ReaderLimits& limits,
+                       MetadataBudget& budget) {
+  const std::string field = absl::StrCat("value of key '", key, "'");
+  const uint64_t type_at = cur.pos();
+  uint32_t raw_type = 0;
+  if (auto s = cur.Read(field + " (type)", &raw_type); !s.ok()) return s;
+  if (!IsKnownValueType(raw_type)) {
+    return Error(type_at, field, absl::StrCat("unknown value type id ", raw_type, " (valid: 0..12)"));
+  }
+  out->type = static_cast<ValueType>(raw_type);
+  if (out->type != ValueType::kArray) {
+    return ReadScalar(cur, out->type, field, &out->integer, &out->real, &out->str, limits, budget);
+  }
+  const uint64_t elem_at = cur.pos();
+  uint32_t raw_elem = 0;
+  if (auto s = cur.Read(field + " (array element type)", &raw_elem); !s.ok()) return s;
+  if (!IsKnownValueType(raw_elem)) {
+    return Error(elem_at, field, absl::StrCat("unknown array element type id ", raw_elem));
+  }
+  if (raw_elem == static_cast<uint32_t>(ValueType::kArray)) {
+    return Error(elem_at, field, "arrays of arrays are not supported");
+  }
+  out->array_type = static_cast<ValueType>(raw_elem);
+  const uint64_t count_at = cur.pos();
+  uint64_t count = 0;
+  if (auto s = cur.Read(field + " (array length)", &count); !s.ok()) return s;
+  if (count > limits.max_array_elements) {
+    return Error(count_at, field,
+                 absl::StrCat("array length ", count, " exceeds the limit of ", limits.max_array_elements));
+  }
+  uint64_t min_bytes = 0;
+  if (!CheckedMul(count, MinEncodedSize(out->array_type), &min_bytes) || min_bytes > cur.remaining()) {
+    return Error(count_at, field,
+                 absl::StrCat("array of ", count, " ", ValueTypeName(out->array_type), " elements needs at least ",
+                              min_bytes, " bytes but only ", cur.remaining(), " remain; the file is truncated or corrupt"));
+  }
+  const ValueType et = out->array_type;
+  if (et == ValueType::kString) {
+    out->str_array.resize(count);
+  } else if (et == ValueType::kFloat32 || et == ValueType::kFloat64) {
+    out->real_array.resize(count);
+  } else {
+    out->int_array.resize(count);
+  }
+  for (uint64_t i = 0; i < count; ++i) {
+    int64_t integer = 0;
+    double real = 0;
+    std::string* str = et == ValueType::kString ? &out->str_array[i] : nullptr;
+    std::string scratch;
+    if (auto s = ReadScalar(cur, et, field, &integer, &real, str ? str : &scratch, limits, budget); !s.ok()) {
+      return s;
+    }
+    if (et == ValueType::kFloat32 || et == ValueType::kFloat64) {
+      out->real_array[i] = real;
+    } else if (et != ValueType::kString) {
+      out->int_array[i] = integer;
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+const char* ValueTypeName(ValueType type) {
+  switch (type) {
+    case ValueType::kUint8: return "uint8";
+    case ValueType::kInt8: return "int8";
+    case ValueType::kUint16: return "uint16";
+    case ValueType::kInt16: return "int16";
+    case ValueType::kUint32: return "uint32";
+    case ValueType::kInt32: return "int32";
+    case ValueType::kFloat32: return "float32";
+    case ValueType::kBool: return "bool";
+    case ValueType::kString: return "string";
+    case ValueType::kArray: return "array";
+    case ValueType::kUint64: return "uint64";
+    case ValueType::kInt64: return "int64";
+    case ValueType::kFloat64: return "float64";
+  }
+  return "unknown";
+}
+
+bool MetadataValue::is_integer() const {
+  switch (type) {
+    case ValueType::kUint8:
+    case ValueType::kInt8:
+    case ValueType::kUint16:
+    case ValueType::kInt16:
+    case ValueType::kUint32:
+    case ValueType::kInt32:
+    case ValueType::kUint64:
+    case ValueType::kInt64: return true;
+    default: return false;
+  }
+}
+
+size_t MetadataValue::array_size() const {
+  if (type != ValueType::kArray) return 0;
+  return std::max({int_array.size(), real_array.size(), str_array.size()});
+}
+
+std::string TensorInfo::ShapeString() const {
+  std::string s = "[";
+  for (int i = 0; i < n_dims; ++i) absl::StrAppend(&s, i ? ", " : "", ne[i]);
+  return s + "]";
+}
+
+absl::StatusOr<GgufFile> GgufFile::Parse(std::span<const uint8_t> bytes, const ReaderLimits& limits) {
+  GgufFile f;
+  f.file_size_ = bytes.size();
+  Cursor cur(bytes);
+
+  uint32_t magic = 0;
+  if (auto s = cur.Read("magic", &magic); !s.ok()) return s;
+  if (magic != kMagic) {
+    return Error(0, "magic", absl::StrFormat("expected 'GGUF' (0x46554747), found 0x%08x; this is not a GGUF file", magic));
+  }
+  if (auto s = cur.Read("version", &f.version_); !s.ok()) return s;
+  if (f.version_ != 2 && f.version_ != 3) {
+    std::string hint = (f.version_ & 0xFFFF) == 0 ? " (looks byte-swapped: big-endian files are not supported)"
+                                                  : f.version_ == 1 ? " (GGUF v1 is obsolete; re-convert the model)"
+                                                                    : "";
+    return Error(4, "version", absl::StrCat("unsupported version ", f.version_, "; expected 2 or 3", hint));
+  }
+  uint64_t n_tensors = 0, n_kv = 0;
+  if (auto s = cur.Read("tensor_count", &n_tensors); !s.ok()) return s;
+  if (auto s = cur.Read("kv_count", &n_kv); !s.ok()) return s;
+  if (n_tensors > limits.max_tensors) {
+    return Error(8, "tensor_count", absl::StrCat(n_tensors, " tensors exceeds the limit of ", limits.max_tensors));
+  }
+  if (n_kv > limits.max_kv) {
+    return Error(16, "kv_count", absl::StrCat(n_kv, " keys exceeds the limit of ", limits.max_kv));
+  }
+  // Each key/value takes at least 8 (key length) + 4 (type) + 1 bytes, each
+  // tensor info at least 8 + 4 + 4 + 8 bytes: reject impossible counts early.
+  if (n_kv * 13 + n_tensors * 24 > cur.remaining()) {
+    return Error(8, "tensor_count/kv_count",
+                 absl::StrCat(n_tensors, " tensors and ", n_kv, " keys cannot fit in the ", cur.remaining(),
+                              " bytes that follow the header; the file is truncated or corrupt"));
+  }
+
+  MetadataBudget budget{limits.max_metadata_bytes};
+  f.kv_.reserve(n_kv);
+  for (uint64_t i = 0; i < n_kv; ++i) {
+    const uint64_t key_at = cur.pos();
+    std::string key;
+    const std::string field = absl::StrCat("key #", i);
+    if (auto s = cur.ReadString(field, limits.max_key_bytes, &key); !s.ok()) return s;
+    if (key.empty()) return Error(key_at, field, "empty key");
+    if (f.kv_index_.contains(key)) return Error(key_at, field, absl::StrCat("duplicate key '", key, "'"));
+    MetadataValue value;
+    if (auto s = ReadValue(cur, key, &value, limits, budget); !s.ok()) return s;
+    f.kv_index_.emplace(key, f.kv_.size());
+    f.kv_.emplace_back(std::move(key), std::move(value));
+  }
+
+  if (const MetadataValue* a = f.FindKey("general.alignment")) {
+    if (a->type != ValueType::kUint32) {
+      return Error(0, "general.alignment", absl::StrCat("must be uint32, found ", ValueTypeName(a->type)));
+    }
+    const uint64_t al = a->uint_value();
+    if (al == 0 || (al & (al - 1)) != 0 || al % 8 != 0 || al > 65536) {
+      return Error(0, "general.alignment", absl::StrCat("value ", al, " must be a power of two between 8 and 65536"));
+    }
+    f.alignment_ = al;
+  }
+
+  f.tensors_.reserve(n_tensors);
+  for (uint64_t i = 0; i < n_tensors; ++i) {
+    TensorInfo t;
+    const uint64_t info_at = cur.pos();
+    std::string field = absl::StrCat("tensor #", i, " name");
+    if (auto s = cur.ReadString(field, 1u << 16, &t.name); !s.ok()) return s;
+    if (t.name.empty()) return Error(info_at, field, "empty tensor name");
+    if (t.name.size() > kMaxNameBytes) {
+      return Error(info_at, field, absl::StrCat("name of ", t.name.size(), " bytes exceeds ggml's limit of ", kMaxNameBytes));
+    }
+    if (f.tensor_index_.contains(t.name)) return Error(info_at, field, absl::StrCat("duplicate tensor name '", t.name, "'"));
+    field = absl::StrCat("tensor '", t.name, "'");
+    const uint64_t dims_at = cur.pos();
+    uint32_t n_dims = 0;
+    if (auto s = cur.Read(field + " n_dims", &n_dims); !s.ok()) return s;
+    if (n_dims == 0 || n_dims > kMaxDims) {
+      return Error(dims_at, field + " n_dims", absl::StrCat("n_dims is ", n_dims, ", must be 1..4"));
+    }
+    t.n_dims = static_cast<int>(n_dims);
+    uint64_t elements = 1;
+    for (uint32_t d = 0; d < n_dims; ++d) {
+      const uint64_t ne_at = cur.pos();
+      int64_t ne = 0;
+      if (auto s = cur.Read(field + " ne", &ne); !s.ok()) return s;
+      if (ne <= 0) return Error(ne_at, absl::StrCat(field, " ne[", d, "]"), absl::StrCat("dimension is ", ne, ", must be positive"));
+      if (!CheckedMul(elements, static_cast<uint64_t>(ne), &elements) ||
+          elements > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+        return Error(ne_at, absl::StrCat(field, " ne[", d, "]"), "element count overflows 64 bits");
+      }
+      t.ne[d] = ne;
+    }
+    const uint64_t type_at = cur.pos();
+    uint32_t raw_type = 0;
+    if (auto s = cur.Read(field + " type", &raw_type); !s.ok()) return s;
+    const auto traits = GetTypeTraits(raw_type);
+    if (!traits) {
+      return Error(type_at, field + " type",
+                   absl::StrCat("ggml type ", raw_type, " (", GgmlTypeName(raw_type),
+                                ") is not supported; supported: F32, F16, BF16, Q8_0, MXFP4"));
+    }
+    t.type = static_cast<GgmlType>(raw_type);
+    if (t.ne[0] % traits->block_elems != 0) {
+      return Error(dims_at, field + " ne[0]",
+                   absl::StrCat("ne[0] = ", t.ne[0], " is not a multiple of the ", traits->name, " block size ",
+                                traits->block_elems));
+    }
+    const uint64_t blocks = elements / static_cast<uint64_t>(traits->block_elems);
+    if (!CheckedMul(blocks, static_cast<uint64_t>(traits->block_bytes), &t.nbytes)) {
+      return Error(dims_at, field, "byte size overflows 64 bits");
+    }
+    const uint64_t off_at = cur.pos();
+    if (auto s = cur.Read(field + " offset", &t.offset); !s.ok()) return s;
+    if (t.offset % f.alignment_ != 0) {
+      return Error(off_at, field + " offset",
+                   absl::StrCat("data offset ", t.offset, " is not a multiple of the alignment ", f.alignment_));
+    }
+    f.tensor_index_.emplace(t.name, f.tensors_.size());
+    f.tensors_.push_back(std::move(t));
+  }
+
+  const uint64_t header_end = cur.pos();
+  f.data_offset_ = (header_end + f.alignment_ - 1) / f.alignment_ * f.alignment_;
+  if (f.data_offset_ > bytes.size() && !f.tensors_.empty()) {
+    return Error(header_end, "data section", "the file ends before the data section starts; the file is truncated");
+  }
+  const uint64_t data_size = bytes.size() >= f.data_offset_ ? bytes.size() - f.data_offset_ : 0;
+
+  // Bounds, then overlap: sort by offset and require each tensor to end before the next starts.
+  std::vector<size_t> order(f.tensors_.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  for (TensorInfo& t : f.tensors_) {
+    if (t.offset > data_size || t.nbytes > data_size - t.offset) {
+      return Error(f.data_offset_ + t.offset, absl::StrCat("tensor '", t.name, "' data"),
+                   absl::StrCat("needs ", t.nbytes, " bytes at data offset ", t.offset, " but the data section holds ",
+                                data_size, " bytes; the file is truncated or the tensor info is corrupt"));
+    }
+    t.data = bytes.data() + f.data_offset_ + t.offset;
+  }
+  std::sort(order.begin(), order.end(),
+            [&](size_t a, size_t b) { return f.tensors_[a].offset < f.tensors_[b].offset; });
+  for (size_t k = 1; k < order.size(); ++k) {
+    const TensorInfo& prev = f.tensors_[order[k - 1]];
+    const TensorInfo& t = f.tensors_[order[k]];
+    if (prev.offset + prev.nbytes > t.offset) {
+      return Error(f.data_offset_ + t.offset, absl::StrCat("tensor '", t.name, "' data"),
+                   absl::StrCat("overlaps tensor '", prev.name, "' (", prev.offset, " + ", prev.nbytes, " > ", t.offset, ")"));
+    }
+  }
+  return f;
+}
+
+const MetadataValue* GgufFile::FindKey(absl::string_view key) const {
+  auto it = kv_index_.find(key);
+  return it == kv_index_.end() ? nullptr : &kv_[it->second].second;
+}
+
+const TensorInfo* GgufFile::FindTensor(absl::string_view name) const {
+  auto it = tensor_index_.find(name);
+  return it == tensor_index_.end() ? nullptr : &tensors_[it->second];
+}
+
+absl::StatusOr<std::string> GgufFile::GetString(absl::string_view key) const {
+  const MetadataValue* v = FindKey(key);
+  if (!v) return absl::NotFoundError(absl::StrCat("GGUF metadata key '", key, "' is missing"));
+  if (v->type != ValueType::kString) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("GGUF metadata key '", key, "' must be a string, found ", ValueTypeName(v->type)));
+  }
+  return v->str;
+}
+
+absl::StatusOr<uint64_t> GgufFile::GetUint(absl::string_view key) const {
+  const MetadataValue* v = FindKey(key);
+  if (!v) return absl::NotFoundError(absl::StrCat("GGUF metadata key '", key, "' is missing"));
+  if (!v->is_integer()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("GGUF metadata key '", key, "' must be an integer, found ", ValueTypeName(v->type)));
+  }
+  if (v->type != ValueType::kUint64 && v->integer < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("GGUF metadata key '", key, "' is negative (", v->integer, ")"));
+  }
+  return v->uint_value();
+}
+
+absl::StatusOr<double> GgufFile::GetFloat(absl::string_view key) const {
+  const MetadataValue* v = FindKey(key);
+  if (!v) return absl::NotFoundError(absl::StrCat("GGUF metadata key '", key, "' is missing"));
+  if (v->is_float()) return v->real;
+  if (v->is_integer()) return static_cast<double>(v->integer);
+  return absl::InvalidArgumentError(
+      absl::StrCat("GGUF metadata key '", key, "' must be a number, found ", ValueTypeName(v->type)));
+}
+
+absl::StatusOr<const std::vector<std::string>*> GgufFile::GetStringArray(absl::string_view key) const {
+  const MetadataValue* v = FindKey(key);
+  if (!v) return absl::NotFoundError(absl::StrCat("GGUF metadata key '", key, "' is missing"));
+  if (v->type != ValueType::kArray || v->array_type != ValueType::kString) {
+    return absl::InvalidArgumentError(absl::StrCat("GGUF metadata key '", key, "' must be an array of strings"));
+  }
+  return &v->str_array;
+}
+
+absl::StatusOr<const std::vector<int64_t>*> GgufFile::GetIntArray(absl::string_view key) const {
+  const MetadataValue* v = FindKey(key);
+  if (!v) return absl::NotFoundError(absl::StrCat("GGUF metadata key '", key, "' is missing"));
+  if (v->type != ValueType::kArray || v->array_type == ValueType::kString || v->array_type == ValueType::kFloat32 ||
+      v->array_type == ValueType::kFloat64) {
+    return absl::InvalidArgumentError(absl::StrCat("GGUF metadata key '", key, "' must be an array of integers"));
+  }
+  return &v->int_array;
+}
+
+}  // namespace ossgate::gguf

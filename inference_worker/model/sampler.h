@@ -1,0 +1,42 @@
+// Token sampling: greedy, temperature, top-k, top-p, min-p, and repetition,
+// presence and frequency penalties, with a seeded counter-based RNG so a
+// (seed, step) pair always draws the same number on the CPU and the GPU.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <vector>
+
+namespace ossgate::model {
+
+struct SamplingParams {
+  float temperature = 1.0f;          // 0 = greedy (argmax, lowest id on ties)
+  int32_t top_k = 0;                 // 0 = disabled
+  float top_p = 1.0f;                // 1 = disabled; (0, 1]
+  float min_p = 0.0f;                // 0 = disabled; [0, 1]
+  float repetition_penalty = 1.0f;   // 1 = disabled; > 0 (HF/CTRL style: divide positive logits, multiply negative)
+  float presence_penalty = 0.0f;     // subtracted once per token that already occurred (OpenAI style)
+  float frequency_penalty = 0.0f;    // subtracted once per occurrence (OpenAI style)
+  uint64_t seed = 0;
+};
+
+// Philox4x32-10 uniform in [0, 1) for draw `counter` of stream `seed`.
+float PhiloxUniform(uint64_t seed, uint64_t counter);
+
+// Stateless apart from the caller's history: Sample(logits, history, step)
+// with the same arguments always returns the same token.
+class Sampler {
+ public:
+  explicit Sampler(SamplingParams params) : params_(params) {}
+  // `logits` is modified in place (penalties, temperature). `history` holds
+  // the tokens that count for penalties (prompt and generated so far).
+  // `step` is the index of the generated token (RNG counter).
+  int32_t Sample(std::span<float> logits, std::span<const int32_t> history, uint64_t step) const;
+  const SamplingParams& params() const { return params_; }
+
+ private:
+  SamplingParams params_;
+};
+
+}  // namespace ossgate::model

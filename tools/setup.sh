@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs the Debian packages ossgate builds and tests with. Idempotent: only
+# missing packages are installed. CUDA is not installed here; when nvcc exists
+# the CUDA backend is built too.
+set -euo pipefail
+
+packages=(
+  build-essential cmake ninja-build pkg-config git xz-utils ca-certificates
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  libabsl-dev libssl-dev libpcre2-dev libsqlite3-dev
+  libgtest-dev libgmock-dev libbenchmark-dev prometheus-cpp-dev
+  python3 python3-numpy python3-grpcio python3-protobuf
+  wamerican nodejs npm openssl
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    # nodejs/npm may come from elsewhere than Debian: accept any working binary.
+    case "$p" in
+      nodejs) command -v node >/dev/null && continue ;;
+      npm) command -v npm >/dev/null && continue ;;
+    esac
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  sudo=""
+  if [[ $(id -u) -ne 0 ]]; then sudo="sudo"; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  echo "setup: all packages present"
+fi
