@@ -1,0 +1,256 @@
+#include "inference_worker/model/cpu_backend.h"
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "inference_worker/model/cpu_ops.h"
+
+namespace ossgate::model {
+
+namespace {
+
+// Tokens of one forward step, flattened over the batch.
+struct FlatToken {
+  int32_t id;
+  int32_t pos;   // absolute position in its sequence
+  int32_t step;  // index into the steps span
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<CpuBackend>> CpuBackend::Create(const gguf::GgufFile& file,
+                                                               const CpuBackendOptions& options) {
+  auto config = ReadModelConfig(file);
+  if (!config.ok()) return config.status();
+  auto weights = BindWeights(file, *config);
+  if (!weights.ok()) return weights.status();
+  if (options.kv.block_size <= 0 || options.kv.max_sequences <= 0 || options.max_context <= 0) {
+    return absl::InvalidArgumentError("CPU backend: block_size, max_sequences and max_context must be positive");
+  }
+  const int max_context = std::min(options.max_context, config->context_length);
+  return std::unique_ptr<CpuBackend>(new CpuBackend(*config, *std::move(weights), options, max_context));
+}
+
+CpuBackend::CpuBackend(ModelConfig config, Weights weights, const CpuBackendOptions& options, int max_context)
+    : config_(std::move(config)),
+      weights_(std::move(weights)),
+      rope_(ComputeRope(config_)),
+      max_context_(max_context),
+      pool_(options.n_threads),
+      kv_(KvCacheOptions{options.kv.block_size,
+                         options.kv.num_full_blocks > 0
+                             ? options.kv.num_full_blocks
+                             : options.kv.max_sequences * ((max_context + options.kv.block_size - 1) /
+                                                           options.kv.block_size),
+                         options.kv.max_sequences},
+          config_.sliding_window) {
+  kind_index_.resize(config_.n_layers);
+  for (int l = 0; l < config_.n_layers; ++l) {
+    kind_index_[l] = config_.IsSlidingLayer(l) ? n_sliding_layers_++ : n_full_layers_++;
+  }
+  const size_t block_floats = static_cast<size_t>(kv_.block_size()) * config_.kv_dim();
+  k_full_.assign(static_cast<size_t>(n_full_layers_) * kv_.num_full_blocks() * block_floats, 0.0f);
+  v_full_.assign(k_full_.size(), 0.0f);
+  k_ring_.assign(static_cast<size_t>(n_sliding_layers_) * kv_.num_ring_blocks_total() * block_floats, 0.0f);
+  v_ring_.assign(k_ring_.size(), 0.0f);
+}
+
+std::string CpuBackend::Description() const { return absl::StrCat("cpu (", pool_.size(), " threads)"); }
+
+float* CpuBackend::KvRow(bool value, int layer, KvSlot slot) {
+  const size_t kv_dim = config_.kv_dim();
+  const size_t block_floats = static_cast<size_t>(kv_.block_size()) * kv_dim;
+  const int idx = kind_index_[layer];
+  if (config_.IsSlidingLayer(layer)) {
+    float* base = value ? v_ring_.data() : k_ring_.data();
+    return base + (static_cast<size_t>(idx) * kv_.num_ring_blocks_total() + slot.block) * block_floats +
+           static_cast<size_t>(slot.offset) * kv_dim;
+  }
+  float* base = value ? v_full_.data() : k_full_.data();
+  return base + (static_cast<size_t>(idx) * kv_.num_full_blocks() + slot.block) * block_floats +
+         static_cast<size_t>(slot.offset) * kv_dim;
+}
+
+absl::Status CpuBackend::Forward(std::span<const SequenceStep> steps, std::vector<float>* logits) {
+  const ModelConfig& c = config_;
+  // Validate everything before touching any state.
+  std::set<SeqId> seen;
+  int needed_blocks = 0;
+  for (const SequenceStep& s : steps) {
+    if (!kv_.HasSequence(s.seq)) return absl::NotFoundError(absl::StrCat("Forward: unknown sequence ", s.seq));
+    if (!seen.insert(s.seq).second) {
+      return absl::InvalidArgumentError(absl::StrCat("Forward: sequence ", s.seq, " appears twice in one step"));
+    }
+    if (s.tokens.empty()) return absl::InvalidArgumentError(absl::StrCat("Forward: sequence ", s.seq, " has no tokens"));
+    for (int32_t t : s.tokens) {
+      if (t < 0 || t >= c.vocab_size) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("Forward: token id ", t, " is outside the vocabulary [0, ", c.vocab_size, ")"));
+      }
+    }
+    const int len = kv_.Length(s.seq);
+    const int64_t new_len = len + static_cast<int64_t>(s.tokens.size());
+    if (new_len > max_context_) {
+      return absl::InvalidArgumentError(absl::StrCat("Forward: sequence ", s.seq, " would reach ", new_len,
+                                                     " tokens, over the context limit of ", max_context_));
+    }
+    needed_blocks += kv_.FullBlocksFor(static_cast<int>(new_len)) - static_cast<int>(kv_.FullTable(s.seq).size());
+  }
+  if (needed_blocks > kv_.free_full_blocks()) {
+    return absl::ResourceExhaustedError(absl::StrCat("Forward: KV cache needs ", needed_blocks, " blocks, ",
+                                                     kv_.free_full_blocks(), " free"));
+  }
+  for (const SequenceStep& s : steps) {
+    if (absl::Status st = kv_.Reserve(s.seq, static_cast<int>(s.tokens.size())); !st.ok()) return st;
+  }
+
+  // Flatten the batch.
+  std::vector<FlatToken> toks;
+  std::vector<int64_t> step_first;  // index of each step's first token
+  std::vector<int32_t> step_start_pos;
+  for (size_t i = 0; i < steps.size(); ++i) {
+    step_first.push_back(static_cast<int64_t>(toks.size()));
+    const int start = kv_.Length(steps[i].seq);
+    step_start_pos.push_back(start);
+    for (size_t j = 0; j < steps[i].tokens.size(); ++j) {
+      toks.push_back({steps[i].tokens[j], static_cast<int32_t>(start + j), static_cast<int32_t>(i)});
+    }
+  }
+  const int64_t T = static_cast<int64_t>(toks.size());
+  const int64_t D = c.d_model, Q = c.q_dim(), KV = c.kv_dim(), hd = c.head_dim;
+  const int group = c.n_heads / c.n_kv_heads;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+
+  std::vector<float> x(T * D), h(T * D), q(T * Q), k(T * KV), v(T * KV), attn(T * Q), proj(T * D);
+  std::vector<float> router(T * c.n_experts), moe(T * D);
+  std::vector<int32_t> top_ids(T * c.n_experts_used);
+  std::vector<float> top_w(T * c.n_experts_used);
+
+  pool_.ParallelFor(T, 1, [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) {
+      gguf::DequantizeRow(weights_.token_embd.type, weights_.token_embd.Row(0, toks[t].id), &x[t * D], D);
+    }
+  });
+
+  for (int l = 0; l < c.n_layers; ++l) {
+    const LayerWeights& L = weights_.layers[l];
+    const bool sliding = c.IsSlidingLayer(l);
+
+    // Attention block.
+    pool_.ParallelFor(T, 1, [&](int64_t b, int64_t e) {
+      for (int64_t t = b; t < e; ++t) cpu::RmsNorm(&x[t * D], L.attn_norm.data(), c.rms_eps, D, &h[t * D]);
+    });
+    cpu::MatMul(L.wq, 0, h.data(), T, L.bq.data(), q.data(), Q, pool_);
+    cpu::MatMul(L.wk, 0, h.data(), T, L.bk.data(), k.data(), KV, pool_);
+    cpu::MatMul(L.wv, 0, h.data(), T, L.bv.data(), v.data(), KV, pool_);
+    pool_.ParallelFor(T, 1, [&](int64_t b, int64_t e) {
+      for (int64_t t = b; t < e; ++t) {
+        cpu::ApplyRope(&q[t * Q], c.n_heads, c.head_dim, toks[t].pos, rope_);
+        cpu::ApplyRope(&k[t * KV], c.n_kv_heads, c.head_dim, toks[t].pos, rope_);
+      }
+    });
+    pool_.ParallelFor(T * c.n_heads, 1, [&](int64_t b, int64_t e) {
+      thread_local std::vector<const float*> keys, values;
+      thread_local std::vector<float> scratch;
+      for (int64_t task = b; task < e; ++task) {
+        const int64_t t = task / c.n_heads;
+        const int head = static_cast<int>(task % c.n_heads);
+        const int g = head / group;
+        const FlatToken& tok = toks[t];
+        const SeqId seq = steps[tok.step].seq;
+        const int start = step_start_pos[tok.step];
+        const int lo = sliding ? std::max(0, tok.pos - c.sliding_window + 1) : 0;
+        keys.clear();
+        values.clear();
+        for (int j = lo; j <= tok.pos; ++j) {
+          if (j >= start) {  // written in this step: still in the activation buffers
+            const int64_t row = step_first[tok.step] + (j - start);
+            keys.push_back(&k[row * KV + g * hd]);
+            values.push_back(&v[row * KV + g * hd]);
+          } else {
+            const KvSlot slot = sliding ? kv_.WindowSlot(seq, j) : kv_.FullSlot(seq, j);
+            keys.push_back(KvRow(false, l, slot) + g * hd);
+            values.push_back(KvRow(true, l, slot) + g * hd);
+          }
+        }
+        scratch.resize(keys.size());
+        cpu::AttentionWithSink(&q[t * Q + head * hd], keys.data(), values.data(), static_cast<int64_t>(keys.size()),
+                               c.head_dim, scale, L.sinks[head], scratch.data(), &attn[t * Q + head * hd]);
+      }
+    });
+    // Cache this step's K/V. A sliding ring may be shorter than a long chunk:
+    // later positions then overwrite earlier ones, leaving the last window.
+    for (int64_t t = 0; t < T; ++t) {
+      const SeqId seq = steps[toks[t].step].seq;
+      const KvSlot slot = sliding ? kv_.WindowSlot(seq, toks[t].pos) : kv_.FullSlot(seq, toks[t].pos);
+      std::copy_n(&k[t * KV], KV, KvRow(false, l, slot));
+      std::copy_n(&v[t * KV], KV, KvRow(true, l, slot));
+    }
+    cpu::MatMul(L.wo, 0, attn.data(), T, L.bo.data(), proj.data(), D, pool_);
+    for (int64_t i = 0; i < T * D; ++i) x[i] += proj[i];
+
+    // Mixture of experts.
+    pool_.ParallelFor(T, 1, [&](int64_t b, int64_t e) {
+      for (int64_t t = b; t < e; ++t) cpu::RmsNorm(&x[t * D], L.post_attn_norm.data(), c.rms_eps, D, &h[t * D]);
+    });
+    cpu::MatMul(L.router, 0, h.data(), T, L.router_b.data(), router.data(), c.n_experts, pool_);
+    std::vector<std::vector<std::pair<int64_t, float>>> by_expert(c.n_experts);  // (token, weight)
+    for (int64_t t = 0; t < T; ++t) {
+      int32_t* ids = &top_ids[t * c.n_experts_used];
+      float* w = &top_w[t * c.n_experts_used];
+      cpu::RouterTopK(&router[t * c.n_experts], c.n_experts, c.n_experts_used, ids, w);
+      for (int i = 0; i < c.n_experts_used; ++i) by_expert[ids[i]].emplace_back(t, w[i]);
+    }
+    std::fill(moe.begin(), moe.end(), 0.0f);
+    std::vector<float> xe, gate, up, act, ye;
+    for (int ex = 0; ex < c.n_experts; ++ex) {
+      const auto& members = by_expert[ex];
+      if (members.empty()) continue;
+      const int64_t n = static_cast<int64_t>(members.size());
+      const int64_t F = c.d_ff;
+      xe.resize(n * D);
+      gate.resize(n * F);
+      up.resize(n * F);
+      act.resize(n * F);
+      ye.resize(n * D);
+      for (int64_t i = 0; i < n; ++i) std::copy_n(&h[members[i].first * D], D, &xe[i * D]);
+      cpu::MatMul(L.gate_exps, ex, xe.data(), n, &L.gate_b[ex * F], gate.data(), F, pool_);
+      cpu::MatMul(L.up_exps, ex, xe.data(), n, &L.up_b[ex * F], up.data(), F, pool_);
+      for (int64_t i = 0; i < n; ++i) {
+        cpu::ClampedSwiGlu(&gate[i * F], &up[i * F], F, c.swiglu_alpha, c.swiglu_limit, &act[i * F]);
+      }
+      cpu::MatMul(L.down_exps, ex, act.data(), n, &L.down_b[ex * D], ye.data(), D, pool_);
+      for (int64_t i = 0; i < n; ++i) {
+        const float w = members[i].second;
+        float* dst = &moe[members[i].first * D];
+        for (int64_t d = 0; d < D; ++d) dst[d] += w * ye[i * D + d];
+      }
+    }
+    for (int64_t i = 0; i < T * D; ++i) x[i] += moe[i];
+  }
+
+  // Final norm and unembedding of the rows the caller wants.
+  std::vector<int64_t> out_rows;
+  for (size_t i = 0; i < steps.size(); ++i) {
+    const int64_t n = static_cast<int64_t>(steps[i].tokens.size());
+    if (steps[i].all_logits) {
+      for (int64_t j = 0; j < n; ++j) out_rows.push_back(step_first[i] + j);
+    } else {
+      out_rows.push_back(step_first[i] + n - 1);
+    }
+  }
+  const int64_t R = static_cast<int64_t>(out_rows.size());
+  std::vector<float> final_h(R * D);
+  for (int64_t r = 0; r < R; ++r) {
+    cpu::RmsNorm(&x[out_rows[r] * D], weights_.output_norm.data(), c.rms_eps, D, &final_h[r * D]);
+  }
+  logits->resize(static_cast<size_t>(R) * c.vocab_size);
+  cpu::MatMul(weights_.output, 0, final_h.data(), R, nullptr, logits->data(), c.vocab_size, pool_);
+
+  for (const SequenceStep& s : steps) kv_.Commit(s.seq, static_cast<int>(s.tokens.size()));
+  return absl::OkStatus();
+}
+
+}  // namespace ossgate::model

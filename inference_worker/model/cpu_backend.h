@@ -1,0 +1,58 @@
+// The CPU reference backend: the exact gpt-oss forward pass (spec §5) in
+// float32 over weights used in place (rows dequantized on the fly), with a
+// paged KV cache in float32. Multi-threaded over rows, tokens and heads.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "inference_worker/gguf/gguf.h"
+#include "inference_worker/model/engine.h"
+#include "inference_worker/model/thread_pool.h"
+#include "inference_worker/model/weights.h"
+
+namespace ossgate::model {
+
+struct CpuBackendOptions {
+  int n_threads = 0;  // 0 = all hardware threads
+  // Capacity of the KV cache. num_full_blocks = 0 picks enough blocks for
+  // max_sequences sequences of max_context tokens each.
+  KvCacheOptions kv{.block_size = 16, .num_full_blocks = 0, .max_sequences = 8};
+  int max_context = 4096;  // clamped to the model's context length
+};
+
+class CpuBackend final : public Backend {
+ public:
+  // Binds the weights of `file` (which, with the bytes it points into, must
+  // outlive the backend) and allocates the KV cache.
+  static absl::StatusOr<std::unique_ptr<CpuBackend>> Create(const gguf::GgufFile& file,
+                                                            const CpuBackendOptions& options);
+
+  const ModelConfig& config() const override { return config_; }
+  std::string Description() const override;
+  KvBlockManager& kv() override { return kv_; }
+  absl::Status Forward(std::span<const SequenceStep> steps, std::vector<float>* logits) override;
+
+ private:
+  CpuBackend(ModelConfig config, Weights weights, const CpuBackendOptions& options, int max_context);
+
+  // K or V storage of layer `layer` for the block of `slot`.
+  float* KvRow(bool value, int layer, KvSlot slot);
+
+  const ModelConfig config_;
+  const Weights weights_;
+  const RopeTables rope_;
+  const int max_context_;
+  ThreadPool pool_;
+  KvBlockManager kv_;
+  // Per layer: index among the layers of its kind (full or sliding).
+  std::vector<int> kind_index_;
+  int n_full_layers_ = 0;
+  int n_sliding_layers_ = 0;
+  // (kind layers, blocks, block_size, kv_dim) for K and V of each kind.
+  std::vector<float> k_full_, v_full_, k_ring_, v_ring_;
+};
+
+}  // namespace ossgate::model

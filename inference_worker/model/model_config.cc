@@ -1,0 +1,160 @@
+#include "inference_worker/model/model_config.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numbers>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace ossgate::model {
+
+namespace {
+
+constexpr char kArch[] = "gpt-oss";
+
+absl::Status ReadPositiveInt(const gguf::GgufFile& f, const std::string& key, int max_value, int* out) {
+  auto v = f.GetUint(key);
+  if (!v.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(v.status().message(), " (required gpt-oss hyperparameter)"));
+  }
+  if (*v == 0 || *v > static_cast<uint64_t>(max_value)) {
+    return absl::InvalidArgumentError(absl::StrCat("GGUF metadata key '", key, "' = ", *v, " is out of range 1..", max_value));
+  }
+  *out = static_cast<int>(*v);
+  return absl::OkStatus();
+}
+
+absl::Status ReadOptionalFloat(const gguf::GgufFile& f, const std::string& key, float* out) {
+  if (!f.FindKey(key)) return absl::OkStatus();
+  auto v = f.GetFloat(key);
+  if (!v.ok()) return v.status();
+  if (!std::isfinite(*v)) return absl::InvalidArgumentError(absl::StrCat("GGUF metadata key '", key, "' is not finite"));
+  *out = static_cast<float>(*v);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+std::string ModelConfig::DebugString() const {
+  return absl::StrFormat(
+      "layers=%d d_model=%d heads=%d kv_heads=%d head_dim=%d experts=%d top_k=%d d_ff=%d vocab=%d ctx=%d "
+      "window=%d rope_theta=%g yarn_factor=%g orig_ctx=%d",
+      n_layers, d_model, n_heads, n_kv_heads, head_dim, n_experts, n_experts_used, d_ff, vocab_size,
+      context_length, sliding_window, rope_theta, rope_scaling_factor, rope_original_context);
+}
+
+absl::StatusOr<ModelConfig> ReadModelConfig(const gguf::GgufFile& f) {
+  auto arch = f.GetString("general.architecture");
+  if (!arch.ok()) return absl::InvalidArgumentError(absl::StrCat(arch.status().message(), "; not a model GGUF"));
+  if (*arch != kArch) {
+    return absl::InvalidArgumentError(absl::StrCat("unsupported model architecture '", *arch,
+                                                   "': ossgate serves gpt-oss models only (general.architecture = \"",
+                                                   kArch, "\")"));
+  }
+  const std::string p = absl::StrCat(kArch, ".");
+  ModelConfig c;
+  constexpr int kBig = 1 << 20;
+  if (auto s = ReadPositiveInt(f, p + "block_count", 4096, &c.n_layers); !s.ok()) return s;
+  if (auto s = ReadPositiveInt(f, p + "embedding_length", kBig, &c.d_model); !s.ok()) return s;
+  if (auto s = ReadPositiveInt(f, p + "attention.head_count", 4096, &c.n_heads); !s.ok()) return s;
+  if (auto s = ReadPositiveInt(f, p + "attention.head_count_kv", 4096, &c.n_kv_heads); !s.ok()) return s;
+  if (auto s = ReadPositiveInt(f, p + "attention.key_length", 1024, &c.head_dim); !s.ok()) return s;
+  if (auto s = ReadPositiveInt(f, p + "expert_count", 4096, &c.n_experts); !s.ok()) return s;
+  if (auto s = ReadPositiveInt(f, p + "expert_used_count", 4096, &c.n_experts_used); !s.ok()) return s;
+  if (auto s = ReadPositiveInt(f, p + "expert_feed_forward_length", kBig, &c.d_ff); !s.ok()) return s;
+  if (auto s = ReadPositiveInt(f, p + "context_length", 1 << 24, &c.context_length); !s.ok()) return s;
+  if (f.FindKey(p + "attention.sliding_window")) {
+    if (auto s = ReadPositiveInt(f, p + "attention.sliding_window", 1 << 24, &c.sliding_window); !s.ok()) return s;
+  }
+  if (f.FindKey(p + "attention.value_length")) {
+    int value_length = 0;
+    if (auto s = ReadPositiveInt(f, p + "attention.value_length", 1024, &value_length); !s.ok()) return s;
+    if (value_length != c.head_dim) {
+      return absl::InvalidArgumentError(absl::StrCat("attention.value_length (", value_length,
+                                                     ") differs from attention.key_length (", c.head_dim,
+                                                     "); gpt-oss uses equal head sizes"));
+    }
+  }
+  auto theta = f.GetFloat(p + "rope.freq_base");
+  if (!theta.ok()) return absl::InvalidArgumentError(absl::StrCat(theta.status().message(), " (required)"));
+  if (!(*theta > 1.0) || !std::isfinite(*theta)) {
+    return absl::InvalidArgumentError(absl::StrCat("rope.freq_base must be > 1, found ", *theta));
+  }
+  c.rope_theta = static_cast<float>(*theta);
+  if (auto s = ReadOptionalFloat(f, p + "attention.layer_norm_rms_epsilon", &c.rms_eps); !s.ok()) return s;
+  if (!(c.rms_eps > 0.0f)) return absl::InvalidArgumentError("attention.layer_norm_rms_epsilon must be positive");
+
+  std::string scaling_type = "none";
+  if (f.FindKey(p + "rope.scaling.type")) {
+    auto t = f.GetString(p + "rope.scaling.type");
+    if (!t.ok()) return t.status();
+    scaling_type = *t;
+  }
+  if (scaling_type == "yarn") {
+    if (auto s = ReadOptionalFloat(f, p + "rope.scaling.factor", &c.rope_scaling_factor); !s.ok()) return s;
+    if (!(c.rope_scaling_factor >= 1.0f)) return absl::InvalidArgumentError("rope.scaling.factor must be >= 1");
+    if (auto s = ReadPositiveInt(f, p + "rope.scaling.original_context_length", 1 << 24, &c.rope_original_context);
+        !s.ok()) {
+      return s;
+    }
+    if (auto s = ReadOptionalFloat(f, p + "rope.scaling.yarn_beta_fast", &c.yarn_beta_fast); !s.ok()) return s;
+    if (auto s = ReadOptionalFloat(f, p + "rope.scaling.yarn_beta_slow", &c.yarn_beta_slow); !s.ok()) return s;
+    if (!(c.yarn_beta_fast > c.yarn_beta_slow && c.yarn_beta_slow > 0.0f)) {
+      return absl::InvalidArgumentError("YaRN needs yarn_beta_fast > yarn_beta_slow > 0");
+    }
+  } else if (scaling_type != "none") {
+    return absl::InvalidArgumentError(absl::StrCat("unsupported rope.scaling.type '", scaling_type,
+                                                   "'; gpt-oss uses \"yarn\" (or none)"));
+  }
+  if (f.FindKey(p + "rope.dimension_count")) {
+    auto n_rot = f.GetUint(p + "rope.dimension_count");
+    if (!n_rot.ok()) return n_rot.status();
+    if (*n_rot != static_cast<uint64_t>(c.head_dim)) {
+      return absl::InvalidArgumentError(absl::StrCat("rope.dimension_count = ", *n_rot, " but gpt-oss rotates the whole head (",
+                                                     c.head_dim, ")"));
+    }
+  }
+
+  if (c.n_heads % c.n_kv_heads != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("attention.head_count (", c.n_heads,
+                                                   ") must be a multiple of head_count_kv (", c.n_kv_heads, ")"));
+  }
+  if (c.head_dim % 2 != 0) return absl::InvalidArgumentError("attention.key_length must be even for RoPE");
+  if (c.n_experts_used > c.n_experts) {
+    return absl::InvalidArgumentError(absl::StrCat("expert_used_count (", c.n_experts_used, ") exceeds expert_count (",
+                                                   c.n_experts, ")"));
+  }
+  const gguf::TensorInfo* embd = f.FindTensor("token_embd.weight");
+  if (!embd) return absl::InvalidArgumentError("tensor 'token_embd.weight' is missing");
+  if (embd->n_dims != 2 || embd->ne[1] > (1 << 24)) {
+    return absl::InvalidArgumentError(absl::StrCat("tensor 'token_embd.weight' has shape ", embd->ShapeString(),
+                                                   ", expected [d_model, vocab]"));
+  }
+  c.vocab_size = static_cast<int>(embd->ne[1]);
+  return c;
+}
+
+RopeTables ComputeRope(const ModelConfig& c) {
+  RopeTables t;
+  const int half = c.head_dim / 2;
+  t.inv_freq.resize(half);
+  const double base = c.rope_theta;
+  for (int i = 0; i < half; ++i) t.inv_freq[i] = 1.0 / std::pow(base, 2.0 * i / c.head_dim);
+  if (c.rope_scaling_factor > 1.0f) {
+    const double s = c.rope_scaling_factor;
+    const double two_pi = 2.0 * std::numbers::pi;
+    const double low = half * std::log(c.rope_original_context / (c.yarn_beta_fast * two_pi)) / std::log(base);
+    const double high = half * std::log(c.rope_original_context / (c.yarn_beta_slow * two_pi)) / std::log(base);
+    for (int i = 0; i < half; ++i) {
+      const double extrapolated = t.inv_freq[i];
+      const double interpolated = extrapolated / s;
+      const double ramp = std::clamp((i - low) / (high - low), 0.0, 1.0);
+      t.inv_freq[i] = ramp * interpolated + (1.0 - ramp) * extrapolated;
+    }
+    t.attention_factor = 0.1 * std::log(s) + 1.0;
+  }
+  return t;
+}
+
+}  // namespace ossgate::model

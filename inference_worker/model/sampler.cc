@@ -1,0 +1,120 @@
+#include "inference_worker/model/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <unordered_map>
+
+namespace ossgate::model {
+
+namespace {
+
+// One Philox4x32 round pair constants (Salmon et al., "Parallel random
+// numbers: as easy as 1, 2, 3", SC'11).
+constexpr uint32_t kPhiloxM0 = 0xD2511F53u;
+constexpr uint32_t kPhiloxM1 = 0xCD9E8D57u;
+constexpr uint32_t kPhiloxW0 = 0x9E3779B9u;
+constexpr uint32_t kPhiloxW1 = 0xBB67AE85u;
+
+void MulHiLo(uint32_t a, uint32_t b, uint32_t* hi, uint32_t* lo) {
+  const uint64_t p = static_cast<uint64_t>(a) * b;
+  *hi = static_cast<uint32_t>(p >> 32);
+  *lo = static_cast<uint32_t>(p);
+}
+
+}  // namespace
+
+float PhiloxUniform(uint64_t seed, uint64_t counter) {
+  uint32_t c0 = static_cast<uint32_t>(counter), c1 = static_cast<uint32_t>(counter >> 32), c2 = 0, c3 = 0;
+  uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
+  for (int round = 0; round < 10; ++round) {
+    uint32_t hi0, lo0, hi1, lo1;
+    MulHiLo(kPhiloxM0, c0, &hi0, &lo0);
+    MulHiLo(kPhiloxM1, c2, &hi1, &lo1);
+    const uint32_t n0 = hi1 ^ c1 ^ k0;
+    const uint32_t n1 = lo1;
+    const uint32_t n2 = hi0 ^ c3 ^ k1;
+    const uint32_t n3 = lo0;
+    c0 = n0;
+    c1 = n1;
+    c2 = n2;
+    c3 = n3;
+    k0 += kPhiloxW0;
+    k1 += kPhiloxW1;
+  }
+  // 24 random bits -> [0, 1) exactly representable in float.
+  return static_cast<float>(c0 >> 8) * (1.0f / 16777216.0f);
+}
+
+int32_t Sampler::Sample(std::span<float> logits, std::span<const int32_t> history, uint64_t step) const {
+  const SamplingParams& p = params_;
+  const int32_t n = static_cast<int32_t>(logits.size());
+  if (p.repetition_penalty != 1.0f || p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f) {
+    std::unordered_map<int32_t, int> counts;
+    for (int32_t t : history) {
+      if (t >= 0 && t < n) ++counts[t];
+    }
+    for (const auto& [t, count] : counts) {
+      float& l = logits[t];
+      if (p.repetition_penalty != 1.0f) l = l > 0.0f ? l / p.repetition_penalty : l * p.repetition_penalty;
+      l -= p.presence_penalty + p.frequency_penalty * static_cast<float>(count);
+    }
+  }
+  if (p.temperature <= 0.0f) {
+    // Greedy; NaN logits never win, ties go to the lowest id.
+    int32_t best = 0;
+    for (int32_t i = 1; i < n; ++i) {
+      if (logits[i] > logits[best] || std::isnan(logits[best])) best = i;
+    }
+    return best;
+  }
+  // Candidates by probability, highest first, ties to the lower id.
+  std::vector<int32_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  auto by_logit = [&](int32_t a, int32_t b) {
+    const float la = std::isnan(logits[a]) ? -std::numeric_limits<float>::infinity() : logits[a];
+    const float lb = std::isnan(logits[b]) ? -std::numeric_limits<float>::infinity() : logits[b];
+    return la != lb ? la > lb : a < b;
+  };
+  int32_t keep = n;
+  if (p.top_k > 0 && p.top_k < n) {
+    keep = p.top_k;
+    std::partial_sort(order.begin(), order.begin() + keep, order.end(), by_logit);
+  } else {
+    std::sort(order.begin(), order.end(), by_logit);
+  }
+  const double max_l = logits[order[0]];
+  std::vector<double> prob(keep);
+  double total = 0.0;
+  for (int32_t i = 0; i < keep; ++i) {
+    const float l = logits[order[i]];
+    prob[i] = std::isnan(l) ? 0.0 : std::exp((static_cast<double>(l) - max_l) / p.temperature);
+    total += prob[i];
+  }
+  if (p.top_p < 1.0f) {
+    double cum = 0.0;
+    int32_t i = 0;
+    while (i < keep) {
+      cum += prob[i++];
+      if (cum >= p.top_p * total) break;
+    }
+    keep = std::max(1, i);
+  }
+  if (p.min_p > 0.0f) {
+    int32_t i = 1;
+    while (i < keep && prob[i] >= p.min_p * prob[0]) ++i;
+    keep = i;
+  }
+  total = 0.0;
+  for (int32_t i = 0; i < keep; ++i) total += prob[i];
+  const double target = static_cast<double>(PhiloxUniform(p.seed, step)) * total;
+  double cum = 0.0;
+  for (int32_t i = 0; i < keep; ++i) {
+    cum += prob[i];
+    if (target < cum) return order[i];
+  }
+  return order[keep - 1];
+}
+
+}  // namespace ossgate::model

@@ -1,0 +1,203 @@
+// The CPU backend against the naive float64 reference, and its KV-cache,
+// chunking and batching behaviour.
+#include "inference_worker/model/cpu_backend.h"
+
+#include <cmath>
+#include <numeric>
+
+#include "gtest/gtest.h"
+#include "tests/model/reference_model.h"
+#include "tests/model/test_models.h"
+
+namespace ossgate::testing {
+namespace {
+
+using model::CpuBackend;
+using model::CpuBackendOptions;
+using model::SequenceStep;
+
+double RelErr(const float* got, const std::vector<double>& want) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    num += (got[i] - want[i]) * (got[i] - want[i]);
+    den += want[i] * want[i];
+  }
+  return std::sqrt(num / den);
+}
+
+int Argmax(const float* v, int n) { return static_cast<int>(std::max_element(v, v + n) - v); }
+int Argmax(const std::vector<double>& v) { return static_cast<int>(std::max_element(v.begin(), v.end()) - v.begin()); }
+
+std::vector<int32_t> RandomTokens(int n, int vocab, uint64_t seed) {
+  std::vector<int32_t> t(n);
+  for (int i = 0; i < n; ++i) t[i] = static_cast<int32_t>((tools::HashUniform(seed, 99, i) + 1.0f) * 0.5f * vocab) % vocab;
+  return t;
+}
+
+std::unique_ptr<CpuBackend> MakeBackend(const gguf::GgufFile& f, int max_seqs = 4) {
+  CpuBackendOptions o;
+  o.n_threads = 2;
+  o.kv.max_sequences = max_seqs;
+  o.max_context = 512;
+  auto b = CpuBackend::Create(f, o);
+  EXPECT_TRUE(b.ok()) << b.status();
+  return b.ok() ? *std::move(b) : nullptr;
+}
+
+// Model with a short window (8) so rings wrap and sliding layers matter
+// within a 40-token prompt; Q8_0 dense weights and MXFP4 experts.
+class CpuBackendTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    path_ = WriteTestModel("cpu_backend", [](tools::RandomModelSpec& s) {
+      s.config.sliding_window = 8;
+      s.config.n_layers = 3;
+    });
+    model_ = LoadModel(path_);
+    ASSERT_NE(model_, nullptr);
+  }
+  void TearDown() override { std::remove(path_.c_str()); }
+
+  std::string path_;
+  std::unique_ptr<LoadedModel> model_;
+};
+
+TEST_F(CpuBackendTest, PrefillMatchesFloat64ReferenceAtEveryPosition) {
+  auto backend = MakeBackend(*model_->file);
+  const auto& c = backend->config();
+  const auto tokens = RandomTokens(40, c.vocab_size, 1);
+  ASSERT_TRUE(backend->kv().AddSequence(1).ok());
+  std::vector<float> logits;
+  SequenceStep step{1, tokens, /*all_logits=*/true};
+  ASSERT_TRUE(backend->Forward({&step, 1}, &logits).ok());
+  const auto ref = ReferenceLogits(*model_->file, c, tokens);
+  for (size_t t = 0; t < tokens.size(); ++t) {
+    const float* got = &logits[t * c.vocab_size];
+    EXPECT_LT(RelErr(got, ref[t]), 1e-5) << "position " << t;
+    EXPECT_EQ(Argmax(got, c.vocab_size), Argmax(ref[t])) << "position " << t;
+  }
+}
+
+TEST_F(CpuBackendTest, ChunkedPrefillAndDecodeMatchOneShotPrefill) {
+  auto backend = MakeBackend(*model_->file);
+  const int V = backend->config().vocab_size;
+  const auto tokens = RandomTokens(37, V, 2);
+  std::vector<float> full;
+  ASSERT_TRUE(backend->kv().AddSequence(1).ok());
+  SequenceStep all{1, tokens, true};
+  ASSERT_TRUE(backend->Forward({&all, 1}, &full).ok());
+
+  // Chunks of 5 (shorter than the ring) then 13 (longer than the window of 8),
+  // then one token at a time.
+  ASSERT_TRUE(backend->kv().AddSequence(2).ok());
+  std::vector<float> got;
+  size_t pos = 0;
+  for (size_t chunk : {5u, 13u, 1u, 1u, 1u, 16u}) {
+    std::span<const int32_t> part(tokens.data() + pos, chunk);
+    SequenceStep s{2, part, true};
+    std::vector<float> out;
+    ASSERT_TRUE(backend->Forward({&s, 1}, &out).ok());
+    got.insert(got.end(), out.begin(), out.end());
+    pos += chunk;
+  }
+  ASSERT_EQ(pos, tokens.size());
+  ASSERT_EQ(got.size(), full.size());
+  double worst = 0;
+  for (size_t i = 0; i < full.size(); ++i) worst = std::max(worst, std::fabs(double(got[i]) - full[i]));
+  EXPECT_LT(worst, 1e-4);
+  EXPECT_EQ(backend->kv().Length(2), 37);
+}
+
+TEST_F(CpuBackendTest, OutputIsIndependentOfTheRestOfTheBatch) {
+  auto backend = MakeBackend(*model_->file);
+  const int V = backend->config().vocab_size;
+  const auto a = RandomTokens(21, V, 3), b = RandomTokens(9, V, 4), c = RandomTokens(30, V, 5);
+  std::vector<float> alone;
+  ASSERT_TRUE(backend->kv().AddSequence(1).ok());
+  SequenceStep sa{1, a, true};
+  ASSERT_TRUE(backend->Forward({&sa, 1}, &alone).ok());
+
+  ASSERT_TRUE(backend->kv().AddSequence(2).ok());
+  ASSERT_TRUE(backend->kv().AddSequence(3).ok());
+  ASSERT_TRUE(backend->kv().AddSequence(4).ok());
+  std::vector<SequenceStep> batch = {{2, b, false}, {3, a, true}, {4, c, false}};
+  std::vector<float> mixed;
+  ASSERT_TRUE(backend->Forward(batch, &mixed).ok());
+  ASSERT_EQ(mixed.size(), static_cast<size_t>(V) * (1 + a.size() + 1));
+  // Rows: b's last, then every row of a, then c's last. Bitwise equal.
+  for (size_t i = 0; i < alone.size(); ++i) ASSERT_EQ(alone[i], mixed[V + i]) << "element " << i;
+
+  // And a decode step of `a` batched with others equals a decode step alone.
+  const int32_t next = 7;
+  std::vector<float> d1, d2;
+  SequenceStep s1{1, {&next, 1}, false};
+  ASSERT_TRUE(backend->Forward({&s1, 1}, &d1).ok());
+  std::vector<SequenceStep> batch2 = {{4, {&next, 1}, false}, {3, {&next, 1}, false}, {2, {&next, 1}, false}};
+  ASSERT_TRUE(backend->Forward(batch2, &d2).ok());
+  for (int i = 0; i < V; ++i) ASSERT_EQ(d1[i], d2[V + i]);
+}
+
+TEST_F(CpuBackendTest, RejectsBadStepsWithoutChangingState) {
+  auto backend = MakeBackend(*model_->file, /*max_seqs=*/2);
+  std::vector<float> logits;
+  const int32_t ok_tok = 1, bad_tok = 100000;
+  SequenceStep unknown{42, {&ok_tok, 1}, false};
+  EXPECT_EQ(backend->Forward({&unknown, 1}, &logits).code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(backend->kv().AddSequence(1).ok());
+  SequenceStep bad{1, {&bad_tok, 1}, false};
+  auto s = backend->Forward({&bad, 1}, &logits);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("outside the vocabulary"), std::string::npos) << s;
+  SequenceStep empty{1, {}, false};
+  EXPECT_EQ(backend->Forward({&empty, 1}, &logits).code(), absl::StatusCode::kInvalidArgument);
+  std::vector<SequenceStep> twice = {{1, {&ok_tok, 1}, false}, {1, {&ok_tok, 1}, false}};
+  EXPECT_EQ(backend->Forward(twice, &logits).code(), absl::StatusCode::kInvalidArgument);
+  std::vector<int32_t> too_long(513, 1);
+  SequenceStep over{1, too_long, false};
+  EXPECT_EQ(backend->Forward({&over, 1}, &logits).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(backend->kv().Length(1), 0);
+  ASSERT_TRUE(backend->kv().AddSequence(2).ok());
+  EXPECT_EQ(backend->kv().AddSequence(3).code(), absl::StatusCode::kResourceExhausted);
+}
+
+TEST(CpuBackendTypes, EveryDenseTypeMatchesTheReference) {
+  for (auto type : {gguf::GgmlType::kF32, gguf::GgmlType::kF16, gguf::GgmlType::kBF16, gguf::GgmlType::kQ8_0}) {
+    const std::string path = WriteTestModel(absl::StrCat("types", static_cast<int>(type)), [&](tools::RandomModelSpec& s) {
+      s.dense_type = type;
+      s.small_type = type == gguf::GgmlType::kQ8_0 ? gguf::GgmlType::kF32 : type;
+      s.expert_type = type == gguf::GgmlType::kQ8_0 ? gguf::GgmlType::kMXFP4 : type;
+    });
+    auto m = LoadModel(path);
+    ASSERT_NE(m, nullptr);
+    auto backend = MakeBackend(*m->file);
+    ASSERT_NE(backend, nullptr);
+    const auto tokens = RandomTokens(12, backend->config().vocab_size, 8);
+    ASSERT_TRUE(backend->kv().AddSequence(1).ok());
+    std::vector<float> logits;
+    SequenceStep step{1, tokens, true};
+    ASSERT_TRUE(backend->Forward({&step, 1}, &logits).ok());
+    const auto ref = ReferenceLogits(*m->file, backend->config(), tokens);
+    for (size_t t = 0; t < tokens.size(); ++t) {
+      EXPECT_LT(RelErr(&logits[t * backend->config().vocab_size], ref[t]), 1e-5)
+          << "type " << gguf::GgmlTypeName(static_cast<uint32_t>(type)) << " position " << t;
+    }
+    std::remove(path.c_str());
+  }
+}
+
+TEST(CpuBackendLoad, RejectsOtherArchitecturesAndMissingTensors) {
+  gguf::GgufWriter w;
+  w.SetString("general.architecture", "llama");
+  const std::string path = TempPath("llama");
+  ASSERT_TRUE(w.Begin(path).ok());
+  ASSERT_TRUE(w.Finish().ok());
+  auto m = LoadModel(path);
+  ASSERT_NE(m, nullptr);
+  auto b = CpuBackend::Create(*m->file, {});
+  ASSERT_FALSE(b.ok());
+  EXPECT_NE(b.status().message().find("unsupported model architecture 'llama'"), std::string::npos) << b.status();
+  std::remove(path.c_str());
+}
+
+}  // namespace
+}  // namespace ossgate::testing

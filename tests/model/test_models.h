@@ -1,0 +1,66 @@
+// Helpers that write small random gpt-oss models for tests and load them.
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <fstream>
+#include <iterator>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "inference_worker/gguf/gguf.h"
+#include "tools/make_model/random_model.h"
+
+namespace ossgate::testing {
+
+// A vocabulary of n placeholder tokens: enough for forward-pass tests, which
+// never tokenize text.
+inline text::VocabSpec PlaceholderVocab(int n) {
+  text::VocabSpec v;
+  for (int i = 0; i < n; ++i) {
+    v.tokens.push_back(absl::StrCat("<tok", i, ">"));
+    v.token_types.push_back(1);
+  }
+  return v;
+}
+
+// The file bytes and the parsed view over them (which points into bytes).
+struct LoadedModel {
+  std::vector<uint8_t> bytes;
+  std::unique_ptr<gguf::GgufFile> file;
+};
+
+inline std::unique_ptr<LoadedModel> LoadModel(const std::string& path) {
+  auto m = std::make_unique<LoadedModel>();
+  std::ifstream in(path, std::ios::binary);
+  m->bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  auto parsed = gguf::GgufFile::Parse(m->bytes);
+  EXPECT_TRUE(parsed.ok()) << parsed.status();
+  if (!parsed.ok()) return nullptr;
+  m->file = std::make_unique<gguf::GgufFile>(*std::move(parsed));
+  return m;
+}
+
+inline std::string TempPath(const std::string& name) {
+  const char* dir = std::getenv("TEST_TMPDIR");
+  return absl::StrCat(dir ? dir : "/tmp", "/ossgate_", name, "_", ::getpid(), ".gguf");
+}
+
+// Writes a random model of the "tiny" preset with overrides applied by `tweak`.
+template <typename Tweak>
+std::string WriteTestModel(const std::string& name, Tweak tweak, int vocab = 96, uint64_t seed = 7) {
+  tools::RandomModelSpec spec;
+  EXPECT_TRUE(tools::ApplyPreset("tiny", &spec.config).ok());
+  spec.seed = seed;
+  spec.threads = 2;
+  tweak(spec);
+  const std::string path = TempPath(name);
+  const absl::Status s = tools::WriteRandomModel(spec, PlaceholderVocab(vocab), path);
+  EXPECT_TRUE(s.ok()) << s;
+  return path;
+}
+
+}  // namespace ossgate::testing
