@@ -113,9 +113,13 @@ int64_t RowBytes(GgmlType type, int64_t n);
 // Decodes n elements (n a multiple of the block size) of a row into dst.
 void DequantizeRow(GgmlType type, const void* src, float* dst, int64_t n);
 
-// Quantizes n floats into `type` (n a multiple of the block size). For MXFP4
-// the exponent is chosen as ggml does (floor(log2(amax)) - 2 + 127) and each
-// value rounds to the nearest table entry; Q8_0 uses d = amax / 127.
+// Quantizes n floats into `type` (n a multiple of the block size). amax is
+// the largest |x| over a block's finite elements. MXFP4: e = floor(log2(amax))
+// - 2 + 127 as ggml picks it (floor taken exactly; clamped to 0..254; 0 for an
+// all-zero block), each value rounds to the nearest E2M1 value times
+// 2^(e-127), ties toward the smaller magnitude as in ggml, beyond the largest
+// value it saturates. Q8_0: d = amax / 127 (stored as fp16), q = round(x / d)
+// clamped to +-127. Infinities saturate, NaN encodes as 0.
 void QuantizeRow(GgmlType type, const float* src, void* dst, int64_t n);
 
 }  // namespace ossgate::gguf

@@ -80,8 +80,11 @@ struct ReaderLimits {
   uint64_t max_kv = 1u << 16;
   uint64_t max_string_bytes = 1u << 20;       // one string
   uint64_t max_array_elements = 1u << 24;     // one array
-  uint64_t max_key_bytes = 1u << 16;          // one key
-  uint64_t max_metadata_bytes = 1ull << 31;   // all decoded strings together
+  uint64_t max_key_bytes = 1u << 16;          // one key (and the length field of a tensor name)
+  // Everything the metadata decodes into, together: key bytes, string bytes
+  // and the storage of every array (8 bytes per number, sizeof(std::string)
+  // per string element), charged before it is allocated.
+  uint64_t max_metadata_bytes = 1ull << 31;
 };
 
 // A parsed GGUF file. It does not own the bytes: every TensorInfo::data points
@@ -105,7 +108,9 @@ class GgufFile {
   const TensorInfo* FindTensor(absl::string_view name) const;
 
   // Typed getters: NotFound when absent, InvalidArgument when the stored type
-  // does not fit (a uint32 getter accepts any integer type whose value fits).
+  // does not fit. GetUint accepts any integer type (not bool) with a value >= 0;
+  // GetFloat any float or integer type; GetIntArray arrays of any integer
+  // element type (not bool; uint64 elements above INT64_MAX stay bit-cast).
   absl::StatusOr<std::string> GetString(absl::string_view key) const;
   absl::StatusOr<uint64_t> GetUint(absl::string_view key) const;
   absl::StatusOr<double> GetFloat(absl::string_view key) const;  // any float or integer type
@@ -128,8 +133,15 @@ class GgufFile {
 // write each tensor's bytes in the order the infos were added (in as many
 // WriteTensorData calls as convenient), then Finish(). Tensor data never has
 // to be in memory all at once, so a 12 GB file streams through a small buffer.
+// Setting a key that is already set replaces its value (keys stay in the order
+// they were first set). Everything the writer accepts, GgufFile::Parse accepts
+// (sizes beyond the default ReaderLimits aside).
+// Not thread-safe.
 class GgufWriter {
  public:
+  // `alignment` must be a power of two in [8, 65536] (what the reader
+  // accepts); otherwise AddTensor and Begin return InvalidArgument. Anything
+  // other than 32 is recorded as general.alignment.
   explicit GgufWriter(uint64_t alignment = 32) : alignment_(alignment) {}
 
   void SetUint32(std::string key, uint32_t v);
@@ -141,12 +153,21 @@ class GgufWriter {
   void SetStringArray(std::string key, std::vector<std::string> v);
   void SetInt32Array(std::string key, std::vector<int32_t> v);
   void SetFloat32Array(std::string key, std::vector<float> v);
+  // Sets any value in the form GgufFile::Parse returns it (scalar of any type
+  // or array of any non-array element type), e.g. to copy metadata between
+  // files. InvalidArgument when an integer or float does not fit its declared
+  // type, a bool is not 0/1, the element type is kArray, or (for an array) a
+  // vector other than the one for its element type is non-empty.
+  absl::Status SetValue(std::string key, const MetadataValue& value);
 
   // Declares a tensor; ne[0] is contiguous and must be a multiple of the
-  // type's block size. Returns its byte size.
+  // type's block size. The name must be 1..63 bytes and unique. Returns its
+  // byte size.
   absl::StatusOr<uint64_t> AddTensor(std::string name, GgmlType type, std::vector<int64_t> ne);
 
-  // Opens `path` and writes the header and tensor infos.
+  // Opens `path` and writes the header and tensor infos. InvalidArgument for
+  // a bad alignment, an empty key, or a general.alignment key that is not the
+  // uint32 alignment given to the constructor.
   absl::Status Begin(const std::string& path);
   // Appends bytes of the current tensor; moves to the next tensor when full.
   absl::Status WriteTensorData(std::span<const uint8_t> bytes);
@@ -163,6 +184,8 @@ class GgufWriter {
     uint64_t nbytes;
     uint64_t offset;
   };
+  void SetEncoded(std::string key, std::vector<uint8_t> value);
+  absl::Status CheckAlignment() const;
   absl::Status WriteRaw(const void* p, size_t n);
   absl::Status PadTo(uint64_t multiple);
 

@@ -235,9 +235,9 @@ absl::Status CpuBackend::Forward(std::span<const SequenceStep> steps, std::vecto
   std::vector<int64_t> out_rows;
   for (size_t i = 0; i < steps.size(); ++i) {
     const int64_t n = static_cast<int64_t>(steps[i].tokens.size());
-    if (steps[i].all_logits) {
+    if (steps[i].logits == Logits::kAll) {
       for (int64_t j = 0; j < n; ++j) out_rows.push_back(step_first[i] + j);
-    } else {
+    } else if (steps[i].logits == Logits::kLast) {
       out_rows.push_back(step_first[i] + n - 1);
     }
   }

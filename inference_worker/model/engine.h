@@ -22,11 +22,18 @@
 
 namespace ossgate::model {
 
+// Which logits a step returns for a sequence.
+enum class Logits {
+  kLast,  // the last new token's (to sample the next token)
+  kAll,   // every new token's (scoring, tests)
+  kNone,  // none (a prompt chunk that is not the last)
+};
+
 // One sequence's part of a batched step.
 struct SequenceStep {
   SeqId seq = 0;
   std::span<const int32_t> tokens;  // new tokens (prefill chunk or one decode token); not empty
-  bool all_logits = false;          // logits for every new token, else only for the last
+  Logits logits = Logits::kLast;
 };
 
 class Backend {
@@ -45,7 +52,7 @@ class Backend {
   // Runs every step as one batch. Each sequence must already be registered
   // with kv().AddSequence, must have room for its new tokens (kv().Reserve is
   // called by Forward) and may appear only once. `logits` is resized to
-  // sum(all_logits ? n_tokens : 1) * vocab floats, rows in step order.
+  // (rows requested by the steps) * vocab floats, rows in step order.
   // On error no sequence's state changes.
   virtual absl::Status Forward(std::span<const SequenceStep> steps, std::vector<float>* logits) = 0;
 };

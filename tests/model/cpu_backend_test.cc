@@ -68,7 +68,7 @@ TEST_F(CpuBackendTest, PrefillMatchesFloat64ReferenceAtEveryPosition) {
   const auto tokens = RandomTokens(40, c.vocab_size, 1);
   ASSERT_TRUE(backend->kv().AddSequence(1).ok());
   std::vector<float> logits;
-  SequenceStep step{1, tokens, /*all_logits=*/true};
+  SequenceStep step{1, tokens, model::Logits::kAll};
   ASSERT_TRUE(backend->Forward({&step, 1}, &logits).ok());
   const auto ref = ReferenceLogits(*model_->file, c, tokens);
   for (size_t t = 0; t < tokens.size(); ++t) {
@@ -84,7 +84,7 @@ TEST_F(CpuBackendTest, ChunkedPrefillAndDecodeMatchOneShotPrefill) {
   const auto tokens = RandomTokens(37, V, 2);
   std::vector<float> full;
   ASSERT_TRUE(backend->kv().AddSequence(1).ok());
-  SequenceStep all{1, tokens, true};
+  SequenceStep all{1, tokens, model::Logits::kAll};
   ASSERT_TRUE(backend->Forward({&all, 1}, &full).ok());
 
   // Chunks of 5 (shorter than the ring) then 13 (longer than the window of 8),
@@ -94,7 +94,7 @@ TEST_F(CpuBackendTest, ChunkedPrefillAndDecodeMatchOneShotPrefill) {
   size_t pos = 0;
   for (size_t chunk : {5u, 13u, 1u, 1u, 1u, 16u}) {
     std::span<const int32_t> part(tokens.data() + pos, chunk);
-    SequenceStep s{2, part, true};
+    SequenceStep s{2, part, model::Logits::kAll};
     std::vector<float> out;
     ASSERT_TRUE(backend->Forward({&s, 1}, &out).ok());
     got.insert(got.end(), out.begin(), out.end());
@@ -114,13 +114,13 @@ TEST_F(CpuBackendTest, OutputIsIndependentOfTheRestOfTheBatch) {
   const auto a = RandomTokens(21, V, 3), b = RandomTokens(9, V, 4), c = RandomTokens(30, V, 5);
   std::vector<float> alone;
   ASSERT_TRUE(backend->kv().AddSequence(1).ok());
-  SequenceStep sa{1, a, true};
+  SequenceStep sa{1, a, model::Logits::kAll};
   ASSERT_TRUE(backend->Forward({&sa, 1}, &alone).ok());
 
   ASSERT_TRUE(backend->kv().AddSequence(2).ok());
   ASSERT_TRUE(backend->kv().AddSequence(3).ok());
   ASSERT_TRUE(backend->kv().AddSequence(4).ok());
-  std::vector<SequenceStep> batch = {{2, b, false}, {3, a, true}, {4, c, false}};
+  std::vector<SequenceStep> batch = {{2, b, model::Logits::kLast}, {3, a, model::Logits::kAll}, {4, c, model::Logits::kLast}};
   std::vector<float> mixed;
   ASSERT_TRUE(backend->Forward(batch, &mixed).ok());
   ASSERT_EQ(mixed.size(), static_cast<size_t>(V) * (1 + a.size() + 1));
@@ -130,9 +130,9 @@ TEST_F(CpuBackendTest, OutputIsIndependentOfTheRestOfTheBatch) {
   // And a decode step of `a` batched with others equals a decode step alone.
   const int32_t next = 7;
   std::vector<float> d1, d2;
-  SequenceStep s1{1, {&next, 1}, false};
+  SequenceStep s1{1, {&next, 1}, model::Logits::kLast};
   ASSERT_TRUE(backend->Forward({&s1, 1}, &d1).ok());
-  std::vector<SequenceStep> batch2 = {{4, {&next, 1}, false}, {3, {&next, 1}, false}, {2, {&next, 1}, false}};
+  std::vector<SequenceStep> batch2 = {{4, {&next, 1}, model::Logits::kLast}, {3, {&next, 1}, model::Logits::kLast}, {2, {&next, 1}, model::Logits::kNone}};
   ASSERT_TRUE(backend->Forward(batch2, &d2).ok());
   for (int i = 0; i < V; ++i) ASSERT_EQ(d1[i], d2[V + i]);
 }
@@ -141,19 +141,19 @@ TEST_F(CpuBackendTest, RejectsBadStepsWithoutChangingState) {
   auto backend = MakeBackend(*model_->file, /*max_seqs=*/2);
   std::vector<float> logits;
   const int32_t ok_tok = 1, bad_tok = 100000;
-  SequenceStep unknown{42, {&ok_tok, 1}, false};
+  SequenceStep unknown{42, {&ok_tok, 1}, model::Logits::kLast};
   EXPECT_EQ(backend->Forward({&unknown, 1}, &logits).code(), absl::StatusCode::kNotFound);
   ASSERT_TRUE(backend->kv().AddSequence(1).ok());
-  SequenceStep bad{1, {&bad_tok, 1}, false};
+  SequenceStep bad{1, {&bad_tok, 1}, model::Logits::kLast};
   auto s = backend->Forward({&bad, 1}, &logits);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(s.message().find("outside the vocabulary"), std::string::npos) << s;
-  SequenceStep empty{1, {}, false};
+  SequenceStep empty{1, {}, model::Logits::kLast};
   EXPECT_EQ(backend->Forward({&empty, 1}, &logits).code(), absl::StatusCode::kInvalidArgument);
-  std::vector<SequenceStep> twice = {{1, {&ok_tok, 1}, false}, {1, {&ok_tok, 1}, false}};
+  std::vector<SequenceStep> twice = {{1, {&ok_tok, 1}, model::Logits::kLast}, {1, {&ok_tok, 1}, model::Logits::kLast}};
   EXPECT_EQ(backend->Forward(twice, &logits).code(), absl::StatusCode::kInvalidArgument);
   std::vector<int32_t> too_long(513, 1);
-  SequenceStep over{1, too_long, false};
+  SequenceStep over{1, too_long, model::Logits::kLast};
   EXPECT_EQ(backend->Forward({&over, 1}, &logits).code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(backend->kv().Length(1), 0);
   ASSERT_TRUE(backend->kv().AddSequence(2).ok());
@@ -174,7 +174,7 @@ TEST(CpuBackendTypes, EveryDenseTypeMatchesTheReference) {
     const auto tokens = RandomTokens(12, backend->config().vocab_size, 8);
     ASSERT_TRUE(backend->kv().AddSequence(1).ok());
     std::vector<float> logits;
-    SequenceStep step{1, tokens, true};
+    SequenceStep step{1, tokens, model::Logits::kAll};
     ASSERT_TRUE(backend->Forward({&step, 1}, &logits).ok());
     const auto ref = ReferenceLogits(*m->file, backend->config(), tokens);
     for (size_t t = 0; t < tokens.size(); ++t) {

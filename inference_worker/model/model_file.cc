@@ -1,0 +1,105 @@
+#include "inference_worker/model/model_file.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "openssl/evp.h"
+
+namespace ossgate::model {
+
+namespace {
+
+struct FdCloser {
+  int fd;
+  ~FdCloser() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+struct MdCtxDeleter {
+  void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
+};
+
+}  // namespace
+
+absl::StatusOr<ModelBytes> ReadModelFile(const std::string& path, uint64_t max_bytes,
+                                         const std::function<void(const ReadProgress&)>& progress) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  if (fd < 0) {
+    const int err = errno;
+    if (err == ELOOP) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("model file '", path, "' is a symbolic link; pass the real file path (links are refused so the "
+                                             "verified file is the one loaded)"));
+    }
+    return absl::NotFoundError(absl::StrCat("cannot open model file '", path, "': ", std::strerror(err)));
+  }
+  FdCloser closer{fd};
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return absl::InternalError(absl::StrCat("fstat '", path, "': ", std::strerror(errno)));
+  if (!S_ISREG(st.st_mode)) {
+    return absl::InvalidArgumentError(absl::StrCat("model path '", path, "' is not a regular file"));
+  }
+  const uint64_t size = static_cast<uint64_t>(st.st_size);
+  if (size > max_bytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("model file '", path, "' is ", size, " bytes, over the limit of ", max_bytes));
+  }
+  // Clear O_NONBLOCK (used only so opening a FIFO cannot hang).
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+
+  ModelBytes m;
+  m.path_ = path;
+  m.size_ = size;
+  m.data_.reset(new (std::nothrow) uint8_t[size > 0 ? size : 1]);
+  if (!m.data_) return absl::ResourceExhaustedError(absl::StrCat("cannot allocate ", size, " bytes for '", path, "'"));
+  std::unique_ptr<EVP_MD_CTX, MdCtxDeleter> ctx(EVP_MD_CTX_new());
+  if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1) return absl::InternalError("SHA-256 init failed");
+
+  const auto t0 = std::chrono::steady_clock::now();
+  constexpr uint64_t kChunk = 16 << 20;
+  constexpr uint64_t kReportEvery = 256 << 20;
+  uint64_t done = 0, next_report = kReportEvery;
+  while (done < size) {
+    const size_t want = static_cast<size_t>(std::min(kChunk, size - done));
+    const ssize_t got = ::read(fd, m.data_.get() + done, want);
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      return absl::InternalError(absl::StrCat("read '", path, "' at byte ", done, ": ", std::strerror(errno)));
+    }
+    if (got == 0) {
+      return absl::DataLossError(absl::StrCat("model file '", path, "' shrank while being read (", done, " of ", size,
+                                              " bytes); it is being modified"));
+    }
+    EVP_DigestUpdate(ctx.get(), m.data_.get() + done, static_cast<size_t>(got));
+    done += static_cast<uint64_t>(got);
+    if (progress && (done >= next_report || done == size)) {
+      progress({done, size, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()});
+      next_report = done + kReportEvery;
+    }
+  }
+  // A file that grew while we read it is also being modified.
+  uint8_t extra;
+  if (::read(fd, &extra, 1) > 0) {
+    return absl::DataLossError(absl::StrCat("model file '", path, "' grew while being read; it is being modified"));
+  }
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int md_len = 0;
+  if (EVP_DigestFinal_ex(ctx.get(), md, &md_len) != 1) return absl::InternalError("SHA-256 final failed");
+  static const char kHex[] = "0123456789abcdef";
+  m.sha256_.reserve(64);
+  for (unsigned i = 0; i < md_len; ++i) {
+    m.sha256_ += kHex[md[i] >> 4];
+    m.sha256_ += kHex[md[i] & 15];
+  }
+  if (progress && size == 0) progress({0, 0, 0});
+  return m;
+}
+
+}  // namespace ossgate::model

@@ -1,0 +1,565 @@
+// ggml element formats against float64 references written here from the spec
+// text (docs/gpt-oss-spec.md §1-§2), not from ggml_types.{h,cc}.
+#include "inference_worker/gguf/ggml_types.h"
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <cstdint>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace ossgate::gguf {
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+constexpr double kFloatMax = std::numeric_limits<float>::max();
+constexpr float kFloatMaxF = std::numeric_limits<float>::max();
+
+// --- float64 references ---------------------------------------------------------
+
+// IEEE binary16: 1 sign, 5 exponent (bias 15), 10 mantissa bits.
+double RefHalf(uint16_t h) {
+  const double sign = (h & 0x8000) ? -1.0 : 1.0;
+  const int e = (h >> 10) & 0x1F;
+  const int m = h & 0x3FF;
+  if (e == 0) return sign * std::ldexp(m, -24);  // subnormal: m * 2^-14 / 1024
+  if (e == 31) return m ? std::numeric_limits<double>::quiet_NaN() : sign * kInf;
+  return sign * std::ldexp(1024 + m, e - 15 - 10);
+}
+
+// bfloat16: 1 sign, 8 exponent (bias 127), 7 mantissa bits.
+double RefBf16(uint16_t b) {
+  const double sign = (b & 0x8000) ? -1.0 : 1.0;
+  const int e = (b >> 7) & 0xFF;
+  const int m = b & 0x7F;
+  if (e == 0) return sign * std::ldexp(m, -126 - 7);
+  if (e == 255) return m ? std::numeric_limits<double>::quiet_NaN() : sign * kInf;
+  return sign * std::ldexp(128 + m, e - 127 - 7);
+}
+
+// Magnitude of a non-negative pattern for rounding purposes: the infinity
+// pattern counts as the next power of two (IEEE rounds as if the exponent
+// range were unbounded, then overflows to infinity).
+double RoundingValue(uint16_t pattern, uint16_t inf_pattern, double (*decode)(uint16_t), double overflow) {
+  return pattern == inf_pattern ? overflow : decode(pattern);
+}
+
+// Round-to-nearest-even of |x| onto the non-negative patterns [0, inf_pattern],
+// by search over the (monotone) patterns.
+uint16_t RefRoundMagnitude(double a, uint16_t inf_pattern, double (*decode)(uint16_t), double overflow) {
+  uint16_t lo = 0, hi = inf_pattern;  // invariant: value(lo) <= a < value(hi) once a < overflow
+  if (a >= overflow) return inf_pattern;
+  while (hi - lo > 1) {
+    const uint16_t mid = static_cast<uint16_t>((lo + hi) / 2);
+    if (RoundingValue(mid, inf_pattern, decode, overflow) <= a) {
+      lo = mid;
+    } else {
+      hi = mid;
+    }
+  }
+  const double below = a - RoundingValue(lo, inf_pattern, decode, overflow);
+  const double above = RoundingValue(hi, inf_pattern, decode, overflow) - a;
+  if (below < above) return lo;
+  if (above < below) return hi;
+  return (lo & 1) == 0 ? lo : hi;  // tie: even mantissa
+}
+
+uint16_t RefFloatToHalf(float f) {
+  const uint16_t sign = std::signbit(f) ? 0x8000 : 0;
+  return static_cast<uint16_t>(sign | RefRoundMagnitude(std::fabs(static_cast<double>(f)), 0x7C00, RefHalf, 65536.0));
+}
+
+uint16_t RefFloatToBf16(float f) {
+  const uint16_t sign = std::signbit(f) ? 0x8000 : 0;
+  return static_cast<uint16_t>(sign |
+                               RefRoundMagnitude(std::fabs(static_cast<double>(f)), 0x7F80, RefBf16, std::ldexp(1.0, 128)));
+}
+
+// E2M1 (spec §2.1): bit 3 sign, bits 2..1 exponent, bit 0 mantissa.
+double RefE2M1(int code) {
+  const int e = (code >> 1) & 3, m = code & 1;
+  const double mag = e == 0 ? 0.5 * m : std::ldexp(1.0 + 0.5 * m, e - 1);
+  return (code & 8) ? -mag : mag;
+}
+
+// Spec text for one ggml MXFP4 block: low nibble of byte j is element j,
+// high nibble element j + 16; value = E2M1(code) * 2^(e - 127).
+std::vector<double> RefDecodeMxfp4(const uint8_t block[17]) {
+  std::vector<double> out(32);
+  const double scale = std::ldexp(1.0, block[0] - 127);
+  for (int j = 0; j < 16; ++j) {
+    out[j] = RefE2M1(block[1 + j] & 0x0F) * scale;
+    out[j + 16] = RefE2M1(block[1 + j] >> 4) * scale;
+  }
+  return out;
+}
+
+// A float result equals a float64 reference: exactly, or as infinity when the
+// reference lies beyond float's range.
+::testing::AssertionResult FloatMatches(float got, double want) {
+  if (std::fabs(want) > kFloatMax) {
+    if (std::isinf(got) && std::signbit(got) == std::signbit(want)) return ::testing::AssertionSuccess();
+  } else if (static_cast<double>(got) == want) {
+    return ::testing::AssertionSuccess();
+  }
+  return ::testing::AssertionFailure() << "got " << got << ", want " << want;
+}
+
+std::vector<float> RandomFloats(std::mt19937& rng, size_t n) {
+  std::vector<float> v;
+  std::uniform_int_distribution<uint32_t> bits;
+  while (v.size() < n) {
+    const float f = std::bit_cast<float>(bits(rng));
+    if (!std::isnan(f)) v.push_back(f);
+  }
+  return v;
+}
+
+// --- Self-checks of the references against hand-computed values --------------
+
+TEST(ReferenceSelfCheck, HandValues) {
+  EXPECT_EQ(RefHalf(0x3C00), 1.0);
+  EXPECT_EQ(RefHalf(0x7BFF), 65504.0);
+  EXPECT_EQ(RefHalf(0x0001), std::ldexp(1.0, -24));
+  EXPECT_EQ(RefHalf(0x0400), std::ldexp(1.0, -14));
+  EXPECT_EQ(RefHalf(0xC000), -2.0);
+  EXPECT_EQ(RefBf16(0x3F80), 1.0);
+  EXPECT_EQ(RefBf16(0x0001), std::ldexp(1.0, -133));
+  EXPECT_EQ(RefFloatToHalf(65519.0f), 0x7BFF);
+  EXPECT_EQ(RefFloatToHalf(65520.0f), 0x7C00);
+  EXPECT_EQ(RefFloatToHalf(1.0f + std::ldexp(1.0f, -11)), 0x3C00);  // tie to even
+  EXPECT_EQ(RefFloatToHalf(1.0f + 3 * std::ldexp(1.0f, -11)), 0x3C02);  // tie to even (up)
+  const double e2m1[8] = {0, 0.5, 1, 1.5, 2, 3, 4, 6};
+  for (int c = 0; c < 8; ++c) {
+    EXPECT_EQ(RefE2M1(c), e2m1[c]);
+    EXPECT_EQ(RefE2M1(c + 8), -e2m1[c]);
+  }
+}
+
+// --- fp16 ------------------------------------------------------------------------
+
+TEST(Fp16Test, ToFloatMatchesReferenceForAll65536Values) {
+  for (uint32_t h = 0; h < 65536; ++h) {
+    const float got = Fp16ToFloat(static_cast<uint16_t>(h));
+    const double want = RefHalf(static_cast<uint16_t>(h));
+    if (std::isnan(want)) {
+      // NaN keeps its sign and payload (mantissa shifted into the top of float's).
+      const uint32_t expect_bits = ((h & 0x8000u) << 16) | 0x7F800000u | ((h & 0x3FFu) << 13);
+      ASSERT_EQ(std::bit_cast<uint32_t>(got), expect_bits) << std::hex << h;
+    } else {
+      ASSERT_EQ(static_cast<double>(got), want) << std::hex << h;
+      ASSERT_EQ(std::signbit(got), (h & 0x8000) != 0) << std::hex << h;
+    }
+  }
+}
+
+TEST(Fp16Test, FromFloatRoundsToNearestEvenIncludingSubnormalsAndOverflow) {
+  std::vector<float> inputs;
+  for (uint32_t h = 0; h < 0x7C00; ++h) {  // every finite half, the midpoint above it and its neighbours
+    const float v = static_cast<float>(RefHalf(static_cast<uint16_t>(h)));
+    const float next = h + 1 == 0x7C00 ? 65536.0f : static_cast<float>(RefHalf(static_cast<uint16_t>(h + 1)));
+    const float mid = static_cast<float>((static_cast<double>(v) + next) / 2);  // exact: 12 significant bits
+    for (float x : {v, mid, std::nextafter(mid, 0.0f), std::nextafter(mid, kFloatMaxF), std::nextafter(v, 0.0f)}) {
+      inputs.push_back(x);
+      inputs.push_back(-x);
+    }
+  }
+  for (float x : {0.0f, -0.0f, 1e-30f, std::numeric_limits<float>::denorm_min(), std::ldexp(1.0f, -25),
+                  std::nextafter(std::ldexp(1.0f, -25), 1.0f), 65504.0f, 65519.996f, 65520.0f, 1e10f, kFloatMaxF,
+                  std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity()}) {
+    inputs.push_back(x);
+  }
+  std::mt19937 rng(1);
+  for (float x : RandomFloats(rng, 200000)) inputs.push_back(x);
+
+  for (float x : inputs) {
+    ASSERT_EQ(FloatToFp16(x), RefFloatToHalf(x)) << std::hexfloat << x;
+  }
+}
+
+TEST(Fp16Test, FromFloatKeepsNaNQuietAndSigned) {
+  for (uint32_t bits : {0x7FC00000u, 0x7F800001u, 0xFFC00000u, 0xFFFFFFFFu, 0x7F802000u}) {
+    const uint16_t h = FloatToFp16(std::bit_cast<float>(bits));
+    EXPECT_EQ(h & 0x7C00, 0x7C00) << std::hex << bits;
+    EXPECT_NE(h & 0x03FF, 0) << "must stay NaN, not become infinity: " << std::hex << bits;
+    EXPECT_NE(h & 0x0200, 0) << "quiet bit: " << std::hex << bits;
+    EXPECT_EQ((h & 0x8000) != 0, (bits >> 31) != 0);
+  }
+}
+
+TEST(Fp16Test, RoundTripIsIdentityForEveryNonNaNHalf) {
+  for (uint32_t h = 0; h < 65536; ++h) {
+    if (std::isnan(RefHalf(static_cast<uint16_t>(h)))) continue;
+    ASSERT_EQ(FloatToFp16(Fp16ToFloat(static_cast<uint16_t>(h))), h) << std::hex << h;
+  }
+}
+
+// --- bf16 --------------------------------------------------------------------------
+
+TEST(Bf16Test, ToFloatMatchesReferenceForAll65536Values) {
+  for (uint32_t b = 0; b < 65536; ++b) {
+    const float got = Bf16ToFloat(static_cast<uint16_t>(b));
+    const double want = RefBf16(static_cast<uint16_t>(b));
+    if (std::isnan(want)) {
+      ASSERT_TRUE(std::isnan(got)) << std::hex << b;
+      ASSERT_EQ(std::bit_cast<uint32_t>(got), b << 16) << std::hex << b;
+    } else {
+      ASSERT_EQ(static_cast<double>(got), want) << std::hex << b;
+      ASSERT_EQ(std::signbit(got), (b & 0x8000) != 0) << std::hex << b;
+    }
+  }
+}
+
+TEST(Bf16Test, FromFloatRoundsToNearestEven) {
+  std::vector<float> inputs;
+  for (uint32_t b = 0; b < 0x7F80; b += 1) {  // every finite bf16, midpoints and neighbours
+    const uint32_t base = b << 16;
+    for (uint32_t low : {0u, 0x7FFFu, 0x8000u, 0x8001u, 0xFFFFu}) {
+      inputs.push_back(std::bit_cast<float>(base | low));
+      inputs.push_back(std::bit_cast<float>(base | low | 0x80000000u));
+    }
+  }
+  inputs.push_back(std::numeric_limits<float>::infinity());
+  inputs.push_back(-std::numeric_limits<float>::infinity());
+  std::mt19937 rng(2);
+  for (float x : RandomFloats(rng, 200000)) inputs.push_back(x);
+  for (float x : inputs) {
+    ASSERT_EQ(FloatToBf16(x), RefFloatToBf16(x)) << std::hexfloat << x;
+  }
+  EXPECT_EQ(FloatToBf16(kFloatMaxF), 0x7F80) << "rounds up past the largest bf16 to infinity";
+}
+
+TEST(Bf16Test, FromFloatKeepsNaNQuietAndSigned) {
+  for (uint32_t bits : {0x7F800001u, 0x7FC00000u, 0xFF800001u, 0x7F80FFFFu, 0xFFFFFFFFu}) {
+    const uint16_t b = FloatToBf16(std::bit_cast<float>(bits));
+    EXPECT_TRUE(std::isnan(Bf16ToFloat(b))) << std::hex << bits;
+    EXPECT_NE(b & 0x40, 0) << "quiet bit: " << std::hex << bits;
+    EXPECT_EQ((b & 0x8000) != 0, (bits >> 31) != 0);
+  }
+}
+
+// --- Type table --------------------------------------------------------------------
+
+TEST(GgmlTypeTest, TraitsMatchTheSpecTable) {
+  struct Row {
+    uint32_t id;
+    const char* name;
+    int64_t block_elems, block_bytes;
+  };
+  for (const Row& r : {Row{0, "F32", 1, 4}, Row{1, "F16", 1, 2}, Row{8, "Q8_0", 32, 34}, Row{30, "BF16", 1, 2},
+                       Row{39, "MXFP4", 32, 17}}) {
+    const auto t = GetTypeTraits(r.id);
+    ASSERT_TRUE(t.has_value()) << r.id;
+    EXPECT_STREQ(t->name, r.name);
+    EXPECT_EQ(t->block_elems, r.block_elems);
+    EXPECT_EQ(t->block_bytes, r.block_bytes);
+    EXPECT_STREQ(GgmlTypeName(r.id), r.name);
+  }
+  for (uint32_t id : {2u, 3u, 4u, 9u, 31u, 36u, 40u, 43u, 999u, 0xFFFFFFFFu}) EXPECT_FALSE(GetTypeTraits(id)) << id;
+  EXPECT_STREQ(GgmlTypeName(2), "Q4_0");
+  EXPECT_STREQ(GgmlTypeName(12), "Q4_K");
+  EXPECT_STREQ(GgmlTypeName(35), "TQ2_0");
+  EXPECT_STREQ(GgmlTypeName(40), "NVFP4");
+  EXPECT_STREQ(GgmlTypeName(4), "unknown");   // removed Q4_2
+  EXPECT_STREQ(GgmlTypeName(33), "unknown");  // removed repacked type
+  EXPECT_STREQ(GgmlTypeName(43), "unknown");
+  EXPECT_STREQ(GgmlTypeName(0xFFFFFFFFu), "unknown");
+  // Sizes derived in spec §4.
+  EXPECT_EQ(RowBytes(GgmlType::kMXFP4, 2880), 1530);
+  EXPECT_EQ(RowBytes(GgmlType::kQ8_0, 2880), 3060);
+  EXPECT_EQ(RowBytes(GgmlType::kQ8_0, 4096), 4352);
+  EXPECT_EQ(RowBytes(GgmlType::kF32, 2880), 11520);
+  EXPECT_EQ(RowBytes(GgmlType::kBF16, 3), 6);
+}
+
+// --- Q8_0 ---------------------------------------------------------------------------
+
+TEST(Q8_0Test, DequantizeMatchesReferenceOnRandomBlocks) {
+  std::mt19937 rng(3);
+  constexpr int kBlocks = 4096;
+  std::vector<BlockQ8_0> blocks(kBlocks);
+  for (BlockQ8_0& b : blocks) {
+    uint16_t d = 0x1F << 10;
+    while (((d >> 10) & 0x1F) == 0x1F) d = static_cast<uint16_t>(rng());  // finite scales, subnormals included
+    b.d = d;
+    for (int8_t& q : b.qs) q = static_cast<int8_t>(rng());
+  }
+  blocks[0].qs[0] = -128;  // the int8 extreme is decoded as is
+  std::vector<float> out(kBlocks * 32);
+  DequantizeRow(GgmlType::kQ8_0, blocks.data(), out.data(), kBlocks * 32);
+  for (int b = 0; b < kBlocks; ++b) {
+    for (int j = 0; j < 32; ++j) {
+      ASSERT_TRUE(FloatMatches(out[b * 32 + j], RefHalf(blocks[b].d) * blocks[b].qs[j])) << b << "," << j;
+    }
+  }
+}
+
+TEST(Q8_0Test, QuantizeThenDequantizeStaysWithinHalfAStep) {
+  std::mt19937 rng(4);
+  std::normal_distribution<float> normal;
+  for (double magnitude : {1e-4, 1e-2, 1.0, 37.0, 1e3}) {
+    std::vector<float> x(32 * 64);
+    for (float& v : x) v = static_cast<float>(normal(rng) * magnitude);
+    x[5] = 0.0f;
+    std::vector<BlockQ8_0> q(64);
+    QuantizeRow(GgmlType::kQ8_0, x.data(), q.data(), static_cast<int64_t>(x.size()));
+    std::vector<float> y(x.size());
+    DequantizeRow(GgmlType::kQ8_0, q.data(), y.data(), static_cast<int64_t>(x.size()));
+    for (int b = 0; b < 64; ++b) {
+      double amax = 0;
+      for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(static_cast<double>(x[b * 32 + j])));
+      const double d = amax / 127;
+      const double dh = RefHalf(q[b].d);
+      // d rounded to fp16: half an ulp, relative 2^-11 for normal halves, 2^-25 absolute for subnormal ones.
+      ASSERT_LE(std::fabs(dh - d), std::max(d * std::ldexp(1.0, -11), std::ldexp(1.0, -25)) * 1.0001);
+      // Rounding x/d to an integer errs by at most d/2; the fp16 scale adds |q| * |dh - d|.
+      const double bound = d / 2 * 1.0001 + 127 * std::fabs(dh - d);
+      for (int j = 0; j < 32; ++j) {
+        const double xj = x[b * 32 + j];
+        ASSERT_LE(std::fabs(xj - y[b * 32 + j]), bound) << magnitude << " block " << b << " elem " << j;
+        if (std::fabs(xj) == amax) {
+          ASSERT_EQ(std::abs(q[b].qs[j]), 127);
+        }
+      }
+    }
+    EXPECT_EQ(y[5], 0.0f);
+  }
+}
+
+TEST(Q8_0Test, QuantizeHandlesZeroAndNonFiniteBlocks) {
+  std::vector<float> x(64, 0.0f);
+  x[32] = 1.0f;
+  x[33] = std::numeric_limits<float>::infinity();
+  x[34] = -std::numeric_limits<float>::infinity();
+  x[35] = std::numeric_limits<float>::quiet_NaN();
+  x[36] = -0.25f;
+  BlockQ8_0 q[2];
+  QuantizeRow(GgmlType::kQ8_0, x.data(), q, 64);
+  EXPECT_EQ(q[0].d, 0);
+  for (int8_t v : q[0].qs) EXPECT_EQ(v, 0);
+  // The finite elements set the scale; infinities saturate, NaN becomes 0.
+  EXPECT_EQ(RefHalf(q[1].d), RefHalf(RefFloatToHalf(1.0f / 127.0f)));
+  EXPECT_EQ(q[1].qs[0], 127);
+  EXPECT_EQ(q[1].qs[1], 127);
+  EXPECT_EQ(q[1].qs[2], -127);
+  EXPECT_EQ(q[1].qs[3], 0);
+  EXPECT_EQ(q[1].qs[4], -32);  // -31.75
+}
+
+// --- MXFP4 -------------------------------------------------------------------------
+
+TEST(Mxfp4Test, HalfScaleIsExactForEveryExponentByte) {
+  for (int e = 0; e < 256; ++e) {
+    ASSERT_EQ(static_cast<double>(E8m0ToFloatHalf(static_cast<uint8_t>(e))), std::ldexp(1.0, e - 128)) << e;
+  }
+}
+
+TEST(Mxfp4Test, DequantizeMatchesSpecTextForEveryExponentExcept0xFF) {
+  std::mt19937 rng(5);
+  constexpr int kBlocksPerExponent = 8;
+  std::vector<BlockMxfp4> blocks(255 * kBlocksPerExponent);
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    blocks[i].e = static_cast<uint8_t>(i / kBlocksPerExponent);
+    for (uint8_t& b : blocks[i].qs) b = static_cast<uint8_t>(rng());
+  }
+  // Make sure every code appears in both nibble positions at least once.
+  for (int j = 0; j < 16; ++j) blocks[0].qs[j] = static_cast<uint8_t>(j | ((15 - j) << 4));
+  std::vector<float> out(blocks.size() * 32);
+  DequantizeRow(GgmlType::kMXFP4, blocks.data(), out.data(), static_cast<int64_t>(out.size()));
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    uint8_t raw[17];
+    std::memcpy(raw, &blocks[i], 17);
+    const std::vector<double> want = RefDecodeMxfp4(raw);
+    for (int j = 0; j < 32; ++j) {
+      ASSERT_TRUE(FloatMatches(out[i * 32 + j], want[j])) << "e=" << int{blocks[i].e} << " elem " << j;
+    }
+  }
+}
+
+// floor(log2(a)) exactly, for finite a > 0.
+int FloorLog2(double a) {
+  int exp = 0;
+  std::frexp(a, &exp);  // a = m * 2^exp, m in [0.5, 1)
+  return exp - 1;
+}
+
+// Checks one quantized block against the spec: the shared exponent is
+// floor(log2(amax)) - 2 + 127 (clamped to the byte range), and every element is
+// a nearest value of the form E2M1 * 2^(e-127), ties toward the smaller magnitude.
+void ExpectMxfp4BlockIsNearest(const float* x, const BlockMxfp4& q, const float* y) {
+  double amax = 0;
+  for (int j = 0; j < 32; ++j) {
+    if (std::isfinite(x[j])) amax = std::max(amax, std::fabs(static_cast<double>(x[j])));
+  }
+  const int want_e = amax == 0 ? 0 : std::clamp(FloorLog2(amax) - 2 + 127, 0, 254);
+  ASSERT_EQ(int{q.e}, want_e) << "amax " << std::hexfloat << amax;
+  const double scale = std::ldexp(1.0, want_e - 127);
+  for (int j = 0; j < 32; ++j) {
+    const double xj = std::clamp(static_cast<double>(x[j]), -6 * scale, 6 * scale);  // infinities saturate
+    const double yj = y[j];
+    const double err = std::fabs(xj - yj);
+    for (int c = 0; c < 16; ++c) {
+      const double cand = RefE2M1(c) * scale;
+      const double cerr = std::fabs(xj - cand);
+      ASSERT_LE(err, cerr) << "elem " << j << " x=" << x[j] << " got " << yj << ", " << cand << " is nearer";
+      if (err == cerr) {
+        ASSERT_LE(std::fabs(yj), std::fabs(cand)) << "tie must go toward the smaller magnitude";
+      }
+    }
+  }
+}
+
+TEST(Mxfp4Test, QuantizePicksTheSpecExponentAndNearestValues) {
+  std::mt19937 rng(6);
+  std::normal_distribution<float> normal;
+  std::vector<float> x;
+  for (double magnitude : {1e-30, 1e-3, 0.1, 1.0, 3.0, 1e4, 1e30}) {
+    for (int b = 0; b < 64; ++b) {
+      for (int j = 0; j < 32; ++j) x.push_back(static_cast<float>(normal(rng) * magnitude));
+    }
+  }
+  // Hand-made blocks: amax just below a power of two (where log2f rounds up),
+  // amax exactly a power of two, every tie of the table, the largest float,
+  // tiny subnormal amax, and an all-zero block.
+  auto add_block = [&](std::vector<float> v) {
+    v.resize(32, 0.0f);
+    x.insert(x.end(), v.begin(), v.end());
+  };
+  add_block({std::nextafter(1048576.0f, 0.0f), 1.0f, -3.0f});
+  add_block({std::nextafter(2.0f, 0.0f), 0.5f});
+  add_block({16.0f, -16.0f, 3.0f});
+  // amax = 4 -> e = 127, scale 1: ties at 0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5 and their negatives.
+  add_block({4.0f, 0.25f, 0.75f, 1.25f, 1.75f, 2.5f, 3.5f, -0.25f, -0.75f, -1.25f, -1.75f, -2.5f, -3.5f, 0.1f, -0.1f});
+  add_block({7.99f, 5.0f, -5.0f, 7.0f});  // amax in [4, 8): scale 2, values beyond 6*scale saturate
+  add_block({kFloatMaxF, -kFloatMaxF, 1e38f});
+  add_block({std::numeric_limits<float>::denorm_min(), 1e-40f, -3e-39f});
+  add_block({std::ldexp(1.0f, -125), std::ldexp(1.0f, -126)});
+  add_block({});
+  const int64_t n = static_cast<int64_t>(x.size());
+  std::vector<BlockMxfp4> q(static_cast<size_t>(n / 32));
+  QuantizeRow(GgmlType::kMXFP4, x.data(), q.data(), n);
+  std::vector<float> y(x.size());
+  DequantizeRow(GgmlType::kMXFP4, q.data(), y.data(), n);
+  for (size_t b = 0; b < q.size(); ++b) {
+    SCOPED_TRACE(::testing::Message() << "block " << b);
+    ExpectMxfp4BlockIsNearest(&x[b * 32], q[b], &y[b * 32]);
+  }
+  const BlockMxfp4& below_pow2 = q[q.size() - 9];
+  EXPECT_EQ(below_pow2.e, 19 - 2 + 127) << "floor(log2(2^20 - 1/16)) is 19";
+  const BlockMxfp4& zero = q.back();
+  EXPECT_EQ(zero.e, 0);
+  for (int j = 0; j < 32; ++j) EXPECT_EQ(y[y.size() - 32 + j], 0.0f);
+}
+
+TEST(Mxfp4Test, QuantizeSaturatesInfinitiesAndZeroesNaN) {
+  std::vector<float> x(32, 0.0f);
+  x[0] = 1.0f;
+  x[1] = std::numeric_limits<float>::infinity();
+  x[2] = -std::numeric_limits<float>::infinity();
+  x[3] = std::numeric_limits<float>::quiet_NaN();
+  BlockMxfp4 q;
+  QuantizeRow(GgmlType::kMXFP4, x.data(), &q, 32);
+  float y[32];
+  DequantizeRow(GgmlType::kMXFP4, &q, y, 32);
+  EXPECT_EQ(q.e, 125) << "the finite elements set the scale";
+  EXPECT_EQ(y[0], 1.0f);
+  EXPECT_EQ(y[1], 1.5f);  // 6 * 2^(125-127)
+  EXPECT_EQ(y[2], -1.5f);
+  EXPECT_EQ(y[3], 0.0f);
+}
+
+// OpenAI checkpoint layout (spec §2.2): byte b of a block holds element 2b in
+// the low nibble and element 2b+1 in the high nibble; scale applied by ldexp.
+std::vector<double> DecodeOpenAi(const uint8_t blocks16[16], uint8_t scale) {
+  std::vector<double> out(32);
+  for (int b = 0; b < 16; ++b) {
+    out[2 * b] = std::ldexp(RefE2M1(blocks16[b] & 0x0F), scale - 127);
+    out[2 * b + 1] = std::ldexp(RefE2M1(blocks16[b] >> 4), scale - 127);
+  }
+  return out;
+}
+
+// Converter repack (spec §2.3), stated on codes: new byte j = code[j] | code[j+16] << 4.
+void RepackByCodes(const uint8_t openai[16], uint8_t ggml[16]) {
+  uint8_t code[32];
+  for (int b = 0; b < 16; ++b) {
+    code[2 * b] = openai[b] & 0x0F;
+    code[2 * b + 1] = openai[b] >> 4;
+  }
+  for (int j = 0; j < 16; ++j) ggml[j] = static_cast<uint8_t>(code[j] | (code[j + 16] << 4));
+}
+
+// The same repack as Ollama states it on bytes: a = byte j, b = byte j+8,
+// out[2j] = lo(a) | lo(b) << 4, out[2j+1] = hi(a) | hi(b) << 4.
+void RepackByBytes(const uint8_t in[16], uint8_t out[16]) {
+  for (int j = 0; j < 8; ++j) {
+    const uint8_t a = in[j], b = in[j + 8];
+    out[2 * j] = static_cast<uint8_t>((a & 0x0F) | ((b & 0x0F) << 4));
+    out[2 * j + 1] = static_cast<uint8_t>((a >> 4) | (b & 0xF0));
+  }
+}
+
+TEST(Mxfp4Test, GgmlNibbleOrderDecodesOpenAiBlocksAfterTheConverterPermutation) {
+  std::mt19937 rng(7);
+  int differs_without_repack = 0;
+  for (int trial = 0; trial < 2000; ++trial) {
+    uint8_t openai[16];
+    for (uint8_t& b : openai) b = static_cast<uint8_t>(rng());
+    const uint8_t scale = static_cast<uint8_t>(100 + rng() % 50);
+
+    BlockMxfp4 block;
+    block.e = scale;  // scale byte copied unchanged
+    RepackByCodes(openai, block.qs);
+    uint8_t by_bytes[16];
+    RepackByBytes(openai, by_bytes);
+    ASSERT_EQ(std::memcmp(block.qs, by_bytes, 16), 0) << "the two statements of the permutation disagree";
+
+    float y[32];
+    DequantizeRow(GgmlType::kMXFP4, &block, y, 32);
+    const std::vector<double> want = DecodeOpenAi(openai, scale);
+    for (int i = 0; i < 32; ++i) ASSERT_EQ(static_cast<double>(y[i]), want[i]) << "element " << i;
+
+    // Negative control: the OpenAI bytes read as ggml bytes decode differently.
+    BlockMxfp4 raw;
+    raw.e = scale;
+    std::memcpy(raw.qs, openai, 16);
+    float z[32];
+    DequantizeRow(GgmlType::kMXFP4, &raw, z, 32);
+    for (int i = 0; i < 32; ++i) {
+      if (static_cast<double>(z[i]) != want[i]) {
+        ++differs_without_repack;
+        break;
+      }
+    }
+  }
+  EXPECT_GT(differs_without_repack, 1900);
+}
+
+// --- Row conversions for the plain types -------------------------------------------
+
+TEST(PlainTypesTest, RowConversionsMatchTheScalarFunctions) {
+  std::mt19937 rng(8);
+  const std::vector<float> x = RandomFloats(rng, 1000);
+  std::vector<uint16_t> h(x.size()), b(x.size());
+  std::vector<float> f(x.size()), y(x.size());
+  QuantizeRow(GgmlType::kF16, x.data(), h.data(), 1000);
+  QuantizeRow(GgmlType::kBF16, x.data(), b.data(), 1000);
+  QuantizeRow(GgmlType::kF32, x.data(), f.data(), 1000);
+  for (size_t i = 0; i < x.size(); ++i) {
+    ASSERT_EQ(h[i], RefFloatToHalf(x[i]));
+    ASSERT_EQ(b[i], RefFloatToBf16(x[i]));
+    ASSERT_EQ(std::bit_cast<uint32_t>(f[i]), std::bit_cast<uint32_t>(x[i]));
+  }
+  DequantizeRow(GgmlType::kF16, h.data(), y.data(), 1000);
+  for (size_t i = 0; i < x.size(); ++i) ASSERT_TRUE(FloatMatches(y[i], RefHalf(h[i])));
+  DequantizeRow(GgmlType::kBF16, b.data(), y.data(), 1000);
+  for (size_t i = 0; i < x.size(); ++i) ASSERT_TRUE(FloatMatches(y[i], RefBf16(b[i])));
+}
+
+}  // namespace
+}  // namespace ossgate::gguf

@@ -1,0 +1,86 @@
+// The CPU backend against logits recorded from Hugging Face transformers'
+// GptOssForCausalLM (float32, eager) on the same weights: the independent
+// reference of the model core. Fixtures: tests/fixtures/hf_reference/, made
+// by tests/reference/hf_reference.py (see docs/testing.md to regenerate).
+#include <cmath>
+#include <fstream>
+#include <iterator>
+#include <sstream>
+
+#include "gtest/gtest.h"
+#include "inference_worker/model/cpu_backend.h"
+#include "openssl/evp.h"
+#include "tests/model/test_models.h"
+
+namespace ossgate::testing {
+namespace {
+
+std::string Sha256Hex(const std::vector<uint8_t>& bytes) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(bytes.data(), bytes.size(), md, &len, EVP_sha256(), nullptr);
+  static const char* kHex = "0123456789abcdef";
+  std::string s;
+  for (unsigned i = 0; i < len; ++i) {
+    s += kHex[md[i] >> 4];
+    s += kHex[md[i] & 15];
+  }
+  return s;
+}
+
+class HfReferenceTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(HfReferenceTest, CpuBackendMatchesTransformersAtEveryPosition) {
+  const std::string base = std::string(OSSGATE_SOURCE_DIR) + "/tests/fixtures/hf_reference/" + GetParam();
+  auto model = LoadModel(base + ".gguf");
+  ASSERT_NE(model, nullptr);
+  std::ifstream meta(base + ".tokens");
+  ASSERT_TRUE(meta.good()) << base << ".tokens";
+  std::string sha;
+  int vocab = 0, n = 0;
+  meta >> sha >> vocab >> n;
+  std::vector<int32_t> tokens(n);
+  for (int& t : tokens) meta >> t;
+  ASSERT_TRUE(meta) << "malformed " << base << ".tokens";
+  // The logits belong to exactly these weights.
+  ASSERT_EQ(Sha256Hex(model->bytes), sha) << "fixture GGUF changed; regenerate the HF logits";
+
+  std::ifstream bin(base + ".logits.bin", std::ios::binary);
+  std::vector<float> want(static_cast<size_t>(n) * vocab);
+  bin.read(reinterpret_cast<char*>(want.data()), static_cast<std::streamsize>(want.size() * sizeof(float)));
+  ASSERT_EQ(bin.gcount(), static_cast<std::streamsize>(want.size() * sizeof(float)));
+
+  model::CpuBackendOptions o;
+  o.n_threads = 2;
+  o.kv.max_sequences = 1;
+  o.max_context = n;
+  auto backend = model::CpuBackend::Create(*model->file, o);
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  ASSERT_EQ((*backend)->config().vocab_size, vocab);
+  ASSERT_TRUE((*backend)->kv().AddSequence(1).ok());
+  std::vector<float> got;
+  model::SequenceStep step{1, tokens, model::Logits::kAll};
+  ASSERT_TRUE((*backend)->Forward({&step, 1}, &got).ok());
+
+  double worst = 0;
+  for (int p = 0; p < n; ++p) {
+    const float* g = &got[static_cast<size_t>(p) * vocab];
+    const float* w = &want[static_cast<size_t>(p) * vocab];
+    double num = 0, den = 0;
+    for (int i = 0; i < vocab; ++i) {
+      num += (double(g[i]) - w[i]) * (double(g[i]) - w[i]);
+      den += double(w[i]) * w[i];
+    }
+    const double rel = std::sqrt(num / den);
+    worst = std::max(worst, rel);
+    EXPECT_LT(rel, 1e-4) << "position " << p;
+    EXPECT_EQ(std::max_element(g, g + vocab) - g, std::max_element(w, w + vocab) - w) << "argmax at position " << p;
+  }
+  RecordProperty("max_rel_err", std::to_string(worst));
+  std::printf("%s: %d positions, max relative error %.3g\n", GetParam().c_str(), n, worst);
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, HfReferenceTest, ::testing::Values("tiny", "window"));
+
+}  // namespace
+}  // namespace ossgate::testing
