@@ -34,3 +34,11 @@ if ((${#missing[@]})); then
 else
   echo "setup: all packages present"
 fi
+
+# npm packages of the provenance interop test (tests/provenance/interop: the
+# independent PASETO implementation); reinstalled only when the lock changes.
+interop="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/provenance/interop"
+if [[ ! -d "$interop/node_modules/paseto" || "$interop/package-lock.json" -nt "$interop/node_modules/.package-lock.json" ]]; then
+  echo "setup: npm ci in tests/provenance/interop"
+  npm ci --prefix "$interop" --no-audit --no-fund
+fi

@@ -1,0 +1,31 @@
+#include "provenance_service/core/default_registry.h"
+
+namespace ossgate::provenance {
+
+std::vector<RegistryChange> DefaultRegistryChanges() {
+  struct Seed {
+    const char* uri;
+    const char* description;
+  };
+  static constexpr Seed kSeeds[] = {
+      {"hf://openai/gpt-oss-20b", "OpenAI gpt-oss-20b (official repository)"},
+      {"hf://openai/gpt-oss-120b", "OpenAI gpt-oss-120b (official repository)"},
+      {"hf://Qwen/Qwen2.5-0.5B-Instruct", "Qwen2.5-0.5B-Instruct (official repository)"},
+      {"hf://Qwen/Qwen2.5-0.5B-Instruct-GGUF", "Qwen2.5-0.5B-Instruct GGUF (official, by Qwen)"},
+      {"hf://microsoft/Phi-3-mini-4k-instruct", "Microsoft Phi-3-mini 4k instruct (official repository)"},
+      {"hf://microsoft/Phi-3-mini-4k-instruct-gguf", "Microsoft Phi-3-mini 4k instruct GGUF (official, by Microsoft)"},
+      {"hf://microsoft/Phi-3-mini-128k-instruct", "Microsoft Phi-3-mini 128k instruct (official repository)"},
+      {"ossgate://bundled", "Models bundled with ossgate; only explicitly registered hashes verify"},
+  };
+  std::vector<RegistryChange> out;
+  for (const Seed& s : kSeeds) {
+    RegistryChange c;
+    c.action = ChangeAction::kAddSource;
+    c.uri = s.uri;
+    c.description = s.description;
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
+}  // namespace ossgate::provenance

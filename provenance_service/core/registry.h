@@ -1,0 +1,152 @@
+// The trusted-source registry and the verification policy.
+//
+// The registry is derived state: it is the fold of every applied
+// registry-change record of the audit log, in log order (ApplyChange), so it
+// is covered by the log's Merkle tree and rebuilt from the log at startup.
+// Policy (Evaluate) is a pure function of (registry, request).
+//
+// Thread-safety: RegistryState is a plain value. The ledger publishes
+// immutable snapshots (shared_ptr<const RegistryState>) to readers and
+// mutates a private copy.
+#ifndef OSSGATE_PROVENANCE_SERVICE_CORE_REGISTRY_H_
+#define OSSGATE_PROVENANCE_SERVICE_CORE_REGISTRY_H_
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <tuple>
+
+#include "absl/status/status.h"
+#include "provenance_service/core/model_uri.h"
+
+namespace ossgate::provenance {
+
+struct SourceEntry {
+  std::string uri;
+  std::string description;
+  bool revoked = false;
+  std::string revoke_reason;
+  uint64_t added_us = 0;
+  std::string added_by;
+  uint64_t revoked_us = 0;
+  std::string revoked_by;
+  uint64_t added_log_index = 0;
+};
+
+struct FileKey {
+  std::string source_uri;
+  std::string path;  // relative to the source; empty = any path
+  std::string sha256;
+  bool operator<(const FileKey& o) const {
+    return std::tie(source_uri, path, sha256) < std::tie(o.source_uri, o.path, o.sha256);
+  }
+  bool operator==(const FileKey& o) const = default;
+};
+
+struct FileEntry {
+  FileKey key;
+  uint64_t size = 0;
+  std::string description;
+  bool revoked = false;
+  std::string revoke_reason;
+  uint64_t added_us = 0;
+  std::string added_by;
+  uint64_t revoked_us = 0;
+  std::string revoked_by;
+  uint64_t added_log_index = 0;
+};
+
+struct RegistryState {
+  std::map<std::string, SourceEntry> sources;
+  std::map<FileKey, FileEntry> files;
+  // Number of applied changes.
+  uint64_t policy_version = 0;
+};
+
+// ---- verification ----
+
+struct VerifyRequest {
+  std::string name;
+  std::string source_uri;
+  std::string sha256;
+  uint64_t size = 0;
+  std::string worker_id;
+};
+
+enum class VerifyReason {
+  kVerified,
+  kUntrustedSource,
+  kUnknownHash,
+  kHashMismatch,
+  kSizeMismatch,
+  kRevoked,
+  kMalformedRequest,
+  kPermissionDenied,
+};
+
+// "verified", "untrusted_source", ... (the audit record reason codes).
+std::string_view VerifyReasonCode(VerifyReason r);
+std::optional<VerifyReason> VerifyReasonFromCode(std::string_view code);
+
+// INVALID_ARGUMENT naming the first bad field ("sha256: ...").
+absl::Status ValidateVerifyRequest(const VerifyRequest& request);
+
+struct Decision {
+  VerifyReason reason = VerifyReason::kUntrustedSource;
+  std::string detail;
+  std::optional<SourceEntry> source;
+  std::optional<FileEntry> file;
+  // Path of the file relative to the matched source.
+  std::string relative_path;
+};
+
+// `request` must have passed ValidateVerifyRequest. Rules (first match wins):
+//  1. upload:// and https:// URIs, and URIs no trusted source covers:
+//     kUntrustedSource.
+//  2. Any covering source revoked: kRevoked.
+//  3. Entries of covering sources with this hash and a matching path
+//     (exact relative path, or the entry's empty "any path"):
+//       any revoked -> kRevoked; any with equal size -> kVerified;
+//       otherwise -> kSizeMismatch.
+//  4. An active entry for this exact path with another hash: kHashMismatch.
+//  5. Otherwise kUnknownHash.
+Decision Evaluate(const RegistryState& state, const VerifyRequest& request);
+
+// ---- changes ----
+
+enum class ChangeAction { kAddSource, kRevokeSource, kAddFile, kRevokeFile };
+std::string_view ChangeActionName(ChangeAction a);  // "add_source", ...
+std::optional<ChangeAction> ChangeActionFromName(std::string_view name);
+
+struct RegistryChange {
+  ChangeAction action = ChangeAction::kAddSource;
+  std::string uri;  // source URI (sources and files)
+  std::string path;
+  std::string sha256;
+  uint64_t size = 0;
+  std::string description;
+  std::string reason;  // revocations
+};
+
+// INVALID_ARGUMENT naming the bad field.
+absl::Status ValidateRegistryChange(const RegistryChange& change);
+
+struct ChangeResult {
+  // "applied", "already_exists", "not_found", "revoked", "already_revoked".
+  std::string reason;
+  // OK iff applied; ALREADY_EXISTS / NOT_FOUND / FAILED_PRECONDITION otherwise.
+  absl::Status status;
+  std::optional<SourceEntry> source;
+  std::optional<FileEntry> file;
+};
+
+// Applies a validated change to *state if the registry allows it (see
+// RegistryService in the proto for the rules) and bumps policy_version.
+ChangeResult ApplyChange(RegistryState* state, const RegistryChange& change,
+                         std::string_view caller, uint64_t time_us, uint64_t log_index);
+
+}  // namespace ossgate::provenance
+
+#endif  // OSSGATE_PROVENANCE_SERVICE_CORE_REGISTRY_H_

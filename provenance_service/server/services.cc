@@ -1,0 +1,684 @@
+#include "provenance_service/server/services.h"
+
+#include <grpc/grpc_security_constants.h>
+#include <openssl/rand.h>
+
+#include <initializer_list>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "google/protobuf/timestamp.pb.h"
+#include "provenance_service/core/model_uri.h"
+#include "provenance_service/server/grpc_status.h"
+#include "provenance_service/token/encoding.h"
+#include "provenance_service/token/sha256.h"
+
+namespace ossgate::provenance {
+namespace {
+
+namespace pb = ::ossgate::provenance::v1;
+
+constexpr uint32_t kDefaultPageSize = 100;
+constexpr uint32_t kMaxPageSize = 1000;
+constexpr int kEntriesPerMessage = 100;
+
+// ---- identity and roles ----
+
+struct Caller {
+  absl::StatusOr<CallerIdentity> identity = absl::UnauthenticatedError("no identity");
+  std::string recorded = "unidentified";  // as written to the audit log
+};
+
+Caller Authenticate(const ServiceContext& ctx, grpc::CallbackServerContext* sctx) {
+  Caller c;
+  if (ctx.dev_identities) {
+    const auto& md = sctx->client_metadata();
+    auto it = md.find(kDevIdentityMetadata);
+    if (it == md.end()) {
+      c.identity = absl::UnauthenticatedError(
+          absl::StrCat("development mode: send the caller identity in metadata \"", kDevIdentityMetadata, "\""));
+      return c;
+    }
+    std::string uri(it->second.data(), it->second.size());
+    c.identity = ParseSpiffeIdentity(uri);
+    c.recorded = "dev:" + Sanitize(uri, 160);
+    return c;
+  }
+  auto auth = sctx->auth_context();
+  std::vector<grpc::string_ref> pems;
+  if (auth) pems = auth->FindPropertyValues(GRPC_X509_PEM_CERT_PROPERTY_NAME);
+  if (pems.empty()) {
+    c.identity = absl::UnauthenticatedError("no client certificate");
+    return c;
+  }
+  c.identity = ctx.identities->Lookup(std::string_view(pems.front().data(), pems.front().size()));
+  if (c.identity.ok()) c.recorded = c.identity->uri;
+  return c;
+}
+
+absl::Status RequireRole(const Caller& c, std::initializer_list<Role> roles, std::string_view method) {
+  if (!c.identity.ok()) return c.identity.status();
+  for (Role r : roles) {
+    if (c.identity->role == r) return absl::OkStatus();
+  }
+  std::string allowed;
+  for (Role r : roles) absl::StrAppend(&allowed, allowed.empty() ? "" : " or ", std::string(RoleName(r)));
+  return absl::PermissionDeniedError(absl::StrCat(std::string(method), " requires role ", allowed, "; caller ",
+                                                  c.identity->uri, " has role ",
+                                                  std::string(RoleName(c.identity->role))));
+}
+
+// ---- conversions ----
+
+void SetTime(uint64_t us, google::protobuf::Timestamp* ts) {
+  ts->set_seconds(static_cast<int64_t>(us / 1000000));
+  ts->set_nanos(static_cast<int32_t>((us % 1000000) * 1000));
+}
+
+absl::StatusOr<uint64_t> TimeToMicros(const google::protobuf::Timestamp& ts, std::string_view field) {
+  if (ts.seconds() < 0 || ts.seconds() > 253402300799 || ts.nanos() < 0 || ts.nanos() > 999999999) {
+    return absl::InvalidArgumentError(absl::StrCat(std::string(field), ": timestamp out of range"));
+  }
+  return static_cast<uint64_t>(ts.seconds()) * 1000000 + static_cast<uint64_t>(ts.nanos()) / 1000;
+}
+
+pb::Reason ToProto(VerifyReason r) {
+  switch (r) {
+    case VerifyReason::kVerified: return pb::REASON_VERIFIED;
+    case VerifyReason::kUntrustedSource: return pb::REASON_UNTRUSTED_SOURCE;
+    case VerifyReason::kUnknownHash: return pb::REASON_UNKNOWN_HASH;
+    case VerifyReason::kHashMismatch: return pb::REASON_HASH_MISMATCH;
+    case VerifyReason::kSizeMismatch: return pb::REASON_SIZE_MISMATCH;
+    case VerifyReason::kRevoked: return pb::REASON_REVOKED;
+    case VerifyReason::kMalformedRequest: return pb::REASON_MALFORMED_REQUEST;
+    case VerifyReason::kPermissionDenied: return pb::REASON_PERMISSION_DENIED;
+  }
+  return pb::REASON_UNSPECIFIED;
+}
+
+void FillSource(const SourceEntry& e, pb::TrustedSource* out) {
+  out->set_uri(e.uri);
+  out->set_description(e.description);
+  out->set_revoked(e.revoked);
+  out->set_revoke_reason(e.revoke_reason);
+  SetTime(e.added_us, out->mutable_added_at());
+  out->set_added_by(e.added_by);
+  if (e.revoked) SetTime(e.revoked_us, out->mutable_revoked_at());
+  out->set_revoked_by(e.revoked_by);
+  out->set_added_log_index(e.added_log_index);
+}
+
+void FillFile(const FileEntry& e, pb::TrustedFile* out) {
+  out->set_source_uri(e.key.source_uri);
+  out->set_path(e.key.path);
+  out->set_sha256(e.key.sha256);
+  out->set_size_bytes(e.size);
+  out->set_description(e.description);
+  out->set_revoked(e.revoked);
+  out->set_revoke_reason(e.revoke_reason);
+  SetTime(e.added_us, out->mutable_added_at());
+  out->set_added_by(e.added_by);
+  if (e.revoked) SetTime(e.revoked_us, out->mutable_revoked_at());
+  out->set_revoked_by(e.revoked_by);
+  out->set_added_log_index(e.added_log_index);
+}
+
+void FillRecord(const AuditRecord& r, pb::AuditRecord* out) {
+  out->set_kind(r.kind == RecordKind::kVerifyModel ? pb::RECORD_KIND_VERIFY_MODEL : pb::RECORD_KIND_REGISTRY_CHANGE);
+  SetTime(r.time_us, out->mutable_time());
+  out->set_caller(r.caller);
+  out->set_verdict(r.verdict == Verdict::kAccepted ? pb::VERDICT_ACCEPTED : pb::VERDICT_REJECTED);
+  out->set_reason(r.reason);
+  out->set_detail(r.detail);
+  if (r.kind == RecordKind::kVerifyModel) {
+    pb::ModelDescriptor* req = out->mutable_request();
+    req->set_name(r.req_name);
+    req->set_source_uri(r.req_source_uri);
+    req->set_sha256(r.req_sha256);
+    req->set_size_bytes(r.req_size);
+    req->set_worker_id(r.req_worker_id);
+  }
+  out->set_token_id(r.token_id);
+  if (r.token_exp_us != 0) SetTime(r.token_exp_us, out->mutable_token_expires_at());
+  out->set_token_key_id(r.token_key_id);
+  out->set_matched_source(r.matched_source);
+  out->set_matched_path(r.matched_path);
+  out->set_policy_version(r.policy_version);
+  out->set_action(r.action);
+  out->set_target_uri(r.target_uri);
+  out->set_target_path(r.target_path);
+  out->set_target_sha256(r.target_sha256);
+  out->set_target_size_bytes(r.target_size);
+  out->set_description(r.description);
+  out->set_revoke_reason(r.revoke_reason);
+}
+
+std::string RandomHex(size_t bytes) {
+  std::string buf(bytes, '\0');
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(buf.data()), static_cast<int>(bytes)) != 1) abort();
+  return token::HexEncode(buf);
+}
+
+// ---- pagination ----
+
+absl::StatusOr<uint32_t> PageSize(uint32_t requested) {
+  if (requested == 0) return kDefaultPageSize;
+  if (requested > kMaxPageSize) {
+    return absl::InvalidArgumentError(absl::StrCat("page_size: must be at most ", kMaxPageSize, ", got ", requested));
+  }
+  return requested;
+}
+
+std::string EncodePageToken(const std::string& cursor) { return token::Base64UrlEncode("p1:" + cursor); }
+
+absl::StatusOr<std::string> DecodePageToken(const std::string& page_token) {
+  if (page_token.empty()) return std::string();
+  auto raw = page_token.size() <= 2048 ? token::Base64UrlDecode(page_token) : std::nullopt;
+  if (!raw || raw->rfind("p1:", 0) != 0) {
+    return absl::InvalidArgumentError("page_token: not a token returned by this service");
+  }
+  return raw->substr(3);
+}
+
+grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* sctx, const absl::Status& s) {
+  auto* reactor = sctx->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(s));
+  return reactor;
+}
+
+absl::Status WithRecordIndex(const absl::Status& s, uint64_t index) {
+  return absl::Status(s.code(), absl::StrCat(s.message(), " (audit record ", index, ")"));
+}
+
+}  // namespace
+
+absl::StatusOr<CallerIdentity> IdentityCache::Lookup(std::string_view pem) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = entries_.find(std::string(pem));
+    if (it != entries_.end()) return it->second;
+  }
+  absl::StatusOr<CallerIdentity> id = IdentityFromCertificatePem(pem);
+  std::lock_guard<std::mutex> lock(mu_);
+  if (entries_.size() >= kMaxEntries) entries_.clear();
+  entries_.emplace(std::string(pem), id);
+  return id;
+}
+
+// ===========================================================================
+// VerificationService
+// ===========================================================================
+
+class ProvenanceServices::Verification final : public pb::VerificationService::CallbackService {
+ public:
+  explicit Verification(const ServiceContext& ctx) : ctx_(ctx) {}
+
+  grpc::ServerUnaryReactor* VerifyModel(grpc::CallbackServerContext* sctx, const pb::ModelDescriptor* req,
+                                        pb::VerifyModelResponse* resp) override {
+    auto* reactor = sctx->DefaultReactor();
+    Caller caller = Authenticate(ctx_, sctx);
+    VerifySubmission sub;
+    sub.caller = caller.recorded;
+    sub.request = {req->name(), req->source_uri(), req->sha256(), req->size_bytes(), req->worker_id()};
+    sub.token_id = RandomHex(16);
+    sub.token_ttl = ctx_.token_ttl;
+    sub.token_key_id = ctx_.signer->key_id();
+
+    // Refusals are decided here but still go through the ledger, so that
+    // every call is on record before it is answered.
+    absl::Status refusal = RequireRole(caller, {Role::kWorker}, "VerifyModel");
+    if (!refusal.ok()) {
+      sub.rejection = VerifyReason::kPermissionDenied;
+    } else if (refusal = ValidateVerifyRequest(sub.request); !refusal.ok()) {
+      sub.rejection = VerifyReason::kMalformedRequest;
+    } else if (req->worker_id() != caller.identity->id) {
+      refusal = absl::PermissionDeniedError(
+          absl::StrCat("worker_id: \"", Sanitize(req->worker_id(), 128), "\" does not match the certificate identity ",
+                       caller.identity->uri));
+      sub.rejection = VerifyReason::kPermissionDenied;
+    }
+    sub.rejection_detail = std::string(refusal.message());
+
+    ctx_.ledger->SubmitVerify(std::move(sub), [this, reactor, resp, refusal](absl::StatusOr<VerifyResult> r) {
+      if (!r.ok()) {
+        reactor->Finish(ToGrpcStatus(r.status()));
+        return;
+      }
+      if (!refusal.ok()) {
+        reactor->Finish(ToGrpcStatus(WithRecordIndex(refusal, r->index)));
+        return;
+      }
+      reactor->Finish(ToGrpcStatus(Respond(*r, resp)));
+    });
+    return reactor;
+  }
+
+ private:
+  absl::Status Respond(const VerifyResult& r, pb::VerifyModelResponse* resp) const {
+    const Decision& d = r.decision;
+    resp->set_verified(d.reason == VerifyReason::kVerified);
+    resp->set_reason(ToProto(d.reason));
+    resp->set_detail(r.record.detail);
+    resp->set_log_index(r.index);
+    resp->set_policy_version(r.record.policy_version);
+    if (d.source) FillSource(*d.source, resp->mutable_matched_source());
+    if (d.file) FillFile(*d.file, resp->mutable_matched_file());
+    if (d.reason != VerifyReason::kVerified) return absl::OkStatus();
+
+    token::ApprovalClaims claims;
+    claims.issuer = ctx_.token_issuer;
+    claims.worker_id = r.record.req_worker_id;
+    claims.token_id = r.record.token_id;
+    claims.model_sha256 = r.record.req_sha256;
+    claims.model_size = r.record.req_size;
+    claims.source_uri = r.record.req_source_uri;
+    claims.model_name = r.record.req_name;
+    claims.policy_version = r.record.policy_version;
+    claims.log_index = r.index;
+    claims.log_origin = ctx_.ledger->log_origin();
+    claims.issued_at = absl::FromUnixMicros(static_cast<int64_t>(r.record.time_us));
+    claims.not_before = claims.issued_at;
+    claims.expires_at = absl::FromUnixMicros(static_cast<int64_t>(r.record.token_exp_us));
+    auto token = ctx_.signer->Sign(claims);
+    if (!token.ok()) {
+      return absl::InternalError(absl::StrCat("token signing failed: ", token.status().message(),
+                                              " (audit record ", r.index, " says verified; no token was issued)"));
+    }
+    resp->set_approval_token(*token);
+    resp->set_token_key_id(ctx_.signer->key_id());
+    // The token carries second precision; report the token's own expiry.
+    SetTime(static_cast<uint64_t>(absl::ToUnixSeconds(claims.expires_at)) * 1000000,
+            resp->mutable_token_expires_at());
+    return absl::OkStatus();
+  }
+
+  const ServiceContext& ctx_;
+};
+
+// ===========================================================================
+// RegistryService
+// ===========================================================================
+
+class ProvenanceServices::Registry final : public pb::RegistryService::CallbackService {
+ public:
+  explicit Registry(const ServiceContext& ctx) : ctx_(ctx) {}
+
+  grpc::ServerUnaryReactor* AddSource(grpc::CallbackServerContext* sctx, const pb::AddSourceRequest* req,
+                                      pb::RegistryChangeResponse* resp) override {
+    RegistryChange c;
+    c.action = ChangeAction::kAddSource;
+    c.uri = req->uri();
+    c.description = req->description();
+    return Change(sctx, std::move(c), "AddSource", resp);
+  }
+  grpc::ServerUnaryReactor* RevokeSource(grpc::CallbackServerContext* sctx, const pb::RevokeSourceRequest* req,
+                                         pb::RegistryChangeResponse* resp) override {
+    RegistryChange c;
+    c.action = ChangeAction::kRevokeSource;
+    c.uri = req->uri();
+    c.reason = req->reason();
+    return Change(sctx, std::move(c), "RevokeSource", resp);
+  }
+  grpc::ServerUnaryReactor* AddFile(grpc::CallbackServerContext* sctx, const pb::AddFileRequest* req,
+                                    pb::RegistryChangeResponse* resp) override {
+    RegistryChange c;
+    c.action = ChangeAction::kAddFile;
+    c.uri = req->source_uri();
+    c.path = req->path();
+    c.sha256 = req->sha256();
+    c.size = req->size_bytes();
+    c.description = req->description();
+    return Change(sctx, std::move(c), "AddFile", resp);
+  }
+  grpc::ServerUnaryReactor* RevokeFile(grpc::CallbackServerContext* sctx, const pb::RevokeFileRequest* req,
+                                       pb::RegistryChangeResponse* resp) override {
+    RegistryChange c;
+    c.action = ChangeAction::kRevokeFile;
+    c.uri = req->source_uri();
+    c.path = req->path();
+    c.sha256 = req->sha256();
+    c.reason = req->reason();
+    return Change(sctx, std::move(c), "RevokeFile", resp);
+  }
+
+  grpc::ServerUnaryReactor* GetSource(grpc::CallbackServerContext* sctx, const pb::GetSourceRequest* req,
+                                      pb::TrustedSource* resp) override {
+    if (auto s = RequireRole(Authenticate(ctx_, sctx), {Role::kAdmin, Role::kAuditor}, "GetSource"); !s.ok()) {
+      return FinishNow(sctx, s);
+    }
+    auto reg = ctx_.ledger->registry();
+    auto it = reg->sources.find(req->uri());
+    if (it == reg->sources.end()) {
+      return FinishNow(sctx, absl::NotFoundError(absl::StrCat("uri: no source ", Sanitize(req->uri()))));
+    }
+    FillSource(it->second, resp);
+    return FinishNow(sctx, absl::OkStatus());
+  }
+
+  grpc::ServerUnaryReactor* ListSources(grpc::CallbackServerContext* sctx, const pb::ListSourcesRequest* req,
+                                        pb::ListSourcesResponse* resp) override {
+    if (auto s = RequireRole(Authenticate(ctx_, sctx), {Role::kAdmin, Role::kAuditor}, "ListSources"); !s.ok()) {
+      return FinishNow(sctx, s);
+    }
+    auto size = PageSize(req->page_size());
+    if (!size.ok()) return FinishNow(sctx, size.status());
+    auto cursor = DecodePageToken(req->page_token());
+    if (!cursor.ok()) return FinishNow(sctx, cursor.status());
+    auto reg = ctx_.ledger->registry();
+    auto it = cursor->empty() ? reg->sources.begin() : reg->sources.upper_bound(*cursor);
+    for (; it != reg->sources.end(); ++it) {
+      if (it->second.revoked && !req->include_revoked()) continue;
+      if (static_cast<uint32_t>(resp->sources_size()) == *size) {
+        resp->set_next_page_token(EncodePageToken(resp->sources(resp->sources_size() - 1).uri()));
+        break;
+      }
+      FillSource(it->second, resp->add_sources());
+    }
+    return FinishNow(sctx, absl::OkStatus());
+  }
+
+  grpc::ServerUnaryReactor* GetFile(grpc::CallbackServerContext* sctx, const pb::GetFileRequest* req,
+                                    pb::TrustedFile* resp) override {
+    if (auto s = RequireRole(Authenticate(ctx_, sctx), {Role::kAdmin, Role::kAuditor}, "GetFile"); !s.ok()) {
+      return FinishNow(sctx, s);
+    }
+    auto reg = ctx_.ledger->registry();
+    auto it = reg->files.find(FileKey{req->source_uri(), req->path(), req->sha256()});
+    if (it == reg->files.end()) return FinishNow(sctx, absl::NotFoundError("no such file entry"));
+    FillFile(it->second, resp);
+    return FinishNow(sctx, absl::OkStatus());
+  }
+
+  grpc::ServerUnaryReactor* ListFiles(grpc::CallbackServerContext* sctx, const pb::ListFilesRequest* req,
+                                      pb::ListFilesResponse* resp) override {
+    if (auto s = RequireRole(Authenticate(ctx_, sctx), {Role::kAdmin, Role::kAuditor}, "ListFiles"); !s.ok()) {
+      return FinishNow(sctx, s);
+    }
+    auto size = PageSize(req->page_size());
+    if (!size.ok()) return FinishNow(sctx, size.status());
+    auto cursor = DecodePageToken(req->page_token());
+    if (!cursor.ok()) return FinishNow(sctx, cursor.status());
+    // Cursor: source_uri \n path \n sha256 of the last entry returned.
+    FileKey after;
+    if (!cursor->empty()) {
+      size_t a = cursor->find('\n');
+      size_t b = a == std::string::npos ? a : cursor->find('\n', a + 1);
+      if (b == std::string::npos) return FinishNow(sctx, absl::InvalidArgumentError("page_token: malformed"));
+      after = {cursor->substr(0, a), cursor->substr(a + 1, b - a - 1), cursor->substr(b + 1)};
+    }
+    auto reg = ctx_.ledger->registry();
+    auto it = cursor->empty() ? reg->files.begin() : reg->files.upper_bound(after);
+    for (; it != reg->files.end(); ++it) {
+      const FileEntry& f = it->second;
+      if (f.revoked && !req->include_revoked()) continue;
+      if (!req->source_uri().empty() && f.key.source_uri != req->source_uri()) continue;
+      if (!req->sha256().empty() && f.key.sha256 != req->sha256()) continue;
+      if (static_cast<uint32_t>(resp->files_size()) == *size) {
+        const auto& last = resp->files(resp->files_size() - 1);
+        resp->set_next_page_token(EncodePageToken(absl::StrCat(last.source_uri(), "\n", last.path(), "\n", last.sha256())));
+        break;
+      }
+      FillFile(f, resp->add_files());
+    }
+    return FinishNow(sctx, absl::OkStatus());
+  }
+
+ private:
+  grpc::ServerUnaryReactor* Change(grpc::CallbackServerContext* sctx, RegistryChange change, const char* method,
+                                   pb::RegistryChangeResponse* resp) {
+    auto* reactor = sctx->DefaultReactor();
+    Caller caller = Authenticate(ctx_, sctx);
+    ChangeSubmission sub;
+    sub.caller = caller.recorded;
+    absl::Status refusal = RequireRole(caller, {Role::kAdmin}, method);
+    if (!refusal.ok()) {
+      sub.rejection = "permission_denied";
+    } else if (refusal = ValidateRegistryChange(change); !refusal.ok()) {
+      sub.rejection = "malformed_request";
+    }
+    sub.rejection_detail = std::string(refusal.message());
+    sub.change = std::move(change);
+    ctx_.ledger->SubmitChange(std::move(sub), [reactor, resp, refusal](absl::StatusOr<ChangeOutcome> r) {
+      if (!r.ok()) {
+        reactor->Finish(ToGrpcStatus(r.status()));
+        return;
+      }
+      if (!refusal.ok()) {
+        reactor->Finish(ToGrpcStatus(WithRecordIndex(refusal, r->index)));
+        return;
+      }
+      resp->set_log_index(r->index);
+      resp->set_policy_version(r->policy_version);
+      if (r->result.source) FillSource(*r->result.source, resp->mutable_source());
+      if (r->result.file) FillFile(*r->result.file, resp->mutable_file());
+      reactor->Finish(ToGrpcStatus(r->result.status.ok() ? absl::OkStatus()
+                                                         : WithRecordIndex(r->result.status, r->index)));
+    });
+    return reactor;
+  }
+
+  const ServiceContext& ctx_;
+};
+
+// ===========================================================================
+// AuditService
+// ===========================================================================
+
+namespace {
+
+// Streams one pre-fetched page of records.
+class QueryWriter final : public grpc::ServerWriteReactor<pb::QueryRecordsResponse> {
+ public:
+  QueryWriter(std::vector<pb::QueryRecordsResponse> messages, absl::Status status)
+      : messages_(std::move(messages)) {
+    if (!status.ok() || messages_.empty()) {
+      Finish(ToGrpcStatus(status));
+      return;
+    }
+    StartWrite(&messages_[0]);
+  }
+  void OnWriteDone(bool ok) override {
+    if (!ok) {
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "stream broken"));
+      return;
+    }
+    if (++next_ < messages_.size()) {
+      StartWrite(&messages_[next_]);
+    } else {
+      Finish(grpc::Status::OK);
+    }
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  std::vector<pb::QueryRecordsResponse> messages_;
+  size_t next_ = 0;
+};
+
+}  // namespace
+
+class ProvenanceServices::Audit final : public pb::AuditService::CallbackService {
+ public:
+  explicit Audit(const ServiceContext& ctx) : ctx_(ctx) {}
+
+  grpc::ServerWriteReactor<pb::QueryRecordsResponse>* QueryRecords(grpc::CallbackServerContext* sctx,
+                                                                    const pb::QueryRecordsRequest* req) override {
+    std::vector<pb::QueryRecordsResponse> messages;
+    absl::Status status = BuildPage(sctx, *req, &messages);
+    return new QueryWriter(std::move(messages), status);
+  }
+
+  grpc::ServerUnaryReactor* GetCheckpoint(grpc::CallbackServerContext* sctx, const pb::GetCheckpointRequest* req,
+                                          pb::Checkpoint* resp) override {
+    if (auto s = RequireRole(Authenticate(ctx_, sctx), {Role::kAuditor}, "GetCheckpoint"); !s.ok()) {
+      return FinishNow(sctx, s);
+    }
+    StoredCheckpoint cp;
+    if (req->tree_size() == 0) {
+      cp = ctx_.ledger->latest_checkpoint();
+      if (cp.tree_size == 0) return FinishNow(sctx, absl::FailedPreconditionError("the audit log is empty"));
+    } else {
+      auto at = ctx_.ledger->CheckpointAt(req->tree_size());
+      if (!at.ok()) return FinishNow(sctx, at.status());
+      cp = *at;
+    }
+    resp->set_note(cp.note);
+    resp->set_origin(ctx_.ledger->log_origin());
+    resp->set_tree_size(cp.tree_size);
+    resp->set_root_hash(HashBytes(cp.root));
+    return FinishNow(sctx, absl::OkStatus());
+  }
+
+  grpc::ServerUnaryReactor* GetInclusionProof(grpc::CallbackServerContext* sctx,
+                                              const pb::GetInclusionProofRequest* req,
+                                              pb::InclusionProof* resp) override {
+    if (auto s = RequireRole(Authenticate(ctx_, sctx), {Role::kAuditor}, "GetInclusionProof"); !s.ok()) {
+      return FinishNow(sctx, s);
+    }
+    uint64_t size = req->tree_size() == 0 ? ctx_.ledger->latest_checkpoint().tree_size : req->tree_size();
+    auto proof = ctx_.ledger->InclusionProof(req->index(), size);
+    if (!proof.ok()) return FinishNow(sctx, proof.status());
+    auto record = ctx_.ledger->GetRecord(req->index());
+    if (!record.ok()) return FinishNow(sctx, record.status());
+    if (!record->has_value()) return FinishNow(sctx, absl::DataLossError("record missing"));
+    resp->set_index(req->index());
+    resp->set_tree_size(size);
+    for (const Hash& h : *proof) resp->add_hashes(HashBytes(h));
+    resp->set_record((*record)->record);
+    resp->set_leaf_hash(HashBytes((*record)->leaf_hash));
+    return FinishNow(sctx, absl::OkStatus());
+  }
+
+  grpc::ServerUnaryReactor* GetConsistencyProof(grpc::CallbackServerContext* sctx,
+                                                const pb::GetConsistencyProofRequest* req,
+                                                pb::ConsistencyProof* resp) override {
+    if (auto s = RequireRole(Authenticate(ctx_, sctx), {Role::kAuditor}, "GetConsistencyProof"); !s.ok()) {
+      return FinishNow(sctx, s);
+    }
+    uint64_t to = req->to_size() == 0 ? ctx_.ledger->latest_checkpoint().tree_size : req->to_size();
+    auto proof = ctx_.ledger->ConsistencyProof(req->from_size(), to);
+    if (!proof.ok()) return FinishNow(sctx, proof.status());
+    resp->set_from_size(req->from_size());
+    resp->set_to_size(to);
+    for (const Hash& h : *proof) resp->add_hashes(HashBytes(h));
+    return FinishNow(sctx, absl::OkStatus());
+  }
+
+ private:
+  absl::Status BuildPage(grpc::CallbackServerContext* sctx, const pb::QueryRecordsRequest& req,
+                         std::vector<pb::QueryRecordsResponse>* messages) {
+    if (auto s = RequireRole(Authenticate(ctx_, sctx), {Role::kAuditor}, "QueryRecords"); !s.ok()) return s;
+    auto size = PageSize(req.page_size());
+    if (!size.ok()) return size.status();
+    RecordFilter f;
+    if (req.has_start_time()) {
+      auto t = TimeToMicros(req.start_time(), "start_time");
+      if (!t.ok()) return t.status();
+      f.start_time_us = *t;
+    }
+    if (req.has_end_time()) {
+      auto t = TimeToMicros(req.end_time(), "end_time");
+      if (!t.ok()) return t.status();
+      f.end_time_us = *t;
+    }
+    if (!req.model_sha256().empty() && !token::IsSha256Hex(req.model_sha256())) {
+      return absl::InvalidArgumentError("model_sha256: must be 64 lowercase hex digits");
+    }
+    if (req.source_uri().size() > kMaxUriLength) return absl::InvalidArgumentError("source_uri: too long");
+    if (req.caller().size() > 256) return absl::InvalidArgumentError("caller: too long");
+    f.sha256 = req.model_sha256();
+    f.source = req.source_uri();
+    f.caller = req.caller();
+    if (req.verdict() == pb::VERDICT_ACCEPTED) f.verdict = "accepted";
+    else if (req.verdict() == pb::VERDICT_REJECTED) f.verdict = "rejected";
+    else if (req.verdict() != pb::VERDICT_UNSPECIFIED) return absl::InvalidArgumentError("verdict: unknown value");
+    if (req.kind() == pb::RECORD_KIND_VERIFY_MODEL) f.kind = "verify_model";
+    else if (req.kind() == pb::RECORD_KIND_REGISTRY_CHANGE) f.kind = "registry_change";
+    else if (req.kind() != pb::RECORD_KIND_UNSPECIFIED) return absl::InvalidArgumentError("kind: unknown value");
+    auto cursor = DecodePageToken(req.page_token());
+    if (!cursor.ok()) return cursor.status();
+    std::optional<uint64_t> after;
+    if (!cursor->empty()) {
+      uint64_t v = 0;
+      if (cursor->size() > 20) return absl::InvalidArgumentError("page_token: malformed");
+      for (char c : *cursor) {
+        if (c < '0' || c > '9') return absl::InvalidArgumentError("page_token: malformed");
+        v = v * 10 + static_cast<uint64_t>(c - '0');
+      }
+      after = v;
+    }
+    auto rows = ctx_.ledger->Query(f, after, static_cast<int>(*size) + 1);
+    if (!rows.ok()) return rows.status();
+    bool more = rows->size() > *size;
+    if (more) rows->resize(*size);
+    messages->emplace_back();
+    for (const StoredRecord& row : *rows) {
+      if (messages->back().entries_size() == kEntriesPerMessage) messages->emplace_back();
+      pb::AuditEntry* e = messages->back().add_entries();
+      e->set_index(row.index);
+      e->set_record(row.record);
+      e->set_leaf_hash(HashBytes(row.leaf_hash));
+      if (auto rec = DecodeRecord(row.record); rec.ok()) FillRecord(*rec, e->mutable_decoded());
+    }
+    if (more) messages->back().set_next_page_token(EncodePageToken(std::to_string(rows->back().index)));
+    return absl::OkStatus();
+  }
+
+  const ServiceContext& ctx_;
+};
+
+// ===========================================================================
+// KeyService
+// ===========================================================================
+
+class ProvenanceServices::Keys final : public pb::KeyService::CallbackService {
+ public:
+  explicit Keys(const ServiceContext& ctx) : ctx_(ctx) {}
+
+  grpc::ServerUnaryReactor* ListPublicKeys(grpc::CallbackServerContext* sctx, const pb::ListPublicKeysRequest*,
+                                           pb::ListPublicKeysResponse* resp) override {
+    if (auto s = RequireRole(Authenticate(ctx_, sctx), {Role::kWorker, Role::kAdmin, Role::kAuditor},
+                             "ListPublicKeys");
+        !s.ok()) {
+      return FinishNow(sctx, s);
+    }
+    absl::Time now = ctx_.clock->Now();
+    for (const PublishedKey& k : ctx_.token_keys) {
+      if (!k.current && now >= k.publish_until) continue;
+      pb::TokenPublicKey* out = resp->add_token_keys();
+      out->set_key_id(token::TokenKeyId(*k.key));
+      out->set_ed25519_public_key(k.key->raw());
+      out->set_public_key_pem(k.key->ToPem());
+      out->set_paserk("k4.public." + token::Base64UrlEncode(k.key->raw()));
+      out->set_status(k.current ? pb::KEY_STATUS_CURRENT : pb::KEY_STATUS_PREVIOUS);
+      if (!k.current) {
+        SetTime(static_cast<uint64_t>(absl::ToUnixMicros(k.publish_until)), out->mutable_publish_until());
+      }
+    }
+    resp->set_token_issuer(ctx_.token_issuer);
+    resp->set_log_origin(ctx_.ledger->log_origin());
+    resp->set_log_verifier_key(ctx_.ledger->log_verifier_key());
+    return FinishNow(sctx, absl::OkStatus());
+  }
+
+ private:
+  const ServiceContext& ctx_;
+};
+
+// ===========================================================================
+
+ProvenanceServices::ProvenanceServices(ServiceContext context)
+    : ctx_(std::move(context)),
+      verification_(std::make_unique<Verification>(ctx_)),
+      registry_(std::make_unique<Registry>(ctx_)),
+      audit_(std::make_unique<Audit>(ctx_)),
+      keys_(std::make_unique<Keys>(ctx_)) {}
+
+ProvenanceServices::~ProvenanceServices() = default;
+
+std::vector<grpc::Service*> ProvenanceServices::services() {
+  return {verification_.get(), registry_.get(), audit_.get(), keys_.get()};
+}
+
+}  // namespace ossgate::provenance
