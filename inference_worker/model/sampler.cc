@@ -25,9 +25,9 @@ void MulHiLo(uint32_t a, uint32_t b, uint32_t* hi, uint32_t* lo) {
 
 }  // namespace
 
-float PhiloxUniform(uint64_t seed, uint64_t counter) {
-  uint32_t c0 = static_cast<uint32_t>(counter), c1 = static_cast<uint32_t>(counter >> 32), c2 = 0, c3 = 0;
-  uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
+std::array<uint32_t, 4> Philox4x32_10(std::array<uint32_t, 4> ctr, std::array<uint32_t, 2> key) {
+  uint32_t c0 = ctr[0], c1 = ctr[1], c2 = ctr[2], c3 = ctr[3];
+  uint32_t k0 = key[0], k1 = key[1];
   for (int round = 0; round < 10; ++round) {
     uint32_t hi0, lo0, hi1, lo1;
     MulHiLo(kPhiloxM0, c0, &hi0, &lo0);
@@ -43,8 +43,15 @@ float PhiloxUniform(uint64_t seed, uint64_t counter) {
     k0 += kPhiloxW0;
     k1 += kPhiloxW1;
   }
+  return {c0, c1, c2, c3};
+}
+
+float PhiloxUniform(uint64_t seed, uint64_t counter) {
+  const std::array<uint32_t, 4> out =
+      Philox4x32_10({static_cast<uint32_t>(counter), static_cast<uint32_t>(counter >> 32), 0u, 0u},
+                    {static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32)});
   // 24 random bits -> [0, 1) exactly representable in float.
-  return static_cast<float>(c0 >> 8) * (1.0f / 16777216.0f);
+  return static_cast<float>(out[0] >> 8) * (1.0f / 16777216.0f);
 }
 
 int32_t Sampler::Sample(std::span<float> logits, std::span<const int32_t> history, uint64_t step) const {
@@ -85,6 +92,9 @@ int32_t Sampler::Sample(std::span<float> logits, std::span<const int32_t> histor
     std::sort(order.begin(), order.end(), by_logit);
   }
   const double max_l = logits[order[0]];
+  // An infinite best logit has all the probability mass (ties: lowest id);
+  // a row with no finite logit at all has no distribution: take the first.
+  if (!std::isfinite(max_l)) return order[0];
   std::vector<double> prob(keep);
   double total = 0.0;
   for (int32_t i = 0; i < keep; ++i) {

@@ -3,6 +3,7 @@
 // (seed, step) pair always draws the same number on the CPU and the GPU.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -21,7 +22,14 @@ struct SamplingParams {
   uint64_t seed = 0;
 };
 
-// Philox4x32-10 uniform in [0, 1) for draw `counter` of stream `seed`.
+// The Philox4x32-10 block function (Salmon et al., SC'11; Random123's
+// philox4x32 with 10 rounds): a pure function of a 128-bit counter and a
+// 64-bit key, words in Random123 order.
+std::array<uint32_t, 4> Philox4x32_10(std::array<uint32_t, 4> ctr, std::array<uint32_t, 2> key);
+
+// Philox4x32-10 uniform in [0, 1) for draw `counter` of stream `seed`:
+// counter words {counter low 32 bits, counter high, 0, 0}, key {seed low,
+// seed high}; the first output word's top 24 bits times 2^-24.
 float PhiloxUniform(uint64_t seed, uint64_t counter);
 
 // Stateless apart from the caller's history: Sample(logits, history, step)

@@ -1,0 +1,160 @@
+// ossgate-generate: loads a gpt-oss GGUF on the CPU backend and streams a
+// completion (--prompt) or a harmony chat answer (--chat) to the terminal.
+// Local tool: it does not consult the provenance service (the worker does).
+//
+//   ossgate-generate --model m.gguf --prompt "Once upon a time" --max_tokens 64
+//   ossgate-generate --model m.gguf --chat "What is 2 + 2?" --reasoning low
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_format.h"
+#include "inference_worker/gguf/gguf.h"
+#include "inference_worker/model/cpu_backend.h"
+#include "inference_worker/model/generation.h"
+#include "inference_worker/model/model_file.h"
+#include "inference_worker/text/harmony.h"
+#include "inference_worker/text/tokenizer.h"
+
+ABSL_FLAG(std::string, model, "", "path of the GGUF model (required)");
+ABSL_FLAG(std::string, prompt, "", "raw text to continue (completion mode)");
+ABSL_FLAG(std::string, chat, "", "user message, rendered in the harmony chat format");
+ABSL_FLAG(std::string, instructions, "", "developer instructions for --chat");
+ABSL_FLAG(std::string, reasoning, "low", "reasoning effort for --chat: low, medium, high");
+ABSL_FLAG(bool, show_analysis, true, "print the analysis channel of --chat answers (dimmed)");
+ABSL_FLAG(bool, allow_special, false, "parse special-token strings such as <|start|> in --prompt");
+ABSL_FLAG(int, max_tokens, 128, "maximum number of generated tokens");
+ABSL_FLAG(float, temperature, 0.0f, "sampling temperature; 0 = greedy");
+ABSL_FLAG(float, top_p, 1.0f, "nucleus sampling threshold (1 = off)");
+ABSL_FLAG(int, top_k, 0, "top-k sampling (0 = off)");
+ABSL_FLAG(float, min_p, 0.0f, "min-p sampling (0 = off)");
+ABSL_FLAG(float, repetition_penalty, 1.0f, "repetition penalty (1 = off)");
+ABSL_FLAG(uint64_t, seed, 0, "sampling seed");
+ABSL_FLAG(int, threads, 0, "CPU threads (0 = all)");
+
+namespace {
+
+using ossgate::model::FinishReasonName;
+
+void PrintProgress(const std::string& path, const ossgate::model::ReadProgress& p) {
+  const double frac = p.bytes_total ? static_cast<double>(p.bytes_done) / p.bytes_total : 1.0;
+  const int width = 30, filled = static_cast<int>(frac * width);
+  std::fprintf(stderr, "\rloading %s [%s%s] %3.0f%% %.2f/%.2f GB %.2f GB/s", path.c_str(),
+               std::string(filled, '#').c_str(), std::string(width - filled, ' ').c_str(), frac * 100,
+               p.bytes_done / 1e9, p.bytes_total / 1e9, p.seconds > 0 ? p.bytes_done / 1e9 / p.seconds : 0.0);
+  if (p.bytes_done == p.bytes_total) std::fputc('\n', stderr);
+}
+
+int Fail(const absl::Status& s) {
+  std::fprintf(stderr, "error: %s\n", std::string(s.message()).c_str());
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage("Streams a completion or chat answer from a gpt-oss GGUF on the CPU.");
+  absl::ParseCommandLine(argc, argv);
+  const std::string path = absl::GetFlag(FLAGS_model);
+  const std::string prompt_text = absl::GetFlag(FLAGS_prompt), chat_text = absl::GetFlag(FLAGS_chat);
+  if (path.empty() || (prompt_text.empty() == chat_text.empty())) {
+    std::fprintf(stderr, "usage: ossgate-generate --model M.gguf (--prompt TEXT | --chat MESSAGE) [flags]\n");
+    return 2;
+  }
+  using namespace ossgate;
+
+  auto bytes = model::ReadModelFile(path, uint64_t{1} << 40,
+                                    [&](const model::ReadProgress& p) { PrintProgress(path, p); });
+  if (!bytes.ok()) return Fail(bytes.status());
+  auto file = gguf::GgufFile::Parse(bytes->bytes());
+  if (!file.ok()) return Fail(file.status());
+  auto tokenizer = text::Tokenizer::FromGguf(*file);
+  if (!tokenizer.ok()) return Fail(tokenizer.status());
+  model::CpuBackendOptions options;
+  options.n_threads = absl::GetFlag(FLAGS_threads);
+  options.kv.max_sequences = 1;
+  auto backend = model::CpuBackend::Create(*file, options);
+  if (!backend.ok()) return Fail(backend.status());
+  std::fprintf(stderr, "model: %s, sha256 %s\nbackend: %s\n", (*backend)->config().DebugString().c_str(),
+               bytes->sha256().c_str(), (*backend)->Description().c_str());
+
+  std::vector<int32_t> prompt;
+  const bool chat = !chat_text.empty();
+  if (chat) {
+    text::Conversation conv;
+    const std::string effort = absl::GetFlag(FLAGS_reasoning);
+    conv.reasoning = effort == "high" ? text::ReasoningEffort::kHigh
+                     : effort == "medium" ? text::ReasoningEffort::kMedium
+                                          : text::ReasoningEffort::kLow;
+    conv.developer_instructions = absl::GetFlag(FLAGS_instructions);
+    conv.messages.push_back({.role = text::Role::kUser, .content = chat_text});
+    auto rendered = text::RenderForCompletion(**tokenizer, conv);
+    if (!rendered.ok()) return Fail(rendered.status());
+    prompt = *std::move(rendered);
+  } else {
+    prompt = (*tokenizer)->Encode(prompt_text, absl::GetFlag(FLAGS_allow_special));
+  }
+
+  model::GenerationParams params;
+  params.max_tokens = absl::GetFlag(FLAGS_max_tokens);
+  params.sampling.temperature = absl::GetFlag(FLAGS_temperature);
+  params.sampling.top_p = absl::GetFlag(FLAGS_top_p);
+  params.sampling.top_k = absl::GetFlag(FLAGS_top_k);
+  params.sampling.min_p = absl::GetFlag(FLAGS_min_p);
+  params.sampling.repetition_penalty = absl::GetFlag(FLAGS_repetition_penalty);
+  params.sampling.seed = absl::GetFlag(FLAGS_seed);
+  for (const char* stop : {"<|return|>", "<|call|>", "<|endoftext|>"}) {
+    if (auto id = (*tokenizer)->SpecialTokenId(stop)) params.stop_token_ids.push_back(*id);
+  }
+  if (params.max_tokens < 1) return Fail(absl::InvalidArgumentError("--max_tokens must be at least 1"));
+
+  params.harmony = chat;
+  const bool tty = ::isatty(STDOUT_FILENO);
+  const bool show_analysis = absl::GetFlag(FLAGS_show_analysis);
+  std::string shown_channel;
+  model::SequenceState state(**tokenizer, prompt, params);
+  model::Backend& b = **backend;
+  if (auto s = b.kv().AddSequence(1); !s.ok()) return Fail(s);
+  using Clock = std::chrono::steady_clock;
+  const auto t0 = Clock::now();
+  std::vector<float> logits;
+  model::SequenceStep step{1, prompt, model::Logits::kLast};
+  if (auto s = b.Forward({&step, 1}, &logits); !s.ok()) return Fail(s);
+  const auto t_prefill = Clock::now();
+  int32_t last = 0;
+  for (;;) {
+    model::SequenceState::StepResult r = state.Step(logits);
+    last = r.token;
+    if (chat) {
+      if (!r.text.empty() && (r.channel != "analysis" || show_analysis)) {
+        if (r.channel != shown_channel) {
+          std::printf("%s%s[%s]%s ", shown_channel.empty() ? "" : "\n", tty ? "\033[1m" : "", r.channel.c_str(),
+                      tty ? "\033[0m" : "");
+          shown_channel = r.channel;
+        }
+        const bool dim = tty && r.channel == "analysis";
+        std::printf("%s%s%s", dim ? "\033[2m" : "", r.text.c_str(), dim ? "\033[0m" : "");
+      }
+    } else {
+      std::fputs(r.text.c_str(), stdout);
+    }
+    std::fflush(stdout);
+    if (state.finished()) break;
+    step = model::SequenceStep{1, {&last, 1}, model::Logits::kLast};
+    if (auto s = b.Forward({&step, 1}, &logits); !s.ok()) return Fail(s);
+  }
+  const auto t_end = Clock::now();
+  std::printf("\n");
+  const double prefill_s = std::chrono::duration<double>(t_prefill - t0).count();
+  const double decode_s = std::chrono::duration<double>(t_end - t_prefill).count();
+  const size_t n_gen = state.generated().size();
+  std::fprintf(stderr, "finish: %s; prompt %zu tokens in %.3f s (%.1f tok/s); generated %zu tokens in %.3f s (%.1f tok/s)\n",
+               FinishReasonName(state.finish_reason()), prompt.size(), prefill_s, prompt.size() / prefill_s, n_gen,
+               decode_s, n_gen > 1 ? (n_gen - 1) / decode_s : 0.0);
+  return 0;
+}

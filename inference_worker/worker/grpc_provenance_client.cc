@@ -1,0 +1,96 @@
+#include "inference_worker/worker/grpc_provenance_client.h"
+
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "grpcpp/grpcpp.h"
+#include "ossgate/provenance/v1/provenance.grpc.pb.h"
+
+namespace ossgate::worker {
+
+namespace pv = ::ossgate::provenance::v1;
+
+absl::StatusOr<std::string> ReadSmallFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read '", path, "'"));
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  if (ss.str().size() > (1u << 20)) return absl::InvalidArgumentError(absl::StrCat("'", path, "' is over 1 MiB"));
+  return ss.str();
+}
+
+namespace {
+
+absl::Status FromGrpc(const grpc::Status& s) {
+  return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
+}
+
+class GrpcProvenanceClient final : public ProvenanceClient {
+ public:
+  GrpcProvenanceClient(std::shared_ptr<grpc::Channel> channel, absl::Duration timeout)
+      : stub_(pv::VerificationService::NewStub(channel)), timeout_(timeout) {}
+
+  absl::StatusOr<Verdict> VerifyModel(const VerifyRequest& r) override {
+    pv::ModelDescriptor d;
+    d.set_name(r.name);
+    d.set_source_uri(r.source_uri);
+    d.set_sha256(r.sha256);
+    d.set_size_bytes(r.size);
+    d.set_worker_id(r.worker_id);
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout_));
+    pv::VerifyModelResponse resp;
+    const grpc::Status s = stub_->VerifyModel(&ctx, d, &resp);
+    if (!s.ok()) return FromGrpc(s);
+    Verdict v;
+    v.verified = resp.verified();
+    v.reason = pv::Reason_Name(resp.reason());
+    v.detail = resp.detail();
+    v.approval_token = resp.approval_token();
+    v.log_index = resp.log_index();
+    v.matched_source = resp.matched_source().uri();
+    return v;
+  }
+
+ private:
+  std::unique_ptr<pv::VerificationService::Stub> stub_;
+  const absl::Duration timeout_;
+};
+
+bool IsLoopback(const std::string& address) {
+  return absl::StartsWith(address, "127.") || absl::StartsWith(address, "localhost:") ||
+         absl::StartsWith(address, "[::1]");
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ProvenanceClient>> MakeGrpcProvenanceClient(const ProvenanceClientConfig& c) {
+  std::shared_ptr<grpc::ChannelCredentials> creds;
+  grpc::ChannelArguments args;
+  if (c.insecure_loopback) {
+    if (!IsLoopback(c.address)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "plaintext to the provenance service is allowed only on loopback, not '", c.address, "'; configure TLS"));
+    }
+    creds = grpc::InsecureChannelCredentials();
+  } else {
+    grpc::SslCredentialsOptions o;
+    auto ca = ReadSmallFile(c.ca_cert_path);
+    if (!ca.ok()) return absl::InvalidArgumentError(absl::StrCat("provenance CA certificate: ", ca.status().message()));
+    auto cert = ReadSmallFile(c.cert_path);
+    if (!cert.ok()) return absl::InvalidArgumentError(absl::StrCat("worker certificate: ", cert.status().message()));
+    auto key = ReadSmallFile(c.key_path);
+    if (!key.ok()) return absl::InvalidArgumentError(absl::StrCat("worker private key: ", key.status().message()));
+    o.pem_root_certs = *ca;
+    o.pem_cert_chain = *cert;
+    o.pem_private_key = *key;
+    creds = grpc::SslCredentials(o);
+    if (!c.tls_server_name.empty()) args.SetSslTargetNameOverride(c.tls_server_name);
+  }
+  auto channel = grpc::CreateCustomChannel(c.address, creds, args);
+  return std::unique_ptr<ProvenanceClient>(new GrpcProvenanceClient(channel, c.rpc_timeout));
+}
+
+}  // namespace ossgate::worker

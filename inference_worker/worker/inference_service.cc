@@ -1,0 +1,440 @@
+#include "inference_worker/worker/inference_service.h"
+
+#include <cmath>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "inference_worker/text/harmony.h"
+
+namespace ossgate::worker {
+
+namespace pb = ::ossgate::inference::v1;
+
+grpc::Status ToGrpc(const absl::Status& s) {
+  if (s.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
+}
+
+namespace {
+
+constexpr size_t kMaxPromptBytes = 1 << 20;
+constexpr size_t kMaxStopStrings = 16;
+constexpr size_t kMaxStopBytes = 256;
+constexpr int kDefaultMaxTokensCap = 4096;
+constexpr uint32_t kMaxLogprobs = 20;
+constexpr size_t kMaxConversationMessages = 1024;
+
+absl::Status Invalid(const std::string& field, const std::string& problem) {
+  return absl::InvalidArgumentError(absl::StrCat(field, ": ", problem));
+}
+
+bool ValidRequestId(const std::string& id) {
+  if (id.size() > 128) return false;
+  for (char c : id) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+                    c == '_' || c == ':' || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+absl::StatusOr<text::Conversation> ToConversation(const pb::Conversation& c) {
+  text::Conversation conv;
+  if (c.messages().empty()) return Invalid("conversation.messages", "at least one message is required");
+  if (static_cast<size_t>(c.messages_size()) > kMaxConversationMessages) {
+    return Invalid("conversation.messages", absl::StrCat("at most ", kMaxConversationMessages, " messages"));
+  }
+  switch (c.reasoning_effort()) {
+    case pb::REASONING_EFFORT_LOW: conv.reasoning = text::ReasoningEffort::kLow; break;
+    case pb::REASONING_EFFORT_HIGH: conv.reasoning = text::ReasoningEffort::kHigh; break;
+    default: conv.reasoning = text::ReasoningEffort::kMedium; break;
+  }
+  conv.developer_instructions = c.developer_instructions();
+  conv.current_date = c.current_date();
+  for (int i = 0; i < c.messages_size(); ++i) {
+    const pb::ChatMessage& m = c.messages(i);
+    text::Message msg;
+    switch (m.role()) {
+      case pb::ROLE_USER: msg.role = text::Role::kUser; break;
+      case pb::ROLE_ASSISTANT: msg.role = text::Role::kAssistant; break;
+      case pb::ROLE_TOOL: msg.role = text::Role::kTool; break;
+      default:
+        return Invalid(absl::StrCat("conversation.messages[", i, "].role"), "must be USER, ASSISTANT or TOOL");
+    }
+    msg.content = m.content();
+    msg.channel = m.channel();
+    if (msg.role == text::Role::kAssistant && msg.channel.empty()) msg.channel = "final";
+    msg.recipient = m.recipient();
+    msg.content_type = m.content_type();
+    msg.author = m.author();
+    conv.messages.push_back(std::move(msg));
+  }
+  return conv;
+}
+
+}  // namespace
+
+absl::StatusOr<serving::GenerationRequest> InferenceServiceImpl::BuildRequest(const pb::GenerateRequest& req,
+                                                                              const LoadedModelView& m) {
+  serving::GenerationRequest out;
+  const text::Tokenizer& tok = *m.tokenizer;
+  const int vocab = m.config->vocab_size;
+  if (!ValidRequestId(req.request_id())) {
+    return Invalid("request_id", "at most 128 characters from [A-Za-z0-9._:-]");
+  }
+  out.request_id = req.request_id();
+
+  switch (req.prompt_case()) {
+    case pb::GenerateRequest::kText:
+      if (req.text().empty()) return Invalid("text", "the prompt is empty");
+      if (req.text().size() > kMaxPromptBytes) {
+        return Invalid("text", absl::StrCat("the prompt is ", req.text().size(), " bytes; the limit is ", kMaxPromptBytes));
+      }
+      out.prompt = tok.Encode(req.text(), req.allow_special_tokens());
+      break;
+    case pb::GenerateRequest::kTokenIds:
+      if (req.token_ids().ids().empty()) return Invalid("token_ids.ids", "the prompt is empty");
+      for (int i = 0; i < req.token_ids().ids_size(); ++i) {
+        const int32_t id = req.token_ids().ids(i);
+        if (id < 0 || id >= vocab) {
+          return Invalid(absl::StrCat("token_ids.ids[", i, "]"), absl::StrCat("token id ", id, " is outside [0, ", vocab, ")"));
+        }
+      }
+      out.prompt.assign(req.token_ids().ids().begin(), req.token_ids().ids().end());
+      break;
+    case pb::GenerateRequest::kConversation: {
+      size_t bytes = 0;
+      for (const auto& msg : req.conversation().messages()) bytes += msg.content().size();
+      bytes += req.conversation().developer_instructions().size();
+      if (bytes > kMaxPromptBytes) {
+        return Invalid("conversation", absl::StrCat("the conversation is ", bytes, " bytes; the limit is ", kMaxPromptBytes));
+      }
+      auto conv = ToConversation(req.conversation());
+      if (!conv.ok()) return conv.status();
+      auto rendered = text::RenderForCompletion(tok, *conv);
+      if (!rendered.ok()) return Invalid("conversation", std::string(rendered.status().message()));
+      out.prompt = *std::move(rendered);
+      out.params.harmony = true;
+      break;
+    }
+    default:
+      return Invalid("prompt", "one of text, token_ids or conversation is required");
+  }
+  const int prompt_len = static_cast<int>(out.prompt.size());
+  if (prompt_len >= m.context_length) {
+    return Invalid(req.prompt_case() == pb::GenerateRequest::kTokenIds ? "token_ids" : "text",
+                   absl::StrCat("the prompt is ", prompt_len, " tokens; the context length is ", m.context_length,
+                                " (at least one token must remain for generation)"));
+  }
+
+  // Sampling.
+  model::SamplingParams& sp = out.params.sampling;
+  const pb::SamplingParams& s = req.sampling();
+  if (s.has_temperature()) {
+    if (!(s.temperature() >= 0) || !std::isfinite(s.temperature())) {
+      return Invalid("sampling.temperature", absl::StrCat("must be a finite value >= 0, got ", s.temperature()));
+    }
+    sp.temperature = s.temperature();
+  }
+  if (s.has_top_p()) {
+    if (!(s.top_p() > 0 && s.top_p() <= 1)) return Invalid("sampling.top_p", "must be in (0, 1]");
+    sp.top_p = s.top_p();
+  }
+  if (s.has_top_k()) {
+    if (s.top_k() > static_cast<uint32_t>(vocab)) return Invalid("sampling.top_k", absl::StrCat("must be <= vocab size ", vocab));
+    sp.top_k = static_cast<int32_t>(s.top_k());
+  }
+  if (s.has_min_p()) {
+    if (!(s.min_p() >= 0 && s.min_p() <= 1)) return Invalid("sampling.min_p", "must be in [0, 1]");
+    sp.min_p = s.min_p();
+  }
+  if (s.has_repetition_penalty()) {
+    if (!(s.repetition_penalty() > 0 && s.repetition_penalty() <= 10)) {
+      return Invalid("sampling.repetition_penalty", "must be in (0, 10]");
+    }
+    sp.repetition_penalty = s.repetition_penalty();
+  }
+  if (s.has_presence_penalty()) {
+    if (!(s.presence_penalty() >= -2 && s.presence_penalty() <= 2)) return Invalid("sampling.presence_penalty", "must be in [-2, 2]");
+    sp.presence_penalty = s.presence_penalty();
+  }
+  if (s.has_frequency_penalty()) {
+    if (!(s.frequency_penalty() >= -2 && s.frequency_penalty() <= 2)) {
+      return Invalid("sampling.frequency_penalty", "must be in [-2, 2]");
+    }
+    sp.frequency_penalty = s.frequency_penalty();
+  }
+  if (s.has_seed()) {
+    sp.seed = s.seed();
+  } else {
+    static thread_local std::mt19937_64 rng{std::random_device{}()};
+    sp.seed = rng();
+  }
+
+  // Length.
+  const int room = m.context_length - prompt_len;
+  if (req.has_max_tokens()) {
+    if (req.max_tokens() == 0) return Invalid("max_tokens", "must be >= 1");
+    if (req.max_tokens() > static_cast<uint32_t>(room)) {
+      return Invalid("max_tokens", absl::StrCat("prompt (", prompt_len, " tokens) + max_tokens (", req.max_tokens(),
+                                                ") exceeds the context length ", m.context_length));
+    }
+    out.params.max_tokens = static_cast<int>(req.max_tokens());
+  } else {
+    out.params.max_tokens = std::min(room, kDefaultMaxTokensCap);
+  }
+
+  // Stops.
+  if (static_cast<size_t>(req.stop_size()) > kMaxStopStrings) {
+    return Invalid("stop", absl::StrCat("at most ", kMaxStopStrings, " stop strings"));
+  }
+  for (int i = 0; i < req.stop_size(); ++i) {
+    if (req.stop(i).empty() || req.stop(i).size() > kMaxStopBytes) {
+      return Invalid(absl::StrCat("stop[", i, "]"), absl::StrCat("must be 1..", kMaxStopBytes, " bytes"));
+    }
+    out.params.stop_strings.push_back(req.stop(i));
+  }
+  for (int i = 0; i < req.stop_token_ids_size(); ++i) {
+    const int32_t id = req.stop_token_ids(i);
+    if (id < 0 || id >= vocab) {
+      return Invalid(absl::StrCat("stop_token_ids[", i, "]"), absl::StrCat("unknown token id ", id, " (vocabulary size ", vocab, ")"));
+    }
+    out.params.stop_token_ids.push_back(id);
+  }
+  std::vector<const char*> default_stops = {"<|return|>", "<|call|>"};
+  if (!out.params.harmony) default_stops.push_back("<|endoftext|>");
+  if (out.params.harmony || !req.ignore_eos()) {
+    for (const char* name : default_stops) {
+      if (auto id = tok.SpecialTokenId(name)) out.params.stop_token_ids.push_back(*id);
+    }
+  }
+  if (req.has_logprobs()) {
+    if (req.logprobs() > kMaxLogprobs) return Invalid("logprobs", absl::StrCat("must be 0..", kMaxLogprobs));
+    out.logprobs = static_cast<int>(req.logprobs());
+  }
+  return out;
+}
+
+void InferenceServiceImpl::SetModel(const LoadedModelView* model) { model_.store(model); }
+
+namespace {
+
+// One Generate call. The reactor owns itself through self_ until gRPC calls
+// OnDone; the engine's notify callback holds only a weak reference, so it
+// can never touch a deleted reactor, and a reaction run inline from a
+// Start* call cannot deadlock against it.
+class GenerateReactor final : public grpc::ServerWriteReactor<pb::GenerateResponse> {
+ public:
+  static GenerateReactor* Create() {
+    auto* r = new GenerateReactor();
+    r->self_.reset(r);
+    return r;
+  }
+
+  void Start(std::shared_ptr<serving::RequestStream> stream, uint64_t seed) {
+    stream_ = std::move(stream);
+    seed_ = seed;
+    std::weak_ptr<GenerateReactor> weak = self_;
+    stream_->SetNotify([weak] {
+      if (auto r = weak.lock()) r->MaybeWrite();
+    });
+    MaybeWrite();
+  }
+
+  void Fail(const grpc::Status& status) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      finished_ = true;
+    }
+    FinishOnce(status);
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) {  // the client is gone
+      stream_->Cancel();
+      FinishOnce(grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
+      return;
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      writing_ = false;
+    }
+    MaybeWrite();
+  }
+
+  void OnCancel() override {
+    if (stream_) stream_->Cancel();
+  }
+
+  void OnDone() override {
+    if (stream_) stream_->Cancel();  // no-op if finished; frees capacity otherwise
+    // Drop the self-reference; the object goes away once a notify callback
+    // that may be running has returned.
+    std::shared_ptr<GenerateReactor> last = std::move(self_);
+  }
+
+  // Writes the next chunk if none is in flight.
+  void MaybeWrite() {
+    std::optional<serving::OutputChunk> chunk;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (writing_ || finished_) return;
+      chunk = stream_->Pop();
+      if (!chunk) return;
+      writing_ = true;
+      if (chunk->final) finished_ = true;
+    }
+    response_.Clear();
+    response_.set_request_id(stream_->request_id());
+    for (int32_t t : chunk->tokens) response_.add_token_ids(t);
+    response_.set_text(chunk->text);
+    response_.set_channel(chunk->channel);
+    for (const auto& lp : chunk->logprobs) {
+      pb::TokenLogprob* out = response_.add_logprobs();
+      out->set_token_id(lp.token);
+      out->set_logprob(lp.logprob);
+      for (const auto& [id, v] : lp.top) {
+        pb::TopLogprob* t = out->add_top();
+        t->set_token_id(id);
+        t->set_logprob(v);
+      }
+    }
+    if (chunk->final) {
+      pb::Final* f = response_.mutable_final();
+      switch (chunk->finish) {
+        case model::FinishReason::kStop: f->set_finish_reason(pb::FINISH_REASON_STOP); break;
+        case model::FinishReason::kLength: f->set_finish_reason(pb::FINISH_REASON_LENGTH); break;
+        case model::FinishReason::kCancelled: f->set_finish_reason(pb::FINISH_REASON_CANCELLED); break;
+        default: f->set_finish_reason(pb::FINISH_REASON_ERROR); break;
+      }
+      f->set_error(chunk->error);
+      f->set_seed(seed_);
+      pb::Usage* u = f->mutable_usage();
+      u->set_prompt_tokens(chunk->usage.prompt_tokens);
+      u->set_generated_tokens(chunk->usage.generated_tokens);
+      u->set_time_to_first_token_seconds(chunk->usage.time_to_first_token);
+      u->set_total_seconds(chunk->usage.total);
+      u->set_queue_seconds(chunk->usage.queued);
+      finish_called_.store(true);
+      StartWriteAndFinish(&response_, grpc::WriteOptions(), grpc::Status::OK);
+    } else {
+      StartWrite(&response_);
+    }
+  }
+
+ private:
+  void FinishOnce(const grpc::Status& s) {
+    if (!finish_called_.exchange(true)) Finish(s);
+  }
+
+  GenerateReactor() = default;
+
+  std::shared_ptr<GenerateReactor> self_;
+  std::shared_ptr<serving::RequestStream> stream_;
+  uint64_t seed_ = 0;
+  std::mutex mu_;
+  bool writing_ = false;   // guarded by mu_
+  bool finished_ = false;  // guarded by mu_
+  std::atomic<bool> finish_called_{false};
+  pb::GenerateResponse response_;
+};
+
+}  // namespace
+
+grpc::ServerWriteReactor<pb::GenerateResponse>* InferenceServiceImpl::Generate(grpc::CallbackServerContext* ctx,
+                                                                              const pb::GenerateRequest* req) {
+  auto* reactor = GenerateReactor::Create();
+  const LoadedModelView* m = model();
+  if (!m) {
+    reactor->Fail(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the model is not loaded yet"));
+    return reactor;
+  }
+  if (!accepting_.load()) {
+    reactor->Fail(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the worker is shutting down"));
+    return reactor;
+  }
+  auto built = BuildRequest(*req, *m);
+  if (!built.ok()) {
+    reactor->Fail(ToGrpc(built.status()));
+    return reactor;
+  }
+  const uint64_t seed = built->params.sampling.seed;
+  auto stream = m->engine->Submit(*std::move(built));
+  if (!stream.ok()) {
+    reactor->Fail(ToGrpc(stream.status()));
+    return reactor;
+  }
+  reactor->Start(*std::move(stream), seed);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* InferenceServiceImpl::Abort(grpc::CallbackServerContext* ctx, const pb::AbortRequest* req,
+                                                      pb::AbortResponse*) {
+  auto* r = ctx->DefaultReactor();
+  const LoadedModelView* m = model();
+  if (!m) {
+    r->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the model is not loaded yet"));
+  } else {
+    r->Finish(ToGrpc(m->engine->Abort(req->request_id())));
+  }
+  return r;
+}
+
+grpc::ServerUnaryReactor* InferenceServiceImpl::Tokenize(grpc::CallbackServerContext* ctx,
+                                                         const pb::TokenizeRequest* req, pb::TokenizeResponse* resp) {
+  auto* r = ctx->DefaultReactor();
+  const LoadedModelView* m = model();
+  if (!m) {
+    r->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the model is not loaded yet"));
+  } else if (req->text().size() > kMaxPromptBytes) {
+    r->Finish(ToGrpc(Invalid("text", absl::StrCat("at most ", kMaxPromptBytes, " bytes"))));
+  } else {
+    for (int32_t id : m->tokenizer->Encode(req->text(), req->allow_special_tokens())) resp->add_token_ids(id);
+    r->Finish(grpc::Status::OK);
+  }
+  return r;
+}
+
+grpc::ServerUnaryReactor* InferenceServiceImpl::Detokenize(grpc::CallbackServerContext* ctx,
+                                                           const pb::DetokenizeRequest* req,
+                                                           pb::DetokenizeResponse* resp) {
+  auto* r = ctx->DefaultReactor();
+  const LoadedModelView* m = model();
+  if (!m) {
+    r->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the model is not loaded yet"));
+    return r;
+  }
+  if (req->token_ids_size() > 1000000) {
+    r->Finish(ToGrpc(Invalid("token_ids", "at most 1,000,000 ids")));
+    return r;
+  }
+  std::vector<int32_t> ids(req->token_ids().begin(), req->token_ids().end());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (ids[i] < 0 || ids[i] >= m->config->vocab_size) {
+      r->Finish(ToGrpc(Invalid(absl::StrCat("token_ids[", i, "]"), absl::StrCat("unknown token id ", ids[i]))));
+      return r;
+    }
+  }
+  text::StreamDecoder decoder(*m->tokenizer);
+  std::string out;
+  for (int32_t id : ids) out += decoder.Push(id);
+  out += decoder.Flush();
+  resp->set_text(out);
+  r->Finish(grpc::Status::OK);
+  return r;
+}
+
+grpc::ServerUnaryReactor* InferenceServiceImpl::GetModelInfo(grpc::CallbackServerContext* ctx,
+                                                             const pb::GetModelInfoRequest*, pb::ModelInfo* resp) {
+  auto* r = ctx->DefaultReactor();
+  const LoadedModelView* m = model();
+  if (!m) {
+    r->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the model is not loaded yet"));
+  } else {
+    *resp = m->info;
+    r->Finish(grpc::Status::OK);
+  }
+  return r;
+}
+
+}  // namespace ossgate::worker

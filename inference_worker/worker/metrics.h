@@ -1,0 +1,62 @@
+// Prometheus metrics of the worker (prometheus-cpp), exported over HTTP on
+// the metrics port: request and token counters, time-to-first-token and
+// inter-token latency histograms, running/waiting sequences, KV block usage,
+// model load duration.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "inference_worker/serving/engine.h"
+#include "prometheus/counter.h"
+#include "prometheus/exposer.h"
+#include "prometheus/gauge.h"
+#include "prometheus/histogram.h"
+#include "prometheus/registry.h"
+
+namespace ossgate::worker {
+
+class WorkerMetrics final : public serving::EngineObserver {
+ public:
+  WorkerMetrics();
+  ~WorkerMetrics() override;
+
+  // Serves /metrics on `address` (host:port). Throws nothing; returns false
+  // (and logs) if the port cannot be bound.
+  bool Expose(const std::string& address);
+  // Samples engine gauges every `period_ms` until destruction.
+  void WatchEngine(const serving::Engine* engine, int period_ms = 500);
+  // Stops sampling; call before the engine goes away.
+  void StopWatching();
+
+  void SetModelLoadSeconds(double seconds) { load_seconds_->Set(seconds); }
+
+  // EngineObserver (engine thread).
+  void OnFirstToken(double seconds) override { ttft_->Observe(seconds); }
+  void OnToken(double seconds) override {
+    itl_->Observe(seconds);
+  }
+  void OnFinished(model::FinishReason reason, const serving::Usage& usage) override;
+
+  const std::shared_ptr<prometheus::Registry>& registry() const { return registry_; }
+
+ private:
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::unique_ptr<prometheus::Exposer> exposer_;
+  prometheus::Family<prometheus::Counter>* requests_;
+  prometheus::Counter* prompt_tokens_;
+  prometheus::Counter* generated_tokens_;
+  prometheus::Histogram* ttft_;
+  prometheus::Histogram* itl_;
+  prometheus::Gauge* running_;
+  prometheus::Gauge* waiting_;
+  prometheus::Gauge* kv_used_;
+  prometheus::Gauge* kv_total_;
+  prometheus::Gauge* load_seconds_;
+  std::atomic<bool> stop_{false};
+  std::thread watcher_;
+};
+
+}  // namespace ossgate::worker

@@ -1,0 +1,83 @@
+// The provenance gate: the only way the worker obtains model bytes to load.
+//
+//   1. Open the file once (no symlinks, regular file), read it once into
+//      private memory while computing SHA-256. Nothing is parsed yet.
+//   2. Ask the provenance service: VerifyModel(name, source, sha256, size,
+//      worker id). Retries with backoff while the service is unreachable, up
+//      to a deadline.
+//   3. Verify the approval token locally: signature with a pinned key,
+//      issuer, audience = own worker id, model hash and size = what this
+//      process computed, time window.
+//   4. Only then hand out the bytes; the caller parses exactly these bytes.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "inference_worker/model/model_file.h"
+#include "provenance_service/token/approval_token.h"
+
+namespace ossgate::worker {
+
+// The verdict as the worker needs it (a transport-free view of
+// VerifyModelResponse), so tests can fake the service.
+struct Verdict {
+  bool verified = false;
+  std::string reason;  // machine-readable, e.g. "REASON_UNTRUSTED_SOURCE"
+  std::string detail;
+  std::string approval_token;
+  uint64_t log_index = 0;
+  std::string matched_source;
+};
+
+struct VerifyRequest {
+  std::string name;
+  std::string source_uri;
+  std::string sha256;
+  uint64_t size = 0;
+  std::string worker_id;
+};
+
+class ProvenanceClient {
+ public:
+  virtual ~ProvenanceClient() = default;
+  // UNAVAILABLE / DEADLINE_EXCEEDED mean "try again"; other errors are final.
+  virtual absl::StatusOr<Verdict> VerifyModel(const VerifyRequest& request) = 0;
+};
+
+struct GateConfig {
+  std::string model_path;
+  std::string model_name;
+  std::string source_uri;
+  std::string worker_id;
+  std::string issuer;  // expected token issuer; empty = any
+  std::vector<std::string> pinned_keys;  // raw 32-byte Ed25519 public keys of the token signer(s)
+  absl::Duration verify_deadline = absl::Minutes(2);  // total time for retries
+  absl::Duration initial_backoff = absl::Milliseconds(200);
+  uint64_t max_model_bytes = uint64_t{1} << 40;
+};
+
+struct VerifiedModel {
+  model::ModelBytes bytes;
+  token::ApprovalClaims claims;
+  std::string approval_token;
+  std::string matched_source;
+  absl::Time verified_at;
+};
+
+// Logs progress lines (phase, bytes, rate) through `log`.
+using GateLog = std::function<void(const std::string&)>;
+
+// Runs the gate. PermissionDenied when the service rejected the model
+// (message names the reason), Unauthenticated when the token does not
+// verify, Unavailable when the service stayed unreachable until the
+// deadline, and the file errors of ReadModelFile.
+absl::StatusOr<VerifiedModel> LoadVerifiedModel(const GateConfig& config, ProvenanceClient& client,
+                                                const GateLog& log, std::function<absl::Time()> now = absl::Now);
+
+}  // namespace ossgate::worker

@@ -1,0 +1,84 @@
+// inference_worker: serves one provenance-approved gpt-oss model over gRPC.
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_split.h"
+#include "inference_worker/worker/worker_server.h"
+
+ABSL_FLAG(std::string, listen, "127.0.0.1:50061", "address of the InferenceService (TLS unless --insecure_dev_loopback)");
+ABSL_FLAG(std::string, health_listen, "", "optional plaintext address serving only grpc.health.v1 (for probes)");
+ABSL_FLAG(std::string, metrics_listen, "", "optional address of the Prometheus /metrics endpoint");
+ABSL_FLAG(std::string, tls_cert, "", "PEM certificate presented to clients");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert");
+ABSL_FLAG(std::string, tls_client_ca, "", "PEM CA; when set, clients must present a certificate it signed (mTLS)");
+ABSL_FLAG(bool, insecure_dev_loopback, false, "development only: plaintext gRPC for clients and to the provenance service, loopback addresses only");
+ABSL_FLAG(std::string, model, "", "path of the GGUF model file (required)");
+ABSL_FLAG(std::string, model_name, "", "model name sent to the provenance service (default: file name)");
+ABSL_FLAG(std::string, source_uri, "", "where the file came from, e.g. hf://openai/gpt-oss-20b@<rev>/gpt-oss-20b-MXFP4.gguf (required)");
+ABSL_FLAG(std::string, worker_id, "", "this worker's id; must match its client certificate (required)");
+ABSL_FLAG(std::string, provenance, "127.0.0.1:50051", "address of the provenance service");
+ABSL_FLAG(std::string, provenance_ca, "", "PEM CA of the provenance service's certificate");
+ABSL_FLAG(std::string, provenance_cert, "", "PEM client certificate of this worker (role worker)");
+ABSL_FLAG(std::string, provenance_key, "", "PEM private key of --provenance_cert");
+ABSL_FLAG(std::string, provenance_server_name, "", "expected TLS name of the provenance service (default: host of --provenance)");
+ABSL_FLAG(std::string, pinned_keys, "", "comma-separated PEM public keys of the provenance token signer (required)");
+ABSL_FLAG(std::string, token_issuer, "", "expected approval-token issuer (empty = any pinned signer)");
+ABSL_FLAG(int, verify_deadline_s, 120, "seconds to keep retrying an unreachable provenance service");
+ABSL_FLAG(bool, wait_for_model, false, "when the model is rejected, stay up (NOT_SERVING) and retry instead of exiting");
+ABSL_FLAG(int, threads, 0, "CPU backend threads (0 = all cores)");
+ABSL_FLAG(int, max_sequences, 16, "concurrent sequences");
+ABSL_FLAG(int, max_context, 4096, "context length served per sequence");
+ABSL_FLAG(int, kv_blocks, 0, "KV-cache blocks of 16 tokens (0 = max_sequences * max_context worth)");
+ABSL_FLAG(int, max_waiting, 64, "queued requests beyond the running ones; more get RESOURCE_EXHAUSTED");
+ABSL_FLAG(int, step_token_budget, 256, "tokens per engine step (decode tokens + prompt chunks)");
+ABSL_FLAG(int, drain_timeout_s, 30, "seconds to let running requests finish after SIGTERM");
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage("Serves a provenance-approved gpt-oss GGUF model over gRPC.");
+  absl::ParseCommandLine(argc, argv);
+  ossgate::worker::WorkerConfig c;
+  c.listen = absl::GetFlag(FLAGS_listen);
+  c.health_listen = absl::GetFlag(FLAGS_health_listen);
+  c.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+  c.tls_cert = absl::GetFlag(FLAGS_tls_cert);
+  c.tls_key = absl::GetFlag(FLAGS_tls_key);
+  c.tls_client_ca = absl::GetFlag(FLAGS_tls_client_ca);
+  c.insecure_dev_loopback = absl::GetFlag(FLAGS_insecure_dev_loopback);
+  c.gate.model_path = absl::GetFlag(FLAGS_model);
+  c.gate.source_uri = absl::GetFlag(FLAGS_source_uri);
+  c.gate.worker_id = absl::GetFlag(FLAGS_worker_id);
+  c.gate.issuer = absl::GetFlag(FLAGS_token_issuer);
+  c.gate.verify_deadline = absl::Seconds(absl::GetFlag(FLAGS_verify_deadline_s));
+  c.gate.model_name = absl::GetFlag(FLAGS_model_name);
+  if (c.gate.model_name.empty()) {
+    const std::string& p = c.gate.model_path;
+    std::string base = p.substr(p.find_last_of('/') + 1);
+    if (base.size() > 5 && base.substr(base.size() - 5) == ".gguf") base.resize(base.size() - 5);
+    c.gate.model_name = base;
+  }
+  c.provenance.address = absl::GetFlag(FLAGS_provenance);
+  c.provenance.ca_cert_path = absl::GetFlag(FLAGS_provenance_ca);
+  c.provenance.cert_path = absl::GetFlag(FLAGS_provenance_cert);
+  c.provenance.key_path = absl::GetFlag(FLAGS_provenance_key);
+  c.provenance.tls_server_name = absl::GetFlag(FLAGS_provenance_server_name);
+  c.provenance.insecure_loopback = c.insecure_dev_loopback;
+  for (absl::string_view k : absl::StrSplit(absl::GetFlag(FLAGS_pinned_keys), ',', absl::SkipEmpty())) {
+    c.pinned_key_paths.emplace_back(k);
+  }
+  c.wait_for_model = absl::GetFlag(FLAGS_wait_for_model);
+  c.threads = absl::GetFlag(FLAGS_threads);
+  c.max_sequences = absl::GetFlag(FLAGS_max_sequences);
+  c.max_context = absl::GetFlag(FLAGS_max_context);
+  c.kv_blocks = absl::GetFlag(FLAGS_kv_blocks);
+  c.max_waiting = absl::GetFlag(FLAGS_max_waiting);
+  c.step_token_budget = absl::GetFlag(FLAGS_step_token_budget);
+  c.drain_timeout = absl::Seconds(absl::GetFlag(FLAGS_drain_timeout_s));
+  if (c.gate.model_path.empty() || c.gate.source_uri.empty() || c.gate.worker_id.empty() || c.pinned_key_paths.empty()) {
+    std::fprintf(stderr, "error: --model, --source_uri, --worker_id and --pinned_keys are required\n");
+    return 2;
+  }
+  return ossgate::worker::RunWorker(c);
+}

@@ -1,0 +1,296 @@
+#include "inference_worker/worker/worker_server.h"
+
+#include <pthread.h>
+#include <signal.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <mutex>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/grpcpp.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "inference_worker/gguf/gguf.h"
+#include "inference_worker/model/cpu_backend.h"
+#include "inference_worker/serving/engine.h"
+#include "inference_worker/text/tokenizer.h"
+#include "inference_worker/worker/inference_service.h"
+#include "inference_worker/worker/metrics.h"
+
+namespace ossgate::worker {
+
+namespace pb = ::ossgate::inference::v1;
+
+namespace {
+
+void Log(const std::string& msg) {
+  std::fprintf(stderr, "%s worker: %s\n", absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone()).c_str(),
+               msg.c_str());
+  std::fflush(stderr);
+}
+
+bool IsLoopback(const std::string& address) {
+  return absl::StartsWith(address, "127.") || absl::StartsWith(address, "localhost:") ||
+         absl::StartsWith(address, "[::1]");
+}
+
+// Waits for SIGTERM/SIGINT on a dedicated thread (the signals are blocked in
+// every other thread).
+class SignalWatcher {
+ public:
+  SignalWatcher() {
+    sigemptyset(&set_);
+    sigaddset(&set_, SIGTERM);
+    sigaddset(&set_, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set_, nullptr);
+    thread_ = std::thread([this] {
+      int sig = 0;
+      sigwait(&set_, &sig);
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        signalled_ = sig;
+      }
+      cv_.notify_all();
+    });
+    thread_.detach();
+  }
+  // Waits up to `timeout` (forever if infinite); returns the signal or 0.
+  int Wait(absl::Duration timeout = absl::InfiniteDuration()) {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (timeout == absl::InfiniteDuration()) {
+      cv_.wait(lock, [&] { return signalled_ != 0; });
+    } else {
+      cv_.wait_for(lock, absl::ToChronoMilliseconds(timeout), [&] { return signalled_ != 0; });
+    }
+    return signalled_;
+  }
+
+ private:
+  sigset_t set_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int signalled_ = 0;
+  std::thread thread_;
+};
+
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(const WorkerConfig& c) {
+  if (c.insecure_dev_loopback) {
+    if (!IsLoopback(c.listen)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--insecure_dev_loopback allows only loopback listen addresses, not '", c.listen, "'"));
+    }
+    return grpc::InsecureServerCredentials();
+  }
+  if (c.tls_cert.empty() || c.tls_key.empty()) {
+    return absl::InvalidArgumentError(
+        "TLS is required: pass --tls_cert and --tls_key (or --insecure_dev_loopback for local development)");
+  }
+  auto cert = ReadSmallFile(c.tls_cert);
+  if (!cert.ok()) return cert.status();
+  auto key = ReadSmallFile(c.tls_key);
+  if (!key.ok()) return key.status();
+  grpc::SslServerCredentialsOptions o(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+  o.pem_key_cert_pairs.push_back({*key, *cert});
+  if (!c.tls_client_ca.empty()) {
+    auto ca = ReadSmallFile(c.tls_client_ca);
+    if (!ca.ok()) return ca.status();
+    o.pem_root_certs = *ca;
+    o.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+  }
+  return grpc::SslServerCredentials(o);
+}
+
+pb::ModelInfo BuildModelInfo(const gguf::GgufFile& file, const model::ModelConfig& c, const VerifiedModel& vm,
+                             const model::Backend& backend, int context, int max_seqs, absl::Time loaded_at) {
+  pb::ModelInfo info;
+  info.set_architecture("gpt-oss");
+  if (auto name = file.GetString("general.name"); name.ok()) info.set_name(*name);
+  info.set_n_layers(c.n_layers);
+  info.set_d_model(c.d_model);
+  info.set_n_heads(c.n_heads);
+  info.set_n_kv_heads(c.n_kv_heads);
+  info.set_head_dim(c.head_dim);
+  info.set_n_experts(c.n_experts);
+  info.set_n_experts_used(c.n_experts_used);
+  info.set_d_ff(c.d_ff);
+  info.set_vocab_size(c.vocab_size);
+  info.set_sliding_window(c.sliding_window);
+  info.set_context_length(context);
+  info.set_model_context_length(c.context_length);
+  for (const gguf::TensorInfo& t : file.tensors()) {
+    pb::TensorQuantization* q = info.add_tensors();
+    q->set_name(t.name);
+    q->set_type(gguf::GgmlTypeName(static_cast<uint32_t>(t.type)));
+    for (int d = 0; d < t.n_dims; ++d) q->add_shape(t.ne[d]);
+  }
+  pb::Provenance* p = info.mutable_provenance();
+  p->set_source_uri(vm.claims.source_uri);
+  p->set_sha256(vm.bytes.sha256());
+  p->set_size_bytes(vm.bytes.size());
+  p->set_token_id(vm.claims.token_id);
+  p->set_key_id(vm.claims.key_id);
+  p->set_audit_log_index(vm.claims.log_index);
+  p->mutable_verified_at()->set_seconds(absl::ToUnixSeconds(vm.verified_at));
+  p->mutable_loaded_at()->set_seconds(absl::ToUnixSeconds(loaded_at));
+  p->set_registry_entry(vm.matched_source);
+  info.set_backend("cpu");
+  info.set_device(backend.Description());
+  info.set_max_sequences(max_seqs);
+  info.set_kv_block_size(const_cast<model::Backend&>(backend).kv().block_size());
+  info.set_kv_blocks(const_cast<model::Backend&>(backend).kv().num_full_blocks());
+  return info;
+}
+
+}  // namespace
+
+int RunWorker(const WorkerConfig& config) {
+  SignalWatcher signals;  // before any thread starts, so all inherit the mask
+
+  auto creds = ServerCredentials(config);
+  if (!creds.ok()) {
+    Log(absl::StrCat("configuration error: ", creds.status().message()));
+    return 2;
+  }
+  GateConfig gate = config.gate;
+  for (const std::string& path : config.pinned_key_paths) {
+    auto key = token::Ed25519PublicKey::LoadPemFile(path);
+    if (!key.ok()) {
+      Log(absl::StrCat("configuration error: pinned provenance key '", path, "': ", key.status().message()));
+      return 2;
+    }
+    gate.pinned_keys.push_back(key->raw());
+  }
+  auto client = MakeGrpcProvenanceClient(config.provenance);
+  if (!client.ok()) {
+    Log(absl::StrCat("configuration error: ", client.status().message()));
+    return 2;
+  }
+
+  // Serve health (and UNAVAILABLE for inference) while the model loads.
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  InferenceServiceImpl service;
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(config.listen, *creds);
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server) {
+    Log(absl::StrCat("cannot listen on ", config.listen));
+    return 2;
+  }
+  std::unique_ptr<grpc::Server> health_server;
+  if (!config.health_listen.empty()) {
+    grpc::ServerBuilder hb;
+    hb.AddListeningPort(config.health_listen, grpc::InsecureServerCredentials());
+    health_server = hb.BuildAndStart();
+    if (!health_server) {
+      Log(absl::StrCat("cannot listen on health port ", config.health_listen));
+      return 2;
+    }
+  }
+  auto set_health = [&](bool serving) {
+    for (grpc::Server* s : {server.get(), health_server.get()}) {
+      if (!s) continue;
+      s->GetHealthCheckService()->SetServingStatus("", true);  // the process is alive
+      s->GetHealthCheckService()->SetServingStatus(kInferenceServiceName, serving);
+    }
+  };
+  set_health(false);
+  Log(absl::StrCat("listening on ", config.listen, config.insecure_dev_loopback ? " (plaintext, loopback)" : " (TLS)",
+                   "; model not loaded yet (health NOT_SERVING)"));
+  WorkerMetrics metrics;
+  if (!config.metrics_listen.empty() && !metrics.Expose(config.metrics_listen)) return 2;
+
+  // The gate, retried on rejection only when asked to wait for a new model.
+  const auto t_load = std::chrono::steady_clock::now();
+  absl::StatusOr<VerifiedModel> vm;
+  for (;;) {
+    vm = LoadVerifiedModel(gate, **client, [](const std::string& line) { Log(line); });
+    if (vm.ok()) break;
+    Log(absl::StrCat("MODEL NOT LOADED: ", vm.status().message()));
+    if (!config.wait_for_model) {
+      server->Shutdown();
+      return 3;
+    }
+    Log(absl::StrCat("waiting for an approvable model; retrying in ", absl::FormatDuration(config.retry_interval)));
+    if (signals.Wait(config.retry_interval) != 0) {
+      server->Shutdown();
+      return 0;
+    }
+  }
+
+  Log("phase=parsing");
+  auto file = gguf::GgufFile::Parse(vm->bytes.bytes());
+  if (!file.ok()) {
+    Log(absl::StrCat("MODEL NOT LOADED: ", file.status().message()));
+    server->Shutdown();
+    return 4;
+  }
+  auto tokenizer = text::Tokenizer::FromGguf(*file);
+  if (!tokenizer.ok()) {
+    Log(absl::StrCat("MODEL NOT LOADED: tokenizer: ", tokenizer.status().message()));
+    server->Shutdown();
+    return 4;
+  }
+  model::CpuBackendOptions bo;
+  bo.n_threads = config.threads;
+  bo.kv.max_sequences = config.max_sequences;
+  bo.kv.num_full_blocks = config.kv_blocks;
+  bo.max_context = config.max_context;
+  Log("phase=uploading backend=cpu");
+  auto backend = model::CpuBackend::Create(*file, bo);
+  if (!backend.ok()) {
+    Log(absl::StrCat("MODEL NOT LOADED: ", backend.status().message()));
+    server->Shutdown();
+    return 4;
+  }
+  serving::EngineOptions eo;
+  eo.scheduler.max_running = config.max_sequences;
+  eo.scheduler.max_waiting = config.max_waiting;
+  eo.scheduler.step_token_budget = config.step_token_budget;
+  serving::Engine engine(**backend, **tokenizer, eo, &metrics);
+  metrics.WatchEngine(&engine);
+  const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load).count();
+  metrics.SetModelLoadSeconds(load_s);
+
+  LoadedModelView view;
+  view.file = &*file;
+  view.tokenizer = tokenizer->get();
+  view.engine = &engine;
+  view.config = &(*backend)->config();
+  view.context_length = std::min(config.max_context, (*backend)->config().context_length);
+  view.info = BuildModelInfo(*file, (*backend)->config(), *vm, **backend, view.context_length, config.max_sequences,
+                             absl::Now());
+  service.SetModel(&view);
+  set_health(true);
+  Log(absl::StrCat("ready: model '", view.info.name(), "' source=", vm->claims.source_uri, " sha256=", vm->bytes.sha256(),
+                   " size=", vm->bytes.size(), " token_id=", vm->claims.token_id, " audit_log_index=", vm->claims.log_index,
+                   " verified_at=", absl::FormatTime(vm->verified_at), " load_seconds=", load_s, " backend=",
+                   (*backend)->Description(), " (health SERVING)"));
+
+  const int sig = signals.Wait();
+  Log(absl::StrCat("signal ", sig, ": NOT_SERVING, draining for up to ", absl::FormatDuration(config.drain_timeout)));
+  set_health(false);
+  service.StopAccepting();
+  const absl::Time drain_deadline = absl::Now() + config.drain_timeout;
+  while (absl::Now() < drain_deadline) {
+    const serving::EngineStats s = engine.Stats();
+    if (s.running == 0 && s.waiting == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  metrics.StopWatching();
+  engine.Stop();  // cancels whatever is left
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  if (health_server) health_server->Shutdown();
+  service.SetModel(nullptr);
+  Log("stopped");
+  return 0;
+}
+
+}  // namespace ossgate::worker
