@@ -18,7 +18,7 @@ enum class ReasoningEffort { kLow, kMedium, kHigh };
 
 struct ToolDefinition {
   std::string name;         // e.g. "get_weather"
-  std::string description;  // one line
+  std::string description;  // each line becomes a "// " comment above the type; empty = none
   std::string parameters_typescript;  // TypeScript-like argument type, e.g. "{ location: string }"; empty = no args
 };
 

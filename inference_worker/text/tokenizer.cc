@@ -214,6 +214,14 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> BpeTokenizer::Build(VocabSpec spec) {
 }
 
 void BpeTokenizer::EncodePiece(absl::string_view piece, BpeScratch* s, std::vector<int32_t>* out) const {
+  // Symbol positions are int32. A single piece over 1 GiB (no sane request
+  // has one) is cut into 1 GiB slices rather than overflowing.
+  constexpr size_t kMaxPiece = size_t{1} << 30;
+  while (piece.size() > kMaxPiece) {
+    EncodePiece(piece.substr(0, kMaxPiece), s, out);
+    piece.remove_prefix(kMaxPiece);
+  }
+  if (piece.empty()) return;
   if (auto it = bpe_ids_.find(piece); it != bpe_ids_.end()) {
     out->push_back(it->second);  // whole piece is a token (tiktoken's shortcut)
     return;
@@ -271,7 +279,7 @@ std::vector<int32_t> BpeTokenizer::Encode(absl::string_view text, bool allow_spe
     text = repaired;
   }
   std::vector<int32_t> out;
-  out.reserve(text.size() / 3 + 1);
+  out.reserve(text.size() / 4 + 1);
   BpeScratch scratch;
   if (!allow_special) {
     EncodeOrdinary(text, &scratch, &out);

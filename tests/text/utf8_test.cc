@@ -2,6 +2,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_replace.h"
@@ -17,8 +18,10 @@ std::string Hex(absl::string_view hex) { return absl::HexStringToBytes(hex); }
 constexpr char kFffd[] = "\xEF\xBF\xBD";
 
 TEST(Utf8Test, ValidTextIsUnchanged) {
-  for (const char* s : {"", "plain ascii", "caf\xC3\xA9", "\xE6\x97\xA5\xE6\x9C\xAC", "\xF0\x9F\x98\x80",
-                        "\xF4\x8F\xBF\xBF", "\xEF\xBB\xBF" "bom", std::string("nul\0byte", 8).c_str()}) {
+  const std::vector<std::string> texts = {"", "plain ascii", "caf\xC3\xA9", "\xE6\x97\xA5\xE6\x9C\xAC",
+                                         "\xF0\x9F\x98\x80", "\xF4\x8F\xBF\xBF", "\xEF\xBB\xBF" "bom",
+                                         std::string("nul\0byte", 8)};
+  for (const std::string& s : texts) {
     EXPECT_TRUE(IsValidUtf8(s)) << s;
     EXPECT_EQ(SanitizeUtf8(s), s);
   }
