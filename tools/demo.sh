@@ -27,8 +27,9 @@ bin_provctl=$build/provenance_service/provctl
 bin_worker=$build/inference_worker/worker/inference_worker
 bin_client=$build/inference_worker/ossgate-client
 
-# The bundled default model. Until the project's trained model is committed
-# (models/), a small random gpt-oss model with the real o200k vocabulary is
+# The bundled default model: a small gpt-oss-architecture model the project
+# trained on the Brown corpus (docs/small_model.md). Without it (a checkout
+# that dropped models/), a random model with the real o200k vocabulary is
 # generated: it exercises the whole flow but writes no sensible text.
 model=$root/models/ossgate-small.gguf
 source_uri=ossgate://bundled/ossgate-small.gguf
@@ -90,7 +91,7 @@ grep -E "phase=|ready:" "$state/worker.log" | sed 's/^/   /'
 
 echo "== streaming a chat answer"
 echo "user> $question"
-"${client[@]}" --chat="$question" --max_tokens=200 --temperature=0.8 --seed=7
+"${client[@]}" --chat="$question" --max_tokens=300 --temperature=0.8 --seed=6
 
 echo "== audit log (auditor role)"
 "$bin_provctl" audit query "${auditor[@]}" --kind=verify_model --limit=5 | sed 's/^/   /'

@@ -127,6 +127,7 @@ int main(int argc, char** argv) {
   }
   const grpc::Status s = reader->Finish();
   std::printf("\n");
+  std::fflush(stdout);
   if (!s.ok()) {
     std::fprintf(stderr, "error: %s: %s\n", std::to_string(s.error_code()).c_str(), s.error_message().c_str());
     return 1;

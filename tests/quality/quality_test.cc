@@ -233,11 +233,11 @@ std::vector<Case> Cases() {
     cases.push_back({.name = absl::StrCat("sampled", i), .prompt = prompts[i], .temperature = 0.8f, .top_p = 0.95f,
                      .seed = 100 + i});
   }
-  // The README demo's question with the demo's sampling (tools/demo.sh).
+  // Another seed of the demo's question, cut at 200 tokens.
   cases.push_back({.name = "chat_demo", .prompt = "Tell me a short story about a lighthouse keeper.", .chat = true,
                    .temperature = 0.8f, .seed = 7, .max_tokens = 200});
-  // The setting proposed for the demo (docs/small_model.md): the answer ends
-  // with <|return|> well inside 300 tokens.
+  // The README demo (tools/demo.sh): its question and sampling; the answer
+  // ends with <|return|> inside 300 tokens.
   cases.push_back({.name = "chat_seed6", .prompt = "Tell me a short story about a lighthouse keeper.", .chat = true,
                    .temperature = 0.8f, .seed = 6, .max_tokens = 300});
   cases.push_back({.name = "chat_greedy", .prompt = "What did the farmers do in the spring?", .chat = true,
