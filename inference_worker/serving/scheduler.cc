@@ -36,9 +36,11 @@ absl::Status Scheduler::Submit(SeqId id, int prompt_tokens, int max_new_tokens) 
   s.known_tokens = prompt_tokens;
   s.worst_blocks = WorstBlocks(s);
   if (s.worst_blocks > kv_.num_full_blocks()) {
-    return absl::InvalidArgumentError(absl::StrCat("prompt (", prompt_tokens, ") + max_tokens (", max_new_tokens,
-                                                   ") needs ", s.worst_blocks, " KV blocks but the pool has ",
-                                                   kv_.num_full_blocks()));
+    // Named after the request field the client can change (the error model
+    // of inference.proto: INVALID_ARGUMENT messages start with the field).
+    return absl::InvalidArgumentError(absl::StrCat("max_tokens: prompt (", prompt_tokens, ") + max_tokens (",
+                                                   max_new_tokens, ") needs ", s.worst_blocks,
+                                                   " KV blocks but the pool has ", kv_.num_full_blocks()));
   }
   if (static_cast<int>(waiting_.size()) >= options_.max_waiting) {
     return absl::ResourceExhaustedError(absl::StrCat("the worker is at capacity (", running_.size(), " running, ",

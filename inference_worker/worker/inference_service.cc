@@ -122,7 +122,10 @@ absl::StatusOr<serving::GenerationRequest> InferenceServiceImpl::BuildRequest(co
   }
   const int prompt_len = static_cast<int>(out.prompt.size());
   if (prompt_len >= m.context_length) {
-    return Invalid(req.prompt_case() == pb::GenerateRequest::kTokenIds ? "token_ids" : "text",
+    const char* field = req.prompt_case() == pb::GenerateRequest::kTokenIds      ? "token_ids"
+                        : req.prompt_case() == pb::GenerateRequest::kConversation ? "conversation"
+                                                                                  : "text";
+    return Invalid(field,
                    absl::StrCat("the prompt is ", prompt_len, " tokens; the context length is ", m.context_length,
                                 " (at least one token must remain for generation)"));
   }

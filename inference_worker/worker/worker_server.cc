@@ -177,6 +177,10 @@ int RunWorker(const WorkerConfig& config) {
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   InferenceServiceImpl service;
   grpc::ServerBuilder builder;
+  // gRPC sets SO_REUSEPORT by default: a second worker (or a stale one) would
+  // then bind the same port and clients would be spread over both. A taken
+  // port must be a startup error instead.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.AddListeningPort(config.listen, *creds);
   builder.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
@@ -187,6 +191,7 @@ int RunWorker(const WorkerConfig& config) {
   std::unique_ptr<grpc::Server> health_server;
   if (!config.health_listen.empty()) {
     grpc::ServerBuilder hb;
+    hb.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
     hb.AddListeningPort(config.health_listen, grpc::InsecureServerCredentials());
     health_server = hb.BuildAndStart();
     if (!health_server) {

@@ -115,6 +115,9 @@ absl::StatusOr<std::unique_ptr<ProvenanceServer>> ProvenanceServer::Start(const 
   grpc::ServerBuilder builder;
   builder.AddListeningPort(config.listen_address, creds, &server->port_);
   builder.SetMaxReceiveMessageSize(kMaxRequestBytes);
+  // gRPC enables SO_REUSEPORT by default: a second service on a taken port
+  // would start and split the traffic (and the audit log) with the first.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   for (grpc::Service* s : server->services_->services()) builder.RegisterService(s);
   server->server_ = builder.BuildAndStart();
   if (!server->server_ || server->port_ == 0) {

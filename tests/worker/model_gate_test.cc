@@ -1,0 +1,348 @@
+// The worker's provenance gate (LoadVerifiedModel) against a fake
+// ProvenanceClient whose approval tokens are signed in the test with the real
+// token code. One failure mode per test: every way the token or the verdict
+// can be wrong must keep the model bytes out of the caller's hands, with the
+// status code the header documents.
+#include "inference_worker/worker/model_gate.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "gtest/gtest.h"
+#include "provenance_service/token/approval_token.h"
+#include "provenance_service/token/ed25519.h"
+#include "provenance_service/token/sha256.h"
+
+namespace ossgate::worker {
+namespace {
+
+constexpr char kWorkerId[] = "worker-7";
+constexpr char kIssuer[] = "ossgate-provenance";
+constexpr char kSource[] = "ossgate://bundled/gate-test.gguf";
+
+// A file under a fresh temporary directory, removed with it.
+class TempDir {
+ public:
+  TempDir() {
+    const char* base = std::getenv("TEST_TMPDIR");
+    std::string tmpl = absl::StrCat(base ? base : "/tmp", "/model_gate_test_XXXXXX");
+    path_ = mkdtemp(tmpl.data()) ? tmpl : "";
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  std::string Write(const std::string& name, const std::string& content) const {
+    const std::string p = path_ + "/" + name;
+    std::ofstream(p, std::ios::binary | std::ios::trunc) << content;
+    return p;
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// Plays the provenance service: answers from a script of statuses, then signs
+// an approval for whatever the worker described (or what `tweak` makes of it).
+class FakeProvenance final : public ProvenanceClient {
+ public:
+  explicit FakeProvenance(const token::ApprovalTokenSigner* signer) : signer_(signer) {}
+
+  absl::StatusOr<Verdict> VerifyModel(const VerifyRequest& request) override {
+    requests.push_back(request);
+    if (on_call) on_call(request);
+    if (!failures.empty()) {
+      absl::Status s = failures.front();
+      if (failures.size() > 1 || !repeat_last_failure) failures.pop_front();
+      return s;
+    }
+    if (!verdict_override.approval_token.empty() || !verdict_override.reason.empty()) return verdict_override;
+    token::ApprovalClaims c;
+    c.issuer = kIssuer;
+    c.worker_id = request.worker_id;
+    c.token_id = "0123456789abcdef0123456789abcdef";
+    c.model_sha256 = request.sha256;
+    c.model_size = request.size;
+    c.source_uri = request.source_uri;
+    c.model_name = request.name;
+    c.policy_version = 3;
+    c.log_index = 41;
+    c.log_origin = "gate.test/provenance";
+    c.issued_at = absl::FromUnixSeconds(absl::ToUnixSeconds(absl::Now()));
+    c.not_before = c.issued_at;
+    c.expires_at = c.issued_at + absl::Minutes(5);
+    if (tweak) tweak(c);
+    auto signed_token = signer_->Sign(c);
+    if (!signed_token.ok()) return signed_token.status();
+    Verdict v;
+    v.verified = true;
+    v.reason = "REASON_VERIFIED";
+    v.approval_token = *signed_token;
+    v.log_index = c.log_index;
+    v.matched_source = "ossgate://bundled";
+    if (mangle_token) mangle_token(v.approval_token);
+    return v;
+  }
+
+  std::vector<VerifyRequest> requests;
+  std::deque<absl::Status> failures;   // returned first, one per call
+  bool repeat_last_failure = false;    // keep returning the last failure
+  Verdict verdict_override;            // returned as is when set
+  std::function<void(token::ApprovalClaims&)> tweak;
+  std::function<void(std::string&)> mangle_token;
+  std::function<void(const VerifyRequest&)> on_call;
+
+ private:
+  const token::ApprovalTokenSigner* signer_;
+};
+
+class ModelGateTest : public ::testing::Test {
+ protected:
+  ModelGateTest()
+      : key_(std::make_shared<token::Ed25519PrivateKey>(*token::Ed25519PrivateKey::Generate())),
+        signer_(key_),
+        fake_(&signer_) {
+    content_ = "GGUF fake model bytes for the gate test \x01\x02\x03";
+    config_.model_path = dir_.Write("model.gguf", content_);
+    config_.model_name = "gate-test";
+    config_.source_uri = kSource;
+    config_.worker_id = kWorkerId;
+    config_.issuer = kIssuer;
+    config_.pinned_keys = {signer_.public_key().raw()};
+    config_.verify_deadline = absl::Seconds(2);
+    config_.initial_backoff = absl::Milliseconds(10);
+  }
+
+  absl::StatusOr<VerifiedModel> Run() {
+    return LoadVerifiedModel(config_, fake_, [this](const std::string& line) { log_.push_back(line); });
+  }
+
+  TempDir dir_;
+  std::shared_ptr<const token::Ed25519PrivateKey> key_;
+  token::ApprovalTokenSigner signer_;
+  FakeProvenance fake_;
+  std::string content_;
+  GateConfig config_;
+  std::vector<std::string> log_;
+};
+
+std::string BytesOf(const VerifiedModel& vm) {
+  return std::string(reinterpret_cast<const char*>(vm.bytes.bytes().data()), vm.bytes.bytes().size());
+}
+
+TEST_F(ModelGateTest, ApprovedModelYieldsBytesAndClaims) {
+  auto vm = Run();
+  ASSERT_TRUE(vm.ok()) << vm.status();
+  EXPECT_EQ(BytesOf(*vm), content_);
+  EXPECT_EQ(vm->bytes.sha256(), token::Sha256Hex(content_));
+  EXPECT_EQ(vm->claims.model_sha256, token::Sha256Hex(content_));
+  EXPECT_EQ(vm->claims.model_size, content_.size());
+  EXPECT_EQ(vm->claims.worker_id, kWorkerId);
+  EXPECT_EQ(vm->claims.log_index, 41u);
+  EXPECT_EQ(vm->claims.key_id, signer_.key_id());
+  EXPECT_EQ(vm->matched_source, "ossgate://bundled");
+  EXPECT_FALSE(vm->approval_token.empty());
+  // The service was asked about exactly this file, once.
+  ASSERT_EQ(fake_.requests.size(), 1u);
+  const VerifyRequest& r = fake_.requests[0];
+  EXPECT_EQ(r.sha256, token::Sha256Hex(content_));
+  EXPECT_EQ(r.size, content_.size());
+  EXPECT_EQ(r.worker_id, kWorkerId);
+  EXPECT_EQ(r.source_uri, kSource);
+  EXPECT_EQ(r.name, "gate-test");
+}
+
+TEST_F(ModelGateTest, TokenForAnotherWorkerIsUnauthenticated) {
+  fake_.tweak = [](token::ApprovalClaims& c) { c.worker_id = "worker-8"; };
+  auto vm = Run();
+  ASSERT_FALSE(vm.ok());
+  EXPECT_EQ(vm.status().code(), absl::StatusCode::kUnauthenticated) << vm.status();
+}
+
+TEST_F(ModelGateTest, TamperedTokenIsUnauthenticated) {
+  // Flip one character in the middle of the signed body (payload || signature),
+  // which is base64url: every character carries 6 bits of it.
+  fake_.mangle_token = [](std::string& t) {
+    const size_t body = std::string("v4.public.").size();
+    const size_t end = t.find('.', body);
+    ASSERT_NE(end, std::string::npos);
+    char& c = t[body + (end - body) / 2];
+    c = c == 'A' ? 'B' : 'A';
+  };
+  auto vm = Run();
+  ASSERT_FALSE(vm.ok());
+  EXPECT_EQ(vm.status().code(), absl::StatusCode::kUnauthenticated) << vm.status();
+}
+
+TEST_F(ModelGateTest, TokenForADifferentHashIsUnauthenticated) {
+  fake_.tweak = [](token::ApprovalClaims& c) { c.model_sha256 = token::Sha256Hex("some other model"); };
+  auto vm = Run();
+  ASSERT_FALSE(vm.ok());
+  EXPECT_EQ(vm.status().code(), absl::StatusCode::kUnauthenticated) << vm.status();
+  EXPECT_NE(vm.status().message().find("hash"), std::string::npos) << vm.status();
+}
+
+TEST_F(ModelGateTest, TokenForADifferentSizeIsUnauthenticated) {
+  fake_.tweak = [](token::ApprovalClaims& c) { c.model_size += 1; };
+  auto vm = Run();
+  ASSERT_FALSE(vm.ok());
+  EXPECT_EQ(vm.status().code(), absl::StatusCode::kUnauthenticated) << vm.status();
+  EXPECT_NE(vm.status().message().find("size"), std::string::npos) << vm.status();
+}
+
+TEST_F(ModelGateTest, ExpiredTokenIsRejected) {
+  fake_.tweak = [](token::ApprovalClaims& c) {
+    c.issued_at -= absl::Minutes(10);
+    c.not_before = c.issued_at;
+    c.expires_at = c.issued_at + absl::Minutes(5);  // expired 5 minutes ago, beyond any leeway
+  };
+  auto vm = Run();
+  ASSERT_FALSE(vm.ok());
+  EXPECT_EQ(vm.status().code(), absl::StatusCode::kUnauthenticated) << vm.status();
+  EXPECT_NE(vm.status().message().find("expired"), std::string::npos) << vm.status();
+}
+
+TEST_F(ModelGateTest, ExpiryIsJudgedByTheInjectedClock) {
+  // A fresh token, but the worker's clock says it is an hour later.
+  auto vm = LoadVerifiedModel(config_, fake_, nullptr, [] { return absl::Now() + absl::Hours(1); });
+  ASSERT_FALSE(vm.ok());
+  EXPECT_EQ(vm.status().code(), absl::StatusCode::kUnauthenticated) << vm.status();
+  EXPECT_NE(vm.status().message().find("expired"), std::string::npos) << vm.status();
+}
+
+TEST_F(ModelGateTest, TokenSignedByAnUnpinnedKeyIsUnauthenticated) {
+  auto other = std::make_shared<token::Ed25519PrivateKey>(*token::Ed25519PrivateKey::Generate());
+  token::ApprovalTokenSigner rogue(other);
+  FakeProvenance rogue_service(&rogue);
+  auto vm = LoadVerifiedModel(config_, rogue_service, nullptr);
+  ASSERT_FALSE(vm.ok());
+  EXPECT_EQ(vm.status().code(), absl::StatusCode::kUnauthenticated) << vm.status();
+  // The same service with its key pinned is accepted: the key is what differs.
+  config_.pinned_keys.push_back(rogue.public_key().raw());
+  EXPECT_TRUE(LoadVerifiedModel(config_, rogue_service, nullptr).ok());
+}
+
+TEST_F(ModelGateTest, RejectedVerdictIsPermissionDeniedNamingTheReason) {
+  fake_.verdict_override.verified = false;
+  fake_.verdict_override.reason = "REASON_UNTRUSTED_SOURCE";
+  fake_.verdict_override.detail = "no trusted source covers upload://x";
+  fake_.verdict_override.log_index = 17;
+  auto vm = Run();
+  ASSERT_FALSE(vm.ok());
+  EXPECT_EQ(vm.status().code(), absl::StatusCode::kPermissionDenied) << vm.status();
+  EXPECT_NE(vm.status().message().find("REASON_UNTRUSTED_SOURCE"), std::string::npos) << vm.status();
+  EXPECT_NE(vm.status().message().find("17"), std::string::npos) << vm.status();
+}
+
+TEST_F(ModelGateTest, RejectedVerdictWithATokenIsStillRefused) {
+  // A verdict that says "no" must win even if a valid token came with it.
+  auto good = signer_.Sign([&] {
+    token::ApprovalClaims c;
+    c.issuer = kIssuer;
+    c.worker_id = kWorkerId;
+    c.token_id = "0123456789abcdef0123456789abcdef";
+    c.model_sha256 = token::Sha256Hex(content_);
+    c.model_size = content_.size();
+    c.source_uri = kSource;
+    c.model_name = "gate-test";
+    c.log_origin = "gate.test/provenance";
+    c.issued_at = absl::FromUnixSeconds(absl::ToUnixSeconds(absl::Now()));
+    c.not_before = c.issued_at;
+    c.expires_at = c.issued_at + absl::Minutes(5);
+    return c;
+  }());
+  ASSERT_TRUE(good.ok()) << good.status();
+  fake_.verdict_override.verified = false;
+  fake_.verdict_override.reason = "REASON_REVOKED";
+  fake_.verdict_override.approval_token = *good;
+  auto vm = Run();
+  ASSERT_FALSE(vm.ok());
+  EXPECT_EQ(vm.status().code(), absl::StatusCode::kPermissionDenied) << vm.status();
+  EXPECT_NE(vm.status().message().find("REASON_REVOKED"), std::string::npos) << vm.status();
+}
+
+TEST_F(ModelGateTest, UnavailableThenOkIsRetried) {
+  fake_.failures = {absl::UnavailableError("connection refused"), absl::DeadlineExceededError("slow"),
+                    absl::UnavailableError("connection refused")};
+  auto vm = Run();
+  ASSERT_TRUE(vm.ok()) << vm.status();
+  EXPECT_EQ(fake_.requests.size(), 4u);
+  EXPECT_EQ(BytesOf(*vm), content_);
+}
+
+TEST_F(ModelGateTest, UnavailableForeverIsUnavailableAfterTheDeadline) {
+  config_.verify_deadline = absl::Milliseconds(300);
+  fake_.failures = {absl::UnavailableError("connection refused")};
+  fake_.repeat_last_failure = true;
+  const absl::Time start = absl::Now();
+  auto vm = Run();
+  const absl::Duration took = absl::Now() - start;
+  ASSERT_FALSE(vm.ok());
+  EXPECT_EQ(vm.status().code(), absl::StatusCode::kUnavailable) << vm.status();
+  EXPECT_NE(vm.status().message().find("connection refused"), std::string::npos) << vm.status();
+  EXPECT_GE(fake_.requests.size(), 2u);  // it did retry
+  // It gave up around the deadline, not after the 10 s backoff cap or never.
+  EXPECT_LT(took, absl::Seconds(5));
+}
+
+TEST_F(ModelGateTest, NonRetryableServiceErrorIsFinal) {
+  fake_.failures = {absl::PermissionDeniedError("worker_id differs from the certificate identity")};
+  auto vm = Run();
+  ASSERT_FALSE(vm.ok());
+  EXPECT_EQ(vm.status().code(), absl::StatusCode::kPermissionDenied) << vm.status();
+  EXPECT_EQ(fake_.requests.size(), 1u);
+}
+
+TEST_F(ModelGateTest, SymlinkedModelPathIsRefusedBeforeAskingTheService) {
+  const std::string link = dir_.path() + "/link.gguf";
+  ASSERT_EQ(::symlink(config_.model_path.c_str(), link.c_str()), 0);
+  config_.model_path = link;
+  auto vm = Run();
+  ASSERT_FALSE(vm.ok());
+  EXPECT_EQ(vm.status().code(), absl::StatusCode::kPermissionDenied) << vm.status();
+  EXPECT_NE(vm.status().message().find("symbolic link"), std::string::npos) << vm.status();
+  EXPECT_TRUE(fake_.requests.empty());
+}
+
+TEST_F(ModelGateTest, NoPinnedKeyIsRefused) {
+  config_.pinned_keys.clear();
+  auto vm = Run();
+  ASSERT_FALSE(vm.ok());
+  EXPECT_EQ(vm.status().code(), absl::StatusCode::kFailedPrecondition) << vm.status();
+  EXPECT_TRUE(fake_.requests.empty());
+}
+
+TEST_F(ModelGateTest, FileIsReadOnceAndTheHashedBytesAreReturned) {
+  // The file is replaced while the service is deciding (after hashing,
+  // before loading). The gate must hand out the bytes it hashed, which are
+  // the bytes the token approves, never the new content.
+  const std::string swapped = "EVIL replacement written after hashing, longer than the original";
+  fake_.on_call = [&](const VerifyRequest&) {
+    const std::string tmp = dir_.Write("replacement", swapped);
+    ASSERT_EQ(std::rename(tmp.c_str(), config_.model_path.c_str()), 0);
+  };
+  auto vm = Run();
+  ASSERT_TRUE(vm.ok()) << vm.status();
+  EXPECT_EQ(BytesOf(*vm), content_);
+  EXPECT_EQ(vm->bytes.sha256(), vm->claims.model_sha256);
+  EXPECT_EQ(vm->claims.model_sha256, token::Sha256Hex(content_));
+  EXPECT_EQ(vm->bytes.size(), content_.size());
+  // And the file on disk did change, so a second read would have seen it.
+  std::ifstream in(config_.model_path, std::ios::binary);
+  std::string now((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(now, swapped);
+}
+
+}  // namespace
+}  // namespace ossgate::worker

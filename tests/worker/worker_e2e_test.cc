@@ -1,0 +1,1265 @@
+// End to end: the real provenance_service and inference_worker binaries on
+// loopback with mutual TLS (certificates made by tools/certs/make_dev_pki.sh),
+// a tiny random gpt-oss model with the tiny byte-level vocabulary registered
+// with provctl. The worker's streams are checked token for token against the
+// engine run in-process (GenerateOne on a CpuBackend over the same file);
+// capacity, cancellation, refusals, validation, model info, the Python
+// client and graceful shutdown are checked through the public API only.
+//
+// Waiting is done on health checks, stream reads and process exits, never on
+// sleeps. A stream that must stay in flight while the test acts runs on a
+// worker with a 131072-token context and asks for 130000 tokens: it cannot
+// finish on its own during the test (see LongRequest).
+#include <signal.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <condition_variable>
+#include <cstdlib>
+#include <functional>
+#include <latch>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "gtest/gtest.h"
+#include "grpcpp/grpcpp.h"
+#include "inference_worker/client/health_check.h"
+#include "inference_worker/gguf/gguf.h"
+#include "inference_worker/model/cpu_backend.h"
+#include "inference_worker/model/generation.h"
+#include "inference_worker/model/model_file.h"
+#include "inference_worker/text/harmony.h"
+#include "inference_worker/text/tokenizer.h"
+#include "inference_worker/text/vocab_file.h"
+#include "ossgate/inference/v1/inference.grpc.pb.h"
+#include "ossgate/provenance/v1/provenance.grpc.pb.h"
+#include "provenance_service/token/approval_token.h"
+#include "provenance_service/token/ed25519.h"
+#include "tests/worker/worker_harness.h"
+#include "tools/make_model/random_model.h"
+
+namespace ossgate::worker {
+namespace {
+
+namespace pb = ::ossgate::inference::v1;
+namespace pv = ::ossgate::provenance::v1;
+using worker_test::ClientTls;
+using worker_test::ProvenanceProcess;
+using worker_test::TempDir;
+using worker_test::WorkerProcess;
+using worker_test::WorkerSpec;
+
+constexpr char kService[] = "ossgate.inference.v1.InferenceService";
+constexpr char kSource[] = "ossgate://worker-tests";
+constexpr char kModelUri[] = "ossgate://worker-tests/tiny.gguf";
+constexpr int kContext = 1024;  // the main worker's --max_context
+// Generous for a loaded 2-core machine (every stream here takes well under a
+// second), short enough that a regression fails instead of hanging ctest.
+constexpr absl::Duration kStreamDeadline = absl::Seconds(60);
+constexpr absl::Duration kFollowUpDeadline = absl::Seconds(30);
+
+worker_test::Binaries Bins() {
+  return {PROVENANCE_SERVICE_BIN, PROVCTL_BIN, INFERENCE_WORKER_BIN};
+}
+
+// ---- The engine in-process, over the same file -----------------------------
+
+class Reference {
+ public:
+  static absl::StatusOr<std::unique_ptr<Reference>> Load(const std::string& path) {
+    std::unique_ptr<Reference> r(new Reference());
+    auto bytes = model::ReadModelFile(path);
+    if (!bytes.ok()) return bytes.status();
+    r->bytes_ = *std::move(bytes);
+    auto file = gguf::GgufFile::Parse(r->bytes_.bytes());
+    if (!file.ok()) return file.status();
+    r->file_ = std::make_unique<gguf::GgufFile>(*std::move(file));
+    auto tok = text::Tokenizer::FromGguf(*r->file_);
+    if (!tok.ok()) return tok.status();
+    r->tokenizer_ = *std::move(tok);
+    model::CpuBackendOptions o;
+    o.n_threads = 1;  // the worker runs with 2: results must not depend on it
+    o.kv.max_sequences = 1;
+    o.max_context = kContext;
+    auto backend = model::CpuBackend::Create(*r->file_, o);
+    if (!backend.ok()) return backend.status();
+    r->backend_ = *std::move(backend);
+    return r;
+  }
+
+  // One sequence alone, prefilled in one step: the direct engine output.
+  model::GenerationResult Generate(const std::vector<int32_t>& prompt, const model::GenerationParams& params) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto r = model::GenerateOne(*backend_, *tokenizer_, /*seq=*/1, prompt, params, nullptr);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? *std::move(r) : model::GenerationResult{};
+  }
+
+  const text::Tokenizer& tokenizer() const { return *tokenizer_; }
+  const gguf::GgufFile& file() const { return *file_; }
+  const model::ModelBytes& bytes() const { return bytes_; }
+  int vocab_size() const { return backend_->config().vocab_size; }
+  int32_t Special(const char* name) const {
+    auto id = tokenizer_->SpecialTokenId(name);
+    EXPECT_TRUE(id.has_value()) << name;
+    return id.value_or(-1);
+  }
+
+ private:
+  Reference() = default;
+  model::ModelBytes bytes_;
+  std::unique_ptr<gguf::GgufFile> file_;
+  std::unique_ptr<text::Tokenizer> tokenizer_;
+  std::unique_ptr<model::CpuBackend> backend_;
+  std::mutex mu_;
+};
+
+// ---- Requests, described once and turned into both sides -------------------
+
+struct Spec {
+  std::string request_id;
+  std::string text;                // a text prompt, or
+  std::vector<int32_t> token_ids;  // a token prompt
+  int max_tokens = 16;
+  std::optional<float> temperature, top_p, min_p, repetition_penalty, presence_penalty, frequency_penalty;
+  std::optional<uint32_t> top_k;
+  std::optional<uint64_t> seed;
+  std::vector<int32_t> stop_ids;
+  std::vector<std::string> stop_strings;
+  bool ignore_eos = false;
+  std::optional<uint32_t> logprobs;
+};
+
+pb::GenerateRequest ToProto(const Spec& s) {
+  pb::GenerateRequest r;
+  r.set_request_id(s.request_id);
+  if (!s.token_ids.empty()) {
+    for (int32_t id : s.token_ids) r.mutable_token_ids()->add_ids(id);
+  } else {
+    r.set_text(s.text);
+  }
+  r.set_max_tokens(s.max_tokens);
+  pb::SamplingParams* p = r.mutable_sampling();
+  if (s.temperature) p->set_temperature(*s.temperature);
+  if (s.top_p) p->set_top_p(*s.top_p);
+  if (s.top_k) p->set_top_k(*s.top_k);
+  if (s.min_p) p->set_min_p(*s.min_p);
+  if (s.repetition_penalty) p->set_repetition_penalty(*s.repetition_penalty);
+  if (s.presence_penalty) p->set_presence_penalty(*s.presence_penalty);
+  if (s.frequency_penalty) p->set_frequency_penalty(*s.frequency_penalty);
+  if (s.seed) p->set_seed(*s.seed);
+  for (int32_t id : s.stop_ids) r.add_stop_token_ids(id);
+  for (const std::string& stop : s.stop_strings) r.add_stop(stop);
+  r.set_ignore_eos(s.ignore_eos);
+  if (s.logprobs) r.set_logprobs(*s.logprobs);
+  return r;
+}
+
+// The engine parameters the proto documents for `s` (defaults written out
+// here from the proto comments, not taken from the worker's code).
+model::GenerationParams ToParams(const Spec& s, const Reference& ref) {
+  model::GenerationParams p;
+  p.max_tokens = s.max_tokens;
+  p.sampling.temperature = s.temperature.value_or(1.0f);
+  p.sampling.top_p = s.top_p.value_or(1.0f);
+  p.sampling.top_k = static_cast<int32_t>(s.top_k.value_or(0));
+  p.sampling.min_p = s.min_p.value_or(0.0f);
+  p.sampling.repetition_penalty = s.repetition_penalty.value_or(1.0f);
+  p.sampling.presence_penalty = s.presence_penalty.value_or(0.0f);
+  p.sampling.frequency_penalty = s.frequency_penalty.value_or(0.0f);
+  p.sampling.seed = s.seed.value_or(0);
+  p.stop_token_ids = s.stop_ids;
+  p.stop_strings = s.stop_strings;
+  if (!s.ignore_eos) {
+    for (const char* name : {"<|return|>", "<|call|>", "<|endoftext|>"}) p.stop_token_ids.push_back(ref.Special(name));
+  }
+  return p;
+}
+
+std::vector<int32_t> PromptOf(const Spec& s, const Reference& ref) {
+  return s.token_ids.empty() ? ref.tokenizer().Encode(s.text, false) : s.token_ids;
+}
+
+pb::FinishReason ToProtoReason(model::FinishReason r) {
+  switch (r) {
+    case model::FinishReason::kStop: return pb::FINISH_REASON_STOP;
+    case model::FinishReason::kLength: return pb::FINISH_REASON_LENGTH;
+    case model::FinishReason::kCancelled: return pb::FINISH_REASON_CANCELLED;
+    case model::FinishReason::kError: return pb::FINISH_REASON_ERROR;
+    default: return pb::FINISH_REASON_UNSPECIFIED;
+  }
+}
+
+// ---- Reading streams -------------------------------------------------------
+
+struct StreamResult {
+  grpc::Status status;
+  std::vector<int32_t> tokens;
+  std::string text;
+  std::set<std::string> request_ids;  // as echoed by the messages
+  std::set<std::string> channels;
+  int messages = 0;
+  int finals = 0;
+  int logprob_entries = 0;
+  pb::Final final;
+  absl::Time first_message, last_message;
+};
+
+void Consume(const pb::GenerateResponse& m, StreamResult* out) {
+  if (out->messages == 0) out->first_message = absl::Now();
+  out->last_message = absl::Now();
+  ++out->messages;
+  out->tokens.insert(out->tokens.end(), m.token_ids().begin(), m.token_ids().end());
+  out->text += m.text();
+  out->request_ids.insert(m.request_id());
+  if (!m.text().empty()) out->channels.insert(m.channel());
+  out->logprob_entries += m.logprobs_size();
+  if (m.has_final()) {
+    ++out->finals;
+    out->final = m.final();
+  }
+}
+
+// A Generate call the test drives message by message.
+class Call {
+ public:
+  Call(pb::InferenceService::Stub* stub, const pb::GenerateRequest& request, absl::Duration deadline) {
+    ctx_.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
+    reader_ = stub->Generate(&ctx_, request);
+  }
+  // Reads one message; false at the end of the stream.
+  bool ReadOne() {
+    pb::GenerateResponse m;
+    if (!reader_->Read(&m)) return false;
+    Consume(m, &result_);
+    return true;
+  }
+  // An unfinished call (a failed assertion returned early) is cancelled.
+  ~Call() {
+    if (!finished_) {
+      ctx_.TryCancel();
+      Finish();
+    }
+  }
+  StreamResult Finish() {
+    while (ReadOne()) {
+    }
+    result_.status = reader_->Finish();
+    finished_ = true;
+    return result_;
+  }
+  void Cancel() { ctx_.TryCancel(); }
+
+ private:
+  grpc::ClientContext ctx_;
+  std::unique_ptr<grpc::ClientReader<pb::GenerateResponse>> reader_;
+  StreamResult result_;
+  bool finished_ = false;
+};
+
+StreamResult RunStream(pb::InferenceService::Stub* stub, const pb::GenerateRequest& request,
+                       absl::Duration deadline = kStreamDeadline) {
+  Call call(stub, request, deadline);
+  return call.Finish();
+}
+
+// Compares a streamed generation with the direct engine output.
+void ExpectSameAsDirect(const StreamResult& got, const model::GenerationResult& want, int prompt_tokens,
+                        const std::string& what) {
+  SCOPED_TRACE(what);
+  ASSERT_TRUE(got.status.ok()) << got.status.error_code() << " " << got.status.error_message();
+  EXPECT_EQ(got.finals, 1);
+  EXPECT_EQ(got.tokens, want.tokens);
+  EXPECT_EQ(got.text, want.text);
+  EXPECT_EQ(got.final.finish_reason(), ToProtoReason(want.finish));
+  EXPECT_EQ(got.final.usage().generated_tokens(), want.tokens.size());
+  EXPECT_EQ(got.final.usage().prompt_tokens(), static_cast<uint32_t>(prompt_tokens));
+}
+
+// A stream that cannot finish on its own while a test acts on it: 130000
+// tokens on a worker whose context is 131072 (LongContextFlags). On this
+// machine the tiny model makes about 8000 tokens in the first 10 s and slows
+// down as the context grows, so it would take many minutes; the tests act
+// within milliseconds of its first token. (Backpressure does not bound it:
+// gRPC's flow-control windows absorb megabytes from a client that does not
+// read.) Log-probabilities make its messages large, as a slow client's are.
+constexpr int kLongContext = 131072;
+constexpr int kLongTokens = 130000;
+std::vector<std::string> LongContextFlags(int max_sequences, int max_waiting) {
+  return {absl::StrCat("--max_sequences=", max_sequences), absl::StrCat("--max_waiting=", max_waiting),
+          absl::StrCat("--max_context=", kLongContext), "--threads=2", "--drain_timeout_s=120"};
+}
+
+pb::GenerateRequest LongRequest(const std::string& id, int max_tokens = kLongTokens) {
+  Spec s;
+  s.request_id = id;
+  s.text = "A story that never ends:";
+  s.max_tokens = max_tokens;
+  s.temperature = 1.0f;
+  s.seed = 99;
+  s.ignore_eos = true;
+  s.logprobs = 20;
+  return ToProto(s);
+}
+
+// ---- The fixture: one provenance service and one worker for the suite ------
+
+class WorkerE2eTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    const absl::Time t0 = absl::Now();
+    dir_ = new TempDir("worker_e2e");
+    model_path_ = *dir_ / "tiny.gguf";
+    tools::RandomModelSpec spec;
+    if (auto s = tools::ApplyPreset("tiny", &spec.config); !s.ok()) return Fail(s);
+    spec.seed = 20251126;
+    spec.threads = 2;
+    spec.name = "worker-e2e-tiny";
+    if (auto s = tools::WriteRandomModel(spec, text::MakeTinyVocab(), model_path_); !s.ok()) return Fail(s);
+
+    auto prov = ProvenanceProcess::Start(Bins(), dir_->path(),
+                                         {"worker:worker-1", "client:test-client", "auditor:auditor-1"});
+    if (!prov.ok()) return Fail(prov.status());
+    prov_ = prov->release();
+    if (auto s = prov_->TrustFile(kSource, "tiny.gguf", model_path_); !s.ok()) return Fail(s);
+
+    auto worker = StartWorker({"--max_sequences=16", absl::StrCat("--max_context=", kContext), "--threads=2"},
+                              "main-worker.log");
+    if (!worker.ok()) return Fail(worker.status());
+    worker_ = worker->release();
+    stub_ = pb::InferenceService::NewStub(worker_->channel()).release();
+
+    auto ref = Reference::Load(model_path_);
+    if (!ref.ok()) return Fail(ref.status());
+    ref_ = ref->release();
+    std::fprintf(stderr, "suite set-up took %s\n", absl::FormatDuration(absl::Now() - t0).c_str());
+  }
+
+  static void TearDownTestSuite() {
+    delete stub_;
+    delete worker_;
+    delete ref_;
+    delete prov_;
+    delete dir_;
+  }
+
+  void SetUp() override { ASSERT_TRUE(setup_error_.empty()) << setup_error_; }
+
+  static void Fail(const absl::Status& s) { setup_error_ = s.ToString(); }
+
+  static ClientTls ClientIdentity() { return prov_->Identity("client-test-client"); }
+
+  // A worker serving the suite's model with `flags`, SERVING before it returns.
+  static absl::StatusOr<std::unique_ptr<WorkerProcess>> StartWorker(const std::vector<std::string>& flags,
+                                                                    const std::string& log_name) {
+    WorkerSpec spec;
+    spec.model_path = model_path_;
+    spec.source_uri = kModelUri;
+    spec.flags = flags;
+    auto w = WorkerProcess::Spawn(Bins(), *prov_, spec, *dir_ / log_name, ClientIdentity());
+    if (!w.ok()) return w.status();
+    if (auto s = (*w)->WaitServing(absl::Seconds(120)); !s.ok()) return s;
+    return w;
+  }
+
+  // A worker that must be refused: exits 3 without ever reporting SERVING.
+  static void ExpectRefused(const WorkerSpec& spec, const std::string& log_name, const std::string& reason) {
+    auto w = WorkerProcess::Spawn(Bins(), *prov_, spec, *dir_ / log_name, ClientIdentity());
+    ASSERT_TRUE(w.ok()) << w.status();
+    bool saw_serving = true;
+    auto code = (*w)->WatchUntilExit(absl::Seconds(120), &saw_serving);
+    ASSERT_TRUE(code.ok()) << code.status();
+    const std::string log = (*w)->Log();
+    EXPECT_EQ(*code, 3) << log;
+    EXPECT_FALSE(saw_serving) << log;
+    EXPECT_TRUE(absl::StrContains(log, "MODEL NOT LOADED")) << log;
+    EXPECT_TRUE(absl::StrContains(log, reason)) << "expected '" << reason << "' in:\n" << log;
+    EXPECT_FALSE(absl::StrContains(log, "ready:")) << log;
+  }
+
+  static model::GenerationResult Direct(const Spec& s) {
+    return ref_->Generate(PromptOf(s, *ref_), ToParams(s, *ref_));
+  }
+
+  static TempDir* dir_;
+  static std::string model_path_;
+  static ProvenanceProcess* prov_;
+  static WorkerProcess* worker_;
+  static pb::InferenceService::Stub* stub_;
+  static Reference* ref_;
+  static std::string setup_error_;
+};
+
+TempDir* WorkerE2eTest::dir_ = nullptr;
+std::string WorkerE2eTest::model_path_;
+ProvenanceProcess* WorkerE2eTest::prov_ = nullptr;
+WorkerProcess* WorkerE2eTest::worker_ = nullptr;
+pb::InferenceService::Stub* WorkerE2eTest::stub_ = nullptr;
+Reference* WorkerE2eTest::ref_ = nullptr;
+std::string WorkerE2eTest::setup_error_;
+
+// ---- Generation equals the engine ------------------------------------------
+
+TEST_F(WorkerE2eTest, GreedyStreamEqualsDirectEngineOutput) {
+  Spec s;
+  s.request_id = "greedy-1";
+  s.text = "The lighthouse keeper looked at the sea and said";
+  s.max_tokens = 48;
+  s.temperature = 0.0f;
+  const StreamResult got = RunStream(stub_, ToProto(s));
+  const model::GenerationResult want = Direct(s);
+  ExpectSameAsDirect(got, want, static_cast<int>(PromptOf(s, *ref_).size()), "greedy");
+  EXPECT_FALSE(want.tokens.empty());
+  EXPECT_EQ(got.request_ids, std::set<std::string>{"greedy-1"});
+  // One message per token (plus possibly an empty final one).
+  EXPECT_GE(got.messages, static_cast<int>(got.tokens.size()));
+}
+
+TEST_F(WorkerE2eTest, SeededSamplingStreamEqualsDirectEngineOutput) {
+  Spec s;
+  s.request_id = "sampled-1";
+  s.text = "Once upon a time, in a small town by the harbour,";
+  s.max_tokens = 64;
+  s.temperature = 0.9f;
+  s.top_k = 40;
+  s.top_p = 0.95f;
+  s.min_p = 0.01f;
+  s.repetition_penalty = 1.1f;
+  s.presence_penalty = 0.2f;
+  s.frequency_penalty = 0.1f;
+  s.seed = 1234;
+  const StreamResult got = RunStream(stub_, ToProto(s));
+  const model::GenerationResult want = Direct(s);
+  ExpectSameAsDirect(got, want, static_cast<int>(PromptOf(s, *ref_).size()), "seed 1234");
+  EXPECT_EQ(got.final.seed(), 1234u);
+
+  // The same seed again gives the same tokens; another seed gives others.
+  const StreamResult again = RunStream(stub_, ToProto(s));
+  EXPECT_EQ(again.tokens, got.tokens);
+  s.seed = 4321;
+  const StreamResult other = RunStream(stub_, ToProto(s));
+  ExpectSameAsDirect(other, Direct(s), static_cast<int>(PromptOf(s, *ref_).size()), "seed 4321");
+  EXPECT_NE(other.tokens, got.tokens);
+}
+
+TEST_F(WorkerE2eTest, UnseededRequestReportsTheSeedItUsed) {
+  Spec s;
+  s.text = "Pick a random word:";
+  s.max_tokens = 24;
+  s.temperature = 1.0f;
+  s.ignore_eos = true;
+  const StreamResult got = RunStream(stub_, ToProto(s));
+  ASSERT_TRUE(got.status.ok()) << got.status.error_message();
+  // Replaying with the reported seed reproduces the stream.
+  s.seed = got.final.seed();
+  EXPECT_EQ(Direct(s).tokens, got.tokens);
+  // A worker-assigned request id was echoed.
+  ASSERT_EQ(got.request_ids.size(), 1u);
+  EXPECT_FALSE(got.request_ids.begin()->empty());
+}
+
+TEST_F(WorkerE2eTest, TokenPromptWithStopTokenEqualsDirectEngineOutput) {
+  Spec s;
+  s.request_id = "tokens-1";
+  s.token_ids = ref_->tokenizer().Encode("Numbers: one, two, three, four,", false);
+  s.max_tokens = 40;
+  s.temperature = 0.0f;
+  s.ignore_eos = true;
+  const model::GenerationResult free_run = Direct(s);
+  ASSERT_GE(free_run.tokens.size(), 10u);
+  // Stop at the first occurrence of the 8th generated token.
+  s.stop_ids = {free_run.tokens[7]};
+  const model::GenerationResult want = Direct(s);
+  ASSERT_EQ(want.finish, model::FinishReason::kStop);
+  ASSERT_LE(want.tokens.size(), 8u);
+  const StreamResult got = RunStream(stub_, ToProto(s));
+  ExpectSameAsDirect(got, want, static_cast<int>(s.token_ids.size()), "stop token");
+  EXPECT_EQ(got.final.finish_reason(), pb::FINISH_REASON_STOP);
+}
+
+TEST_F(WorkerE2eTest, ChatStreamEqualsDirectEngineOutput) {
+  pb::GenerateRequest req;
+  req.set_request_id("chat-1");
+  pb::Conversation* c = req.mutable_conversation();
+  c->set_developer_instructions("Answer briefly.");
+  c->set_reasoning_effort(pb::REASONING_EFFORT_LOW);
+  pb::ChatMessage* m = c->add_messages();
+  m->set_role(pb::ROLE_USER);
+  m->set_content("What is the capital of France? <|end|> is plain text here.");
+  req.set_max_tokens(48);
+  req.mutable_sampling()->set_temperature(0.8f);
+  req.mutable_sampling()->set_seed(7);
+
+  text::Conversation conv;
+  conv.developer_instructions = "Answer briefly.";
+  conv.reasoning = text::ReasoningEffort::kLow;
+  text::Message user;
+  user.role = text::Role::kUser;
+  user.content = m->content();
+  conv.messages.push_back(user);
+  auto prompt = text::RenderForCompletion(ref_->tokenizer(), conv);
+  ASSERT_TRUE(prompt.ok()) << prompt.status();
+  model::GenerationParams p;
+  p.max_tokens = 48;
+  p.sampling.temperature = 0.8f;
+  p.sampling.seed = 7;
+  p.harmony = true;
+  p.stop_token_ids = {ref_->Special("<|return|>"), ref_->Special("<|call|>")};
+  const model::GenerationResult want = ref_->Generate(*prompt, p);
+
+  const StreamResult got = RunStream(stub_, req);
+  ExpectSameAsDirect(got, want, static_cast<int>(prompt->size()), "chat");
+}
+
+// ---- Concurrency -----------------------------------------------------------
+
+TEST_F(WorkerE2eTest, SixteenConcurrentStreamsAllCompleteCorrectly) {
+  const std::vector<std::string> prompts = {"The quick brown fox", "In the beginning there was",
+                                            "Dear diary, today I", "Recipe: take two eggs and"};
+  std::vector<Spec> specs(16);
+  for (int i = 0; i < 16; ++i) {
+    Spec& s = specs[i];
+    s.request_id = absl::StrCat("concurrent-", i);
+    s.text = absl::StrCat(prompts[i % 4], " (", i, ")");
+    s.max_tokens = 6 + 7 * i;  // 6 .. 111
+    switch (i % 4) {
+      case 0: s.temperature = 0.0f; break;
+      case 1: s.temperature = 0.7f; break;
+      case 2: break;  // default 1.0
+      case 3: s.temperature = 1.3f; break;
+    }
+    if (i % 3 == 0) s.top_k = 20;
+    if (i % 5 == 1) s.top_p = 0.9f;
+    if (i % 7 == 2) s.min_p = 0.05f;
+    if (i % 6 == 5) s.repetition_penalty = 1.3f;
+    s.seed = 1000 + i;
+    s.ignore_eos = i % 2 == 0;
+  }
+  // A third of them stop on a token they will produce (found by running them
+  // unconstrained first), so both finish reasons are exercised.
+  int expected_stops = 0;
+  for (int i = 1; i < 16; i += 3) {
+    Spec& s = specs[i];
+    const model::GenerationResult free_run = Direct(s);
+    if (free_run.tokens.size() < 4) continue;
+    s.stop_ids.push_back(free_run.tokens[free_run.tokens.size() / 2]);
+    ++expected_stops;
+  }
+  ASSERT_GE(expected_stops, 3);
+  std::vector<model::GenerationResult> want;
+  for (const Spec& s : specs) want.push_back(Direct(s));
+
+  std::vector<StreamResult> got(16);
+  std::latch start(16);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 16; ++i) {
+    threads.emplace_back([&, i] {
+      start.arrive_and_wait();
+      got[i] = RunStream(stub_, ToProto(specs[i]));
+    });
+  }
+  for (auto& t : threads) t.join();
+
+  int stops = 0, lengths = 0;
+  for (int i = 0; i < 16; ++i) {
+    ExpectSameAsDirect(got[i], want[i], static_cast<int>(PromptOf(specs[i], *ref_).size()), specs[i].request_id);
+    EXPECT_EQ(got[i].request_ids, std::set<std::string>{specs[i].request_id});
+    if (got[i].final.finish_reason() == pb::FINISH_REASON_STOP) ++stops;
+    if (got[i].final.finish_reason() == pb::FINISH_REASON_LENGTH) {
+      ++lengths;
+      EXPECT_EQ(got[i].tokens.size(), static_cast<size_t>(specs[i].max_tokens)) << specs[i].request_id;
+    }
+  }
+  EXPECT_GE(stops, expected_stops);
+  EXPECT_GE(lengths, 8);  // every ignore_eos stream without a stop id
+}
+
+TEST_F(WorkerE2eTest, GreedyOutputIsTheSameAloneAndAmongFifteenOthers) {
+  // The target has a prompt longer than the step token budget (256), so
+  // among 15 decoding streams it is prefilled in chunks; alone it is too,
+  // and the in-process reference prefills it in one step.
+  std::vector<int32_t> long_prompt;
+  const std::vector<int32_t> sentence =
+      ref_->tokenizer().Encode("The keeper climbed the stairs, lit the lamp, and watched the ships. ", false);
+  while (long_prompt.size() < 400) long_prompt.insert(long_prompt.end(), sentence.begin(), sentence.end());
+  long_prompt.resize(400);
+  Spec target;
+  target.request_id = "target";
+  target.token_ids = long_prompt;
+  target.max_tokens = 40;
+  target.temperature = 0.0f;
+  target.ignore_eos = true;
+  const model::GenerationResult want = Direct(target);
+
+  const StreamResult alone = RunStream(stub_, ToProto(target));
+  ExpectSameAsDirect(alone, want, 400, "alone");
+
+  // Fifteen others, read continuously, long enough to outlive the target.
+  constexpr int kOthers = 15;
+  std::latch all_started(kOthers);
+  std::atomic<int> others_finished{0};
+  std::vector<std::unique_ptr<Call>> others;
+  for (int i = 0; i < kOthers; ++i) {
+    Spec s;
+    s.request_id = absl::StrCat("other-", i);
+    s.text = absl::StrCat("Background stream number ", i, " talks about");
+    s.max_tokens = 900;
+    s.temperature = 0.5f + 0.1f * (i % 5);
+    s.seed = 500 + i;
+    s.ignore_eos = true;
+    others.push_back(std::make_unique<Call>(stub_, ToProto(s), kStreamDeadline));
+  }
+  std::vector<StreamResult> other_results(kOthers);
+  std::vector<std::thread> readers;
+  for (int i = 0; i < kOthers; ++i) {
+    readers.emplace_back([&, i] {
+      others[i]->ReadOne();
+      all_started.count_down();
+      other_results[i] = others[i]->Finish();
+      others_finished.fetch_add(1);
+    });
+  }
+  all_started.wait();  // all 15 are admitted and decoding
+  const StreamResult among = RunStream(stub_, ToProto(target));
+  const int finished_meanwhile = others_finished.load();
+  for (auto& c : others) c->Cancel();
+  for (auto& t : readers) t.join();
+
+  ExpectSameAsDirect(among, want, 400, "among 15 others");
+  EXPECT_EQ(among.tokens, alone.tokens);
+  EXPECT_EQ(finished_meanwhile, 0) << "the background streams ended before the target: it did not run in a batch";
+}
+
+// ---- Cancellation, abort, capacity -----------------------------------------
+
+TEST_F(WorkerE2eTest, CancelledStreamFreesItsSlot) {
+  auto w = StartWorker(LongContextFlags(/*max_sequences=*/1, /*max_waiting=*/4), "one-slot.log");
+  ASSERT_TRUE(w.ok()) << w.status();
+  auto stub = pb::InferenceService::NewStub((*w)->channel());
+
+  // The only slot is taken by a stream that cannot finish on its own.
+  Call hog(stub.get(), LongRequest("hog"), kStreamDeadline);
+  ASSERT_TRUE(hog.ReadOne());
+
+  // A follow-up waits for the slot: it can only run if cancelling frees it.
+  Spec s;
+  s.request_id = "follow-up";
+  s.text = "After the cancellation,";
+  s.max_tokens = 12;
+  s.temperature = 0.0f;
+  s.ignore_eos = true;
+  StreamResult follow;
+  std::thread t([&] { follow = RunStream(stub.get(), ToProto(s), kFollowUpDeadline); });
+
+  hog.Cancel();
+  const StreamResult hog_result = hog.Finish();
+  t.join();
+  EXPECT_EQ(hog_result.status.error_code(), grpc::StatusCode::CANCELLED);
+  EXPECT_LT(hog_result.tokens.size(), static_cast<size_t>(kLongTokens));
+  ExpectSameAsDirect(follow, Direct(s), static_cast<int>(PromptOf(s, *ref_).size()), "follow-up");
+
+  // The slot is free again afterwards too.
+  s.request_id = "second";
+  ExpectSameAsDirect(RunStream(stub.get(), ToProto(s)), Direct(s), static_cast<int>(PromptOf(s, *ref_).size()),
+                     "second");
+}
+
+TEST_F(WorkerE2eTest, FullWaitQueueIsResourceExhausted) {
+  auto w = StartWorker(LongContextFlags(/*max_sequences=*/1, /*max_waiting=*/1), "queue.log");
+  ASSERT_TRUE(w.ok()) << w.status();
+  auto stub = pb::InferenceService::NewStub((*w)->channel());
+  Call hog(stub.get(), LongRequest("hog"), kStreamDeadline);
+  ASSERT_TRUE(hog.ReadOne());
+
+  // Four more at once: one fits the wait queue, three are refused.
+  constexpr int kExtra = 4;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<StreamResult> results;
+  std::vector<std::thread> threads;
+  Spec s;
+  s.text = "Queued request";
+  s.max_tokens = 10;
+  s.temperature = 0.0f;
+  s.ignore_eos = true;
+  for (int i = 0; i < kExtra; ++i) {
+    threads.emplace_back([&, i] {
+      Spec mine = s;
+      mine.request_id = absl::StrCat("extra-", i);
+      StreamResult r = RunStream(stub.get(), ToProto(mine), kFollowUpDeadline);
+      std::lock_guard<std::mutex> lock(mu);
+      results.push_back(std::move(r));
+      cv.notify_all();
+    });
+  }
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    EXPECT_TRUE(cv.wait_for(lock, std::chrono::seconds(60), [&] { return results.size() >= kExtra - 1; }));
+    for (const StreamResult& r : results) {
+      EXPECT_EQ(r.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << r.status.error_message();
+      EXPECT_TRUE(absl::StrContains(r.status.error_message(), "capacity")) << r.status.error_message();
+      EXPECT_EQ(r.messages, 0);
+    }
+  }
+  hog.Cancel();
+  hog.Finish();
+  for (auto& t : threads) t.join();
+  // The queued one ran once the slot was free.
+  ASSERT_EQ(results.size(), static_cast<size_t>(kExtra));
+  const StreamResult& admitted = results.back();
+  ExpectSameAsDirect(admitted, Direct(s), static_cast<int>(PromptOf(s, *ref_).size()), "queued");
+  EXPECT_GT(admitted.final.usage().queue_seconds(), 0.0);
+}
+
+TEST_F(WorkerE2eTest, AbortByRequestIdEndsTheStreamWithCancelled) {
+  auto w = StartWorker(LongContextFlags(/*max_sequences=*/1, /*max_waiting=*/4), "abort.log");
+  ASSERT_TRUE(w.ok()) << w.status();
+  auto stub = pb::InferenceService::NewStub((*w)->channel());
+  Call call(stub.get(), LongRequest("abort-me"), kStreamDeadline);
+  ASSERT_TRUE(call.ReadOne());
+  pb::AbortRequest abort;
+  abort.set_request_id("abort-me");
+  pb::AbortResponse resp;
+  {
+    grpc::ClientContext ctx;
+    const grpc::Status s = stub->Abort(&ctx, abort, &resp);
+    ASSERT_TRUE(s.ok()) << s.error_code() << " " << s.error_message();
+  }
+  const StreamResult r = call.Finish();
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  ASSERT_EQ(r.finals, 1);
+  EXPECT_EQ(r.final.finish_reason(), pb::FINISH_REASON_CANCELLED);
+  EXPECT_LT(r.tokens.size(), static_cast<size_t>(kLongTokens));
+  EXPECT_EQ(r.final.usage().generated_tokens(), r.tokens.size());
+  EXPECT_EQ(r.logprob_entries, static_cast<int>(r.tokens.size()));
+  // It is gone: a second abort, or one for an unknown id, is NOT_FOUND.
+  for (const char* id : {"abort-me", "never-existed"}) {
+    grpc::ClientContext ctx;
+    abort.set_request_id(id);
+    EXPECT_EQ(stub->Abort(&ctx, abort, &resp).error_code(), grpc::StatusCode::NOT_FOUND) << id;
+  }
+}
+
+TEST_F(WorkerE2eTest, AbortOfAQueuedRequestEndsItWithCancelled) {
+  auto w = StartWorker(LongContextFlags(/*max_sequences=*/1, /*max_waiting=*/4), "abort-queued.log");
+  ASSERT_TRUE(w.ok()) << w.status();
+  auto stub = pb::InferenceService::NewStub((*w)->channel());
+  Call hog(stub.get(), LongRequest("hog"), kStreamDeadline);
+  ASSERT_TRUE(hog.ReadOne());
+  // Queued behind the hog, which holds the only slot.
+  Spec s;
+  s.request_id = "queued";
+  s.text = "waiting";
+  s.max_tokens = 8;
+  StreamResult queued;
+  std::thread t([&] { queued = RunStream(stub.get(), ToProto(s), kFollowUpDeadline); });
+  // NOT_FOUND until the call has reached the engine (it cannot finish).
+  grpc::Status abort_status;
+  const absl::Time end = absl::Now() + absl::Seconds(60);
+  do {
+    pb::AbortRequest abort;
+    abort.set_request_id("queued");
+    pb::AbortResponse resp;
+    grpc::ClientContext ctx;
+    abort_status = stub->Abort(&ctx, abort, &resp);
+    if (abort_status.error_code() == grpc::StatusCode::NOT_FOUND) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));  // poll interval
+    }
+  } while (abort_status.error_code() == grpc::StatusCode::NOT_FOUND && absl::Now() < end);
+  t.join();
+  EXPECT_TRUE(abort_status.ok()) << abort_status.error_message();
+  ASSERT_TRUE(queued.status.ok()) << queued.status.error_message();
+  EXPECT_EQ(queued.final.finish_reason(), pb::FINISH_REASON_CANCELLED);
+  EXPECT_TRUE(queued.tokens.empty());
+  EXPECT_EQ(queued.final.usage().generated_tokens(), 0u);
+  hog.Cancel();
+  hog.Finish();
+}
+
+TEST_F(WorkerE2eTest, DuplicateRunningRequestIdIsAlreadyExists) {
+  auto w = StartWorker(LongContextFlags(/*max_sequences=*/2, /*max_waiting=*/4), "duplicate.log");
+  ASSERT_TRUE(w.ok()) << w.status();
+  auto stub = pb::InferenceService::NewStub((*w)->channel());
+  Call call(stub.get(), LongRequest("dup"), kStreamDeadline);
+  ASSERT_TRUE(call.ReadOne());
+  Spec s;
+  s.request_id = "dup";
+  s.text = "same id";
+  const StreamResult second = RunStream(stub.get(), ToProto(s));
+  EXPECT_EQ(second.status.error_code(), grpc::StatusCode::ALREADY_EXISTS) << second.status.error_message();
+  call.Cancel();
+  call.Finish();
+}
+
+// ---- Refusals --------------------------------------------------------------
+
+TEST_F(WorkerE2eTest, UntrustedSourceIsRefused) {
+  WorkerSpec spec;
+  spec.model_path = model_path_;
+  spec.source_uri = "upload://x";
+  ExpectRefused(spec, "untrusted.log", "REASON_UNTRUSTED_SOURCE");
+}
+
+TEST_F(WorkerE2eTest, TamperedModelIsRefused) {
+  // Registered, then one byte flipped (in the tensor data, so it still parses).
+  const std::string tampered = *dir_ / "tampered.gguf";
+  auto bytes = worker_test::ReadFile(model_path_);
+  ASSERT_TRUE(bytes.ok());
+  ASSERT_TRUE(worker_test::WriteFile(tampered, *bytes).ok());
+  ASSERT_TRUE(prov_->TrustFile(kSource, "tampered.gguf", tampered).ok());
+  std::string flipped = *bytes;
+  flipped[flipped.size() - 100] ^= 0x01;
+  ASSERT_TRUE(worker_test::WriteFile(tampered, flipped).ok());
+
+  WorkerSpec spec;
+  spec.model_path = tampered;
+  spec.source_uri = "ossgate://worker-tests/tampered.gguf";
+  ExpectRefused(spec, "tampered.log", "REASON_HASH_MISMATCH");
+}
+
+TEST_F(WorkerE2eTest, WorkerIdDifferentFromItsCertificateIsRefused) {
+  WorkerSpec spec;
+  spec.model_path = model_path_;
+  spec.source_uri = kModelUri;
+  spec.worker_id = "worker-2";  // the certificate says worker-1
+  ExpectRefused(spec, "wrong-id.log", "does not match the certificate identity");
+}
+
+TEST_F(WorkerE2eTest, WorkerWaitingForAnApprovableModelIsUnavailableUntilStopped) {
+  WorkerSpec spec;
+  spec.model_path = model_path_;
+  spec.source_uri = "upload://x";
+  spec.flags = {"--wait_for_model"};
+  auto w = WorkerProcess::Spawn(Bins(), *prov_, spec, *dir_ / "waiting.log", ClientIdentity());
+  ASSERT_TRUE(w.ok()) << w.status();
+  // Wait for the first rejection (the log says so), polling the log.
+  const absl::Time end = absl::Now() + absl::Seconds(60);
+  while (!absl::StrContains((*w)->Log(), "waiting for an approvable model")) {
+    ASSERT_LT(absl::Now(), end) << (*w)->Log();
+    ASSERT_FALSE((*w)->process().Poll().has_value()) << (*w)->Log();
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));  // poll interval
+  }
+  auto h = client::CheckHealth((*w)->channel(), kService);
+  ASSERT_TRUE(h.ok()) << h.status();
+  EXPECT_EQ(*h, client::HealthStatus::kNotServing);
+  auto stub = pb::InferenceService::NewStub((*w)->channel());
+  Spec s;
+  s.text = "anyone there?";
+  EXPECT_EQ(RunStream(stub.get(), ToProto(s)).status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  pb::ModelInfo info;
+  grpc::ClientContext ctx;
+  EXPECT_EQ(stub->GetModelInfo(&ctx, pb::GetModelInfoRequest(), &info).error_code(), grpc::StatusCode::UNAVAILABLE);
+  // SIGTERM while waiting is a clean stop.
+  ASSERT_TRUE((*w)->process().Signal(SIGTERM).ok());
+  auto code = (*w)->process().Wait(absl::Seconds(60));
+  ASSERT_TRUE(code.ok()) << code.status();
+  EXPECT_EQ(*code, 0) << (*w)->Log();
+  EXPECT_FALSE(absl::StrContains((*w)->Log(), "ready:")) << (*w)->Log();
+}
+
+// ---- Validation ------------------------------------------------------------
+
+TEST_F(WorkerE2eTest, BadRequestsAreInvalidArgumentNamingTheField) {
+  // A good stream runs throughout; it must be unaffected.
+  Spec good;
+  good.request_id = "good-during-bad";
+  good.text = "Meanwhile, a valid request";
+  good.max_tokens = 64;
+  good.temperature = 0.0f;
+  good.ignore_eos = true;
+  Call running(stub_, ToProto(good), kStreamDeadline);
+  ASSERT_TRUE(running.ReadOne());
+
+  auto base = [] {
+    pb::GenerateRequest r;
+    r.set_text("hello");
+    r.set_max_tokens(4);
+    return r;
+  };
+  struct Case {
+    const char* name;
+    std::function<void(pb::GenerateRequest&)> mutate;
+    const char* field;
+  };
+  const int vocab = ref_->vocab_size();
+  const std::vector<Case> cases = {
+      {"empty text", [](pb::GenerateRequest& r) { r.set_text(""); }, "text"},
+      {"no prompt", [](pb::GenerateRequest& r) { r.clear_text(); }, "prompt"},
+      {"empty token prompt", [](pb::GenerateRequest& r) { r.mutable_token_ids(); }, "token_ids.ids"},
+      {"token id outside the vocabulary",
+       [vocab](pb::GenerateRequest& r) {
+         r.mutable_token_ids()->add_ids(1);
+         r.mutable_token_ids()->add_ids(vocab);
+       },
+       "token_ids.ids[1]"},
+      {"unknown stop token id", [vocab](pb::GenerateRequest& r) { r.add_stop_token_ids(vocab + 5); },
+       "stop_token_ids[0]"},
+      {"negative stop token id", [](pb::GenerateRequest& r) { r.add_stop_token_ids(-1); }, "stop_token_ids[0]"},
+      {"max_tokens over the context", [](pb::GenerateRequest& r) { r.set_max_tokens(kContext); }, "max_tokens"},
+      {"max_tokens zero", [](pb::GenerateRequest& r) { r.set_max_tokens(0); }, "max_tokens"},
+      {"temperature below 0", [](pb::GenerateRequest& r) { r.mutable_sampling()->set_temperature(-0.5f); },
+       "sampling.temperature"},
+      {"temperature NaN", [](pb::GenerateRequest& r) { r.mutable_sampling()->set_temperature(std::nanf("")); },
+       "sampling.temperature"},
+      {"top_p zero", [](pb::GenerateRequest& r) { r.mutable_sampling()->set_top_p(0.0f); }, "sampling.top_p"},
+      {"min_p above 1", [](pb::GenerateRequest& r) { r.mutable_sampling()->set_min_p(1.5f); }, "sampling.min_p"},
+      {"oversized text prompt", [](pb::GenerateRequest& r) { r.set_text(std::string((1 << 20) + 1, 'a')); },
+       "text"},
+      {"prompt longer than the context",
+       [](pb::GenerateRequest& r) {
+         for (int i = 0; i < kContext; ++i) r.mutable_token_ids()->add_ids(65);
+       },
+       "token_ids"},
+      {"conversation longer than the context",
+       [](pb::GenerateRequest& r) {
+         pb::ChatMessage* m = r.mutable_conversation()->add_messages();
+         m->set_role(pb::ROLE_USER);
+         std::string words;
+         for (int i = 0; i < kContext; ++i) absl::StrAppend(&words, "w", i, " ");
+         m->set_content(words);
+       },
+       "conversation"},
+      {"unknown role",
+       [](pb::GenerateRequest& r) {
+         pb::ChatMessage* m = r.mutable_conversation()->add_messages();
+         m->set_role(pb::ROLE_USER);
+         m->set_content("hi");
+         m = r.mutable_conversation()->add_messages();
+         m->set_role(static_cast<pb::Role>(42));
+         m->set_content("who am I?");
+       },
+       "conversation.messages[1].role"},
+      {"unspecified role",
+       [](pb::GenerateRequest& r) { r.mutable_conversation()->add_messages()->set_content("hi"); },
+       "conversation.messages[0].role"},
+      {"empty conversation", [](pb::GenerateRequest& r) { r.mutable_conversation(); }, "conversation.messages"},
+      {"bad request id", [](pb::GenerateRequest& r) { r.set_request_id("no spaces allowed"); }, "request_id"},
+      {"too many logprobs", [](pb::GenerateRequest& r) { r.set_logprobs(21); }, "logprobs"},
+      {"empty stop string", [](pb::GenerateRequest& r) { r.add_stop(""); }, "stop[0]"},
+  };
+  for (const Case& c : cases) {
+    pb::GenerateRequest r = base();
+    c.mutate(r);
+    const StreamResult got = RunStream(stub_, r);
+    EXPECT_EQ(got.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+        << c.name << ": " << got.status.error_message();
+    EXPECT_TRUE(absl::StartsWith(got.status.error_message(), absl::StrCat(c.field, ":")))
+        << c.name << ": message '" << got.status.error_message() << "' should start with '" << c.field << ":'";
+    EXPECT_EQ(got.messages, 0) << c.name;
+  }
+
+  // The good stream was not disturbed, and new requests are still served.
+  ExpectSameAsDirect(running.Finish(), Direct(good), static_cast<int>(PromptOf(good, *ref_).size()), "running");
+  good.request_id = "good-after-bad";
+  good.max_tokens = 8;
+  ExpectSameAsDirect(RunStream(stub_, ToProto(good)), Direct(good), static_cast<int>(PromptOf(good, *ref_).size()),
+                     "after");
+}
+
+TEST_F(WorkerE2eTest, RequestLargerThanTheKvPoolIsInvalidArgumentNamingMaxTokens) {
+  // 4 blocks of 16 tokens: fits the context (1024) but never the KV pool.
+  auto w = StartWorker({"--max_sequences=2", "--kv_blocks=4", absl::StrCat("--max_context=", kContext), "--threads=1"},
+                       "small-pool.log");
+  ASSERT_TRUE(w.ok()) << w.status();
+  auto stub = pb::InferenceService::NewStub((*w)->channel());
+  Spec s;
+  s.text = "hello";
+  s.max_tokens = 100;
+  const StreamResult got = RunStream(stub.get(), ToProto(s));
+  EXPECT_EQ(got.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << got.status.error_message();
+  EXPECT_TRUE(absl::StartsWith(got.status.error_message(), "max_tokens:")) << got.status.error_message();
+  // One that fits runs.
+  s.max_tokens = 16;
+  s.temperature = 0.0f;
+  s.ignore_eos = true;
+  ExpectSameAsDirect(RunStream(stub.get(), ToProto(s)), Direct(s), static_cast<int>(PromptOf(s, *ref_).size()),
+                     "fits");
+}
+
+// ---- Unary rpcs ------------------------------------------------------------
+
+TEST_F(WorkerE2eTest, TokenizeDetokenizeRoundTrip) {
+  const std::string text = "Hello, wörld! 🚀 Ünïcödé and <|start|> as plain text.";
+  pb::TokenizeRequest treq;
+  treq.set_text(text);
+  pb::TokenizeResponse tresp;
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(stub_->Tokenize(&ctx, treq, &tresp).ok());
+  }
+  const std::vector<int32_t> ids(tresp.token_ids().begin(), tresp.token_ids().end());
+  EXPECT_EQ(ids, ref_->tokenizer().Encode(text, false));
+  const int32_t start = ref_->Special("<|start|>");
+  EXPECT_EQ(std::count(ids.begin(), ids.end(), start), 0);
+
+  pb::DetokenizeRequest dreq;
+  for (int32_t id : ids) dreq.add_token_ids(id);
+  pb::DetokenizeResponse dresp;
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(stub_->Detokenize(&ctx, dreq, &dresp).ok());
+  }
+  EXPECT_EQ(dresp.text(), text);
+
+  // With special tokens allowed, "<|start|>" is the control token.
+  treq.set_allow_special_tokens(true);
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(stub_->Tokenize(&ctx, treq, &tresp).ok());
+  }
+  EXPECT_EQ(std::count(tresp.token_ids().begin(), tresp.token_ids().end(), start), 1);
+
+  // An unknown id is INVALID_ARGUMENT naming its position.
+  dreq.add_token_ids(ref_->vocab_size());
+  grpc::ClientContext ctx;
+  const grpc::Status s = stub_->Detokenize(&ctx, dreq, &dresp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_TRUE(absl::StartsWith(s.error_message(), absl::StrCat("token_ids[", ids.size(), "]:"))) << s.error_message();
+}
+
+TEST_F(WorkerE2eTest, ModelInfoCarriesProvenanceAndQuantization) {
+  pb::ModelInfo info;
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(stub_->GetModelInfo(&ctx, pb::GetModelInfoRequest(), &info).ok());
+  }
+  EXPECT_EQ(info.architecture(), "gpt-oss");
+  EXPECT_EQ(info.name(), "worker-e2e-tiny");
+  EXPECT_EQ(info.n_layers(), 2u);
+  EXPECT_EQ(info.d_model(), 64u);
+  EXPECT_EQ(info.vocab_size(), static_cast<uint32_t>(ref_->vocab_size()));
+  EXPECT_EQ(info.context_length(), static_cast<uint32_t>(kContext));
+  EXPECT_EQ(info.max_sequences(), 16u);
+  EXPECT_EQ(info.backend(), "cpu");
+
+  const pb::Provenance& p = info.provenance();
+  EXPECT_EQ(p.source_uri(), kModelUri);
+  EXPECT_EQ(p.sha256(), ref_->bytes().sha256());
+  EXPECT_EQ(p.size_bytes(), ref_->bytes().size());
+  EXPECT_EQ(p.registry_entry(), kSource);
+  EXPECT_EQ(p.token_id().size(), 32u);
+  auto pub = token::Ed25519PublicKey::LoadPemFile(prov_->token_public_key_path());
+  ASSERT_TRUE(pub.ok());
+  EXPECT_EQ(p.key_id(), token::TokenKeyId(*pub));
+  EXPECT_GT(p.verified_at().seconds(), 0);
+  EXPECT_GE(p.loaded_at().seconds(), p.verified_at().seconds());
+
+  // The audit log index names the record of this very approval.
+  auto auditor = pv::AuditService::NewStub(
+      worker_test::MakeTlsChannel(prov_->port(), prov_->Identity("auditor-auditor-1")));
+  pv::QueryRecordsRequest q;
+  q.set_model_sha256(p.sha256());
+  q.set_kind(pv::RECORD_KIND_VERIFY_MODEL);
+  q.set_verdict(pv::VERDICT_ACCEPTED);
+  q.set_page_size(1000);
+  grpc::ClientContext ctx;
+  auto reader = auditor->QueryRecords(&ctx, q);
+  pv::QueryRecordsResponse page;
+  bool found = false;
+  while (reader->Read(&page)) {
+    for (const pv::AuditEntry& e : page.entries()) {
+      if (e.index() != p.audit_log_index()) continue;
+      found = true;
+      EXPECT_EQ(e.decoded().token_id(), p.token_id());
+      EXPECT_EQ(e.decoded().token_key_id(), p.key_id());
+      EXPECT_EQ(e.decoded().request().worker_id(), "worker-1");
+      EXPECT_EQ(e.decoded().caller(), "spiffe://ossgate/role/worker/worker-1");
+    }
+  }
+  ASSERT_TRUE(reader->Finish().ok());
+  EXPECT_TRUE(found) << "no accepted VerifyModel record at index " << p.audit_log_index();
+
+  // Every tensor of the file, with its ggml type and shape.
+  ASSERT_EQ(info.tensors_size(), static_cast<int>(ref_->file().tensors().size()));
+  std::map<std::string, std::string> types;
+  for (const pb::TensorQuantization& t : info.tensors()) types[t.name()] = t.type();
+  EXPECT_EQ(types["blk.0.ffn_gate_exps.weight"], "MXFP4");
+  EXPECT_EQ(types["blk.1.ffn_down_exps.weight"], "MXFP4");
+  EXPECT_EQ(types["blk.0.attn_q.weight"], "Q8_0");
+  EXPECT_EQ(types["token_embd.weight"], "Q8_0");
+  EXPECT_EQ(types["blk.0.attn_norm.weight"], "F32");
+  for (int i = 0; i < info.tensors_size(); ++i) {
+    const gguf::TensorInfo& t = ref_->file().tensors()[i];
+    ASSERT_EQ(info.tensors(i).name(), t.name);
+    ASSERT_EQ(info.tensors(i).shape_size(), t.n_dims) << t.name;
+    for (int d = 0; d < t.n_dims; ++d) EXPECT_EQ(info.tensors(i).shape(d), t.ne[d]) << t.name;
+  }
+}
+
+// ---- Clients ---------------------------------------------------------------
+
+// Runs a client command line with PYTHONPATH set to the generated stubs;
+// returns its stdout (the streamed text), stderr goes to `err_file`.
+std::string RunClient(const std::vector<std::string>& argv, const std::string& out_file) {
+  std::string cmd = absl::StrCat("PYTHONPATH='", OSSGATE_PYTHON_STUBS_DIR, "'");
+  for (const std::string& a : argv) absl::StrAppend(&cmd, " '", a, "'");
+  absl::StrAppend(&cmd, " >'", out_file, "' 2>'", out_file, ".err'");
+  const int rc = std::system(cmd.c_str());
+  EXPECT_EQ(rc, 0) << cmd << "\n" << worker_test::ReadFile(out_file + ".err").value_or("");
+  return worker_test::ReadFile(out_file).value_or("");
+}
+
+TEST_F(WorkerE2eTest, PythonClientStreamsTheSameTextAsTheCppClient) {
+  const ClientTls tls = ClientIdentity();
+  const std::vector<std::string> common = {absl::StrCat("--server=127.0.0.1:", worker_->port()),
+                                           "--ca=" + tls.ca_path, "--cert=" + tls.cert_path, "--key=" + tls.key_path};
+  const std::string prompt = "The harbour at night was";
+  const std::vector<std::vector<std::string>> modes = {
+      {"--prompt=" + prompt, "--temperature=0.8", "--seed=7", "--max_tokens=40"},
+      {"--chat=Tell me about lighthouses.", "--temperature=0.9", "--seed=11", "--max_tokens=40"},
+  };
+  std::vector<std::string> texts;
+  for (size_t i = 0; i < modes.size(); ++i) {
+    std::vector<std::string> cpp = {OSSGATE_CLIENT_BIN};
+    std::vector<std::string> py = {"/usr/bin/python3",
+                                   std::string(OSSGATE_SOURCE_DIR) + "/tools/client/ossgate_client.py"};
+    for (auto* argv : {&cpp, &py}) {
+      argv->insert(argv->end(), common.begin(), common.end());
+      argv->insert(argv->end(), modes[i].begin(), modes[i].end());
+    }
+    const std::string cpp_out = RunClient(cpp, *dir_ / absl::StrCat("cpp", i, ".out"));
+    const std::string py_out = RunClient(py, *dir_ / absl::StrCat("py", i, ".out"));
+    EXPECT_EQ(py_out, cpp_out) << modes[i][0];
+    // A random model rarely writes a harmony header, so its chat answers are
+    // usually empty: the chat case checks the request and output paths only.
+    if (i == 0) {
+      EXPECT_GT(cpp_out.size(), 1u) << modes[i][0];
+    }
+    texts.push_back(py_out);
+  }
+
+  // Readiness and model info through the Python client as well.
+  std::vector<std::string> py = {"/usr/bin/python3",
+                                 std::string(OSSGATE_SOURCE_DIR) + "/tools/client/ossgate_client.py"};
+  py.insert(py.end(), common.begin(), common.end());
+  std::vector<std::string> ready = py, info = py;
+  ready.push_back("--wait_ready_s=30");
+  info.push_back("--info");
+  EXPECT_EQ(RunClient(ready, *dir_ / "py-ready.out"), "");
+  const std::string info_text = RunClient(info, *dir_ / "py-info.out");
+  EXPECT_TRUE(absl::StrContains(info_text, ref_->bytes().sha256())) << info_text;
+  EXPECT_TRUE(absl::StrContains(info_text, "architecture: \"gpt-oss\"")) << info_text;
+
+  // The completion is the engine's text (both clients end it with a newline).
+  Spec s;
+  s.text = prompt;
+  s.temperature = 0.8f;
+  s.top_p = 1.0f;
+  s.seed = 7;
+  s.max_tokens = 40;
+  EXPECT_EQ(texts[0], Direct(s).text + "\n");
+}
+
+// ---- Shutdown --------------------------------------------------------------
+
+TEST_F(WorkerE2eTest, SigtermStopsServingDrainsAndExitsZero) {
+  auto health_port = worker_test::PickFreePort();
+  ASSERT_TRUE(health_port.ok());
+  std::vector<std::string> flags = LongContextFlags(/*max_sequences=*/2, /*max_waiting=*/4);
+  flags.push_back(absl::StrCat("--health_listen=127.0.0.1:", *health_port));
+  auto w = StartWorker(flags, "sigterm.log");
+  ASSERT_TRUE(w.ok()) << w.status();
+  auto stub = pb::InferenceService::NewStub((*w)->channel());
+  // The plaintext probe port (for Kubernetes) tells the same as the TLS port.
+  auto probe = grpc::CreateChannel(absl::StrCat("127.0.0.1:", *health_port), grpc::InsecureChannelCredentials());
+  auto probed = client::CheckHealth(probe, kService, absl::Seconds(10));
+  ASSERT_TRUE(probed.ok()) << probed.status();
+  EXPECT_EQ(*probed, client::HealthStatus::kServing);
+
+  // In flight at SIGTERM: a normal request, and a hog that keeps the worker
+  // draining until the test aborts it.
+  Spec s;
+  s.request_id = "in-flight";
+  s.text = "A request that is running when the worker is told to stop";
+  s.max_tokens = 600;
+  s.temperature = 0.0f;
+  s.ignore_eos = true;
+  Call call(stub.get(), ToProto(s), kStreamDeadline);
+  Call hog(stub.get(), LongRequest("hog"), kStreamDeadline);
+  ASSERT_TRUE(call.ReadOne());
+  ASSERT_TRUE(hog.ReadOne());
+
+  ASSERT_TRUE((*w)->process().Signal(SIGTERM).ok());
+  // Health turns NOT_SERVING while the process (liveness "") stays up to drain.
+  const absl::Time end = absl::Now() + absl::Seconds(60);
+  absl::StatusOr<client::HealthStatus> h;
+  for (;;) {
+    h = client::CheckHealth((*w)->channel(), kService);
+    if (h.ok() && *h == client::HealthStatus::kNotServing) break;
+    ASSERT_LT(absl::Now(), end) << "still " << (h.ok() ? client::HealthStatusName(*h) : h.status().ToString());
+    ASSERT_FALSE((*w)->process().Poll().has_value()) << "exited before draining:\n" << (*w)->Log();
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));  // poll interval
+  }
+  auto live = client::CheckHealth((*w)->channel(), "");
+  ASSERT_TRUE(live.ok()) << live.status();
+  EXPECT_EQ(*live, client::HealthStatus::kServing);
+  probed = client::CheckHealth(probe, kService);
+  ASSERT_TRUE(probed.ok()) << probed.status();
+  EXPECT_EQ(*probed, client::HealthStatus::kNotServing);
+
+  // New work is refused while draining.
+  Spec late = s;
+  late.request_id = "late";
+  late.max_tokens = 4;
+  const StreamResult refused = RunStream(stub.get(), ToProto(late));
+  EXPECT_EQ(refused.status.error_code(), grpc::StatusCode::UNAVAILABLE) << refused.status.error_message();
+
+  // The in-flight request completes in full: draining, not cancelling.
+  const StreamResult done = call.Finish();
+  ExpectSameAsDirect(done, Direct(s), static_cast<int>(PromptOf(s, *ref_).size()), "drained");
+  EXPECT_EQ(done.final.finish_reason(), pb::FINISH_REASON_LENGTH);
+  // The hog is still running too (SIGTERM did not cancel it); ending it lets
+  // the drain finish and the process exit 0.
+  EXPECT_FALSE((*w)->process().Poll().has_value());
+  {
+    pb::AbortRequest abort;
+    abort.set_request_id("hog");
+    pb::AbortResponse resp;
+    grpc::ClientContext ctx;
+    const grpc::Status a = stub->Abort(&ctx, abort, &resp);
+    EXPECT_TRUE(a.ok()) << a.error_code() << " " << a.error_message();
+  }
+  const StreamResult hog_done = hog.Finish();
+  EXPECT_TRUE(hog_done.status.ok()) << hog_done.status.error_message();
+  EXPECT_EQ(hog_done.final.finish_reason(), pb::FINISH_REASON_CANCELLED);
+
+  auto code = (*w)->process().Wait(absl::Seconds(60));
+  ASSERT_TRUE(code.ok()) << code.status() << "\n" << (*w)->Log();
+  EXPECT_EQ(*code, 0) << (*w)->Log();
+  EXPECT_TRUE(absl::StrContains((*w)->Log(), "stopped")) << (*w)->Log();
+}
+
+TEST_F(WorkerE2eTest, SecondWorkerOnATakenPortFailsToStart) {
+  // gRPC would share the port (SO_REUSEPORT) and spread clients over both.
+  auto w = worker_test::Process::Spawn(
+      {INFERENCE_WORKER_BIN, absl::StrCat("--listen=127.0.0.1:", worker_->port()),
+       "--tls_cert=" + prov_->pki() + "/server.pem", "--tls_key=" + prov_->pki() + "/server.key",
+       "--model=" + model_path_, "--source_uri=" + std::string(kModelUri), "--worker_id=worker-1",
+       "--provenance=" + prov_->address(), "--provenance_ca=" + prov_->pki() + "/ca.pem",
+       "--provenance_cert=" + prov_->pki() + "/worker-worker-1.pem",
+       "--provenance_key=" + prov_->pki() + "/worker-worker-1.key", "--pinned_keys=" + prov_->token_public_key_path()},
+      *dir_ / "taken-port.log");
+  ASSERT_TRUE(w.ok()) << w.status();
+  auto code = (*w)->Wait(absl::Seconds(60));
+  ASSERT_TRUE(code.ok()) << code.status() << "\n" << (*w)->Log();
+  EXPECT_EQ(*code, 2) << (*w)->Log();
+  EXPECT_TRUE(absl::StrContains((*w)->Log(), "cannot listen on")) << (*w)->Log();
+  // The first worker is unaffected.
+  auto h = client::CheckHealth(worker_->channel(), kService);
+  ASSERT_TRUE(h.ok()) << h.status();
+  EXPECT_EQ(*h, client::HealthStatus::kServing);
+}
+
+}  // namespace
+}  // namespace ossgate::worker
