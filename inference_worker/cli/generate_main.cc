@@ -92,7 +92,10 @@ int main(int argc, char** argv) {
                      : effort == "medium" ? text::ReasoningEffort::kMedium
                                           : text::ReasoningEffort::kLow;
     conv.developer_instructions = absl::GetFlag(FLAGS_instructions);
-    conv.messages.push_back({.role = text::Role::kUser, .content = chat_text});
+    text::Message user;
+    user.role = text::Role::kUser;
+    user.content = chat_text;
+    conv.messages.push_back(std::move(user));
     auto rendered = text::RenderForCompletion(**tokenizer, conv);
     if (!rendered.ok()) return Fail(rendered.status());
     prompt = *std::move(rendered);

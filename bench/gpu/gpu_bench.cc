@@ -1,0 +1,339 @@
+// gpu_bench: throughput of the CUDA backend on a gpt-oss GGUF (the full 20b
+// shape with random weights, written by ossgate-make-model --preset=20b).
+//
+//   gpu_bench --model=/tmp/20b.gguf --out=/path/bench.md
+//
+// Reports: time from process start to ready (read + SHA-256, parse, repack +
+// upload); device copy bandwidth (the decode floor); prefill tok/s for 512
+// and 4,096-token prompts; batch-1 decode tok/s at context 128 and 8,192 with
+// achieved GB/s next to the floor; aggregate decode tok/s at 8/32/64/128
+// sequences; VRAM by component and peak; a per-kernel breakdown; and the
+// 24 GB configuration (32,768-token KV cache). Decode uses GPU sampling
+// (greedy) and CUDA graphs, as a serving loop would.
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/strings/str_format.h"
+#include "inference_worker/cuda/cuda_backend.h"
+#include "inference_worker/gguf/gguf.h"
+#include "inference_worker/model/model_file.h"
+#include "kernels/cuda_check.h"
+#include "kernels/layout.h"
+
+ABSL_FLAG(std::string, model, "", "gpt-oss GGUF to benchmark (required)");
+ABSL_FLAG(std::string, out, "", "markdown results file (optional)");
+ABSL_FLAG(int, decode_steps, 64, "decode steps timed per measurement");
+ABSL_FLAG(bool, big_kv, true, "also check the 24 GB configuration (32,768-token KV cache)");
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using ossgate::model::Logits;
+using ossgate::model::SequenceStep;
+namespace gpu = ossgate::gpu;
+
+const Clock::time_point g_start = Clock::now();
+double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+std::string g_report;
+void Out(const std::string& s) {
+  std::fputs(s.c_str(), stdout);
+  std::fflush(stdout);
+  g_report += s;
+}
+
+int64_t g_peak_used = 0;
+void SamplePeak() {
+  size_t free_b = 0, total_b = 0;
+  CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+  g_peak_used = std::max<int64_t>(g_peak_used, static_cast<int64_t>(total_b - free_b));
+}
+
+double CopyBandwidth() {
+  const size_t bytes = size_t{1} << 30;
+  void *a = nullptr, *b = nullptr;
+  CUDA_CHECK(cudaMalloc(&a, bytes));
+  CUDA_CHECK(cudaMalloc(&b, bytes));
+  CUDA_CHECK(cudaMemset(a, 1, bytes));
+  std::vector<float> ms;
+  cudaEvent_t e0, e1;
+  CUDA_CHECK(cudaEventCreate(&e0));
+  CUDA_CHECK(cudaEventCreate(&e1));
+  for (int i = 0; i < 12; ++i) {
+    CUDA_CHECK(cudaEventRecord(e0));
+    CUDA_CHECK(cudaMemcpy(b, a, bytes, cudaMemcpyDeviceToDevice));
+    CUDA_CHECK(cudaEventRecord(e1));
+    CUDA_CHECK(cudaEventSynchronize(e1));
+    float t = 0;
+    CUDA_CHECK(cudaEventElapsedTime(&t, e0, e1));
+    if (i >= 2) ms.push_back(t);
+  }
+  std::sort(ms.begin(), ms.end());
+  CUDA_CHECK(cudaFree(a));
+  CUDA_CHECK(cudaFree(b));
+  return 2.0 * bytes / (ms[ms.size() / 2] * 1e-3) / 1e9;  // read + write
+}
+
+std::vector<int32_t> Prompt(int n, int vocab, uint32_t seed) {
+  std::vector<int32_t> t(n);
+  uint32_t x = seed;
+  for (int32_t& v : t) {
+    x = x * 1664525u + 1013904223u;
+    v = static_cast<int32_t>((x >> 8) % static_cast<uint32_t>(vocab));
+  }
+  return t;
+}
+
+// Bytes a batch-1 decode step must read: the weights it touches (dense
+// layers, 4 experts per layer, router, unembedding, one embedding row) and
+// the KV cache up to `ctx`.
+double DecodeBytesFor(const ossgate::model::ModelConfig& c, int ctx) {
+  using ossgate::kernels::TiledSize;
+  using ossgate::kernels::WFormat;
+  auto tiled = [](WFormat f, int64_t rows, int64_t cols, bool gu) {
+    const auto s = TiledSize(f, rows, cols, gu);
+    return static_cast<double>(s.codes + s.scales);
+  };
+  const int64_t D = c.d_model, Q = c.q_dim(), KV = c.kv_dim(), F = c.d_ff, E = c.n_experts;
+  double per_layer = tiled(WFormat::kQ8_0, Q + 2 * KV, D, false) + tiled(WFormat::kQ8_0, D, Q, false) +
+                     4.0 * (Q + 2 * KV + D) + 4.0 * (E * D + E) +
+                     c.n_experts_used * (tiled(WFormat::kMxfp4, F, D, true) + tiled(WFormat::kMxfp4, D, F, false) +
+                                         4.0 * (2 * F + D));
+  double bytes = per_layer * c.n_layers + tiled(WFormat::kQ8_0, c.vocab_size, D, false) + D / 32.0 * 34;
+  int full = 0, sliding = 0;
+  for (int l = 0; l < c.n_layers; ++l) (c.IsSlidingLayer(l) ? sliding : full)++;
+  bytes += 2.0 * 2 * KV * (static_cast<double>(full) * ctx + static_cast<double>(sliding) * std::min(ctx, c.sliding_window));
+  return bytes;
+}
+
+struct Bench {
+  gpu::CudaBackend& b;
+  int vocab;
+  ossgate::model::SeqId next_id = 1;
+
+  // Prefills a fresh sequence with `len` tokens; returns seconds.
+  double Prefill(ossgate::model::SeqId id, int len) {
+    const auto p = Prompt(len, vocab, static_cast<uint32_t>(id));
+    std::vector<float> logits;
+    SequenceStep s{id, p, Logits::kLast};
+    CUDA_CHECK(cudaDeviceSynchronize());
+    const auto t0 = Clock::now();
+    const absl::Status st = b.Forward({&s, 1}, &logits);
+    if (!st.ok()) {
+      std::fprintf(stderr, "prefill failed: %s\n", std::string(st.message()).c_str());
+      std::exit(1);
+    }
+    return Since(t0);
+  }
+
+  // Greedy decode of `steps` tokens for the sequences `ids` (all already
+  // prefilled); returns seconds per step (median over the steps).
+  double Decode(const std::vector<ossgate::model::SeqId>& ids, int steps) {
+    std::vector<int32_t> toks(ids.size(), 1);
+    // Greedy on the GPU (SamplingParams defaults to temperature 1 without
+    // top-k, which the GPU sampler hands to the host).
+    std::vector<gpu::GpuSampling> sampling(ids.size());
+    for (gpu::GpuSampling& s : sampling) s.params.temperature = 0.0f;
+    std::vector<double> times;
+    std::vector<int32_t> out;
+    for (int i = 0; i < steps + 3; ++i) {
+      std::vector<SequenceStep> st;
+      for (size_t j = 0; j < ids.size(); ++j) st.push_back({ids[j], {&toks[j], 1}, Logits::kLast});
+      const auto t0 = Clock::now();
+      const absl::Status s = b.ForwardSample(st, sampling, &out);
+      if (!s.ok()) {
+        std::fprintf(stderr, "decode failed: %s\n", std::string(s.message()).c_str());
+        std::exit(1);
+      }
+      if (i >= 3) times.push_back(Since(t0));  // first steps capture graphs
+      toks = out;
+    }
+    std::sort(times.begin(), times.end());
+    return times[times.size() / 2];
+  }
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  const std::string path = absl::GetFlag(FLAGS_model);
+  if (path.empty()) {
+    std::fprintf(stderr, "--model is required\n");
+    return 2;
+  }
+  cudaDeviceProp prop;
+  CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+  Out(absl::StrFormat("# gpu_bench\n\ncard: %s (sm_%d%d, %d SMs, %.1f GiB)\nmodel: %s\n\n", prop.name, prop.major,
+                      prop.minor, prop.multiProcessorCount, prop.totalGlobalMem / 1073741824.0, path));
+  const double copy_gbs = CopyBandwidth();
+  Out(absl::StrFormat("device copy bandwidth (read + write): %.0f GB/s\n\n", copy_gbs));
+
+  // ---- start to ready
+  const auto t_read = Clock::now();
+  auto bytes = ossgate::model::ReadModelFile(path);
+  if (!bytes.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(bytes.status().message()).c_str());
+    return 1;
+  }
+  const double read_s = Since(t_read);
+  const auto t_parse = Clock::now();
+  auto file = ossgate::gguf::GgufFile::Parse(bytes->bytes());
+  if (!file.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(file.status().message()).c_str());
+    return 1;
+  }
+  const double parse_s = Since(t_parse);
+  gpu::CudaBackendOptions opt;
+  opt.kv.max_sequences = 128;
+  opt.max_context = 8192 + 256;
+  opt.kv.num_full_blocks = (8192 + 256) / 16 + 2 + 128 * 16;  // one long sequence + 128 short ones
+  opt.max_step_tokens = 4096;
+  const auto t_up = Clock::now();
+  auto backend = gpu::CreateCudaBackendImpl(*file, opt);
+  if (!backend.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(backend.status().message()).c_str());
+    return 1;
+  }
+  const double upload_s = Since(t_up);
+  const double ready_s = Since(g_start);
+  gpu::CudaBackend& b = **backend;
+  const auto& c = b.config();
+  SamplePeak();
+  Out(absl::StrFormat("%s\n%s\n\n", b.Description(), c.DebugString()));
+  Out(absl::StrFormat(
+      "## Start to ready\n\n| phase | s |\n|---|---:|\n| read + SHA-256 (%.2f GB) | %.2f |\n| parse | %.3f |\n| repack + "
+      "upload | %.2f |\n| **process start to ready** | **%.2f** |\n\n",
+      bytes->size() / 1e9, read_s, parse_s, upload_s, ready_s));
+  Out("## VRAM (this configuration: 128 sequences, 8,448-token context, 4,096 tokens per pass)\n\n" +
+      b.Vram().ToString() + "\n\n");
+
+  Bench bench{b, c.vocab_size};
+  // ---- prefill
+  Out("## Prefill (one sequence, whole prompt in one step)\n\n| prompt | s | tok/s |\n|---:|---:|---:|\n");
+  for (int len : {512, 4096}) {
+    b.kv().AddSequence(1000).IgnoreError();
+    bench.Prefill(1000, len);  // warm-up
+    b.kv().RemoveSequence(1000);
+    std::vector<double> ts;
+    for (int r = 0; r < 3; ++r) {
+      b.kv().AddSequence(1000).IgnoreError();
+      ts.push_back(bench.Prefill(1000, len));
+      b.kv().RemoveSequence(1000);
+    }
+    std::sort(ts.begin(), ts.end());
+    Out(absl::StrFormat("| %d | %.4f | %.0f |\n", len, ts[1], len / ts[1]));
+    SamplePeak();
+  }
+  // ---- batch-1 decode
+  const int steps = absl::GetFlag(FLAGS_decode_steps);
+  Out(absl::StrFormat(
+      "\n## Batch-1 decode (greedy on the GPU, CUDA graphs)\n\ncopy ceiling %.0f GB/s\n\n| context | ms/token | tok/s | "
+      "bytes/token | achieved GB/s | floor tok/s |\n|---:|---:|---:|---:|---:|---:|\n",
+      copy_gbs));
+  for (int ctx : {128, 8192}) {
+    b.kv().AddSequence(2000).IgnoreError();
+    bench.Prefill(2000, ctx);
+    const double t = bench.Decode({2000}, steps);
+    const double bytes_tok = DecodeBytesFor(c, ctx + steps / 2);
+    Out(absl::StrFormat("| %d | %.3f | %.1f | %.3g | %.0f | %.0f |\n", ctx, t * 1e3, 1.0 / t, bytes_tok,
+                        bytes_tok / t / 1e9, copy_gbs * 1e9 / bytes_tok));
+    b.kv().RemoveSequence(2000);
+    SamplePeak();
+  }
+  // ---- aggregate decode
+  Out("\n## Aggregate decode (128-token prompts, greedy on the GPU)\n\n| sequences | ms/step | tok/s |\n|---:|---:|---:|\n");
+  for (int n : {8, 32, 64, 128}) {
+    std::vector<ossgate::model::SeqId> ids;
+    std::vector<std::vector<int32_t>> prompts;
+    std::vector<SequenceStep> st;
+    for (int i = 0; i < n; ++i) {
+      ids.push_back(3000 + i);
+      b.kv().AddSequence(ids.back()).IgnoreError();
+      prompts.push_back(Prompt(128, c.vocab_size, 3000 + i));
+    }
+    for (int i = 0; i < n; ++i) st.push_back({ids[i], prompts[i], Logits::kLast});
+    std::vector<float> logits;
+    if (absl::Status s = b.Forward(st, &logits); !s.ok()) {
+      std::fprintf(stderr, "batch prefill failed: %s\n", std::string(s.message()).c_str());
+      return 1;
+    }
+    const double t = bench.Decode(ids, std::max(16, steps / 2));
+    Out(absl::StrFormat("| %d | %.3f | %.0f |\n", n, t * 1e3, n / t));
+    for (auto id : ids) b.kv().RemoveSequence(id);
+    SamplePeak();
+  }
+  // ---- per-kernel breakdown (eager launches with events)
+  b.SetProfiling(true);
+  b.kv().AddSequence(4000).IgnoreError();
+  bench.Prefill(4000, 128);
+  b.ResetProfile();
+  bench.Decode({4000}, 16);
+  Out("\n## Where a batch-1 decode step goes (context 128, eager launches, sum over 19 steps)\n\n```\n" +
+      b.ProfileReport() + "```\n");
+  b.kv().RemoveSequence(4000);
+  b.ResetProfile();
+  b.kv().AddSequence(4001).IgnoreError();
+  bench.Prefill(4001, 512);
+  Out("\n## Where a 512-token prefill goes\n\n```\n" + b.ProfileReport() + "```\n");
+  b.kv().RemoveSequence(4001);
+  b.ResetProfile();
+  std::vector<ossgate::model::SeqId> ids64;
+  for (int i = 0; i < 64; ++i) {
+    ids64.push_back(5000 + i);
+    b.kv().AddSequence(ids64.back()).IgnoreError();
+    const auto p = Prompt(128, c.vocab_size, 5000 + i);
+    std::vector<float> lg;
+    SequenceStep s{ids64.back(), p, Logits::kLast};
+    b.Forward({&s, 1}, &lg).IgnoreError();
+  }
+  b.ResetProfile();
+  bench.Decode(ids64, 8);
+  Out("\n## Where a 64-sequence decode step goes (eager, sum over 11 steps)\n\n```\n" + b.ProfileReport() + "```\n");
+  b.SetProfiling(false);
+  SamplePeak();
+  Out(absl::StrFormat("\npeak device memory in use during the run (cudaMemGetInfo): %.2f GiB\n",
+                      g_peak_used / 1073741824.0));
+  backend->reset();
+
+  // ---- the 24 GB configuration: one sequence of 32,768 tokens
+  if (absl::GetFlag(FLAGS_big_kv)) {
+    CUDA_CHECK(cudaDeviceSynchronize());
+    size_t free0 = 0, total0 = 0;
+    CUDA_CHECK(cudaMemGetInfo(&free0, &total0));
+    gpu::CudaBackendOptions o24;
+    o24.kv.max_sequences = 1;
+    o24.max_context = 32768;
+    o24.max_step_tokens = 2048;
+    auto b24 = gpu::CreateCudaBackendImpl(*file, o24);
+    if (!b24.ok()) {
+      Out(absl::StrFormat("\n24 GB configuration failed: %s\n", std::string(b24.status().message())));
+    } else {
+      (*b24)->kv().AddSequence(1).IgnoreError();
+      const auto p = Prompt(4096, c.vocab_size, 77);
+      std::vector<float> lg;
+      SequenceStep s{1, p, Logits::kLast};
+      (*b24)->Forward({&s, 1}, &lg).IgnoreError();
+      size_t free1 = 0, total1 = 0;
+      CUDA_CHECK(cudaMemGetInfo(&free1, &total1));
+      Out(absl::StrFormat(
+          "\n## 20b + 32,768-token KV cache (1 sequence, 2,048 tokens per pass)\n\n%s\n\ndevice memory in use "
+          "(cudaMemGetInfo, CUDA context included): %.2f GiB; target 24 GiB: %s\n",
+          (*b24)->Vram().ToString(), (total1 - free1) / 1073741824.0,
+          (total1 - free1) <= 24ull * 1073741824 ? "fits" : "DOES NOT FIT"));
+    }
+  }
+  if (const std::string out = absl::GetFlag(FLAGS_out); !out.empty()) {
+    std::ofstream(out) << g_report;
+  }
+  return 0;
+}

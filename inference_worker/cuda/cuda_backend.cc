@@ -1,0 +1,1247 @@
+// CudaBackend: weights upload, per-step metadata, the forward pass as a
+// sequence of kernel launches (kernels/ops.h), and CUDA graphs for decode.
+//
+// One step runs as one or more passes of at most max_step_tokens tokens. A
+// pass uploads one block of int32 metadata (tokens, positions, per-sequence
+// tables, attention work lists) to a fixed device address and launches the
+// layers; decode passes (one token per sequence) replay a graph captured for
+// their (batch bucket, attention split bucket), padded with rows that no
+// kernel writes back. Every kernel is batch invariant (kernels/ops.h), so the
+// padding, the pass split and the graph never change a sequence's results.
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <set>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "inference_worker/cuda/cuda_backend.h"
+#include "inference_worker/model/thread_pool.h"
+#include "inference_worker/model/weights.h"
+#include "kernels/cuda_check.h"
+#include "kernels/ops.h"
+#include "kernels/repack.h"
+
+namespace ossgate::gpu {
+
+namespace {
+
+using kernels::TiledMatrix;
+using kernels::WFormat;
+using model::Logits;
+using model::SequenceStep;
+using model::SeqId;
+
+constexpr int kStageBytes = 64 << 20;  // pinned staging buffer for the upload (x2)
+
+int NextPow2(int v) {
+  int p = 1;
+  while (p < v) p <<= 1;
+  return p;
+}
+
+// Owns device and pinned host allocations; counts bytes per category.
+class Memory {
+ public:
+  Memory() = default;
+  Memory(const Memory&) = delete;
+  Memory& operator=(const Memory&) = delete;
+  ~Memory() {
+    for (void* p : device_) cudaFree(p);
+    for (void* p : host_) cudaFreeHost(p);
+  }
+  // nullptr (and failed() = true) when the device is out of memory.
+  template <typename T>
+  T* Device(int64_t count, int64_t* category) {
+    const size_t bytes = std::max<size_t>(1, static_cast<size_t>(count) * sizeof(T));
+    void* p = nullptr;
+    if (cudaMalloc(&p, bytes) != cudaSuccess) {
+      cudaGetLastError();
+      failed_ = true;
+      return nullptr;
+    }
+    device_.push_back(p);
+    *category += static_cast<int64_t>(bytes);
+    return static_cast<T*>(p);
+  }
+  template <typename T>
+  T* Host(int64_t count) {
+    void* p = nullptr;
+    CUDA_CHECK(cudaMallocHost(&p, std::max<size_t>(1, static_cast<size_t>(count) * sizeof(T))));
+    host_.push_back(p);
+    return static_cast<T*>(p);
+  }
+  bool failed() const { return failed_; }
+
+ private:
+  std::vector<void*> device_;
+  std::vector<void*> host_;
+  bool failed_ = false;
+};
+
+// Where a pass's int32 metadata lives in the meta buffer (offsets in ints).
+struct MetaLayout {
+  int64_t tokens = 0, pos = 0, tok_seq = 0;
+  int64_t seq_start = 0, seq_n = 0, seq_first = 0, full_off = 0, ring_off = 0;
+  int64_t prefill_items = 0, decode_items = 0, split_off = 0, out_rows = 0;
+  int64_t ring_tables = 0, full_tables = 0, total = 0;
+  // header: [0] valid tokens, [1] prefill items, [2] decode items
+};
+
+// One sequence's share of a pass: tokens [begin, end) of steps[step].
+struct PassSeq {
+  int step = 0;
+  int begin = 0;
+  int end = 0;
+};
+
+// Sizes a pass's launches need (grid bounds; counts live on the device).
+struct PassShape {
+  int rows = 0;           // B rows of the dense GEMMs (valid + padding)
+  int valid = 0;          // real tokens
+  int prefill_items = 0;  // bounds
+  int decode_items = 0;
+  int splits_full = 0;
+  int splits_sliding = 0;
+  int out_rows = 0;  // logits rows listed in out_rows
+  int64_t meta_ints = 0;
+  bool operator<(const PassShape& o) const {
+    return std::tie(rows, prefill_items, decode_items, splits_full, splits_sliding, out_rows) <
+           std::tie(o.rows, o.prefill_items, o.decode_items, o.splits_full, o.splits_sliding, o.out_rows);
+  }
+};
+
+struct LayerDev {
+  TiledMatrix qkv, o, gate_up, down;
+  float* attn_norm = nullptr;
+  float* qkv_bias = nullptr;
+  float* o_bias = nullptr;
+  float* sinks = nullptr;
+  float* post_norm = nullptr;
+  float* router_w = nullptr;
+  float* router_b = nullptr;
+  float* gate_b = nullptr;
+  float* up_b = nullptr;
+  float* down_b = nullptr;
+  kernels::bf16_t* k_cache = nullptr;
+  kernels::bf16_t* v_cache = nullptr;
+};
+
+// A graph captured for one decode shape.
+struct Graph {
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t exec = nullptr;
+};
+
+class CudaBackendImpl final : public CudaBackend {
+ public:
+  static absl::StatusOr<std::unique_ptr<CudaBackendImpl>> Create(const gguf::GgufFile& file,
+                                                                 const CudaBackendOptions& options);
+  ~CudaBackendImpl() override;
+
+  const model::ModelConfig& config() const override { return config_; }
+  std::string Description() const override { return description_; }
+  model::KvBlockManager& kv() override { return kv_; }
+  absl::Status Forward(std::span<const SequenceStep> steps, std::vector<float>* logits) override;
+  absl::Status ForwardSample(std::span<const SequenceStep> steps, std::span<const GpuSampling> sampling,
+                             std::vector<int32_t>* tokens) override;
+  VramReport Vram() const override { return vram_; }
+  void SetProfiling(bool on) override { profiling_ = on; }
+  std::string ProfileReport() const override;
+  void ResetProfile() override { profile_.clear(); }
+  void SetUseGraphs(bool on) override { use_graphs_ = on; }
+
+ private:
+  CudaBackendImpl(model::ModelConfig config, const CudaBackendOptions& options, int max_context);
+
+  absl::Status Upload(const gguf::GgufFile& file, const model::Weights& w);
+  absl::StatusOr<TiledMatrix> UploadMatrix(WFormat fmt, int64_t rows, int64_t cols, int64_t n_mats, bool gate_up,
+                                           const std::function<const uint8_t*(int64_t, int64_t)>& src,
+                                           int64_t* category);
+  float* UploadFloats(const std::vector<float>& v, int64_t* category);
+  absl::Status AllocateRuntime();
+
+  absl::Status Validate(std::span<const SequenceStep> steps);
+  std::vector<std::vector<PassSeq>> PlanPasses(std::span<const SequenceStep> steps) const;
+  PassShape FillMeta(std::span<const SequenceStep> steps, const std::vector<PassSeq>& pass, bool pad_for_graph);
+  void UploadMeta(const PassShape& shape);
+  void EnqueueLayers(const PassShape& shape);
+  void EnqueueLogits(int first_out_row, int n_rows);
+  void RunPass(const PassShape& shape, bool graph);
+  // Logits rows of a pass into dst (rows x vocab, host).
+  void CopyLogits(const PassShape& shape, bool graph, float* dst);
+  void Mark(const char* name);
+  void CollectProfile();
+  bool IsGraphStep(std::span<const SequenceStep> steps) const;
+
+  const model::ModelConfig config_;
+  const model::RopeTables rope_;
+  const int max_context_;
+  const CudaBackendOptions options_;
+  model::KvBlockManager kv_;
+  std::string description_;
+  bool use_graphs_ = true;
+  bool profiling_ = false;
+
+  // Host state of the weight upload (staging buffers, repacking threads).
+  struct UploadState {
+    explicit UploadState(int threads) : pool(threads) {
+      for (int i = 0; i < 2; ++i) {
+        CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&staging[i]), kStageBytes));
+        CUDA_CHECK(cudaEventCreateWithFlags(&done[i], cudaEventDisableTiming));
+      }
+    }
+    ~UploadState() {
+      for (int i = 0; i < 2; ++i) {
+        cudaEventSynchronize(done[i]);
+        cudaEventDestroy(done[i]);
+        cudaFreeHost(staging[i]);
+      }
+    }
+    uint8_t* staging[2] = {nullptr, nullptr};
+    cudaEvent_t done[2] = {nullptr, nullptr};
+    int which = 0;
+    model::ThreadPool pool;
+  };
+  std::unique_ptr<UploadState> upload_;
+
+  Memory mem_;
+  VramReport vram_;
+  cudaStream_t stream_ = nullptr;
+
+  // Weights.
+  std::vector<LayerDev> layers_;
+  const uint8_t* embd_ = nullptr;
+  int embd_type_ = 0;
+  int64_t embd_row_bytes_ = 0;
+  TiledMatrix output_;
+  float* output_norm_ = nullptr;
+  double* inv_freq_ = nullptr;
+
+  // Capacities.
+  int max_tokens_ = 0;     // rows per pass
+  int max_seqs_ = 0;
+  int max_blocks_ = 0;     // full-table entries per sequence
+  int logit_rows_ = 0;     // logits buffer rows
+  int max_prefill_items_ = 0;
+  int split_slots_ = 0;
+  int tokens_per_item_ = 0;
+  MetaLayout meta_;
+  int32_t* meta_dev_ = nullptr;
+  int32_t* meta_host_ = nullptr;
+
+  // Activations.
+  float* x_ = nullptr;
+  kernels::half_t* h16_ = nullptr;
+  float* h32_ = nullptr;
+  float* qkv_ = nullptr;
+  kernels::half_t* q16_ = nullptr;
+  kernels::bf16_t* k_new_ = nullptr;
+  kernels::bf16_t* v_new_ = nullptr;
+  kernels::half_t* attn_ = nullptr;
+  float* proj_ = nullptr;
+  int32_t* ids_ = nullptr;
+  float* wts_ = nullptr;
+  int32_t* moe_offsets_ = nullptr;
+  int32_t* moe_active_ = nullptr;
+  int32_t* moe_counts_ = nullptr;  // [0] n_active, [1] n_tiles
+  int32_t* moe_tiles_ = nullptr;
+  int32_t* slot_token_ = nullptr;
+  int32_t* pair_slot_ = nullptr;
+  kernels::half_t* act_ = nullptr;
+  float* y_ = nullptr;
+  float* logits_dev_ = nullptr;
+  float* logits_host_ = nullptr;
+  float* part_ = nullptr;
+  kernels::SampleRow* sample_rows_dev_ = nullptr;
+  kernels::SampleRow* sample_rows_host_ = nullptr;
+  int32_t* sampled_dev_ = nullptr;
+  int32_t* sampled_host_ = nullptr;
+
+  std::map<PassShape, Graph> graphs_;
+
+  // Profiling (eager passes only).
+  std::vector<std::pair<const char*, cudaEvent_t>> marks_;
+  std::vector<cudaEvent_t> free_events_;
+  std::map<std::string, std::pair<double, int64_t>> profile_;  // name -> (ms, count)
+};
+
+// ------------------------------------------------------------ creation ----
+
+CudaBackendImpl::CudaBackendImpl(model::ModelConfig config, const CudaBackendOptions& options, int max_context)
+    : config_(std::move(config)),
+      rope_(model::ComputeRope(config_)),
+      max_context_(max_context),
+      options_(options),
+      kv_(model::KvCacheOptions{options.kv.block_size,
+                                options.kv.num_full_blocks > 0
+                                    ? options.kv.num_full_blocks
+                                    : options.kv.max_sequences *
+                                          ((max_context + options.kv.block_size - 1) / options.kv.block_size),
+                                options.kv.max_sequences},
+          config_.sliding_window),
+      use_graphs_(options.use_graphs) {}
+
+CudaBackendImpl::~CudaBackendImpl() {
+  if (stream_) cudaStreamSynchronize(stream_);
+  for (auto& [shape, g] : graphs_) {
+    if (g.exec) cudaGraphExecDestroy(g.exec);
+    if (g.graph) cudaGraphDestroy(g.graph);
+  }
+  for (auto& [name, ev] : marks_) cudaEventDestroy(ev);
+  for (cudaEvent_t ev : free_events_) cudaEventDestroy(ev);
+  if (stream_) cudaStreamDestroy(stream_);
+}
+
+absl::StatusOr<std::unique_ptr<CudaBackendImpl>> CudaBackendImpl::Create(const gguf::GgufFile& file,
+                                                                         const CudaBackendOptions& options) {
+  int n_devices = 0;
+  if (cudaGetDeviceCount(&n_devices) != cudaSuccess || n_devices == 0) {
+    cudaGetLastError();
+    return absl::UnimplementedError("CUDA backend: no CUDA device is visible (check the driver and CUDA_VISIBLE_DEVICES)");
+  }
+  if (options.device < 0 || options.device >= n_devices) {
+    return absl::InvalidArgumentError(absl::StrCat("CUDA backend: device ", options.device, " does not exist (", n_devices,
+                                                   " visible)"));
+  }
+  CUDA_CHECK(cudaSetDevice(options.device));
+  cudaDeviceProp prop;
+  CUDA_CHECK(cudaGetDeviceProperties(&prop, options.device));
+  if (prop.major < 8) {
+    return absl::UnimplementedError(absl::StrCat("CUDA backend: ", prop.name, " has compute capability ", prop.major, ".",
+                                                 prop.minor, "; 8.0 or newer is required"));
+  }
+  auto config = model::ReadModelConfig(file);
+  if (!config.ok()) return config.status();
+  auto weights = model::BindWeights(file, *config);
+  if (!weights.ok()) return weights.status();
+  const model::ModelConfig& c = *config;
+  if (options.kv.block_size <= 0 || options.kv.max_sequences <= 0 || options.max_context <= 0 ||
+      options.max_step_tokens <= 0) {
+    return absl::InvalidArgumentError(
+        "CUDA backend: block_size, max_sequences, max_context and max_step_tokens must be positive");
+  }
+  if (c.head_dim != 16 && c.head_dim != 32 && c.head_dim != 64) {
+    return absl::UnimplementedError(absl::StrCat("CUDA backend: head_dim ", c.head_dim, " (supported: 16, 32, 64)"));
+  }
+  const int group = c.n_heads / c.n_kv_heads;
+  if (16 % group != 0) {
+    return absl::UnimplementedError(absl::StrCat("CUDA backend: ", group, " query heads per KV head (must divide 16)"));
+  }
+  if (c.d_model % 32 != 0 || c.q_dim() % 32 != 0 || c.d_ff % 32 != 0) {
+    return absl::UnimplementedError("CUDA backend: d_model, heads * head_dim and d_ff must be multiples of 32");
+  }
+  if (c.n_experts > 256 || c.n_experts_used > 16) {
+    return absl::UnimplementedError("CUDA backend: at most 256 experts and top-16");
+  }
+  const int max_context = std::min(options.max_context, c.context_length);
+  auto backend = std::unique_ptr<CudaBackendImpl>(new CudaBackendImpl(c, options, max_context));
+  backend->description_ = absl::StrFormat("cuda (%s, sm_%d%d, %d SMs)", prop.name, prop.major, prop.minor,
+                                          prop.multiProcessorCount);
+  CUDA_CHECK(cudaStreamCreateWithFlags(&backend->stream_, cudaStreamNonBlocking));
+  kernels::InitKernels();
+  backend->upload_ = std::make_unique<CudaBackendImpl::UploadState>(options.upload_threads);
+  for (int i = 0; i < 2; ++i) CUDA_CHECK(cudaEventRecord(backend->upload_->done[i], backend->stream_));
+  absl::Status uploaded = backend->Upload(file, *weights);
+  backend->upload_.reset();  // waits for the last copies
+  if (!uploaded.ok()) return uploaded;
+  if (absl::Status s = backend->AllocateRuntime(); !s.ok()) return s;
+  CUDA_CHECK(cudaStreamSynchronize(backend->stream_));
+  return backend;
+}
+
+absl::StatusOr<TiledMatrix> CudaBackendImpl::UploadMatrix(WFormat fmt, int64_t rows, int64_t cols, int64_t n_mats,
+                                                         bool gate_up,
+                                                         const std::function<const uint8_t*(int64_t, int64_t)>& src,
+                                                         int64_t* category) {
+  TiledMatrix t;
+  t.fmt = fmt;
+  t.rows = static_cast<int32_t>(rows);
+  t.cols = static_cast<int32_t>(cols);
+  t.n_mats = static_cast<int32_t>(n_mats);
+  t.gate_up = gate_up;
+  const kernels::TiledBytes size = kernels::TiledSize(fmt, rows, cols, gate_up);
+  t.mat_code_bytes = size.codes;
+  t.mat_scale_bytes = size.scales;
+  uint8_t* codes = mem_.Device<uint8_t>(size.codes * n_mats, category);
+  uint8_t* scales = size.scales > 0 ? mem_.Device<uint8_t>(size.scales * n_mats, category) : nullptr;
+  if (mem_.failed()) {
+    return absl::ResourceExhaustedError("CUDA backend: out of device memory while uploading the weights");
+  }
+  if (fmt == WFormat::kF32) {
+    t.f32 = reinterpret_cast<const float*>(codes);
+  } else {
+    t.row_tiles = kernels::RowTilesFor(rows, gate_up);
+    t.k_blocks = static_cast<int32_t>(cols / kernels::kBlockK);
+    t.codes = codes;
+    t.scales = scales;
+  }
+  // Pieces go through two pinned buffers, so repacking overlaps the copies.
+  uint8_t* const* staging = upload_->staging;
+  cudaEvent_t* done = upload_->done;
+  int& which = upload_->which;
+  model::ThreadPool& pool = upload_->pool;
+  for (int64_t mat = 0; mat < n_mats; ++mat) {
+    if (fmt == WFormat::kF32) {
+      const int64_t row_bytes = cols * 4;
+      const int64_t rows_per_piece = std::max<int64_t>(1, kStageBytes / row_bytes);
+      for (int64_t r0 = 0; r0 < rows; r0 += rows_per_piece) {
+        const int64_t nr = std::min(rows_per_piece, rows - r0);
+        CUDA_CHECK(cudaEventSynchronize(done[which]));
+        uint8_t* st = staging[which];
+        for (int64_t r = 0; r < nr; ++r) std::memcpy(st + r * row_bytes, src(mat, r0 + r), row_bytes);
+        CUDA_CHECK(cudaMemcpyAsync(codes + mat * size.codes + r0 * row_bytes, st, nr * row_bytes,
+                                   cudaMemcpyHostToDevice, stream_));
+        CUDA_CHECK(cudaEventRecord(done[which], stream_));
+        which ^= 1;
+      }
+      continue;
+    }
+    const int64_t tile_code = kernels::TileCodeBytes(fmt), tile_scale = kernels::TileScaleBytes(fmt);
+    const int64_t per_rt = t.k_blocks * (tile_code + tile_scale);
+    const int64_t rts_per_piece = std::max<int64_t>(1, kStageBytes / per_rt);
+    const kernels::RowSource row_src = [&](int64_t dev_row) { return src(mat, dev_row); };
+    for (int64_t rt0 = 0; rt0 < t.row_tiles; rt0 += rts_per_piece) {
+      const int64_t nrt = std::min<int64_t>(rts_per_piece, t.row_tiles - rt0);
+      CUDA_CHECK(cudaEventSynchronize(done[which]));
+      uint8_t* st_codes = staging[which];
+      uint8_t* st_scales = st_codes + nrt * t.k_blocks * tile_code;
+      pool.ParallelFor(nrt, std::max<int64_t>(1, nrt / (pool.size() * 4)), [&](int64_t b, int64_t e) {
+        kernels::RepackTiles(fmt, t.k_blocks, row_src, rt0 + b, rt0 + e, st_codes + b * t.k_blocks * tile_code,
+                             tile_scale ? st_scales + b * t.k_blocks * tile_scale : nullptr);
+      });
+      CUDA_CHECK(cudaMemcpyAsync(codes + mat * size.codes + rt0 * t.k_blocks * tile_code, st_codes,
+                                 nrt * t.k_blocks * tile_code, cudaMemcpyHostToDevice, stream_));
+      if (tile_scale) {
+        CUDA_CHECK(cudaMemcpyAsync(scales + mat * size.scales + rt0 * t.k_blocks * tile_scale, st_scales,
+                                   nrt * t.k_blocks * tile_scale, cudaMemcpyHostToDevice, stream_));
+      }
+      CUDA_CHECK(cudaEventRecord(done[which], stream_));
+      which ^= 1;
+    }
+  }
+  return t;
+}
+
+float* CudaBackendImpl::UploadFloats(const std::vector<float>& v, int64_t* category) {
+  float* d = mem_.Device<float>(static_cast<int64_t>(v.size()), category);
+  if (!d) return nullptr;
+  CUDA_CHECK(cudaMemcpy(d, v.data(), v.size() * sizeof(float), cudaMemcpyHostToDevice));
+  return d;
+}
+
+absl::Status CudaBackendImpl::Upload(const gguf::GgufFile& file, const model::Weights& w) {
+  (void)file;
+  const model::ModelConfig& c = config_;
+  const int64_t D = c.d_model, Q = c.q_dim(), KV = c.kv_dim(), E = c.n_experts, F = c.d_ff;
+  auto format = [](const model::Matrix& m) { return kernels::FormatForType(m.type); };
+  layers_.resize(c.n_layers);
+  for (int l = 0; l < c.n_layers; ++l) {
+    const model::LayerWeights& L = w.layers[l];
+    LayerDev& d = layers_[l];
+    if (L.wq.type != L.wk.type || L.wq.type != L.wv.type) {
+      return absl::InvalidArgumentError(absl::StrCat("CUDA backend: layer ", l,
+                                                     ": attn_q, attn_k and attn_v must share one type (they are "
+                                                     "fused into one matrix)"));
+    }
+    auto dense = format(L.wq);
+    auto wo = format(L.wo);
+    auto gate = format(L.gate_exps);
+    auto down = format(L.down_exps);
+    if (!dense.ok()) return dense.status();
+    if (!wo.ok()) return wo.status();
+    if (!gate.ok()) return gate.status();
+    if (!down.ok()) return down.status();
+    if (L.gate_exps.type != L.up_exps.type) {
+      return absl::InvalidArgumentError(absl::StrCat("CUDA backend: layer ", l, ": gate and up experts differ in type"));
+    }
+    if (*gate == WFormat::kF32 || *down == WFormat::kF32) {
+      return absl::UnimplementedError(absl::StrCat("CUDA backend: F32 expert tensors (layer ", l,
+                                                   ") are not supported; use MXFP4, Q8_0, BF16 or F16"));
+    }
+    auto qkv = UploadMatrix(
+        *dense, Q + 2 * KV, D, 1, false,
+        [&](int64_t, int64_t r) -> const uint8_t* {
+          if (r < Q) return L.wq.Row(0, r);
+          if (r < Q + KV) return L.wk.Row(0, r - Q);
+          if (r < Q + 2 * KV) return L.wv.Row(0, r - Q - KV);
+          return nullptr;
+        },
+        &vram_.weights_attention);
+    if (!qkv.ok()) return qkv.status();
+    d.qkv = *qkv;
+    auto o = UploadMatrix(
+        *wo, D, Q, 1, false, [&](int64_t, int64_t r) { return r < D ? L.wo.Row(0, r) : nullptr; },
+        &vram_.weights_attention);
+    if (!o.ok()) return o.status();
+    d.o = *o;
+    auto gu = UploadMatrix(
+        *gate, F, D, E, true,
+        [&](int64_t mat, int64_t dev_row) -> const uint8_t* {
+          bool is_up = false;
+          const int64_t f = kernels::GateUpSourceRow(dev_row, F, &is_up);
+          if (f < 0) return nullptr;
+          return is_up ? L.up_exps.Row(mat, f) : L.gate_exps.Row(mat, f);
+        },
+        &vram_.weights_experts);
+    if (!gu.ok()) return gu.status();
+    d.gate_up = *gu;
+    auto dn = UploadMatrix(
+        *down, D, F, E, false, [&](int64_t mat, int64_t r) { return r < D ? L.down_exps.Row(mat, r) : nullptr; },
+        &vram_.weights_experts);
+    if (!dn.ok()) return dn.status();
+    d.down = *dn;
+
+    std::vector<float> qkv_b(L.bq);
+    qkv_b.insert(qkv_b.end(), L.bk.begin(), L.bk.end());
+    qkv_b.insert(qkv_b.end(), L.bv.begin(), L.bv.end());
+    d.qkv_bias = UploadFloats(qkv_b, &vram_.weights_attention);
+    d.o_bias = UploadFloats(L.bo, &vram_.weights_attention);
+    d.attn_norm = UploadFloats(L.attn_norm, &vram_.weights_small);
+    d.post_norm = UploadFloats(L.post_attn_norm, &vram_.weights_small);
+    d.sinks = UploadFloats(L.sinks, &vram_.weights_small);
+    std::vector<float> router(static_cast<size_t>(E * D));
+    for (int64_t e = 0; e < E; ++e) gguf::DequantizeRow(L.router.type, L.router.Row(0, e), &router[e * D], D);
+    d.router_w = UploadFloats(router, &vram_.weights_router);
+    d.router_b = UploadFloats(L.router_b, &vram_.weights_router);
+    d.gate_b = UploadFloats(L.gate_b, &vram_.weights_experts);
+    d.up_b = UploadFloats(L.up_b, &vram_.weights_experts);
+    d.down_b = UploadFloats(L.down_b, &vram_.weights_experts);
+    if (mem_.failed()) return absl::ResourceExhaustedError("CUDA backend: out of device memory while uploading");
+  }
+  // Embedding rows stay in their raw ggml form (a gather, not a matmul).
+  embd_type_ = static_cast<int>(w.token_embd.type);
+  embd_row_bytes_ = static_cast<int64_t>(w.token_embd.row_bytes);
+  {
+    uint8_t* e = mem_.Device<uint8_t>(static_cast<int64_t>(w.token_embd.bytes()), &vram_.weights_embedding);
+    if (!e) return absl::ResourceExhaustedError("CUDA backend: out of device memory for the embedding");
+    CUDA_CHECK(cudaMemcpy(e, w.token_embd.data, w.token_embd.bytes(), cudaMemcpyHostToDevice));
+    embd_ = e;
+  }
+  auto out_fmt = format(w.output);
+  if (!out_fmt.ok()) return out_fmt.status();
+  auto out = UploadMatrix(
+      *out_fmt, c.vocab_size, D, 1, false,
+      [&](int64_t, int64_t r) { return r < c.vocab_size ? w.output.Row(0, r) : nullptr; }, &vram_.weights_unembedding);
+  if (!out.ok()) return out.status();
+  output_ = *out;
+  output_norm_ = UploadFloats(w.output_norm, &vram_.weights_small);
+  inv_freq_ = mem_.Device<double>(static_cast<int64_t>(rope_.inv_freq.size()), &vram_.weights_small);
+  if (mem_.failed()) return absl::ResourceExhaustedError("CUDA backend: out of device memory while uploading");
+  CUDA_CHECK(cudaMemcpy(inv_freq_, rope_.inv_freq.data(), rope_.inv_freq.size() * sizeof(double),
+                        cudaMemcpyHostToDevice));
+  return absl::OkStatus();
+}
+
+absl::Status CudaBackendImpl::AllocateRuntime() {
+  const model::ModelConfig& c = config_;
+  const int64_t D = c.d_model, Q = c.q_dim(), KV = c.kv_dim(), F = c.d_ff, K = c.n_experts_used;
+  const int bs = kv_.block_size();
+  max_seqs_ = kv_.max_sequences();
+  max_tokens_ = std::max({options_.max_step_tokens, NextPow2(max_seqs_), 64});
+  max_blocks_ = (max_context_ + bs - 1) / bs;
+  logit_rows_ = std::max(64, NextPow2(max_seqs_));
+  tokens_per_item_ = kernels::AttentionPrefillTokensPerItem(c.n_heads, c.n_kv_heads);
+  max_prefill_items_ = max_tokens_ / tokens_per_item_ + max_seqs_;
+  const int64_t pool_tokens = static_cast<int64_t>(kv_.num_full_blocks()) * bs;
+  split_slots_ = static_cast<int>(pool_tokens / kernels::kAttnSplitKeys) + 2 * max_seqs_ + 1;
+
+  // KV cache: (kind layers, blocks, kv heads, block_size, head_dim) bf16 for K and V.
+  int n_full = 0, n_sliding = 0;
+  for (int l = 0; l < c.n_layers; ++l) (c.IsSlidingLayer(l) ? n_sliding : n_full)++;
+  const int64_t block_elems = static_cast<int64_t>(c.n_kv_heads) * bs * c.head_dim;
+  const int64_t full_elems = static_cast<int64_t>(kv_.num_full_blocks()) * block_elems;
+  const int64_t ring_elems = static_cast<int64_t>(kv_.num_ring_blocks_total()) * block_elems;
+  {
+    // Check the whole runtime allocation up front for a clear error.
+    const int64_t kv_bytes = 2 * 2 * (n_full * full_elems + n_sliding * ring_elems);
+    size_t free_b = 0, total_b = 0;
+    CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+    if (static_cast<int64_t>(free_b) < kv_bytes + (256ll << 20)) {
+      return absl::ResourceExhaustedError(absl::StrFormat(
+          "CUDA backend: the KV cache needs %.2f GiB but %.2f GiB of device memory is free after the weights; lower "
+          "max_sequences, max_context or num_full_blocks",
+          kv_bytes / 1073741824.0, free_b / 1073741824.0));
+    }
+  }
+  kernels::bf16_t* k_full = mem_.Device<kernels::bf16_t>(n_full * full_elems, &vram_.kv_cache);
+  kernels::bf16_t* v_full = mem_.Device<kernels::bf16_t>(n_full * full_elems, &vram_.kv_cache);
+  kernels::bf16_t* k_ring = mem_.Device<kernels::bf16_t>(n_sliding * ring_elems, &vram_.kv_cache);
+  kernels::bf16_t* v_ring = mem_.Device<kernels::bf16_t>(n_sliding * ring_elems, &vram_.kv_cache);
+  int fi = 0, si = 0;
+  for (int l = 0; l < c.n_layers; ++l) {
+    if (c.IsSlidingLayer(l)) {
+      layers_[l].k_cache = k_ring + si * ring_elems;
+      layers_[l].v_cache = v_ring + si * ring_elems;
+      ++si;
+    } else {
+      layers_[l].k_cache = k_full + fi * full_elems;
+      layers_[l].v_cache = v_full + fi * full_elems;
+      ++fi;
+    }
+  }
+
+  const int64_t T = max_tokens_, P = T * K;
+  int64_t* act = &vram_.activations;
+  x_ = mem_.Device<float>(T * D, act);
+  h16_ = mem_.Device<kernels::half_t>(T * D, act);
+  h32_ = mem_.Device<float>(T * D, act);
+  qkv_ = mem_.Device<float>(T * (Q + 2 * KV), act);
+  q16_ = mem_.Device<kernels::half_t>(T * Q, act);
+  k_new_ = mem_.Device<kernels::bf16_t>(T * KV, act);
+  v_new_ = mem_.Device<kernels::bf16_t>(T * KV, act);
+  attn_ = mem_.Device<kernels::half_t>(T * Q, act);
+  proj_ = mem_.Device<float>(T * D, act);
+  act_ = mem_.Device<kernels::half_t>(P * F, act);
+  y_ = mem_.Device<float>(P * D, act);
+  logits_dev_ = mem_.Device<float>(static_cast<int64_t>(logit_rows_) * c.vocab_size, act);
+
+  int64_t* ws = &vram_.workspace;
+  ids_ = mem_.Device<int32_t>(P, ws);
+  wts_ = mem_.Device<float>(P, ws);
+  moe_offsets_ = mem_.Device<int32_t>(c.n_experts + 1, ws);
+  moe_active_ = mem_.Device<int32_t>(c.n_experts, ws);
+  moe_counts_ = mem_.Device<int32_t>(2, ws);
+  const int max_tiles = kernels::MoeMaxTiles(static_cast<int32_t>(P), c.n_experts, 64);
+  moe_tiles_ = mem_.Device<int32_t>(3 * max_tiles, ws);
+  slot_token_ = mem_.Device<int32_t>(P, ws);
+  pair_slot_ = mem_.Device<int32_t>(P, ws);
+  part_ = mem_.Device<float>(static_cast<int64_t>(split_slots_) * c.n_heads * (c.head_dim + 2), ws);
+  sample_rows_dev_ = mem_.Device<kernels::SampleRow>(logit_rows_, ws);
+  sampled_dev_ = mem_.Device<int32_t>(logit_rows_, ws);
+
+  MetaLayout& m = meta_;
+  int64_t o = 8;  // header
+  auto take = [&](int64_t n) {
+    const int64_t at = o;
+    o += (n + 3) / 4 * 4;
+    return at;
+  };
+  m.tokens = take(T);
+  m.pos = take(T);
+  m.tok_seq = take(T);
+  m.seq_start = take(max_seqs_);
+  m.seq_n = take(max_seqs_);
+  m.seq_first = take(max_seqs_);
+  m.full_off = take(max_seqs_);
+  m.ring_off = take(max_seqs_);
+  m.prefill_items = take(2 * max_prefill_items_);
+  m.decode_items = take(max_seqs_);
+  m.split_off = take(max_seqs_);
+  m.out_rows = take(T);
+  m.ring_tables = take(static_cast<int64_t>(max_seqs_) * std::max(1, kv_.ring_blocks()));
+  m.full_tables = take(static_cast<int64_t>(max_seqs_) * max_blocks_);
+  m.total = o;
+  meta_dev_ = mem_.Device<int32_t>(m.total, ws);
+  if (mem_.failed()) {
+    return absl::ResourceExhaustedError(
+        "CUDA backend: out of device memory for the KV cache and activations; lower max_sequences, max_context or "
+        "max_step_tokens");
+  }
+  meta_host_ = mem_.Host<int32_t>(m.total);
+  std::memset(meta_host_, 0, m.total * sizeof(int32_t));
+  logits_host_ = mem_.Host<float>(static_cast<int64_t>(logit_rows_) * c.vocab_size);
+  sample_rows_host_ = mem_.Host<kernels::SampleRow>(logit_rows_);
+  sampled_host_ = mem_.Host<int32_t>(logit_rows_);
+  // Finite contents everywhere: padding rows of graph steps read stale rows.
+  CUDA_CHECK(cudaMemsetAsync(x_, 0, T * D * sizeof(float), stream_));
+  CUDA_CHECK(cudaMemsetAsync(attn_, 0, T * Q * sizeof(kernels::half_t), stream_));
+  CUDA_CHECK(cudaMemsetAsync(meta_dev_, 0, m.total * sizeof(int32_t), stream_));
+  CUDA_CHECK(cudaMemsetAsync(pair_slot_, 0xFF, P * sizeof(int32_t), stream_));
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------- steps ----
+
+absl::Status CudaBackendImpl::Validate(std::span<const SequenceStep> steps) {
+  const model::ModelConfig& c = config_;
+  std::set<SeqId> seen;
+  int needed_blocks = 0;
+  for (const SequenceStep& s : steps) {
+    if (!kv_.HasSequence(s.seq)) return absl::NotFoundError(absl::StrCat("Forward: unknown sequence ", s.seq));
+    if (!seen.insert(s.seq).second) {
+      return absl::InvalidArgumentError(absl::StrCat("Forward: sequence ", s.seq, " appears twice in one step"));
+    }
+    if (s.tokens.empty()) return absl::InvalidArgumentError(absl::StrCat("Forward: sequence ", s.seq, " has no tokens"));
+    for (int32_t t : s.tokens) {
+      if (t < 0 || t >= c.vocab_size) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("Forward: token id ", t, " is outside the vocabulary [0, ", c.vocab_size, ")"));
+      }
+    }
+    const int len = kv_.Length(s.seq);
+    const int64_t new_len = len + static_cast<int64_t>(s.tokens.size());
+    if (new_len > max_context_) {
+      return absl::InvalidArgumentError(absl::StrCat("Forward: sequence ", s.seq, " would reach ", new_len,
+                                                     " tokens, over the context limit of ", max_context_));
+    }
+    needed_blocks += kv_.FullBlocksFor(static_cast<int>(new_len)) - static_cast<int>(kv_.FullTable(s.seq).size());
+  }
+  if (needed_blocks > kv_.free_full_blocks()) {
+    return absl::ResourceExhaustedError(absl::StrCat("Forward: KV cache needs ", needed_blocks, " blocks, ",
+                                                     kv_.free_full_blocks(), " free"));
+  }
+  for (const SequenceStep& s : steps) {
+    if (absl::Status st = kv_.Reserve(s.seq, static_cast<int>(s.tokens.size())); !st.ok()) return st;
+  }
+  return absl::OkStatus();
+}
+
+std::vector<std::vector<PassSeq>> CudaBackendImpl::PlanPasses(std::span<const SequenceStep> steps) const {
+  std::vector<std::vector<PassSeq>> passes(1);
+  int used = 0;
+  for (int i = 0; i < static_cast<int>(steps.size()); ++i) {
+    const int n = static_cast<int>(steps[i].tokens.size());
+    int begin = 0;
+    while (begin < n) {
+      if (used == max_tokens_ || static_cast<int>(passes.back().size()) == max_seqs_) {
+        passes.emplace_back();
+        used = 0;
+      }
+      const int take = std::min(n - begin, max_tokens_ - used);
+      passes.back().push_back({i, begin, begin + take});
+      used += take;
+      begin += take;
+    }
+  }
+  return passes;
+}
+
+PassShape CudaBackendImpl::FillMeta(std::span<const SequenceStep> steps, const std::vector<PassSeq>& pass,
+                                    bool pad_for_graph) {
+  const model::ModelConfig& c = config_;
+  const MetaLayout& m = meta_;
+  int32_t* h = meta_host_;
+  PassShape shape;
+  int row = 0, n_pre = 0, n_dec = 0, n_out = 0, split_total = 0;
+  for (int i = 0; i < static_cast<int>(pass.size()); ++i) {
+    const PassSeq& ps = pass[i];
+    const SequenceStep& st = steps[ps.step];
+    // Earlier parts of this step were committed by earlier passes.
+    const int start = kv_.Length(st.seq);
+    const int n = ps.end - ps.begin;
+    h[m.seq_start + i] = start;
+    h[m.seq_n + i] = n;
+    h[m.seq_first + i] = row;
+    h[m.full_off + i] = static_cast<int32_t>(m.full_tables + static_cast<int64_t>(i) * max_blocks_);
+    h[m.ring_off + i] = static_cast<int32_t>(m.ring_tables + static_cast<int64_t>(i) * kv_.ring_blocks());
+    const std::vector<int32_t>& full = kv_.FullTable(st.seq);
+    std::copy(full.begin(), full.end(), h + m.full_tables + static_cast<int64_t>(i) * max_blocks_);
+    const std::vector<int32_t>& ring = kv_.RingTable(st.seq);
+    std::copy(ring.begin(), ring.end(), h + m.ring_tables + static_cast<int64_t>(i) * kv_.ring_blocks());
+    for (int j = 0; j < n; ++j) {
+      h[m.tokens + row + j] = st.tokens[ps.begin + j];
+      h[m.pos + row + j] = start + j;
+      h[m.tok_seq + row + j] = i;
+    }
+    if (n == 1) {
+      h[m.decode_items + n_dec] = i;
+      h[m.split_off + n_dec] = split_total;
+      const int full_splits = start / kernels::kAttnSplitKeys + 1;
+      const int lo = c.sliding_window > 0 ? std::max(0, start - c.sliding_window + 1) : 0;
+      split_total += full_splits;
+      shape.splits_full = std::max(shape.splits_full, full_splits);
+      shape.splits_sliding =
+          std::max(shape.splits_sliding, start / kernels::kAttnSplitKeys - lo / kernels::kAttnSplitKeys + 1);
+      ++n_dec;
+    } else {
+      for (int qt = 0; qt * tokens_per_item_ < n; ++qt) {
+        h[m.prefill_items + 2 * n_pre] = i;
+        h[m.prefill_items + 2 * n_pre + 1] = qt;
+        ++n_pre;
+      }
+    }
+    const bool last_chunk = ps.end == static_cast<int>(st.tokens.size());
+    if (st.logits == Logits::kAll) {
+      for (int j = 0; j < n; ++j) h[m.out_rows + n_out++] = row + j;
+    } else if (st.logits == Logits::kLast && last_chunk) {
+      h[m.out_rows + n_out++] = row + n - 1;
+    }
+    row += n;
+  }
+  shape.valid = row;
+  shape.rows = row;
+  shape.prefill_items = n_pre;
+  shape.decode_items = n_dec;
+  shape.out_rows = n_out;
+  if (pad_for_graph) {
+    // Decode graph: bucket the batch and the split count; padding rows are
+    // token 0 of no sequence, and every row gets logits.
+    const int bucket = NextPow2(row);
+    for (int r = row; r < bucket; ++r) {
+      h[m.tokens + r] = 0;
+      h[m.pos + r] = 0;
+      h[m.tok_seq + r] = -1;
+      h[m.decode_items + r] = -1;
+      h[m.split_off + r] = 0;
+    }
+    for (int r = 0; r < bucket; ++r) h[m.out_rows + r] = r;
+    shape.rows = bucket;
+    shape.decode_items = bucket;
+    shape.out_rows = bucket;
+    shape.splits_full = NextPow2(shape.splits_full);
+    shape.splits_sliding = NextPow2(shape.splits_sliding);
+  }
+  h[0] = shape.valid;
+  h[1] = n_pre;
+  h[2] = n_dec;
+  shape.meta_ints = m.full_tables + static_cast<int64_t>(pass.size()) * max_blocks_;
+  return shape;
+}
+
+void CudaBackendImpl::UploadMeta(const PassShape& shape) {
+  CUDA_CHECK(cudaMemcpyAsync(meta_dev_, meta_host_, shape.meta_ints * sizeof(int32_t), cudaMemcpyHostToDevice,
+                             stream_));
+}
+
+void CudaBackendImpl::Mark(const char* name) {
+  if (!profiling_) return;
+  cudaEvent_t ev;
+  if (!free_events_.empty()) {
+    ev = free_events_.back();
+    free_events_.pop_back();
+  } else {
+    CUDA_CHECK(cudaEventCreate(&ev));
+  }
+  CUDA_CHECK(cudaEventRecord(ev, stream_));
+  marks_.emplace_back(name, ev);
+}
+
+void CudaBackendImpl::CollectProfile() {
+  if (marks_.empty()) return;
+  CUDA_CHECK(cudaEventSynchronize(marks_.back().second));
+  // Each mark closes the segment that began at the previous mark.
+  for (size_t i = 1; i < marks_.size(); ++i) {
+    float ms = 0;
+    CUDA_CHECK(cudaEventElapsedTime(&ms, marks_[i - 1].second, marks_[i].second));
+    auto& e = profile_[marks_[i].first];
+    e.first += ms;
+    e.second += 1;
+  }
+  for (auto& [name, ev] : marks_) free_events_.push_back(ev);
+  marks_.clear();
+}
+
+std::string CudaBackendImpl::ProfileReport() const {
+  double total = 0;
+  for (const auto& [name, e] : profile_) total += e.first;
+  std::vector<std::pair<double, std::string>> rows;
+  for (const auto& [name, e] : profile_) rows.emplace_back(e.first, name);
+  std::sort(rows.rbegin(), rows.rend());
+  std::string out = absl::StrFormat("%-22s %10s %7s %8s\n", "phase", "total ms", "share", "calls");
+  for (const auto& [ms, name] : rows) {
+    out += absl::StrFormat("%-22s %10.3f %6.1f%% %8d\n", name, ms, total > 0 ? 100.0 * ms / total : 0.0,
+                           profile_.at(name).second);
+  }
+  return out;
+}
+
+void CudaBackendImpl::EnqueueLayers(const PassShape& shape) {
+  const model::ModelConfig& c = config_;
+  const MetaLayout& m = meta_;
+  const int T = shape.rows;
+  const int D = c.d_model, Q = c.q_dim(), KV = c.kv_dim(), K = c.n_experts_used;
+  const int32_t* meta = meta_dev_;
+  cudaStream_t s = stream_;
+  kernels::SeqTables seqs;
+  seqs.start = meta + m.seq_start;
+  seqs.n = meta + m.seq_n;
+  seqs.first_row = meta + m.seq_first;
+  seqs.full_off = meta + m.full_off;
+  seqs.ring_off = meta + m.ring_off;
+  seqs.tables = meta;
+
+  Mark("start");
+  kernels::EmbedParams ep;
+  ep.table = embd_;
+  ep.type = embd_type_;
+  ep.row_bytes = embd_row_bytes_;
+  ep.d = D;
+  ep.tokens = meta + m.tokens;
+  ep.n_tokens = T;
+  ep.x = x_;
+  kernels::LaunchEmbed(ep, s);
+  kernels::AddNormParams np;
+  np.x = x_;
+  np.d = D;
+  np.n_tokens = T;
+  np.norm_w = layers_[0].attn_norm;
+  np.eps = c.rms_eps;
+  np.h16 = h16_;
+  kernels::LaunchAddNorm(np, s);
+  Mark("embed+norm");
+
+  for (int l = 0; l < c.n_layers; ++l) {
+    const LayerDev& L = layers_[l];
+    const bool sliding = c.IsSlidingLayer(l);
+    kernels::GemmParams g;
+    g.w = L.qkv;
+    g.x = h16_;
+    g.ldx = D;
+    g.n_b = T;
+    g.bias = L.qkv_bias;
+    g.out_f32 = qkv_;
+    g.ldo = Q + 2 * KV;
+    kernels::LaunchGemm(g, s);
+    Mark("qkv_gemm");
+
+    kernels::RopeParams rp;
+    rp.qkv = qkv_;
+    rp.pos = meta + m.pos;
+    rp.n_tokens = T;
+    rp.n_heads = c.n_heads;
+    rp.n_kv_heads = c.n_kv_heads;
+    rp.head_dim = c.head_dim;
+    rp.inv_freq = inv_freq_;
+    rp.attention_factor = rope_.attention_factor;
+    rp.q = q16_;
+    rp.k_new = k_new_;
+    rp.v_new = v_new_;
+    kernels::LaunchRope(rp, s);
+    Mark("rope");
+
+    kernels::AttnParams ap;
+    ap.q = q16_;
+    ap.k_new = k_new_;
+    ap.v_new = v_new_;
+    ap.k_cache = L.k_cache;
+    ap.v_cache = L.v_cache;
+    ap.block_size = kv_.block_size();
+    ap.sliding = sliding ? 1 : 0;
+    ap.window = c.sliding_window;
+    ap.ring_blocks = kv_.ring_blocks();
+    ap.seqs = seqs;
+    ap.sinks = L.sinks;
+    ap.scale_log2 = static_cast<float>(1.0 / std::sqrt(static_cast<double>(c.head_dim)) * 1.4426950408889634);
+    ap.n_heads = c.n_heads;
+    ap.n_kv_heads = c.n_kv_heads;
+    ap.head_dim = c.head_dim;
+    ap.out = attn_;
+    if (shape.prefill_items > 0) {
+      kernels::AttnParams pp = ap;
+      pp.items = meta + m.prefill_items;
+      pp.n_items = meta + 1;
+      pp.max_items = shape.prefill_items;
+      kernels::LaunchAttentionPrefill(pp, s);
+    }
+    if (shape.decode_items > 0) {
+      kernels::AttnParams dp = ap;
+      dp.items = meta + m.decode_items;
+      dp.n_items = meta + 2;
+      dp.max_items = shape.decode_items;
+      dp.split_off = meta + m.split_off;
+      dp.part = part_;
+      dp.max_splits = sliding ? shape.splits_sliding : shape.splits_full;
+      kernels::LaunchAttentionDecode(dp, s);
+    }
+    Mark("attention");
+
+    kernels::KvWriteParams kw;
+    kw.k_new = k_new_;
+    kw.v_new = v_new_;
+    kw.k_cache = L.k_cache;
+    kw.v_cache = L.v_cache;
+    kw.tok_seq = meta + m.tok_seq;
+    kw.pos = meta + m.pos;
+    kw.n_tokens = T;
+    kw.seqs = seqs;
+    kw.sliding = sliding ? 1 : 0;
+    kw.ring_blocks = kv_.ring_blocks();
+    kw.block_size = kv_.block_size();
+    kw.n_kv_heads = c.n_kv_heads;
+    kw.head_dim = c.head_dim;
+    kernels::LaunchKvWrite(kw, s);
+    Mark("kv_write");
+
+    g = kernels::GemmParams();
+    g.w = L.o;
+    g.x = attn_;
+    g.ldx = Q;
+    g.n_b = T;
+    g.bias = L.o_bias;
+    g.out_f32 = proj_;
+    g.ldo = D;
+    kernels::LaunchGemm(g, s);
+    Mark("o_gemm");
+
+    np = kernels::AddNormParams();
+    np.x = x_;
+    np.d = D;
+    np.n_tokens = T;
+    np.add = proj_;
+    np.norm_w = L.post_norm;
+    np.eps = c.rms_eps;
+    np.h16 = h16_;
+    np.h32 = h32_;
+    kernels::LaunchAddNorm(np, s);
+    Mark("add+norm");
+
+    kernels::RouterParams rt;
+    rt.h = h32_;
+    rt.w = L.router_w;
+    rt.b = L.router_b;
+    rt.n_tokens = T;
+    rt.n_valid = meta;
+    rt.d = D;
+    rt.n_experts = c.n_experts;
+    rt.k = K;
+    rt.ids = ids_;
+    rt.weights = wts_;
+    kernels::LaunchRouter(rt, s);
+    const int max_tiles = kernels::MoeMaxTiles(T * K, c.n_experts, 64);
+    kernels::MoeRouteParams mr;
+    mr.ids = ids_;
+    mr.n_tokens = T;
+    mr.n_valid = meta;
+    mr.k = K;
+    mr.n_experts = c.n_experts;
+    mr.tile_slots = 64;
+    mr.offsets = moe_offsets_;
+    mr.active = moe_active_;
+    mr.n_active = moe_counts_;
+    mr.tiles = moe_tiles_;
+    mr.n_tiles = moe_counts_ + 1;
+    mr.max_tiles = max_tiles;
+    mr.slot_token = slot_token_;
+    mr.pair_slot = pair_slot_;
+    kernels::LaunchMoeRoute(mr, s);
+    Mark("router");
+
+    kernels::MoeGroups groups;
+    groups.offsets = moe_offsets_;
+    groups.active = moe_active_;
+    groups.n_active = moe_counts_;
+    groups.tiles = moe_tiles_;
+    groups.n_tiles = moe_counts_ + 1;
+    groups.max_active = std::min(c.n_experts, T * K);
+    groups.max_tiles = max_tiles;
+    g = kernels::GemmParams();
+    g.w = L.gate_up;
+    g.x = h16_;
+    g.ldx = D;
+    g.gather = slot_token_;
+    g.n_b = T * K;
+    g.bias_gate = L.gate_b;
+    g.bias_up = L.up_b;
+    g.out_f16 = act_;
+    g.ldo = c.d_ff;
+    g.epilogue = kernels::GemmEpilogue::kSwiGlu;
+    g.swiglu_alpha = c.swiglu_alpha;
+    g.swiglu_limit = c.swiglu_limit;
+    g.moe = true;
+    g.groups = groups;
+    kernels::LaunchGemm(g, s);
+    Mark("experts_gate_up");
+
+    g = kernels::GemmParams();
+    g.w = L.down;
+    g.x = act_;
+    g.ldx = c.d_ff;
+    g.n_b = T * K;
+    g.bias = L.down_b;
+    g.out_f32 = y_;
+    g.ldo = D;
+    g.moe = true;
+    g.groups = groups;
+    kernels::LaunchGemm(g, s);
+    Mark("experts_down");
+
+    np = kernels::AddNormParams();
+    np.x = x_;
+    np.d = D;
+    np.n_tokens = T;
+    np.moe_y = y_;
+    np.moe_slot = pair_slot_;
+    np.moe_ids = ids_;
+    np.moe_w = wts_;
+    np.moe_k = K;
+    np.norm_w = l + 1 < c.n_layers ? layers_[l + 1].attn_norm : output_norm_;
+    np.eps = c.rms_eps;
+    np.h16 = h16_;
+    kernels::LaunchAddNorm(np, s);
+    Mark("moe_combine+norm");
+  }
+}
+
+void CudaBackendImpl::EnqueueLogits(int first_out_row, int n_rows) {
+  kernels::GemmParams g;
+  g.w = output_;
+  g.x = h16_;
+  g.ldx = config_.d_model;
+  g.gather = meta_dev_ + meta_.out_rows + first_out_row;
+  g.n_b = n_rows;
+  g.out_f32 = logits_dev_;
+  g.ldo = config_.vocab_size;
+  kernels::LaunchGemm(g, stream_);
+  Mark("unembedding");
+}
+
+bool CudaBackendImpl::IsGraphStep(std::span<const SequenceStep> steps) const {
+  if (!use_graphs_ || profiling_ || steps.empty() || static_cast<int>(steps.size()) > max_seqs_) return false;
+  for (const SequenceStep& s : steps) {
+    if (s.tokens.size() != 1 || s.logits == Logits::kAll) return false;
+  }
+  return true;
+}
+
+void CudaBackendImpl::RunPass(const PassShape& shape, bool graph) {
+  UploadMeta(shape);
+  if (!graph) {
+    EnqueueLayers(shape);
+    return;
+  }
+  auto it = graphs_.find(shape);
+  if (it == graphs_.end()) {
+    Graph gr;
+    CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+    EnqueueLayers(shape);
+    EnqueueLogits(0, shape.out_rows);
+    CUDA_CHECK(cudaStreamEndCapture(stream_, &gr.graph));
+    CUDA_CHECK(cudaGraphInstantiate(&gr.exec, gr.graph, 0));
+    it = graphs_.emplace(shape, gr).first;
+  }
+  CUDA_CHECK(cudaGraphLaunch(it->second.exec, stream_));
+}
+
+absl::Status CudaBackendImpl::Forward(std::span<const SequenceStep> steps, std::vector<float>* logits) {
+  if (absl::Status s = Validate(steps); !s.ok()) return s;
+  const int V = config_.vocab_size;
+  int64_t rows = 0;
+  for (const SequenceStep& s : steps) {
+    rows += s.logits == Logits::kAll ? static_cast<int64_t>(s.tokens.size()) : s.logits == Logits::kLast ? 1 : 0;
+  }
+  logits->resize(static_cast<size_t>(rows) * V);
+  float* out = logits->data();
+  const bool graph = IsGraphStep(steps);
+  for (const std::vector<PassSeq>& pass : PlanPasses(steps)) {
+    const PassShape shape = FillMeta(steps, pass, graph);
+    RunPass(shape, graph);
+    if (graph) {
+      // All rows got logits; copy those of the steps that asked.
+      CUDA_CHECK(cudaMemcpyAsync(logits_host_, logits_dev_, static_cast<size_t>(shape.valid) * V * sizeof(float),
+                                 cudaMemcpyDeviceToHost, stream_));
+      CUDA_CHECK(cudaStreamSynchronize(stream_));
+      for (int i = 0; i < static_cast<int>(steps.size()); ++i) {
+        if (steps[i].logits != Logits::kLast) continue;
+        std::memcpy(out, logits_host_ + static_cast<int64_t>(i) * V, V * sizeof(float));
+        out += V;
+      }
+    } else {
+      for (int r0 = 0; r0 < shape.out_rows; r0 += logit_rows_) {
+        const int n = std::min(logit_rows_, shape.out_rows - r0);
+        EnqueueLogits(r0, n);
+        CUDA_CHECK(cudaMemcpyAsync(logits_host_, logits_dev_, static_cast<size_t>(n) * V * sizeof(float),
+                                   cudaMemcpyDeviceToHost, stream_));
+        CUDA_CHECK(cudaStreamSynchronize(stream_));
+        std::memcpy(out, logits_host_, static_cast<size_t>(n) * V * sizeof(float));
+        out += static_cast<size_t>(n) * V;
+      }
+      CUDA_CHECK(cudaStreamSynchronize(stream_));
+      CollectProfile();
+    }
+    for (const PassSeq& ps : pass) kv_.Commit(steps[ps.step].seq, ps.end - ps.begin);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CudaBackendImpl::ForwardSample(std::span<const SequenceStep> steps, std::span<const GpuSampling> sampling,
+                                            std::vector<int32_t>* tokens) {
+  if (sampling.size() != steps.size()) {
+    return absl::InvalidArgumentError("ForwardSample: one GpuSampling per step is required");
+  }
+  for (size_t i = 0; i < steps.size(); ++i) {
+    if (steps[i].logits != Logits::kLast) {
+      return absl::InvalidArgumentError("ForwardSample: every step must ask for Logits::kLast");
+    }
+    const model::SamplingParams& sp = sampling[i].params;
+    if (sp.repetition_penalty != 1.0f || sp.presence_penalty != 0.0f || sp.frequency_penalty != 0.0f) {
+      return absl::InvalidArgumentError("ForwardSample: penalties need the token history; sample on the host");
+    }
+  }
+  if (absl::Status s = Validate(steps); !s.ok()) return s;
+  const int V = config_.vocab_size;
+  tokens->assign(steps.size(), -1);
+  const bool graph = IsGraphStep(steps);
+  for (const std::vector<PassSeq>& pass : PlanPasses(steps)) {
+    const PassShape shape = FillMeta(steps, pass, graph);
+    RunPass(shape, graph);
+    // The rows sampled in this pass: steps whose last token is in it, in
+    // out_rows order (which is pass order).
+    std::vector<int> sampled_steps;
+    for (const PassSeq& ps : pass) {
+      if (ps.end == static_cast<int>(steps[ps.step].tokens.size())) sampled_steps.push_back(ps.step);
+    }
+    if (!sampled_steps.empty()) {
+      const int n = static_cast<int>(sampled_steps.size());
+      if (!graph) EnqueueLogits(0, n);
+      // In a graph pass, out row r is row r = step r (one token each).
+      bool host_fallback = false;
+      for (int j = 0; j < n; ++j) {
+        const GpuSampling& gs = sampling[sampled_steps[j]];
+        kernels::SampleRow& r = sample_rows_host_[j];
+        r.temperature = gs.params.temperature;
+        r.top_k = gs.params.top_k;
+        r.top_p = gs.params.top_p;
+        r.min_p = gs.params.min_p;
+        r.seed = gs.params.seed;
+        r.step = gs.step;
+        if (r.temperature > 0.0f && r.top_k > kernels::kMaxGpuTopK) {
+          host_fallback = true;
+          r.temperature = 0.0f;  // computed on the host below
+        }
+      }
+      CUDA_CHECK(cudaMemcpyAsync(sample_rows_dev_, sample_rows_host_, n * sizeof(kernels::SampleRow),
+                                 cudaMemcpyHostToDevice, stream_));
+      kernels::SampleParams sp;
+      sp.logits = logits_dev_;
+      sp.vocab = V;
+      sp.n_rows = n;
+      sp.rows = sample_rows_dev_;
+      sp.out = sampled_dev_;
+      kernels::LaunchSample(sp, stream_);
+      CUDA_CHECK(cudaMemcpyAsync(sampled_host_, sampled_dev_, n * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_));
+      if (host_fallback) {
+        CUDA_CHECK(cudaMemcpyAsync(logits_host_, logits_dev_, static_cast<size_t>(n) * V * sizeof(float),
+                                   cudaMemcpyDeviceToHost, stream_));
+      }
+      CUDA_CHECK(cudaStreamSynchronize(stream_));
+      for (int j = 0; j < n; ++j) {
+        const GpuSampling& gs = sampling[sampled_steps[j]];
+        int32_t tok = sampled_host_[j];
+        if (gs.params.temperature > 0.0f && gs.params.top_k > kernels::kMaxGpuTopK) {
+          model::Sampler sampler(gs.params);
+          tok = sampler.Sample({logits_host_ + static_cast<int64_t>(j) * V, static_cast<size_t>(V)}, {}, gs.step);
+        }
+        (*tokens)[sampled_steps[j]] = tok;
+      }
+    } else {
+      CUDA_CHECK(cudaStreamSynchronize(stream_));
+    }
+    if (!graph) CollectProfile();
+    for (const PassSeq& ps : pass) kv_.Commit(steps[ps.step].seq, ps.end - ps.begin);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<CudaBackend>> CreateCudaBackendImpl(const gguf::GgufFile& file,
+                                                                   const CudaBackendOptions& options) {
+  auto b = CudaBackendImpl::Create(file, options);
+  if (!b.ok()) return b.status();
+  return std::unique_ptr<CudaBackend>(std::move(*b));
+}
+
+absl::StatusOr<std::unique_ptr<model::Backend>> CreateCudaBackend(const gguf::GgufFile& file,
+                                                                  const CudaBackendOptions& options) {
+  auto b = CreateCudaBackendImpl(file, options);
+  if (!b.ok()) return b.status();
+  return std::unique_ptr<model::Backend>(std::move(*b));
+}
+
+}  // namespace ossgate::gpu

@@ -1,0 +1,96 @@
+// The CUDA backend: the gpt-oss forward pass on one NVIDIA GPU behind the
+// same model::Backend interface as the CPU reference, so the worker, its
+// scheduler and the end-to-end tests run unchanged on either.
+//
+// Weights stay in their file formats in device memory (MXFP4 experts, Q8_0 /
+// BF16 / F16 / F32 dense), repacked into the tiled layout of kernels/layout.h.
+// The KV cache is bf16 in the block layout of the KvBlockManager (full layers
+// index a growing block table, sliding layers a ring). Decode steps replay
+// CUDA graphs captured per batch-size bucket. See docs/cuda.md.
+//
+// This header is always compiled; without CUDA the factory returns
+// Unimplemented.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "inference_worker/gguf/gguf.h"
+#include "inference_worker/model/engine.h"
+#include "inference_worker/model/sampler.h"
+
+namespace ossgate::gpu {
+
+struct CudaBackendOptions {
+  int device = 0;
+  // Capacity of the KV cache, as for the CPU backend: num_full_blocks = 0
+  // picks enough blocks for max_sequences sequences of max_context tokens.
+  model::KvCacheOptions kv{.block_size = 16, .num_full_blocks = 0, .max_sequences = 8};
+  int max_context = 4096;  // clamped to the model's context length
+  // Tokens per internal forward pass (sizes the activation buffers). A step
+  // with more tokens runs as several passes; results are identical.
+  int max_step_tokens = 2048;
+  bool use_graphs = true;  // decode steps as CUDA graphs
+  int upload_threads = 0;  // host threads repacking weights (0 = all cores)
+};
+
+// Device memory by component, in bytes.
+struct VramReport {
+  int64_t weights_attention = 0;    // q/k/v/o matrices and their biases
+  int64_t weights_experts = 0;      // gate/up/down experts and their biases
+  int64_t weights_router = 0;       // router matrices and biases
+  int64_t weights_embedding = 0;    // token_embd
+  int64_t weights_unembedding = 0;  // output
+  int64_t weights_small = 0;        // norms, sinks, RoPE table
+  int64_t kv_cache = 0;
+  int64_t activations = 0;  // per-pass buffers (sized by max_step_tokens) and logits
+  int64_t workspace = 0;    // step metadata, attention split states, routing
+  int64_t weights() const {
+    return weights_attention + weights_experts + weights_router + weights_embedding + weights_unembedding +
+           weights_small;
+  }
+  int64_t total() const { return weights() + kv_cache + activations + workspace; }
+  std::string ToString() const;
+};
+
+// Sampling on the GPU for one sequence of a ForwardSample step.
+struct GpuSampling {
+  model::SamplingParams params;  // penalties must be off (they need the history)
+  uint64_t step = 0;             // RNG counter (index of the generated token)
+};
+
+// The extra surface of the CUDA backend (benchmarks, tests, the worker once
+// it samples on the GPU).
+class CudaBackend : public model::Backend {
+ public:
+  // Like Forward, but samples every step's next token on the GPU (greedy,
+  // temperature, top-k, top-p, min-p; the same algorithm and Philox draws as
+  // model::Sampler) and returns only the token ids, one per step. Every step
+  // must ask for Logits::kLast. top_k > 1024 falls back to the host sampler
+  // over copied logits; penalties are refused (they need the history).
+  virtual absl::Status ForwardSample(std::span<const model::SequenceStep> steps, std::span<const GpuSampling> sampling,
+                                     std::vector<int32_t>* tokens) = 0;
+  virtual VramReport Vram() const = 0;
+  // Per-kernel timing of eager steps (graphs are off while profiling).
+  virtual void SetProfiling(bool on) = 0;
+  virtual std::string ProfileReport() const = 0;
+  virtual void ResetProfile() = 0;
+  // Test hook: run decode steps eagerly even when graphs are enabled.
+  virtual void SetUseGraphs(bool on) = 0;
+};
+
+// Binds and uploads the weights of `file` (which need not outlive the
+// backend: everything it needs is copied to the device) and
+// allocates the KV cache. Errors: Unimplemented without CUDA or without a
+// GPU of compute capability >= 8.0; InvalidArgument for unsupported tensor
+// types; ResourceExhausted when the device memory does not suffice.
+absl::StatusOr<std::unique_ptr<CudaBackend>> CreateCudaBackendImpl(const gguf::GgufFile& file,
+                                                                   const CudaBackendOptions& options);
+absl::StatusOr<std::unique_ptr<model::Backend>> CreateCudaBackend(const gguf::GgufFile& file,
+                                                                  const CudaBackendOptions& options);
+
+}  // namespace ossgate::gpu

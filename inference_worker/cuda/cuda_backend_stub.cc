@@ -1,0 +1,20 @@
+// Built when the CUDA toolkit is absent: the factory explains why there is
+// no GPU backend.
+#include "inference_worker/cuda/cuda_backend.h"
+
+namespace ossgate::gpu {
+
+absl::StatusOr<std::unique_ptr<CudaBackend>> CreateCudaBackendImpl(const gguf::GgufFile&, const CudaBackendOptions&) {
+  return absl::UnimplementedError(
+      "this build of ossgate has no CUDA backend (configured without a CUDA compiler or with -DOSSGATE_CUDA=OFF); "
+      "rebuild with the CUDA toolkit installed to serve on a GPU");
+}
+
+absl::StatusOr<std::unique_ptr<model::Backend>> CreateCudaBackend(const gguf::GgufFile& file,
+                                                                  const CudaBackendOptions& options) {
+  auto b = CreateCudaBackendImpl(file, options);
+  if (!b.ok()) return b.status();
+  return std::unique_ptr<model::Backend>(std::move(*b));
+}
+
+}  // namespace ossgate::gpu

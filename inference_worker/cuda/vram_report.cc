@@ -1,0 +1,15 @@
+#include "absl/strings/str_format.h"
+#include "inference_worker/cuda/cuda_backend.h"
+
+namespace ossgate::gpu {
+
+std::string VramReport::ToString() const {
+  auto mib = [](int64_t b) { return b / 1048576.0; };
+  return absl::StrFormat(
+      "weights %.1f MiB (attention %.1f, experts %.1f, router %.1f, embedding %.1f, unembedding %.1f, norms/sinks "
+      "%.2f), KV cache %.1f MiB, activations %.1f MiB, workspace %.1f MiB, total %.1f MiB",
+      mib(weights()), mib(weights_attention), mib(weights_experts), mib(weights_router), mib(weights_embedding),
+      mib(weights_unembedding), mib(weights_small), mib(kv_cache), mib(activations), mib(workspace), mib(total()));
+}
+
+}  // namespace ossgate::gpu

@@ -1,0 +1,354 @@
+// Attention with sinks over the paged bf16 KV cache, on tensor cores
+// (flash-attention style: S = Q K^T and O += P V with mma m16n8k16, online
+// softmax in fp32, base 2).
+//
+// A warp owns 16 rows = (16 / G) query tokens x G heads of one KV head, so
+// K/V tiles are read once per GQA group. Keys come from the cache for
+// positions before the step and from this step's fresh K/V for the others,
+// so a prompt chunk longer than the sliding ring still sees its window.
+//
+// Canonical order (what makes decode, prefill, any chunking and any batch
+// give the same bits for a row): keys are processed in tiles of 64 aligned at
+// absolute positions, tiles grouped in splits of 256 keys; each split starts
+// from the state (m = sink, l = 0, O = 0) and the split states are merged
+// left to right from that same state. A tile or split in which a row sees no
+// key leaves its state bit-for-bit unchanged, so rows may share a CTA with
+// rows of other positions. Decode runs the splits of a row in parallel CTAs
+// and merges them in AttentionCombineKernel; prefill merges in registers.
+#include <cstdio>
+#include <cstdlib>
+
+#include "kernels/common.cuh"
+#include "kernels/ops.h"
+
+namespace ossgate::kernels {
+
+namespace {
+
+constexpr int kKT = kAttnTileKeys;
+constexpr int kTilesPerSplit = kAttnSplitKeys / kAttnTileKeys;
+constexpr int kPrefillWarps = 4;
+
+__device__ __forceinline__ void MergeState(float& m, float& l, float& o, float mb, float lb, float ob) {
+  const float mn = fmaxf(m, mb);
+  const float ca = exp2f(__fsub_rn(m, mn)), cb = exp2f(__fsub_rn(mb, mn));
+  l = __fadd_rn(__fmul_rn(l, ca), __fmul_rn(lb, cb));
+  o = __fadd_rn(__fmul_rn(o, ca), __fmul_rn(ob, cb));
+  m = mn;
+}
+// The same merge for m and l only (o handled element-wise by the caller).
+__device__ __forceinline__ void MergeScale(float m, float mb, float& ca, float& cb, float& mn) {
+  mn = fmaxf(m, mb);
+  ca = exp2f(__fsub_rn(m, mn));
+  cb = exp2f(__fsub_rn(mb, mn));
+}
+
+__device__ __forceinline__ uint4 Bf16x8ToHalf(uint4 v) {
+  return make_uint4(Bf16PairToHalf(v.x), Bf16PairToHalf(v.y), Bf16PairToHalf(v.z), Bf16PairToHalf(v.w));
+}
+
+__device__ __forceinline__ void LdMatrixX4Trans(uint32_t& r0, uint32_t& r1, uint32_t& r2, uint32_t& r3,
+                                                const void* smem) {
+  const uint32_t a = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
+               : "r"(a));
+}
+
+template <int HD, int WARPS, bool kDecode>
+__global__ void __launch_bounds__(WARPS * 32) AttentionKernel(const AttnParams p) {
+  constexpr int LDS = HD + 8;  // padded smem row (halfs): conflict-free fragment loads
+  constexpr int KSTEPS = HD / 16;
+  constexpr int DT = HD / 8;
+  __shared__ __align__(16) __half ks[kKT * LDS];
+  __shared__ __align__(16) __half vs[kKT * LDS];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int r = lane >> 2, c = lane & 3;
+  const int item = blockIdx.x;
+  if (item >= *p.n_items) return;
+  const int G = p.n_heads / p.n_kv_heads;
+  const int tpw = 16 / G;  // query tokens per warp
+  const int kvh = blockIdx.y;
+  const int seq = kDecode ? p.items[item] : p.items[2 * item];
+  const int qtile = kDecode ? 0 : p.items[2 * item + 1];
+  if (seq < 0) return;
+  const int start = p.seqs.start[seq], n = p.seqs.n[seq], first_row = p.seqs.first_row[seq];
+  const int32_t* table = p.seqs.tables + (p.sliding ? p.seqs.ring_off[seq] : p.seqs.full_off[seq]);
+  const int cta_tok0 = qtile * WARPS * tpw;
+  const int cta_tok1 = min(n, cta_tok0 + WARPS * tpw) - 1;
+  if (cta_tok1 < cta_tok0) return;
+  const int kmin = p.sliding ? max(0, start + cta_tok0 - p.window + 1) : 0;
+  const int kmax = start + cta_tok1;
+  const int s_first = kmin / kAttnSplitKeys, s_last = kmax / kAttnSplitKeys;
+  int s_begin = s_first, s_end = s_last;
+  if (kDecode) {
+    s_begin = s_first + blockIdx.z;
+    if (s_begin > s_last) return;
+    s_end = s_begin;
+  }
+
+  // The two rows of this lane (fragment rows r and r + 8).
+  int tok[2], head[2], pos[2], lo[2];
+  bool valid[2];
+  float sink2[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int rr = r + 8 * h;
+    tok[h] = cta_tok0 + warp * tpw + rr / G;
+    head[h] = kvh * G + rr % G;
+    valid[h] = tok[h] <= cta_tok1;
+    pos[h] = start + tok[h];
+    lo[h] = p.sliding ? max(0, pos[h] - p.window + 1) : 0;
+    sink2[h] = __fmul_rn(p.sinks[head[h]], kLog2e);
+  }
+  uint32_t qa[KSTEPS][4];
+#pragma unroll
+  for (int s = 0; s < KSTEPS; ++s) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      uint32_t lo32 = 0, hi32 = 0;
+      if (valid[h]) {
+        const half_t* qrow = p.q + (static_cast<int64_t>(first_row + tok[h]) * p.n_heads + head[h]) * HD;
+        lo32 = *reinterpret_cast<const uint32_t*>(qrow + 16 * s + 2 * c);
+        hi32 = *reinterpret_cast<const uint32_t*>(qrow + 16 * s + 2 * c + 8);
+      }
+      qa[s][h] = lo32;
+      qa[s][2 + h] = hi32;
+    }
+  }
+
+  float mM[2] = {sink2[0], sink2[1]}, lM[2] = {0.0f, 0.0f};
+  float oM[DT][4];
+#pragma unroll
+  for (int d = 0; d < DT; ++d) oM[d][0] = oM[d][1] = oM[d][2] = oM[d][3] = 0.0f;
+
+  for (int s = s_begin; s <= s_end; ++s) {
+    float mS[2] = {sink2[0], sink2[1]}, lS[2] = {0.0f, 0.0f};
+    float oS[DT][4];
+#pragma unroll
+    for (int d = 0; d < DT; ++d) oS[d][0] = oS[d][1] = oS[d][2] = oS[d][3] = 0.0f;
+    const int t_lo = max(s * kTilesPerSplit, kmin / kKT);
+    const int t_hi = min(s * kTilesPerSplit + kTilesPerSplit - 1, kmax / kKT);
+    for (int t = t_lo; t <= t_hi; ++t) {
+      __syncthreads();  // the previous tile's readers are done
+      constexpr int kPieces = HD / 8;
+      for (int idx = threadIdx.x; idx < kKT * kPieces; idx += WARPS * 32) {
+        const int key = idx / kPieces, piece = idx % kPieces;
+        const int j = t * kKT + key;
+        uint4 kv = make_uint4(0, 0, 0, 0), vv = make_uint4(0, 0, 0, 0);
+        if (j >= kmin && j <= kmax) {
+          int64_t off;
+          const bf16_t *kb, *vb;
+          if (j < start) {
+            const int blk = p.sliding ? table[(j / p.block_size) % p.ring_blocks] : table[j / p.block_size];
+            off = ((static_cast<int64_t>(blk) * p.n_kv_heads + kvh) * p.block_size + j % p.block_size) * HD;
+            kb = p.k_cache;
+            vb = p.v_cache;
+          } else {
+            off = (static_cast<int64_t>(first_row + j - start) * p.n_kv_heads + kvh) * HD;
+            kb = p.k_new;
+            vb = p.v_new;
+          }
+          kv = Bf16x8ToHalf(*reinterpret_cast<const uint4*>(kb + off + piece * 8));
+          vv = Bf16x8ToHalf(*reinterpret_cast<const uint4*>(vb + off + piece * 8));
+        }
+        *reinterpret_cast<uint4*>(&ks[key * LDS + piece * 8]) = kv;
+        *reinterpret_cast<uint4*>(&vs[key * LDS + piece * 8]) = vv;
+      }
+      __syncthreads();
+
+      float sc[8][4];
+#pragma unroll
+      for (int jn = 0; jn < 8; ++jn) {
+        sc[jn][0] = sc[jn][1] = sc[jn][2] = sc[jn][3] = 0.0f;
+#pragma unroll
+        for (int s2 = 0; s2 < KSTEPS; ++s2) {
+          const __half* kr = &ks[(jn * 8 + r) * LDS + 16 * s2 + 2 * c];
+          const uint32_t b0 = *reinterpret_cast<const uint32_t*>(kr);
+          const uint32_t b1 = *reinterpret_cast<const uint32_t*>(kr + 8);
+          MmaF16(sc[jn], qa[s2][0], qa[s2][1], qa[s2][2], qa[s2][3], b0, b1);
+        }
+      }
+      float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+      for (int jn = 0; jn < 8; ++jn) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int h = e >> 1;
+          const int key = t * kKT + jn * 8 + 2 * c + (e & 1);
+          const bool ok = valid[h] && key >= lo[h] && key <= pos[h];
+          const float v = ok ? __fmul_rn(sc[jn][e], p.scale_log2) : -INFINITY;
+          sc[jn][e] = v;
+          mx[h] = fmaxf(mx[h], v);
+        }
+      }
+      float corr[2], mnew[2], rs[2] = {0.0f, 0.0f};
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xFFFFFFFFu, mx[h], 1));
+        mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xFFFFFFFFu, mx[h], 2));
+        mnew[h] = fmaxf(mS[h], mx[h]);
+        corr[h] = exp2f(__fsub_rn(mS[h], mnew[h]));
+      }
+#pragma unroll
+      for (int jn = 0; jn < 8; ++jn) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int h = e >> 1;
+          const float pv = exp2f(__fsub_rn(sc[jn][e], mnew[h]));
+          sc[jn][e] = pv;
+          rs[h] = __fadd_rn(rs[h], pv);
+        }
+      }
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        rs[h] = __fadd_rn(rs[h], __shfl_xor_sync(0xFFFFFFFFu, rs[h], 1));
+        rs[h] = __fadd_rn(rs[h], __shfl_xor_sync(0xFFFFFFFFu, rs[h], 2));
+        lS[h] = __fadd_rn(__fmul_rn(lS[h], corr[h]), rs[h]);
+        mS[h] = mnew[h];
+      }
+#pragma unroll
+      for (int d = 0; d < DT; ++d) {
+        oS[d][0] = __fmul_rn(oS[d][0], corr[0]);
+        oS[d][1] = __fmul_rn(oS[d][1], corr[0]);
+        oS[d][2] = __fmul_rn(oS[d][2], corr[1]);
+        oS[d][3] = __fmul_rn(oS[d][3], corr[1]);
+      }
+#pragma unroll
+      for (int kk = 0; kk < kKT / 16; ++kk) {
+        const uint32_t a0 = PackHalf2(sc[2 * kk][0], sc[2 * kk][1]);
+        const uint32_t a1 = PackHalf2(sc[2 * kk][2], sc[2 * kk][3]);
+        const uint32_t a2 = PackHalf2(sc[2 * kk + 1][0], sc[2 * kk + 1][1]);
+        const uint32_t a3 = PackHalf2(sc[2 * kk + 1][2], sc[2 * kk + 1][3]);
+#pragma unroll
+        for (int d = 0; d < DT; d += 2) {
+          uint32_t v0, v1, v2, v3;
+          LdMatrixX4Trans(v0, v1, v2, v3, &vs[(kk * 16 + (lane & 15)) * LDS + (d + (lane >> 4)) * 8]);
+          MmaF16(oS[d], a0, a1, a2, a3, v0, v1);
+          MmaF16(oS[d + 1], a0, a1, a2, a3, v2, v3);
+        }
+      }
+    }
+    if constexpr (kDecode) {
+      // One split per CTA: store its state for the combine kernel.
+      const int slot = p.split_off[item] + (s - s_first);
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        if (!valid[h]) continue;
+        float* st = p.part + (static_cast<int64_t>(slot) * p.n_heads + head[h]) * (HD + 2);
+#pragma unroll
+        for (int d = 0; d < DT; ++d) {
+          st[d * 8 + 2 * c] = oS[d][2 * h];
+          st[d * 8 + 2 * c + 1] = oS[d][2 * h + 1];
+        }
+        if (c == 0) {
+          st[HD] = mS[h];
+          st[HD + 1] = lS[h];
+        }
+      }
+    } else {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        float ca, cb, mn;
+        MergeScale(mM[h], mS[h], ca, cb, mn);
+        lM[h] = __fadd_rn(__fmul_rn(lM[h], ca), __fmul_rn(lS[h], cb));
+#pragma unroll
+        for (int d = 0; d < DT; ++d) {
+          oM[d][2 * h] = __fadd_rn(__fmul_rn(oM[d][2 * h], ca), __fmul_rn(oS[d][2 * h], cb));
+          oM[d][2 * h + 1] = __fadd_rn(__fmul_rn(oM[d][2 * h + 1], ca), __fmul_rn(oS[d][2 * h + 1], cb));
+        }
+        mM[h] = mn;
+      }
+    }
+  }
+  if constexpr (!kDecode) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      if (!valid[h]) continue;
+      const float L = __fadd_rn(lM[h], exp2f(__fsub_rn(sink2[h], mM[h])));
+      __half* out =
+          reinterpret_cast<__half*>(p.out) + (static_cast<int64_t>(first_row + tok[h]) * p.n_heads + head[h]) * HD;
+#pragma unroll
+      for (int d = 0; d < DT; ++d) {
+        out[d * 8 + 2 * c] = __float2half_rn(__fdiv_rn(oM[d][2 * h], L));
+        out[d * 8 + 2 * c + 1] = __float2half_rn(__fdiv_rn(oM[d][2 * h + 1], L));
+      }
+    }
+  }
+}
+
+// Merges a decode row's split states left to right and normalizes.
+template <int HD>
+__global__ void AttentionCombineKernel(const AttnParams p) {
+  const int item = blockIdx.x, head = blockIdx.y, d = threadIdx.x;
+  if (item >= *p.n_items) return;
+  const int seq = p.items[item];
+  if (seq < 0) return;
+  const int pos = p.seqs.start[seq];  // one token
+  const int row = p.seqs.first_row[seq];
+  const int lo = p.sliding ? max(0, pos - p.window + 1) : 0;
+  const int s_first = lo / kAttnSplitKeys, s_last = pos / kAttnSplitKeys;
+  const float sink2 = __fmul_rn(p.sinks[head], kLog2e);
+  float m = sink2, l = 0.0f, o = 0.0f;
+  for (int s = s_first; s <= s_last; ++s) {
+    const float* st = p.part + (static_cast<int64_t>(p.split_off[item] + s - s_first) * p.n_heads + head) * (HD + 2);
+    MergeState(m, l, o, st[HD], st[HD + 1], st[d]);
+  }
+  const float L = __fadd_rn(l, exp2f(__fsub_rn(sink2, m)));
+  reinterpret_cast<__half*>(p.out)[(static_cast<int64_t>(row) * p.n_heads + head) * HD + d] =
+      __float2half_rn(__fdiv_rn(o, L));
+}
+
+template <int HD>
+void LaunchPrefillHd(const AttnParams& p, cudaStream_t stream) {
+  const dim3 grid(p.max_items, p.n_kv_heads);
+  AttentionKernel<HD, kPrefillWarps, false><<<grid, kPrefillWarps * 32, 0, stream>>>(p);
+  CUDA_CHECK_LAUNCH();
+}
+
+template <int HD>
+void LaunchDecodeHd(const AttnParams& p, cudaStream_t stream) {
+  const dim3 grid(p.max_items, p.n_kv_heads, p.max_splits);
+  AttentionKernel<HD, 1, true><<<grid, 32, 0, stream>>>(p);
+  CUDA_CHECK_LAUNCH();
+  AttentionCombineKernel<HD><<<dim3(p.max_items, p.n_heads), HD, 0, stream>>>(p);
+  CUDA_CHECK_LAUNCH();
+}
+
+void CheckShape(const AttnParams& p) {
+  const int g = p.n_kv_heads > 0 ? p.n_heads / p.n_kv_heads : 0;
+  if (g <= 0 || p.n_heads % p.n_kv_heads != 0 || 16 % g != 0) {
+    std::fprintf(stderr, "attention: q heads per KV head (%d) must divide 16\n", g);
+    std::abort();
+  }
+}
+
+}  // namespace
+
+int AttentionPrefillTokensPerItem(int n_heads, int n_kv_heads) { return kPrefillWarps * 16 / (n_heads / n_kv_heads); }
+
+void LaunchAttentionPrefill(const AttnParams& p, cudaStream_t stream) {
+  if (p.max_items <= 0) return;
+  CheckShape(p);
+  switch (p.head_dim) {
+    case 16: return LaunchPrefillHd<16>(p, stream);
+    case 32: return LaunchPrefillHd<32>(p, stream);
+    case 64: return LaunchPrefillHd<64>(p, stream);
+  }
+  std::fprintf(stderr, "attention: head_dim %d not supported (16, 32, 64)\n", p.head_dim);
+  std::abort();
+}
+
+void LaunchAttentionDecode(const AttnParams& p, cudaStream_t stream) {
+  if (p.max_items <= 0) return;
+  CheckShape(p);
+  switch (p.head_dim) {
+    case 16: return LaunchDecodeHd<16>(p, stream);
+    case 32: return LaunchDecodeHd<32>(p, stream);
+    case 64: return LaunchDecodeHd<64>(p, stream);
+  }
+  std::fprintf(stderr, "attention: head_dim %d not supported (16, 32, 64)\n", p.head_dim);
+  std::abort();
+}
+
+}  // namespace ossgate::kernels

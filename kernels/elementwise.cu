@@ -1,0 +1,205 @@
+// Per-token kernels: embedding lookup, residual add + RMSNorm (with the MoE
+// combine fused in), q/k/v split + YaRN RoPE, and the KV-cache write. Each
+// computes a token's row from that row alone, in the order of the CPU
+// reference (spec §5), with explicitly rounded operations so the compiler
+// cannot contract them differently in different places.
+#include <cstdio>
+#include <cstdlib>
+
+#include "kernels/common.cuh"
+#include "kernels/ops.h"
+
+namespace ossgate::kernels {
+
+namespace {
+
+// gguf::GgmlType ids (the kernel library does not depend on the GGUF code).
+constexpr int kTypeF32 = 0, kTypeF16 = 1, kTypeQ8_0 = 8, kTypeBf16 = 30, kTypeMxfp4 = 39;
+__constant__ int8_t kMxfp4Doubled[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+
+constexpr int kNormThreads = 256;
+constexpr int kMaxMoeK = 16;
+
+__device__ __forceinline__ float EmbedValue(const uint8_t* row, int type, int i) {
+  switch (type) {
+    case kTypeF32: return reinterpret_cast<const float*>(row)[i];
+    case kTypeF16: return __half2float(reinterpret_cast<const __half*>(row)[i]);
+    case kTypeBf16: return __uint_as_float(static_cast<uint32_t>(reinterpret_cast<const uint16_t*>(row)[i]) << 16);
+    case kTypeQ8_0: {
+      const uint8_t* b = row + (i / 32) * 34;
+      const __half d = *reinterpret_cast<const __half*>(b);  // 2-byte aligned: 34-byte blocks
+      return __half2float(d) * static_cast<float>(static_cast<int8_t>(b[2 + i % 32]));
+    }
+    case kTypeMxfp4: {
+      const uint8_t* b = row + (i / 32) * 17;
+      const int j = i % 32;
+      const int code = j < 16 ? (b[1 + j] & 0x0F) : (b[1 + j - 16] >> 4);
+      return ldexpf(1.0f, static_cast<int>(b[0]) - 128) * kMxfp4Doubled[code];
+    }
+  }
+  return 0.0f;
+}
+
+__global__ void EmbedKernel(const EmbedParams p) {
+  const int t = blockIdx.x;
+  const uint8_t* row = p.table + static_cast<int64_t>(p.tokens[t]) * p.row_bytes;
+  for (int i = threadIdx.x; i < p.d; i += blockDim.x) {
+    p.x[static_cast<int64_t>(t) * p.d + i] = EmbedValue(row, p.type, i);
+  }
+}
+
+__global__ void __launch_bounds__(kNormThreads) AddNormKernel(const AddNormParams p) {
+  __shared__ double partial[kNormThreads / 32];
+  __shared__ float s_w[kMaxMoeK];
+  __shared__ int32_t s_slot[kMaxMoeK];
+  __shared__ int s_k;
+  const int t = blockIdx.x;
+  float* x = p.x + static_cast<int64_t>(t) * p.d;
+  if (p.moe_y && threadIdx.x == 0) {
+    // The experts of this token in increasing id (the CPU adds them in that order).
+    int ids[kMaxMoeK];
+    int k = 0;
+    for (int i = 0; i < p.moe_k; ++i) {
+      const int slot = p.moe_slot[t * p.moe_k + i];
+      if (slot < 0) continue;  // padding row
+      int j = k++;
+      const int id = p.moe_ids[t * p.moe_k + i];
+      while (j > 0 && ids[j - 1] > id) {
+        ids[j] = ids[j - 1];
+        s_w[j] = s_w[j - 1];
+        s_slot[j] = s_slot[j - 1];
+        --j;
+      }
+      ids[j] = id;
+      s_w[j] = p.moe_w[t * p.moe_k + i];
+      s_slot[j] = slot;
+    }
+    s_k = k;
+  }
+  __syncthreads();
+  double ss = 0.0;
+  for (int i = threadIdx.x; i < p.d; i += blockDim.x) {
+    float v = x[i];
+    if (p.add) v = __fadd_rn(v, p.add[static_cast<int64_t>(t) * p.d + i]);
+    if (p.moe_y) {
+      float m = 0.0f;
+      for (int j = 0; j < s_k; ++j) {
+        m = __fadd_rn(m, __fmul_rn(s_w[j], p.moe_y[static_cast<int64_t>(s_slot[j]) * p.d + i]));
+      }
+      v = __fadd_rn(v, m);
+    }
+    x[i] = v;
+    ss += static_cast<double>(v) * v;
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xFFFFFFFFu, ss, o);
+  if ((threadIdx.x & 31) == 0) partial[threadIdx.x >> 5] = ss;
+  __syncthreads();
+  double total = 0.0;
+  for (int w = 0; w < kNormThreads / 32; ++w) total += partial[w];
+  const float scale = static_cast<float>(1.0 / sqrt(total / static_cast<double>(p.d) + static_cast<double>(p.eps)));
+  for (int i = threadIdx.x; i < p.d; i += blockDim.x) {
+    const float h = __fmul_rn(__fmul_rn(x[i], scale), p.norm_w[i]);
+    const int64_t o = static_cast<int64_t>(t) * p.d + i;
+    reinterpret_cast<__half*>(p.h16)[o] = __float2half_rn(h);
+    if (p.h32) p.h32[o] = h;
+  }
+}
+
+__global__ void RopeKernel(const RopeParams p) {
+  extern __shared__ float cs[];  // cos[half], sin[half]
+  const int t = blockIdx.x;
+  const int half = p.head_dim / 2;
+  const int pos = p.pos[t];
+  for (int i = threadIdx.x; i < half; i += blockDim.x) {
+    const double angle = static_cast<double>(pos) * p.inv_freq[i];
+    cs[i] = static_cast<float>(cos(angle) * p.attention_factor);
+    cs[half + i] = static_cast<float>(sin(angle) * p.attention_factor);
+  }
+  __syncthreads();
+  const int q_dim = p.n_heads * p.head_dim, kv_dim = p.n_kv_heads * p.head_dim;
+  const float* src = p.qkv + static_cast<int64_t>(t) * (q_dim + 2 * kv_dim);
+  const int pairs = (p.n_heads + p.n_kv_heads) * half;
+  for (int idx = threadIdx.x; idx < pairs; idx += blockDim.x) {
+    const int head = idx / half, i = idx % half;
+    const float* v = src + head * p.head_dim;  // q heads then k heads, contiguous
+    const float a = v[i], b = v[i + half];
+    const float c = cs[i], s = cs[half + i];
+    const float ra = __fsub_rn(__fmul_rn(a, c), __fmul_rn(b, s));
+    const float rb = __fadd_rn(__fmul_rn(b, c), __fmul_rn(a, s));
+    if (head < p.n_heads) {
+      __half* q = reinterpret_cast<__half*>(p.q) + static_cast<int64_t>(t) * q_dim + head * p.head_dim;
+      q[i] = __float2half_rn(ra);
+      q[i + half] = __float2half_rn(rb);
+    } else {
+      __nv_bfloat16* k =
+          reinterpret_cast<__nv_bfloat16*>(p.k_new) + static_cast<int64_t>(t) * kv_dim + (head - p.n_heads) * p.head_dim;
+      k[i] = __float2bfloat16_rn(ra);
+      k[i + half] = __float2bfloat16_rn(rb);
+    }
+  }
+  __nv_bfloat16* vo = reinterpret_cast<__nv_bfloat16*>(p.v_new) + static_cast<int64_t>(t) * kv_dim;
+  for (int i = threadIdx.x; i < kv_dim; i += blockDim.x) vo[i] = __float2bfloat16_rn(src[q_dim + kv_dim + i]);
+}
+
+__global__ void KvWriteKernel(const KvWriteParams p) {
+  const int t = blockIdx.x;
+  const int s = p.tok_seq[t];
+  if (s < 0) return;
+  const int pos = p.pos[t];
+  const int last = p.seqs.start[s] + p.seqs.n[s] - 1;
+  int32_t blk;
+  if (p.sliding) {
+    // A later token of this step that maps to the same ring slot wins.
+    if (pos + p.ring_blocks * p.block_size <= last) return;
+    blk = p.seqs.tables[p.seqs.ring_off[s] + (pos / p.block_size) % p.ring_blocks];
+  } else {
+    blk = p.seqs.tables[p.seqs.full_off[s] + pos / p.block_size];
+  }
+  const int slot = pos % p.block_size;
+  const int pieces = p.head_dim / 8;  // 16-byte pieces per head
+  const int kv_dim = p.n_kv_heads * p.head_dim;
+  for (int idx = threadIdx.x; idx < p.n_kv_heads * pieces; idx += blockDim.x) {
+    const int g = idx / pieces, piece = idx % pieces;
+    const int64_t dst = ((static_cast<int64_t>(blk) * p.n_kv_heads + g) * p.block_size + slot) * p.head_dim + piece * 8;
+    const int64_t src = static_cast<int64_t>(t) * kv_dim + g * p.head_dim + piece * 8;
+    *reinterpret_cast<uint4*>(p.k_cache + dst) = *reinterpret_cast<const uint4*>(p.k_new + src);
+    *reinterpret_cast<uint4*>(p.v_cache + dst) = *reinterpret_cast<const uint4*>(p.v_new + src);
+  }
+}
+
+}  // namespace
+
+void LaunchEmbed(const EmbedParams& p, cudaStream_t stream) {
+  if (p.n_tokens <= 0) return;
+  EmbedKernel<<<p.n_tokens, 256, 0, stream>>>(p);
+  CUDA_CHECK_LAUNCH();
+}
+
+void LaunchAddNorm(const AddNormParams& p, cudaStream_t stream) {
+  if (p.n_tokens <= 0) return;
+  if (p.moe_k > kMaxMoeK) {
+    std::fprintf(stderr, "LaunchAddNorm: at most %d experts per token\n", kMaxMoeK);
+    std::abort();
+  }
+  AddNormKernel<<<p.n_tokens, kNormThreads, 0, stream>>>(p);
+  CUDA_CHECK_LAUNCH();
+}
+
+void LaunchRope(const RopeParams& p, cudaStream_t stream) {
+  if (p.n_tokens <= 0) return;
+  RopeKernel<<<p.n_tokens, 256, p.head_dim * sizeof(float), stream>>>(p);
+  CUDA_CHECK_LAUNCH();
+}
+
+void LaunchKvWrite(const KvWriteParams& p, cudaStream_t stream) {
+  if (p.n_tokens <= 0) return;
+  if (p.head_dim % 8 != 0) {
+    std::fprintf(stderr, "LaunchKvWrite: head_dim must be a multiple of 8\n");
+    std::abort();
+  }
+  KvWriteKernel<<<p.n_tokens, 64, 0, stream>>>(p);
+  CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace ossgate::kernels

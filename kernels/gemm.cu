@@ -1,0 +1,427 @@
+// Block-scaled GEMM on tensor cores: y = W x with W in its file format
+// (Q8_0, MXFP4, F16, BF16; tiled by layout.h) and x in fp16. The weights are
+// the mma A operand (16 output rows per tile), the tokens the B operand (8 per
+// n-tile), so a single token still uses tensor cores and the result of every
+// output element depends only on its row and its token.
+//
+// Each weight element is decoded in registers to fp16 (scale * code, one
+// rounding) and never stored expanded. Accumulation follows the canonical
+// order of layout.h: per chunk of 8 blocks an mma chain from zero, chunk sums
+// added in order, then the bias. Both kernels below follow it exactly, so they
+// are interchangeable bit for bit:
+//   - small batch: one CTA per row tile, one warp per chunk (split-K), the
+//     chunk sums reduced through shared memory; reads each weight once per 8
+//     tokens, at full memory bandwidth for decode;
+//   - large batch: 8 row tiles x 64 tokens per CTA, the token tile staged in
+//     shared memory by cp.async (double buffered), weights streamed from
+//     global memory straight into registers.
+// F32 weights (only in test models) use a CUDA-core kernel.
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+
+#include "kernels/common.cuh"
+#include "kernels/ops.h"
+
+namespace ossgate::kernels {
+
+namespace {
+
+constexpr int kLargeTokens = 64;      // tokens per large-batch CTA
+constexpr int kLargeWarps = 8;        // row tiles per large-batch CTA
+constexpr int kSmallMaxWarps = 16;    // chunks handled in parallel per small-batch CTA
+constexpr int kSmallTokens = 8;       // tokens per small-batch pass
+constexpr int kLargeStageUint4 = kChunkBlocks * kLargeTokens * 4;  // one stage of B, in 16-byte units
+constexpr int kLargeSmemBytes = 2 * kLargeStageUint4 * 16;
+
+// One lane's share of one tile (16 rows x 32 columns) and its scales.
+template <WFormat F>
+struct TileRaw;
+template <>
+struct TileRaw<WFormat::kQ8_0> {
+  uint4 q;
+  uint32_t d;
+};
+template <>
+struct TileRaw<WFormat::kMxfp4> {
+  uint2 q;
+  uint32_t e;
+};
+template <>
+struct TileRaw<WFormat::kF16> {
+  uint4 r0, r1;
+};
+template <>
+struct TileRaw<WFormat::kBf16> {
+  uint4 r0, r1;
+};
+
+template <WFormat F>
+__device__ __forceinline__ void LoadTile(const TiledMatrix& w, int mat, int rt, int kb, int lane, TileRaw<F>& t) {
+  const int64_t tile = static_cast<int64_t>(rt) * w.k_blocks + kb;
+  const uint8_t* codes = w.codes + mat * w.mat_code_bytes + tile * TileCodeBytes(F) + lane * LaneCodeBytes(F);
+  if constexpr (F == WFormat::kQ8_0) {
+    t.q = __ldg(reinterpret_cast<const uint4*>(codes));
+    t.d = __ldg(reinterpret_cast<const uint32_t*>(w.scales + mat * w.mat_scale_bytes + tile * 32 + (lane >> 2) * 4));
+  } else if constexpr (F == WFormat::kMxfp4) {
+    t.q = __ldg(reinterpret_cast<const uint2*>(codes));
+    t.e = __ldg(reinterpret_cast<const uint16_t*>(w.scales + mat * w.mat_scale_bytes + tile * 16 + (lane >> 2) * 2));
+  } else {
+    t.r0 = __ldg(reinterpret_cast<const uint4*>(codes));
+    t.r1 = __ldg(reinterpret_cast<const uint4*>(codes + 16));
+  }
+}
+
+// A fragments of the tile's two k-steps: a[0..3] step 0, a[4..7] step 1.
+template <WFormat F>
+__device__ __forceinline__ void DecodeTile(const TileRaw<F>& t, uint32_t (&a)[8]) {
+  uint32_t p0[4], p1[4];  // fp16 pairs of row r and row r + 8
+  if constexpr (F == WFormat::kQ8_0) {
+    const uint32_t d0 = t.d & 0xFFFFu, d1 = t.d >> 16;
+    DecodeQ8(t.q.x, d0, p0[0], p0[1]);
+    DecodeQ8(t.q.y, d0, p0[2], p0[3]);
+    DecodeQ8(t.q.z, d1, p1[0], p1[1]);
+    DecodeQ8(t.q.w, d1, p1[2], p1[3]);
+  } else if constexpr (F == WFormat::kMxfp4) {
+    DecodeMxfp4(t.q.x, E8m0ToHalfBits(t.e & 0xFFu), p0);
+    DecodeMxfp4(t.q.y, E8m0ToHalfBits((t.e >> 8) & 0xFFu), p1);
+  } else if constexpr (F == WFormat::kF16) {
+    p0[0] = t.r0.x, p0[1] = t.r0.y, p0[2] = t.r0.z, p0[3] = t.r0.w;
+    p1[0] = t.r1.x, p1[1] = t.r1.y, p1[2] = t.r1.z, p1[3] = t.r1.w;
+  } else {
+    p0[0] = Bf16PairToHalf(t.r0.x), p0[1] = Bf16PairToHalf(t.r0.y);
+    p0[2] = Bf16PairToHalf(t.r0.z), p0[3] = Bf16PairToHalf(t.r0.w);
+    p1[0] = Bf16PairToHalf(t.r1.x), p1[1] = Bf16PairToHalf(t.r1.y);
+    p1[2] = Bf16PairToHalf(t.r1.z), p1[3] = Bf16PairToHalf(t.r1.w);
+  }
+  a[0] = p0[0], a[1] = p1[0], a[2] = p0[1], a[3] = p1[1];
+  a[4] = p0[2], a[5] = p1[2], a[6] = p0[3], a[7] = p1[3];
+}
+
+__device__ __forceinline__ float SwiGlu(float g, float u, float alpha, float limit) {
+  g = fminf(g, limit);
+  u = fminf(fmaxf(u, -limit), limit);
+  return g / (1.0f + expf(-alpha * g)) * (u + 1.0f);
+}
+
+__device__ __forceinline__ half_t ToHalfBits(float v) {
+  const __half h = __float2half_rn(v);
+  return *reinterpret_cast<const half_t*>(&h);
+}
+
+// ---------------------------------------------------------------- kernels --
+
+template <WFormat F, GemmEpilogue EPI>
+__global__ void __launch_bounds__(kSmallMaxWarps * 32) GemmSmallBatchKernel(const GemmParams p) {
+  extern __shared__ float part[];  // [nchunks][16 rows][8 tokens]
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+  const int r = lane >> 2, c = lane & 3;
+  const int rt = blockIdx.x;
+  int mat = 0, b_begin = 0, b_end = p.n_b;
+  if (p.moe) {
+    if (static_cast<int>(blockIdx.y) >= *p.groups.n_active) return;
+    mat = p.groups.active[blockIdx.y];
+    b_begin = p.groups.offsets[mat];
+    b_end = p.groups.offsets[mat + 1];
+  }
+  const int kb_total = p.w.k_blocks;
+  const int nchunks = (kb_total + kChunkBlocks - 1) / kChunkBlocks;
+
+  for (int b0 = b_begin; b0 < b_end; b0 += kSmallTokens) {
+    const int b = b0 + r;
+    const bool b_valid = b < b_end;
+    const half_t* xrow = p.x + static_cast<int64_t>(b_valid ? (p.gather ? p.gather[b] : b) : 0) * p.ldx + c * 8;
+    for (int ch = warp; ch < nchunks; ch += nwarps) {
+      const int kb0 = ch * kChunkBlocks;
+      const int nb = min(kChunkBlocks, kb_total - kb0);
+      TileRaw<F> raw[kChunkBlocks];
+      uint4 xb[kChunkBlocks];
+#pragma unroll
+      for (int i = 0; i < kChunkBlocks; ++i) {
+        if (i < nb) {
+          LoadTile<F>(p.w, mat, rt, kb0 + i, lane, raw[i]);
+          xb[i] = b_valid ? __ldg(reinterpret_cast<const uint4*>(xrow + (kb0 + i) * kBlockK)) : make_uint4(0, 0, 0, 0);
+        }
+      }
+      float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+      for (int i = 0; i < kChunkBlocks; ++i) {
+        if (i < nb) {
+          uint32_t a[8];
+          DecodeTile<F>(raw[i], a);
+          MmaF16(acc, a[0], a[1], a[2], a[3], xb[i].x, xb[i].y);
+          MmaF16(acc, a[4], a[5], a[6], a[7], xb[i].z, xb[i].w);
+        }
+      }
+      float* dst = part + ch * (kTileRows * kSmallTokens);
+      dst[r * kSmallTokens + 2 * c] = acc[0];
+      dst[r * kSmallTokens + 2 * c + 1] = acc[1];
+      dst[(r + 8) * kSmallTokens + 2 * c] = acc[2];
+      dst[(r + 8) * kSmallTokens + 2 * c + 1] = acc[3];
+    }
+    __syncthreads();
+    auto chunk_sum = [&](int row, int tok) {
+      float v = part[row * kSmallTokens + tok];
+      for (int ch = 1; ch < nchunks; ++ch) v = __fadd_rn(v, part[(ch * kTileRows + row) * kSmallTokens + tok]);
+      return v;
+    };
+    if constexpr (EPI == GemmEpilogue::kStoreF32) {
+      for (int idx = threadIdx.x; idx < kTileRows * kSmallTokens; idx += blockDim.x) {
+        const int row = idx / kSmallTokens, tok = idx % kSmallTokens;
+        const int out_row = rt * kTileRows + row, bb = b0 + tok;
+        if (bb < b_end && out_row < p.w.rows) {
+          float v = chunk_sum(row, tok);
+          if (p.bias) v = __fadd_rn(v, p.bias[static_cast<int64_t>(mat) * p.w.rows + out_row]);
+          p.out_f32[static_cast<int64_t>(bb) * p.ldo + out_row] = v;
+        }
+      }
+    } else {
+      for (int idx = threadIdx.x; idx < 8 * kSmallTokens; idx += blockDim.x) {
+        const int i = idx / kSmallTokens, tok = idx % kSmallTokens;
+        const int f = rt * 8 + i, bb = b0 + tok;
+        if (bb < b_end && f < p.w.rows) {
+          const int64_t bi = static_cast<int64_t>(mat) * p.w.rows + f;
+          const float g = __fadd_rn(chunk_sum(i, tok), p.bias_gate[bi]);
+          const float u = __fadd_rn(chunk_sum(i + 8, tok), p.bias_up[bi]);
+          p.out_f16[static_cast<int64_t>(bb) * p.ldo + f] = ToHalfBits(SwiGlu(g, u, p.swiglu_alpha, p.swiglu_limit));
+        }
+      }
+    }
+    __syncthreads();
+  }
+}
+
+template <WFormat F, GemmEpilogue EPI>
+__global__ void __launch_bounds__(kLargeWarps * 32, 1) GemmLargeBatchKernel(const GemmParams p) {
+  extern __shared__ uint4 sb[];  // [2 stages][8 blocks][64 tokens][4 x 16 B]
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int r = lane >> 2, c = lane & 3;
+  const int rt = blockIdx.x * kLargeWarps + warp;
+  const bool has_rows = rt < p.w.row_tiles;
+  int mat = 0, b_begin, b_end;
+  if (p.moe) {
+    if (static_cast<int>(blockIdx.y) >= *p.groups.n_tiles) return;
+    const int32_t* t = p.groups.tiles + 3 * blockIdx.y;
+    mat = t[0];
+    b_begin = t[1];
+    b_end = t[2];
+  } else {
+    b_begin = blockIdx.y * kLargeTokens;
+    b_end = min(p.n_b, b_begin + kLargeTokens);
+  }
+  const int kb_total = p.w.k_blocks;
+  const int nchunks = (kb_total + kChunkBlocks - 1) / kChunkBlocks;
+
+  // Each thread copies 8 of the 2048 16-byte pieces of a stage; piece idx is
+  // (block * 64 + token) * 4 + c, so a warp reading 8 tokens x 4 c of one
+  // block touches 512 contiguous bytes.
+  int64_t src_row[kChunkBlocks];
+  bool tok_ok[kChunkBlocks];
+#pragma unroll
+  for (int i = 0; i < kChunkBlocks; ++i) {
+    const int idx = threadIdx.x + i * 256;
+    const int bb = b_begin + ((idx >> 2) & 63);
+    tok_ok[i] = bb < b_end;
+    src_row[i] = tok_ok[i] ? (p.gather ? p.gather[bb] : bb) : 0;
+  }
+  auto load_stage = [&](int ch, int stage) {
+    uint4* dst = sb + stage * kLargeStageUint4;
+#pragma unroll
+    for (int i = 0; i < kChunkBlocks; ++i) {
+      const int idx = threadIdx.x + i * 256;
+      const int kb = ch * kChunkBlocks + (idx >> 8);
+      const bool valid = tok_ok[i] && kb < kb_total;
+      const half_t* src = p.x + src_row[i] * p.ldx + (valid ? kb : 0) * kBlockK + (idx & 3) * 8;
+      CpAsync16(dst + idx, src, valid);
+    }
+    CpAsyncCommit();
+  };
+
+  float acc[8][4];
+  float part[8][4];
+#pragma unroll
+  for (int j = 0; j < 8; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.0f;
+  load_stage(0, 0);
+  for (int ch = 0; ch < nchunks; ++ch) {
+    if (ch + 1 < nchunks) load_stage(ch + 1, (ch + 1) & 1);
+    const int kb0 = ch * kChunkBlocks;
+    const int nb = min(kChunkBlocks, kb_total - kb0);
+    TileRaw<F> raw[kChunkBlocks];
+    if (has_rows) {
+#pragma unroll
+      for (int i = 0; i < kChunkBlocks; ++i) {
+        if (i < nb) LoadTile<F>(p.w, mat, rt, kb0 + i, lane, raw[i]);
+      }
+    }
+    if (ch + 1 < nchunks) {
+      CpAsyncWait<1>();
+    } else {
+      CpAsyncWait<0>();
+    }
+    __syncthreads();
+    if (has_rows) {
+      const uint4* st = sb + (ch & 1) * kLargeStageUint4;
+#pragma unroll
+      for (int j = 0; j < 8; ++j) part[j][0] = part[j][1] = part[j][2] = part[j][3] = 0.0f;
+#pragma unroll
+      for (int i = 0; i < kChunkBlocks; ++i) {
+        if (i < nb) {
+          uint32_t a[8];
+          DecodeTile<F>(raw[i], a);
+#pragma unroll
+          for (int j = 0; j < 8; ++j) {
+            const uint4 xv = st[(i * kLargeTokens + j * 8 + r) * 4 + c];
+            MmaF16(part[j], a[0], a[1], a[2], a[3], xv.x, xv.y);
+            MmaF16(part[j], a[4], a[5], a[6], a[7], xv.z, xv.w);
+          }
+        }
+      }
+      if (ch == 0) {
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+#pragma unroll
+          for (int e = 0; e < 4; ++e) acc[j][e] = part[j][e];
+        }
+      } else {
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+#pragma unroll
+          for (int e = 0; e < 4; ++e) acc[j][e] = __fadd_rn(acc[j][e], part[j][e]);
+        }
+      }
+    }
+    __syncthreads();
+  }
+  if (!has_rows) return;
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+    const int tok = b_begin + j * 8 + 2 * c;
+    if constexpr (EPI == GemmEpilogue::kStoreF32) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int out_row = rt * kTileRows + r + (e >= 2 ? 8 : 0);
+        const int bb = tok + (e & 1);
+        if (bb < b_end && out_row < p.w.rows) {
+          float v = acc[j][e];
+          if (p.bias) v = __fadd_rn(v, p.bias[static_cast<int64_t>(mat) * p.w.rows + out_row]);
+          p.out_f32[static_cast<int64_t>(bb) * p.ldo + out_row] = v;
+        }
+      }
+    } else {
+      const int f = rt * 8 + r;
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int bb = tok + e;
+        if (bb < b_end && f < p.w.rows) {
+          const int64_t bi = static_cast<int64_t>(mat) * p.w.rows + f;
+          const float g = __fadd_rn(acc[j][e], p.bias_gate[bi]);
+          const float u = __fadd_rn(acc[j][2 + e], p.bias_up[bi]);
+          p.out_f16[static_cast<int64_t>(bb) * p.ldo + f] = ToHalfBits(SwiGlu(g, u, p.swiglu_alpha, p.swiglu_limit));
+        }
+      }
+    }
+  }
+}
+
+// F32 weights (test models): one warp per output row, one block row per token.
+__global__ void __launch_bounds__(256) GemvF32Kernel(const GemmParams p) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int row = blockIdx.x * 8 + warp;
+  const int b = blockIdx.y;
+  if (row >= p.w.rows || b >= p.n_b) return;
+  const float* wr = p.w.f32 + static_cast<int64_t>(row) * p.w.cols;
+  const __half* xr =
+      reinterpret_cast<const __half*>(p.x) + static_cast<int64_t>(p.gather ? p.gather[b] : b) * p.ldx;
+  float s = 0.0f;
+  for (int k = lane; k < p.w.cols; k += 32) s = fmaf(wr[k], __half2float(xr[k]), s);
+  s = WarpSum(s);
+  if (lane == 0) {
+    if (p.bias) s = __fadd_rn(s, p.bias[row]);
+    p.out_f32[static_cast<int64_t>(b) * p.ldo + row] = s;
+  }
+}
+
+// --------------------------------------------------------------- launchers --
+
+template <WFormat F, GemmEpilogue EPI>
+void LaunchTyped(const GemmParams& p, GemmPath path, cudaStream_t stream) {
+  if (path == GemmPath::kSmallBatch) {
+    const int nchunks = (p.w.k_blocks + kChunkBlocks - 1) / kChunkBlocks;
+    const int warps = std::min(nchunks, kSmallMaxWarps);
+    const dim3 grid(p.w.row_tiles, p.moe ? p.groups.max_active : 1);
+    const size_t smem = static_cast<size_t>(nchunks) * kTileRows * kSmallTokens * sizeof(float);
+    GemmSmallBatchKernel<F, EPI><<<grid, warps * 32, smem, stream>>>(p);
+  } else {
+    const int grid_y = p.moe ? p.groups.max_tiles : (p.n_b + kLargeTokens - 1) / kLargeTokens;
+    const dim3 grid((p.w.row_tiles + kLargeWarps - 1) / kLargeWarps, grid_y);
+    GemmLargeBatchKernel<F, EPI><<<grid, kLargeWarps * 32, kLargeSmemBytes, stream>>>(p);
+  }
+  CUDA_CHECK_LAUNCH();
+}
+
+template <GemmEpilogue EPI>
+void LaunchEpi(const GemmParams& p, GemmPath path, cudaStream_t stream) {
+  switch (p.w.fmt) {
+    case WFormat::kQ8_0: return LaunchTyped<WFormat::kQ8_0, EPI>(p, path, stream);
+    case WFormat::kMxfp4: return LaunchTyped<WFormat::kMxfp4, EPI>(p, path, stream);
+    case WFormat::kF16: return LaunchTyped<WFormat::kF16, EPI>(p, path, stream);
+    case WFormat::kBf16: return LaunchTyped<WFormat::kBf16, EPI>(p, path, stream);
+    case WFormat::kF32: break;
+  }
+  std::fprintf(stderr, "LaunchGemm: no tensor-core path for format %d\n", static_cast<int>(p.w.fmt));
+  std::abort();
+}
+
+template <WFormat F, GemmEpilogue EPI>
+void SetLargeSmem() {
+  CUDA_CHECK(cudaFuncSetAttribute(GemmLargeBatchKernel<F, EPI>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                  kLargeSmemBytes));
+}
+
+}  // namespace
+
+GemmPath ChooseGemmPath(const GemmParams& p) {
+  if (p.path != GemmPath::kAuto) return p.path;
+  if (p.moe) {
+    // n_b bounds the pair slots; small while experts average <= 16 tokens.
+    return p.n_b <= 16 * std::max(1, p.w.n_mats) ? GemmPath::kSmallBatch : GemmPath::kLargeBatch;
+  }
+  return p.n_b <= 64 ? GemmPath::kSmallBatch : GemmPath::kLargeBatch;
+}
+
+void LaunchGemm(const GemmParams& p, cudaStream_t stream) {
+  if (p.n_b <= 0) return;
+  if (p.ldx % 8 != 0 || (p.w.fmt != WFormat::kF32 && p.w.cols % kBlockK != 0)) {
+    std::fprintf(stderr, "LaunchGemm: ldx (%d) must be a multiple of 8 and cols (%d) of 32\n", p.ldx, p.w.cols);
+    std::abort();
+  }
+  if (p.w.fmt == WFormat::kF32) {
+    if (p.moe || p.epilogue != GemmEpilogue::kStoreF32) {
+      std::fprintf(stderr, "LaunchGemm: F32 weights support only dense kStoreF32\n");
+      std::abort();
+    }
+    const dim3 grid((p.w.rows + 7) / 8, p.n_b);
+    GemvF32Kernel<<<grid, 256, 0, stream>>>(p);
+    CUDA_CHECK_LAUNCH();
+    return;
+  }
+  const GemmPath path = ChooseGemmPath(p);
+  if (p.epilogue == GemmEpilogue::kStoreF32) {
+    LaunchEpi<GemmEpilogue::kStoreF32>(p, path, stream);
+  } else {
+    LaunchEpi<GemmEpilogue::kSwiGlu>(p, path, stream);
+  }
+}
+
+void InitGemmKernels() {
+  SetLargeSmem<WFormat::kQ8_0, GemmEpilogue::kStoreF32>();
+  SetLargeSmem<WFormat::kQ8_0, GemmEpilogue::kSwiGlu>();
+  SetLargeSmem<WFormat::kMxfp4, GemmEpilogue::kStoreF32>();
+  SetLargeSmem<WFormat::kMxfp4, GemmEpilogue::kSwiGlu>();
+  SetLargeSmem<WFormat::kF16, GemmEpilogue::kStoreF32>();
+  SetLargeSmem<WFormat::kF16, GemmEpilogue::kSwiGlu>();
+  SetLargeSmem<WFormat::kBf16, GemmEpilogue::kStoreF32>();
+  SetLargeSmem<WFormat::kBf16, GemmEpilogue::kSwiGlu>();
+}
+
+}  // namespace ossgate::kernels

@@ -1,0 +1,345 @@
+// The whole model on the GPU against the CPU reference backend, and the
+// properties the serving stack relies on: identical greedy continuations,
+// batch invariance (a sequence's logits are bitwise the same whatever else is
+// in its steps, however its prompt is chunked, with or without CUDA graphs),
+// the same errors as the CPU backend, GPU sampling equal to the host sampler,
+// and a VRAM report that matches the arithmetic.
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <map>
+
+#include "gtest/gtest.h"
+#include "inference_worker/cuda/cuda_backend.h"
+#include "inference_worker/model/cpu_backend.h"
+#include "kernels/layout.h"
+#include "tests/gpu/gpu_test_util.h"
+#include "tests/model/test_models.h"
+
+namespace ossgate::testing {
+namespace {
+
+using gpu::CudaBackend;
+using gpu::CudaBackendOptions;
+using model::Logits;
+using model::SequenceStep;
+
+std::vector<int32_t> Tokens(int n, int vocab, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<int32_t> t(n);
+  for (int& x : t) x = static_cast<int32_t>(rng() % vocab);
+  return t;
+}
+
+int Argmax(const float* v, int n) { return static_cast<int>(std::max_element(v, v + n) - v); }
+
+std::unique_ptr<CudaBackend> MakeGpu(const gguf::GgufFile& f, int max_seqs = 4, int max_context = 1024,
+                                     int max_step_tokens = 2048) {
+  CudaBackendOptions o;
+  o.kv.max_sequences = max_seqs;
+  o.max_context = max_context;
+  o.max_step_tokens = max_step_tokens;
+  o.upload_threads = 4;
+  auto b = gpu::CreateCudaBackendImpl(f, o);
+  EXPECT_TRUE(b.ok()) << b.status();
+  return b.ok() ? *std::move(b) : nullptr;
+}
+
+std::unique_ptr<model::CpuBackend> MakeCpu(const gguf::GgufFile& f, int max_seqs = 4, int max_context = 1024) {
+  model::CpuBackendOptions o;
+  o.n_threads = 0;
+  o.kv.max_sequences = max_seqs;
+  o.max_context = max_context;
+  auto b = model::CpuBackend::Create(f, o);
+  EXPECT_TRUE(b.ok()) << b.status();
+  return b.ok() ? *std::move(b) : nullptr;
+}
+
+// Per-position comparison of GPU and CPU logits of a prompt.
+struct Agreement {
+  double worst_rel = 0;
+  int worst_pos = -1;
+  int argmax_equal = 0;
+  int positions = 0;
+};
+Agreement Compare(const std::vector<float>& gpu, const std::vector<float>& cpu, int vocab) {
+  Agreement a;
+  a.positions = static_cast<int>(cpu.size() / vocab);
+  for (int t = 0; t < a.positions; ++t) {
+    const double e = RelErr(&gpu[static_cast<size_t>(t) * vocab], &cpu[static_cast<size_t>(t) * vocab], vocab);
+    if (e > a.worst_rel) a.worst_rel = e, a.worst_pos = t;
+    a.argmax_equal += Argmax(&gpu[static_cast<size_t>(t) * vocab], vocab) ==
+                      Argmax(&cpu[static_cast<size_t>(t) * vocab], vocab);
+  }
+  return a;
+}
+
+class TinyModel : public ::testing::Test {
+ protected:
+  void Load(int window, int layers, gguf::GgmlType dense = gguf::GgmlType::kQ8_0,
+            gguf::GgmlType experts = gguf::GgmlType::kMXFP4, int vocab = 96) {
+    path_ = WriteTestModel(
+        "gpu_tiny",
+        [&](tools::RandomModelSpec& s) {
+          s.config.sliding_window = window;
+          s.config.n_layers = layers;
+          s.dense_type = dense;
+          s.expert_type = experts;
+        },
+        vocab);
+    model_ = LoadModel(path_);
+    ASSERT_NE(model_, nullptr);
+  }
+  void TearDown() override {
+    if (!path_.empty()) std::remove(path_.c_str());
+  }
+  std::string path_;
+  std::unique_ptr<LoadedModel> model_;
+};
+
+TEST_F(TinyModel, PromptLogitsMatchCpuAtEveryPositionForEveryWeightType) {
+  struct Types {
+    gguf::GgmlType dense, experts;
+  };
+  for (Types ty : {Types{gguf::GgmlType::kQ8_0, gguf::GgmlType::kMXFP4}, Types{gguf::GgmlType::kBF16, gguf::GgmlType::kBF16},
+                   Types{gguf::GgmlType::kF16, gguf::GgmlType::kQ8_0}, Types{gguf::GgmlType::kF32, gguf::GgmlType::kF16}}) {
+    Load(8, 3, ty.dense, ty.experts);
+    auto g = MakeGpu(*model_->file);
+    auto c = MakeCpu(*model_->file);
+    ASSERT_TRUE(g && c);
+    const int V = c->config().vocab_size;
+    const auto tokens = Tokens(300, V, 1);
+    ASSERT_TRUE(g->kv().AddSequence(1).ok());
+    ASSERT_TRUE(c->kv().AddSequence(1).ok());
+    SequenceStep step{1, tokens, Logits::kAll};
+    std::vector<float> lg, lc;
+    ASSERT_TRUE(g->Forward({&step, 1}, &lg).ok());
+    ASSERT_TRUE(c->Forward({&step, 1}, &lc).ok());
+    const Agreement a = Compare(lg, lc, V);
+    std::printf("tiny dense=%s experts=%s: worst rel err %.3g at %d, argmax equal %d/%d\n",
+                gguf::GgmlTypeName(static_cast<uint32_t>(ty.dense)), gguf::GgmlTypeName(static_cast<uint32_t>(ty.experts)),
+                a.worst_rel, a.worst_pos, a.argmax_equal, a.positions);
+    EXPECT_LT(a.worst_rel, 1e-2);
+    EXPECT_GE(a.argmax_equal, a.positions * 99 / 100);
+    std::remove(path_.c_str());
+    path_.clear();
+  }
+}
+
+// Greedy decoding from the logits each backend returns.
+std::vector<int32_t> Greedy(model::Backend& b, model::SeqId id, const std::vector<int32_t>& prompt, int n) {
+  std::vector<int32_t> out;
+  EXPECT_TRUE(b.kv().AddSequence(id).ok());
+  std::vector<float> logits;
+  SequenceStep s{id, prompt, Logits::kLast};
+  EXPECT_TRUE(b.Forward({&s, 1}, &logits).ok());
+  const int V = b.config().vocab_size;
+  for (int i = 0; i < n; ++i) {
+    const int32_t tok = Argmax(logits.data(), V);
+    out.push_back(tok);
+    SequenceStep d{id, {&out.back(), 1}, Logits::kLast};
+    EXPECT_TRUE(b.Forward({&d, 1}, &logits).ok());
+  }
+  return out;
+}
+
+TEST_F(TinyModel, GreedyContinuationOf64TokensIsIdenticalToCpu) {
+  Load(128, 2);
+  auto g = MakeGpu(*model_->file);
+  auto c = MakeCpu(*model_->file);
+  ASSERT_TRUE(g && c);
+  const auto prompt = Tokens(16, c->config().vocab_size, 2);
+  const auto tg = Greedy(*g, 1, prompt, 64);
+  const auto tc = Greedy(*c, 1, prompt, 64);
+  EXPECT_EQ(tg, tc);
+  // And the GPU sampler in greedy mode picks the same tokens.
+  ASSERT_TRUE(g->kv().AddSequence(2).ok());
+  std::vector<int32_t> sampled;
+  std::vector<int32_t> out;
+  gpu::GpuSampling greedy;
+  greedy.params.temperature = 0.0f;
+  SequenceStep s{2, prompt, Logits::kLast};
+  ASSERT_TRUE(g->ForwardSample({&s, 1}, {&greedy, 1}, &out).ok());
+  for (int i = 0; i < 64; ++i) {
+    sampled.push_back(out[0]);
+    SequenceStep d{2, {&sampled.back(), 1}, Logits::kLast};
+    ASSERT_TRUE(g->ForwardSample({&d, 1}, {&greedy, 1}, &out).ok());
+  }
+  EXPECT_EQ(sampled, tg);
+}
+
+// Logits of one sequence's steps, for bitwise comparisons.
+using LogitTrace = std::vector<std::vector<float>>;
+
+TEST_F(TinyModel, BatchInvarianceAcrossBatchesChunkingAndGraphs) {
+  Load(16, 3, gguf::GgmlType::kQ8_0, gguf::GgmlType::kMXFP4, 200);
+  const int decode_steps = 40;
+  // Reference: sequence A alone, prompt in one chunk, graphs on.
+  auto ref_backend = MakeGpu(*model_->file, 8);
+  ASSERT_NE(ref_backend, nullptr);
+  const int V = ref_backend->config().vocab_size;
+  const auto prompt_a = Tokens(50, V, 3), prompt_b = Tokens(90, V, 4), prompt_c = Tokens(33, V, 5),
+             prompt_d = Tokens(70, V, 6);
+  LogitTrace ref;
+  std::vector<int32_t> ref_tokens;
+  {
+    CudaBackend& b = *ref_backend;
+    ASSERT_TRUE(b.kv().AddSequence(1).ok());
+    std::vector<float> logits;
+    SequenceStep s{1, prompt_a, Logits::kLast};
+    ASSERT_TRUE(b.Forward({&s, 1}, &logits).ok());
+    ref.push_back(logits);
+    for (int i = 0; i < decode_steps; ++i) {
+      ref_tokens.push_back(Argmax(logits.data(), V));
+      SequenceStep d{1, {&ref_tokens.back(), 1}, Logits::kLast};
+      ASSERT_TRUE(b.Forward({&d, 1}, &logits).ok());
+      ref.push_back(logits);
+    }
+  }
+  for (bool graphs : {true, false}) {
+    for (int max_step : {2048, 24}) {
+      auto backend = MakeGpu(*model_->file, 8, 1024, max_step);
+      ASSERT_NE(backend, nullptr);
+      CudaBackend& b = *backend;
+      b.SetUseGraphs(graphs);
+      for (int id : {1, 2, 3, 4}) ASSERT_TRUE(b.kv().AddSequence(id).ok());
+      std::vector<float> logits;
+      LogitTrace got;
+      // Step 1: A's first 13 tokens next to B's first 30.
+      std::vector<SequenceStep> s1 = {{2, {prompt_b.data(), 30}, Logits::kNone}, {1, {prompt_a.data(), 13}, Logits::kNone}};
+      ASSERT_TRUE(b.Forward(s1, &logits).ok());
+      // Step 2: the rest of A, the rest of B, all of C.
+      std::vector<SequenceStep> s2 = {{3, prompt_c, Logits::kLast},
+                                      {1, {prompt_a.data() + 13, prompt_a.size() - 13}, Logits::kLast},
+                                      {2, {prompt_b.data() + 30, prompt_b.size() - 30}, Logits::kLast}};
+      ASSERT_TRUE(b.Forward(s2, &logits).ok());
+      got.emplace_back(logits.begin() + V, logits.begin() + 2 * V);
+      std::map<int, int32_t> next = {{1, Argmax(&logits[V], V)}, {2, Argmax(&logits[2 * V], V)}, {3, Argmax(&logits[0], V)}};
+      // Decode A with B and C; D's prompt joins in chunks midway (mixed steps).
+      int d_fed = 0;
+      for (int i = 0; i < decode_steps; ++i) {
+        std::vector<int32_t> toks = {next[1], next[2], next[3]};
+        std::vector<SequenceStep> st;
+        if (i % 3 == 0) st.push_back({3, {&toks[2], 1}, Logits::kLast});
+        st.push_back({1, {&toks[0], 1}, Logits::kLast});
+        if (i % 2 == 0) st.push_back({2, {&toks[1], 1}, Logits::kLast});
+        if (i >= 10 && d_fed < static_cast<int>(prompt_d.size())) {
+          const int n = std::min<int>(17, static_cast<int>(prompt_d.size()) - d_fed);
+          st.push_back({4, {prompt_d.data() + d_fed, static_cast<size_t>(n)}, Logits::kNone});
+          d_fed += n;
+        }
+        ASSERT_TRUE(b.Forward(st, &logits).ok());
+        int row = 0;
+        for (const SequenceStep& x : st) {
+          if (x.logits == Logits::kNone) continue;
+          if (x.seq == 1) got.emplace_back(logits.begin() + static_cast<size_t>(row) * V, logits.begin() + static_cast<size_t>(row + 1) * V);
+          next[static_cast<int>(x.seq)] = Argmax(&logits[static_cast<size_t>(row) * V], V);
+          ++row;
+        }
+      }
+      ASSERT_EQ(got.size(), ref.size());
+      for (size_t i = 0; i < ref.size(); ++i) {
+        ASSERT_EQ(0, std::memcmp(got[i].data(), ref[i].data(), V * sizeof(float)))
+            << "step " << i << " differs (graphs " << graphs << ", max_step_tokens " << max_step << ")";
+      }
+    }
+  }
+}
+
+TEST_F(TinyModel, GpuSamplingMatchesTheHostSamplerOnTheSameLogits) {
+  Load(8, 2, gguf::GgmlType::kQ8_0, gguf::GgmlType::kMXFP4, 3000);
+  auto b = MakeGpu(*model_->file, 12);
+  ASSERT_NE(b, nullptr);
+  const int V = b->config().vocab_size;
+  const auto prompt = Tokens(20, V, 7);
+  std::vector<model::SamplingParams> params(5);
+  params[0].temperature = 0.8f, params[0].top_k = 40, params[0].seed = 11;
+  params[1].temperature = 1.2f, params[1].top_k = 500, params[1].top_p = 0.8f, params[1].seed = 12;
+  params[2].temperature = 1.0f, params[2].top_k = 1024, params[2].min_p = 0.02f, params[2].seed = 13;
+  params[3].temperature = 1.0f, params[3].top_k = 0, params[3].top_p = 0.95f, params[3].seed = 14;  // whole vocabulary
+  params[4].temperature = 0.9f, params[4].top_k = 2000, params[4].seed = 15;  // beyond the GPU top-k: host fallback
+  for (size_t i = 0; i < params.size(); ++i) {
+    ASSERT_TRUE(b->kv().AddSequence(static_cast<model::SeqId>(10 + i)).ok());
+    ASSERT_TRUE(b->kv().AddSequence(static_cast<model::SeqId>(20 + i)).ok());
+    std::vector<float> logits;
+    SequenceStep s{static_cast<model::SeqId>(10 + i), prompt, Logits::kLast};
+    ASSERT_TRUE(b->Forward({&s, 1}, &logits).ok());
+    std::vector<int32_t> out;
+    gpu::GpuSampling gs{params[i], 5};
+    SequenceStep s2{static_cast<model::SeqId>(20 + i), prompt, Logits::kLast};
+    ASSERT_TRUE(b->ForwardSample({&s2, 1}, {&gs, 1}, &out).ok());
+    model::Sampler host(params[i]);
+    EXPECT_EQ(out[0], host.Sample(logits, {}, 5)) << "params " << i;
+  }
+  // Penalties need the history: refused without touching state.
+  model::SamplingParams pen;
+  pen.repetition_penalty = 1.1f;
+  gpu::GpuSampling gs{pen, 0};
+  std::vector<int32_t> out;
+  SequenceStep s{10, {&prompt[0], 1}, Logits::kLast};
+  EXPECT_EQ(b->ForwardSample({&s, 1}, {&gs, 1}, &out).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(b->kv().Length(10), 20);
+}
+
+TEST_F(TinyModel, RejectsBadStepsLikeTheCpuBackend) {
+  Load(8, 2);
+  auto b = MakeGpu(*model_->file, 2, 512);
+  ASSERT_NE(b, nullptr);
+  std::vector<float> logits;
+  const int32_t ok_tok = 1, bad_tok = 100000;
+  SequenceStep unknown{42, {&ok_tok, 1}, Logits::kLast};
+  EXPECT_EQ(b->Forward({&unknown, 1}, &logits).code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(b->kv().AddSequence(1).ok());
+  SequenceStep bad{1, {&bad_tok, 1}, Logits::kLast};
+  EXPECT_EQ(b->Forward({&bad, 1}, &logits).code(), absl::StatusCode::kInvalidArgument);
+  SequenceStep empty{1, {}, Logits::kLast};
+  EXPECT_EQ(b->Forward({&empty, 1}, &logits).code(), absl::StatusCode::kInvalidArgument);
+  std::vector<SequenceStep> twice = {{1, {&ok_tok, 1}, Logits::kLast}, {1, {&ok_tok, 1}, Logits::kLast}};
+  EXPECT_EQ(b->Forward(twice, &logits).code(), absl::StatusCode::kInvalidArgument);
+  std::vector<int32_t> too_long(513, 1);
+  SequenceStep over{1, too_long, Logits::kLast};
+  EXPECT_EQ(b->Forward({&over, 1}, &logits).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(b->kv().Length(1), 0);
+  ASSERT_TRUE(b->kv().AddSequence(2).ok());
+  EXPECT_EQ(b->kv().AddSequence(3).code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(b->Description().find("cuda"), std::string::npos);
+}
+
+TEST_F(TinyModel, VramReportMatchesTheArithmetic) {
+  Load(8, 3);
+  const int max_seqs = 4, max_context = 512;
+  size_t free_before = 0, total = 0;
+  CUDA_CHECK(cudaMemGetInfo(&free_before, &total));
+  auto b = MakeGpu(*model_->file, max_seqs, max_context);
+  ASSERT_NE(b, nullptr);
+  const model::ModelConfig& c = b->config();
+  const gpu::VramReport r = b->Vram();
+  auto tiled = [](kernels::WFormat f, int64_t rows, int64_t cols, bool gu) {
+    const kernels::TiledBytes s = kernels::TiledSize(f, rows, cols, gu);
+    return s.codes + s.scales;
+  };
+  const int64_t D = c.d_model, Q = c.q_dim(), KV = c.kv_dim(), E = c.n_experts, F = c.d_ff, L = c.n_layers;
+  const int64_t attention = L * (tiled(kernels::WFormat::kQ8_0, Q + 2 * KV, D, false) +
+                                 tiled(kernels::WFormat::kQ8_0, D, Q, false) + 4 * (Q + 2 * KV + D));
+  const int64_t experts = L * E * (tiled(kernels::WFormat::kMxfp4, F, D, true) + tiled(kernels::WFormat::kMxfp4, D, F, false)) +
+                          L * 4 * (2 * E * F + E * D);
+  EXPECT_EQ(r.weights_attention, attention);
+  EXPECT_EQ(r.weights_experts, experts);
+  EXPECT_EQ(r.weights_router, L * 4 * (E * D + E));
+  EXPECT_EQ(r.weights_embedding, static_cast<int64_t>(c.vocab_size) * D / 32 * 34);
+  EXPECT_EQ(r.weights_unembedding, tiled(kernels::WFormat::kQ8_0, c.vocab_size, D, false));
+  // KV: bf16 K and V of every full layer for the whole pool, rings for the sliding ones.
+  const int64_t blocks = max_seqs * ((max_context + 15) / 16), ring = max_seqs * ((8 + 15) / 16 + 1);
+  const int64_t full_layers = L / 2, sliding_layers = L - L / 2;
+  EXPECT_EQ(r.kv_cache, 2 * 2 * KV * 16 * (full_layers * blocks + sliding_layers * ring));
+  size_t free_after = 0;
+  CUDA_CHECK(cudaMemGetInfo(&free_after, &total));
+  const int64_t used = static_cast<int64_t>(free_before) - static_cast<int64_t>(free_after);
+  std::printf("VRAM report: %s; device shows %.1f MiB used\n", r.ToString().c_str(), used / 1048576.0);
+  EXPECT_GE(used + (64 << 20), r.total());  // allocation granularity aside, the report covers what was taken
+}
+
+}  // namespace
+}  // namespace ossgate::testing

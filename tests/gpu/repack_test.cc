@@ -1,0 +1,119 @@
+// The tiled device layout (kernels/layout.h) against the CPU dequantizer: every
+// element the kernels would decode from the repacked bytes equals the ggml
+// value (up to the fp16 rounding the kernels apply), for every format, with
+// padding rows and fused gate/up tiles. CPU only: runs in CI.
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "inference_worker/gguf/ggml_types.h"
+#include "kernels/repack.h"
+
+namespace ossgate::kernels {
+namespace {
+
+using gguf::GgmlType;
+
+struct HostMatrix {
+  GgmlType type;
+  int64_t rows, cols;
+  int64_t row_bytes;
+  std::vector<uint8_t> bytes;
+  std::vector<float> values;  // dequantized
+  const uint8_t* Row(int64_t r) const { return bytes.data() + r * row_bytes; }
+};
+
+HostMatrix RandomMatrix(GgmlType type, int64_t rows, int64_t cols, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, 0.05f);
+  HostMatrix m{type, rows, cols, gguf::RowBytes(type, cols), {}, {}};
+  m.bytes.resize(m.row_bytes * rows);
+  m.values.resize(rows * cols);
+  std::vector<float> row(cols);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (float& v : row) v = dist(rng) * (r % 7 == 3 ? 100.0f : 1.0f);  // some rows with large scales
+    gguf::QuantizeRow(type, row.data(), m.bytes.data() + r * m.row_bytes, cols);
+    gguf::DequantizeRow(type, m.bytes.data() + r * m.row_bytes, m.values.data() + r * cols, cols);
+  }
+  return m;
+}
+
+// What the kernels compute for a stored value: fp16 rounding of the decoded
+// element (bf16 clamped to the fp16 range first).
+float HalfOf(float v) { return gguf::Fp16ToFloat(gguf::FloatToFp16(std::clamp(v, -65504.0f, 65504.0f))); }
+
+class RepackTest : public ::testing::TestWithParam<GgmlType> {};
+
+TEST_P(RepackTest, PlainMatrixDecodesToTheGgmlValues) {
+  const GgmlType type = GetParam();
+  auto fmt = FormatForType(type);
+  ASSERT_TRUE(fmt.ok());
+  for (auto [rows, cols] : {std::pair<int64_t, int64_t>{16, 32}, {37, 64}, {5, 96}, {50, 2880}}) {
+    const HostMatrix m = RandomMatrix(type, rows, cols, static_cast<uint32_t>(rows * 131 + cols));
+    const TiledBytes size = TiledSize(*fmt, rows, cols, false);
+    std::vector<uint8_t> codes(size.codes), scales(size.scales);
+    const int64_t rt = RowTilesFor(rows, false), kb = cols / kBlockK;
+    RepackTiles(*fmt, kb, [&](int64_t r) { return r < rows ? m.Row(r) : nullptr; }, 0, rt, codes.data(),
+                scales.empty() ? nullptr : scales.data());
+    for (int64_t r = 0; r < rt * kTileRows; ++r) {
+      for (int64_t c = 0; c < cols; ++c) {
+        const float got = TiledValue(*fmt, kb, codes.data(), scales.empty() ? nullptr : scales.data(), r, c);
+        const float want = r < rows ? HalfOf(m.values[r * cols + c]) : 0.0f;
+        ASSERT_EQ(got, want) << "row " << r << " col " << c << " of " << rows << "x" << cols;
+      }
+    }
+  }
+}
+
+TEST_P(RepackTest, FusedGateUpInterleavesFeaturesByEight) {
+  const GgmlType type = GetParam();
+  auto fmt = FormatForType(type);
+  ASSERT_TRUE(fmt.ok());
+  const int64_t features = 20, cols = 64;  // 20 is not a multiple of 8: padded features
+  const HostMatrix gate = RandomMatrix(type, features, cols, 1), up = RandomMatrix(type, features, cols, 2);
+  const TiledBytes size = TiledSize(*fmt, features, cols, true);
+  std::vector<uint8_t> codes(size.codes), scales(size.scales);
+  const int64_t rt = RowTilesFor(features, true), kb = cols / kBlockK;
+  EXPECT_EQ(rt, 3);
+  RepackTiles(
+      *fmt, kb,
+      [&](int64_t dev_row) -> const uint8_t* {
+        bool is_up = false;
+        const int64_t f = GateUpSourceRow(dev_row, features, &is_up);
+        return f < 0 ? nullptr : (is_up ? up.Row(f) : gate.Row(f));
+      },
+      0, rt, codes.data(), scales.empty() ? nullptr : scales.data());
+  for (int64_t dev_row = 0; dev_row < rt * kTileRows; ++dev_row) {
+    const int64_t f = (dev_row / 16) * 8 + dev_row % 8;
+    const bool is_up = dev_row % 16 >= 8;
+    for (int64_t c = 0; c < cols; ++c) {
+      const float got = TiledValue(*fmt, kb, codes.data(), scales.empty() ? nullptr : scales.data(), dev_row, c);
+      const float want = f < features ? HalfOf((is_up ? up : gate).values[f * cols + c]) : 0.0f;
+      ASSERT_EQ(got, want) << "device row " << dev_row << " col " << c;
+    }
+  }
+}
+
+TEST(RepackRangeTest, StagedRangesEqualOneShot) {
+  const HostMatrix m = RandomMatrix(GgmlType::kMXFP4, 100, 96, 9);
+  const TiledBytes size = TiledSize(WFormat::kMxfp4, 100, 96, false);
+  const int64_t rt = RowTilesFor(100, false), kb = 3;
+  auto src = [&](int64_t r) { return r < 100 ? m.Row(r) : nullptr; };
+  std::vector<uint8_t> c1(size.codes), s1(size.scales), c2(size.codes), s2(size.scales);
+  RepackTiles(WFormat::kMxfp4, kb, src, 0, rt, c1.data(), s1.data());
+  for (int64_t a = 0; a < rt; a += 3) {
+    const int64_t b = std::min(rt, a + 3);
+    RepackTiles(WFormat::kMxfp4, kb, src, a, b, c2.data() + a * kb * TileCodeBytes(WFormat::kMxfp4),
+                s2.data() + a * kb * TileScaleBytes(WFormat::kMxfp4));
+  }
+  EXPECT_EQ(c1, c2);
+  EXPECT_EQ(s1, s2);
+}
+
+INSTANTIATE_TEST_SUITE_P(AllFormats, RepackTest,
+                         ::testing::Values(GgmlType::kQ8_0, GgmlType::kMXFP4, GgmlType::kF16, GgmlType::kBF16),
+                         [](const ::testing::TestParamInfo<GgmlType>& p) { return std::string(gguf::GetTypeTraits(static_cast<uint32_t>(p.param))->name); });
+
+}  // namespace
+}  // namespace ossgate::kernels

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Builds the CUDA binaries on this machine and collects them, with the shared
+# libraries they need (found by ldd; glibc, libstdc++, libgcc and the driver
+# are left to the GPU machine), into bundle/ (git-ignored). tools/gpu_run.sh
+# runs them on the GPU machine:
+#   bash tools/gpu_bundle.sh            # then run(carry=["bundle"], "bash tools/gpu_run.sh")
+# Environment: OSSGATE_CUDA_BUILD (build dir, default build-cuda),
+# OSSGATE_CUDA_ARCHS (default 90a; e.g. "80;89;90a" for a portable build),
+# OSSGATE_JOBS (default 2).
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+build=${OSSGATE_CUDA_BUILD:-$root/build-cuda}
+archs=${OSSGATE_CUDA_ARCHS:-90a}
+jobs=${OSSGATE_JOBS:-2}
+targets=(gpu_kernels_test gpu_backend_test gpu_backend_medium_test repack_test gpu_bench ossgate-make-model)
+
+log=$(mktemp)
+cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DOSSGATE_CUDA=ON \
+  "-DCMAKE_CUDA_ARCHITECTURES=$archs" > "$log" 2>&1 || { cat "$log"; rm -f "$log"; exit 1; }
+rm -f "$log"
+cmake --build "$build" -j "$jobs" --target "${targets[@]}"
+
+bundle=$root/bundle
+rm -rf "$bundle"
+mkdir -p "$bundle/bin" "$bundle/lib"
+for t in "${targets[@]}"; do
+  bin=$(find "$build" -type f -name "$t" -perm -u+x | head -1)
+  [ -n "$bin" ] || { echo "gpu_bundle: $t was not built" >&2; exit 1; }
+  cp "$bin" "$bundle/bin/"
+done
+# Shared libraries by soname, except those every Linux (and the GPU driver) has.
+for b in "$bundle"/bin/*; do
+  ldd "$b" | awk '/=> \// {print $1, $3}'
+done | sort -u | while read -r soname path; do
+  case "$soname" in
+    libc.so*|libm.so*|libstdc++.so*|libgcc_s.so*|ld-linux*|libpthread.so*|libdl.so*|librt.so*|libcuda.so*) ;;
+    *) cp -L "$path" "$bundle/lib/$soname" ;;
+  esac
+done
+git -C "$root" rev-parse --short HEAD > "$bundle/commit" 2>/dev/null || echo unknown > "$bundle/commit"
+if ! git -C "$root" diff --quiet HEAD 2>/dev/null || [ -n "$(git -C "$root" status --porcelain 2>/dev/null)" ]; then
+  echo "with uncommitted changes" >> "$bundle/commit"
+fi
+du -sh "$bundle"
