@@ -1,4 +1,5 @@
-// ossgate-generate: loads a gpt-oss GGUF on the CPU backend and streams a
+// ossgate-generate: loads a gpt-oss GGUF (CUDA backend when available, else
+// the CPU reference) and streams a
 // completion (--prompt) or a harmony chat answer (--chat) to the terminal.
 // Local tool: it does not consult the provenance service (the worker does).
 //
@@ -15,7 +16,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_format.h"
 #include "inference_worker/gguf/gguf.h"
-#include "inference_worker/model/cpu_backend.h"
+#include "inference_worker/backend_factory.h"
 #include "inference_worker/model/generation.h"
 #include "inference_worker/model/model_file.h"
 #include "inference_worker/text/harmony.h"
@@ -36,6 +37,7 @@ ABSL_FLAG(float, min_p, 0.0f, "min-p sampling (0 = off)");
 ABSL_FLAG(float, repetition_penalty, 1.0f, "repetition penalty (1 = off)");
 ABSL_FLAG(uint64_t, seed, 0, "sampling seed");
 ABSL_FLAG(int, threads, 0, "CPU threads (0 = all)");
+ABSL_FLAG(std::string, backend, "auto", "engine backend: auto (CUDA when a usable GPU is present), cpu, cuda");
 
 namespace {
 
@@ -58,7 +60,7 @@ int Fail(const absl::Status& s) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage("Streams a completion or chat answer from a gpt-oss GGUF on the CPU.");
+  absl::SetProgramUsageMessage("Streams a completion or chat answer from a gpt-oss GGUF.");
   absl::ParseCommandLine(argc, argv);
   const std::string path = absl::GetFlag(FLAGS_model);
   const std::string prompt_text = absl::GetFlag(FLAGS_prompt), chat_text = absl::GetFlag(FLAGS_chat);
@@ -75,11 +77,14 @@ int main(int argc, char** argv) {
   if (!file.ok()) return Fail(file.status());
   auto tokenizer = text::Tokenizer::FromGguf(*file);
   if (!tokenizer.ok()) return Fail(tokenizer.status());
-  model::CpuBackendOptions options;
-  options.n_threads = absl::GetFlag(FLAGS_threads);
-  options.kv.max_sequences = 1;
-  auto backend = model::CpuBackend::Create(*file, options);
-  if (!backend.ok()) return Fail(backend.status());
+  BackendChoice choice;
+  choice.kind = absl::GetFlag(FLAGS_backend);
+  choice.cpu_threads = absl::GetFlag(FLAGS_threads);
+  choice.max_sequences = 1;
+  auto created = CreateBackend(*file, choice);
+  if (!created.ok()) return Fail(created.status());
+  if (!created->note.empty()) std::fprintf(stderr, "%s\n", created->note.c_str());
+  std::unique_ptr<model::Backend>* backend = &created->backend;
   std::fprintf(stderr, "model: %s, sha256 %s\nbackend: %s\n", (*backend)->config().DebugString().c_str(),
                bytes->sha256().c_str(), (*backend)->Description().c_str());
 
@@ -153,6 +158,7 @@ int main(int argc, char** argv) {
   }
   const auto t_end = Clock::now();
   std::printf("\n");
+  std::fflush(stdout);
   const double prefill_s = std::chrono::duration<double>(t_prefill - t0).count();
   const double decode_s = std::chrono::duration<double>(t_end - t_prefill).count();
   const size_t n_gen = state.generated().size();

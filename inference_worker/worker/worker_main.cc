@@ -28,6 +28,8 @@ ABSL_FLAG(std::string, pinned_keys, "", "comma-separated PEM public keys of the 
 ABSL_FLAG(std::string, token_issuer, "", "expected approval-token issuer (empty = any pinned signer)");
 ABSL_FLAG(int, verify_deadline_s, 120, "seconds to keep retrying an unreachable provenance service");
 ABSL_FLAG(bool, wait_for_model, false, "when the model is rejected, stay up (NOT_SERVING) and retry instead of exiting");
+ABSL_FLAG(std::string, backend, "auto", "engine backend: auto (CUDA when a usable GPU is present), cpu, cuda");
+ABSL_FLAG(int, cuda_device, 0, "CUDA device index");
 ABSL_FLAG(int, threads, 0, "CPU backend threads (0 = all cores)");
 ABSL_FLAG(int, max_sequences, 16, "concurrent sequences");
 ABSL_FLAG(int, max_context, 4096, "context length served per sequence");
@@ -69,6 +71,8 @@ int main(int argc, char** argv) {
     c.pinned_key_paths.emplace_back(k);
   }
   c.wait_for_model = absl::GetFlag(FLAGS_wait_for_model);
+  c.backend = absl::GetFlag(FLAGS_backend);
+  c.cuda_device = absl::GetFlag(FLAGS_cuda_device);
   c.threads = absl::GetFlag(FLAGS_threads);
   c.max_sequences = absl::GetFlag(FLAGS_max_sequences);
   c.max_context = absl::GetFlag(FLAGS_max_context);

@@ -17,7 +17,7 @@
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "inference_worker/gguf/gguf.h"
-#include "inference_worker/model/cpu_backend.h"
+#include "inference_worker/backend_factory.h"
 #include "inference_worker/serving/engine.h"
 #include "inference_worker/text/tokenizer.h"
 #include "inference_worker/worker/inference_service.h"
@@ -243,18 +243,22 @@ int RunWorker(const WorkerConfig& config) {
     server->Shutdown();
     return 4;
   }
-  model::CpuBackendOptions bo;
-  bo.n_threads = config.threads;
-  bo.kv.max_sequences = config.max_sequences;
-  bo.kv.num_full_blocks = config.kv_blocks;
-  bo.max_context = config.max_context;
-  Log("phase=uploading backend=cpu");
-  auto backend = model::CpuBackend::Create(*file, bo);
-  if (!backend.ok()) {
-    Log(absl::StrCat("MODEL NOT LOADED: ", backend.status().message()));
+  BackendChoice choice;
+  choice.kind = config.backend;
+  choice.cuda_device = config.cuda_device;
+  choice.cpu_threads = config.threads;
+  choice.max_sequences = config.max_sequences;
+  choice.max_context = config.max_context;
+  choice.kv_blocks = config.kv_blocks;
+  Log(absl::StrCat("phase=uploading backend=", config.backend));
+  auto created = CreateBackend(*file, choice);
+  if (!created.ok()) {
+    Log(absl::StrCat("MODEL NOT LOADED: ", created.status().message()));
     server->Shutdown();
     return 4;
   }
+  if (!created->note.empty()) Log(created->note);
+  std::unique_ptr<model::Backend>* backend = &created->backend;
   serving::EngineOptions eo;
   eo.scheduler.max_running = config.max_sequences;
   eo.scheduler.max_waiting = config.max_waiting;
@@ -272,6 +276,7 @@ int RunWorker(const WorkerConfig& config) {
   view.context_length = std::min(config.max_context, (*backend)->config().context_length);
   view.info = BuildModelInfo(*file, (*backend)->config(), *vm, **backend, view.context_length, config.max_sequences,
                              absl::Now());
+  view.info.set_backend(created->kind);
   service.SetModel(&view);
   set_health(true);
   Log(absl::StrCat("ready: model '", view.info.name(), "' source=", vm->claims.source_uri, " sha256=", vm->bytes.sha256(),

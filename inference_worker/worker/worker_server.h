@@ -28,6 +28,8 @@ struct WorkerConfig {
   bool wait_for_model = false;  // on rejection, keep running NOT_SERVING and retry every retry_interval
   absl::Duration retry_interval = absl::Seconds(30);
   // Engine.
+  std::string backend = "auto";  // auto (CUDA if a usable GPU is present), cpu, cuda
+  int cuda_device = 0;
   int threads = 0;
   int max_sequences = 16;
   int max_context = 4096;
