@@ -119,6 +119,8 @@ absl::Status CpuBackend::Forward(std::span<const SequenceStep> steps, std::vecto
     }
   }
   const int64_t T = static_cast<int64_t>(toks.size());
+  int64_t max_pos = 0;  // longest visible context in this step
+  for (const FlatToken& t : toks) max_pos = std::max<int64_t>(max_pos, t.pos + 1);
   const int64_t D = c.d_model, Q = c.q_dim(), KV = c.kv_dim(), hd = c.head_dim;
   const int group = c.n_heads / c.n_kv_heads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
@@ -128,7 +130,7 @@ absl::Status CpuBackend::Forward(std::span<const SequenceStep> steps, std::vecto
   std::vector<int32_t> top_ids(T * c.n_experts_used);
   std::vector<float> top_w(T * c.n_experts_used);
 
-  pool_.ParallelFor(T, 1, [&](int64_t b, int64_t e) {
+  pool_.ParallelFor(T, pool_.GrainFor(T, D), [&](int64_t b, int64_t e) {
     for (int64_t t = b; t < e; ++t) {
       gguf::DequantizeRow(weights_.token_embd.type, weights_.token_embd.Row(0, toks[t].id), &x[t * D], D);
     }
@@ -139,19 +141,21 @@ absl::Status CpuBackend::Forward(std::span<const SequenceStep> steps, std::vecto
     const bool sliding = c.IsSlidingLayer(l);
 
     // Attention block.
-    pool_.ParallelFor(T, 1, [&](int64_t b, int64_t e) {
+    pool_.ParallelFor(T, pool_.GrainFor(T, 2 * D), [&](int64_t b, int64_t e) {
       for (int64_t t = b; t < e; ++t) cpu::RmsNorm(&x[t * D], L.attn_norm.data(), c.rms_eps, D, &h[t * D]);
     });
     cpu::MatMul(L.wq, 0, h.data(), T, L.bq.data(), q.data(), Q, pool_);
     cpu::MatMul(L.wk, 0, h.data(), T, L.bk.data(), k.data(), KV, pool_);
     cpu::MatMul(L.wv, 0, h.data(), T, L.bv.data(), v.data(), KV, pool_);
-    pool_.ParallelFor(T, 1, [&](int64_t b, int64_t e) {
+    pool_.ParallelFor(T, pool_.GrainFor(T, 8 * (Q + KV)), [&](int64_t b, int64_t e) {
       for (int64_t t = b; t < e; ++t) {
         cpu::ApplyRope(&q[t * Q], c.n_heads, c.head_dim, toks[t].pos, rope_);
         cpu::ApplyRope(&k[t * KV], c.n_kv_heads, c.head_dim, toks[t].pos, rope_);
       }
     });
-    pool_.ParallelFor(T * c.n_heads, 1, [&](int64_t b, int64_t e) {
+    // Work of one (token, head) task: 2 passes over its visible keys.
+    const int64_t max_visible = sliding ? std::min<int64_t>(c.sliding_window, max_pos) : max_pos;
+    pool_.ParallelFor(T * c.n_heads, pool_.GrainFor(T * c.n_heads, 2 * hd * max_visible), [&](int64_t b, int64_t e) {
       thread_local std::vector<const float*> keys, values;
       thread_local std::vector<float> scratch;
       for (int64_t task = b; task < e; ++task) {
@@ -192,7 +196,7 @@ absl::Status CpuBackend::Forward(std::span<const SequenceStep> steps, std::vecto
     for (int64_t i = 0; i < T * D; ++i) x[i] += proj[i];
 
     // Mixture of experts.
-    pool_.ParallelFor(T, 1, [&](int64_t b, int64_t e) {
+    pool_.ParallelFor(T, pool_.GrainFor(T, 2 * D), [&](int64_t b, int64_t e) {
       for (int64_t t = b; t < e; ++t) cpu::RmsNorm(&x[t * D], L.post_attn_norm.data(), c.rms_eps, D, &h[t * D]);
     });
     cpu::MatMul(L.router, 0, h.data(), T, L.router_b.data(), router.data(), c.n_experts, pool_);

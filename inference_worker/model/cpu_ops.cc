@@ -35,8 +35,7 @@ void RmsNorm(const float* x, const float* weight, float eps, int64_t n, float* o
 void MatMul(const Matrix& w, int64_t mat, const float* x, int64_t n_tokens, const float* bias, float* y,
             int64_t y_stride, ThreadPool& pool) {
   const int64_t cols = w.cols;
-  // Grain: enough rows per task to amortise scheduling, few enough to balance.
-  const int64_t grain = std::max<int64_t>(1, w.rows / (pool.size() * 8));
+  const int64_t grain = pool.GrainFor(w.rows, cols * n_tokens);
   pool.ParallelFor(w.rows, grain, [&](int64_t begin, int64_t end) {
     thread_local std::vector<float> row;
     row.resize(static_cast<size_t>(cols));

@@ -43,6 +43,12 @@ void ThreadPool::WorkerLoop() {
   }
 }
 
+int64_t ThreadPool::GrainFor(int64_t n, int64_t work_per_item) const {
+  const int64_t by_threads = n / (static_cast<int64_t>(size()) * 4);
+  const int64_t by_work = (kMinChunkWork + std::max<int64_t>(1, work_per_item) - 1) / std::max<int64_t>(1, work_per_item);
+  return std::max<int64_t>({1, by_threads, by_work});
+}
+
 void ThreadPool::ParallelFor(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
   if (n <= 0) return;
   grain = std::max<int64_t>(1, grain);

@@ -28,6 +28,13 @@ class ThreadPool {
   // call ParallelFor. Only one thread may call ParallelFor at a time.
   void ParallelFor(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
 
+  // A grain for n items of `work_per_item` units (e.g. multiply-adds): about
+  // four chunks per thread, but never chunks under kMinChunkWork units,
+  // since waking a thread costs about as much as that much arithmetic. Small
+  // jobs thus run inline on the caller.
+  static constexpr int64_t kMinChunkWork = int64_t{1} << 17;
+  int64_t GrainFor(int64_t n, int64_t work_per_item) const;
+
  private:
   void WorkerLoop();
   void RunChunks();
