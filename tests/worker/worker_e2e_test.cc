@@ -10,7 +10,11 @@
 // sleeps. A stream that must stay in flight while the test acts runs on a
 // worker with a 131072-token context and asks for 130000 tokens: it cannot
 // finish on its own during the test (see LongRequest).
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -985,6 +989,77 @@ TEST_F(WorkerE2eTest, RequestLargerThanTheKvPoolIsInvalidArgumentNamingMaxTokens
   s.ignore_eos = true;
   ExpectSameAsDirect(RunStream(stub.get(), ToProto(s)), Direct(s), static_cast<int>(PromptOf(s, *ref_).size()),
                      "fits");
+}
+
+// ---- Metrics -----------------------------------------------------------------
+
+// GET http://127.0.0.1:port/metrics over a plain socket; the body or "".
+std::string HttpGetMetrics(int port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return "";
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string response;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
+    const std::string req = "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+    if (::write(fd, req.data(), req.size()) == static_cast<ssize_t>(req.size())) {
+      char buf[4096];
+      ssize_t n;
+      while ((n = ::read(fd, buf, sizeof(buf))) > 0) response.append(buf, static_cast<size_t>(n));
+    }
+  }
+  ::close(fd);
+  const size_t body = response.find("\r\n\r\n");
+  return body == std::string::npos ? "" : response.substr(body + 4);
+}
+
+// The value of the sample line `name` (with labels, exactly as exposed).
+std::optional<double> MetricValue(const std::string& text, const std::string& name) {
+  size_t at = 0;
+  while ((at = text.find(name + " ", at)) != std::string::npos) {
+    if (at == 0 || text[at - 1] == '\n') return std::strtod(text.c_str() + at + name.size() + 1, nullptr);
+    at += name.size();
+  }
+  return std::nullopt;
+}
+
+TEST_F(WorkerE2eTest, MetricsCountRequestsTokensAndLatencies) {
+  auto port = worker_test::PickFreePort();
+  ASSERT_TRUE(port.ok()) << port.status();
+  const std::vector<std::string> flags = {"--max_sequences=2", absl::StrCat("--max_context=", kContext), "--threads=2",
+                                         absl::StrCat("--metrics_listen=127.0.0.1:", *port)};
+  auto w = StartWorker(flags, "metrics-worker.log");
+  ASSERT_TRUE(w.ok()) << w.status();
+  auto stub = pb::InferenceService::NewStub((*w)->channel());
+  Spec s;
+  s.text = "Counting tokens";
+  s.max_tokens = 12;
+  s.temperature = 0.0f;
+  s.ignore_eos = true;
+  Call call(stub.get(), ToProto(s), absl::Seconds(60));
+  const StreamResult r = call.Finish();
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  ASSERT_EQ(r.tokens.size(), 12u);
+
+  // The engine observes the finish before the last message is written, so a
+  // scrape right after the stream ends sees it.
+  const std::string text = HttpGetMetrics(*port);
+  ASSERT_FALSE(text.empty()) << "no /metrics answer on port " << *port;
+  EXPECT_EQ(MetricValue(text, "ossgate_worker_tokens_total{kind=\"generated\"}"), 12.0) << text;
+  EXPECT_EQ(MetricValue(text, "ossgate_worker_requests_total{finish_reason=\"length\"}"), 1.0) << text;
+  EXPECT_EQ(MetricValue(text, "ossgate_worker_time_to_first_token_seconds_count"), 1.0) << text;
+  EXPECT_EQ(MetricValue(text, "ossgate_worker_inter_token_latency_seconds_count"), 11.0) << text;
+  const auto prompt = MetricValue(text, "ossgate_worker_tokens_total{kind=\"prompt\"}");
+  ASSERT_TRUE(prompt.has_value()) << text;
+  EXPECT_GT(*prompt, 0.0);
+  const auto load = MetricValue(text, "ossgate_worker_model_load_seconds");
+  ASSERT_TRUE(load.has_value()) << text;
+  EXPECT_GT(*load, 0.0);
+  const auto kv_total = MetricValue(text, "ossgate_worker_kv_blocks{kind=\"total\"}");
+  ASSERT_TRUE(kv_total.has_value()) << text;
+  EXPECT_GT(*kv_total, 0.0);
 }
 
 // ---- Unary rpcs ------------------------------------------------------------
