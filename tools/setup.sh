@@ -42,3 +42,11 @@ if [[ ! -d "$interop/node_modules/paseto" || "$interop/package-lock.json" -nt "$
   echo "setup: npm ci in tests/provenance/interop"
   npm ci --prefix "$interop" --no-audit --no-fund
 fi
+
+# npm packages of the deployment tests (tests/deploy: Kubernetes API schemas,
+# Dockerfile parser and linter); reinstalled only when the lock changes.
+deploy_tests="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/deploy"
+if [[ ! -d "$deploy_tests/node_modules/kubernetes-models" || "$deploy_tests/package-lock.json" -nt "$deploy_tests/node_modules/.package-lock.json" ]]; then
+  echo "setup: npm ci in tests/deploy"
+  npm ci --prefix "$deploy_tests" --no-audit --no-fund
+fi

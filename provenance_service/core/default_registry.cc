@@ -10,6 +10,10 @@ std::vector<RegistryChange> DefaultRegistryChanges() {
   static constexpr Seed kSeeds[] = {
       {"hf://openai/gpt-oss-20b", "OpenAI gpt-oss-20b (official repository)"},
       {"hf://openai/gpt-oss-120b", "OpenAI gpt-oss-120b (official repository)"},
+      // OpenAI publishes safetensors; the GGUF files the worker loads are the
+      // ggml-org conversions (gpt-oss-20b-MXFP4.gguf, gpt-oss-120b-mxfp4-*.gguf).
+      {"hf://ggml-org/gpt-oss-20b-GGUF", "gpt-oss-20b GGUF (ggml-org conversion of the OpenAI weights)"},
+      {"hf://ggml-org/gpt-oss-120b-GGUF", "gpt-oss-120b GGUF (ggml-org conversion of the OpenAI weights)"},
       {"hf://Qwen/Qwen2.5-0.5B-Instruct", "Qwen2.5-0.5B-Instruct (official repository)"},
       {"hf://Qwen/Qwen2.5-0.5B-Instruct-GGUF", "Qwen2.5-0.5B-Instruct GGUF (official, by Qwen)"},
       {"hf://microsoft/Phi-3-mini-4k-instruct", "Microsoft Phi-3-mini 4k instruct (official repository)"},

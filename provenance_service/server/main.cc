@@ -11,6 +11,8 @@
 #include "provenance_service/server/server.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:7443", "host:port to listen on (port 0 = any free port)");
+ABSL_FLAG(std::string, health_listen, "",
+          "optional plaintext host:port serving only grpc.health.v1 (for Kubernetes gRPC probes)");
 ABSL_FLAG(std::string, tls_cert, "", "server certificate chain (PEM)");
 ABSL_FLAG(std::string, tls_key, "", "server private key (PEM)");
 ABSL_FLAG(std::string, client_ca, "", "CA certificate(s) that sign client certificates (PEM)");
@@ -34,6 +36,7 @@ int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
   ossgate::provenance::ServerConfig config;
   config.listen_address = absl::GetFlag(FLAGS_listen);
+  config.health_listen_address = absl::GetFlag(FLAGS_health_listen);
   config.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
   config.tls_key_file = absl::GetFlag(FLAGS_tls_key);
   config.client_ca_file = absl::GetFlag(FLAGS_client_ca);

@@ -124,6 +124,16 @@ absl::StatusOr<std::unique_ptr<ProvenanceServer>> ProvenanceServer::Start(const 
     return absl::UnavailableError(absl::StrCat("cannot listen on ", config.listen_address));
   }
   server->server_->GetHealthCheckService()->SetServingStatus(true);
+  if (!config.health_listen_address.empty()) {
+    grpc::ServerBuilder hb;
+    hb.AddListeningPort(config.health_listen_address, grpc::InsecureServerCredentials());
+    hb.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+    server->health_server_ = hb.BuildAndStart();
+    if (!server->health_server_) {
+      return absl::UnavailableError(absl::StrCat("cannot listen on health address ", config.health_listen_address));
+    }
+    server->health_server_->GetHealthCheckService()->SetServingStatus(true);
+  }
 
   if (!config.port_file.empty()) {
     if (auto s = token::WriteFileAtomically(config.port_file, absl::StrCat(server->port_, "\n"), 0644); !s.ok()) {
@@ -137,6 +147,10 @@ void ProvenanceServer::Shutdown(absl::Duration grace) {
   if (shut_down_) return;
   shut_down_ = true;
   server_->GetHealthCheckService()->SetServingStatus(false);
+  if (health_server_) {
+    health_server_->GetHealthCheckService()->SetServingStatus(false);
+    health_server_->Shutdown();
+  }
   // In-flight VerifyModel calls complete through the ledger, which is still
   // running here; only then is the ledger closed.
   server_->Shutdown(std::chrono::system_clock::now() + absl::ToChronoMicroseconds(grace));

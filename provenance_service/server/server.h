@@ -55,6 +55,9 @@ struct ServerConfig {
 
   // If set, the bound port is written here (atomically) once serving.
   std::string port_file;
+  // Optional plaintext host:port serving only grpc.health.v1, for probes
+  // that cannot speak TLS (Kubernetes native gRPC probes). Empty = none.
+  std::string health_listen_address;
 };
 
 // INVALID_ARGUMENT naming the offending flag.
@@ -79,6 +82,7 @@ class ProvenanceServer {
   std::unique_ptr<Ledger> ledger_;
   std::unique_ptr<ProvenanceServices> services_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<grpc::Server> health_server_;  // plaintext, health only; may be null
   int port_ = 0;
   bool shut_down_ = false;
 };
