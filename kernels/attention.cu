@@ -15,6 +15,8 @@
 // key leaves its state bit-for-bit unchanged, so rows may share a CTA with
 // rows of other positions. Decode runs the splits of a row in parallel CTAs
 // and merges them in AttentionCombineKernel; prefill merges in registers.
+// A decode CTA has 4 warps: the first computes (one query token = G rows),
+// all four load the K/V tiles.
 #include <cstdio>
 #include <cstdlib>
 
@@ -28,6 +30,7 @@ namespace {
 constexpr int kKT = kAttnTileKeys;
 constexpr int kTilesPerSplit = kAttnSplitKeys / kAttnTileKeys;
 constexpr int kPrefillWarps = 4;
+constexpr int kDecodeWarps = 4;
 
 __device__ __forceinline__ void MergeState(float& m, float& l, float& o, float mb, float lb, float ob) {
   const float mn = fmaxf(m, mb);
@@ -56,7 +59,7 @@ __device__ __forceinline__ void LdMatrixX4Trans(uint32_t& r0, uint32_t& r1, uint
 }
 
 template <int HD, int WARPS, bool kDecode>
-__global__ void __launch_bounds__(WARPS * 32) AttentionKernel(const AttnParams p) {
+__global__ void __launch_bounds__(WARPS * 32, 1) AttentionKernel(const AttnParams p) {
   constexpr int LDS = HD + 8;  // padded smem row (halfs): conflict-free fragment loads
   constexpr int KSTEPS = HD / 16;
   constexpr int DT = HD / 8;
@@ -131,11 +134,18 @@ __global__ void __launch_bounds__(WARPS * 32) AttentionKernel(const AttnParams p
     const int t_hi = min(s * kTilesPerSplit + kTilesPerSplit - 1, kmax / kKT);
     for (int t = t_lo; t <= t_hi; ++t) {
       __syncthreads();  // the previous tile's readers are done
+      // Each thread requests all its K/V pieces of the tile before
+      // converting and storing any, so the tile costs one memory round trip.
       constexpr int kPieces = HD / 8;
-      for (int idx = threadIdx.x; idx < kKT * kPieces; idx += WARPS * 32) {
+      constexpr int kLoads = kKT * kPieces / (WARPS * 32);
+      static_assert(kLoads * WARPS * 32 == kKT * kPieces, "pieces per thread");
+      uint4 kr[kLoads], vr[kLoads];
+#pragma unroll
+      for (int u = 0; u < kLoads; ++u) {
+        const int idx = threadIdx.x + u * WARPS * 32;
         const int key = idx / kPieces, piece = idx % kPieces;
         const int j = t * kKT + key;
-        uint4 kv = make_uint4(0, 0, 0, 0), vv = make_uint4(0, 0, 0, 0);
+        kr[u] = vr[u] = make_uint4(0, 0, 0, 0);
         if (j >= kmin && j <= kmax) {
           int64_t off;
           const bf16_t *kb, *vb;
@@ -149,8 +159,18 @@ __global__ void __launch_bounds__(WARPS * 32) AttentionKernel(const AttnParams p
             kb = p.k_new;
             vb = p.v_new;
           }
-          kv = Bf16x8ToHalf(*reinterpret_cast<const uint4*>(kb + off + piece * 8));
-          vv = Bf16x8ToHalf(*reinterpret_cast<const uint4*>(vb + off + piece * 8));
+          kr[u] = *reinterpret_cast<const uint4*>(kb + off + piece * 8);
+          vr[u] = *reinterpret_cast<const uint4*>(vb + off + piece * 8);
+        }
+      }
+#pragma unroll
+      for (int u = 0; u < kLoads; ++u) {
+        const int idx = threadIdx.x + u * WARPS * 32;
+        const int key = idx / kPieces, piece = idx % kPieces;
+        uint4 kv = kr[u], vv = vr[u];
+        if (!p.kv_f16) {
+          kv = Bf16x8ToHalf(kv);
+          vv = Bf16x8ToHalf(vv);
         }
         *reinterpret_cast<uint4*>(&ks[key * LDS + piece * 8]) = kv;
         *reinterpret_cast<uint4*>(&vs[key * LDS + piece * 8]) = vv;
@@ -308,8 +328,10 @@ void LaunchPrefillHd(const AttnParams& p, cudaStream_t stream) {
 
 template <int HD>
 void LaunchDecodeHd(const AttnParams& p, cudaStream_t stream) {
+  // Decode: one token per item, so only the first warp's rows are valid; the
+  // other warps share the loading of each K/V tile (4x fewer round trips).
   const dim3 grid(p.max_items, p.n_kv_heads, p.max_splits);
-  AttentionKernel<HD, 1, true><<<grid, 32, 0, stream>>>(p);
+  AttentionKernel<HD, kDecodeWarps, true><<<grid, kDecodeWarps * 32, 0, stream>>>(p);
   CUDA_CHECK_LAUNCH();
   AttentionCombineKernel<HD><<<dim3(p.max_items, p.n_heads), HD, 0, stream>>>(p);
   CUDA_CHECK_LAUNCH();

@@ -17,7 +17,8 @@ namespace {
 constexpr int kTypeF32 = 0, kTypeF16 = 1, kTypeQ8_0 = 8, kTypeBf16 = 30, kTypeMxfp4 = 39;
 __constant__ int8_t kMxfp4Doubled[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
 
-constexpr int kNormThreads = 256;
+constexpr int kNormThreads = 1024;
+constexpr int kNormPer = 4;  // d <= 4096
 constexpr int kMaxMoeK = 16;
 
 __device__ __forceinline__ float EmbedValue(const uint8_t* row, int type, int i) {
@@ -48,6 +49,11 @@ __global__ void EmbedKernel(const EmbedParams p) {
   }
 }
 
+// One block per token, kNormPer elements per thread held in registers: all
+// loads of the row (x, the residual terms, the norm weights) are requested
+// before any is used, so the kernel costs a few memory round trips whatever
+// the width. Indices past the row are clamped to a valid address and their
+// values never used.
 __global__ void __launch_bounds__(kNormThreads) AddNormKernel(const AddNormParams p) {
   __shared__ double partial[kNormThreads / 32];
   __shared__ float s_w[kMaxMoeK];
@@ -76,20 +82,51 @@ __global__ void __launch_bounds__(kNormThreads) AddNormKernel(const AddNormParam
     }
     s_k = k;
   }
-  __syncthreads();
-  double ss = 0.0;
-  for (int i = threadIdx.x; i < p.d; i += blockDim.x) {
-    float v = x[i];
-    if (p.add) v = __fadd_rn(v, p.add[static_cast<int64_t>(t) * p.d + i]);
-    if (p.moe_y) {
-      float m = 0.0f;
-      for (int j = 0; j < s_k; ++j) {
-        m = __fadd_rn(m, __fmul_rn(s_w[j], p.moe_y[static_cast<int64_t>(s_slot[j]) * p.d + i]));
+  int idx[kNormPer];
+  float v[kNormPer], nw[kNormPer], a[kNormPer];
+#pragma unroll
+  for (int u = 0; u < kNormPer; ++u) {
+    idx[u] = min(static_cast<int>(threadIdx.x) + u * kNormThreads, p.d - 1);
+    v[u] = x[idx[u]];
+    nw[u] = p.norm_w[idx[u]];
+    a[u] = p.add ? p.add[static_cast<int64_t>(t) * p.d + idx[u]] : 0.0f;
+  }
+  if (p.add) {
+#pragma unroll
+    for (int u = 0; u < kNormPer; ++u) v[u] = __fadd_rn(v[u], a[u]);
+  }
+  if (p.moe_y) {
+    __syncthreads();  // s_k, s_w, s_slot
+    float m[kNormPer];
+#pragma unroll
+    for (int u = 0; u < kNormPer; ++u) m[u] = 0.0f;
+    for (int j0 = 0; j0 < s_k; j0 += 4) {
+      float y[4][kNormPer];
+#pragma unroll
+      for (int jj = 0; jj < 4; ++jj) {
+        const float* row = p.moe_y + static_cast<int64_t>(s_slot[min(j0 + jj, s_k - 1)]) * p.d;
+#pragma unroll
+        for (int u = 0; u < kNormPer; ++u) y[jj][u] = row[idx[u]];
       }
-      v = __fadd_rn(v, m);
+#pragma unroll
+      for (int jj = 0; jj < 4; ++jj) {
+        if (j0 + jj < s_k) {
+          const float w = s_w[j0 + jj];
+#pragma unroll
+          for (int u = 0; u < kNormPer; ++u) m[u] = __fadd_rn(m[u], __fmul_rn(w, y[jj][u]));
+        }
+      }
     }
-    x[i] = v;
-    ss += static_cast<double>(v) * v;
+#pragma unroll
+    for (int u = 0; u < kNormPer; ++u) v[u] = __fadd_rn(v[u], m[u]);
+  }
+  double ss = 0.0;
+#pragma unroll
+  for (int u = 0; u < kNormPer; ++u) {
+    if (static_cast<int>(threadIdx.x) + u * kNormThreads < p.d) {
+      x[idx[u]] = v[u];
+      ss += static_cast<double>(v[u]) * v[u];
+    }
   }
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xFFFFFFFFu, ss, o);
@@ -98,12 +135,25 @@ __global__ void __launch_bounds__(kNormThreads) AddNormKernel(const AddNormParam
   double total = 0.0;
   for (int w = 0; w < kNormThreads / 32; ++w) total += partial[w];
   const float scale = static_cast<float>(1.0 / sqrt(total / static_cast<double>(p.d) + static_cast<double>(p.eps)));
-  for (int i = threadIdx.x; i < p.d; i += blockDim.x) {
-    const float h = __fmul_rn(__fmul_rn(x[i], scale), p.norm_w[i]);
-    const int64_t o = static_cast<int64_t>(t) * p.d + i;
-    reinterpret_cast<__half*>(p.h16)[o] = __float2half_rn(h);
-    if (p.h32) p.h32[o] = h;
+#pragma unroll
+  for (int u = 0; u < kNormPer; ++u) {
+    if (static_cast<int>(threadIdx.x) + u * kNormThreads < p.d) {
+      const float h = __fmul_rn(__fmul_rn(v[u], scale), nw[u]);
+      const int64_t o = static_cast<int64_t>(t) * p.d + idx[u];
+      reinterpret_cast<__half*>(p.h16)[o] = __float2half_rn(h);
+      if (p.h32) p.h32[o] = h;
+    }
   }
+}
+
+// A K/V element: bf16 (the cache format) or fp16 (precision experiment).
+__device__ __forceinline__ uint16_t ToKv(float v, int32_t f16) {
+  if (f16) {
+    const __half h = __float2half_rn(v);
+    return *reinterpret_cast<const uint16_t*>(&h);
+  }
+  const __nv_bfloat16 b = __float2bfloat16_rn(v);
+  return *reinterpret_cast<const uint16_t*>(&b);
 }
 
 __global__ void RopeKernel(const RopeParams p) {
@@ -132,14 +182,14 @@ __global__ void RopeKernel(const RopeParams p) {
       q[i] = __float2half_rn(ra);
       q[i + half] = __float2half_rn(rb);
     } else {
-      __nv_bfloat16* k =
-          reinterpret_cast<__nv_bfloat16*>(p.k_new) + static_cast<int64_t>(t) * kv_dim + (head - p.n_heads) * p.head_dim;
-      k[i] = __float2bfloat16_rn(ra);
-      k[i + half] = __float2bfloat16_rn(rb);
+      const int64_t o = static_cast<int64_t>(t) * kv_dim + (head - p.n_heads) * p.head_dim;
+      p.k_new[o + i] = ToKv(ra, p.kv_f16);
+      p.k_new[o + i + half] = ToKv(rb, p.kv_f16);
     }
   }
-  __nv_bfloat16* vo = reinterpret_cast<__nv_bfloat16*>(p.v_new) + static_cast<int64_t>(t) * kv_dim;
-  for (int i = threadIdx.x; i < kv_dim; i += blockDim.x) vo[i] = __float2bfloat16_rn(src[q_dim + kv_dim + i]);
+  for (int i = threadIdx.x; i < kv_dim; i += blockDim.x) {
+    p.v_new[static_cast<int64_t>(t) * kv_dim + i] = ToKv(src[q_dim + kv_dim + i], p.kv_f16);
+  }
 }
 
 __global__ void KvWriteKernel(const KvWriteParams p) {
@@ -178,8 +228,9 @@ void LaunchEmbed(const EmbedParams& p, cudaStream_t stream) {
 
 void LaunchAddNorm(const AddNormParams& p, cudaStream_t stream) {
   if (p.n_tokens <= 0) return;
-  if (p.moe_k > kMaxMoeK) {
-    std::fprintf(stderr, "LaunchAddNorm: at most %d experts per token\n", kMaxMoeK);
+  if (p.moe_k > kMaxMoeK || p.d > kNormThreads * kNormPer) {
+    std::fprintf(stderr, "LaunchAddNorm: at most %d experts per token and d <= %d\n", kMaxMoeK,
+                 kNormThreads * kNormPer);
     std::abort();
   }
   AddNormKernel<<<p.n_tokens, kNormThreads, 0, stream>>>(p);

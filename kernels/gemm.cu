@@ -9,9 +9,12 @@
 // order of layout.h: per chunk of 8 blocks an mma chain from zero, chunk sums
 // added in order, then the bias. Both kernels below follow it exactly, so they
 // are interchangeable bit for bit:
-//   - small batch: one CTA per row tile, one warp per chunk (split-K), the
-//     chunk sums reduced through shared memory; reads each weight once per 8
-//     tokens, at full memory bandwidth for decode;
+//   - small batch: one CTA of 2, 4 or 8 warps per row tile (per launch: as
+//     many as keep the CTAs in one wave), the chunks split among the warps
+//     (split-K), each warp streaming its chunks' tiles through a
+//     register ring (the next chunk's tile loads issued as soon as a slot is
+//     decoded), chunk sums reduced through shared memory in order; reads each
+//     weight once per 8 tokens (decode);
 //   - large batch: 8 row tiles x 64 tokens per CTA, the token tile staged in
 //     shared memory by cp.async (double buffered), weights streamed from
 //     global memory straight into registers.
@@ -29,7 +32,11 @@ namespace {
 
 constexpr int kLargeTokens = 64;      // tokens per large-batch CTA
 constexpr int kLargeWarps = 8;        // row tiles per large-batch CTA
-constexpr int kSmallMaxWarps = 16;    // chunks handled in parallel per small-batch CTA
+// Small batch: 2, 4 or 8 warps per CTA (each streams its chunks of the row
+// tile), picked per launch so that the CTAs fit in one wave when they can
+// (few row tiles: more warps split K) and stream long otherwise.
+constexpr int kSmallMaxWarps = 8;
+constexpr int kSmallWarpsPerSm = 16;  // resident at 107-128 registers per thread
 constexpr int kSmallTokens = 8;       // tokens per small-batch pass
 constexpr int kLargeStageUint4 = kChunkBlocks * kLargeTokens * 4;  // one stage of B, in 16-byte units
 constexpr int kLargeSmemBytes = 2 * kLargeStageUint4 * 16;
@@ -66,6 +73,39 @@ __device__ __forceinline__ void LoadTile(const TiledMatrix& w, int mat, int rt, 
   } else if constexpr (F == WFormat::kMxfp4) {
     t.q = __ldg(reinterpret_cast<const uint2*>(codes));
     t.e = __ldg(reinterpret_cast<const uint16_t*>(w.scales + mat * w.mat_scale_bytes + tile * 16 + (lane >> 2) * 2));
+  } else {
+    t.r0 = __ldg(reinterpret_cast<const uint4*>(codes));
+    t.r1 = __ldg(reinterpret_cast<const uint4*>(codes + 16));
+  }
+}
+
+// Where a lane's share of tile (rt, kb0) of matrix `mat` starts; tile kb0 + i
+// is i * TileCodeBytes(F) (codes) and i * TileScaleBytes(F) (scales) further,
+// so the loads of a chunk use one base address and immediate offsets.
+template <WFormat F>
+struct TilePtr {
+  const uint8_t* codes;
+  const uint8_t* scales;
+};
+template <WFormat F>
+__device__ __forceinline__ TilePtr<F> TileBase(const TiledMatrix& w, int mat, int rt, int kb0, int lane) {
+  const int64_t tile = static_cast<int64_t>(rt) * w.k_blocks + kb0;
+  TilePtr<F> t;
+  t.codes = w.codes + mat * w.mat_code_bytes + tile * TileCodeBytes(F) + lane * LaneCodeBytes(F);
+  t.scales = nullptr;
+  if constexpr (F == WFormat::kQ8_0) t.scales = w.scales + mat * w.mat_scale_bytes + tile * 32 + (lane >> 2) * 4;
+  if constexpr (F == WFormat::kMxfp4) t.scales = w.scales + mat * w.mat_scale_bytes + tile * 16 + (lane >> 2) * 2;
+  return t;
+}
+template <WFormat F>
+__device__ __forceinline__ void LoadTileAt(const TilePtr<F>& b, int i, TileRaw<F>& t) {
+  const uint8_t* codes = b.codes + i * TileCodeBytes(F);
+  if constexpr (F == WFormat::kQ8_0) {
+    t.q = __ldg(reinterpret_cast<const uint4*>(codes));
+    t.d = __ldg(reinterpret_cast<const uint32_t*>(b.scales + i * 32));
+  } else if constexpr (F == WFormat::kMxfp4) {
+    t.q = __ldg(reinterpret_cast<const uint2*>(codes));
+    t.e = __ldg(reinterpret_cast<const uint16_t*>(b.scales + i * 16));
   } else {
     t.r0 = __ldg(reinterpret_cast<const uint4*>(codes));
     t.r1 = __ldg(reinterpret_cast<const uint4*>(codes + 16));
@@ -126,22 +166,43 @@ __global__ void __launch_bounds__(kSmallMaxWarps * 32) GemmSmallBatchKernel(cons
   }
   const int kb_total = p.w.k_blocks;
   const int nchunks = (kb_total + kChunkBlocks - 1) / kChunkBlocks;
+  auto blocks_in = [&](int ch) { return min(kChunkBlocks, kb_total - ch * kChunkBlocks); };
 
   for (int b0 = b_begin; b0 < b_end; b0 += kSmallTokens) {
     const int b = b0 + r;
     const bool b_valid = b < b_end;
     const half_t* xrow = p.x + static_cast<int64_t>(b_valid ? (p.gather ? p.gather[b] : b) : 0) * p.ldx + c * 8;
-    for (int ch = warp; ch < nchunks; ch += nwarps) {
-      const int kb0 = ch * kChunkBlocks;
-      const int nb = min(kChunkBlocks, kb_total - kb0);
-      TileRaw<F> raw[kChunkBlocks];
-      uint4 xb[kChunkBlocks];
+    // The warp streams the tiles of its chunks (warp, warp + nwarps, ...)
+    // through a ring of kChunkBlocks registers: slot i is refilled with tile
+    // i of the next chunk as soon as it has been decoded, so about one
+    // chunk of weights is always in flight. The arithmetic per chunk is the
+    // canonical mma chain from zero.
+    TileRaw<F> raw[kChunkBlocks];
+    int ch = warp;
+    if (ch < nchunks) {
+      const int nb = blocks_in(ch);
+      const TilePtr<F> base = TileBase<F>(p.w, mat, rt, ch * kChunkBlocks, lane);
 #pragma unroll
       for (int i = 0; i < kChunkBlocks; ++i) {
-        if (i < nb) {
-          LoadTile<F>(p.w, mat, rt, kb0 + i, lane, raw[i]);
-          xb[i] = b_valid ? __ldg(reinterpret_cast<const uint4*>(xrow + (kb0 + i) * kBlockK)) : make_uint4(0, 0, 0, 0);
-        }
+        if (i < nb) LoadTileAt<F>(base, i, raw[i]);
+      }
+    }
+    for (; ch < nchunks; ch += nwarps) {
+      const int kb0 = ch * kChunkBlocks;
+      const int nb = blocks_in(ch);
+      const int next = ch + nwarps;
+      const int nb_next = next < nchunks ? blocks_in(next) : 0;
+      const TilePtr<F> base_next = TileBase<F>(p.w, mat, rt, next * kChunkBlocks, lane);
+      // The chunk's activations (L1/L2 hits: every CTA reads the same rows),
+      // all requested before the first use. Blocks past the chunk's end
+      // re-read its last block (a valid address; never used).
+      const uint4* xch = reinterpret_cast<const uint4*>(xrow + kb0 * kBlockK);
+      uint4 xb[kChunkBlocks];
+#pragma unroll
+      for (int i = 0; i < kChunkBlocks; ++i) xb[i] = __ldg(xch + min(i, nb - 1) * (kBlockK / 8));
+      if (!b_valid) {
+#pragma unroll
+        for (int i = 0; i < kChunkBlocks; ++i) xb[i] = make_uint4(0, 0, 0, 0);
       }
       float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
@@ -152,6 +213,7 @@ __global__ void __launch_bounds__(kSmallMaxWarps * 32) GemmSmallBatchKernel(cons
           MmaF16(acc, a[0], a[1], a[2], a[3], xb[i].x, xb[i].y);
           MmaF16(acc, a[4], a[5], a[6], a[7], xb[i].z, xb[i].w);
         }
+        if (i < nb_next) LoadTileAt<F>(base_next, i, raw[i]);
       }
       float* dst = part + ch * (kTileRows * kSmallTokens);
       dst[r * kSmallTokens + 2 * c] = acc[0];
@@ -343,11 +405,22 @@ __global__ void __launch_bounds__(256) GemvF32Kernel(const GemmParams p) {
 
 // --------------------------------------------------------------- launchers --
 
+int g_sm_count = 0;  // set by InitGemmKernels
+int SmCount() { return g_sm_count > 0 ? g_sm_count : 132; }
+
 template <WFormat F, GemmEpilogue EPI>
 void LaunchTyped(const GemmParams& p, GemmPath path, cudaStream_t stream) {
   if (path == GemmPath::kSmallBatch) {
     const int nchunks = (p.w.k_blocks + kChunkBlocks - 1) / kChunkBlocks;
-    const int warps = std::min(nchunks, kSmallMaxWarps);
+    const int64_t ctas = static_cast<int64_t>(p.w.row_tiles) * (p.moe ? p.groups.max_active : 1);
+    int warps = 2;
+    for (int w : {8, 4}) {
+      if (ctas <= static_cast<int64_t>(SmCount()) * (kSmallWarpsPerSm / w)) {
+        warps = w;
+        break;
+      }
+    }
+    warps = std::min(nchunks, warps);
     const dim3 grid(p.w.row_tiles, p.moe ? p.groups.max_active : 1);
     const size_t smem = static_cast<size_t>(nchunks) * kTileRows * kSmallTokens * sizeof(float);
     GemmSmallBatchKernel<F, EPI><<<grid, warps * 32, smem, stream>>>(p);
@@ -414,6 +487,9 @@ void LaunchGemm(const GemmParams& p, cudaStream_t stream) {
 }
 
 void InitGemmKernels() {
+  int dev = 0;
+  CUDA_CHECK(cudaGetDevice(&dev));
+  CUDA_CHECK(cudaDeviceGetAttribute(&g_sm_count, cudaDevAttrMultiProcessorCount, dev));
   SetLargeSmem<WFormat::kQ8_0, GemmEpilogue::kStoreF32>();
   SetLargeSmem<WFormat::kQ8_0, GemmEpilogue::kSwiGlu>();
   SetLargeSmem<WFormat::kMxfp4, GemmEpilogue::kStoreF32>();

@@ -122,6 +122,9 @@ struct RopeParams {
   half_t* q = nullptr;      // [n][q_dim]
   bf16_t* k_new = nullptr;  // [n][kv_dim]
   bf16_t* v_new = nullptr;
+  // Precision experiment (CudaBackendOptions::kv_fp16): k_new/v_new as fp16
+  // instead of bf16 (same bytes, 3 more mantissa bits).
+  int32_t kv_f16 = 0;
 };
 void LaunchRope(const RopeParams& p, cudaStream_t stream);
 
@@ -159,6 +162,7 @@ struct AttnParams {
   const float* sinks = nullptr;  // [n_heads]
   float scale_log2 = 0.0f;       // softmax scale * log2(e)
   int32_t n_heads = 0, n_kv_heads = 0, head_dim = 0;
+  int32_t kv_f16 = 0;     // K/V (cache and new) hold fp16 instead of bf16 (precision experiment)
   half_t* out = nullptr;  // [rows][n_heads][head_dim]
   // Work: prefill items (sequence, query tile) or decode items (sequence).
   const int32_t* items = nullptr;   // prefill: [2 * n]; decode: [n]

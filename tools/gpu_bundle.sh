@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds the CUDA binaries on this machine and collects them, with the shared
 # libraries they need (found by ldd; glibc, libstdc++, libgcc and the driver
-# are left to the GPU machine), into bundle/ (git-ignored). tools/gpu_run.sh
-# runs them on the GPU machine:
+# are left to the GPU machine), into bundle/ossgate-gpu.tar.xz (git-ignored).
+# tools/gpu_run.sh unpacks and runs them on the GPU machine:
 #   bash tools/gpu_bundle.sh            # then run(carry=["bundle"], "bash tools/gpu_run.sh")
 # Environment: OSSGATE_CUDA_BUILD (build dir, default build-cuda),
 # OSSGATE_CUDA_ARCHS (default 90a; e.g. "80;89;90a" for a portable build),
@@ -12,7 +12,10 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${OSSGATE_CUDA_BUILD:-$root/build-cuda}
 archs=${OSSGATE_CUDA_ARCHS:-90a}
 jobs=${OSSGATE_JOBS:-2}
-targets=(gpu_kernels_test gpu_backend_test gpu_backend_medium_test repack_test gpu_bench ossgate-make-model)
+# GPU tests and benchmark, the CPU checks they rely on, the model generator,
+# and the services + client for the end-to-end run (gpu_run.sh e2e).
+targets=(gpu_kernels_test gpu_backend_test gpu_backend_medium_test repack_test reference_forward_test gpu_bench
+         ossgate-make-model inference_worker provenance_service provctl ossgate-client)
 
 log=$(mktemp)
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DOSSGATE_CUDA=ON \
@@ -20,7 +23,10 @@ cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DOSSGATE_CUDA=
 rm -f "$log"
 cmake --build "$build" -j "$jobs" --target "${targets[@]}"
 
-bundle=$root/bundle
+# The files are assembled in $build/bundle-staging and shipped as one
+# xz-compressed tarball (about 10 MB instead of 50: what travels to the GPU
+# machine is limited to 64 MiB with the repository); gpu_run.sh unpacks it.
+bundle=$build/bundle-staging
 rm -rf "$bundle"
 mkdir -p "$bundle/bin" "$bundle/lib"
 for t in "${targets[@]}"; do
@@ -37,8 +43,17 @@ done | sort -u | while read -r soname path; do
     *) cp -L "$path" "$bundle/lib/$soname" ;;
   esac
 done
-git -C "$root" rev-parse --short HEAD > "$bundle/commit" 2>/dev/null || echo unknown > "$bundle/commit"
+# A development PKI for the end-to-end run (the GPU machine may lack the
+# openssl command line); development certificates only, valid 30 days.
+bash "$root/tools/certs/make_dev_pki.sh" "$bundle/pki" worker:worker-1 admin:admin-1 auditor:auditor-1 \
+  client:gpu-client >/dev/null
+out=$root/bundle
+rm -rf "$out"
+mkdir -p "$out"
+git -C "$root" rev-parse --short HEAD > "$out/commit" 2>/dev/null || echo unknown > "$out/commit"
 if ! git -C "$root" diff --quiet HEAD 2>/dev/null || [ -n "$(git -C "$root" status --porcelain 2>/dev/null)" ]; then
-  echo "with uncommitted changes" >> "$bundle/commit"
+  echo "with uncommitted changes" >> "$out/commit"
 fi
-du -sh "$bundle"
+cp "$out/commit" "$bundle/commit"
+tar -C "$bundle" -cf - bin lib pki commit | xz -T"$jobs" -6 > "$out/ossgate-gpu.tar.xz"
+du -sh "$bundle" "$out/ossgate-gpu.tar.xz"

@@ -115,6 +115,48 @@ double DecodeBytesFor(const ossgate::model::ModelConfig& c, int ctx) {
   return bytes;
 }
 
+// Per-phase table of a profiled batch-1 decode: ms per step, share, and for
+// the phases that stream weights or the KV cache, the bytes one call must
+// read and the bandwidth achieved.
+std::string PhaseTable(const std::vector<gpu::CudaBackend::ProfileEntry>& prof, const ossgate::model::ModelConfig& c,
+                       int ctx, int steps) {
+  using ossgate::kernels::TiledSize;
+  using ossgate::kernels::WFormat;
+  auto tiled = [](WFormat f, int64_t rows, int64_t cols, bool gu) {
+    const auto t = TiledSize(f, rows, cols, gu);
+    return static_cast<double>(t.codes + t.scales);
+  };
+  const int64_t D = c.d_model, Q = c.q_dim(), KV = c.kv_dim(), F = c.d_ff, K = c.n_experts_used;
+  int full = 0, sliding = 0;
+  for (int l = 0; l < c.n_layers; ++l) (c.IsSlidingLayer(l) ? sliding : full)++;
+  const double kv_per_layer =
+      2.0 * 2 * KV * (static_cast<double>(full) * ctx + static_cast<double>(sliding) * std::min(ctx, c.sliding_window)) /
+      c.n_layers;
+  auto bytes_of = [&](const std::string& n) -> double {
+    if (n == "qkv_gemm") return tiled(WFormat::kQ8_0, Q + 2 * KV, D, false);
+    if (n == "o_gemm") return tiled(WFormat::kQ8_0, D, Q, false);
+    if (n == "experts_gate_up") return K * tiled(WFormat::kMxfp4, F, D, true);
+    if (n == "experts_down") return K * tiled(WFormat::kMxfp4, D, F, false);
+    if (n == "unembedding") return tiled(WFormat::kQ8_0, c.vocab_size, D, false);
+    if (n == "attention") return kv_per_layer;
+    return 0;
+  };
+  double total = 0;
+  for (const auto& e : prof) total += e.ms;
+  std::vector<gpu::CudaBackend::ProfileEntry> rows = prof;
+  std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.ms > b.ms; });
+  std::string out = "| phase | ms/step | share | calls/step | us/call | MB/call | GB/s |\n|---|---:|---:|---:|---:|---:|---:|\n";
+  for (const auto& e : rows) {
+    const double per_call_us = e.calls ? e.ms * 1e3 / e.calls : 0;
+    const double mb = bytes_of(e.name) / 1e6;
+    out += absl::StrFormat("| %s | %.3f | %.1f%% | %.0f | %.1f | %s | %s |\n", e.name, e.ms / steps,
+                           total > 0 ? 100 * e.ms / total : 0.0, static_cast<double>(e.calls) / steps, per_call_us,
+                           mb > 0 ? absl::StrFormat("%.2f", mb) : "", mb > 0 ? absl::StrFormat("%.0f", mb * 1e3 / per_call_us) : "");
+  }
+  out += absl::StrFormat("| **total (eager)** | **%.3f** | | | | | |\n", total / steps);
+  return out;
+}
+
 struct Bench {
   gpu::CudaBackend& b;
   int vocab;
@@ -156,6 +198,9 @@ struct Bench {
       }
       if (i >= 3) times.push_back(Since(t0));  // first steps capture graphs
       toks = out;
+      for (int32_t& t : toks) {
+        if (t < 0 || t >= vocab) t = 1;  // phase-skipping runs compute garbage
+      }
     }
     std::sort(times.begin(), times.end());
     return times[times.size() / 2];
@@ -207,7 +252,8 @@ int main(int argc, char** argv) {
   const double upload_s = Since(t_up);
   const double ready_s = Since(g_start);
   gpu::CudaBackend& b = **backend;
-  const auto& c = b.config();
+  // A copy: the 24 GB section below runs after this backend is destroyed.
+  const ossgate::model::ModelConfig c = b.config();
   SamplePeak();
   Out(absl::StrFormat("%s\n%s\n\n", b.Description(), c.DebugString()));
   Out(absl::StrFormat(
@@ -250,6 +296,28 @@ int main(int argc, char** argv) {
     b.kv().RemoveSequence(2000);
     SamplePeak();
   }
+  // ---- graph-mode cost of each phase: batch-1 decode with the phase left out
+  {
+    Out("\n## Cost of each phase inside the decode graph (batch 1: step time minus the step time without it)\n\n"
+        "| phase | context | ms/step | us/launch |\n|---|---:|---:|---:|\n");
+    const auto& names = gpu::CudaBackend::PhaseNames();
+    for (int ctx : {128, 8192}) {
+      const ossgate::model::SeqId id = 6000 + ctx;
+      b.kv().AddSequence(id).IgnoreError();
+      bench.Prefill(id, ctx);
+      const double base = bench.Decode({id}, 24);
+      for (size_t i = 0; i < names.size(); ++i) {
+        if (ctx != 128 && names[i] != "attention") continue;
+        b.SetSkipPhases(1u << i);
+        const double t = bench.Decode({id}, 24);
+        const int launches = names[i] == "unembedding" ? 1 : c.n_layers;
+        Out(absl::StrFormat("| %s | %d | %.3f | %.1f |\n", names[i], ctx, (base - t) * 1e3, (base - t) * 1e6 / launches));
+      }
+      b.SetSkipPhases(0);
+      Out(absl::StrFormat("| (whole step) | %d | %.3f | |\n", ctx, base * 1e3));
+      b.kv().RemoveSequence(id);
+    }
+  }
   // ---- aggregate decode
   Out("\n## Aggregate decode (128-token prompts, greedy on the GPU)\n\n| sequences | ms/step | tok/s |\n|---:|---:|---:|\n");
   for (int n : {8, 32, 64, 128}) {
@@ -272,15 +340,20 @@ int main(int argc, char** argv) {
     for (auto id : ids) b.kv().RemoveSequence(id);
     SamplePeak();
   }
-  // ---- per-kernel breakdown (eager launches with events)
+  // ---- per-kernel breakdown (eager launches with events), batch-1 decode
+  // at both contexts, with the bytes each phase must read and its GB/s.
   b.SetProfiling(true);
-  b.kv().AddSequence(4000).IgnoreError();
-  bench.Prefill(4000, 128);
-  b.ResetProfile();
-  bench.Decode({4000}, 16);
-  Out("\n## Where a batch-1 decode step goes (context 128, eager launches, sum over 19 steps)\n\n```\n" +
-      b.ProfileReport() + "```\n");
-  b.kv().RemoveSequence(4000);
+  for (int ctx : {128, 8192}) {
+    const ossgate::model::SeqId id = ctx == 128 ? 4000 : 4002;
+    b.kv().AddSequence(id).IgnoreError();
+    bench.Prefill(id, ctx);
+    b.ResetProfile();
+    const int prof_steps = 16;
+    bench.Decode({id}, prof_steps);  // + 3 warm-up steps, all profiled
+    Out(absl::StrFormat("\n## Where a batch-1 decode step goes (context %d, eager launches timed with events)\n\n", ctx) +
+        PhaseTable(b.Profile(), c, ctx, prof_steps + 3));
+    b.kv().RemoveSequence(id);
+  }
   b.ResetProfile();
   b.kv().AddSequence(4001).IgnoreError();
   bench.Prefill(4001, 512);

@@ -153,8 +153,20 @@ class CudaBackendImpl final : public CudaBackend {
   VramReport Vram() const override { return vram_; }
   void SetProfiling(bool on) override { profiling_ = on; }
   std::string ProfileReport() const override;
+  std::vector<ProfileEntry> Profile() const override {
+    std::vector<ProfileEntry> v;
+    for (const auto& [name, e] : profile_) v.push_back({name, e.first, e.second});
+    return v;
+  }
   void ResetProfile() override { profile_.clear(); }
   void SetUseGraphs(bool on) override { use_graphs_ = on; }
+  void SetRoutingTrace(bool on) override;
+  void SetSkipPhases(uint32_t mask) override {
+    if (mask == skip_) return;
+    skip_ = mask;
+    DropGraphs();
+  }
+  std::vector<int32_t> TakeRoutingTrace() override { return std::exchange(trace_, {}); }
 
  private:
   CudaBackendImpl(model::ModelConfig config, const CudaBackendOptions& options, int max_context);
@@ -177,7 +189,12 @@ class CudaBackendImpl final : public CudaBackend {
   void CopyLogits(const PassShape& shape, bool graph, float* dst);
   void Mark(const char* name);
   void CollectProfile();
+  // After an eager pass has completed: profile marks and routing trace.
+  void CollectEager(const PassShape& shape);
   bool IsGraphStep(std::span<const SequenceStep> steps) const;
+  void DropGraphs();
+  // Whether phase `name` (one of PhaseNames()) runs (SetSkipPhases).
+  bool Runs(int phase) const { return (skip_ >> phase & 1u) == 0; }
 
   const model::ModelConfig config_;
   const model::RopeTables rope_;
@@ -264,12 +281,35 @@ class CudaBackendImpl final : public CudaBackend {
   int32_t* sampled_host_ = nullptr;
 
   std::map<PassShape, Graph> graphs_;
+  uint32_t skip_ = 0;
+
+  // Routing trace (test hook): ids of each layer of the current pass.
+  bool tracing_ = false;
+  int32_t* trace_host_ = nullptr;  // pinned [layers][max_tokens][k]
+  std::vector<int32_t> trace_;
 
   // Profiling (eager passes only).
   std::vector<std::pair<const char*, cudaEvent_t>> marks_;
   std::vector<cudaEvent_t> free_events_;
   std::map<std::string, std::pair<double, int64_t>> profile_;  // name -> (ms, count)
 };
+
+// Phases of a layer (and the unembedding), as marked in the profile.
+enum Phase : int {
+  kQkv = 0, kRope, kAttention, kKvWrite, kO, kAddNorm, kRouter, kGateUp, kDown, kCombineNorm, kUnembed, kNumPhases
+};
+
+}  // namespace
+
+const std::vector<std::string>& CudaBackend::PhaseNames() {
+  static const std::vector<std::string> names = {"qkv_gemm",        "rope",         "attention",
+                                                 "kv_write",        "o_gemm",       "add+norm",
+                                                 "router",          "experts_gate_up", "experts_down",
+                                                 "moe_combine+norm", "unembedding"};
+  return names;
+}
+
+namespace {
 
 // ------------------------------------------------------------ creation ----
 
@@ -287,12 +327,17 @@ CudaBackendImpl::CudaBackendImpl(model::ModelConfig config, const CudaBackendOpt
           config_.sliding_window),
       use_graphs_(options.use_graphs) {}
 
-CudaBackendImpl::~CudaBackendImpl() {
+void CudaBackendImpl::DropGraphs() {
   if (stream_) cudaStreamSynchronize(stream_);
   for (auto& [shape, g] : graphs_) {
     if (g.exec) cudaGraphExecDestroy(g.exec);
     if (g.graph) cudaGraphDestroy(g.graph);
   }
+  graphs_.clear();
+}
+
+CudaBackendImpl::~CudaBackendImpl() {
+  DropGraphs();
   for (auto& [name, ev] : marks_) cudaEventDestroy(ev);
   for (cudaEvent_t ev : free_events_) cudaEventDestroy(ev);
   if (stream_) cudaStreamDestroy(stream_);
@@ -335,6 +380,9 @@ absl::StatusOr<std::unique_ptr<CudaBackendImpl>> CudaBackendImpl::Create(const g
   }
   if (c.d_model % 32 != 0 || c.q_dim() % 32 != 0 || c.d_ff % 32 != 0) {
     return absl::UnimplementedError("CUDA backend: d_model, heads * head_dim and d_ff must be multiples of 32");
+  }
+  if (c.d_model > 4096) {
+    return absl::UnimplementedError(absl::StrCat("CUDA backend: d_model ", c.d_model, " (at most 4096)"));
   }
   if (c.n_experts > 256 || c.n_experts_used > 16) {
     return absl::UnimplementedError("CUDA backend: at most 256 experts and top-16");
@@ -827,6 +875,22 @@ void CudaBackendImpl::CollectProfile() {
   marks_.clear();
 }
 
+void CudaBackendImpl::SetRoutingTrace(bool on) {
+  if (on && trace_host_ == nullptr) {
+    trace_host_ = mem_.Host<int32_t>(static_cast<int64_t>(config_.n_layers) * max_tokens_ * config_.n_experts_used);
+  }
+  tracing_ = on;
+}
+
+void CudaBackendImpl::CollectEager(const PassShape& shape) {
+  CollectProfile();
+  if (tracing_) {
+    // The pass has completed (the caller synchronized the stream).
+    trace_.insert(trace_.end(), trace_host_,
+                  trace_host_ + static_cast<int64_t>(config_.n_layers) * shape.valid * config_.n_experts_used);
+  }
+}
+
 std::string CudaBackendImpl::ProfileReport() const {
   double total = 0;
   for (const auto& [name, e] : profile_) total += e.first;
@@ -887,7 +951,7 @@ void CudaBackendImpl::EnqueueLayers(const PassShape& shape) {
     g.bias = L.qkv_bias;
     g.out_f32 = qkv_;
     g.ldo = Q + 2 * KV;
-    kernels::LaunchGemm(g, s);
+    if (Runs(kQkv)) kernels::LaunchGemm(g, s);
     Mark("qkv_gemm");
 
     kernels::RopeParams rp;
@@ -902,7 +966,8 @@ void CudaBackendImpl::EnqueueLayers(const PassShape& shape) {
     rp.q = q16_;
     rp.k_new = k_new_;
     rp.v_new = v_new_;
-    kernels::LaunchRope(rp, s);
+    rp.kv_f16 = options_.kv_fp16 ? 1 : 0;
+    if (Runs(kRope)) kernels::LaunchRope(rp, s);
     Mark("rope");
 
     kernels::AttnParams ap;
@@ -921,13 +986,14 @@ void CudaBackendImpl::EnqueueLayers(const PassShape& shape) {
     ap.n_heads = c.n_heads;
     ap.n_kv_heads = c.n_kv_heads;
     ap.head_dim = c.head_dim;
+    ap.kv_f16 = options_.kv_fp16 ? 1 : 0;
     ap.out = attn_;
     if (shape.prefill_items > 0) {
       kernels::AttnParams pp = ap;
       pp.items = meta + m.prefill_items;
       pp.n_items = meta + 1;
       pp.max_items = shape.prefill_items;
-      kernels::LaunchAttentionPrefill(pp, s);
+      if (Runs(kAttention)) kernels::LaunchAttentionPrefill(pp, s);
     }
     if (shape.decode_items > 0) {
       kernels::AttnParams dp = ap;
@@ -937,7 +1003,7 @@ void CudaBackendImpl::EnqueueLayers(const PassShape& shape) {
       dp.split_off = meta + m.split_off;
       dp.part = part_;
       dp.max_splits = sliding ? shape.splits_sliding : shape.splits_full;
-      kernels::LaunchAttentionDecode(dp, s);
+      if (Runs(kAttention)) kernels::LaunchAttentionDecode(dp, s);
     }
     Mark("attention");
 
@@ -955,7 +1021,7 @@ void CudaBackendImpl::EnqueueLayers(const PassShape& shape) {
     kw.block_size = kv_.block_size();
     kw.n_kv_heads = c.n_kv_heads;
     kw.head_dim = c.head_dim;
-    kernels::LaunchKvWrite(kw, s);
+    if (Runs(kKvWrite)) kernels::LaunchKvWrite(kw, s);
     Mark("kv_write");
 
     g = kernels::GemmParams();
@@ -966,7 +1032,7 @@ void CudaBackendImpl::EnqueueLayers(const PassShape& shape) {
     g.bias = L.o_bias;
     g.out_f32 = proj_;
     g.ldo = D;
-    kernels::LaunchGemm(g, s);
+    if (Runs(kO)) kernels::LaunchGemm(g, s);
     Mark("o_gemm");
 
     np = kernels::AddNormParams();
@@ -978,7 +1044,7 @@ void CudaBackendImpl::EnqueueLayers(const PassShape& shape) {
     np.eps = c.rms_eps;
     np.h16 = h16_;
     np.h32 = h32_;
-    kernels::LaunchAddNorm(np, s);
+    if (Runs(kAddNorm)) kernels::LaunchAddNorm(np, s);
     Mark("add+norm");
 
     kernels::RouterParams rt;
@@ -992,7 +1058,7 @@ void CudaBackendImpl::EnqueueLayers(const PassShape& shape) {
     rt.k = K;
     rt.ids = ids_;
     rt.weights = wts_;
-    kernels::LaunchRouter(rt, s);
+    if (Runs(kRouter)) kernels::LaunchRouter(rt, s);
     const int max_tiles = kernels::MoeMaxTiles(T * K, c.n_experts, 64);
     kernels::MoeRouteParams mr;
     mr.ids = ids_;
@@ -1009,7 +1075,11 @@ void CudaBackendImpl::EnqueueLayers(const PassShape& shape) {
     mr.max_tiles = max_tiles;
     mr.slot_token = slot_token_;
     mr.pair_slot = pair_slot_;
-    kernels::LaunchMoeRoute(mr, s);
+    if (Runs(kRouter)) kernels::LaunchMoeRoute(mr, s);
+    if (tracing_) {
+      CUDA_CHECK(cudaMemcpyAsync(trace_host_ + static_cast<int64_t>(l) * shape.valid * K, ids_,
+                                 static_cast<size_t>(shape.valid) * K * sizeof(int32_t), cudaMemcpyDeviceToHost, s));
+    }
     Mark("router");
 
     kernels::MoeGroups groups;
@@ -1035,7 +1105,7 @@ void CudaBackendImpl::EnqueueLayers(const PassShape& shape) {
     g.swiglu_limit = c.swiglu_limit;
     g.moe = true;
     g.groups = groups;
-    kernels::LaunchGemm(g, s);
+    if (Runs(kGateUp)) kernels::LaunchGemm(g, s);
     Mark("experts_gate_up");
 
     g = kernels::GemmParams();
@@ -1048,7 +1118,7 @@ void CudaBackendImpl::EnqueueLayers(const PassShape& shape) {
     g.ldo = D;
     g.moe = true;
     g.groups = groups;
-    kernels::LaunchGemm(g, s);
+    if (Runs(kDown)) kernels::LaunchGemm(g, s);
     Mark("experts_down");
 
     np = kernels::AddNormParams();
@@ -1063,7 +1133,7 @@ void CudaBackendImpl::EnqueueLayers(const PassShape& shape) {
     np.norm_w = l + 1 < c.n_layers ? layers_[l + 1].attn_norm : output_norm_;
     np.eps = c.rms_eps;
     np.h16 = h16_;
-    kernels::LaunchAddNorm(np, s);
+    if (Runs(kCombineNorm)) kernels::LaunchAddNorm(np, s);
     Mark("moe_combine+norm");
   }
 }
@@ -1077,12 +1147,12 @@ void CudaBackendImpl::EnqueueLogits(int first_out_row, int n_rows) {
   g.n_b = n_rows;
   g.out_f32 = logits_dev_;
   g.ldo = config_.vocab_size;
-  kernels::LaunchGemm(g, stream_);
+  if (Runs(kUnembed)) kernels::LaunchGemm(g, stream_);
   Mark("unembedding");
 }
 
 bool CudaBackendImpl::IsGraphStep(std::span<const SequenceStep> steps) const {
-  if (!use_graphs_ || profiling_ || steps.empty() || static_cast<int>(steps.size()) > max_seqs_) return false;
+  if (!use_graphs_ || profiling_ || tracing_ || steps.empty() || static_cast<int>(steps.size()) > max_seqs_) return false;
   for (const SequenceStep& s : steps) {
     if (s.tokens.size() != 1 || s.logits == Logits::kAll) return false;
   }
@@ -1142,7 +1212,7 @@ absl::Status CudaBackendImpl::Forward(std::span<const SequenceStep> steps, std::
         out += static_cast<size_t>(n) * V;
       }
       CUDA_CHECK(cudaStreamSynchronize(stream_));
-      CollectProfile();
+      CollectEager(shape);
     }
     for (const PassSeq& ps : pass) kv_.Commit(steps[ps.step].seq, ps.end - ps.begin);
   }
@@ -1222,7 +1292,7 @@ absl::Status CudaBackendImpl::ForwardSample(std::span<const SequenceStep> steps,
     } else {
       CUDA_CHECK(cudaStreamSynchronize(stream_));
     }
-    if (!graph) CollectProfile();
+    if (!graph) CollectEager(shape);
     for (const PassSeq& ps : pass) kv_.Commit(steps[ps.step].seq, ps.end - ps.begin);
   }
   return absl::OkStatus();

@@ -36,6 +36,12 @@ struct CudaBackendOptions {
   int max_step_tokens = 2048;
   bool use_graphs = true;  // decode steps as CUDA graphs
   int upload_threads = 0;  // host threads repacking weights (0 = all cores)
+  // Precision experiment, not for serving: keep K/V in fp16 instead of bf16
+  // (same bytes; 11 instead of 8 significant bits, but a range that real
+  // models' keys may exceed). Attention reads K/V as fp16 either way, so this
+  // is exactly what an fp32 cache would give. Used by the accuracy tests to
+  // measure how much of the GPU-vs-CPU difference the bf16 cache causes.
+  bool kv_fp16 = false;
 };
 
 // Device memory by component, in bytes.
@@ -78,9 +84,25 @@ class CudaBackend : public model::Backend {
   // Per-kernel timing of eager steps (graphs are off while profiling).
   virtual void SetProfiling(bool on) = 0;
   virtual std::string ProfileReport() const = 0;
+  struct ProfileEntry {
+    std::string name;
+    double ms = 0;      // summed over calls
+    int64_t calls = 0;  // launches (one per layer for per-layer phases)
+  };
+  virtual std::vector<ProfileEntry> Profile() const = 0;
   virtual void ResetProfile() = 0;
   // Test hook: run decode steps eagerly even when graphs are enabled.
   virtual void SetUseGraphs(bool on) = 0;
+  // Test hook: while on, every pass runs eagerly and records the expert ids
+  // its router chose; TakeRoutingTrace returns them ([layer][token][k] per
+  // pass, passes in order) and clears the record.
+  virtual void SetRoutingTrace(bool on) = 0;
+  virtual std::vector<int32_t> TakeRoutingTrace() = 0;
+  // Benchmark hook (results become meaningless): leave out the launches of
+  // the phases whose bit is set (bit i = PhaseNames()[i]), so that timing
+  // graph replays with and without a phase gives its cost inside a graph.
+  virtual void SetSkipPhases(uint32_t mask) = 0;
+  static const std::vector<std::string>& PhaseNames();
 };
 
 // Binds and uploads the weights of `file` (which need not outlive the

@@ -6,6 +6,7 @@
 // paths, decode vs prefill attention) are compared exactly.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <map>
 #include <numeric>
 #include <random>
@@ -791,6 +792,38 @@ TEST(RouterTest, TopKAndWeightsMatchCpu) {
       ++checked;
     }
     EXPECT_GT(checked, T / 2);
+
+    // Batch invariance: token 5 alone gives bitwise the same result; a
+    // device count of valid rows (graphs) leaves the rows beyond it alone.
+    DevBuf<float> h5(std::vector<float>(h.begin() + 5 * d, h.begin() + 6 * d));
+    DevBuf<int32_t> ids5(k);
+    DevBuf<float> w5(k);
+    kernels::RouterParams p5 = p;
+    p5.h = h5.get();
+    p5.n_tokens = 1;
+    p5.ids = ids5.get();
+    p5.weights = w5.get();
+    kernels::LaunchRouter(p5, nullptr);
+    const auto i5 = ids5.Download();
+    const auto f5 = w5.Download();
+    for (int i = 0; i < k; ++i) {
+      EXPECT_EQ(i5[i], gids[5 * k + i]);
+      EXPECT_EQ(0, std::memcmp(&f5[i], &gw[5 * k + i], sizeof(float)));
+    }
+    DevBuf<int32_t> n_valid(std::vector<int32_t>{37});
+    ids.Poison();
+    p.n_valid = n_valid.get();
+    kernels::LaunchRouter(p, nullptr);
+    const auto gv = ids.Download();
+    for (int t = 0; t < T; ++t) {
+      for (int i = 0; i < k; ++i) {
+        if (t < 37) {
+          EXPECT_EQ(gv[t * k + i], gids[t * k + i]);
+        } else {
+          EXPECT_EQ(gv[t * k + i], -1) << "row beyond the valid count was written";
+        }
+      }
+    }
   }
 }
 

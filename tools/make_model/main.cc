@@ -31,6 +31,9 @@ ABSL_FLAG(int, d_ff, 0, "override expert_feed_forward_length");
 ABSL_FLAG(int, window, 0, "override attention.sliding_window");
 ABSL_FLAG(int, threads, 0, "generator threads (0 = all cores)");
 ABSL_FLAG(std::string, name, "ossgate-random", "general.name");
+ABSL_FLAG(double, residual_scale, 1.0,
+          "multiplies the spread of attn_output and ffn_down_exps (weights and biases), the matrices that write into "
+          "the residual stream; 1 keeps the default bytes, 'gpt2' style is 1/sqrt(2 * layers)");
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("Writes a gpt-oss GGUF file with seeded random weights.");
@@ -60,6 +63,7 @@ int main(int argc, char** argv) {
   spec.seed = absl::GetFlag(FLAGS_seed);
   spec.threads = absl::GetFlag(FLAGS_threads);
   spec.name = absl::GetFlag(FLAGS_name);
+  spec.residual_scale = static_cast<float>(absl::GetFlag(FLAGS_residual_scale));
   auto dense = ossgate::tools::ParseGgmlType(absl::GetFlag(FLAGS_dense_type));
   auto expert = ossgate::tools::ParseGgmlType(absl::GetFlag(FLAGS_expert_type));
   if (!dense.ok() || !expert.ok()) {

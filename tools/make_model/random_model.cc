@@ -97,6 +97,7 @@ std::vector<TensorPlan> PlanTensors(const RandomModelSpec& spec) {
   const int64_t D = c.d_model, V = c.vocab_size, Q = c.q_dim(), KV = c.kv_dim(), E = c.n_experts, F = c.d_ff;
   const float inv_d = 1.0f / std::sqrt(static_cast<float>(D));
   const GgmlType dense = spec.dense_type, ex = spec.expert_type, small = spec.small_type;
+  const float rs = spec.residual_scale;  // 1.0f: x * rs == x, the default bytes
   std::vector<TensorPlan> t;
   t.push_back({"token_embd.weight", dense, {D, V}, 0.0f, 1.0f});
   for (int l = 0; l < c.n_layers; ++l) {
@@ -108,8 +109,8 @@ std::vector<TensorPlan> PlanTensors(const RandomModelSpec& spec) {
     t.push_back({p + "attn_k.bias", small, {KV}, 0.0f, 0.1f});
     t.push_back({p + "attn_v.weight", dense, {D, KV}, 0.0f, inv_d});
     t.push_back({p + "attn_v.bias", small, {KV}, 0.0f, 0.1f});
-    t.push_back({p + "attn_output.weight", dense, {Q, D}, 0.0f, 1.0f / std::sqrt(static_cast<float>(Q))});
-    t.push_back({p + "attn_output.bias", small, {D}, 0.0f, 0.1f});
+    t.push_back({p + "attn_output.weight", dense, {Q, D}, 0.0f, 1.0f / std::sqrt(static_cast<float>(Q)) * rs});
+    t.push_back({p + "attn_output.bias", small, {D}, 0.0f, 0.1f * rs});
     t.push_back({p + "attn_sinks.weight", small, {c.n_heads}, 0.0f, 1.0f});
     t.push_back({p + "post_attention_norm.weight", small, {D}, 1.0f, 0.1f});
     t.push_back({p + "ffn_gate_inp.weight", small, {D, E}, 0.0f, 2.0f * inv_d});
@@ -120,8 +121,8 @@ std::vector<TensorPlan> PlanTensors(const RandomModelSpec& spec) {
     t.push_back({p + "ffn_gate_exps.bias", small, {F, E}, 0.0f, 0.1f});
     t.push_back({p + "ffn_up_exps.weight", ex, {D, F, E}, 0.0f, 3.0f * inv_d});
     t.push_back({p + "ffn_up_exps.bias", small, {F, E}, 0.0f, 0.1f});
-    t.push_back({p + "ffn_down_exps.weight", ex, {F, D, E}, 0.0f, 0.5f / std::sqrt(static_cast<float>(F))});
-    t.push_back({p + "ffn_down_exps.bias", small, {D, E}, 0.0f, 0.1f});
+    t.push_back({p + "ffn_down_exps.weight", ex, {F, D, E}, 0.0f, 0.5f / std::sqrt(static_cast<float>(F)) * rs});
+    t.push_back({p + "ffn_down_exps.bias", small, {D, E}, 0.0f, 0.1f * rs});
   }
   t.push_back({"output_norm.weight", small, {D}, 1.0f, 0.1f});
   t.push_back({"output.weight", dense, {D, V}, 0.0f, 2.0f * inv_d});
@@ -172,6 +173,9 @@ absl::Status WriteRandomModel(const RandomModelSpec& spec_in, const text::VocabS
   }
   if (c.d_model % 32 != 0 || c.q_dim() % 32 != 0 || c.d_ff % 32 != 0) {
     return absl::InvalidArgumentError("d_model, heads*head_dim and d_ff must be multiples of 32 (block size)");
+  }
+  if (!(spec.residual_scale > 0.0f) || !std::isfinite(spec.residual_scale)) {
+    return absl::InvalidArgumentError("residual_scale must be a positive finite number");
   }
 
   gguf::GgufWriter w;
