@@ -707,37 +707,7 @@ absl::Status CudaBackendImpl::AllocateRuntime() {
 // ---------------------------------------------------------------- steps ----
 
 absl::Status CudaBackendImpl::Validate(std::span<const SequenceStep> steps) {
-  const model::ModelConfig& c = config_;
-  std::set<SeqId> seen;
-  int needed_blocks = 0;
-  for (const SequenceStep& s : steps) {
-    if (!kv_.HasSequence(s.seq)) return absl::NotFoundError(absl::StrCat("Forward: unknown sequence ", s.seq));
-    if (!seen.insert(s.seq).second) {
-      return absl::InvalidArgumentError(absl::StrCat("Forward: sequence ", s.seq, " appears twice in one step"));
-    }
-    if (s.tokens.empty()) return absl::InvalidArgumentError(absl::StrCat("Forward: sequence ", s.seq, " has no tokens"));
-    for (int32_t t : s.tokens) {
-      if (t < 0 || t >= c.vocab_size) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("Forward: token id ", t, " is outside the vocabulary [0, ", c.vocab_size, ")"));
-      }
-    }
-    const int len = kv_.Length(s.seq);
-    const int64_t new_len = len + static_cast<int64_t>(s.tokens.size());
-    if (new_len > max_context_) {
-      return absl::InvalidArgumentError(absl::StrCat("Forward: sequence ", s.seq, " would reach ", new_len,
-                                                     " tokens, over the context limit of ", max_context_));
-    }
-    needed_blocks += kv_.FullBlocksFor(static_cast<int>(new_len)) - static_cast<int>(kv_.FullTable(s.seq).size());
-  }
-  if (needed_blocks > kv_.free_full_blocks()) {
-    return absl::ResourceExhaustedError(absl::StrCat("Forward: KV cache needs ", needed_blocks, " blocks, ",
-                                                     kv_.free_full_blocks(), " free"));
-  }
-  for (const SequenceStep& s : steps) {
-    if (absl::Status st = kv_.Reserve(s.seq, static_cast<int>(s.tokens.size())); !st.ok()) return st;
-  }
-  return absl::OkStatus();
+  return model::ValidateAndReserve(steps, config_.vocab_size, max_context_, kv_);
 }
 
 std::vector<std::vector<PassSeq>> CudaBackendImpl::PlanPasses(std::span<const SequenceStep> steps) const {

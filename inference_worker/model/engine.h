@@ -57,4 +57,12 @@ class Backend {
   virtual absl::Status Forward(std::span<const SequenceStep> steps, std::vector<float>* logits) = 0;
 };
 
+// The checks every backend's Forward makes before touching any state, then
+// the block reservation: each sequence registered, present once, with tokens
+// in [0, vocab_size), staying within max_context, and the KV pool holding the
+// blocks all of them need. NotFound / InvalidArgument / ResourceExhausted
+// (nothing reserved) name the sequence and the problem.
+absl::Status ValidateAndReserve(std::span<const SequenceStep> steps, int vocab_size, int max_context,
+                                KvBlockManager& kv);
+
 }  // namespace ossgate::model

@@ -1,0 +1,42 @@
+#include "inference_worker/model/engine.h"
+
+#include <set>
+
+#include "absl/strings/str_cat.h"
+
+namespace ossgate::model {
+
+absl::Status ValidateAndReserve(std::span<const SequenceStep> steps, int vocab_size, int max_context,
+                                KvBlockManager& kv) {
+  std::set<SeqId> seen;
+  int needed_blocks = 0;
+  for (const SequenceStep& s : steps) {
+    if (!kv.HasSequence(s.seq)) return absl::NotFoundError(absl::StrCat("Forward: unknown sequence ", s.seq));
+    if (!seen.insert(s.seq).second) {
+      return absl::InvalidArgumentError(absl::StrCat("Forward: sequence ", s.seq, " appears twice in one step"));
+    }
+    if (s.tokens.empty()) return absl::InvalidArgumentError(absl::StrCat("Forward: sequence ", s.seq, " has no tokens"));
+    for (int32_t t : s.tokens) {
+      if (t < 0 || t >= vocab_size) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("Forward: token id ", t, " is outside the vocabulary [0, ", vocab_size, ")"));
+      }
+    }
+    const int64_t new_len = kv.Length(s.seq) + static_cast<int64_t>(s.tokens.size());
+    if (new_len > max_context) {
+      return absl::InvalidArgumentError(absl::StrCat("Forward: sequence ", s.seq, " would reach ", new_len,
+                                                     " tokens, over the context limit of ", max_context));
+    }
+    needed_blocks += kv.FullBlocksFor(static_cast<int>(new_len)) - static_cast<int>(kv.FullTable(s.seq).size());
+  }
+  if (needed_blocks > kv.free_full_blocks()) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("Forward: KV cache needs ", needed_blocks, " blocks, ", kv.free_full_blocks(), " free"));
+  }
+  for (const SequenceStep& s : steps) {
+    if (absl::Status st = kv.Reserve(s.seq, static_cast<int>(s.tokens.size())); !st.ok()) return st;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace ossgate::model
