@@ -59,18 +59,18 @@ class GrpcProvenanceClient final : public ProvenanceClient {
   const absl::Duration timeout_;
 };
 
-bool IsLoopback(const std::string& address) {
+}  // namespace
+
+bool IsLoopbackAddress(const std::string& address) {
   return absl::StartsWith(address, "127.") || absl::StartsWith(address, "localhost:") ||
          absl::StartsWith(address, "[::1]");
 }
-
-}  // namespace
 
 absl::StatusOr<std::unique_ptr<ProvenanceClient>> MakeGrpcProvenanceClient(const ProvenanceClientConfig& c) {
   std::shared_ptr<grpc::ChannelCredentials> creds;
   grpc::ChannelArguments args;
   if (c.insecure_loopback) {
-    if (!IsLoopback(c.address)) {
+    if (!IsLoopbackAddress(c.address)) {
       return absl::InvalidArgumentError(absl::StrCat(
           "plaintext to the provenance service is allowed only on loopback, not '", c.address, "'; configure TLS"));
     }

@@ -24,6 +24,10 @@ struct ProvenanceClientConfig {
 // Reads the TLS material and creates the channel (it connects lazily).
 absl::StatusOr<std::unique_ptr<ProvenanceClient>> MakeGrpcProvenanceClient(const ProvenanceClientConfig& config);
 
+// True for host:port addresses on the loopback interface (127.x, localhost,
+// [::1]): where the worker allows plaintext in development.
+bool IsLoopbackAddress(const std::string& address);
+
 // Reads a whole small file (certificates, keys).
 absl::StatusOr<std::string> ReadSmallFile(const std::string& path);
 

@@ -35,11 +35,6 @@ void Log(const std::string& msg) {
   std::fflush(stderr);
 }
 
-bool IsLoopback(const std::string& address) {
-  return absl::StartsWith(address, "127.") || absl::StartsWith(address, "localhost:") ||
-         absl::StartsWith(address, "[::1]");
-}
-
 // Waits for SIGTERM/SIGINT on a dedicated thread (the signals are blocked in
 // every other thread).
 class SignalWatcher {
@@ -81,7 +76,7 @@ class SignalWatcher {
 
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(const WorkerConfig& c) {
   if (c.insecure_dev_loopback) {
-    if (!IsLoopback(c.listen)) {
+    if (!IsLoopbackAddress(c.listen)) {
       return absl::InvalidArgumentError(
           absl::StrCat("--insecure_dev_loopback allows only loopback listen addresses, not '", c.listen, "'"));
     }
