@@ -131,12 +131,15 @@ int main(int argc, char** argv) {
   using Clock = std::chrono::steady_clock;
   const auto t0 = Clock::now();
   std::vector<float> logits;
+  // Each step samples in the backend (on the GPU only the token id comes
+  // back) unless a penalty needs the logits on the host.
   model::SequenceStep step{1, prompt, model::Logits::kLast};
-  if (auto s = b.Forward({&step, 1}, &logits); !s.ok()) return Fail(s);
+  auto taken = model::ForwardStep(b, state, step, &logits);
+  if (!taken.ok()) return Fail(taken.status());
   const auto t_prefill = Clock::now();
   int32_t last = 0;
   for (;;) {
-    model::SequenceState::StepResult r = state.Step(logits);
+    const model::SequenceState::StepResult r = *std::move(taken);
     last = r.token;
     if (chat) {
       if (!r.text.empty() && (r.channel != "analysis" || show_analysis)) {
@@ -154,7 +157,8 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
     if (state.finished()) break;
     step = model::SequenceStep{1, {&last, 1}, model::Logits::kLast};
-    if (auto s = b.Forward({&step, 1}, &logits); !s.ok()) return Fail(s);
+    taken = model::ForwardStep(b, state, step, &logits);
+    if (!taken.ok()) return Fail(taken.status());
   }
   const auto t_end = Clock::now();
   std::printf("\n");

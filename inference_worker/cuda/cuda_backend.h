@@ -63,23 +63,16 @@ struct VramReport {
   std::string ToString() const;
 };
 
-// Sampling on the GPU for one sequence of a ForwardSample step.
-struct GpuSampling {
-  model::SamplingParams params;  // penalties must be off (they need the history)
-  uint64_t step = 0;             // RNG counter (index of the generated token)
-};
-
-// The extra surface of the CUDA backend (benchmarks, tests, the worker once
-// it samples on the GPU).
+// The extra surface of the CUDA backend (benchmarks, tests).
+//
+// Its model::Backend::ForwardSample samples on the GPU (greedy, temperature,
+// top-k, top-p, min-p; the same algorithm and Philox draws as
+// model::Sampler) and copies back only the token ids of the Logits::kLast
+// steps; kNone steps (prompt chunks) may share the batch, and decode batches
+// still run as CUDA graphs. top_k > 1024 falls back to the host sampler over
+// copied logits.
 class CudaBackend : public model::Backend {
  public:
-  // Like Forward, but samples every step's next token on the GPU (greedy,
-  // temperature, top-k, top-p, min-p; the same algorithm and Philox draws as
-  // model::Sampler) and returns only the token ids, one per step. Every step
-  // must ask for Logits::kLast. top_k > 1024 falls back to the host sampler
-  // over copied logits; penalties are refused (they need the history).
-  virtual absl::Status ForwardSample(std::span<const model::SequenceStep> steps, std::span<const GpuSampling> sampling,
-                                     std::vector<int32_t>* tokens) = 0;
   virtual VramReport Vram() const = 0;
   // Per-kernel timing of eager steps (graphs are off while profiling).
   virtual void SetProfiling(bool on) = 0;

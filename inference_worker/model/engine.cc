@@ -39,4 +39,45 @@ absl::Status ValidateAndReserve(std::span<const SequenceStep> steps, int vocab_s
   return absl::OkStatus();
 }
 
+absl::Status ValidateSampling(std::span<const SequenceStep> steps, std::span<const StepSampling> sampling) {
+  if (sampling.size() != steps.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("ForwardSample: ", sampling.size(), " sampling entries for ",
+                                                   steps.size(), " steps; one per step is required"));
+  }
+  for (size_t i = 0; i < steps.size(); ++i) {
+    if (steps[i].logits == Logits::kAll) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("ForwardSample: sequence ", steps[i].seq,
+                       " asks for Logits::kAll; ForwardSample samples one token per Logits::kLast step (use "
+                       "Forward for every position's logits)"));
+    }
+    if (steps[i].logits == Logits::kLast && UsesPenalties(sampling[i].params)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("ForwardSample: sequence ", steps[i].seq,
+                       " uses a repetition, presence or frequency penalty, which needs the token history; use "
+                       "Forward and sample on the host"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Backend::ForwardSample(std::span<const SequenceStep> steps, std::span<const StepSampling> sampling,
+                                    std::vector<int32_t>* tokens) {
+  // Checked before Forward so that a refused call changes no state.
+  if (absl::Status s = ValidateSampling(steps, sampling); !s.ok()) return s;
+  std::vector<float> logits;
+  if (absl::Status s = Forward(steps, &logits); !s.ok()) return s;
+  const size_t vocab = static_cast<size_t>(config().vocab_size);
+  tokens->clear();
+  size_t row = 0;
+  for (size_t i = 0; i < steps.size(); ++i) {
+    if (steps[i].logits != Logits::kLast) continue;
+    // No penalties (checked above), so the history is irrelevant.
+    const Sampler sampler(sampling[i].params);
+    tokens->push_back(sampler.Sample({logits.data() + row * vocab, vocab}, {}, sampling[i].step));
+    ++row;
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace ossgate::model

@@ -64,12 +64,21 @@ SequenceState::SequenceState(const text::Tokenizer& tokenizer, std::vector<int32
       stops_(params_.stop_strings) {}
 
 SequenceState::StepResult SequenceState::Step(std::span<float> logits) {
+  if (finished()) {
+    StepResult r;
+    r.finish = finish_;
+    return r;
+  }
+  return Accept(sampler_.Sample(logits, history_, generated_.size()));
+}
+
+SequenceState::StepResult SequenceState::Accept(int32_t token) {
   StepResult r;
   if (finished()) {
     r.finish = finish_;
     return r;
   }
-  r.token = sampler_.Sample(logits, history_, generated_.size());
+  r.token = token;
   generated_.push_back(r.token);
   history_.push_back(r.token);
   const bool stop_token =
@@ -106,6 +115,21 @@ SequenceState::StepResult SequenceState::Step(std::span<float> logits) {
   return r;
 }
 
+absl::StatusOr<SequenceState::StepResult> ForwardStep(Backend& backend, SequenceState& state, const SequenceStep& step,
+                                                      std::vector<float>* logits) {
+  if (step.logits != Logits::kLast) {
+    return absl::InvalidArgumentError("ForwardStep: the step must ask for Logits::kLast");
+  }
+  if (state.NeedsHostLogits()) {
+    if (absl::Status s = backend.Forward({&step, 1}, logits); !s.ok()) return s;
+    return state.Step(*logits);
+  }
+  const StepSampling sampling = state.NextSampling();
+  std::vector<int32_t> token;
+  if (absl::Status s = backend.ForwardSample({&step, 1}, {&sampling, 1}, &token); !s.ok()) return s;
+  return state.Accept(token.at(0));
+}
+
 absl::StatusOr<GenerationResult> GenerateOne(Backend& backend, const text::Tokenizer& tokenizer, SeqId seq,
                                              const std::vector<int32_t>& prompt, const GenerationParams& params,
                                              const std::function<void(const std::string&)>& on_text) {
@@ -115,12 +139,19 @@ absl::StatusOr<GenerationResult> GenerateOne(Backend& backend, const text::Token
   GenerationResult result;
   SequenceState state(tokenizer, prompt, params);
   std::vector<float> logits;
+  SequenceState::StepResult r;
+  // One step and its token.
+  auto run = [&](const SequenceStep& step) {
+    absl::StatusOr<SequenceState::StepResult> taken = ForwardStep(backend, state, step, &logits);
+    if (!taken.ok()) return taken.status();
+    r = *std::move(taken);
+    return absl::OkStatus();
+  };
   const auto t0 = Clock::now();
   SequenceStep step{seq, prompt, Logits::kLast};
-  absl::Status status = backend.Forward({&step, 1}, &logits);
+  absl::Status status = run(step);
   auto t_first = Clock::now();
   while (status.ok()) {
-    SequenceState::StepResult r = state.Step(logits);
     if (result.tokens.empty()) t_first = Clock::now();
     result.tokens.push_back(r.token);
     result.text += r.text;
@@ -130,7 +161,7 @@ absl::StatusOr<GenerationResult> GenerateOne(Backend& backend, const text::Token
       break;
     }
     step = SequenceStep{seq, {&result.tokens.back(), 1}, Logits::kLast};
-    status = backend.Forward({&step, 1}, &logits);
+    status = run(step);
   }
   backend.kv().RemoveSequence(seq);
   if (!status.ok()) return status;

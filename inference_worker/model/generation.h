@@ -50,7 +50,9 @@ class StopMatcher {
 };
 
 // The state of one sequence being generated, independent of the backend:
-// feed it the logits of its last position, get the next token and the text.
+// feed it the logits of its last position (Step), or a token the backend
+// sampled (Accept, after Backend::ForwardSample with NextSampling()), and get
+// the text. Both give the same token and text for the same logits.
 class SequenceState {
  public:
   SequenceState(const text::Tokenizer& tokenizer, std::vector<int32_t> prompt, GenerationParams params);
@@ -61,8 +63,20 @@ class SequenceState {
     std::string channel;              // harmony channel of `text` (harmony mode only)
     FinishReason finish = FinishReason::kNone;
   };
-  // Samples from `logits` (modified in place), updates the state.
+  // Samples from `logits` (modified in place: penalties), then Accept()s the
+  // token. After the end, returns the finish reason and no token.
   StepResult Step(std::span<float> logits);
+  // Records `token` as the next generated token and returns its text: stop
+  // ids, stop strings, text decoding, harmony, max tokens. Use it with a
+  // token sampled as NextSampling() says. After the end, returns the finish
+  // reason and no token.
+  StepResult Accept(int32_t token);
+  // How Step would sample the next token: the request's parameters and the
+  // RNG counter (the number of tokens generated so far).
+  StepSampling NextSampling() const { return {params_.sampling, generated_.size()}; }
+  // Whether the next token needs the logits on the host (penalties use the
+  // history); if not, Backend::ForwardSample can sample it.
+  bool NeedsHostLogits() const { return UsesPenalties(params_.sampling); }
 
   const std::vector<int32_t>& prompt() const { return prompt_; }
   const std::vector<int32_t>& generated() const { return generated_; }
@@ -82,6 +96,14 @@ class SequenceState {
   FinishReason finish_ = FinishReason::kNone;
 };
 
+// Runs `step` (one sequence, Logits::kLast) on `backend` and feeds the next
+// token to `state`: sampled in the backend (ForwardSample with
+// state.NextSampling(); on the GPU only the token id comes back) unless
+// state.NeedsHostLogits(), else sampled on the host from Forward's logits
+// (Step). The same token either way. `logits` is scratch space.
+absl::StatusOr<SequenceState::StepResult> ForwardStep(Backend& backend, SequenceState& state, const SequenceStep& step,
+                                                      std::vector<float>* logits);
+
 struct GenerationResult {
   std::vector<int32_t> tokens;
   std::string text;
@@ -91,7 +113,8 @@ struct GenerationResult {
 };
 
 // Runs one sequence to completion on `backend` (prefill in one step, then
-// decode). on_text receives each text delta as it is produced (may be null).
+// decode), sampling in the backend (ForwardSample) unless penalties need the
+// host. on_text receives each text delta as it is produced (may be null).
 // The sequence id `seq` must be unused; it is removed at the end.
 absl::StatusOr<GenerationResult> GenerateOne(Backend& backend, const text::Tokenizer& tokenizer, SeqId seq,
                                              const std::vector<int32_t>& prompt, const GenerationParams& params,

@@ -54,10 +54,14 @@ float PhiloxUniform(uint64_t seed, uint64_t counter) {
   return static_cast<float>(out[0] >> 8) * (1.0f / 16777216.0f);
 }
 
+bool UsesPenalties(const SamplingParams& p) {
+  return p.repetition_penalty != 1.0f || p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f;
+}
+
 int32_t Sampler::Sample(std::span<float> logits, std::span<const int32_t> history, uint64_t step) const {
   const SamplingParams& p = params_;
   const int32_t n = static_cast<int32_t>(logits.size());
-  if (p.repetition_penalty != 1.0f || p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f) {
+  if (UsesPenalties(p)) {
     std::unordered_map<int32_t, int> counts;
     for (int32_t t : history) {
       if (t >= 0 && t < n) ++counts[t];

@@ -22,6 +22,10 @@ struct SamplingParams {
   uint64_t seed = 0;
 };
 
+// Whether any of the penalties is on. Penalties need the token history, so
+// only the host can apply them (Backend::ForwardSample refuses them).
+bool UsesPenalties(const SamplingParams& p);
+
 // The Philox4x32-10 block function (Salmon et al., SC'11; Random123's
 // philox4x32 with 10 rounds): a pure function of a 128-bit counter and a
 // 64-bit key, words in Random123 order.

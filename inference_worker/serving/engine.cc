@@ -177,10 +177,18 @@ void Engine::Finish(SeqId id, Active& a, FinishReason reason, const std::string&
 
 void Engine::Loop() {
   std::vector<float> logits;
+  std::vector<int32_t> sampled;
   const int vocab = backend_.config().vocab_size;
   for (;;) {
     std::vector<ScheduledSeq> plan;
     std::vector<model::SequenceStep> steps;
+    std::vector<model::StepSampling> sampling;  // one per step (ForwardSample)
+    // Whether a sequence of the plan needs its logits on the host: log
+    // probabilities are computed from them and penalties need the history.
+    // Then the whole step runs through Forward and every sequence samples on
+    // the host; otherwise the backend samples (on the GPU only the token ids
+    // come back). Both give the same tokens.
+    bool host_logits = false;
     {
       std::unique_lock<std::mutex> lock(mu_);
       for (auto it = active_.begin(); it != active_.end();) {
@@ -209,12 +217,15 @@ void Engine::Loop() {
         if (a.admitted < 0) a.admitted = now;
         steps.push_back({s.id, std::span<const int32_t>(a.tokens.data() + s.first_token, s.n_tokens),
                          s.samples ? model::Logits::kLast : model::Logits::kNone});
+        sampling.push_back(s.samples ? a.state->NextSampling() : model::StepSampling{});
+        if (s.samples && (a.request.logprobs >= 0 || a.state->NeedsHostLogits())) host_logits = true;
       }
     }
 
     // The step itself runs without the lock: Submit may add entries to
     // active_, but only this thread removes them or touches their tokens.
-    const absl::Status status = backend_.Forward(steps, &logits);
+    const absl::Status status =
+        host_logits ? backend_.Forward(steps, &logits) : backend_.ForwardSample(steps, sampling, &sampled);
 
     std::lock_guard<std::mutex> lock(mu_);
     size_t row = 0;
@@ -228,9 +239,17 @@ void Engine::Loop() {
       }
       scheduler_.OnStepDone(s);
       if (!s.samples) continue;
-      std::span<float> lg(logits.data() + row * vocab, vocab);
+      // Rows of logits (Forward) or sampled tokens (ForwardSample): one per
+      // sampling sequence, in plan order.
+      std::span<float> lg;
+      model::SequenceState::StepResult r;
+      if (host_logits) {
+        lg = std::span<float>(logits.data() + row * vocab, vocab);
+        r = a.state->Step(lg);
+      } else {
+        r = a.state->Accept(sampled[row]);
+      }
       ++row;
-      model::SequenceState::StepResult r = a.state->Step(lg);
       a.tokens.push_back(r.token);
       const double now = Now();
       if (a.first_token < 0) {
@@ -245,7 +264,7 @@ void Engine::Loop() {
       c.tokens.push_back(r.token);
       c.text = std::move(r.text);
       c.channel = std::move(r.channel);
-      if (a.request.logprobs >= 0) {
+      if (a.request.logprobs >= 0) {  // then host_logits
         c.logprobs.push_back(ComputeLogprobs(lg, a.request.params.sampling.temperature, r.token, a.request.logprobs));
       }
       if (r.finish == FinishReason::kNone) {

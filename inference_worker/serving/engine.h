@@ -1,6 +1,9 @@
 // The serving engine: one thread that runs the continuous-batching loop
-// (scheduler -> backend step -> sampling -> streams) over any Backend. The
-// gRPC layer submits requests and reads their output streams; it never
+// (scheduler -> backend step with sampling -> streams) over any Backend. A
+// step samples inside the backend (Backend::ForwardSample: on the GPU only
+// the token ids come back) unless a sequence in it needs host logits (log
+// probabilities or penalties); then it runs Forward and samples on the host.
+// The gRPC layer submits requests and reads their output streams; it never
 // touches the backend.
 //
 // Threading: Submit, Abort and Stats are thread-safe. Everything else runs on

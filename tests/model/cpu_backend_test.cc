@@ -160,6 +160,158 @@ TEST_F(CpuBackendTest, RejectsBadStepsWithoutChangingState) {
   EXPECT_EQ(backend->kv().AddSequence(3).code(), absl::StatusCode::kResourceExhausted);
 }
 
+// ---------------------------------------------------------------------------
+// ForwardSample (the Backend default: Forward, then model::Sampler per row)
+
+// One part of a round of RunRounds: sequence `seq` feeds its next `n` prompt
+// tokens, or (n = 0) the token it sampled last.
+struct Part {
+  int seq = 0;
+  int n = 0;
+};
+
+// Runs `rounds` on sequences first_id + i (prompt i, params[i]); a step asks
+// for kLast once its prompt is fed, else kNone. With `forward_sample` the
+// backend samples (RNG counter: tokens generated so far + step_offset;
+// kNone steps get a penalised entry, which must be ignored); otherwise
+// Forward and model::Sampler on each kLast row. Returns the sampled tokens
+// per sequence and removes the sequences.
+std::vector<std::vector<int32_t>> RunRounds(model::Backend& b, model::SeqId first_id,
+                                            const std::vector<std::vector<int32_t>>& prompts,
+                                            const std::vector<model::SamplingParams>& params,
+                                            const std::vector<std::vector<Part>>& rounds, bool forward_sample,
+                                            uint64_t step_offset = 0) {
+  const size_t V = static_cast<size_t>(b.config().vocab_size);
+  model::SamplingParams penalised;
+  penalised.repetition_penalty = 1.5f;
+  std::vector<size_t> fed(prompts.size(), 0);
+  std::vector<std::vector<int32_t>> gen(prompts.size());
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    EXPECT_TRUE(b.kv().AddSequence(first_id + static_cast<model::SeqId>(i)).ok());
+  }
+  for (size_t round = 0; round < rounds.size(); ++round) {
+    std::vector<SequenceStep> steps;
+    std::vector<model::StepSampling> sampling;
+    std::vector<size_t> sampled_seq;  // the sequence of each kLast step, in step order
+    for (const Part& p : rounds[round]) {
+      const size_t i = static_cast<size_t>(p.seq);
+      std::span<const int32_t> toks;
+      if (p.n > 0) {
+        toks = {prompts[i].data() + fed[i], static_cast<size_t>(p.n)};
+        fed[i] += static_cast<size_t>(p.n);
+      } else {
+        toks = {&gen[i].back(), 1};
+      }
+      const bool last = fed[i] == prompts[i].size();
+      const model::Logits kind = last ? model::Logits::kLast : model::Logits::kNone;
+      steps.push_back({first_id + static_cast<model::SeqId>(i), toks, kind});
+      sampling.push_back(last ? model::StepSampling{params[i], gen[i].size() + step_offset}
+                              : model::StepSampling{penalised, 0});
+      if (last) sampled_seq.push_back(i);
+    }
+    std::vector<int32_t> tokens;
+    if (forward_sample) {
+      const absl::Status s = b.ForwardSample(steps, sampling, &tokens);
+      EXPECT_TRUE(s.ok()) << "round " << round << ": " << s;
+    } else {
+      std::vector<float> logits;
+      const absl::Status s = b.Forward(steps, &logits);
+      EXPECT_TRUE(s.ok()) << "round " << round << ": " << s;
+      EXPECT_EQ(logits.size(), sampled_seq.size() * V);
+      for (size_t r = 0; r < sampled_seq.size() && (r + 1) * V <= logits.size(); ++r) {
+        const size_t i = sampled_seq[r];
+        tokens.push_back(model::Sampler(params[i]).Sample({logits.data() + r * V, V}, {}, gen[i].size()));
+      }
+    }
+    EXPECT_EQ(tokens.size(), sampled_seq.size()) << "round " << round;
+    if (tokens.size() != sampled_seq.size()) break;
+    for (size_t r = 0; r < tokens.size(); ++r) gen[sampled_seq[r]].push_back(tokens[r]);
+  }
+  for (size_t i = 0; i < prompts.size(); ++i) b.kv().RemoveSequence(first_id + static_cast<model::SeqId>(i));
+  return gen;
+}
+
+// The serving engine's batches: prompt chunks (kNone) next to decode steps
+// and last chunks (kLast). ForwardSample returns, per kLast step in step
+// order, exactly the token model::Sampler draws from Forward's logits.
+TEST_F(CpuBackendTest, ForwardSampleOfMixedBatchesEqualsForwardAndTheSampler) {
+  auto backend = MakeBackend(*model_->file, 8);
+  ASSERT_NE(backend, nullptr);
+  const int V = backend->config().vocab_size;
+  const std::vector<std::vector<int32_t>> prompts = {RandomTokens(12, V, 11), RandomTokens(15, V, 12),
+                                                     RandomTokens(7, V, 13)};
+  std::vector<model::SamplingParams> params(3);
+  params[0].temperature = 0.0f;  // greedy
+  params[1].temperature = 0.9f, params[1].top_k = 20, params[1].top_p = 0.9f, params[1].seed = 5;
+  params[2].temperature = 1.3f, params[2].min_p = 0.02f, params[2].seed = 6;
+  const std::vector<std::vector<Part>> rounds = {
+      {{0, 12}, {1, 9}},          // kLast prompt, kNone chunk
+      {{2, 4}, {0, 0}, {1, 6}},   // kNone chunk first, then a decode step and a last chunk
+      {{0, 0}, {2, 3}, {1, 0}},   // a last chunk between decode steps
+      {{1, 0}, {2, 0}, {0, 0}}, {{2, 0}, {0, 0}, {1, 0}}, {{0, 0}, {1, 0}, {2, 0}},
+      {{0, 0}, {1, 0}, {2, 0}}, {{0, 0}, {1, 0}, {2, 0}}, {{0, 0}, {1, 0}, {2, 0}},
+  };
+  const auto want = RunRounds(*backend, 1, prompts, params, rounds, /*forward_sample=*/false);
+  const auto got = RunRounds(*backend, 11, prompts, params, rounds, /*forward_sample=*/true);
+  ASSERT_EQ(want[0].size(), 9u);
+  ASSERT_EQ(want[1].size(), 8u);
+  ASSERT_EQ(want[2].size(), 7u);
+  for (size_t i = 0; i < prompts.size(); ++i) EXPECT_EQ(got[i], want[i]) << "sequence " << i;
+
+  // The RNG counter is what the caller passes: another counter draws other
+  // tokens for the seeded sequences (so the comparison above would catch a
+  // backend that ignored it), and greedy does not care.
+  const auto shifted = RunRounds(*backend, 21, prompts, params, rounds, /*forward_sample=*/true, /*step_offset=*/1);
+  EXPECT_EQ(shifted[0], want[0]);
+  EXPECT_TRUE(shifted[1] != want[1] || shifted[2] != want[2]);
+}
+
+TEST_F(CpuBackendTest, ForwardSampleRefusesPenaltiesAndKAllWithoutChangingState) {
+  auto backend = MakeBackend(*model_->file);
+  ASSERT_NE(backend, nullptr);
+  const auto tokens = RandomTokens(5, backend->config().vocab_size, 14);
+  ASSERT_TRUE(backend->kv().AddSequence(1).ok());
+  std::vector<int32_t> out;
+  SequenceStep last{1, tokens, model::Logits::kLast};
+
+  model::StepSampling repetition, presence, frequency;
+  repetition.params.repetition_penalty = 1.1f;
+  presence.params.presence_penalty = 0.5f;
+  frequency.params.frequency_penalty = 0.5f;
+  for (const model::StepSampling& pen : {repetition, presence, frequency}) {
+    const absl::Status s = backend->ForwardSample({&last, 1}, {&pen, 1}, &out);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+    EXPECT_NE(s.message().find("sequence 1 uses a repetition, presence or frequency penalty"), std::string::npos)
+        << s;
+    EXPECT_NE(s.message().find("token history"), std::string::npos) << s;
+  }
+
+  model::StepSampling greedy;
+  greedy.params.temperature = 0.0f;
+  SequenceStep all{1, tokens, model::Logits::kAll};
+  absl::Status s = backend->ForwardSample({&all, 1}, {&greedy, 1}, &out);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_NE(s.message().find("sequence 1 asks for Logits::kAll"), std::string::npos) << s;
+
+  const std::vector<model::StepSampling> two(2, greedy);
+  s = backend->ForwardSample({&last, 1}, two, &out);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_NE(s.message().find("2 sampling entries for 1 steps"), std::string::npos) << s;
+
+  // Nothing ran; the same step then samples normally.
+  EXPECT_EQ(backend->kv().Length(1), 0);
+  ASSERT_TRUE(backend->ForwardSample({&last, 1}, {&greedy, 1}, &out).ok());
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(backend->kv().Length(1), 5);
+  // Forward's errors come through unchanged.
+  const int32_t bad_tok = 100000;
+  SequenceStep bad{1, {&bad_tok, 1}, model::Logits::kLast};
+  s = backend->ForwardSample({&bad, 1}, {&greedy, 1}, &out);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_NE(s.message().find("outside the vocabulary"), std::string::npos) << s;
+  EXPECT_EQ(backend->kv().Length(1), 5);
+}
+
 TEST(CpuBackendTypes, EveryDenseTypeMatchesTheReference) {
   for (auto type : {gguf::GgmlType::kF32, gguf::GgmlType::kF16, gguf::GgmlType::kBF16, gguf::GgmlType::kQ8_0}) {
     const std::string path = WriteTestModel(absl::StrCat("types", static_cast<int>(type)), [&](tools::RandomModelSpec& s) {

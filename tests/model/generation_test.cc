@@ -411,5 +411,52 @@ TEST_F(SequenceStateTest, SameSeedGivesTheSameTokensAndStepAdvancesTheRng) {
   EXPECT_GT(distinct.size(), 30u);  // not the same draw every step
 }
 
+// Backend::ForwardSample's contract with the engine: NextSampling() is what
+// Step passes to the sampler (params, and the number of tokens generated so
+// far as the RNG counter), and Accept() of that token gives Step's result.
+TEST_F(SequenceStateTest, NextSamplingAndAcceptGiveWhatStepGives) {
+  GenerationParams p;
+  p.sampling.temperature = 0.9f;
+  p.sampling.top_k = 50;
+  p.sampling.top_p = 0.95f;
+  p.sampling.seed = 4242;
+  p.max_tokens = 30;
+  p.stop_strings = {"xyz"};
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<float> dist(-3.0f, 3.0f);
+  SequenceState stepped(*tokenizer_, Bytes("q"), p), accepted(*tokenizer_, Bytes("q"), p);
+  EXPECT_FALSE(accepted.NeedsHostLogits());
+  for (int i = 0; !stepped.finished(); ++i) {
+    std::vector<float> l(vocab_);
+    for (float& x : l) x = dist(rng);
+    const StepSampling next = accepted.NextSampling();
+    EXPECT_EQ(next.step, static_cast<uint64_t>(i));
+    EXPECT_EQ(next.params.seed, 4242u);
+    std::vector<float> l2 = l;
+    const int32_t token = Sampler(next.params).Sample(l2, {}, next.step);
+    const SequenceState::StepResult a = stepped.Step(l);
+    const SequenceState::StepResult b = accepted.Accept(token);
+    EXPECT_EQ(a.token, b.token) << "step " << i;
+    EXPECT_EQ(a.text, b.text) << "step " << i;
+    EXPECT_EQ(a.finish, b.finish) << "step " << i;
+  }
+  EXPECT_EQ(stepped.generated(), accepted.generated());
+  EXPECT_EQ(stepped.generated().size(), 30u);
+  EXPECT_EQ(accepted.finish_reason(), FinishReason::kLength);
+  // After the end Accept takes no token, as Step.
+  EXPECT_EQ(accepted.Accept('a').token, -1);
+  EXPECT_EQ(accepted.generated().size(), 30u);
+}
+
+TEST_F(SequenceStateTest, PenaltiesNeedHostLogits) {
+  for (int which = 0; which < 3; ++which) {
+    GenerationParams p;
+    if (which == 0) p.sampling.repetition_penalty = 1.2f;
+    if (which == 1) p.sampling.presence_penalty = 0.1f;
+    if (which == 2) p.sampling.frequency_penalty = 0.1f;
+    EXPECT_TRUE(SequenceState(*tokenizer_, Bytes("q"), p).NeedsHostLogits()) << which;
+  }
+}
+
 }  // namespace
 }  // namespace ossgate::model
