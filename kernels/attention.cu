@@ -13,8 +13,11 @@
 // from the state (m = sink, l = 0, O = 0) and the split states are merged
 // left to right from that same state. A tile or split in which a row sees no
 // key leaves its state bit-for-bit unchanged, so rows may share a CTA with
-// rows of other positions. Decode runs the splits of a row in parallel CTAs
-// and merges them in AttentionCombineKernel; prefill merges in registers.
+// rows of other positions. Decode with many splits runs the splits of a row
+// in parallel CTAs and merges them in AttentionCombineKernel; prefill, and
+// decode with at most kMaxSerialSplits splits (sliding layers, short
+// contexts), merge in registers with the same arithmetic and skip the
+// combine launch.
 // A decode CTA has 4 warps: the first computes (one query token = G rows),
 // all four load the K/V tiles.
 #include <cstdio>
@@ -31,6 +34,7 @@ constexpr int kKT = kAttnTileKeys;
 constexpr int kTilesPerSplit = kAttnSplitKeys / kAttnTileKeys;
 constexpr int kPrefillWarps = 4;
 constexpr int kDecodeWarps = 4;
+constexpr int kMaxSerialSplits = 2;  // decode: splits one CTA merges itself
 
 __device__ __forceinline__ void MergeState(float& m, float& l, float& o, float mb, float lb, float ob) {
   const float mn = fmaxf(m, mb);
@@ -58,8 +62,12 @@ __device__ __forceinline__ void LdMatrixX4Trans(uint32_t& r0, uint32_t& r1, uint
                : "r"(a));
 }
 
-template <int HD, int WARPS, bool kDecode>
+// kParallel (decode only): one split per CTA (grid z), states to p.part for
+// the combine kernel; otherwise the CTA runs all splits of its rows.
+template <int HD, int WARPS, bool kDecode, bool kParallel>
 __global__ void __launch_bounds__(WARPS * 32, 1) AttentionKernel(const AttnParams p) {
+  LaunchDependents();
+  GridDependencySync();
   constexpr int LDS = HD + 8;  // padded smem row (halfs): conflict-free fragment loads
   constexpr int KSTEPS = HD / 16;
   constexpr int DT = HD / 8;
@@ -84,7 +92,7 @@ __global__ void __launch_bounds__(WARPS * 32, 1) AttentionKernel(const AttnParam
   const int kmax = start + cta_tok1;
   const int s_first = kmin / kAttnSplitKeys, s_last = kmax / kAttnSplitKeys;
   int s_begin = s_first, s_end = s_last;
-  if (kDecode) {
+  if (kParallel) {
     s_begin = s_first + blockIdx.z;
     if (s_begin > s_last) return;
     s_end = s_begin;
@@ -125,6 +133,43 @@ __global__ void __launch_bounds__(WARPS * 32, 1) AttentionKernel(const AttnParam
 #pragma unroll
   for (int d = 0; d < DT; ++d) oM[d][0] = oM[d][1] = oM[d][2] = oM[d][3] = 0.0f;
 
+  // K/V tiles: each thread requests all its pieces of a 64-key tile before
+  // converting and storing any (one memory round trip per tile), and the
+  // next tile's pieces are requested as soon as this one is in shared
+  // memory, so the load of tile t + 1 overlaps the math of tile t.
+  constexpr int kPieces = HD / 8;
+  constexpr int kLoads = kKT * kPieces / (WARPS * 32);
+  static_assert(kLoads * WARPS * 32 == kKT * kPieces, "pieces per thread");
+  uint4 kr[kLoads], vr[kLoads];
+  auto load_tile = [&](int t) {
+#pragma unroll
+    for (int u = 0; u < kLoads; ++u) {
+      const int idx = threadIdx.x + u * WARPS * 32;
+      const int key = idx / kPieces, piece = idx % kPieces;
+      const int j = t * kKT + key;
+      kr[u] = vr[u] = make_uint4(0, 0, 0, 0);
+      if (j >= kmin && j <= kmax) {
+        int64_t off;
+        const bf16_t *kb, *vb;
+        if (j < start) {
+          const int blk = p.sliding ? table[(j / p.block_size) % p.ring_blocks] : table[j / p.block_size];
+          off = ((static_cast<int64_t>(blk) * p.n_kv_heads + kvh) * p.block_size + j % p.block_size) * HD;
+          kb = p.k_cache;
+          vb = p.v_cache;
+        } else {
+          off = (static_cast<int64_t>(first_row + j - start) * p.n_kv_heads + kvh) * HD;
+          kb = p.k_new;
+          vb = p.v_new;
+        }
+        kr[u] = *reinterpret_cast<const uint4*>(kb + off + piece * 8);
+        vr[u] = *reinterpret_cast<const uint4*>(vb + off + piece * 8);
+      }
+    }
+  };
+  const int t_first = max(s_begin * kTilesPerSplit, kmin / kKT);
+  const int t_last = min(s_end * kTilesPerSplit + kTilesPerSplit - 1, kmax / kKT);
+  if (t_first <= t_last) load_tile(t_first);
+
   for (int s = s_begin; s <= s_end; ++s) {
     float mS[2] = {sink2[0], sink2[1]}, lS[2] = {0.0f, 0.0f};
     float oS[DT][4];
@@ -134,35 +179,6 @@ __global__ void __launch_bounds__(WARPS * 32, 1) AttentionKernel(const AttnParam
     const int t_hi = min(s * kTilesPerSplit + kTilesPerSplit - 1, kmax / kKT);
     for (int t = t_lo; t <= t_hi; ++t) {
       __syncthreads();  // the previous tile's readers are done
-      // Each thread requests all its K/V pieces of the tile before
-      // converting and storing any, so the tile costs one memory round trip.
-      constexpr int kPieces = HD / 8;
-      constexpr int kLoads = kKT * kPieces / (WARPS * 32);
-      static_assert(kLoads * WARPS * 32 == kKT * kPieces, "pieces per thread");
-      uint4 kr[kLoads], vr[kLoads];
-#pragma unroll
-      for (int u = 0; u < kLoads; ++u) {
-        const int idx = threadIdx.x + u * WARPS * 32;
-        const int key = idx / kPieces, piece = idx % kPieces;
-        const int j = t * kKT + key;
-        kr[u] = vr[u] = make_uint4(0, 0, 0, 0);
-        if (j >= kmin && j <= kmax) {
-          int64_t off;
-          const bf16_t *kb, *vb;
-          if (j < start) {
-            const int blk = p.sliding ? table[(j / p.block_size) % p.ring_blocks] : table[j / p.block_size];
-            off = ((static_cast<int64_t>(blk) * p.n_kv_heads + kvh) * p.block_size + j % p.block_size) * HD;
-            kb = p.k_cache;
-            vb = p.v_cache;
-          } else {
-            off = (static_cast<int64_t>(first_row + j - start) * p.n_kv_heads + kvh) * HD;
-            kb = p.k_new;
-            vb = p.v_new;
-          }
-          kr[u] = *reinterpret_cast<const uint4*>(kb + off + piece * 8);
-          vr[u] = *reinterpret_cast<const uint4*>(vb + off + piece * 8);
-        }
-      }
 #pragma unroll
       for (int u = 0; u < kLoads; ++u) {
         const int idx = threadIdx.x + u * WARPS * 32;
@@ -175,6 +191,7 @@ __global__ void __launch_bounds__(WARPS * 32, 1) AttentionKernel(const AttnParam
         *reinterpret_cast<uint4*>(&ks[key * LDS + piece * 8]) = kv;
         *reinterpret_cast<uint4*>(&vs[key * LDS + piece * 8]) = vv;
       }
+      if (t < t_last) load_tile(t + 1);
       __syncthreads();
 
       float sc[8][4];
@@ -183,9 +200,9 @@ __global__ void __launch_bounds__(WARPS * 32, 1) AttentionKernel(const AttnParam
         sc[jn][0] = sc[jn][1] = sc[jn][2] = sc[jn][3] = 0.0f;
 #pragma unroll
         for (int s2 = 0; s2 < KSTEPS; ++s2) {
-          const __half* kr = &ks[(jn * 8 + r) * LDS + 16 * s2 + 2 * c];
-          const uint32_t b0 = *reinterpret_cast<const uint32_t*>(kr);
-          const uint32_t b1 = *reinterpret_cast<const uint32_t*>(kr + 8);
+          const __half* krow = &ks[(jn * 8 + r) * LDS + 16 * s2 + 2 * c];
+          const uint32_t b0 = *reinterpret_cast<const uint32_t*>(krow);
+          const uint32_t b1 = *reinterpret_cast<const uint32_t*>(krow + 8);
           MmaF16(sc[jn], qa[s2][0], qa[s2][1], qa[s2][2], qa[s2][3], b0, b1);
         }
       }
@@ -249,7 +266,7 @@ __global__ void __launch_bounds__(WARPS * 32, 1) AttentionKernel(const AttnParam
         }
       }
     }
-    if constexpr (kDecode) {
+    if constexpr (kParallel) {
       // One split per CTA: store its state for the combine kernel.
       const int slot = p.split_off[item] + (s - s_first);
 #pragma unroll
@@ -281,7 +298,7 @@ __global__ void __launch_bounds__(WARPS * 32, 1) AttentionKernel(const AttnParam
       }
     }
   }
-  if constexpr (!kDecode) {
+  if constexpr (!kParallel) {
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       if (!valid[h]) continue;
@@ -300,6 +317,8 @@ __global__ void __launch_bounds__(WARPS * 32, 1) AttentionKernel(const AttnParam
 // Merges a decode row's split states left to right and normalizes.
 template <int HD>
 __global__ void AttentionCombineKernel(const AttnParams p) {
+  LaunchDependents();
+  GridDependencySync();
   const int item = blockIdx.x, head = blockIdx.y, d = threadIdx.x;
   if (item >= *p.n_items) return;
   const int seq = p.items[item];
@@ -322,7 +341,7 @@ __global__ void AttentionCombineKernel(const AttnParams p) {
 template <int HD>
 void LaunchPrefillHd(const AttnParams& p, cudaStream_t stream) {
   const dim3 grid(p.max_items, p.n_kv_heads);
-  AttentionKernel<HD, kPrefillWarps, false><<<grid, kPrefillWarps * 32, 0, stream>>>(p);
+  LaunchKernel(AttentionKernel<HD, kPrefillWarps, false, false>, grid, kPrefillWarps * 32, 0, stream, p);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -330,10 +349,18 @@ template <int HD>
 void LaunchDecodeHd(const AttnParams& p, cudaStream_t stream) {
   // Decode: one token per item, so only the first warp's rows are valid; the
   // other warps share the loading of each K/V tile (4x fewer round trips).
+  const bool serial = p.split_mode == AttnSplitMode::kAuto ? p.max_splits <= kMaxSerialSplits
+                                                           : p.split_mode == AttnSplitMode::kSerial;
+  if (serial) {
+    const dim3 grid(p.max_items, p.n_kv_heads);
+    LaunchKernel(AttentionKernel<HD, kDecodeWarps, true, false>, grid, kDecodeWarps * 32, 0, stream, p);
+    CUDA_CHECK_LAUNCH();
+    return;
+  }
   const dim3 grid(p.max_items, p.n_kv_heads, p.max_splits);
-  AttentionKernel<HD, kDecodeWarps, true><<<grid, kDecodeWarps * 32, 0, stream>>>(p);
+  LaunchKernel(AttentionKernel<HD, kDecodeWarps, true, true>, grid, kDecodeWarps * 32, 0, stream, p);
   CUDA_CHECK_LAUNCH();
-  AttentionCombineKernel<HD><<<dim3(p.max_items, p.n_heads), HD, 0, stream>>>(p);
+  LaunchKernel(AttentionCombineKernel<HD>, dim3(p.max_items, p.n_heads), HD, 0, stream, p);
   CUDA_CHECK_LAUNCH();
 }
 

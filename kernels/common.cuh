@@ -5,11 +5,52 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cstdint>
+#include <utility>
 
 #include "kernels/cuda_check.h"
 #include "kernels/layout.h"
 
 namespace ossgate::kernels {
+
+// ---- Programmatic dependent launch (sm_90+; no-ops elsewhere) ----
+//
+// Every kernel is launched with LaunchKernel (below), which on Hopper allows
+// the next kernel of the stream to be scheduled while this one still runs.
+// The contract that keeps this correct: every kernel calls
+// GridDependencySync() before it reads anything an earlier kernel wrote (and
+// before any early return, so a kernel never completes before its
+// predecessor), and calls LaunchDependents() at its start. Work that needs no
+// earlier result (loading weights) may go before the sync.
+__device__ __forceinline__ void GridDependencySync() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void LaunchDependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" :::);
+#endif
+}
+
+// Whether launches carry the programmatic-serialization attribute (set by
+// InitKernels from the device's compute capability).
+bool ProgrammaticLaunchEnabled();
+
+template <typename... Params, typename... Args>
+void LaunchKernel(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
+                  Args&&... args) {
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = ProgrammaticLaunchEnabled() ? 1 : 0;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...));
+}
 
 inline constexpr float kLog2e = 1.4426950408889634f;
 
@@ -40,31 +81,27 @@ __device__ __forceinline__ uint32_t HSub2(uint32_t a, uint32_t b) {
   return r;
 }
 
-// fp16 bits of 2^(e - 127) (see repack.cc: E8m0ToHalfBits).
-__device__ __forceinline__ uint32_t E8m0ToHalfBits(uint32_t e) {
-  const int x = static_cast<int>(e) - 127;
-  if (x > 15) return 0x7800u;
-  if (x >= -14) return static_cast<uint32_t>(x + 15) << 10;
-  if (x >= -24) return 1u << (x + 24);
-  return 0u;
+// 8 MXFP4 codes of one row (the tiled bit order of layout.h) -> the 4 fp16
+// pairs of its two k-steps, each value the E2M1 number times 2^-14: the
+// three magnitude bits of a code land in fp16 bits 9..11 (exponent low bits
+// and the top mantissa bit; the E2M1 subnormal 0.5 becomes the fp16
+// subnormal 2^-15), the sign in bit 15. Exact; the scale 2^(e-127) and the
+// 2^14 are applied to the fp32 partial sums (see gemm.cu).
+__device__ __forceinline__ void DecodeMxfp4Raw(uint32_t w, uint32_t (&h)[4]) {
+  constexpr uint32_t kMag = 0x0E000E00u, kSign = 0x80008000u;
+  h[0] = w & (kMag | kSign);
+  h[1] = (w << 8) & (kMag | kSign);
+  h[2] = ((w << 5) & kMag) | ((w << 7) & kSign);
+  h[3] = ((w >> 3) & kMag) | ((w << 15) & kSign);
 }
 
-// 8 MXFP4 codes (tiled nibble order) times a fp16 scale -> 4 fp16 pairs.
-// Magnitudes come from a byte table of fp16 high bytes (all E2M1 magnitudes
-// have a zero low byte), the sign bit is moved into place by a shift.
-__device__ __forceinline__ void DecodeMxfp4(uint32_t w, uint32_t scale_bits, uint32_t (&h)[4]) {
-  constexpr uint32_t kT0 = 0x3E3C3800u;  // 1.5, 1, 0.5, 0
-  constexpr uint32_t kT1 = 0x46444240u;  // 6, 4, 3, 2
-  const uint32_t lo = Prmt(kT0, kT1, w & 0x7777u);          // magnitudes of nibbles 0..3
-  const uint32_t hi = Prmt(kT0, kT1, (w >> 16) & 0x7777u);  // nibbles 4..7
-  const uint32_t s2 = scale_bits | (scale_bits << 16);
-  // pair q = (nibble q, nibble q + 4): bytes [x, lo.q, x, hi.q], low bytes cleared.
-  h[0] = (Prmt(lo, hi, 0x4000u) & 0xFF00FF00u) | ((w << 12) & 0x80008000u);
-  h[1] = (Prmt(lo, hi, 0x5010u) & 0xFF00FF00u) | ((w << 8) & 0x80008000u);
-  h[2] = (Prmt(lo, hi, 0x6020u) & 0xFF00FF00u) | ((w << 4) & 0x80008000u);
-  h[3] = (Prmt(lo, hi, 0x7030u) & 0xFF00FF00u) | (w & 0x80008000u);
-#pragma unroll
-  for (int q = 0; q < 4; ++q) h[q] = HMul2(h[q], s2);
+// fp32 2^(e - 127) of an E8M0 byte held at bits [shift, shift + 8) of `bits`
+// (e = 0 gives the fp32 subnormal 2^-127, e = 255 infinity).
+template <int kShift>
+__device__ __forceinline__ float E8m0ToFloat(uint32_t bits) {
+  static_assert(kShift >= 0 && kShift <= 23, "byte below bit 31");
+  const uint32_t f = (bits << (23 - kShift)) & 0x7F800000u;
+  return __uint_as_float(max(f, 0x00400000u));
 }
 
 // 4 int8 codes times a fp16 scale -> 2 fp16 pairs (exact int -> fp16 via the

@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include <algorithm>
+
 #include "kernels/common.cuh"
 #include "kernels/ops.h"
 
@@ -42,6 +44,8 @@ __device__ __forceinline__ float EmbedValue(const uint8_t* row, int type, int i)
 }
 
 __global__ void EmbedKernel(const EmbedParams p) {
+  LaunchDependents();
+  GridDependencySync();
   const int t = blockIdx.x;
   const uint8_t* row = p.table + static_cast<int64_t>(p.tokens[t]) * p.row_bytes;
   for (int i = threadIdx.x; i < p.d; i += blockDim.x) {
@@ -55,6 +59,8 @@ __global__ void EmbedKernel(const EmbedParams p) {
 // the width. Indices past the row are clamped to a valid address and their
 // values never used.
 __global__ void __launch_bounds__(kNormThreads) AddNormKernel(const AddNormParams p) {
+  LaunchDependents();
+  GridDependencySync();
   __shared__ double partial[kNormThreads / 32];
   __shared__ float s_w[kMaxMoeK];
   __shared__ int32_t s_slot[kMaxMoeK];
@@ -156,15 +162,36 @@ __device__ __forceinline__ uint16_t ToKv(float v, int32_t f16) {
   return *reinterpret_cast<const uint16_t*>(&b);
 }
 
+// cos and sin of frequency i at `pos`, in float64 as the CPU tables, scaled
+// by the YaRN attention factor, rounded to float.
+__device__ __forceinline__ void RopeCosSin(const RopeParams& p, int pos, int i, float* c, float* s) {
+  const double angle = static_cast<double>(pos) * p.inv_freq[i];
+  *c = static_cast<float>(cos(angle) * p.attention_factor);
+  *s = static_cast<float>(sin(angle) * p.attention_factor);
+}
+
+__global__ void RopeTableKernel(const RopeParams p, float* table, int positions) {
+  const int half = p.head_dim / 2;
+  for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+       idx < static_cast<int64_t>(positions) * half; idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int pos = static_cast<int>(idx / half), i = static_cast<int>(idx % half);
+    float* row = table + static_cast<int64_t>(pos) * p.head_dim;
+    RopeCosSin(p, pos, i, &row[i], &row[half + i]);
+  }
+}
+
 __global__ void RopeKernel(const RopeParams p) {
+  LaunchDependents();
+  GridDependencySync();
   extern __shared__ float cs[];  // cos[half], sin[half]
   const int t = blockIdx.x;
   const int half = p.head_dim / 2;
   const int pos = p.pos[t];
-  for (int i = threadIdx.x; i < half; i += blockDim.x) {
-    const double angle = static_cast<double>(pos) * p.inv_freq[i];
-    cs[i] = static_cast<float>(cos(angle) * p.attention_factor);
-    cs[half + i] = static_cast<float>(sin(angle) * p.attention_factor);
+  if (p.table && pos >= 0 && pos < p.table_positions) {
+    const float* row = p.table + static_cast<int64_t>(pos) * p.head_dim;
+    for (int i = threadIdx.x; i < p.head_dim; i += blockDim.x) cs[i] = row[i];
+  } else {
+    for (int i = threadIdx.x; i < half; i += blockDim.x) RopeCosSin(p, pos, i, &cs[i], &cs[half + i]);
   }
   __syncthreads();
   const int q_dim = p.n_heads * p.head_dim, kv_dim = p.n_kv_heads * p.head_dim;
@@ -193,6 +220,8 @@ __global__ void RopeKernel(const RopeParams p) {
 }
 
 __global__ void KvWriteKernel(const KvWriteParams p) {
+  LaunchDependents();
+  GridDependencySync();
   const int t = blockIdx.x;
   const int s = p.tok_seq[t];
   if (s < 0) return;
@@ -222,7 +251,7 @@ __global__ void KvWriteKernel(const KvWriteParams p) {
 
 void LaunchEmbed(const EmbedParams& p, cudaStream_t stream) {
   if (p.n_tokens <= 0) return;
-  EmbedKernel<<<p.n_tokens, 256, 0, stream>>>(p);
+  LaunchKernel(EmbedKernel, p.n_tokens, 256, 0, stream, p);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -233,13 +262,19 @@ void LaunchAddNorm(const AddNormParams& p, cudaStream_t stream) {
                  kNormThreads * kNormPer);
     std::abort();
   }
-  AddNormKernel<<<p.n_tokens, kNormThreads, 0, stream>>>(p);
+  LaunchKernel(AddNormKernel, p.n_tokens, kNormThreads, 0, stream, p);
   CUDA_CHECK_LAUNCH();
 }
 
 void LaunchRope(const RopeParams& p, cudaStream_t stream) {
   if (p.n_tokens <= 0) return;
-  RopeKernel<<<p.n_tokens, 256, p.head_dim * sizeof(float), stream>>>(p);
+  LaunchKernel(RopeKernel, p.n_tokens, 256, p.head_dim * sizeof(float), stream, p);
+  CUDA_CHECK_LAUNCH();
+}
+
+void LaunchRopeTable(const RopeParams& p, float* table, int positions, cudaStream_t stream) {
+  if (positions <= 0) return;
+  RopeTableKernel<<<std::min(1024, (positions * (p.head_dim / 2) + 255) / 256), 256, 0, stream>>>(p, table, positions);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -249,7 +284,7 @@ void LaunchKvWrite(const KvWriteParams& p, cudaStream_t stream) {
     std::fprintf(stderr, "LaunchKvWrite: head_dim must be a multiple of 8\n");
     std::abort();
   }
-  KvWriteKernel<<<p.n_tokens, 64, 0, stream>>>(p);
+  LaunchKernel(KvWriteKernel, p.n_tokens, 64, 0, stream, p);
   CUDA_CHECK_LAUNCH();
 }
 

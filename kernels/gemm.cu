@@ -4,11 +4,16 @@
 // n-tile), so a single token still uses tensor cores and the result of every
 // output element depends only on its row and its token.
 //
-// Each weight element is decoded in registers to fp16 (scale * code, one
-// rounding) and never stored expanded. Accumulation follows the canonical
-// order of layout.h: per chunk of 8 blocks an mma chain from zero, chunk sums
-// added in order, then the bias. Both kernels below follow it exactly, so they
-// are interchangeable bit for bit:
+// Each weight element is decoded in registers and never stored expanded:
+// Q8_0 to fp16 d * q (one rounding), F16 as is, BF16 to fp16; MXFP4 codes to
+// their exact E2M1 values (times 2^-14, see DecodeMxfp4Raw) with the block
+// scale applied to the fp32 partial sum of the block instead of to every
+// element (exact, and half the decode instructions). Accumulation follows
+// the canonical order of layout.h: per chunk of 8 blocks an mma chain from
+// zero (MXFP4: per block a 2-mma chain from zero, then acc = fma(partial,
+// 2^(e-127), acc) in block order, and the chunk sum times 2^14), chunk sums
+// added in order, then the bias. Both kernels below follow it exactly, so
+// they are interchangeable bit for bit:
 //   - small batch: one CTA of 2, 4 or 8 warps per row tile (per launch: as
 //     many as keep the CTAs in one wave), the chunks split among the warps
 //     (split-K), each warp streaming its chunks' tiles through a
@@ -20,6 +25,9 @@
 //     global memory straight into registers.
 // F32 weights (only in test models) use a CUDA-core kernel.
 #include <algorithm>
+#include <map>
+#include <mutex>
+#include <tuple>
 #include <cstdio>
 #include <cstdlib>
 
@@ -36,8 +44,15 @@ constexpr int kLargeWarps = 8;        // row tiles per large-batch CTA
 // tile), picked per launch so that the CTAs fit in one wave when they can
 // (few row tiles: more warps split K) and stream long otherwise.
 constexpr int kSmallMaxWarps = 8;
-constexpr int kSmallWarpsPerSm = 16;  // resident at 107-128 registers per thread
 constexpr int kSmallTokens = 8;       // tokens per small-batch pass
+template <WFormat F>
+inline constexpr int kChunkCodeBytes = kChunkBlocks * TileCodeBytes(F);
+template <WFormat F>
+inline constexpr int kChunkScaleBytes = kChunkBlocks * TileScaleBytes(F);
+template <WFormat F>
+inline constexpr int kStageBytes = kChunkCodeBytes<F> + kChunkScaleBytes<F>;
+static_assert(kStageBytes<WFormat::kMxfp4> % 16 == 0 && kStageBytes<WFormat::kQ8_0> % 16 == 0, "stage alignment");
+constexpr int SmallPartBytes(int nchunks) { return nchunks * kTileRows * kSmallTokens * 4; }
 constexpr int kLargeStageUint4 = kChunkBlocks * kLargeTokens * 4;  // one stage of B, in 16-byte units
 constexpr int kLargeSmemBytes = 2 * kLargeStageUint4 * 16;
 
@@ -79,39 +94,6 @@ __device__ __forceinline__ void LoadTile(const TiledMatrix& w, int mat, int rt, 
   }
 }
 
-// Where a lane's share of tile (rt, kb0) of matrix `mat` starts; tile kb0 + i
-// is i * TileCodeBytes(F) (codes) and i * TileScaleBytes(F) (scales) further,
-// so the loads of a chunk use one base address and immediate offsets.
-template <WFormat F>
-struct TilePtr {
-  const uint8_t* codes;
-  const uint8_t* scales;
-};
-template <WFormat F>
-__device__ __forceinline__ TilePtr<F> TileBase(const TiledMatrix& w, int mat, int rt, int kb0, int lane) {
-  const int64_t tile = static_cast<int64_t>(rt) * w.k_blocks + kb0;
-  TilePtr<F> t;
-  t.codes = w.codes + mat * w.mat_code_bytes + tile * TileCodeBytes(F) + lane * LaneCodeBytes(F);
-  t.scales = nullptr;
-  if constexpr (F == WFormat::kQ8_0) t.scales = w.scales + mat * w.mat_scale_bytes + tile * 32 + (lane >> 2) * 4;
-  if constexpr (F == WFormat::kMxfp4) t.scales = w.scales + mat * w.mat_scale_bytes + tile * 16 + (lane >> 2) * 2;
-  return t;
-}
-template <WFormat F>
-__device__ __forceinline__ void LoadTileAt(const TilePtr<F>& b, int i, TileRaw<F>& t) {
-  const uint8_t* codes = b.codes + i * TileCodeBytes(F);
-  if constexpr (F == WFormat::kQ8_0) {
-    t.q = __ldg(reinterpret_cast<const uint4*>(codes));
-    t.d = __ldg(reinterpret_cast<const uint32_t*>(b.scales + i * 32));
-  } else if constexpr (F == WFormat::kMxfp4) {
-    t.q = __ldg(reinterpret_cast<const uint2*>(codes));
-    t.e = __ldg(reinterpret_cast<const uint16_t*>(b.scales + i * 16));
-  } else {
-    t.r0 = __ldg(reinterpret_cast<const uint4*>(codes));
-    t.r1 = __ldg(reinterpret_cast<const uint4*>(codes + 16));
-  }
-}
-
 // A fragments of the tile's two k-steps: a[0..3] step 0, a[4..7] step 1.
 template <WFormat F>
 __device__ __forceinline__ void DecodeTile(const TileRaw<F>& t, uint32_t (&a)[8]) {
@@ -123,8 +105,8 @@ __device__ __forceinline__ void DecodeTile(const TileRaw<F>& t, uint32_t (&a)[8]
     DecodeQ8(t.q.z, d1, p1[0], p1[1]);
     DecodeQ8(t.q.w, d1, p1[2], p1[3]);
   } else if constexpr (F == WFormat::kMxfp4) {
-    DecodeMxfp4(t.q.x, E8m0ToHalfBits(t.e & 0xFFu), p0);
-    DecodeMxfp4(t.q.y, E8m0ToHalfBits((t.e >> 8) & 0xFFu), p1);
+    DecodeMxfp4Raw(t.q.x, p0);  // unscaled: see MmaBlock
+    DecodeMxfp4Raw(t.q.y, p1);
   } else if constexpr (F == WFormat::kF16) {
     p0[0] = t.r0.x, p0[1] = t.r0.y, p0[2] = t.r0.z, p0[3] = t.r0.w;
     p1[0] = t.r1.x, p1[1] = t.r1.y, p1[2] = t.r1.z, p1[3] = t.r1.w;
@@ -137,6 +119,30 @@ __device__ __forceinline__ void DecodeTile(const TileRaw<F>& t, uint32_t (&a)[8]
   a[0] = p0[0], a[1] = p1[0], a[2] = p0[1], a[3] = p1[1];
   a[4] = p0[2], a[5] = p1[2], a[6] = p0[3], a[7] = p1[3];
 }
+
+// One block's products added to a chunk accumulator (C fragment: acc[0..1]
+// row r, acc[2..3] row r + 8). MXFP4: the block's 2-mma chain starts from
+// zero and its fp32 partial is scaled by the rows' 2^(e-127) in one FMA each;
+// other formats chain the mma straight into the accumulator.
+template <WFormat F>
+__device__ __forceinline__ void MmaBlock(float (&acc)[4], const uint32_t (&a)[8], const TileRaw<F>& t, uint4 b) {
+  if constexpr (F == WFormat::kMxfp4) {
+    float p[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    MmaF16(p, a[0], a[1], a[2], a[3], b.x, b.y);
+    MmaF16(p, a[4], a[5], a[6], a[7], b.z, b.w);
+    const float s0 = E8m0ToFloat<0>(t.e), s1 = E8m0ToFloat<8>(t.e);
+    acc[0] = fmaf(p[0], s0, acc[0]);
+    acc[1] = fmaf(p[1], s0, acc[1]);
+    acc[2] = fmaf(p[2], s1, acc[2]);
+    acc[3] = fmaf(p[3], s1, acc[3]);
+  } else {
+    MmaF16(acc, a[0], a[1], a[2], a[3], b.x, b.y);
+    MmaF16(acc, a[4], a[5], a[6], a[7], b.z, b.w);
+  }
+}
+// Factor of a chunk sum: MXFP4 values were decoded as E2M1 * 2^-14.
+template <WFormat F>
+inline constexpr float kChunkScale = F == WFormat::kMxfp4 ? 16384.0f : 1.0f;
 
 __device__ __forceinline__ float SwiGlu(float g, float u, float alpha, float limit) {
   g = fminf(g, limit);
@@ -151,48 +157,97 @@ __device__ __forceinline__ half_t ToHalfBits(float v) {
 
 // ---------------------------------------------------------------- kernels --
 
-template <WFormat F, GemmEpilogue EPI>
-__global__ void __launch_bounds__(kSmallMaxWarps * 32) GemmSmallBatchKernel(const GemmParams p) {
-  extern __shared__ float part[];  // [nchunks][16 rows][8 tokens]
+// Small batch: each warp streams its chunks (warp, warp + nwarps, ...) of
+// the CTA's row tile through a ring of kSmallStages shared-memory stages
+// filled by 16-byte cp.async (kSmallStages - 1 chunks in flight per warp
+// without holding them in registers), decodes each tile from shared memory
+// and runs the canonical per-chunk arithmetic; chunk sums are reduced through
+// shared memory in order.
+template <WFormat F>
+__device__ __forceinline__ void IssueChunk(const TiledMatrix& w, int mat, int rt, int ch, int nb, uint8_t* stage,
+                                           int lane) {
+  const int64_t tile0 = static_cast<int64_t>(rt) * w.k_blocks + ch * kChunkBlocks;
+  const uint8_t* codes = w.codes + mat * w.mat_code_bytes + tile0 * TileCodeBytes(F);
+  const int n_code = nb * TileCodeBytes(F) / 16;
+#pragma unroll
+  for (int q = lane; q < kChunkCodeBytes<F> / 16; q += 32) {
+    if (q < n_code) CpAsync16(stage + q * 16, codes + q * 16, true);
+  }
+  if constexpr (TileScaleBytes(F) > 0) {
+    const uint8_t* scales = w.scales + mat * w.mat_scale_bytes + tile0 * TileScaleBytes(F);
+    const int n_scale = nb * TileScaleBytes(F) / 16;
+    for (int q = lane; q < kChunkScaleBytes<F> / 16; q += 32) {
+      if (q < n_scale) CpAsync16(stage + kChunkCodeBytes<F> + q * 16, scales + q * 16, true);
+    }
+  }
+}
+
+// Lane `lane`'s share of tile i of a staged chunk (the same bytes LoadTile
+// reads from global memory).
+template <WFormat F>
+__device__ __forceinline__ void TileFromStage(const uint8_t* stage, int i, int lane, TileRaw<F>& t) {
+  const uint8_t* codes = stage + i * TileCodeBytes(F) + lane * LaneCodeBytes(F);
+  const uint8_t* scales = stage + kChunkCodeBytes<F> + i * TileScaleBytes(F);
+  if constexpr (F == WFormat::kQ8_0) {
+    t.q = *reinterpret_cast<const uint4*>(codes);
+    t.d = *reinterpret_cast<const uint32_t*>(scales + (lane >> 2) * 4);
+  } else if constexpr (F == WFormat::kMxfp4) {
+    t.q = *reinterpret_cast<const uint2*>(codes);
+    t.e = *reinterpret_cast<const uint16_t*>(scales + (lane >> 2) * 2);
+  } else {
+    t.r0 = *reinterpret_cast<const uint4*>(codes);
+    t.r1 = *reinterpret_cast<const uint4*>(codes + 16);
+  }
+}
+
+template <WFormat F, GemmEpilogue EPI, int kSmallStages>
+__global__ void __launch_bounds__(kSmallMaxWarps * 32, 1) GemmSmallBatchKernel(const GemmParams p) {
+  extern __shared__ __align__(16) uint8_t smem_small[];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
   const int r = lane >> 2, c = lane & 3;
   const int rt = blockIdx.x;
+  const int kb_total = p.w.k_blocks;
+  const int nchunks = (kb_total + kChunkBlocks - 1) / kChunkBlocks;
+  float* part = reinterpret_cast<float*>(smem_small);  // [nchunks][16 rows][8 tokens]
+  uint8_t* ring = smem_small + SmallPartBytes(nchunks) + warp * kSmallStages * kStageBytes<F>;
+  auto blocks_in = [&](int ch) { return min(kChunkBlocks, kb_total - ch * kChunkBlocks); };
+  // This warp's chunks: warp + j * nwarps for j < n_mine.
+  const int n_mine = warp < nchunks ? (nchunks - warp + nwarps - 1) / nwarps : 0;
   int mat = 0, b_begin = 0, b_end = p.n_b;
+  // Dense weights do not depend on earlier kernels: the first chunks' tiles
+  // are requested before waiting for the previous kernel (programmatic
+  // launch); MoE needs the routing first.
+  LaunchDependents();
+  bool synced = p.moe;
   if (p.moe) {
+    GridDependencySync();
     if (static_cast<int>(blockIdx.y) >= *p.groups.n_active) return;
     mat = p.groups.active[blockIdx.y];
     b_begin = p.groups.offsets[mat];
     b_end = p.groups.offsets[mat + 1];
   }
-  const int kb_total = p.w.k_blocks;
-  const int nchunks = (kb_total + kChunkBlocks - 1) / kChunkBlocks;
-  auto blocks_in = [&](int ch) { return min(kChunkBlocks, kb_total - ch * kChunkBlocks); };
+  auto issue = [&](int j) {  // chunk j of this warp into its stage; one commit group per call
+    if (j < n_mine) {
+      const int ch = warp + j * nwarps;
+      IssueChunk<F>(p.w, mat, rt, ch, blocks_in(ch), ring + (j % kSmallStages) * kStageBytes<F>, lane);
+    }
+    CpAsyncCommit();
+  };
 
   for (int b0 = b_begin; b0 < b_end; b0 += kSmallTokens) {
+#pragma unroll
+    for (int j = 0; j < kSmallStages - 1; ++j) issue(j);
+    if (!synced) {
+      GridDependencySync();
+      synced = true;
+    }
     const int b = b0 + r;
     const bool b_valid = b < b_end;
     const half_t* xrow = p.x + static_cast<int64_t>(b_valid ? (p.gather ? p.gather[b] : b) : 0) * p.ldx + c * 8;
-    // The warp streams the tiles of its chunks (warp, warp + nwarps, ...)
-    // through a ring of kChunkBlocks registers: slot i is refilled with tile
-    // i of the next chunk as soon as it has been decoded, so about one
-    // chunk of weights is always in flight. The arithmetic per chunk is the
-    // canonical mma chain from zero.
-    TileRaw<F> raw[kChunkBlocks];
-    int ch = warp;
-    if (ch < nchunks) {
-      const int nb = blocks_in(ch);
-      const TilePtr<F> base = TileBase<F>(p.w, mat, rt, ch * kChunkBlocks, lane);
-#pragma unroll
-      for (int i = 0; i < kChunkBlocks; ++i) {
-        if (i < nb) LoadTileAt<F>(base, i, raw[i]);
-      }
-    }
-    for (; ch < nchunks; ch += nwarps) {
+    for (int j = 0; j < n_mine; ++j) {
+      const int ch = warp + j * nwarps;
       const int kb0 = ch * kChunkBlocks;
       const int nb = blocks_in(ch);
-      const int next = ch + nwarps;
-      const int nb_next = next < nchunks ? blocks_in(next) : 0;
-      const TilePtr<F> base_next = TileBase<F>(p.w, mat, rt, next * kChunkBlocks, lane);
       // The chunk's activations (L1/L2 hits: every CTA reads the same rows),
       // all requested before the first use. Blocks past the chunk's end
       // re-read its last block (a valid address; never used).
@@ -204,23 +259,28 @@ __global__ void __launch_bounds__(kSmallMaxWarps * 32) GemmSmallBatchKernel(cons
 #pragma unroll
         for (int i = 0; i < kChunkBlocks; ++i) xb[i] = make_uint4(0, 0, 0, 0);
       }
+      CpAsyncWait<kSmallStages - 2>();  // chunk j has landed (this lane's copies)
+      __syncwarp();                     // ... and every lane's; stage (j - 1) is free
+      issue(j + kSmallStages - 1);
+      const uint8_t* stage = ring + (j % kSmallStages) * kStageBytes<F>;
       float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
       for (int i = 0; i < kChunkBlocks; ++i) {
         if (i < nb) {
+          TileRaw<F> t;
+          TileFromStage<F>(stage, i, lane, t);
           uint32_t a[8];
-          DecodeTile<F>(raw[i], a);
-          MmaF16(acc, a[0], a[1], a[2], a[3], xb[i].x, xb[i].y);
-          MmaF16(acc, a[4], a[5], a[6], a[7], xb[i].z, xb[i].w);
+          DecodeTile<F>(t, a);
+          MmaBlock<F>(acc, a, t, xb[i]);
         }
-        if (i < nb_next) LoadTileAt<F>(base_next, i, raw[i]);
       }
       float* dst = part + ch * (kTileRows * kSmallTokens);
-      dst[r * kSmallTokens + 2 * c] = acc[0];
-      dst[r * kSmallTokens + 2 * c + 1] = acc[1];
-      dst[(r + 8) * kSmallTokens + 2 * c] = acc[2];
-      dst[(r + 8) * kSmallTokens + 2 * c + 1] = acc[3];
+      dst[r * kSmallTokens + 2 * c] = acc[0] * kChunkScale<F>;
+      dst[r * kSmallTokens + 2 * c + 1] = acc[1] * kChunkScale<F>;
+      dst[(r + 8) * kSmallTokens + 2 * c] = acc[2] * kChunkScale<F>;
+      dst[(r + 8) * kSmallTokens + 2 * c + 1] = acc[3] * kChunkScale<F>;
     }
+    CpAsyncWait<0>();  // (only empty groups remain) no copy outlives the pass
     __syncthreads();
     auto chunk_sum = [&](int row, int tok) {
       float v = part[row * kSmallTokens + tok];
@@ -251,10 +311,13 @@ __global__ void __launch_bounds__(kSmallMaxWarps * 32) GemmSmallBatchKernel(cons
     }
     __syncthreads();
   }
+  if (!synced) GridDependencySync();  // (no rows: never complete before the previous kernel)
 }
 
 template <WFormat F, GemmEpilogue EPI>
 __global__ void __launch_bounds__(kLargeWarps * 32, 1) GemmLargeBatchKernel(const GemmParams p) {
+  LaunchDependents();
+  GridDependencySync();
   extern __shared__ uint4 sb[];  // [2 stages][8 blocks][64 tokens][4 x 16 B]
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int r = lane >> 2, c = lane & 3;
@@ -332,9 +395,7 @@ __global__ void __launch_bounds__(kLargeWarps * 32, 1) GemmLargeBatchKernel(cons
           DecodeTile<F>(raw[i], a);
 #pragma unroll
           for (int j = 0; j < 8; ++j) {
-            const uint4 xv = st[(i * kLargeTokens + j * 8 + r) * 4 + c];
-            MmaF16(part[j], a[0], a[1], a[2], a[3], xv.x, xv.y);
-            MmaF16(part[j], a[4], a[5], a[6], a[7], xv.z, xv.w);
+            MmaBlock<F>(part[j], a, raw[i], st[(i * kLargeTokens + j * 8 + r) * 4 + c]);
           }
         }
       }
@@ -342,13 +403,13 @@ __global__ void __launch_bounds__(kLargeWarps * 32, 1) GemmLargeBatchKernel(cons
 #pragma unroll
         for (int j = 0; j < 8; ++j) {
 #pragma unroll
-          for (int e = 0; e < 4; ++e) acc[j][e] = part[j][e];
+          for (int e = 0; e < 4; ++e) acc[j][e] = part[j][e] * kChunkScale<F>;
         }
       } else {
 #pragma unroll
         for (int j = 0; j < 8; ++j) {
 #pragma unroll
-          for (int e = 0; e < 4; ++e) acc[j][e] = __fadd_rn(acc[j][e], part[j][e]);
+          for (int e = 0; e < 4; ++e) acc[j][e] = __fadd_rn(acc[j][e], part[j][e] * kChunkScale<F>);
         }
       }
     }
@@ -387,6 +448,8 @@ __global__ void __launch_bounds__(kLargeWarps * 32, 1) GemmLargeBatchKernel(cons
 
 // F32 weights (test models): one warp per output row, one block row per token.
 __global__ void __launch_bounds__(256) GemvF32Kernel(const GemmParams p) {
+  LaunchDependents();
+  GridDependencySync();
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int row = blockIdx.x * 8 + warp;
   const int b = blockIdx.y;
@@ -407,27 +470,93 @@ __global__ void __launch_bounds__(256) GemvF32Kernel(const GemmParams p) {
 
 int g_sm_count = 0;  // set by InitGemmKernels
 int SmCount() { return g_sm_count > 0 ? g_sm_count : 132; }
+int g_smem_optin = 48 * 1024;  // largest dynamic shared memory per block (set by InitGemmKernels)
+
+// Resident CTAs per SM of a small-batch kernel configuration (0: does not
+// fit), from the occupancy calculator, cached.
+int SmallCtasPerSm(const void* kernel, int warps, size_t smem) {
+  if (smem > static_cast<size_t>(g_smem_optin)) return 0;
+  static std::mutex mu;
+  static std::map<std::tuple<const void*, int, size_t>, int> cache;
+  std::lock_guard<std::mutex> lock(mu);
+  const auto key = std::make_tuple(kernel, warps, smem);
+  auto it = cache.find(key);
+  if (it != cache.end()) return it->second;
+  int n = 0;
+  CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, warps * 32, smem));
+  cache.emplace(key, n);
+  return n;
+}
+
+// A small-batch launch configuration with S stages per warp: as many warps
+// per CTA (split-K) as keep all CTAs resident in one wave (few row tiles:
+// short per-warp streams); 2 when no choice does (one_wave false).
+struct SmallConfig {
+  int warps = 0;
+  size_t smem = 0;
+  bool one_wave = false;
+};
+template <WFormat F, GemmEpilogue EPI, int S>
+SmallConfig ChooseSmall(const GemmParams& p) {
+  const int nchunks = (p.w.k_blocks + kChunkBlocks - 1) / kChunkBlocks;
+  const int64_t ctas = static_cast<int64_t>(p.w.row_tiles) * (p.moe ? p.groups.max_active : 1);
+  SmallConfig fallback;
+  for (int w : {8, 4, 2, 1}) {
+    const int ww = std::min(nchunks, w);
+    const size_t bytes = SmallPartBytes(nchunks) + static_cast<size_t>(ww) * S * kStageBytes<F>;
+    void (*kernel)(GemmParams) = GemmSmallBatchKernel<F, EPI, S>;
+    const int per_sm = SmallCtasPerSm(reinterpret_cast<const void*>(kernel), ww, bytes);
+    if (per_sm == 0) continue;
+    if (ctas <= static_cast<int64_t>(SmCount()) * per_sm) return {ww, bytes, true};
+    if (fallback.warps == 0 || w == 2) fallback = {ww, bytes, false};
+  }
+  return fallback;
+}
+
+template <WFormat F, GemmEpilogue EPI, int S>
+void LaunchSmall(const GemmParams& p, const SmallConfig& cfg, cudaStream_t stream) {
+  if (cfg.warps == 0) {
+    std::fprintf(stderr, "LaunchGemm: a row tile of %d blocks does not fit in shared memory\n", p.w.k_blocks);
+    std::abort();
+  }
+  const dim3 grid(p.w.row_tiles, p.moe ? p.groups.max_active : 1);
+  LaunchKernel(GemmSmallBatchKernel<F, EPI, S>, grid, cfg.warps * 32, cfg.smem, stream, p);
+}
+
+// The stage count of the small-batch kernel: for MXFP4 and Q8_0 with at most
+// 8 B rows, the deepest ring (6, 4, 3 stages) that still fits every CTA in
+// one wave (batch-1 decode: more bytes in flight per warp), else 3.
+// OSSGATE_GEMM_STAGES = 3, 4 or 6 forces one (a tuning knob).
+int StagesOverride() {
+  static const int v = [] {
+    const char* e = std::getenv("OSSGATE_GEMM_STAGES");
+    const int n = e ? std::atoi(e) : 0;
+    return n == 3 || n == 4 || n == 6 ? n : 0;
+  }();
+  return v;
+}
 
 template <WFormat F, GemmEpilogue EPI>
 void LaunchTyped(const GemmParams& p, GemmPath path, cudaStream_t stream) {
   if (path == GemmPath::kSmallBatch) {
-    const int nchunks = (p.w.k_blocks + kChunkBlocks - 1) / kChunkBlocks;
-    const int64_t ctas = static_cast<int64_t>(p.w.row_tiles) * (p.moe ? p.groups.max_active : 1);
-    int warps = 2;
-    for (int w : {8, 4}) {
-      if (ctas <= static_cast<int64_t>(SmCount()) * (kSmallWarpsPerSm / w)) {
-        warps = w;
-        break;
+    // Deeper rings only for one pass over the tokens (decode of a few
+    // sequences); passes over more tokens keep more CTAs resident instead.
+    if constexpr (F == WFormat::kMxfp4 || F == WFormat::kQ8_0) {
+      const int forced = StagesOverride() ? StagesOverride() : (p.n_b <= kSmallTokens ? 0 : 3);
+      if (forced == 6 || forced == 0) {
+        const SmallConfig c6 = ChooseSmall<F, EPI, 6>(p);
+        if (forced == 6 || c6.one_wave) return LaunchSmall<F, EPI, 6>(p, c6, stream);
+      }
+      if (forced == 4 || forced == 0) {
+        const SmallConfig c4 = ChooseSmall<F, EPI, 4>(p);
+        if (forced == 4 || c4.one_wave) return LaunchSmall<F, EPI, 4>(p, c4, stream);
       }
     }
-    warps = std::min(nchunks, warps);
-    const dim3 grid(p.w.row_tiles, p.moe ? p.groups.max_active : 1);
-    const size_t smem = static_cast<size_t>(nchunks) * kTileRows * kSmallTokens * sizeof(float);
-    GemmSmallBatchKernel<F, EPI><<<grid, warps * 32, smem, stream>>>(p);
+    LaunchSmall<F, EPI, 3>(p, ChooseSmall<F, EPI, 3>(p), stream);
   } else {
     const int grid_y = p.moe ? p.groups.max_tiles : (p.n_b + kLargeTokens - 1) / kLargeTokens;
     const dim3 grid((p.w.row_tiles + kLargeWarps - 1) / kLargeWarps, grid_y);
-    GemmLargeBatchKernel<F, EPI><<<grid, kLargeWarps * 32, kLargeSmemBytes, stream>>>(p);
+    LaunchKernel(GemmLargeBatchKernel<F, EPI>, grid, kLargeWarps * 32, kLargeSmemBytes, stream, p);
   }
   CUDA_CHECK_LAUNCH();
 }
@@ -449,6 +578,14 @@ template <WFormat F, GemmEpilogue EPI>
 void SetLargeSmem() {
   CUDA_CHECK(cudaFuncSetAttribute(GemmLargeBatchKernel<F, EPI>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                   kLargeSmemBytes));
+  CUDA_CHECK(cudaFuncSetAttribute(GemmSmallBatchKernel<F, EPI, 3>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                  g_smem_optin));
+  if constexpr (F == WFormat::kMxfp4 || F == WFormat::kQ8_0) {
+    CUDA_CHECK(cudaFuncSetAttribute(GemmSmallBatchKernel<F, EPI, 4>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    g_smem_optin));
+    CUDA_CHECK(cudaFuncSetAttribute(GemmSmallBatchKernel<F, EPI, 6>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    g_smem_optin));
+  }
 }
 
 }  // namespace
@@ -474,7 +611,7 @@ void LaunchGemm(const GemmParams& p, cudaStream_t stream) {
       std::abort();
     }
     const dim3 grid((p.w.rows + 7) / 8, p.n_b);
-    GemvF32Kernel<<<grid, 256, 0, stream>>>(p);
+    LaunchKernel(GemvF32Kernel, grid, 256, 0, stream, p);
     CUDA_CHECK_LAUNCH();
     return;
   }
@@ -490,6 +627,7 @@ void InitGemmKernels() {
   int dev = 0;
   CUDA_CHECK(cudaGetDevice(&dev));
   CUDA_CHECK(cudaDeviceGetAttribute(&g_sm_count, cudaDevAttrMultiProcessorCount, dev));
+  CUDA_CHECK(cudaDeviceGetAttribute(&g_smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
   SetLargeSmem<WFormat::kQ8_0, GemmEpilogue::kStoreF32>();
   SetLargeSmem<WFormat::kQ8_0, GemmEpilogue::kSwiGlu>();
   SetLargeSmem<WFormat::kMxfp4, GemmEpilogue::kStoreF32>();

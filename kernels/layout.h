@@ -15,9 +15,12 @@
 //
 //   Q8_0  : 16 B per lane (8 int8 of row r, 8 int8 of row r + 8) = 512 B/tile;
 //           scales: uint32 per r = fp16 d(row r) | fp16 d(row r + 8) << 16 (32 B/tile).
-//   MXFP4 : 8 B per lane: one uint32 per row holding 8 E2M1 codes. Nibble q
-//           (q = 0..3) is column 8c + 2q, nibble q + 4 is column 8c + 2q + 1,
-//           so each fp16 pair comes from nibbles (q, q + 4) = 256 B/tile;
+//   MXFP4 : 8 B per lane: one uint32 per row holding 8 E2M1 codes = 256 B/tile.
+//           Code (q, h) is column 8c + 2q + h (q = 0..3, h = 0..1); its 3
+//           magnitude bits start at bit {9, 1, 4, 12}[q] + 16h and its sign
+//           is bit {15, 7, 8, 0}[q] + 16h, so the fp16 pair q (column 2q in
+//           the low half, 2q + 1 in the high half) is one or two shifts and
+//           masks away (common.cuh: DecodeMxfp4Raw);
 //           scales: uint16 per r = e8m0(row r) | e8m0(row r + 8) << 8 (16 B/tile).
 //   F16, BF16: 32 B per lane (8 values of row r, 8 of row r + 8) = 1 KiB/tile.
 //   F32   : not tiled; row-major floats, used by the CUDA-core kernels.

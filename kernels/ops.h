@@ -38,7 +38,7 @@ enum class GemmEpilogue : int32_t {
 enum class GemmPath : int32_t { kAuto, kSmallBatch, kLargeBatch };
 
 // Token groups of a mixture-of-experts GEMM (device arrays written by
-// LaunchMoeRoute). B row i (a pair slot) belongs to the expert whose
+// LaunchRouter: MoeRouting). B row i (a pair slot) belongs to the expert whose
 // [offsets[e], offsets[e+1]) holds i.
 struct MoeGroups {
   const int32_t* offsets = nullptr;   // [E + 1]
@@ -125,8 +125,15 @@ struct RopeParams {
   // Precision experiment (CudaBackendOptions::kv_fp16): k_new/v_new as fp16
   // instead of bf16 (same bytes, 3 more mantissa bits).
   int32_t kv_f16 = 0;
+  // Optional table of the rotation for positions [0, table_positions):
+  // [pos][cos x head_dim/2, sin x head_dim/2] floats, filled by
+  // LaunchRopeTable with exactly the values the kernel would compute.
+  const float* table = nullptr;
+  int32_t table_positions = 0;
 };
 void LaunchRope(const RopeParams& p, cudaStream_t stream);
+// Fills `table` ([positions][head_dim] floats) for p's frequencies.
+void LaunchRopeTable(const RopeParams& p, float* table, int positions, cudaStream_t stream);
 
 // ----------------------------------------------------------- attention ----
 
@@ -147,6 +154,8 @@ struct SeqTables {
   const int32_t* ring_off = nullptr;   // offset of its sliding ring in `tables`
   const int32_t* tables = nullptr;
 };
+
+enum class AttnSplitMode : int32_t { kAuto, kSerial, kParallel };
 
 struct AttnParams {
   const half_t* q = nullptr;      // [rows][n_heads][head_dim]
@@ -172,6 +181,10 @@ struct AttnParams {
   const int32_t* split_off = nullptr;  // [items]
   float* part = nullptr;               // [slots][n_heads][head_dim + 2]
   int32_t max_splits = 0;              // grid bound on splits per item
+  // How decode runs a row's splits: kAuto = in one CTA (no combine launch)
+  // when max_splits <= 2 (sliding layers, short contexts), else in parallel
+  // CTAs + a combine kernel. Both give the same bits (tests force each).
+  AttnSplitMode split_mode = AttnSplitMode::kAuto;
 };
 // Query tokens per prefill item (= per CTA).
 int AttentionPrefillTokensPerItem(int n_heads, int n_kv_heads);
@@ -198,8 +211,23 @@ void LaunchKvWrite(const KvWriteParams& p, cudaStream_t stream);
 
 // ----------------------------------------------------------------- MoE ----
 
-// Router logits (fp32, from fp32 activations), top-k and softmax of the
-// chosen logits, one block per token. ids/weights in rank order.
+// The routing of a step: the (token, k) pairs grouped by expert (stable: by
+// token within an expert), which the expert GEMMs read (MoeGroups).
+struct MoeRouting {
+  int32_t tile_slots = 64;      // slots per large-batch tile
+  int32_t* offsets = nullptr;   // [E + 1]
+  int32_t* active = nullptr;    // [E]
+  int32_t* n_active = nullptr;  // [1]
+  int32_t* tiles = nullptr;     // [max_tiles][3]
+  int32_t* n_tiles = nullptr;   // [1]
+  int32_t max_tiles = 0;
+  int32_t* slot_token = nullptr;  // [n * k] token of each slot
+  int32_t* pair_slot = nullptr;   // [n][k] slot of each pair (-1 beyond the valid rows)
+};
+
+// The whole routing of a MoE layer in one launch: router logits (fp32, from
+// fp32 activations), top-k and softmax of the chosen logits (ids/weights in
+// rank order), and the grouping. Rows beyond *n_valid are not written.
 struct RouterParams {
   const float* h = nullptr;  // [n][d]
   const float* w = nullptr;  // [E][d] fp32
@@ -209,27 +237,14 @@ struct RouterParams {
   int32_t d = 0, n_experts = 0, k = 0;
   int32_t* ids = nullptr;  // [n][k]
   float* weights = nullptr;
+  MoeRouting route;
+  // Workspace: logits [n][E], and RouterCounters(n) counters that must be
+  // zero before the first launch (each launch leaves them zero).
+  float* logits = nullptr;
+  uint32_t* done = nullptr;
 };
 void LaunchRouter(const RouterParams& p, cudaStream_t stream);
-
-// Groups the (token, k) pairs by expert (stable: by token within an expert).
-struct MoeRouteParams {
-  const int32_t* ids = nullptr;  // [n][k]
-  int32_t n_tokens = 0;
-  const int32_t* n_valid = nullptr;  // optional device count
-  int32_t k = 0, n_experts = 0;
-  int32_t tile_slots = 64;  // slots per large-batch tile
-  // outputs
-  int32_t* offsets = nullptr;   // [E + 1]
-  int32_t* active = nullptr;    // [E]
-  int32_t* n_active = nullptr;  // [1]
-  int32_t* tiles = nullptr;     // [max_tiles][3]
-  int32_t* n_tiles = nullptr;   // [1]
-  int32_t max_tiles = 0;
-  int32_t* slot_token = nullptr;  // [n * k] token of each slot
-  int32_t* pair_slot = nullptr;   // [n][k] slot of each pair
-};
-void LaunchMoeRoute(const MoeRouteParams& p, cudaStream_t stream);
+int RouterCounters(int n_tokens);
 inline int32_t MoeMaxTiles(int32_t pairs, int32_t experts, int32_t tile_slots) {
   return pairs / tile_slots + experts;
 }

@@ -1,6 +1,7 @@
 #include "kernels/repack.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -15,15 +16,12 @@ using gguf::BlockQ8_0;
 // Code of element e (0..31) of a ggml MXFP4 block.
 inline uint8_t Mxfp4Code(const BlockMxfp4& b, int e) { return e < 16 ? (b.qs[e] & 0x0F) : (b.qs[e - 16] >> 4); }
 
-// fp16 bits of 2^(e - 127), the E8M0 scale of the undoubled E2M1 table, as
-// the device computes it (saturated above 2^15, flushed below 2^-24).
-inline uint16_t E8m0ToHalfBits(int e) {
-  const int x = e - 127;
-  if (x > 15) return 0x7800;
-  if (x >= -14) return static_cast<uint16_t>((x + 15) << 10);
-  if (x >= -24) return static_cast<uint16_t>(1u << (x + 24));
-  return 0;
-}
+// Where the magnitude (3 bits) and the sign of the code of pair q, half h
+// (h = 0: column 8c + 2q, h = 1: column 8c + 2q + 1) live in a row's uint32
+// (layout.h): positions chosen so that DecodeMxfp4Raw moves each pair into
+// fp16 bits 9..11 and 15 (+16 for the high half) with one or two shifts.
+constexpr int kMxfp4MagBit[4] = {9, 1, 4, 12};
+constexpr int kMxfp4SignBit[4] = {15, 7, 8, 0};
 
 // Undoubled E2M1 magnitudes {0, .5, 1, 1.5, 2, 3, 4, 6}.
 constexpr float kE2m1[8] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f};
@@ -74,8 +72,11 @@ void RepackTiles(WFormat fmt, int64_t k_blocks, const RowSource& src, int64_t rt
               if (row) {
                 const auto* b = reinterpret_cast<const BlockMxfp4*>(row) + kb;
                 for (int q = 0; q < 4; ++q) {
-                  w |= static_cast<uint32_t>(Mxfp4Code(*b, 8 * c + 2 * q)) << (4 * q);
-                  w |= static_cast<uint32_t>(Mxfp4Code(*b, 8 * c + 2 * q + 1)) << (4 * (q + 4));
+                  for (int half = 0; half < 2; ++half) {
+                    const uint32_t code = Mxfp4Code(*b, 8 * c + 2 * q + half);
+                    w |= (code & 7u) << (kMxfp4MagBit[q] + 16 * half);
+                    w |= (code >> 3) << (kMxfp4SignBit[q] + 16 * half);
+                  }
                 }
               }
               std::memcpy(dst + 4 * h, &w, 4);
@@ -137,12 +138,14 @@ float TiledValue(WFormat fmt, int64_t k_blocks, const uint8_t* codes, const uint
     case WFormat::kMxfp4: {
       uint32_t w;
       std::memcpy(&w, lane + 4 * h, 4);
-      const int nib = (j % 2 == 0) ? j / 2 : j / 2 + 4;
-      const uint32_t code = (w >> (4 * nib)) & 0xF;
-      const float mag = kE2m1[code & 7];
-      const float scale = gguf::Fp16ToFloat(E8m0ToHalfBits(ts[2 * r + h]));
-      const float v = gguf::Fp16ToFloat(gguf::FloatToFp16(mag * scale));
-      return (code & 8) ? -v : v;
+      const int q = j / 2, half = j % 2;
+      const float mag = kE2m1[(w >> (kMxfp4MagBit[q] + 16 * half)) & 7u];
+      const bool negative = (w >> (kMxfp4SignBit[q] + 16 * half)) & 1u;
+      // Exact: the device multiplies the block's partial sum by 2^(e - 127)
+      // in fp32 (e = 255 is not a number in E8M0; the device gives inf).
+      const int e = ts[2 * r + h];
+      const float v = e == 255 ? INFINITY : std::ldexp(mag, e - 127);
+      return negative ? -v : v;
     }
     case WFormat::kF16: {
       uint16_t b;

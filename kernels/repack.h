@@ -39,8 +39,8 @@ inline int64_t GateUpSourceRow(int64_t dev_row, int64_t features, bool* is_up) {
 }
 
 // The value the kernels compute for element (dev_row, col) of a tiled
-// matrix, decoded from the tiled bytes exactly as the device does (fp16
-// rounding of scale * code included). For tests.
+// matrix, decoded from the tiled bytes exactly as the device does (Q8_0: the
+// fp16 rounding of d * q; BF16: converted to fp16; MXFP4: exact). For tests.
 float TiledValue(WFormat fmt, int64_t k_blocks, const uint8_t* codes, const uint8_t* scales, int64_t dev_row,
                  int64_t col);
 

@@ -9,6 +9,9 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include <cstdlib>
+#include <string_view>
+
 #include "kernels/common.cuh"
 #include "kernels/ops.h"
 
@@ -259,6 +262,8 @@ __device__ void FullVocabSample(const float* l, int vocab, const SampleRow& cfg,
 }
 
 __global__ void __launch_bounds__(kThreads) SampleKernel(const SampleParams p) {
+  LaunchDependents();
+  GridDependencySync();
   __shared__ uint32_t skey[kSortSlots];
   __shared__ int sid[kSortSlots];
   __shared__ double prob[kMaxGpuTopK];
@@ -273,9 +278,32 @@ __global__ void __launch_bounds__(kThreads) SampleKernel(const SampleParams p) {
   if (cfg.temperature <= 0.0f || cfg.top_k <= 0) {
     uint32_t best_k = 0;
     int best_i = INT_MAX;
-    for (int i = tid; i < p.vocab; i += kThreads) {
-      const uint32_t k = OrderedKey(l[i]);
+    auto consider = [&](float v, int i) {
+      const uint32_t k = OrderedKey(v);
       if (Before(k, i, best_k, best_i)) best_k = k, best_i = i;
+    };
+    if (p.vocab % 4 == 0) {
+      // float4 loads, kUnroll in flight per thread (rows are 16-byte aligned).
+      constexpr int kUnroll = 4;
+      const float4* l4 = reinterpret_cast<const float4*>(l);
+      const int n4 = p.vocab / 4;
+      for (int i0 = tid; i0 < n4; i0 += kThreads * kUnroll) {
+        float4 v[kUnroll];
+#pragma unroll
+        for (int u = 0; u < kUnroll; ++u) v[u] = l4[min(i0 + u * kThreads, n4 - 1)];
+#pragma unroll
+        for (int u = 0; u < kUnroll; ++u) {
+          const int i = i0 + u * kThreads;
+          if (i < n4) {
+            consider(v[u].x, 4 * i);
+            consider(v[u].y, 4 * i + 1);
+            consider(v[u].z, 4 * i + 2);
+            consider(v[u].w, 4 * i + 3);
+          }
+        }
+      }
+    } else {
+      for (int i = tid; i < p.vocab; i += kThreads) consider(l[i], i);
     }
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) {
@@ -399,12 +427,27 @@ __global__ void __launch_bounds__(kThreads) SampleKernel(const SampleParams p) {
 
 void LaunchSample(const SampleParams& p, cudaStream_t stream) {
   if (p.n_rows <= 0) return;
-  SampleKernel<<<p.n_rows, kThreads, 0, stream>>>(p);
+  LaunchKernel(SampleKernel, p.n_rows, kThreads, 0, stream, p);
   CUDA_CHECK_LAUNCH();
 }
 
 void InitGemmKernels();
 
-void InitKernels() { InitGemmKernels(); }
+namespace {
+bool g_programmatic_launch = false;
+}  // namespace
+
+bool ProgrammaticLaunchEnabled() { return g_programmatic_launch; }
+
+// Programmatic dependent launch needs compute capability 9.0; OSSGATE_PDL=0
+// turns it off (to measure what it brings).
+void InitKernels() {
+  InitGemmKernels();
+  int dev = 0, major = 0;
+  CUDA_CHECK(cudaGetDevice(&dev));
+  CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+  const char* env = std::getenv("OSSGATE_PDL");
+  g_programmatic_launch = major >= 9 && !(env && std::string_view(env) == "0");
+}
 
 }  // namespace ossgate::kernels

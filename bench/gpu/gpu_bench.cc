@@ -33,6 +33,9 @@ ABSL_FLAG(std::string, model, "", "gpt-oss GGUF to benchmark (required)");
 ABSL_FLAG(std::string, out, "", "markdown results file (optional)");
 ABSL_FLAG(int, decode_steps, 64, "decode steps timed per measurement");
 ABSL_FLAG(bool, big_kv, true, "also check the 24 GB configuration (32,768-token KV cache)");
+ABSL_FLAG(int, decode_only, 0,
+          "if > 0: only prefill this many 128-token sequences, time --decode_steps batched decode steps and exit "
+          "(for quick runs and for ncu: kernel launches are 243 per prefill, then 3 warm-up steps)");
 
 namespace {
 
@@ -183,8 +186,8 @@ struct Bench {
     std::vector<int32_t> toks(ids.size(), 1);
     // Greedy on the GPU (SamplingParams defaults to temperature 1 without
     // top-k, which the GPU sampler hands to the host).
-    std::vector<gpu::GpuSampling> sampling(ids.size());
-    for (gpu::GpuSampling& s : sampling) s.params.temperature = 0.0f;
+    std::vector<ossgate::model::StepSampling> sampling(ids.size());
+    for (ossgate::model::StepSampling& s : sampling) s.params.temperature = 0.0f;
     std::vector<double> times;
     std::vector<int32_t> out;
     for (int i = 0; i < steps + 3; ++i) {
@@ -264,6 +267,17 @@ int main(int argc, char** argv) {
       b.Vram().ToString() + "\n\n");
 
   Bench bench{b, c.vocab_size};
+  if (const int n = absl::GetFlag(FLAGS_decode_only); n > 0) {
+    std::vector<ossgate::model::SeqId> ids;
+    for (int i = 0; i < n; ++i) {
+      ids.push_back(3000 + i);
+      b.kv().AddSequence(ids.back()).IgnoreError();
+      bench.Prefill(ids.back(), 128);
+    }
+    const double t = bench.Decode(ids, absl::GetFlag(FLAGS_decode_steps));
+    Out(absl::StrFormat("decode, %d sequences at context 128: %.3f ms/step, %.1f tok/s\n", n, t * 1e3, n / t));
+    return 0;
+  }
   // ---- prefill
   Out("## Prefill (one sequence, whole prompt in one step)\n\n| prompt | s | tok/s |\n|---:|---:|---:|\n");
   for (int len : {512, 4096}) {

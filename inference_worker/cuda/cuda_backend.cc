@@ -148,7 +148,7 @@ class CudaBackendImpl final : public CudaBackend {
   std::string Description() const override { return description_; }
   model::KvBlockManager& kv() override { return kv_; }
   absl::Status Forward(std::span<const SequenceStep> steps, std::vector<float>* logits) override;
-  absl::Status ForwardSample(std::span<const SequenceStep> steps, std::span<const GpuSampling> sampling,
+  absl::Status ForwardSample(std::span<const SequenceStep> steps, std::span<const model::StepSampling> sampling,
                              std::vector<int32_t>* tokens) override;
   VramReport Vram() const override { return vram_; }
   void SetProfiling(bool on) override { profiling_ = on; }
@@ -239,6 +239,7 @@ class CudaBackendImpl final : public CudaBackend {
   TiledMatrix output_;
   float* output_norm_ = nullptr;
   double* inv_freq_ = nullptr;
+  float* rope_table_ = nullptr;  // [max_context][head_dim]: cos, sin
 
   // Capacities.
   int max_tokens_ = 0;     // rows per pass
@@ -267,6 +268,8 @@ class CudaBackendImpl final : public CudaBackend {
   int32_t* moe_offsets_ = nullptr;
   int32_t* moe_active_ = nullptr;
   int32_t* moe_counts_ = nullptr;  // [0] n_active, [1] n_tiles
+  float* router_logits_ = nullptr;  // [max_tokens][E]
+  uint32_t* router_done_ = nullptr;  // the router's completion counters (kept zero between launches)
   int32_t* moe_tiles_ = nullptr;
   int32_t* slot_token_ = nullptr;
   int32_t* pair_slot_ = nullptr;
@@ -583,6 +586,17 @@ absl::Status CudaBackendImpl::Upload(const gguf::GgufFile& file, const model::We
   if (mem_.failed()) return absl::ResourceExhaustedError("CUDA backend: out of device memory while uploading");
   CUDA_CHECK(cudaMemcpy(inv_freq_, rope_.inv_freq.data(), rope_.inv_freq.size() * sizeof(double),
                         cudaMemcpyHostToDevice));
+  // The rotation of every position the backend can see, computed once (a
+  // decode step then reads 2 x head_dim floats instead of evaluating
+  // float64 sin/cos).
+  rope_table_ = mem_.Device<float>(static_cast<int64_t>(max_context_) * c.head_dim, &vram_.weights_small);
+  if (mem_.failed()) return absl::ResourceExhaustedError("CUDA backend: out of device memory while uploading");
+  kernels::RopeParams rp;
+  rp.head_dim = c.head_dim;
+  rp.inv_freq = inv_freq_;
+  rp.attention_factor = rope_.attention_factor;
+  kernels::LaunchRopeTable(rp, rope_table_, max_context_, stream_);
+  CUDA_CHECK(cudaStreamSynchronize(stream_));
   return absl::OkStatus();
 }
 
@@ -655,6 +669,8 @@ absl::Status CudaBackendImpl::AllocateRuntime() {
   moe_offsets_ = mem_.Device<int32_t>(c.n_experts + 1, ws);
   moe_active_ = mem_.Device<int32_t>(c.n_experts, ws);
   moe_counts_ = mem_.Device<int32_t>(2, ws);
+  router_logits_ = mem_.Device<float>(T * c.n_experts, ws);
+  router_done_ = mem_.Device<uint32_t>(kernels::RouterCounters(static_cast<int>(T)), ws);
   const int max_tiles = kernels::MoeMaxTiles(static_cast<int32_t>(P), c.n_experts, 64);
   moe_tiles_ = mem_.Device<int32_t>(3 * max_tiles, ws);
   slot_token_ = mem_.Device<int32_t>(P, ws);
@@ -691,6 +707,7 @@ absl::Status CudaBackendImpl::AllocateRuntime() {
         "CUDA backend: out of device memory for the KV cache and activations; lower max_sequences, max_context or "
         "max_step_tokens");
   }
+  CUDA_CHECK(cudaMemset(router_done_, 0, kernels::RouterCounters(static_cast<int>(T)) * sizeof(uint32_t)));
   meta_host_ = mem_.Host<int32_t>(m.total);
   std::memset(meta_host_, 0, m.total * sizeof(int32_t));
   logits_host_ = mem_.Host<float>(static_cast<int64_t>(logit_rows_) * c.vocab_size);
@@ -933,6 +950,8 @@ void CudaBackendImpl::EnqueueLayers(const PassShape& shape) {
     rp.head_dim = c.head_dim;
     rp.inv_freq = inv_freq_;
     rp.attention_factor = rope_.attention_factor;
+    rp.table = rope_table_;
+    rp.table_positions = max_context_;
     rp.q = q16_;
     rp.k_new = k_new_;
     rp.v_new = v_new_;
@@ -1028,24 +1047,18 @@ void CudaBackendImpl::EnqueueLayers(const PassShape& shape) {
     rt.k = K;
     rt.ids = ids_;
     rt.weights = wts_;
+    rt.route.tile_slots = 64;
+    rt.route.offsets = moe_offsets_;
+    rt.route.active = moe_active_;
+    rt.route.n_active = moe_counts_;
+    rt.route.tiles = moe_tiles_;
+    rt.route.n_tiles = moe_counts_ + 1;
+    rt.route.max_tiles = kernels::MoeMaxTiles(T * K, c.n_experts, 64);
+    rt.route.slot_token = slot_token_;
+    rt.route.pair_slot = pair_slot_;
+    rt.logits = router_logits_;
+    rt.done = router_done_;
     if (Runs(kRouter)) kernels::LaunchRouter(rt, s);
-    const int max_tiles = kernels::MoeMaxTiles(T * K, c.n_experts, 64);
-    kernels::MoeRouteParams mr;
-    mr.ids = ids_;
-    mr.n_tokens = T;
-    mr.n_valid = meta;
-    mr.k = K;
-    mr.n_experts = c.n_experts;
-    mr.tile_slots = 64;
-    mr.offsets = moe_offsets_;
-    mr.active = moe_active_;
-    mr.n_active = moe_counts_;
-    mr.tiles = moe_tiles_;
-    mr.n_tiles = moe_counts_ + 1;
-    mr.max_tiles = max_tiles;
-    mr.slot_token = slot_token_;
-    mr.pair_slot = pair_slot_;
-    if (Runs(kRouter)) kernels::LaunchMoeRoute(mr, s);
     if (tracing_) {
       CUDA_CHECK(cudaMemcpyAsync(trace_host_ + static_cast<int64_t>(l) * shape.valid * K, ids_,
                                  static_cast<size_t>(shape.valid) * K * sizeof(int32_t), cudaMemcpyDeviceToHost, s));
@@ -1059,7 +1072,7 @@ void CudaBackendImpl::EnqueueLayers(const PassShape& shape) {
     groups.tiles = moe_tiles_;
     groups.n_tiles = moe_counts_ + 1;
     groups.max_active = std::min(c.n_experts, T * K);
-    groups.max_tiles = max_tiles;
+    groups.max_tiles = rt.route.max_tiles;
     g = kernels::GemmParams();
     g.w = L.gate_up;
     g.x = h16_;
@@ -1189,47 +1202,55 @@ absl::Status CudaBackendImpl::Forward(std::span<const SequenceStep> steps, std::
   return absl::OkStatus();
 }
 
-absl::Status CudaBackendImpl::ForwardSample(std::span<const SequenceStep> steps, std::span<const GpuSampling> sampling,
+absl::Status CudaBackendImpl::ForwardSample(std::span<const SequenceStep> steps,
+                                            std::span<const model::StepSampling> sampling,
                                             std::vector<int32_t>* tokens) {
-  if (sampling.size() != steps.size()) {
-    return absl::InvalidArgumentError("ForwardSample: one GpuSampling per step is required");
-  }
-  for (size_t i = 0; i < steps.size(); ++i) {
-    if (steps[i].logits != Logits::kLast) {
-      return absl::InvalidArgumentError("ForwardSample: every step must ask for Logits::kLast");
-    }
-    const model::SamplingParams& sp = sampling[i].params;
-    if (sp.repetition_penalty != 1.0f || sp.presence_penalty != 0.0f || sp.frequency_penalty != 0.0f) {
-      return absl::InvalidArgumentError("ForwardSample: penalties need the token history; sample on the host");
-    }
-  }
+  if (absl::Status s = model::ValidateSampling(steps, sampling); !s.ok()) return s;
   if (absl::Status s = Validate(steps); !s.ok()) return s;
   const int V = config_.vocab_size;
-  tokens->assign(steps.size(), -1);
+  // Index in `tokens` of each kLast step (step order); kNone steps get none.
+  std::vector<int> out_index(steps.size(), -1);
+  int n_tokens = 0;
+  for (size_t i = 0; i < steps.size(); ++i) {
+    if (steps[i].logits == Logits::kLast) out_index[i] = n_tokens++;
+  }
+  tokens->assign(n_tokens, -1);
   const bool graph = IsGraphStep(steps);
   for (const std::vector<PassSeq>& pass : PlanPasses(steps)) {
     const PassShape shape = FillMeta(steps, pass, graph);
     RunPass(shape, graph);
-    // The rows sampled in this pass: steps whose last token is in it, in
-    // out_rows order (which is pass order).
-    std::vector<int> sampled_steps;
+    // The step of each logits row to sample (-1: sampled but dropped). Eager
+    // passes compute logits only for their out_rows: the kLast steps whose
+    // last token is in the pass, in pass order. A graph pass computes every
+    // row, and pass entry k (one token each) is row k; the rows of kNone
+    // steps (one-token prompt chunks) between them are sampled greedily and
+    // dropped, which keeps the rows to sample contiguous for one launch.
+    std::vector<int> row_step;
     for (const PassSeq& ps : pass) {
-      if (ps.end == static_cast<int>(steps[ps.step].tokens.size())) sampled_steps.push_back(ps.step);
+      const bool samples =
+          steps[ps.step].logits == Logits::kLast && ps.end == static_cast<int>(steps[ps.step].tokens.size());
+      if (samples) {
+        row_step.push_back(ps.step);
+      } else if (graph) {
+        row_step.push_back(-1);
+      }
     }
-    if (!sampled_steps.empty()) {
-      const int n = static_cast<int>(sampled_steps.size());
+    while (!row_step.empty() && row_step.back() < 0) row_step.pop_back();
+    if (!row_step.empty()) {
+      const int n = static_cast<int>(row_step.size());  // <= max_seqs_ <= logit_rows_
       if (!graph) EnqueueLogits(0, n);
-      // In a graph pass, out row r is row r = step r (one token each).
       bool host_fallback = false;
       for (int j = 0; j < n; ++j) {
-        const GpuSampling& gs = sampling[sampled_steps[j]];
         kernels::SampleRow& r = sample_rows_host_[j];
-        r.temperature = gs.params.temperature;
-        r.top_k = gs.params.top_k;
-        r.top_p = gs.params.top_p;
-        r.min_p = gs.params.min_p;
-        r.seed = gs.params.seed;
-        r.step = gs.step;
+        r = kernels::SampleRow();  // greedy: a dropped row
+        if (row_step[j] < 0) continue;
+        const model::StepSampling& ss = sampling[row_step[j]];
+        r.temperature = ss.params.temperature;
+        r.top_k = ss.params.top_k;
+        r.top_p = ss.params.top_p;
+        r.min_p = ss.params.min_p;
+        r.seed = ss.params.seed;
+        r.step = ss.step;
         if (r.temperature > 0.0f && r.top_k > kernels::kMaxGpuTopK) {
           host_fallback = true;
           r.temperature = 0.0f;  // computed on the host below
@@ -1251,13 +1272,14 @@ absl::Status CudaBackendImpl::ForwardSample(std::span<const SequenceStep> steps,
       }
       CUDA_CHECK(cudaStreamSynchronize(stream_));
       for (int j = 0; j < n; ++j) {
-        const GpuSampling& gs = sampling[sampled_steps[j]];
+        if (row_step[j] < 0) continue;
+        const model::StepSampling& ss = sampling[row_step[j]];
         int32_t tok = sampled_host_[j];
-        if (gs.params.temperature > 0.0f && gs.params.top_k > kernels::kMaxGpuTopK) {
-          model::Sampler sampler(gs.params);
-          tok = sampler.Sample({logits_host_ + static_cast<int64_t>(j) * V, static_cast<size_t>(V)}, {}, gs.step);
+        if (ss.params.temperature > 0.0f && ss.params.top_k > kernels::kMaxGpuTopK) {
+          const model::Sampler sampler(ss.params);
+          tok = sampler.Sample({logits_host_ + static_cast<int64_t>(j) * V, static_cast<size_t>(V)}, {}, ss.step);
         }
-        (*tokens)[sampled_steps[j]] = tok;
+        (*tokens)[out_index[row_step[j]]] = tok;
       }
     } else {
       CUDA_CHECK(cudaStreamSynchronize(stream_));

@@ -199,71 +199,74 @@ float SwiGluRef(float g, float u) {
   return out;
 }
 
-// Routing, fused gate/up + SwiGLU, down projection and the weighted combine
-// (in AddNorm) against the CPU MoE of cpu_backend.cc.
-TEST(MoeTest, ExpertsMatchCpuOnBothPaths) {
-  std::mt19937 rng(FreshSeed());
-  struct Shape {
-    int experts, k, d, f, tokens;
-  };
-  for (const Shape& s : {Shape{8, 4, 64, 64, 1}, Shape{8, 4, 64, 96, 5}, Shape{32, 4, 128, 160, 40},
-                         Shape{4, 2, 96, 64, 70}}) {
-    const HostWeights gate = RandomWeights(GgmlType::kMXFP4, s.f, s.d, s.experts, rng, 3.0f / std::sqrt(1.0f * s.d));
-    const HostWeights up = RandomWeights(GgmlType::kMXFP4, s.f, s.d, s.experts, rng, 3.0f / std::sqrt(1.0f * s.d));
-    const HostWeights down = RandomWeights(GgmlType::kMXFP4, s.d, s.f, s.experts, rng, 0.5f / std::sqrt(1.0f * s.f));
-    DeviceTiled dgu = Tile({&gate.view, &up.view}, true), ddown = Tile({&down.view}, false);
-    const std::vector<float> gb = RandomFloats(s.experts * s.f, rng, 0.1f), ub = RandomFloats(s.experts * s.f, rng, 0.1f),
-                             db = RandomFloats(s.experts * s.d, rng, 0.1f);
-    DevBuf<float> dgb(gb), dub(ub), ddb(db);
-    const Acts h = RandomActs(static_cast<int64_t>(s.tokens) * s.d, rng);
-    DevBuf<uint16_t> dh(h.h);
-    // Random distinct experts per token and softmax-like weights.
-    std::vector<int32_t> ids(s.tokens * s.k);
-    std::vector<float> wts(s.tokens * s.k);
-    for (int t = 0; t < s.tokens; ++t) {
-      std::vector<int> perm(s.experts);
-      std::iota(perm.begin(), perm.end(), 0);
-      std::shuffle(perm.begin(), perm.end(), rng);
-      float sum = 0;
-      for (int i = 0; i < s.k; ++i) {
-        ids[t * s.k + i] = perm[i];
-        wts[t * s.k + i] = std::uniform_real_distribution<float>(0.1f, 1.0f)(rng);
-        sum += wts[t * s.k + i];
-      }
-      for (int i = 0; i < s.k; ++i) wts[t * s.k + i] /= sum;
-    }
-    DevBuf<int32_t> dids(ids);
-    DevBuf<float> dwts(wts);
-    const int pairs = s.tokens * s.k;
-    const int max_tiles = kernels::MoeMaxTiles(pairs, s.experts, 64);
-    DevBuf<int32_t> offsets(s.experts + 1), active(s.experts), counts(2), tiles(3 * max_tiles), slot_token(pairs),
-        pair_slot(pairs);
+// Device buffers of one LaunchRouter: outputs (poisoned) and workspace.
+struct DeviceRouting {
+  DeviceRouting(int tokens, int experts, int k)
+      : pairs(tokens * k),
+        max_tiles(kernels::MoeMaxTiles(pairs, experts, 64)),
+        ids(pairs),
+        wts(pairs),
+        offsets(experts + 1),
+        active(experts),
+        counts(2),
+        tiles(3 * max_tiles),
+        slot_token(pairs),
+        pair_slot(pairs),
+        logits(static_cast<size_t>(tokens) * experts),
+        done(std::vector<uint32_t>(kernels::RouterCounters(tokens), 0)) {
+    ids.Poison();
+    wts.Poison();
     for (auto* b : {&offsets, &active, &counts, &tiles, &slot_token, &pair_slot}) b->Poison();
-    kernels::MoeRouteParams mr;
-    mr.ids = dids.get();
-    mr.n_tokens = s.tokens;
-    mr.k = s.k;
-    mr.n_experts = s.experts;
-    mr.offsets = offsets.get();
-    mr.active = active.get();
-    mr.n_active = counts.get();
-    mr.tiles = tiles.get();
-    mr.n_tiles = counts.get() + 1;
-    mr.max_tiles = max_tiles;
-    mr.slot_token = slot_token.get();
-    mr.pair_slot = pair_slot.get();
-    kernels::LaunchMoeRoute(mr, nullptr);
-    // Routing structure: stable grouping by expert.
-    const auto off = offsets.Download(), st = slot_token.Download(), ps = pair_slot.Download(), act = active.Download(),
-               cnt = counts.Download(), tl = tiles.Download();
+  }
+  kernels::RouterParams Params(const float* h, const float* w, const float* b, int tokens, int d, int experts, int k) {
+    kernels::RouterParams p;
+    p.h = h;
+    p.w = w;
+    p.b = b;
+    p.n_tokens = tokens;
+    p.d = d;
+    p.n_experts = experts;
+    p.k = k;
+    p.ids = ids.get();
+    p.weights = wts.get();
+    p.route.offsets = offsets.get();
+    p.route.active = active.get();
+    p.route.n_active = counts.get();
+    p.route.tiles = tiles.get();
+    p.route.n_tiles = counts.get() + 1;
+    p.route.max_tiles = max_tiles;
+    p.route.slot_token = slot_token.get();
+    p.route.pair_slot = pair_slot.get();
+    p.logits = logits.get();
+    p.done = done.get();
+    return p;
+  }
+  kernels::MoeGroups Groups(int experts) const {
+    kernels::MoeGroups g;
+    g.offsets = offsets.get();
+    g.active = active.get();
+    g.n_active = counts.get();
+    g.tiles = tiles.get();
+    g.n_tiles = counts.get() + 1;
+    g.max_active = std::min(experts, pairs);
+    g.max_tiles = max_tiles;
+    return g;
+  }
+  // The grouping is the stable grouping of the first `valid` tokens' pairs
+  // by expert (offsets, active list, 64-slot tiles, slot <-> pair maps), the
+  // other pairs have no slot, and the completion counter is back to zero.
+  void ExpectStableGrouping(int valid, int experts, int k) const {
+    const auto id = ids.Download(), off = offsets.Download(), st = slot_token.Download(), ps = pair_slot.Download(),
+               act = active.Download(), cnt = counts.Download(), tl = tiles.Download();
+    const int n_pairs = valid * k;
     int expect_slot = 0, n_active = 0, n_tiles = 0;
-    for (int e = 0; e < s.experts; ++e) {
+    for (int e = 0; e < experts; ++e) {
       ASSERT_EQ(off[e], expect_slot);
       int c = 0;
-      for (int i = 0; i < pairs; ++i) {
-        if (ids[i] != e) continue;
+      for (int i = 0; i < n_pairs; ++i) {
+        if (id[i] != e) continue;
         ASSERT_EQ(ps[i], expect_slot) << "pair " << i;
-        ASSERT_EQ(st[expect_slot], i / s.k);
+        ASSERT_EQ(st[expect_slot], i / k);
         ++expect_slot;
         ++c;
       }
@@ -276,17 +279,51 @@ TEST(MoeTest, ExpertsMatchCpuOnBothPaths) {
         }
       }
     }
+    ASSERT_EQ(off[experts], n_pairs);
     ASSERT_EQ(cnt[0], n_active);
     ASSERT_EQ(cnt[1], n_tiles);
+    for (int i = n_pairs; i < pairs; ++i) ASSERT_EQ(ps[i], -1) << "pair " << i << " beyond the valid rows";
+    for (uint32_t v : done.Download()) ASSERT_EQ(v, 0u) << "the router left a completion counter set";
+  }
+  int pairs, max_tiles;
+  DevBuf<int32_t> ids;
+  DevBuf<float> wts;
+  DevBuf<int32_t> offsets, active, counts, tiles, slot_token, pair_slot;
+  DevBuf<float> logits;
+  DevBuf<uint32_t> done;
+};
 
-    kernels::MoeGroups groups;
-    groups.offsets = offsets.get();
-    groups.active = active.get();
-    groups.n_active = counts.get();
-    groups.tiles = tiles.get();
-    groups.n_tiles = counts.get() + 1;
-    groups.max_active = std::min(s.experts, pairs);
-    groups.max_tiles = max_tiles;
+// Routing, fused gate/up + SwiGLU, down projection and the weighted combine
+// (in AddNorm) against the CPU MoE of cpu_backend.cc.
+TEST(MoeTest, ExpertsMatchCpuOnBothPaths) {
+  std::mt19937 rng(FreshSeed());
+  struct Shape {
+    int experts, k, d, f, tokens;
+  };
+  for (const Shape& s : {Shape{8, 4, 64, 64, 1}, Shape{8, 4, 64, 96, 5}, Shape{32, 4, 128, 160, 40},
+                         Shape{4, 2, 96, 64, 70}, Shape{8, 4, 64, 64, 200}}) {
+    const HostWeights gate = RandomWeights(GgmlType::kMXFP4, s.f, s.d, s.experts, rng, 3.0f / std::sqrt(1.0f * s.d));
+    const HostWeights up = RandomWeights(GgmlType::kMXFP4, s.f, s.d, s.experts, rng, 3.0f / std::sqrt(1.0f * s.d));
+    const HostWeights down = RandomWeights(GgmlType::kMXFP4, s.d, s.f, s.experts, rng, 0.5f / std::sqrt(1.0f * s.f));
+    DeviceTiled dgu = Tile({&gate.view, &up.view}, true), ddown = Tile({&down.view}, false);
+    const std::vector<float> gb = RandomFloats(s.experts * s.f, rng, 0.1f), ub = RandomFloats(s.experts * s.f, rng, 0.1f),
+                             db = RandomFloats(s.experts * s.d, rng, 0.1f);
+    DevBuf<float> dgb(gb), dub(ub), ddb(db);
+    const Acts h = RandomActs(static_cast<int64_t>(s.tokens) * s.d, rng);
+    DevBuf<uint16_t> dh(h.h);
+    // Routing by a random fp32 router on the tokens' values.
+    DevBuf<float> dh32(h.f), drw(RandomFloats(static_cast<size_t>(s.experts) * s.d, rng, 2.0f / std::sqrt(1.0f * s.d))),
+        drb(RandomFloats(s.experts, rng, 0.1f));
+    DeviceRouting routing(s.tokens, s.experts, s.k);
+    kernels::LaunchRouter(routing.Params(dh32.get(), drw.get(), drb.get(), s.tokens, s.d, s.experts, s.k), nullptr);
+    ASSERT_NO_FATAL_FAILURE(routing.ExpectStableGrouping(s.tokens, s.experts, s.k));
+    const std::vector<int32_t> ids = routing.ids.Download();
+    const std::vector<float> wts = routing.wts.Download();
+    const std::vector<int32_t> ps = routing.pair_slot.Download();
+    const int pairs = s.tokens * s.k;
+    DevBuf<int32_t>& pair_slot = routing.pair_slot;
+    DevBuf<int32_t>& slot_token = routing.slot_token;
+    const kernels::MoeGroups groups = routing.Groups(s.experts);
     std::vector<std::vector<uint16_t>> acts;
     std::vector<std::vector<float>> ys;
     for (GemmPath path : {GemmPath::kSmallBatch, GemmPath::kLargeBatch}) {
@@ -360,8 +397,8 @@ TEST(MoeTest, ExpertsMatchCpuOnBothPaths) {
     np.n_tokens = s.tokens;
     np.moe_y = dy.get();
     np.moe_slot = pair_slot.get();
-    np.moe_ids = dids.get();
-    np.moe_w = dwts.get();
+    np.moe_ids = routing.ids.get();
+    np.moe_w = routing.wts.get();
     np.moe_k = s.k;
     np.norm_w = dnw.get();
     np.h16 = h16.get();
@@ -476,10 +513,12 @@ class AttnHarness {
     return (*out_row)[d_index];
   }
 
-  // Runs the step on the GPU: decode kernel for 1-token sequences, prefill
-  // for the others, unless force_prefill. Fresh K/V for positions >= start
-  // of each sequence; the cache holds `upto` positions.
-  std::vector<uint16_t> Run(const std::vector<AttnSeq>& seqs, const std::vector<int>& upto, bool force_prefill) const {
+  // Runs the step on the GPU: decode kernel for 1-token sequences (splits
+  // run as `split_mode` says), prefill for the others, unless force_prefill.
+  // Fresh K/V for positions >= start of each sequence; the cache holds
+  // `upto` positions.
+  std::vector<uint16_t> Run(const std::vector<AttnSeq>& seqs, const std::vector<int>& upto, bool force_prefill,
+                            kernels::AttnSplitMode split_mode = kernels::AttnSplitMode::kAuto) const {
     const int bs = 16;
     std::vector<int32_t> start, n, first, full_off, ring_off, tables, tok_items, dec_items, split_off;
     int rows = 0, splits_full = 0, split_total = 0;
@@ -569,6 +608,7 @@ class AttnHarness {
       dp.part = part.get();
       // A larger grid than needed: surplus split CTAs must exit cleanly.
       dp.max_splits = splits_full + 1;
+      dp.split_mode = split_mode;
       kernels::LaunchAttentionDecode(dp, nullptr);
     }
     return out.Download();
@@ -632,15 +672,19 @@ TEST_P(AttentionTest, MatchesCpuAndDecodeEqualsPrefillBitwise) {
           cached[j] = s.seqs[i].start + t;
         }
       }
-      for (bool force_prefill : {false, true}) {
-        const std::vector<uint16_t> dec = h.Run(one, cached, force_prefill);
+      using kernels::AttnSplitMode;
+      for (auto [force_prefill, mode] : {std::pair{false, AttnSplitMode::kParallel},
+                                         std::pair{false, AttnSplitMode::kSerial}, std::pair{true, AttnSplitMode::kAuto}}) {
+        const std::vector<uint16_t> dec = h.Run(one, cached, force_prefill, mode);
         int row = 0;
         for (size_t j = 0; j < i; ++j) row += one[j].n;
         const size_t a = (static_cast<size_t>(h.first_row(static_cast<int>(i)) + t) * s.n_heads) * s.head_dim;
         const size_t b = static_cast<size_t>(row) * s.n_heads * s.head_dim;
         for (int e = 0; e < s.n_heads * s.head_dim; ++e) {
           ASSERT_EQ(got[a + e], dec[b + e]) << "seq " << i << " token " << t << " element " << e
-                                            << (force_prefill ? " (1-token prefill)" : " (decode)");
+                                            << (force_prefill                     ? " (1-token prefill)"
+                                                : mode == AttnSplitMode::kSerial ? " (decode, splits in one CTA)"
+                                                                                  : " (decode, parallel splits)");
         }
       }
     }
@@ -711,6 +755,21 @@ TEST(RopeTest, MatchesCpu) {
     }
     EXPECT_LT(RelErr(rq, wq), 1e-3);
     EXPECT_LT(RelErr(rk, wk), 5e-3);
+
+    // The precomputed table (what the backend uses) gives the same bits;
+    // positions past its end fall back to computing.
+    const int table_positions = 4097;
+    DevBuf<float> table(static_cast<size_t>(table_positions) * hd);
+    table.Poison();
+    kernels::LaunchRopeTable(p, table.get(), table_positions, nullptr);
+    kernels::RopeParams pt = p;
+    pt.table = table.get();
+    pt.table_positions = table_positions;
+    q.Poison();
+    k.Poison();
+    kernels::LaunchRope(pt, nullptr);
+    EXPECT_EQ(q.Download(), gq) << "q differs with the RoPE table";
+    EXPECT_EQ(k.Download(), gk) << "k differs with the RoPE table";
   }
 }
 
@@ -747,28 +806,19 @@ TEST(AddNormTest, ResidualAndNormMatchCpu) {
 
 TEST(RouterTest, TopKAndWeightsMatchCpu) {
   std::mt19937 rng(FreshSeed());
-  for (auto [experts, k, d] : std::vector<std::tuple<int, int, int>>{{32, 4, 2880}, {8, 4, 64}, {128, 4, 96}, {5, 2, 32}}) {
+  for (auto [experts, k, d] : std::vector<std::tuple<int, int, int>>{
+           {32, 4, 2880}, {8, 4, 64}, {128, 4, 96}, {5, 2, 32}, {256, 8, 4100}, {3, 3, 8}}) {
     const int T = 50;
     const std::vector<float> h = RandomFloats(static_cast<size_t>(T) * d, rng),
                              w = RandomFloats(static_cast<size_t>(experts) * d, rng, 2.0f / std::sqrt(1.0f * d)),
                              b = RandomFloats(experts, rng, 0.1f);
-    DevBuf<float> dh(h), dw(w), db(b), wts(static_cast<size_t>(T) * k);
-    DevBuf<int32_t> ids(static_cast<size_t>(T) * k);
-    ids.Poison();
-    wts.Poison();
-    kernels::RouterParams p;
-    p.h = dh.get();
-    p.w = dw.get();
-    p.b = db.get();
-    p.n_tokens = T;
-    p.d = d;
-    p.n_experts = experts;
-    p.k = k;
-    p.ids = ids.get();
-    p.weights = wts.get();
+    DevBuf<float> dh(h), dw(w), db(b);
+    DeviceRouting routing(T, experts, k);
+    const kernels::RouterParams p = routing.Params(dh.get(), dw.get(), db.get(), T, d, experts, k);
     kernels::LaunchRouter(p, nullptr);
-    const auto gids = ids.Download();
-    const auto gw = wts.Download();
+    ASSERT_NO_FATAL_FAILURE(routing.ExpectStableGrouping(T, experts, k)) << experts << " experts, d " << d;
+    const auto gids = routing.ids.Download();
+    const auto gw = routing.wts.Download();
     int checked = 0;
     for (int t = 0; t < T; ++t) {
       std::vector<double> logits(experts);
@@ -796,25 +846,22 @@ TEST(RouterTest, TopKAndWeightsMatchCpu) {
     // Batch invariance: token 5 alone gives bitwise the same result; a
     // device count of valid rows (graphs) leaves the rows beyond it alone.
     DevBuf<float> h5(std::vector<float>(h.begin() + 5 * d, h.begin() + 6 * d));
-    DevBuf<int32_t> ids5(k);
-    DevBuf<float> w5(k);
-    kernels::RouterParams p5 = p;
-    p5.h = h5.get();
-    p5.n_tokens = 1;
-    p5.ids = ids5.get();
-    p5.weights = w5.get();
-    kernels::LaunchRouter(p5, nullptr);
-    const auto i5 = ids5.Download();
-    const auto f5 = w5.Download();
+    DeviceRouting r5(1, experts, k);
+    kernels::LaunchRouter(r5.Params(h5.get(), dw.get(), db.get(), 1, d, experts, k), nullptr);
+    ASSERT_NO_FATAL_FAILURE(r5.ExpectStableGrouping(1, experts, k));
+    const auto i5 = r5.ids.Download();
+    const auto f5 = r5.wts.Download();
     for (int i = 0; i < k; ++i) {
       EXPECT_EQ(i5[i], gids[5 * k + i]);
       EXPECT_EQ(0, std::memcmp(&f5[i], &gw[5 * k + i], sizeof(float)));
     }
     DevBuf<int32_t> n_valid(std::vector<int32_t>{37});
-    ids.Poison();
-    p.n_valid = n_valid.get();
-    kernels::LaunchRouter(p, nullptr);
-    const auto gv = ids.Download();
+    DeviceRouting rv(T, experts, k);
+    kernels::RouterParams pv = rv.Params(dh.get(), dw.get(), db.get(), T, d, experts, k);
+    pv.n_valid = n_valid.get();
+    kernels::LaunchRouter(pv, nullptr);
+    ASSERT_NO_FATAL_FAILURE(rv.ExpectStableGrouping(37, experts, k));
+    const auto gv = rv.ids.Download();
     for (int t = 0; t < T; ++t) {
       for (int i = 0; i < k; ++i) {
         if (t < 37) {
@@ -823,6 +870,35 @@ TEST(RouterTest, TopKAndWeightsMatchCpu) {
           EXPECT_EQ(gv[t * k + i], -1) << "row beyond the valid count was written";
         }
       }
+    }
+  }
+}
+
+// Exact ties and infinities: the top-k takes the lower expert id among equal
+// logits (as the CPU), NaN counts as -inf, and the ids are always distinct.
+TEST(RouterTest, TiesGoToTheLowerExpert) {
+  const int experts = 40, k = 4, d = 4, T = 3;
+  std::vector<float> w(static_cast<size_t>(experts) * d, 0.0f), b(experts, 0.0f);
+  std::vector<std::vector<float>> logits(T, std::vector<float>(experts, 0.0f));
+  for (int e = 0; e < experts; ++e) logits[0][e] = (e % 3 == 0) ? 2.0f : 1.0f;  // ties among 0, 3, 6, 9, ...
+  for (int e = 0; e < experts; ++e) logits[1][e] = (e == 33 || e == 7) ? INFINITY : -1.0f;
+  for (int e = 0; e < experts; ++e) logits[2][e] = (e < 35) ? NAN : 5.0f - e;  // only 35..39 are numbers
+  // Logits as biases (h = 0 makes every dot product 0).
+  std::vector<float> h(static_cast<size_t>(T) * d, 0.0f);
+  std::vector<std::vector<int32_t>> want = {{0, 3, 6, 9}, {7, 33, 0, 1}, {35, 36, 37, 38}};
+  for (int t = 0; t < T; ++t) {
+    DevBuf<float> dh(std::vector<float>(h.begin() + t * d, h.begin() + (t + 1) * d)), dw(w), db(logits[t]);
+    DeviceRouting r(1, experts, k);
+    kernels::LaunchRouter(r.Params(dh.get(), dw.get(), db.get(), 1, d, experts, k), nullptr);
+    ASSERT_NO_FATAL_FAILURE(r.ExpectStableGrouping(1, experts, k));
+    EXPECT_EQ(r.ids.Download(), want[t]) << "token " << t;
+    if (t == 0) {
+      std::vector<int32_t> rid(k);
+      std::vector<float> rw(k);
+      model::cpu::RouterTopK(logits[0].data(), experts, k, rid.data(), rw.data());
+      EXPECT_EQ(rid, want[0]) << "the CPU breaks ties differently";
+      const auto gw = r.wts.Download();
+      for (int i = 0; i < k; ++i) EXPECT_EQ(gw[i], rw[i]);
     }
   }
 }

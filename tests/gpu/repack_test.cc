@@ -1,6 +1,7 @@
 // The tiled device layout (kernels/layout.h) against the CPU dequantizer: every
 // element the kernels would decode from the repacked bytes equals the ggml
-// value (up to the fp16 rounding the kernels apply), for every format, with
+// value (exactly for MXFP4, up to the fp16 rounding the kernels apply for the
+// others), for every format, with
 // padding rows and fused gate/up tiles. CPU only: runs in CI.
 #include <cmath>
 #include <random>
@@ -39,9 +40,13 @@ HostMatrix RandomMatrix(GgmlType type, int64_t rows, int64_t cols, uint32_t seed
   return m;
 }
 
-// What the kernels compute for a stored value: fp16 rounding of the decoded
-// element (bf16 clamped to the fp16 range first).
-float HalfOf(float v) { return gguf::Fp16ToFloat(gguf::FloatToFp16(std::clamp(v, -65504.0f, 65504.0f))); }
+// What the kernels compute for a stored value: MXFP4 exactly (the block scale
+// is applied to fp32 partial sums), the others rounded to fp16 (bf16 clamped
+// to the fp16 range first).
+float DeviceValue(GgmlType type, float v) {
+  if (type == GgmlType::kMXFP4) return v;
+  return gguf::Fp16ToFloat(gguf::FloatToFp16(std::clamp(v, -65504.0f, 65504.0f)));
+}
 
 class RepackTest : public ::testing::TestWithParam<GgmlType> {};
 
@@ -59,7 +64,7 @@ TEST_P(RepackTest, PlainMatrixDecodesToTheGgmlValues) {
     for (int64_t r = 0; r < rt * kTileRows; ++r) {
       for (int64_t c = 0; c < cols; ++c) {
         const float got = TiledValue(*fmt, kb, codes.data(), scales.empty() ? nullptr : scales.data(), r, c);
-        const float want = r < rows ? HalfOf(m.values[r * cols + c]) : 0.0f;
+        const float want = r < rows ? DeviceValue(type, m.values[r * cols + c]) : 0.0f;
         ASSERT_EQ(got, want) << "row " << r << " col " << c << " of " << rows << "x" << cols;
       }
     }
@@ -89,7 +94,7 @@ TEST_P(RepackTest, FusedGateUpInterleavesFeaturesByEight) {
     const bool is_up = dev_row % 16 >= 8;
     for (int64_t c = 0; c < cols; ++c) {
       const float got = TiledValue(*fmt, kb, codes.data(), scales.empty() ? nullptr : scales.data(), dev_row, c);
-      const float want = f < features ? HalfOf((is_up ? up : gate).values[f * cols + c]) : 0.0f;
+      const float want = f < features ? DeviceValue(type, (is_up ? up : gate).values[f * cols + c]) : 0.0f;
       ASSERT_EQ(got, want) << "device row " << dev_row << " col " << c;
     }
   }
@@ -109,6 +114,39 @@ TEST(RepackRangeTest, StagedRangesEqualOneShot) {
   }
   EXPECT_EQ(c1, c2);
   EXPECT_EQ(s1, s2);
+}
+
+// Every E2M1 code at every column of a lane and every finite E8M0 scale
+// (e = 0..254, subnormal results included): the tiled decode is exact.
+TEST(RepackMxfp4Test, EveryCodeAndScaleDecodesExactly) {
+  const int64_t rows = 16, cols = 32 * 255;  // block kb of every row has scale e = kb
+  const int64_t row_bytes = gguf::RowBytes(GgmlType::kMXFP4, cols);
+  std::vector<uint8_t> bytes(rows * row_bytes);
+  for (int64_t r = 0; r < rows; ++r) {
+    auto* blocks = reinterpret_cast<gguf::BlockMxfp4*>(bytes.data() + r * row_bytes);
+    for (int64_t kb = 0; kb < 255; ++kb) {
+      blocks[kb].e = static_cast<uint8_t>(kb);
+      for (int j = 0; j < 16; ++j) {
+        // codes cycle through all 16 values, shifted per row and block
+        const int lo = (j + r + kb) % 16, hi = (j + 3 * r + 7) % 16;
+        blocks[kb].qs[j] = static_cast<uint8_t>(lo | (hi << 4));
+      }
+    }
+  }
+  std::vector<float> values(rows * cols);
+  for (int64_t r = 0; r < rows; ++r) {
+    gguf::DequantizeRow(GgmlType::kMXFP4, bytes.data() + r * row_bytes, values.data() + r * cols, cols);
+  }
+  const TiledBytes size = TiledSize(WFormat::kMxfp4, rows, cols, false);
+  std::vector<uint8_t> codes(size.codes), scales(size.scales);
+  RepackTiles(WFormat::kMxfp4, cols / kBlockK, [&](int64_t r) { return bytes.data() + r * row_bytes; }, 0, 1,
+              codes.data(), scales.data());
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < cols; ++c) {
+      ASSERT_EQ(TiledValue(WFormat::kMxfp4, cols / kBlockK, codes.data(), scales.data(), r, c), values[r * cols + c])
+          << "row " << r << " col " << c << " (scale byte " << c / 32 << ")";
+    }
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(AllFormats, RepackTest,
