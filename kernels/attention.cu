@@ -66,8 +66,10 @@ __device__ __forceinline__ void LdMatrixX4Trans(uint32_t& r0, uint32_t& r1, uint
 // the combine kernel; otherwise the CTA runs all splits of its rows.
 template <int HD, int WARPS, bool kDecode, bool kParallel>
 __global__ void __launch_bounds__(WARPS * 32, 1) AttentionKernel(const AttnParams p) {
+  // Programmatic launch: the step's metadata (copied before the step) and
+  // the cached keys of earlier positions (written by earlier steps) are read
+  // before waiting for the previous kernel; q and this step's keys after.
   LaunchDependents();
-  GridDependencySync();
   constexpr int LDS = HD + 8;  // padded smem row (halfs): conflict-free fragment loads
   constexpr int KSTEPS = HD / 16;
   constexpr int DT = HD / 8;
@@ -76,25 +78,25 @@ __global__ void __launch_bounds__(WARPS * 32, 1) AttentionKernel(const AttnParam
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int r = lane >> 2, c = lane & 3;
   const int item = blockIdx.x;
-  if (item >= *p.n_items) return;
+  if (item >= *p.n_items) return GridDependencySync();
   const int G = p.n_heads / p.n_kv_heads;
   const int tpw = 16 / G;  // query tokens per warp
   const int kvh = blockIdx.y;
   const int seq = kDecode ? p.items[item] : p.items[2 * item];
   const int qtile = kDecode ? 0 : p.items[2 * item + 1];
-  if (seq < 0) return;
+  if (seq < 0) return GridDependencySync();
   const int start = p.seqs.start[seq], n = p.seqs.n[seq], first_row = p.seqs.first_row[seq];
   const int32_t* table = p.seqs.tables + (p.sliding ? p.seqs.ring_off[seq] : p.seqs.full_off[seq]);
   const int cta_tok0 = qtile * WARPS * tpw;
   const int cta_tok1 = min(n, cta_tok0 + WARPS * tpw) - 1;
-  if (cta_tok1 < cta_tok0) return;
+  if (cta_tok1 < cta_tok0) return GridDependencySync();
   const int kmin = p.sliding ? max(0, start + cta_tok0 - p.window + 1) : 0;
   const int kmax = start + cta_tok1;
   const int s_first = kmin / kAttnSplitKeys, s_last = kmax / kAttnSplitKeys;
   int s_begin = s_first, s_end = s_last;
   if (kParallel) {
     s_begin = s_first + blockIdx.z;
-    if (s_begin > s_last) return;
+    if (s_begin > s_last) return GridDependencySync();
     s_end = s_begin;
   }
 
@@ -112,22 +114,6 @@ __global__ void __launch_bounds__(WARPS * 32, 1) AttentionKernel(const AttnParam
     lo[h] = p.sliding ? max(0, pos[h] - p.window + 1) : 0;
     sink2[h] = __fmul_rn(p.sinks[head[h]], kLog2e);
   }
-  uint32_t qa[KSTEPS][4];
-#pragma unroll
-  for (int s = 0; s < KSTEPS; ++s) {
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      uint32_t lo32 = 0, hi32 = 0;
-      if (valid[h]) {
-        const half_t* qrow = p.q + (static_cast<int64_t>(first_row + tok[h]) * p.n_heads + head[h]) * HD;
-        lo32 = *reinterpret_cast<const uint32_t*>(qrow + 16 * s + 2 * c);
-        hi32 = *reinterpret_cast<const uint32_t*>(qrow + 16 * s + 2 * c + 8);
-      }
-      qa[s][h] = lo32;
-      qa[s][2 + h] = hi32;
-    }
-  }
-
   float mM[2] = {sink2[0], sink2[1]}, lM[2] = {0.0f, 0.0f};
   float oM[DT][4];
 #pragma unroll
@@ -141,14 +127,15 @@ __global__ void __launch_bounds__(WARPS * 32, 1) AttentionKernel(const AttnParam
   constexpr int kLoads = kKT * kPieces / (WARPS * 32);
   static_assert(kLoads * WARPS * 32 == kKT * kPieces, "pieces per thread");
   uint4 kr[kLoads], vr[kLoads];
-  auto load_tile = [&](int t) {
+  // which: 0 = the cached keys (j < start), 1 = this step's keys, 2 = both.
+  auto load_tile = [&](int t, int which) {
 #pragma unroll
     for (int u = 0; u < kLoads; ++u) {
       const int idx = threadIdx.x + u * WARPS * 32;
       const int key = idx / kPieces, piece = idx % kPieces;
       const int j = t * kKT + key;
-      kr[u] = vr[u] = make_uint4(0, 0, 0, 0);
-      if (j >= kmin && j <= kmax) {
+      if (which != 1) kr[u] = vr[u] = make_uint4(0, 0, 0, 0);
+      if (j >= kmin && j <= kmax && (which == 2 || (which == 0) == (j < start))) {
         int64_t off;
         const bf16_t *kb, *vb;
         if (j < start) {
@@ -168,7 +155,25 @@ __global__ void __launch_bounds__(WARPS * 32, 1) AttentionKernel(const AttnParam
   };
   const int t_first = max(s_begin * kTilesPerSplit, kmin / kKT);
   const int t_last = min(s_end * kTilesPerSplit + kTilesPerSplit - 1, kmax / kKT);
-  if (t_first <= t_last) load_tile(t_first);
+  if (t_first <= t_last) load_tile(t_first, 0);
+  GridDependencySync();
+  if (t_first <= t_last) load_tile(t_first, 1);
+  uint32_t qa[KSTEPS][4];
+#pragma unroll
+  for (int s = 0; s < KSTEPS; ++s) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      uint32_t lo32 = 0, hi32 = 0;
+      if (valid[h]) {
+        const half_t* qrow = p.q + (static_cast<int64_t>(first_row + tok[h]) * p.n_heads + head[h]) * HD;
+        lo32 = *reinterpret_cast<const uint32_t*>(qrow + 16 * s + 2 * c);
+        hi32 = *reinterpret_cast<const uint32_t*>(qrow + 16 * s + 2 * c + 8);
+      }
+      qa[s][h] = lo32;
+      qa[s][2 + h] = hi32;
+    }
+  }
+
 
   for (int s = s_begin; s <= s_end; ++s) {
     float mS[2] = {sink2[0], sink2[1]}, lS[2] = {0.0f, 0.0f};
@@ -191,7 +196,7 @@ __global__ void __launch_bounds__(WARPS * 32, 1) AttentionKernel(const AttnParam
         *reinterpret_cast<uint4*>(&ks[key * LDS + piece * 8]) = kv;
         *reinterpret_cast<uint4*>(&vs[key * LDS + piece * 8]) = vv;
       }
-      if (t < t_last) load_tile(t + 1);
+      if (t < t_last) load_tile(t + 1, 2);
       __syncthreads();
 
       float sc[8][4];

@@ -32,6 +32,12 @@ __device__ __forceinline__ void LaunchDependents() {
 #endif
 }
 
+// Asks for the 128-byte line holding `p` to be brought into L2 (no register
+// result; used for weights before GridDependencySync).
+__device__ __forceinline__ void PrefetchL2(const void* p) {
+  asm volatile("prefetch.global.L2 [%0];\n" ::"l"(p));
+}
+
 // Whether launches carry the programmatic-serialization attribute (set by
 // InitKernels from the device's compute capability).
 bool ProgrammaticLaunchEnabled();

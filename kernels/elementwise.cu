@@ -59,14 +59,23 @@ __global__ void EmbedKernel(const EmbedParams p) {
 // the width. Indices past the row are clamped to a valid address and their
 // values never used.
 __global__ void __launch_bounds__(kNormThreads) AddNormKernel(const AddNormParams p) {
+  // The norm weights are loaded before waiting for the previous kernel
+  // (programmatic launch); the row and its residual terms after.
   LaunchDependents();
-  GridDependencySync();
   __shared__ double partial[kNormThreads / 32];
   __shared__ float s_w[kMaxMoeK];
   __shared__ int32_t s_slot[kMaxMoeK];
   __shared__ int s_k;
   const int t = blockIdx.x;
   float* x = p.x + static_cast<int64_t>(t) * p.d;
+  int idx[kNormPer];
+  float v[kNormPer], nw[kNormPer], a[kNormPer];
+#pragma unroll
+  for (int u = 0; u < kNormPer; ++u) {
+    idx[u] = min(static_cast<int>(threadIdx.x) + u * kNormThreads, p.d - 1);
+    nw[u] = p.norm_w[idx[u]];
+  }
+  GridDependencySync();
   if (p.moe_y && threadIdx.x == 0) {
     // The experts of this token in increasing id (the CPU adds them in that order).
     int ids[kMaxMoeK];
@@ -88,13 +97,9 @@ __global__ void __launch_bounds__(kNormThreads) AddNormKernel(const AddNormParam
     }
     s_k = k;
   }
-  int idx[kNormPer];
-  float v[kNormPer], nw[kNormPer], a[kNormPer];
 #pragma unroll
   for (int u = 0; u < kNormPer; ++u) {
-    idx[u] = min(static_cast<int>(threadIdx.x) + u * kNormThreads, p.d - 1);
     v[u] = x[idx[u]];
-    nw[u] = p.norm_w[idx[u]];
     a[u] = p.add ? p.add[static_cast<int64_t>(t) * p.d + idx[u]] : 0.0f;
   }
   if (p.add) {
@@ -181,8 +186,9 @@ __global__ void RopeTableKernel(const RopeParams p, float* table, int positions)
 }
 
 __global__ void RopeKernel(const RopeParams p) {
+  // The position (step metadata) and its rotation do not depend on the
+  // previous kernel (programmatic launch); q/k/v do.
   LaunchDependents();
-  GridDependencySync();
   extern __shared__ float cs[];  // cos[half], sin[half]
   const int t = blockIdx.x;
   const int half = p.head_dim / 2;
@@ -193,6 +199,7 @@ __global__ void RopeKernel(const RopeParams p) {
   } else {
     for (int i = threadIdx.x; i < half; i += blockDim.x) RopeCosSin(p, pos, i, &cs[i], &cs[half + i]);
   }
+  GridDependencySync();
   __syncthreads();
   const int q_dim = p.n_heads * p.head_dim, kv_dim = p.n_kv_heads * p.head_dim;
   const float* src = p.qkv + static_cast<int64_t>(t) * (q_dim + 2 * kv_dim);
@@ -220,17 +227,18 @@ __global__ void RopeKernel(const RopeParams p) {
 }
 
 __global__ void KvWriteKernel(const KvWriteParams p) {
+  // Where the row goes comes from the step metadata (read before waiting
+  // for the previous kernel); the row itself after.
   LaunchDependents();
-  GridDependencySync();
   const int t = blockIdx.x;
   const int s = p.tok_seq[t];
-  if (s < 0) return;
+  if (s < 0) return GridDependencySync();
   const int pos = p.pos[t];
   const int last = p.seqs.start[s] + p.seqs.n[s] - 1;
   int32_t blk;
   if (p.sliding) {
     // A later token of this step that maps to the same ring slot wins.
-    if (pos + p.ring_blocks * p.block_size <= last) return;
+    if (pos + p.ring_blocks * p.block_size <= last) return GridDependencySync();
     blk = p.seqs.tables[p.seqs.ring_off[s] + (pos / p.block_size) % p.ring_blocks];
   } else {
     blk = p.seqs.tables[p.seqs.full_off[s] + pos / p.block_size];
@@ -238,6 +246,7 @@ __global__ void KvWriteKernel(const KvWriteParams p) {
   const int slot = pos % p.block_size;
   const int pieces = p.head_dim / 8;  // 16-byte pieces per head
   const int kv_dim = p.n_kv_heads * p.head_dim;
+  GridDependencySync();  // k_new/v_new are the previous kernels'; attention has read the cache
   for (int idx = threadIdx.x; idx < p.n_kv_heads * pieces; idx += blockDim.x) {
     const int g = idx / pieces, piece = idx % pieces;
     const int64_t dst = ((static_cast<int64_t>(blk) * p.n_kv_heads + g) * p.block_size + slot) * p.head_dim + piece * 8;

@@ -214,15 +214,25 @@ __global__ void __launch_bounds__(kSmallMaxWarps * 32, 1) GemmSmallBatchKernel(c
   // This warp's chunks: warp + j * nwarps for j < n_mine.
   const int n_mine = warp < nchunks ? (nchunks - warp + nwarps - 1) / nwarps : 0;
   int mat = 0, b_begin = 0, b_end = p.n_b;
-  // Dense weights do not depend on earlier kernels: the first chunks' tiles
-  // are requested before waiting for the previous kernel (programmatic
-  // launch); MoE needs the routing first.
-  LaunchDependents();
-  bool synced = p.moe;
+  // Weights do not depend on earlier kernels: the first chunks' tiles are
+  // requested before waiting for the previous kernel (programmatic launch).
+  // MoE needs the routing first: after the wait, unless routing_ready (it
+  // was complete when the previous kernel started). A MoE launch that waits
+  // for its routing lets the next kernel start only after that wait, so the
+  // next one may read the same routing early.
+  const bool early_routing = p.moe && p.routing_ready;
+  bool synced = p.moe && !early_routing;
+  if (!synced) LaunchDependents();
   if (p.moe) {
-    GridDependencySync();
-    if (static_cast<int>(blockIdx.y) >= *p.groups.n_active) return;
-    mat = p.groups.active[blockIdx.y];
+    if (synced) GridDependencySync();
+    const int n_active = *p.groups.n_active;
+    const int active = p.groups.active[blockIdx.y];  // requested together
+    if (synced) LaunchDependents();
+    if (static_cast<int>(blockIdx.y) >= n_active) {
+      if (!synced) GridDependencySync();
+      return;
+    }
+    mat = active;
     b_begin = p.groups.offsets[mat];
     b_end = p.groups.offsets[mat + 1];
   }
@@ -316,8 +326,10 @@ __global__ void __launch_bounds__(kSmallMaxWarps * 32, 1) GemmSmallBatchKernel(c
 
 template <WFormat F, GemmEpilogue EPI>
 __global__ void __launch_bounds__(kLargeWarps * 32, 1) GemmLargeBatchKernel(const GemmParams p) {
-  LaunchDependents();
+  // (MoE: the next kernel may read the routing early, see the small kernel.)
+  if (!p.moe) LaunchDependents();
   GridDependencySync();
+  if (p.moe) LaunchDependents();
   extern __shared__ uint4 sb[];  // [2 stages][8 blocks][64 tokens][4 x 16 B]
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int r = lane >> 2, c = lane & 3;

@@ -198,19 +198,24 @@ __device__ __forceinline__ float RouterLogit(const float (&quarter)[kRouterParts
 
 __global__ void __launch_bounds__(kRouterWarps * 32, 1) RouterKernel(const RouterParams p) {
   LaunchDependents();
-  GridDependencySync();
   __shared__ float part_sum[kRouterTokens][kRouterExperts][kRouterParts];
   __shared__ bool last;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int x = warp / kRouterParts, part = warp % kRouterParts;
+  const int e = blockIdx.y * kRouterExperts + x;
+  int i_begin = 0, i_end = 0;
+  const float4* w = reinterpret_cast<const float4*>(p.w + static_cast<int64_t>(min(e, p.n_experts - 1)) * p.d);
+  RouterQuarter(p.d, part, &i_begin, &i_end);
+  // The weights do not depend on the previous kernel: bring this warp's
+  // quarter row into L2 while it finishes (programmatic launch).
+  if (e < p.n_experts) {
+    for (int i = i_begin + 2 * lane; i < i_end; i += 64) PrefetchL2(w + i);  // 128-byte lines
+  }
+  GridDependencySync();
   const int n = p.n_valid ? min(*p.n_valid, p.n_tokens) : p.n_tokens;
   const int t0 = blockIdx.x * kRouterTokens;
   const int nt = min(kRouterTokens, n - t0);
-  const int x = warp / kRouterParts, part = warp % kRouterParts;
-  const int e = blockIdx.y * kRouterExperts + x;
   if (nt > 0 && e < p.n_experts) {
-    int i_begin, i_end;
-    RouterQuarter(p.d, part, &i_begin, &i_end);
-    const float4* w = reinterpret_cast<const float4*>(p.w + static_cast<int64_t>(e) * p.d);
     for (int j = 0; j < nt; ++j) {
       const float4* h = reinterpret_cast<const float4*>(p.h + static_cast<int64_t>(t0 + j) * p.d);
       const float v = WarpSum(RouterLanePartial(w, h, i_begin, i_end, lane));

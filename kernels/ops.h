@@ -68,6 +68,10 @@ struct GemmParams {
   float swiglu_limit = 7.0f;
   bool moe = false;  // use `groups` (w.n_mats experts)
   MoeGroups groups;
+  // MoE: the routing was complete when the previous kernel started (e.g. the
+  // down projection after the gate/up GEMM, which waited for the router), so
+  // it and the first weights are read before waiting for that kernel.
+  bool routing_ready = false;
   GemmPath path = GemmPath::kAuto;
 };
 void LaunchGemm(const GemmParams& p, cudaStream_t stream);

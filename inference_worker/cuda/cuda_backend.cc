@@ -1101,6 +1101,7 @@ void CudaBackendImpl::EnqueueLayers(const PassShape& shape) {
     g.ldo = D;
     g.moe = true;
     g.groups = groups;
+    g.routing_ready = Runs(kGateUp);  // the gate/up launch waited for the router
     if (Runs(kDown)) kernels::LaunchGemm(g, s);
     Mark("experts_down");
 

@@ -356,6 +356,7 @@ TEST(MoeTest, ExpertsMatchCpuOnBothPaths) {
       dn.ldo = s.d;
       dn.moe = true;
       dn.groups = groups;
+      dn.routing_ready = true;  // as the backend launches it, right after the gate/up GEMM
       dn.path = path;
       kernels::LaunchGemm(dn, nullptr);
       acts.push_back(dact.Download());
