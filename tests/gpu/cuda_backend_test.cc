@@ -29,6 +29,7 @@
 #include "inference_worker/text/tokenizer.h"
 #include "tests/gpu/accuracy.h"
 #include "tests/gpu/gpu_test_util.h"
+#include "tests/model/mixed_rounds.h"
 #include "tests/model/test_models.h"
 
 namespace ossgate::testing {
@@ -404,67 +405,6 @@ TEST_F(TinyModel, GpuSamplingMatchesTheHostSamplerOnTheSameLogits) {
   EXPECT_EQ(b->kv().Length(10), 20);
 }
 
-// One part of a step of RunMixedRounds: sequence `seq` feeds its next `n`
-// prompt tokens, or (n = 0) the token it sampled last.
-struct MixedPart {
-  int seq = 0;
-  int n = 0;
-};
-
-// Runs `rounds` on sequences first_id + i (prompt i, sampling params[i]); a
-// step asks for Logits::kLast once its prompt is fed, else kNone. Samples
-// with ForwardSample (on_gpu) or with model::Sampler on the logits of
-// Forward. Returns each sequence's sampled tokens; removes the sequences.
-std::vector<std::vector<int32_t>> RunMixedRounds(CudaBackend& b, model::SeqId first_id,
-                                                 const std::vector<std::vector<int32_t>>& prompts,
-                                                 const std::vector<model::SamplingParams>& params,
-                                                 const std::vector<std::vector<MixedPart>>& rounds, bool on_gpu) {
-  const size_t V = static_cast<size_t>(b.config().vocab_size);
-  std::vector<size_t> fed(prompts.size(), 0);
-  std::vector<std::vector<int32_t>> gen(prompts.size());
-  for (size_t i = 0; i < prompts.size(); ++i) {
-    EXPECT_TRUE(b.kv().AddSequence(first_id + static_cast<model::SeqId>(i)).ok());
-  }
-  for (size_t round = 0; round < rounds.size(); ++round) {
-    std::vector<SequenceStep> steps;
-    std::vector<model::StepSampling> sampling;
-    std::vector<int> sampled_seq;  // the sequence of each kLast step, in step order
-    for (const MixedPart& p : rounds[round]) {
-      const size_t i = static_cast<size_t>(p.seq);
-      std::span<const int32_t> toks;
-      if (p.n > 0) {
-        toks = {prompts[i].data() + fed[i], static_cast<size_t>(p.n)};
-        fed[i] += static_cast<size_t>(p.n);
-      } else {
-        toks = {&gen[i].back(), 1};
-      }
-      const bool last = fed[i] == prompts[i].size();
-      steps.push_back({first_id + static_cast<model::SeqId>(i), toks, last ? Logits::kLast : Logits::kNone});
-      sampling.push_back({params[i], gen[i].size()});
-      if (last) sampled_seq.push_back(p.seq);
-    }
-    std::vector<int32_t> tokens;
-    if (on_gpu) {
-      const absl::Status s = b.ForwardSample(steps, sampling, &tokens);
-      EXPECT_TRUE(s.ok()) << "round " << round << ": " << s;
-    } else {
-      std::vector<float> logits;
-      const absl::Status s = b.Forward(steps, &logits);
-      EXPECT_TRUE(s.ok()) << "round " << round << ": " << s;
-      EXPECT_EQ(logits.size(), sampled_seq.size() * V);
-      for (size_t r = 0; r < sampled_seq.size() && (r + 1) * V <= logits.size(); ++r) {
-        const size_t i = static_cast<size_t>(sampled_seq[r]);
-        tokens.push_back(model::Sampler(params[i]).Sample({logits.data() + r * V, V}, {}, gen[i].size()));
-      }
-    }
-    EXPECT_EQ(tokens.size(), sampled_seq.size()) << "round " << round;
-    if (tokens.size() != sampled_seq.size()) break;
-    for (size_t r = 0; r < tokens.size(); ++r) gen[static_cast<size_t>(sampled_seq[r])].push_back(tokens[r]);
-  }
-  for (size_t i = 0; i < prompts.size(); ++i) b.kv().RemoveSequence(first_id + static_cast<model::SeqId>(i));
-  return gen;
-}
-
 // The serving engine's batches: prompt chunks (kNone) next to decode steps
 // and last chunks (kLast), multi-token (eager passes) and one-token (graph
 // passes, where a kNone row sits between sampled rows). ForwardSample must
@@ -482,7 +422,7 @@ TEST_F(TinyModel, ForwardSampleOfMixedBatchesMatchesForwardAndTheHostSampler) {
   params[1].temperature = 0.8f, params[1].top_k = 40, params[1].top_p = 0.9f, params[1].seed = 5;
   params[2].temperature = 1.1f, params[2].top_p = 0.95f, params[2].min_p = 0.01f, params[2].seed = 77;
   params[3].temperature = 0.9f, params[3].top_k = 2000, params[3].seed = 9;  // host fallback (top_k > 1024)
-  const std::vector<std::vector<MixedPart>> rounds = {
+  const std::vector<std::vector<Part>> rounds = {
       {{0, 20}, {1, 13}, {2, 9}},          // eager: kLast, kNone chunk, kLast
       {{3, 5}, {0, 0}, {1, 7}, {2, 0}},    // eager: kNone chunk first, B's last chunk
       {{0, 0}, {3, 1}, {1, 0}, {2, 0}},    // graph: a one-token kNone chunk between sampled rows
@@ -493,8 +433,8 @@ TEST_F(TinyModel, ForwardSampleOfMixedBatchesMatchesForwardAndTheHostSampler) {
   };
   for (bool graphs : {true, false}) {
     b->SetUseGraphs(graphs);
-    const auto want = RunMixedRounds(*b, 1, prompts, params, rounds, /*on_gpu=*/false);
-    const auto got = RunMixedRounds(*b, 11, prompts, params, rounds, /*on_gpu=*/true);
+    const auto want = RunRounds(*b, 1, prompts, params, rounds, /*forward_sample=*/false);
+    const auto got = RunRounds(*b, 11, prompts, params, rounds, /*forward_sample=*/true);
     for (size_t i = 0; i < prompts.size(); ++i) {
       EXPECT_EQ(got[i], want[i]) << "sequence " << i << ", graphs " << graphs;
     }
