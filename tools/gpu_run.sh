@@ -151,7 +151,7 @@ step() {
 
 if want tests; then
   step "repack layout (CPU)" tests.log 30 "$bin/repack_test"
-  step "reference forward = CPU backend (CPU)" tests.log 60 "$bin/reference_forward_test"
+  step "CPU reference: router recording and forcing (CPU)" tests.log 60 "$bin/cpu_reference_test"
   step "kernels vs CPU reference" tests.log 150 "$bin/gpu_kernels_test"
   step "tiny + trained models vs CPU, invariance" tests.log 200 "$bin/gpu_backend_test"
 fi

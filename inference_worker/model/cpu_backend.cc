@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -176,6 +178,17 @@ absl::Status CpuBackend::Forward(std::span<const SequenceStep> steps, std::vecto
       int32_t* ids = &top_ids[t * c.n_experts_used];
       float* w = &top_w[t * c.n_experts_used];
       cpu::RouterTopK(&router[t * c.n_experts], c.n_experts, c.n_experts_used, ids, w);
+      if (router_hook_) {
+        router_hook_(l, steps[toks[t].step].seq, toks[t].pos, {&router[t * c.n_experts], static_cast<size_t>(c.n_experts)},
+                     {ids, static_cast<size_t>(c.n_experts_used)});
+        for (int i = 0; i < c.n_experts_used; ++i) {
+          if (ids[i] < 0 || ids[i] >= c.n_experts) {
+            std::fprintf(stderr, "CpuBackend: the router hook chose expert %d of %d\n", ids[i], c.n_experts);
+            std::abort();
+          }
+        }
+        cpu::RouterSoftmax(&router[t * c.n_experts], c.n_experts_used, ids, w);
+      }
       for (int i = 0; i < c.n_experts_used; ++i) by_expert[ids[i]].emplace_back(t, w[i]);
     }
     std::fill(moe.begin(), moe.end(), 0.0f);

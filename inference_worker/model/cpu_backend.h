@@ -3,7 +3,9 @@
 // paged KV cache in float32. Multi-threaded over rows, tokens and heads.
 #pragma once
 
+#include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -35,6 +37,16 @@ class CpuBackend final : public Backend {
   KvBlockManager& kv() override { return kv_; }
   absl::Status Forward(std::span<const SequenceStep> steps, std::vector<float>* logits) override;
 
+  // Diagnostics (the GPU accuracy tests): called for every token of every
+  // MoE layer after the router, with the token's router logits and the
+  // chosen expert ids in rank order, which the hook may replace by other
+  // distinct experts (e.g. another backend's choice); the routing weights are
+  // then the softmax of the chosen experts' logits (cpu::RouterSoftmax), as
+  // for the router's own choice. Replacing nothing changes nothing.
+  using RouterHook =
+      std::function<void(int layer, SeqId seq, int pos, std::span<const float> logits, std::span<int32_t> ids)>;
+  void SetRouterHook(RouterHook hook) { router_hook_ = std::move(hook); }
+
  private:
   CpuBackend(ModelConfig config, Weights weights, const CpuBackendOptions& options, int max_context);
 
@@ -53,6 +65,7 @@ class CpuBackend final : public Backend {
   int n_sliding_layers_ = 0;
   // (kind layers, blocks, block_size, kv_dim) for K and V of each kind.
   std::vector<float> k_full_, v_full_, k_ring_, v_ring_;
+  RouterHook router_hook_;
 };
 
 }  // namespace ossgate::model

@@ -106,6 +106,10 @@ void RouterTopK(const float* logits, int n_experts, int k, int32_t* ids, float* 
     taken[best] = true;
     ids[i] = best;
   }
+  RouterSoftmax(logits, k, ids, weights);
+}
+
+void RouterSoftmax(const float* logits, int k, const int32_t* ids, float* weights) {
   float m = -std::numeric_limits<float>::infinity();
   for (int i = 0; i < k; ++i) m = std::max(m, logits[ids[i]]);
   double sum = 0.0;

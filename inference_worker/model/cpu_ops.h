@@ -38,6 +38,10 @@ void AttentionWithSink(const float* q, const float* const* keys, const float* co
 // The router: top-k of `logits` (ties to the lower index) and the softmax of
 // the chosen logits. Writes k ids and weights.
 void RouterTopK(const float* logits, int n_experts, int k, int32_t* ids, float* weights);
+// The routing weights of chosen experts `ids` (k of them): the softmax of
+// their logits (float exp of the difference to the largest, double sum), as
+// RouterTopK computes them for its own choice.
+void RouterSoftmax(const float* logits, int k, const int32_t* ids, float* weights);
 
 // a = min(g, limit) * sigmoid(alpha * min(g, limit)) * (clamp(u, -limit, limit) + 1).
 void ClampedSwiGlu(const float* gate, const float* up, int64_t n, float alpha, float limit, float* out);

@@ -26,9 +26,8 @@
 #include "gtest/gtest.h"
 #include "inference_worker/cuda/cuda_backend.h"
 #include "inference_worker/model/model_config.h"
-#include "inference_worker/model/weights.h"
 #include "tests/gpu/gpu_test_util.h"
-#include "tests/gpu/reference_forward.h"
+#include "tests/gpu/cpu_reference.h"
 
 namespace ossgate::testing {
 
@@ -179,13 +178,12 @@ inline Attribution Attribute(const gguf::GgufFile& file, const std::vector<int32
   auto config = model::ReadModelConfig(file);
   EXPECT_TRUE(config.ok()) << config.status();
   if (!config.ok()) return a;
-  auto weights = model::BindWeights(file, *config);
-  EXPECT_TRUE(weights.ok()) << weights.status();
-  if (!weights.ok()) return a;
   const model::ModelConfig& c = *config;
   const int T = static_cast<int>(tokens.size()), V = c.vocab_size, L = c.n_layers, K = c.n_experts_used;
-  model::ThreadPool pool(0);
-  const ReferenceResult ref = ReferenceForward(c, *weights, tokens, pool);
+  const auto reference = CpuReference(file, tokens);
+  EXPECT_TRUE(reference.ok()) << reference.status();
+  if (!reference.ok()) return a;
+  const ReferenceResult& ref = *reference;
   a.cpu_logits = ref.logits;
   std::vector<int32_t> ids, ids16;
   std::vector<float> lg16;
@@ -208,8 +206,9 @@ inline Attribution Attribute(const gguf::GgufFile& file, const std::vector<int32
   a.near_tie_1e3 = NearTieShare(ref, L, T, K, c.n_experts, 1e-3f);
   a.near_tie_1e2 = NearTieShare(ref, L, T, K, c.n_experts, 1e-2f);
   if (forced) {
-    const ReferenceResult fr = ReferenceForward(c, *weights, tokens, pool, &ids);
-    a.forced = CompareLogits(a.gpu_logits, fr.logits, V);
+    const auto fr = CpuReference(file, tokens, &ids);
+    EXPECT_TRUE(fr.ok()) << fr.status();
+    if (fr.ok()) a.forced = CompareLogits(a.gpu_logits, fr->logits, V);
   }
   std::printf(
       "\n#### accuracy: %s (%d layers, d %d, %d experts, %d tokens)\n\n"

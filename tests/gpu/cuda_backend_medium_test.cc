@@ -89,10 +89,11 @@ TEST(MediumModel, DefaultRandomModelStressCase) {
   ASSERT_NE(m, nullptr);
   const auto tokens = RandomPrompt(1000, 2048);
   const Attribution a = Attribute(*m->file, tokens, "medium, default random model (stress case)");
-  // Measured on H200 (docs/cuda.md): argmax 966/1000, median 7.9e-3 / 1.0e-2,
-  // forced 1.7e-2 / 2.2e-2. Here flips also follow from other tokens' flips
-  // (through attention), so they are not confined to near-ties.
-  EXPECT_GE(a.gpu.argmax_equal, 950);
+  // Measured over fresh prompts (docs/cuda.md): argmax 940-977 of 1,000,
+  // median 7.9e-3 to 1.2e-2, forced worst 1.6e-2 to 2.2e-2. Here flips also
+  // follow from other tokens' flips (through attention), so they are not
+  // confined to near-ties; the bounds catch a broken kernel, not rounding.
+  EXPECT_GE(a.gpu.argmax_equal, 900);
   EXPECT_LT(a.gpu.median, 2e-2);
   EXPECT_LT(a.forced.worst, 5e-2);  // the GPU's rounding alone, amplified by this model
   std::printf("stress case: worst %.3g; with the GPU's experts forced on the CPU: worst %.3g\n", a.gpu.worst,
