@@ -15,7 +15,7 @@ jobs=${OSSGATE_JOBS:-2}
 # GPU tests and benchmark, the CPU checks they rely on, the model generator,
 # and the services + client for the end-to-end run (gpu_run.sh e2e).
 targets=(gpu_kernels_test gpu_backend_test gpu_backend_medium_test repack_test cpu_reference_test gpu_bench
-         ossgate-make-model inference_worker provenance_service provctl ossgate-client)
+         worker_load_bench ossgate-make-model inference_worker provenance_service provctl ossgate-client)
 
 log=$(mktemp)
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DOSSGATE_CUDA=ON \

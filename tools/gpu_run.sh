@@ -3,12 +3,12 @@
 # with carry=["bundle"]): GPU tests, the whole-model accuracy comparisons,
 # the benchmark, an end-to-end run of both services + the worker on the GPU,
 # compute-sanitizer memcheck/racecheck; logs and a results table in $OUT.
-#   bash tools/gpu_run.sh [all|tests|bench|e2e|medium|sanitize] ...
+#   bash tools/gpu_run.sh [all|tests|bench|serve|e2e|medium|sanitize] ...
 # Each step has its own time limit and the run stops starting new steps at
 # OSSGATE_DEADLINE seconds (default 570), so one call fits a 10-minute slot;
 # steps run in the order above (most informative first).
 # Files in $OUT: summary.md (the table, printed last), tests.log, bench.md,
-# bench.log, e2e.log, sanitizer.log, nvidia-smi.txt.
+# bench.log, serve.log, e2e.log, sanitizer.log, nvidia-smi.txt.
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 out=${OUT:-$root/out}
@@ -160,6 +160,15 @@ if want bench; then
     --out=/tmp/ossgate-20b.gguf
   step "benchmark (20b shape)" bench.log 240 "$bin/gpu_bench" --model=/tmp/ossgate-20b.gguf --out="$out/bench.md"
   rm -f /tmp/ossgate-20b.gguf
+fi
+if want serve; then
+  # The worker serving streams from the CUDA backend through both services
+  # (mTLS, provenance gate) at several concurrencies: the 20b shape with the
+  # real o200k_harmony vocabulary, 128-token prompts, 256 generated tokens each.
+  xz -dc "$root/assets/tokenizer/o200k_harmony.vocab.xz" > "$TEST_TMPDIR/o200k_harmony.vocab"
+  step "worker load on the CUDA backend (20b shape)" serve.log 300 "$bin/worker_load_bench" --backend=cuda \
+    --bin_dir="$bin" --preset=20b --vocab="$TEST_TMPDIR/o200k_harmony.vocab" --concurrency=1,8,32,64 --seconds=10 \
+    --warmup_seconds=3 --prompt_tokens=128 --max_tokens=256 --step_token_budget=512
 fi
 if want e2e; then
   step "e2e: services + worker --backend=cuda vs cpu" e2e.log 120 bash "$0" e2e-inner

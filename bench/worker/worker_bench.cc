@@ -1,5 +1,5 @@
-// Load benchmark of the inference worker on the CPU backend (not a test; run
-// by hand, results in docs/perf.md). Starts the real provenance_service and
+// Load benchmark of the inference worker (CPU or CUDA backend; not a test:
+// run by hand or by tools/gpu_run.sh, results in docs/perf.md). Starts the real provenance_service and
 // inference_worker binaries on loopback with mutual TLS (the same harness as
 // tests/worker/worker_e2e_test.cc), with a random gpt-oss model written for
 // the run, then drives closed-loop streaming clients at several
@@ -13,7 +13,8 @@
 //   ITL        gap between consecutive token messages of one stream
 //
 //   worker_load_bench [--concurrency=1,8,32] [--seconds=10] [--warmup_seconds=2]
-//                     [--preset=small] [--prompt_tokens=64] [--max_tokens=128]
+//                     [--preset=small] [--vocab=tiny] [--prompt_tokens=64] [--max_tokens=128]
+//                     [--backend=cpu] [--bin_dir=DIR]
 //
 // Prints a markdown table for docs/perf.md.
 #include <signal.h>
@@ -37,6 +38,7 @@
 #include "inference_worker/text/vocab_file.h"
 #include "ossgate/inference/v1/inference.grpc.pb.h"
 #include "tests/worker/worker_harness.h"
+#include "tools/make_model/model_flags.h"
 #include "tools/make_model/random_model.h"
 
 ABSL_FLAG(std::vector<std::string>, concurrency, std::vector<std::string>({"1", "8", "32"}), "client counts");
@@ -46,6 +48,11 @@ ABSL_FLAG(std::string, preset, "small", "model dimensions (tools/make_model pres
 ABSL_FLAG(int, prompt_tokens, 64, "prompt length in tokens (token-id prompts)");
 ABSL_FLAG(int, max_tokens, 128, "generated tokens per request (ignore_eos, so always this many)");
 ABSL_FLAG(int, threads, 0, "worker CPU backend threads (0 = all cores)");
+ABSL_FLAG(std::string, backend, "cpu", "worker --backend (cpu, cuda, auto)");
+ABSL_FLAG(double, temperature, 0.8, "sampling temperature of the requests (0 = greedy)");
+ABSL_FLAG(std::string, vocab, "tiny", "model vocabulary (tools/make_model names: tiny, o200k, placeholder:N)");
+ABSL_FLAG(std::string, bin_dir, "",
+          "directory with provenance_service, provctl and inference_worker (default: this build's binaries)");
 ABSL_FLAG(int, step_token_budget, 256, "worker --step_token_budget");
 
 namespace ossgate::worker_bench {
@@ -74,7 +81,7 @@ struct LevelResult {
 // Closed-loop clients against `stub` for warm-up + window; samples inside
 // the window only.
 LevelResult RunLevel(pb::InferenceService::Stub* stub, int clients, const std::vector<int32_t>& prompt,
-                     double warmup_s, double window_s, int max_tokens) {
+                     double warmup_s, double window_s, int max_tokens, float temperature) {
   const Clock::time_point start = Clock::now();
   const Clock::time_point measure_from = start + std::chrono::duration_cast<Clock::duration>(
                                                      std::chrono::duration<double>(warmup_s));
@@ -95,7 +102,7 @@ LevelResult RunLevel(pb::InferenceService::Stub* stub, int clients, const std::v
         for (int32_t id : prompt) req.mutable_token_ids()->add_ids(id);
         req.set_max_tokens(max_tokens);
         req.set_ignore_eos(true);
-        req.mutable_sampling()->set_temperature(0.8f);
+        req.mutable_sampling()->set_temperature(temperature);
         req.mutable_sampling()->set_seed(c * 100000 + n);
         grpc::ClientContext ctx;
         const Clock::time_point sent = Clock::now();
@@ -143,7 +150,10 @@ LevelResult RunLevel(pb::InferenceService::Stub* stub, int clients, const std::v
 
 int Run() {
   worker_test::TempDir dir("worker_bench");
-  const worker_test::Binaries bins{PROVENANCE_SERVICE_BIN, PROVCTL_BIN, INFERENCE_WORKER_BIN};
+  worker_test::Binaries bins{PROVENANCE_SERVICE_BIN, PROVCTL_BIN, INFERENCE_WORKER_BIN};
+  if (const std::string d = absl::GetFlag(FLAGS_bin_dir); !d.empty()) {
+    bins = {d + "/provenance_service", d + "/provctl", d + "/inference_worker"};
+  }
 
   tools::RandomModelSpec spec;
   if (auto s = tools::ApplyPreset(absl::GetFlag(FLAGS_preset), &spec.config); !s.ok()) {
@@ -152,9 +162,13 @@ int Run() {
   }
   spec.seed = 1;
   spec.name = absl::StrCat("bench-", absl::GetFlag(FLAGS_preset));
-  const text::VocabSpec vocab = text::MakeTinyVocab();
+  const auto vocab = tools::LoadVocabByName(absl::GetFlag(FLAGS_vocab));
+  if (!vocab.ok()) {
+    std::fprintf(stderr, "%s\n", vocab.status().ToString().c_str());
+    return 2;
+  }
   const std::string model = dir / "bench.gguf";
-  if (auto s = tools::WriteRandomModel(spec, vocab, model); !s.ok()) {
+  if (auto s = tools::WriteRandomModel(spec, *vocab, model); !s.ok()) {
     std::fprintf(stderr, "%s\n", s.ToString().c_str());
     return 1;
   }
@@ -187,6 +201,7 @@ int Run() {
   ws.flags = {absl::StrCat("--max_sequences=", max_clients),
               absl::StrCat("--max_context=", prompt_tokens + max_tokens + 16),
               absl::StrCat("--threads=", absl::GetFlag(FLAGS_threads)), absl::StrCat("--max_waiting=", 4 * max_clients),
+              absl::StrCat("--backend=", absl::GetFlag(FLAGS_backend)),
               absl::StrCat("--step_token_budget=", absl::GetFlag(FLAGS_step_token_budget))};
   auto worker =
       worker_test::WorkerProcess::Spawn(bins, **prov, ws, dir / "worker.log", (*prov)->Identity("client-bench"));
@@ -205,31 +220,39 @@ int Run() {
     if (!stub->GetModelInfo(&ctx, pb::GetModelInfoRequest(), &info).ok()) return 1;
   }
 
-  // A prompt of exactly prompt_tokens ordinary tokens (the worker's tokenizer).
+  // A prompt of exactly prompt_tokens ordinary tokens (the worker's
+  // tokenizer; placeholder vocabularies have no merges: their first ids).
   pb::TokenizeRequest treq;
   treq.set_text("The keeper of the lighthouse wrote in his log every night. ");
   pb::TokenizeResponse tresp;
+  std::vector<int32_t> text_ids;
   {
     grpc::ClientContext ctx;
-    if (!stub->Tokenize(&ctx, treq, &tresp).ok() || tresp.token_ids().empty()) return 1;
+    if (stub->Tokenize(&ctx, treq, &tresp).ok()) text_ids.assign(tresp.token_ids().begin(), tresp.token_ids().end());
   }
   std::vector<int32_t> prompt;
   while (static_cast<int>(prompt.size()) < prompt_tokens) {
-    prompt.insert(prompt.end(), tresp.token_ids().begin(), tresp.token_ids().end());
+    if (text_ids.empty()) {
+      prompt.push_back(static_cast<int32_t>(prompt.size() % 1000));
+    } else {
+      prompt.insert(prompt.end(), text_ids.begin(), text_ids.end());
+    }
   }
   prompt.resize(prompt_tokens);
 
   std::printf("model: %s preset (%u layers, d_model %u, %u experts top-%u, vocab %u), %s; worker %s\n",
               absl::GetFlag(FLAGS_preset).c_str(), info.n_layers(), info.d_model(), info.n_experts(),
               info.n_experts_used(), info.vocab_size(), "MXFP4 experts, Q8_0 dense", info.device().c_str());
-  std::printf("requests: %d-token prompt, %d generated tokens (ignore_eos), temperature 0.8; window %.0f s after "
+  std::printf("requests: %d-token prompt, %d generated tokens (ignore_eos), temperature %g; window %.0f s after "
               "%.0f s warm-up per level\n\n",
-              prompt_tokens, max_tokens, absl::GetFlag(FLAGS_seconds), absl::GetFlag(FLAGS_warmup_seconds));
+              prompt_tokens, max_tokens, absl::GetFlag(FLAGS_temperature), absl::GetFlag(FLAGS_seconds),
+              absl::GetFlag(FLAGS_warmup_seconds));
   std::printf("| streams | tokens/s | requests done | TTFT p50 ms | TTFT p99 ms | ITL p50 ms | ITL p99 ms | errors |\n"
               "|--------:|---------:|--------------:|------------:|------------:|-----------:|-----------:|-------:|\n");
   for (int clients : levels) {
     LevelResult r = RunLevel(stub.get(), clients, prompt, absl::GetFlag(FLAGS_warmup_seconds),
-                             absl::GetFlag(FLAGS_seconds), max_tokens);
+                             absl::GetFlag(FLAGS_seconds), max_tokens,
+                             static_cast<float>(absl::GetFlag(FLAGS_temperature)));
     std::printf("| %7d | %8.0f | %13d | %11.1f | %11.1f | %10.2f | %10.2f | %6d |\n", clients, r.tokens_per_s,
                 r.requests, 1e3 * Percentile(r.ttft, 0.5), 1e3 * Percentile(r.ttft, 0.99),
                 1e3 * Percentile(r.itl, 0.5), 1e3 * Percentile(r.itl, 0.99), r.errors);

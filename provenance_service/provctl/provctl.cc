@@ -244,6 +244,13 @@ void PrintChange(const pb::RegistryChangeResponse& r) {
 }
 
 int TrustCommand(const std::string& sub) {
+  // add-file hashes a local file first (minutes for a large model): the
+  // per-call deadline starts after it.
+  std::string sha;
+  uint64_t size = 0;
+  if (sub == "add-file") {
+    if (auto st = ResolveDigest(&sha, &size); !st.ok()) return Fail(st);
+  }
   auto stub = Stub<pb::RegistryService>();
   if (!stub.ok()) return Fail(stub.status());
   grpc::ClientContext ctx;
@@ -270,9 +277,6 @@ int TrustCommand(const std::string& sub) {
   }
   if (sub == "add-file") {
     pb::AddFileRequest req;
-    std::string sha;
-    uint64_t size = 0;
-    if (auto st = ResolveDigest(&sha, &size); !st.ok()) return Fail(st);
     req.set_source_uri(absl::GetFlag(FLAGS_source));
     req.set_path(absl::GetFlag(FLAGS_path));
     req.set_sha256(sha);
