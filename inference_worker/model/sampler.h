@@ -26,6 +26,10 @@ struct SamplingParams {
 // only the host can apply them (Backend::ForwardSample refuses them).
 bool UsesPenalties(const SamplingParams& p);
 
+// The sampler's candidate order: ids by logit descending, ties (and -0/+0)
+// in increasing id, NaN as -infinity. Linear time.
+std::vector<int32_t> CandidateOrder(std::span<const float> logits);
+
 // The Philox4x32-10 block function (Salmon et al., SC'11; Random123's
 // philox4x32 with 10 rounds): a pure function of a 128-bit counter and a
 // 64-bit key, words in Random123 order.

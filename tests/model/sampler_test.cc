@@ -122,6 +122,37 @@ void ExpectFits(const std::vector<int>& counts, const std::vector<double>& p, in
 // ---------------------------------------------------------------------------
 // Greedy
 
+// The linear-time candidate order is exactly the comparison sort it
+// replaced: logit descending, ties in increasing id, NaN as -inf, -0 = +0.
+TEST(CandidateOrderTest, EqualsTheComparisonSort) {
+  std::mt19937 rng(77);
+  for (int n : {1, 2, 7, 256, 4096, 201088}) {
+    std::vector<float> l(n);
+    std::uniform_int_distribution<int> pick(0, 9);
+    std::normal_distribution<float> normal(0.0f, 3.0f);
+    for (float& v : l) {
+      switch (pick(rng)) {
+        case 0: v = 0.0f; break;
+        case 1: v = -0.0f; break;
+        case 2: v = std::numeric_limits<float>::quiet_NaN(); break;
+        case 3: v = -std::numeric_limits<float>::infinity(); break;
+        case 4: v = std::numeric_limits<float>::infinity(); break;
+        case 5: v = static_cast<float>(static_cast<int>(normal(rng))); break;  // many exact ties
+        default: v = normal(rng); break;
+      }
+    }
+    std::vector<int32_t> want(n);
+    std::iota(want.begin(), want.end(), 0);
+    auto clean = [&](int32_t i) { return std::isnan(l[i]) ? -std::numeric_limits<float>::infinity() : l[i]; };
+    std::sort(want.begin(), want.end(), [&](int32_t a, int32_t b) {
+      const float la = clean(a), lb = clean(b);
+      return la != lb ? la > lb : a < b;
+    });
+    EXPECT_EQ(CandidateOrder(l), want) << "n " << n;
+  }
+  EXPECT_TRUE(CandidateOrder({}).empty());
+}
+
 TEST(SamplerGreedyTest, ArgmaxWithTiesToTheLowestId) {
   Sampler s({.temperature = 0.0f});
   std::vector<float> l = {1.0f, 3.0f, 3.0f, 2.0f};
