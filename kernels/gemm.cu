@@ -14,12 +14,11 @@
 // 2^(e-127), acc) in block order, and the chunk sum times 2^14), chunk sums
 // added in order, then the bias. Both kernels below follow it exactly, so
 // they are interchangeable bit for bit:
-//   - small batch: one CTA of 2, 4 or 8 warps per row tile (per launch: as
-//     many as keep the CTAs in one wave), the chunks split among the warps
-//     (split-K), each warp streaming its chunks' tiles through a
-//     register ring (the next chunk's tile loads issued as soon as a slot is
-//     decoded), chunk sums reduced through shared memory in order; reads each
-//     weight once per 8 tokens (decode);
+//   - small batch: one CTA of 1, 2, 4 or 8 warps per row tile, the chunks
+//     split among the warps (split-K), each warp streaming its chunks through
+//     a ring of 3, 4 or 6 shared-memory stages filled by cp.async (warps and
+//     depth picked per launch, see LaunchTyped), chunk sums reduced through
+//     shared memory in order; reads each weight once per 8 tokens (decode);
 //   - large batch: 8 row tiles x 64 tokens per CTA, the token tile staged in
 //     shared memory by cp.async (double buffered), weights streamed from
 //     global memory straight into registers.

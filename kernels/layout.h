@@ -40,8 +40,9 @@ enum class WFormat : int32_t { kQ8_0 = 0, kMxfp4 = 1, kF16 = 2, kBf16 = 3, kF32 
 inline constexpr int kTileRows = 16;
 inline constexpr int kBlockK = 32;
 // Canonical accumulation: a row's dot product is summed per chunk of
-// kChunkBlocks blocks (mma chain from zero), then the chunk sums are added in
-// order. Every GEMM kernel follows it, so results do not depend on the kernel
+// kChunkBlocks blocks (mma chain from zero; MXFP4: each block's partial
+// scaled into the chunk sum in block order, see gemm.cu), then the chunk sums
+// are added in order. Every GEMM kernel follows it, so results do not depend on the kernel
 // chosen, the batch, or the other rows (batch invariance).
 inline constexpr int kChunkBlocks = 8;
 
