@@ -11,6 +11,12 @@
 
 namespace ossgate::model {
 
+// What Sampler::Sample and Backend::ForwardSample return for a row they
+// refuse to sample because its logits hold NaN (a numerical fault upstream,
+// e.g. non-finite weights): never a token id. The caller ends the request
+// with an INTERNAL error naming the step.
+inline constexpr int32_t kNoToken = -1;
+
 struct SamplingParams {
   float temperature = 1.0f;          // 0 = greedy (argmax, lowest id on ties)
   int32_t top_k = 0;                 // 0 = disabled
