@@ -236,6 +236,7 @@ absl::Status CpuBackend::Forward(std::span<const SequenceStep> steps, std::vecto
   }
   logits->resize(static_cast<size_t>(R) * c.vocab_size);
   cpu::MatMul(weights_.output, 0, final_h.data(), R, nullptr, logits->data(), c.vocab_size, pool_);
+  SuppressUnsampled(c, logits->data(), R);
 
   for (const SequenceStep& s : steps) kv_.Commit(s.seq, static_cast<int>(s.tokens.size()));
   return absl::OkStatus();

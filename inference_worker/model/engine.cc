@@ -1,5 +1,6 @@
 #include "inference_worker/model/engine.h"
 
+#include <limits>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -37,6 +38,13 @@ absl::Status ValidateAndReserve(std::span<const SequenceStep> steps, int vocab_s
     if (absl::Status st = kv.Reserve(s.seq, static_cast<int>(s.tokens.size())); !st.ok()) return st;
   }
   return absl::OkStatus();
+}
+
+void SuppressUnsampled(const ModelConfig& config, float* logits, size_t rows) {
+  const size_t vocab = static_cast<size_t>(config.vocab_size);
+  for (size_t r = 0; r < rows; ++r) {
+    for (int32_t id : config.unsampled_tokens) logits[r * vocab + static_cast<size_t>(id)] = -std::numeric_limits<float>::infinity();
+  }
 }
 
 absl::Status ValidateSampling(std::span<const SequenceStep> steps, std::span<const StepSampling> sampling) {

@@ -64,7 +64,8 @@ class Backend {
   // Runs every step as one batch. Each sequence must already be registered
   // with kv().AddSequence, must have room for its new tokens (kv().Reserve is
   // called by Forward) and may appear only once. `logits` is resized to
-  // (rows requested by the steps) * vocab floats, rows in step order.
+  // (rows requested by the steps) * vocab floats, rows in step order; the
+  // logits of config().unsampled_tokens are -inf (SuppressUnsampled).
   // On error no sequence's state changes.
   virtual absl::Status Forward(std::span<const SequenceStep> steps, std::vector<float>* logits) = 0;
 
@@ -83,6 +84,11 @@ class Backend {
   virtual absl::Status ForwardSample(std::span<const SequenceStep> steps, std::span<const StepSampling> sampling,
                                      std::vector<int32_t>* tokens);
 };
+
+// Sets the logits of config.unsampled_tokens (ids the model never emits) to
+// -inf in `rows` rows of vocab_size floats. Every backend's Forward applies
+// it, and the GPU sampler excludes the same ids, so no sampler returns them.
+void SuppressUnsampled(const ModelConfig& config, float* logits, size_t rows);
 
 // The checks every backend's Forward makes before touching any state, then
 // the block reservation: each sequence registered, present once, with tokens

@@ -34,6 +34,38 @@ absl::Status ReadOptionalFloat(const gguf::GgufFile& f, const std::string& key, 
   return absl::OkStatus();
 }
 
+absl::Status ReadTokenRows(const gguf::GgufFile& f, ModelConfig* c) {
+  // A tokenizer shorter or longer than the embedding leaves rows without a
+  // token (which a sampler could still pick) or tokens without a row.
+  if (f.FindKey("tokenizer.ggml.tokens")) {
+    auto tokens = f.GetStringArray("tokenizer.ggml.tokens");
+    if (!tokens.ok()) return tokens.status();
+    if ((*tokens)->size() != static_cast<size_t>(c->vocab_size)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the tokenizer has ", (*tokens)->size(), " tokens (tokenizer.ggml.tokens) but token_embd.weight has ",
+          c->vocab_size, " rows; they must agree (pad the vocabulary with tokens of type UNUSED, as the converter "
+          "does, or use a file whose tokenizer matches its embedding)"));
+    }
+  }
+  if (f.FindKey("tokenizer.ggml.token_type")) {
+    auto types = f.GetIntArray("tokenizer.ggml.token_type");
+    if (!types.ok()) return types.status();
+    if ((*types)->size() != static_cast<size_t>(c->vocab_size)) {
+      return absl::InvalidArgumentError(absl::StrCat("tokenizer.ggml.token_type has ", (*types)->size(),
+                                                     " entries but token_embd.weight has ", c->vocab_size,
+                                                     " rows; they must agree"));
+    }
+    constexpr int64_t kUnusedType = 5;  // gguf TokenType UNUSED
+    for (size_t i = 0; i < (*types)->size(); ++i) {
+      if ((**types)[i] == kUnusedType) c->unsampled_tokens.push_back(static_cast<int32_t>(i));
+    }
+    if (c->unsampled_tokens.size() == (*types)->size()) {
+      return absl::InvalidArgumentError("every token of tokenizer.ggml.token_type is UNUSED (5): nothing can be sampled");
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 std::string ModelConfig::DebugString() const {
@@ -132,6 +164,7 @@ absl::StatusOr<ModelConfig> ReadModelConfig(const gguf::GgufFile& f) {
                                                    ", expected [d_model, vocab]"));
   }
   c.vocab_size = static_cast<int>(embd->ne[1]);
+  if (absl::Status s = ReadTokenRows(f, &c); !s.ok()) return s;
   return c;
 }
 

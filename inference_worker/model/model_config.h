@@ -20,7 +20,12 @@ struct ModelConfig {
   int n_experts = 0;         // gpt-oss.expert_count (E)
   int n_experts_used = 0;    // gpt-oss.expert_used_count (top-k)
   int d_ff = 0;              // gpt-oss.expert_feed_forward_length (F)
-  int vocab_size = 0;        // rows of token_embd.weight
+  int vocab_size = 0;        // rows of token_embd.weight (= tokenizer.ggml.tokens, when the file has them)
+  // Ids the model never emits: those of tokenizer.ggml.token_type UNUSED (5),
+  // the padding rows of the vocabulary (o200k_harmony: 200019..201087),
+  // ascending. Every backend's logits hold -inf there (SuppressUnsampled in
+  // engine.h), so no sampler returns them.
+  std::vector<int32_t> unsampled_tokens;
   int context_length = 0;    // gpt-oss.context_length
   int sliding_window = 0;    // gpt-oss.attention.sliding_window (tokens, current one included)
   float rms_eps = 1e-5f;     // gpt-oss.attention.layer_norm_rms_epsilon

@@ -7,32 +7,18 @@
 #include <numeric>
 #include <unordered_map>
 
+#include "inference_worker/model/sampling_math.h"
+
 namespace ossgate::model {
 
 namespace {
 
-// One Philox4x32 round pair constants (Salmon et al., "Parallel random
-// numbers: as easy as 1, 2, 3", SC'11).
-constexpr uint32_t kPhiloxM0 = 0xD2511F53u;
-constexpr uint32_t kPhiloxM1 = 0xCD9E8D57u;
-constexpr uint32_t kPhiloxW0 = 0x9E3779B9u;
-constexpr uint32_t kPhiloxW1 = 0xBB67AE85u;
+namespace sm = sampling;
 
-void MulHiLo(uint32_t a, uint32_t b, uint32_t* hi, uint32_t* lo) {
-  const uint64_t p = static_cast<uint64_t>(a) * b;
-  *hi = static_cast<uint32_t>(p >> 32);
-  *lo = static_cast<uint32_t>(p);
-}
-
-// 32-bit key whose unsigned order is the order of the logits (NaN as -inf,
-// -0 as +0): the float bits, with the sign flipped for positives and every
-// bit flipped for negatives.
-uint32_t OrderKey(float l) {
-  if (std::isnan(l)) l = -std::numeric_limits<float>::infinity();
-  if (l == 0.0f) l = 0.0f;
-  uint32_t b;
-  std::memcpy(&b, &l, sizeof(b));
-  return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+// Draw-independent part of the order key: NaN as -inf (CandidateOrder's
+// contract; sampled rows never hold NaN).
+uint32_t OrderKeyNanLast(float l) {
+  return sm::IsNaN(l) ? sm::OrderKey(-std::numeric_limits<float>::infinity()) : sm::OrderKey(l);
 }
 
 }  // namespace
@@ -47,7 +33,7 @@ std::vector<int32_t> CandidateOrder(std::span<const float> logits) {
   std::vector<uint32_t> key(n), key_tmp(n);
   std::vector<int32_t> order(n), order_tmp(n);
   for (size_t i = 0; i < n; ++i) {
-    key[i] = ~OrderKey(logits[i]);
+    key[i] = ~OrderKeyNanLast(logits[i]);
     order[i] = static_cast<int32_t>(i);
   }
   for (int shift = 0; shift < 32; shift += 8) {
@@ -67,32 +53,8 @@ std::vector<int32_t> CandidateOrder(std::span<const float> logits) {
 }
 
 std::array<uint32_t, 4> Philox4x32_10(std::array<uint32_t, 4> ctr, std::array<uint32_t, 2> key) {
-  uint32_t c0 = ctr[0], c1 = ctr[1], c2 = ctr[2], c3 = ctr[3];
-  uint32_t k0 = key[0], k1 = key[1];
-  for (int round = 0; round < 10; ++round) {
-    uint32_t hi0, lo0, hi1, lo1;
-    MulHiLo(kPhiloxM0, c0, &hi0, &lo0);
-    MulHiLo(kPhiloxM1, c2, &hi1, &lo1);
-    const uint32_t n0 = hi1 ^ c1 ^ k0;
-    const uint32_t n1 = lo1;
-    const uint32_t n2 = hi0 ^ c3 ^ k1;
-    const uint32_t n3 = lo0;
-    c0 = n0;
-    c1 = n1;
-    c2 = n2;
-    c3 = n3;
-    k0 += kPhiloxW0;
-    k1 += kPhiloxW1;
-  }
-  return {c0, c1, c2, c3};
-}
-
-float PhiloxUniform(uint64_t seed, uint64_t counter) {
-  const std::array<uint32_t, 4> out =
-      Philox4x32_10({static_cast<uint32_t>(counter), static_cast<uint32_t>(counter >> 32), 0u, 0u},
-                    {static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32)});
-  // 24 random bits -> [0, 1) exactly representable in float.
-  return static_cast<float>(out[0] >> 8) * (1.0f / 16777216.0f);
+  const sm::PhiloxBlock b = sm::Philox4x32_10(ctr[0], ctr[1], ctr[2], ctr[3], key[0], key[1]);
+  return {b.w[0], b.w[1], b.w[2], b.w[3]};
 }
 
 bool UsesPenalties(const SamplingParams& p) {
@@ -113,64 +75,69 @@ int32_t Sampler::Sample(std::span<float> logits, std::span<const int32_t> histor
       l -= p.presence_penalty + p.frequency_penalty * static_cast<float>(count);
     }
   }
-  if (p.temperature <= 0.0f) {
-    // Greedy; NaN logits never win, ties go to the lowest id.
-    int32_t best = 0;
-    for (int32_t i = 1; i < n; ++i) {
-      if (logits[i] > logits[best] || std::isnan(logits[best])) best = i;
+  // The first id in candidate order; a NaN anywhere refuses the row.
+  int32_t best = -1;
+  uint32_t best_key = 0;
+  for (int32_t i = 0; i < n; ++i) {
+    if (sm::IsNaN(logits[i])) return kNoToken;
+    const uint32_t key = sm::OrderKey(logits[i]);
+    if (best < 0 || key > best_key) best = i, best_key = key;
+  }
+  // No finite or +inf logit: no distribution to sample (a numerical fault,
+  // like NaN).
+  if (best < 0 || logits[best] == -std::numeric_limits<float>::infinity()) return kNoToken;
+  const float max_l = logits[best];
+  if (p.temperature <= 0.0f || std::isinf(max_l)) return best;
+
+  const float inv_t = sm::Div(1.0f, p.temperature);
+  const float z_min = p.min_p > 0.0f ? sm::MinPBound(p.min_p) : -std::numeric_limits<float>::infinity();
+  const uint32_t minus_inf_key = sm::OrderKey(-std::numeric_limits<float>::infinity());
+  // The top-k / top-p cut: the last kept element in candidate order.
+  bool has_cut = false;
+  uint32_t cut_key = 0;
+  int32_t cut_id = 0;
+  const bool top_k = p.top_k > 0 && p.top_k < n;
+  if (top_k || p.top_p < 1.0f) {
+    const std::vector<int32_t> order = CandidateOrder(logits);
+    int32_t keep = top_k ? p.top_k : n;
+    if (p.top_p < 1.0f) {
+      uint64_t total = 0;
+      for (int32_t j = 0; j < keep; ++j) total += sm::Mass(sm::RelativeLogit(logits[order[j]], max_l, inv_t));
+      const uint64_t threshold = sm::TopPThreshold(p.top_p, total);
+      uint64_t cum = 0;
+      int32_t j = 0;
+      while (j < keep) {
+        cum += sm::Mass(sm::RelativeLogit(logits[order[j]], max_l, inv_t));
+        ++j;
+        if (cum >= threshold) break;
+      }
+      keep = j;
     }
-    return best;
-  }
-  // Candidates by probability, highest first, ties to the lower id.
-  std::vector<int32_t> order;
-  int32_t keep = n;
-  if (p.top_k > 0 && p.top_k < n) {
-    keep = p.top_k;
-    order.resize(n);
-    std::iota(order.begin(), order.end(), 0);
-    auto by_logit = [&](int32_t a, int32_t b) {
-      const float la = std::isnan(logits[a]) ? -std::numeric_limits<float>::infinity() : logits[a];
-      const float lb = std::isnan(logits[b]) ? -std::numeric_limits<float>::infinity() : logits[b];
-      return la != lb ? la > lb : a < b;
-    };
-    std::partial_sort(order.begin(), order.begin() + keep, order.end(), by_logit);
-  } else {
-    order = CandidateOrder(logits);
-  }
-  const double max_l = logits[order[0]];
-  // An infinite best logit has all the probability mass (ties: lowest id);
-  // a row with no finite logit at all has no distribution: take the first.
-  if (!std::isfinite(max_l)) return order[0];
-  std::vector<double> prob(keep);
-  double total = 0.0;
-  for (int32_t i = 0; i < keep; ++i) {
-    const float l = logits[order[i]];
-    prob[i] = std::isnan(l) ? 0.0 : std::exp((static_cast<double>(l) - max_l) / p.temperature);
-    total += prob[i];
-  }
-  if (p.top_p < 1.0f) {
-    double cum = 0.0;
-    int32_t i = 0;
-    while (i < keep) {
-      cum += prob[i++];
-      if (cum >= p.top_p * total) break;
+    if (keep < n) {
+      has_cut = true;
+      cut_id = order[keep - 1];
+      cut_key = sm::OrderKey(logits[cut_id]);
     }
-    keep = std::max(1, i);
   }
-  if (p.min_p > 0.0f) {
-    int32_t i = 1;
-    while (i < keep && prob[i] >= p.min_p * prob[0]) ++i;
-    keep = i;
+  // Gumbel-max over the kept ids, one Philox block per group of 4 ids.
+  int32_t pick = -1;
+  float pick_score = 0.0f;
+  sm::PhiloxBlock block{};
+  int64_t block_group = -1;
+  for (int32_t i = 0; i < n; ++i) {
+    const float l = logits[i];
+    const uint32_t key = sm::OrderKey(l);
+    if (key == minus_inf_key) continue;
+    if (has_cut && sm::Before(cut_key, cut_id, key, i)) continue;
+    if (sm::RelativeLogit(l, max_l, inv_t) < z_min) continue;
+    if (block_group != (i >> 2)) {
+      block_group = i >> 2;
+      block = sm::GumbelBlock(p.seed, step, static_cast<uint32_t>(block_group));
+    }
+    const float score = sm::GumbelScore(l, inv_t, block.w[i & 3]);
+    if (pick < 0 || score > pick_score) pick = i, pick_score = score;
   }
-  total = 0.0;
-  for (int32_t i = 0; i < keep; ++i) total += prob[i];
-  const double target = static_cast<double>(PhiloxUniform(p.seed, step)) * total;
-  double cum = 0.0;
-  for (int32_t i = 0; i < keep; ++i) {
-    cum += prob[i];
-    if (target < cum) return order[i];
-  }
-  return order[keep - 1];
+  return pick;  // >= 0: the best id is always kept and scored
 }
 
 }  // namespace ossgate::model

@@ -38,22 +38,32 @@ std::vector<int32_t> CandidateOrder(std::span<const float> logits);
 
 // The Philox4x32-10 block function (Salmon et al., SC'11; Random123's
 // philox4x32 with 10 rounds): a pure function of a 128-bit counter and a
-// 64-bit key, words in Random123 order.
+// 64-bit key, words in Random123 order (sampling_math.h, shared with the GPU).
 std::array<uint32_t, 4> Philox4x32_10(std::array<uint32_t, 4> ctr, std::array<uint32_t, 2> key);
-
-// Philox4x32-10 uniform in [0, 1) for draw `counter` of stream `seed`:
-// counter words {counter low 32 bits, counter high, 0, 0}, key {seed low,
-// seed high}; the first output word's top 24 bits times 2^-24.
-float PhiloxUniform(uint64_t seed, uint64_t counter);
 
 // Stateless apart from the caller's history: Sample(logits, history, step)
 // with the same arguments always returns the same token.
+//
+// The algorithm (sampling_math.h has the arithmetic, shared bit for bit
+// with the GPU sampler, kernels/sampling.cu):
+//   - a row holding NaN, or no logit above -inf, is refused: kNoToken;
+//   - greedy (temperature <= 0): the first id in candidate order;
+//   - otherwise, with m the best logit: if m is +inf, that id (it holds
+//     all the mass); else the
+//     kept set is the prefix of the candidate order cut by top-k (ids with
+//     a logit of -inf count there but are never drawn), then top-p over the integer
+//     masses of the top-k survivors, and min-p as z >= log(min_p) with
+//     z = (l - m) / T; the token is the kept id with the highest Gumbel
+//     score l / T + G(seed, step, id) (ties to the lower id): an exact draw
+//     from softmax(l / T) over the kept set, with no sort of the vocabulary
+//     unless top-k or top-p asks for a cut.
 class Sampler {
  public:
   explicit Sampler(SamplingParams params) : params_(params) {}
-  // `logits` is modified in place (penalties, temperature). `history` holds
-  // the tokens that count for penalties (prompt and generated so far).
-  // `step` is the index of the generated token (RNG counter).
+  // `logits` is modified in place (penalties). `history` holds the tokens
+  // that count for penalties (prompt and generated so far). `step` is the
+  // index of the generated token (RNG counter). Returns kNoToken for a row
+  // holding NaN or no logit above -inf (or an empty one).
   int32_t Sample(std::span<float> logits, std::span<const int32_t> history, uint64_t step) const;
   const SamplingParams& params() const { return params_; }
 

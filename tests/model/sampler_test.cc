@@ -1,6 +1,8 @@
-// Sampler: greedy, temperature, top-k/top-p/min-p, penalties and the Philox
-// RNG, each against a float64 reference written here.
+// Sampler: greedy, temperature, top-k/top-p/min-p, penalties, the Philox
+// RNG and the shared arithmetic of sampling_math.h, each against a float64
+// reference written here.
 #include "inference_worker/model/sampler.h"
+#include "inference_worker/model/sampling_math.h"
 
 #include <algorithm>
 #include <array>
@@ -168,18 +170,6 @@ TEST(SamplerGreedyTest, ArgmaxWithTiesToTheLowestId) {
   }
 }
 
-TEST(SamplerGreedyTest, NaNNeverWins) {
-  Sampler s({.temperature = 0.0f});
-  std::vector<float> a = {kNaN, 1.0f, 2.0f};
-  EXPECT_EQ(s.Sample(a, {}, 0), 2);
-  std::vector<float> b = {1.0f, kNaN, 5.0f, kNaN};
-  EXPECT_EQ(s.Sample(b, {}, 0), 2);
-  std::vector<float> c = {kNaN, kNaN, -1.0f, -1.0f};
-  EXPECT_EQ(s.Sample(c, {}, 0), 2);
-  std::vector<float> d = {7.0f, kNaN, 7.0f};
-  EXPECT_EQ(s.Sample(d, {}, 0), 0);
-}
-
 TEST(SamplerGreedyTest, IgnoresSeedAndStep) {
   const std::vector<float> base = RandomLogits(50, 3);
   const int32_t want = ByLogit(base)[0];
@@ -205,18 +195,6 @@ TEST(SamplerDistributionTest, TemperatureMatchesSoftmaxOfScaledLogits) {
   int cells = 0;
   const std::vector<int> cold = Histogram(logits, {.temperature = 0.5f}, kDraws);
   EXPECT_GT(ChiSquare(cold, Softmax(logits, 2.0), kDraws, &cells), 1000.0);
-}
-
-TEST(SamplerDistributionTest, NaNLogitIsNeverSampled) {
-  std::vector<float> logits = RandomLogits(8, 5);
-  logits[3] = kNaN;
-  logits[6] = kNaN;
-  const std::vector<int> counts = Histogram(logits, {.temperature = 1.0f}, 4000);
-  EXPECT_EQ(counts[3], 0);
-  EXPECT_EQ(counts[6], 0);
-  std::vector<float> finite = logits;
-  finite[3] = finite[6] = -kInf;
-  ExpectFits(counts, Softmax(finite, 1.0), 4000, "NaN treated as -inf");
 }
 
 TEST(SamplerDistributionTest, TopKTopPMinPFollowTheTruncatedDistribution) {
@@ -284,10 +262,7 @@ TEST(SamplerTruncationTest, TopKLargerThanVocabularyIsNoLimit) {
   ExpectFits(counts, Softmax(logits, 1.0), 10000, "top_k > n");
 }
 
-// KNOWN BUG (reported, not fixed here): with a +inf logit, Sample computes
-// exp(inf - inf) = NaN for the top candidate, the cumulative search never
-// succeeds, and it returns order[keep - 1], the *least* likely kept token.
-// Expected: softmax's limit, the +inf token with probability 1.
+// Softmax's limit: a +inf logit holds all the mass.
 TEST(SamplerTruncationTest, AnInfiniteLogitIsAlwaysChosen) {
   for (uint64_t seed = 0; seed < 20; ++seed) {
     std::vector<float> l = RandomLogits(10, seed);
@@ -441,65 +416,166 @@ TEST(PhiloxTest, Random123KnownAnswerVectors) {
   for (const Kat& k : kats) EXPECT_EQ(Philox4x32_10(k.ctr, k.key), k.out) << std::hex << k.ctr[0];
 }
 
-TEST(PhiloxTest, UniformUsesTheDocumentedWordMapping) {
-  // PhiloxUniform(seed, counter) = (word0 >> 8) * 2^-24 of the block for
-  // counter {lo(counter), hi(counter), 0, 0} and key {lo(seed), hi(seed)}.
-  // Expected 24-bit values computed with an independent Python Philox.
-  struct Case {
-    uint64_t seed, counter;
-    uint32_t bits24;
-  };
-  const Case cases[] = {
-      {0, 0, 6694888},
-      {1, 0, 14936070},
-      {0, 1, 16311500},
-      {42, 7, 6012291},
-      {0x0123456789ABCDEFull, 0xFEDCBA9876543210ull, 2884517},
-      {~0ull, ~0ull, 5052631},
-      {123, 1ull << 32, 8400369},
-  };
-  for (const Case& c : cases) {
-    EXPECT_EQ(PhiloxUniform(c.seed, c.counter), static_cast<float>(c.bits24) / 16777216.0f)
-        << "seed " << c.seed << " counter " << c.counter;
-    const auto block = Philox4x32_10(
-        {static_cast<uint32_t>(c.counter), static_cast<uint32_t>(c.counter >> 32), 0u, 0u},
-        {static_cast<uint32_t>(c.seed), static_cast<uint32_t>(c.seed >> 32)});
-    EXPECT_EQ(block[0] >> 8, c.bits24);
-  }
-}
-
-TEST(PhiloxTest, UniformIsInUnitIntervalAndRoughlyUniform) {
-  constexpr int kBins = 64;
-  constexpr int kDraws = 1 << 18;
-  std::vector<int> bins(kBins, 0);
-  double sum = 0;
-  for (int i = 0; i < kDraws; ++i) {
-    // Mix seeds and counters, including the high counter word.
-    const uint64_t seed = static_cast<uint64_t>(i % 7) * 0x100000001ull;
-    const uint64_t counter = static_cast<uint64_t>(i) * 0x10001ull;
-    const float u = PhiloxUniform(seed, counter);
-    ASSERT_GE(u, 0.0f);
-    ASSERT_LT(u, 1.0f);
-    sum += u;
-    ++bins[static_cast<int>(u * kBins)];
-  }
-  EXPECT_NEAR(sum / kDraws, 0.5, 0.005);
-  const std::vector<double> p(kBins, 1.0 / kBins);
-  ExpectFits(bins, p, kDraws, "PhiloxUniform bins");
-  for (uint64_t c : {0ull, 0xFFFFFFFFull, 0x100000000ull, ~0ull}) {
-    for (uint64_t s : {0ull, ~0ull}) {
-      const float u = PhiloxUniform(s, c);
-      EXPECT_GE(u, 0.0f);
-      EXPECT_LT(u, 1.0f);
+// The Gumbel words: GumbelBlock(seed, step, g) is the Philox block of
+// counter {g, step low, step high, 'GUMB'} and key {seed low, seed high}.
+TEST(PhiloxTest, GumbelBlockUsesTheDocumentedWordMapping) {
+  for (uint64_t seed : {0ull, 1ull, 0x0123456789ABCDEFull, ~0ull}) {
+    for (uint64_t step : {0ull, 7ull, 1ull << 32, ~0ull}) {
+      for (uint32_t g : {0u, 1u, 50271u}) {
+        const sampling::PhiloxBlock b = sampling::GumbelBlock(seed, step, g);
+        const auto want = Philox4x32_10(
+            {g, static_cast<uint32_t>(step), static_cast<uint32_t>(step >> 32), 0x47554D42u},
+            {static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32)});
+        for (int j = 0; j < 4; ++j) EXPECT_EQ(b.w[j], want[j]);
+      }
     }
   }
 }
 
-TEST(PhiloxTest, NeighbouringCountersAndSeedsDiffer) {
-  std::set<float> values;
-  for (uint64_t i = 0; i < 1000; ++i) values.insert(PhiloxUniform(7, i));
-  for (uint64_t s = 0; s < 1000; ++s) values.insert(PhiloxUniform(s, 7));
-  EXPECT_GT(values.size(), 1900u);  // 24-bit values: a handful of collisions at most
+// ---------------------------------------------------------------------------
+// The shared arithmetic (sampling_math.h): accurate to a few float ulps.
+
+TEST(SamplingMathTest, LogIsAccurate) {
+  double worst = 0;
+  for (int e = -126; e < 127; ++e) {
+    for (int i = 0; i < 997; ++i) {
+      const float x = std::ldexp(1.0f + static_cast<float>(i) / 997.0f, e);
+      const double want = std::log(static_cast<double>(x));
+      const double got = sampling::Log(x);
+      const double err = std::abs(got - want) / std::max(std::abs(want), 1e-30);
+      worst = std::max(worst, want == 0 ? std::abs(got) : err);
+    }
+  }
+  EXPECT_LT(worst, 5e-7);
+  EXPECT_EQ(sampling::Log(1.0f), 0.0f);
+}
+
+TEST(SamplingMathTest, ExpNonPositiveIsAccurate) {
+  double worst = 0;
+  for (int i = 0; i <= 200000; ++i) {
+    const float z = -87.0f * static_cast<float>(i) / 200000.0f;
+    const double want = std::exp(static_cast<double>(z));
+    const double got = sampling::ExpNonPositive(z);
+    if (want < 1.2e-38) continue;  // below the normal range
+    worst = std::max(worst, std::abs(got - want) / want);
+  }
+  EXPECT_LT(worst, 4e-7);
+  EXPECT_EQ(sampling::ExpNonPositive(0.0f), 1.0f);
+  EXPECT_EQ(sampling::ExpNonPositive(-kInf), 0.0f);
+  EXPECT_EQ(sampling::ExpNonPositive(-100.0f), 0.0f);
+  EXPECT_EQ(sampling::Mass(0.0f), uint64_t{1} << 32);
+  EXPECT_EQ(sampling::Mass(-30.0f), 0u);  // exp(-30) * 2^32 < 1
+}
+
+// score(l = 0, T = 1) = -log(E) must be Gumbel(0, 1): CDF exp(-exp(-x)).
+TEST(SamplingMathTest, GumbelScoresFollowTheGumbelDistribution) {
+  constexpr int kBins = 40;
+  constexpr int kDraws = 1 << 18;
+  // Bin edges at the Gumbel quantiles i / kBins.
+  std::vector<double> edges(kBins - 1);
+  for (int i = 1; i < kBins; ++i) edges[i - 1] = -std::log(-std::log(static_cast<double>(i) / kBins));
+  std::vector<int> counts(kBins, 0);
+  double sum = 0;
+  for (int i = 0; i < kDraws / 4; ++i) {
+    const sampling::PhiloxBlock b = sampling::GumbelBlock(99, static_cast<uint64_t>(i % 13), static_cast<uint32_t>(i));
+    for (uint32_t w : b.w) {
+      const float x = sampling::GumbelScore(0.0f, 1.0f, w);
+      ASSERT_TRUE(std::isfinite(x));
+      sum += x;
+      ++counts[std::upper_bound(edges.begin(), edges.end(), static_cast<double>(x)) - edges.begin()];
+    }
+  }
+  EXPECT_NEAR(sum / kDraws, 0.5772156649, 0.01);  // Euler-Mascheroni
+  ExpectFits(counts, std::vector<double>(kBins, 1.0 / kBins), kDraws, "Gumbel quantile bins");
+  // The extremes of the word range stay finite and ordered.
+  EXPECT_GT(sampling::GumbelScore(0.0f, 1.0f, 0u), 20.0f);
+  EXPECT_LT(sampling::GumbelScore(0.0f, 1.0f, ~0u), -2.0f);
+  EXPECT_TRUE(std::isfinite(sampling::GumbelScore(0.0f, 1.0f, ~0u)));
+}
+
+TEST(SamplingMathTest, TopPThresholdIsTheCeilingOfTheProduct) {
+  EXPECT_EQ(sampling::TopPThreshold(0.5f, 10), 5u);
+  EXPECT_EQ(sampling::TopPThreshold(0.5f, 11), 6u);
+  EXPECT_EQ(sampling::TopPThreshold(1.0f, uint64_t{1} << 50), uint64_t{1} << 50);
+  EXPECT_EQ(sampling::TopPThreshold(1e-9f, 1000), 1u);
+}
+
+// ---------------------------------------------------------------------------
+// The contract, spelled out: the token is the kept id with the best Gumbel
+// score, where the kept set is the candidate-order prefix of sampler.h.
+
+TEST(SamplerContractTest, SampleIsTheGumbelArgmaxOfTheKeptPrefix) {
+  for (uint64_t trial = 0; trial < 200; ++trial) {
+    std::mt19937_64 rng(trial);
+    const int n = 1 + static_cast<int>(rng() % 300);
+    std::vector<float> logits = RandomLogits(n, 500 + trial, -8.0f, 8.0f);
+    if (trial % 5 == 0) {
+      for (float& v : logits) v = std::round(v);  // many ties
+    }
+    SamplingParams s;
+    s.temperature = 0.2f + static_cast<float>(rng() % 30) / 10.0f;
+    s.top_k = trial % 3 == 0 ? static_cast<int32_t>(rng() % 20) : 0;
+    s.top_p = trial % 4 == 1 ? 0.3f + static_cast<float>(rng() % 70) / 100.0f : 1.0f;
+    s.min_p = trial % 7 == 2 ? 0.01f + static_cast<float>(rng() % 50) / 100.0f : 0.0f;
+    s.seed = rng();
+    const uint64_t step = rng() % 1000;
+    // Reference: sort, cut, score every kept id.
+    const std::vector<int32_t> order = ByLogit(logits);
+    const float m = logits[order[0]];
+    const float inv_t = 1.0f / s.temperature;
+    size_t keep = order.size();
+    if (s.top_k > 0) keep = std::min<size_t>(keep, s.top_k);
+    if (s.top_p < 1.0f) {
+      uint64_t total = 0;
+      for (size_t j = 0; j < keep; ++j) total += sampling::Mass((logits[order[j]] - m) * inv_t);
+      const uint64_t threshold = sampling::TopPThreshold(s.top_p, total);
+      uint64_t cum = 0;
+      size_t j = 0;
+      while (j < keep) {
+        cum += sampling::Mass((logits[order[j]] - m) * inv_t);
+        if (++j, cum >= threshold) break;
+      }
+      keep = j;
+    }
+    int32_t want = -1;
+    float best = 0;
+    for (size_t j = 0; j < keep; ++j) {
+      const int32_t id = order[j];
+      if (s.min_p > 0.0f && (logits[id] - m) * inv_t < sampling::MinPBound(s.min_p)) continue;
+      const float score = sampling::GumbelScore(logits[id], inv_t, sampling::GumbelBlock(s.seed, step, id / 4).w[id % 4]);
+      if (want < 0 || score > best || (score == best && id < want)) want = id, best = score;
+    }
+    std::vector<float> l = logits;
+    EXPECT_EQ(Sampler(s).Sample(l, {}, step), want) << "trial " << trial;
+  }
+}
+
+TEST(SamplerContractTest, ARowHoldingNaNIsRefused) {
+  for (float t : {0.0f, 0.7f}) {
+    for (int32_t top_k : {0, 3}) {
+      std::vector<float> a = {1.0f, kNaN, 2.0f};
+      EXPECT_EQ(Sampler({.temperature = t, .top_k = top_k}).Sample(a, {}, 0), kNoToken);
+      std::vector<float> b(9, kNaN);
+      EXPECT_EQ(Sampler({.temperature = t, .top_k = top_k}).Sample(b, {}, 0), kNoToken);
+    }
+  }
+  std::vector<float> empty;
+  EXPECT_EQ(Sampler({}).Sample(empty, {}, 0), kNoToken);
+}
+
+TEST(SamplerContractTest, MinusZeroTiesWithPlusZero) {
+  std::vector<float> l = {-1.0f, -0.0f, 0.0f};
+  EXPECT_EQ(Sampler({.temperature = 0.0f}).Sample(l, {}, 0), 1);
+  std::vector<float> m = {-1.0f, 0.0f, -0.0f};
+  EXPECT_EQ(Sampler({.temperature = 0.0f}).Sample(m, {}, 0), 1);
+}
+
+TEST(SamplerContractTest, NoLogitAboveMinusInfinityIsRefused) {
+  std::vector<float> l(7, -kInf);
+  EXPECT_EQ(Sampler({.temperature = 1.0f, .seed = 3}).Sample(l, {}, 5), kNoToken);
+  EXPECT_EQ(Sampler({.temperature = 0.0f}).Sample(l, {}, 5), kNoToken);
+  l[4] = -1e30f;
+  EXPECT_EQ(Sampler({.temperature = 1.0f, .seed = 3}).Sample(l, {}, 5), 4);
 }
 
 }  // namespace
