@@ -35,7 +35,6 @@ using kernels::TiledMatrix;
 using kernels::WFormat;
 using model::Logits;
 using model::SequenceStep;
-using model::SeqId;
 
 constexpr int kStageBytes = 64 << 20;  // pinned staging buffer for the upload (x2)
 
@@ -185,8 +184,6 @@ class CudaBackendImpl final : public CudaBackend {
   void EnqueueLayers(const PassShape& shape);
   void EnqueueLogits(int first_out_row, int n_rows);
   void RunPass(const PassShape& shape, bool graph);
-  // Logits rows of a pass into dst (rows x vocab, host).
-  void CopyLogits(const PassShape& shape, bool graph, float* dst);
   void Mark(const char* name);
   void CollectProfile();
   // After an eager pass has completed: profile marks and routing trace.
