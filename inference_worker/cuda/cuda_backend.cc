@@ -306,6 +306,42 @@ bool CudaBackendImpl::IsGraphStep(std::span<const SequenceStep> steps) const {
   return true;
 }
 
+// Decode graph: bucket the batch and the split count; padding rows are
+// token 0 of no sequence, and every row gets logits.
+void CudaBackendImpl::PadForGraph(PassShape* shape) {
+  const MetaLayout& m = meta_;
+  int32_t* h = meta_host_;
+  const int row = shape->valid;
+  const int bucket = NextPow2(row);
+  for (int r = row; r < bucket; ++r) {
+    h[m.tokens + r] = 0;
+    h[m.pos + r] = 0;
+    h[m.tok_seq + r] = -1;
+    h[m.decode_items + r] = -1;
+    h[m.split_off + r] = 0;
+  }
+  for (int r = 0; r < bucket; ++r) h[m.out_rows + r] = r;
+  shape->rows = bucket;
+  shape->decode_items = bucket;
+  shape->out_rows = bucket;
+  shape->splits_full = NextPow2(shape->splits_full);
+  shape->splits_sliding = NextPow2(shape->splits_sliding);
+}
+
+void CudaBackendImpl::LaunchGraph(const PassShape& shape) {
+  auto it = graphs_.find(shape);
+  if (it == graphs_.end()) {
+    Graph gr;
+    CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+    EnqueueLayers(shape);
+    EnqueueLogits(0, shape.out_rows);
+    CUDA_CHECK(cudaStreamEndCapture(stream_, &gr.graph));
+    CUDA_CHECK(cudaGraphInstantiate(&gr.exec, gr.graph, 0));
+    it = graphs_.emplace(shape, gr).first;
+  }
+  CUDA_CHECK(cudaGraphLaunch(it->second.exec, stream_));
+}
+
 absl::Status CudaBackendImpl::ForwardSample(std::span<const SequenceStep> steps,
                                             std::span<const model::StepSampling> sampling,
                                             std::vector<int32_t>* tokens) {

@@ -105,24 +105,7 @@ PassShape CudaBackendImpl::FillMeta(std::span<const SequenceStep> steps, const s
   shape.prefill_items = n_pre;
   shape.decode_items = n_dec;
   shape.out_rows = n_out;
-  if (pad_for_graph) {
-    // Decode graph: bucket the batch and the split count; padding rows are
-    // token 0 of no sequence, and every row gets logits.
-    const int bucket = NextPow2(row);
-    for (int r = row; r < bucket; ++r) {
-      h[m.tokens + r] = 0;
-      h[m.pos + r] = 0;
-      h[m.tok_seq + r] = -1;
-      h[m.decode_items + r] = -1;
-      h[m.split_off + r] = 0;
-    }
-    for (int r = 0; r < bucket; ++r) h[m.out_rows + r] = r;
-    shape.rows = bucket;
-    shape.decode_items = bucket;
-    shape.out_rows = bucket;
-    shape.splits_full = NextPow2(shape.splits_full);
-    shape.splits_sliding = NextPow2(shape.splits_sliding);
-  }
+  if (pad_for_graph) PadForGraph(&shape);
   h[0] = shape.valid;
   h[1] = n_pre;
   h[2] = n_dec;
@@ -384,17 +367,7 @@ void CudaBackendImpl::RunPass(const PassShape& shape, bool graph) {
     EnqueueLayers(shape);
     return;
   }
-  auto it = graphs_.find(shape);
-  if (it == graphs_.end()) {
-    Graph gr;
-    CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
-    EnqueueLayers(shape);
-    EnqueueLogits(0, shape.out_rows);
-    CUDA_CHECK(cudaStreamEndCapture(stream_, &gr.graph));
-    CUDA_CHECK(cudaGraphInstantiate(&gr.exec, gr.graph, 0));
-    it = graphs_.emplace(shape, gr).first;
-  }
-  CUDA_CHECK(cudaGraphLaunch(it->second.exec, stream_));
+  LaunchGraph(shape);
 }
 
 absl::Status CudaBackendImpl::Forward(std::span<const SequenceStep> steps, std::vector<float>* logits) {

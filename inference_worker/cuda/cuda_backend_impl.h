@@ -201,6 +201,11 @@ class CudaBackendImpl final : public CudaBackend {
 
   // CUDA graphs (cuda_backend_graphs.cc).
   bool IsGraphStep(std::span<const SequenceStep> steps) const;
+  // Pads a decode pass's metadata (meta_host_) and shape to its graph bucket.
+  void PadForGraph(PassShape* shape);
+  // Launches the graph of `shape`, captured from EnqueueLayers and
+  // EnqueueLogits on first use.
+  void LaunchGraph(const PassShape& shape);
   void DropGraphs();
 
   // Profiling, routing trace and skipped phases (cuda_backend.cc).
