@@ -41,15 +41,6 @@ CudaBackendImpl::CudaBackendImpl(model::ModelConfig config, const CudaBackendOpt
           config_.sliding_window),
       use_graphs_(options.use_graphs) {}
 
-void CudaBackendImpl::DropGraphs() {
-  if (stream_) cudaStreamSynchronize(stream_);
-  for (auto& [shape, g] : graphs_) {
-    if (g.exec) cudaGraphExecDestroy(g.exec);
-    if (g.graph) cudaGraphDestroy(g.graph);
-  }
-  graphs_.clear();
-}
-
 CudaBackendImpl::~CudaBackendImpl() {
   DropGraphs();
   for (auto& [name, ev] : marks_) cudaEventDestroy(ev);
@@ -296,50 +287,6 @@ std::string CudaBackendImpl::ProfileReport() const {
                            profile_.at(name).second);
   }
   return out;
-}
-
-bool CudaBackendImpl::IsGraphStep(std::span<const SequenceStep> steps) const {
-  if (!use_graphs_ || profiling_ || tracing_ || steps.empty() || static_cast<int>(steps.size()) > max_seqs_) return false;
-  for (const SequenceStep& s : steps) {
-    if (s.tokens.size() != 1 || s.logits == Logits::kAll) return false;
-  }
-  return true;
-}
-
-// Decode graph: bucket the batch and the split count; padding rows are
-// token 0 of no sequence, and every row gets logits.
-void CudaBackendImpl::PadForGraph(PassShape* shape) {
-  const MetaLayout& m = meta_;
-  int32_t* h = meta_host_;
-  const int row = shape->valid;
-  const int bucket = NextPow2(row);
-  for (int r = row; r < bucket; ++r) {
-    h[m.tokens + r] = 0;
-    h[m.pos + r] = 0;
-    h[m.tok_seq + r] = -1;
-    h[m.decode_items + r] = -1;
-    h[m.split_off + r] = 0;
-  }
-  for (int r = 0; r < bucket; ++r) h[m.out_rows + r] = r;
-  shape->rows = bucket;
-  shape->decode_items = bucket;
-  shape->out_rows = bucket;
-  shape->splits_full = NextPow2(shape->splits_full);
-  shape->splits_sliding = NextPow2(shape->splits_sliding);
-}
-
-void CudaBackendImpl::LaunchGraph(const PassShape& shape) {
-  auto it = graphs_.find(shape);
-  if (it == graphs_.end()) {
-    Graph gr;
-    CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
-    EnqueueLayers(shape);
-    EnqueueLogits(0, shape.out_rows);
-    CUDA_CHECK(cudaStreamEndCapture(stream_, &gr.graph));
-    CUDA_CHECK(cudaGraphInstantiate(&gr.exec, gr.graph, 0));
-    it = graphs_.emplace(shape, gr).first;
-  }
-  CUDA_CHECK(cudaGraphLaunch(it->second.exec, stream_));
 }
 
 absl::Status CudaBackendImpl::ForwardSample(std::span<const SequenceStep> steps,
