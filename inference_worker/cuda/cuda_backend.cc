@@ -1,13 +1,21 @@
-// CudaBackend: creation, profiling hooks, CUDA graphs for decode and GPU
-// sampling. The weights upload is in cuda_backend_weights.cc, the forward
-// pass in cuda_backend_forward.cc.
+// The CUDA backend's creation, hooks and factories, part of CudaBackendImpl
+// (cuda_backend_impl.h, which lists the other files).
+//
+// Create checks the device and the model's shapes against what the kernels
+// support and uploads the weights (cuda_backend_weights.cc); AllocateRuntime
+// then sizes and allocates what the passes use: the bf16 KV cache of every
+// layer, the activations of max_step_tokens rows, the workspace and the
+// int32 metadata block that FillMeta (cuda_backend_forward.cc) fills in the
+// MetaLayout decided here. Then the profiling marks and the routing trace of
+// eager passes, and the public factories of cuda_backend.h.
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
-#include <cmath>
 #include <cstring>
-#include <map>
+#include <memory>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
