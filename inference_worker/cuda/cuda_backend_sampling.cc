@@ -5,8 +5,9 @@
 // rows of its Logits::kLast steps on the device: one SampleRow of parameters
 // per row, one LaunchSample over the rows (kernels/sampling.cu: the host
 // sampler's algorithm and Philox draws) and one copy of the chosen ids to
-// the host. A row whose top_k exceeds kMaxGpuTopK is sampled greedily on the
-// device and then on the host (model::Sampler) from its copied logits.
+// the host. A row with a temperature and a top_k above kMaxGpuTopK is
+// sampled greedily on the device and then on the host (model::Sampler) from
+// its copied logits.
 #include <cuda_runtime_api.h>
 
 #include <span>
