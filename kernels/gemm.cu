@@ -29,6 +29,7 @@
 #include <tuple>
 #include <cstdio>
 #include <cstdlib>
+#include <string_view>
 
 #include "kernels/common.cuh"
 #include "kernels/ops.h"
@@ -599,10 +600,22 @@ void SetLargeSmem() {
   }
 }
 
+// OSSGATE_GEMM_PATH = small | large forces the path of every kAuto launch
+// (a tuning knob, like OSSGATE_GEMM_STAGES).
+GemmPath PathOverride() {
+  static const GemmPath v = [] {
+    const char* e = std::getenv("OSSGATE_GEMM_PATH");
+    const std::string_view s = e ? e : "";
+    return s == "small" ? GemmPath::kSmallBatch : s == "large" ? GemmPath::kLargeBatch : GemmPath::kAuto;
+  }();
+  return v;
+}
+
 }  // namespace
 
 GemmPath ChooseGemmPath(const GemmParams& p) {
   if (p.path != GemmPath::kAuto) return p.path;
+  if (PathOverride() != GemmPath::kAuto) return PathOverride();
   if (p.moe) {
     // n_b bounds the pair slots; small while experts average <= 16 tokens.
     return p.n_b <= 16 * std::max(1, p.w.n_mats) ? GemmPath::kSmallBatch : GemmPath::kLargeBatch;

@@ -255,16 +255,16 @@ inline int32_t MoeMaxTiles(int32_t pairs, int32_t experts, int32_t tile_slots) {
 
 // ------------------------------------------------------------ sampling ----
 
-// Per row: greedy (temperature <= 0) or temperature/top-k/top-p/min-p
-// sampling with the Philox draw of model::PhiloxUniform(seed, step), the same
-// candidate order (logit descending, id ascending) and double-precision
-// probabilities as the CPU sampler. top_k must be <= 0 (off: the whole
-// vocabulary, searched by probability mass without sorting) or <= kMaxGpuTopK
-// (sorted candidates). Sums of probabilities run in another order than the
-// CPU's, so a draw within ~1e-15 of a boundary may pick the neighbour.
-inline constexpr int kMaxGpuTopK = 1024;
+// Per row: model::Sampler's result for the row's logits, bit for bit
+// (greedy, or temperature with top-k / top-p / min-p by the Gumbel-max trick
+// over the kept candidate prefix; sampling_math.h): the token id, or
+// model::kNoToken (-1) for a row holding NaN or no logit above -inf. Ids
+// whose bit is set in `unsampled` are never returned (their logits count as
+// -inf, as SuppressUnsampled makes them on the host path). One launch for
+// greedy and plain temperature rows; top-k and top-p add three launches each
+// and one more for the draw (sampling.cu). No vocabulary sort, any top_k.
 struct SampleRow {
-  float temperature = 0.0f;
+  float temperature = 0.0f;  // <= 0: greedy
   int32_t top_k = 0;
   float top_p = 1.0f;
   float min_p = 0.0f;
@@ -275,9 +275,15 @@ struct SampleParams {
   const float* logits = nullptr;  // [rows][vocab]
   int32_t vocab = 0;
   int32_t n_rows = 0;
-  const SampleRow* rows = nullptr;  // device [n_rows]
-  int32_t* out = nullptr;           // [n_rows]
+  const SampleRow* rows = nullptr;       // device [n_rows]
+  const SampleRow* rows_host = nullptr;  // the same rows on the host (which passes to launch)
+  const uint32_t* unsampled = nullptr;   // device bit per id (ModelConfig::unsampled_tokens), or null
+  void* workspace = nullptr;             // SampleWorkspaceBytes(n_rows or more), zeroed before the first launch
+  int32_t* out = nullptr;                // [n_rows]
 };
+// Device scratch of LaunchSample for up to `rows` rows; every launch leaves
+// it zeroed again.
+size_t SampleWorkspaceBytes(int rows);
 void LaunchSample(const SampleParams& p, cudaStream_t stream);
 
 // Sets the shared-memory limits of every kernel; call once per device before

@@ -1,17 +1,36 @@
-// Token sampling on the GPU, one block per row, so only the chosen token id
-// goes back to the host. Follows model::Sampler (sampler.cc) step by step:
-// candidates ordered by logit descending then id ascending, NaN last; top-k;
-// probabilities exp((l - max) / T) in double; top-p over the running sum;
-// min-p against the best; then the Philox4x32-10 draw of (seed, step) scaled
-// by the kept total. The top-k candidates are found with an 8-bit radix select
-// and sorted with a bitonic sort in shared memory.
+// Token sampling on the GPU: model::Sampler's algorithm (sampler.h) with the
+// arithmetic of sampling_math.h, so the GPU and the host pick the same token
+// bit for bit. Only the chosen ids go back to the host.
+//
+// Every launch covers all rows, each row split over ceil(vocab / 4096)
+// blocks (50 for the o200k vocabulary); the blocks of a row combine their
+// results with integer atomics (order-independent, so the result does not
+// depend on how many blocks there are or which finishes first), and the last
+// block of a row (an atomic ticket) finishes the row's part of the launch.
+// The passes:
+//   1. scan: NaN check, the best id (greedy), the number of candidates, and
+//      for temperature sampling without top-k/top-p/min-p the Gumbel-max
+//      winner: one pass over the logits, so plain temperature sampling costs
+//      what greedy does plus the Philox and two logarithms per token;
+//   2. top-k cut (3 launches, rows with top_k): a radix select over the
+//      32-bit order keys, 11 + 11 + 10 bits, of the k-th candidate;
+//   3. top-p cut (3 launches, rows with top_p < 1): the same select over the
+//      integer masses of the (top-k) candidates, the first where the running
+//      mass reaches ceil(top_p * total);
+//   4. final (rows with any of top-k, top-p, min-p): the Gumbel-max winner
+//      among the candidates up to the cut with z >= log(min_p).
+// No pass sorts anything. Ties of the cut key are resolved by the per-bin
+// smallest and largest id, and in the rare remaining case by an ordered scan
+// of the row in the last block.
+//
+// Workspace (SampleWorkspaceBytes): per row a state and a histogram; the
+// last block of a row leaves them zeroed for the next launch.
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
-
-#include <cstdlib>
 #include <string_view>
 
+#include "inference_worker/model/sampling_math.h"
 #include "kernels/common.cuh"
 #include "kernels/ops.h"
 
@@ -19,416 +38,530 @@ namespace ossgate::kernels {
 
 namespace {
 
-constexpr int kThreads = 512;
-constexpr int kSortSlots = 2 * kMaxGpuTopK;
+namespace sm = ossgate::model::sampling;
 
-// Larger key = larger float; NaN gets the smallest key (never preferred).
-__device__ __forceinline__ uint32_t OrderedKey(float v) {
-  if (isnan(v)) return 0u;
-  const uint32_t u = __float_as_uint(v);
-  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
-}
+constexpr int kThreads = 256;
+constexpr int kGroupsPerThread = 4;  // groups of 4 ids
+constexpr int kBlockIds = kThreads * kGroupsPerThread * 4;
+constexpr int kDigitBins = 2048;  // 11-bit digits (the last one has 10 bits)
+constexpr int kLastBins = 1024;
+constexpr uint32_t kMinusInfKey = 0x007FFFFFu;  // sm::OrderKey(-inf)
+constexpr uint32_t kPlusInfKey = 0xFF800000u;   // sm::OrderKey(+inf)
+constexpr int32_t kNoToken = -1;                 // model::kNoToken
 
-// a goes before b: higher key, then lower id.
-__device__ __forceinline__ bool Before(uint32_t ka, int ia, uint32_t kb, int ib) {
-  return ka > kb || (ka == kb && ia < ib);
-}
+enum Mode : uint32_t { kModeSearchK = 1, kModeSearchP = 2, kModeFinal = 4 };
 
-__device__ float PhiloxUniformDevice(uint64_t seed, uint64_t counter) {
-  uint32_t c0 = static_cast<uint32_t>(counter), c1 = static_cast<uint32_t>(counter >> 32), c2 = 0, c3 = 0;
-  uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
-  for (int round = 0; round < 10; ++round) {
-    const uint32_t hi0 = __umulhi(0xD2511F53u, c0), lo0 = 0xD2511F53u * c0;
-    const uint32_t hi1 = __umulhi(0xCD9E8D57u, c2), lo1 = 0xCD9E8D57u * c2;
-    const uint32_t n0 = hi1 ^ c1 ^ k0, n1 = lo1, n2 = hi0 ^ c3 ^ k1, n3 = lo0;
-    c0 = n0, c1 = n1, c2 = n2, c3 = n3;
-    k0 += 0x9E3779B9u;
-    k1 += 0xBB67AE85u;
-  }
-  return static_cast<float>(c0 >> 8) * (1.0f / 16777216.0f);
-}
-
-
-// Deterministic sum over the block of 16 per-thread double buckets: warp
-// butterflies (every lane ends with the same bits), then warps in order.
-__device__ __forceinline__ void BlockSum16(double (&b)[16], double* warp_sums, double* sums) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-#pragma unroll
-  for (int i = 0; i < 16; ++i) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) b[i] += __shfl_xor_sync(0xFFFFFFFFu, b[i], o);
-  }
-  if (lane == 0) {
-#pragma unroll
-    for (int i = 0; i < 16; ++i) warp_sums[warp * 16 + i] = b[i];
-  }
-  __syncthreads();
-  if (threadIdx.x < 16) {
-    double s = 0.0;
-    for (int w = 0; w < kThreads / 32; ++w) s += warp_sums[w * 16 + threadIdx.x];
-    sums[threadIdx.x] = s;
-  }
-  __syncthreads();
-}
-
-// Full-vocabulary sampling (top-k off): the CPU sorts every token; here the
-// element where a running sum in sorted order crosses a threshold is found
-// by a radix search over the ordered keys, 4 bits at a time, with per-digit
-// probability sums, then among equal logits by id. Used for the top-p cut
-// and for the draw.
-struct FullState {
-  double max_l;
-  double inv_temp;
-  double min_p;
-  bool has_cut;  // top-p cut (key, id): kept = at or before it in order
-  uint32_t cut_key;
-  int cut_id;
-  uint32_t first_key;
-  int first_id;
+// Per row, zero between launches (the identity of every reduction below).
+struct alignas(16) RowState {
+  unsigned long long best;    // max of (key << 32 | ~id) over allowed non-NaN ids
+  unsigned long long gumbel;  // max of (OrderKey(score) << 32 | ~id)
+  unsigned long long target;  // search: count or mass still to reach inside `prefix`
+  uint32_t nan;               // an allowed id holds NaN
+  uint32_t n_cand;            // allowed ids with a logit above -inf
+  uint32_t ticket;            // blocks of the row done in this launch
+  uint32_t mode;              // Mode bits still to run (set by the scan)
+  uint32_t prefix;            // search: resolved high bits of the cut key
+  uint32_t has_cut_k, cut_key_k;
+  int32_t cut_id_k;
+  uint32_t has_cut, cut_key;
+  int32_t cut_id;
+  float max_l;
+};
+struct RowHist {
+  uint32_t count[kDigitBins];
+  unsigned long long mass[kDigitBins];
+  uint32_t not_min_id[kLastBins];  // max of ~id (last digit only)
+  uint32_t max_id_1[kLastBins];    // max of id + 1
 };
 
-__device__ __forceinline__ double ProbOf(float l, const FullState& st) {
-  return isnan(l) ? 0.0 : exp((static_cast<double>(l) - st.max_l) * st.inv_temp);
+__host__ __device__ constexpr size_t Align256(size_t n) { return (n + 255) / 256 * 256; }
+__host__ __device__ size_t StateBytes(int rows) { return Align256(sizeof(RowState) * static_cast<size_t>(rows)); }
+
+__device__ __forceinline__ unsigned long long Pack(uint32_t key, int32_t id) {
+  return (static_cast<unsigned long long>(key) << 32) | static_cast<uint32_t>(~id);
 }
-__device__ __forceinline__ bool Kept(uint32_t key, int id, double p, const FullState& st) {
-  if (st.has_cut && Before(st.cut_key, st.cut_id, key, id)) return false;
-  if (key == st.first_key && id == st.first_id) return true;
-  return st.min_p <= 0.0 || p >= st.min_p;
+__device__ __forceinline__ int32_t PackedId(unsigned long long v) { return static_cast<int32_t>(~static_cast<uint32_t>(v)); }
+__device__ __forceinline__ uint32_t PackedKey(unsigned long long v) { return static_cast<uint32_t>(v >> 32); }
+
+__device__ __forceinline__ unsigned long long WarpMax(unsigned long long v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = max(v, __shfl_xor_sync(0xFFFFFFFFu, v, o));
+  return v;
 }
 
-struct SearchSmem {
-  double warp_sums[kThreads / 32 * 16];
-  double sums[16];
-  uint32_t hist[256];
-  uint32_t prefix, mask;
-  double before;
-  int count;
-  int remaining;
-  int result_id;
+// One row's parameters, derived the same way as on the host.
+struct RowCfg {
+  bool greedy, use_k, use_p, use_min_p, filtered;
+  float inv_t, z_min;
 };
-
-// Finds the kept element e (in order: logit descending, id ascending) with
-// S(e) + p(e) crossing x, S(e) the kept mass before e: the first e with
-// x < S + p (strict) or x <= S + p (not strict). Past the end: the last kept
-// element. Returns its id; *key_out its key.
-__device__ int CdfSearch(const float* l, int vocab, const FullState& st, double x, bool strict, SearchSmem& sm,
-                         uint32_t* key_out) {
-  const int tid = threadIdx.x;
-  if (tid == 0) sm.prefix = 0u, sm.mask = 0u, sm.before = 0.0;
-  __syncthreads();
-  for (int shift = 28; shift >= 0; shift -= 4) {
-    double b[16];
-#pragma unroll
-    for (int i = 0; i < 16; ++i) b[i] = 0.0;
-    const uint32_t prefix = sm.prefix, mask = sm.mask;
-    for (int i = tid; i < vocab; i += kThreads) {
-      const float li = l[i];
-      const uint32_t key = OrderedKey(li);
-      if ((key & mask) != prefix) continue;
-      const double p = ProbOf(li, st);
-      if (!Kept(key, i, p, st)) continue;
-      const uint32_t d = (key >> shift) & 15u;
-#pragma unroll
-      for (int j = 0; j < 16; ++j) b[j] += (static_cast<uint32_t>(j) == d) ? p : 0.0;
-    }
-    // Digits with kept elements but zero mass still count as present.
-    if (tid < 16) sm.hist[tid] = 0u;
-    __syncthreads();
-    for (int i = tid; i < vocab; i += kThreads) {
-      const float li = l[i];
-      const uint32_t key = OrderedKey(li);
-      if ((key & mask) == prefix && Kept(key, i, ProbOf(li, st), st)) atomicOr(&sm.hist[(key >> shift) & 15u], 1u);
-    }
-    BlockSum16(b, sm.warp_sums, sm.sums);
-    if (tid == 0) {
-      double before = sm.before, before_last = sm.before;
-      int chosen = -1, last = -1;
-      for (int d = 15; d >= 0; --d) {
-        if (!sm.hist[d]) continue;
-        const double s = before + sm.sums[d];
-        if (strict ? (x < s) : (x <= s)) {
-          chosen = d;
-          break;
-        }
-        last = d;
-        before_last = before;
-        before = s;
-      }
-      if (chosen < 0) {  // past the end (rounding): the last kept element
-        chosen = last;
-        before = before_last;
-      }
-      sm.prefix = prefix | (static_cast<uint32_t>(chosen < 0 ? 0 : chosen) << shift);
-      sm.mask = mask | (15u << shift);
-      sm.before = before;
-    }
-    __syncthreads();
-  }
-  // Ties: every kept element with this key has the same logit and mass.
-  const uint32_t key = sm.prefix;
-  if (tid == 0) sm.count = 0, sm.result_id = INT_MAX;
-  __syncthreads();
-  for (int i = tid; i < vocab; i += kThreads) {
-    const float li = l[i];
-    if (OrderedKey(li) == key && Kept(key, i, ProbOf(li, st), st)) {
-      atomicAdd(&sm.count, 1);
-      atomicMin(&sm.result_id, i);
-    }
-  }
-  __syncthreads();
-  if (tid == 0) {
-    const double p = sm.result_id == INT_MAX ? 0.0 : ProbOf(l[sm.result_id], st);
-    const int n = max(sm.count, 1);
-    double jd = p > 0.0 ? (x - sm.before) / p : 0.0;
-    int j = strict ? static_cast<int>(floor(jd)) : static_cast<int>(ceil(jd)) - 1;
-    sm.remaining = min(max(j, 0), n - 1) + 1;  // 1-based rank among the ties, by id
-    sm.prefix = 0u;
-    sm.mask = 0u;
-  }
-  __syncthreads();
-  // The remaining-th smallest id among the ties (8 bits at a time).
-  for (int shift = 16; shift >= 0; shift -= 8) {
-    if (tid < 256) sm.hist[tid] = 0u;
-    __syncthreads();
-    const uint32_t prefix = sm.prefix, mask = sm.mask;
-    for (int i = tid; i < vocab; i += kThreads) {
-      const float li = l[i];
-      if (OrderedKey(li) != key || (static_cast<uint32_t>(i) & mask) != prefix) continue;
-      if (!Kept(key, i, ProbOf(li, st), st)) continue;
-      atomicAdd(&sm.hist[(static_cast<uint32_t>(i) >> shift) & 255u], 1u);
-    }
-    __syncthreads();
-    if (tid == 0) {
-      int remaining = sm.remaining;
-      for (int b = 0; b < 256; ++b) {
-        if (static_cast<int>(sm.hist[b]) >= remaining) {
-          sm.prefix = prefix | (static_cast<uint32_t>(b) << shift);
-          sm.mask = mask | (255u << shift);
-          break;
-        }
-        remaining -= static_cast<int>(sm.hist[b]);
-      }
-      sm.remaining = remaining;
-    }
-    __syncthreads();
-  }
-  *key_out = key;
-  return static_cast<int>(sm.prefix);
+__device__ __forceinline__ RowCfg MakeCfg(const SampleRow& r, int vocab) {
+  RowCfg c;
+  c.greedy = !(r.temperature > 0.0f);
+  c.use_k = !c.greedy && r.top_k > 0 && r.top_k < vocab;
+  c.use_p = !c.greedy && r.top_p < 1.0f;
+  c.use_min_p = !c.greedy && r.min_p > 0.0f;
+  c.filtered = c.use_k || c.use_p || c.use_min_p;
+  c.inv_t = c.greedy ? 0.0f : sm::Div(1.0f, r.temperature);
+  c.z_min = c.use_min_p ? sm::MinPBound(r.min_p) : -INFINITY;
+  return c;
 }
 
-// Deterministic block sum of one double per thread.
-__device__ double BlockSum(double v, SearchSmem& sm) {
-  double b[16];
+// Calls f(id, logit, allowed) for the ids of this block (groups of 4, in
+// order within a thread; loads issued before use).
+template <typename F>
+__device__ __forceinline__ void ForBlockIds(const SampleParams& p, const float* l, F&& f) {
+  const int g0 = blockIdx.x * (kBlockIds / 4) + threadIdx.x;
+  const int n_groups = (p.vocab + 3) / 4;
+  float v[kGroupsPerThread][4];
+  uint32_t mask[kGroupsPerThread];
 #pragma unroll
-  for (int i = 0; i < 16; ++i) b[i] = i == 0 ? v : 0.0;
-  BlockSum16(b, sm.warp_sums, sm.sums);
-  return sm.sums[0];
+  for (int u = 0; u < kGroupsPerThread; ++u) {
+    const int g = g0 + u * kThreads;
+    mask[u] = 0u;
+    if (g < n_groups) {
+      if (p.vocab % 4 == 0) {
+        const float4 x = __ldg(reinterpret_cast<const float4*>(l) + g);
+        v[u][0] = x.x, v[u][1] = x.y, v[u][2] = x.z, v[u][3] = x.w;
+      } else {
+#pragma unroll
+        for (int j = 0; j < 4; ++j) v[u][j] = 4 * g + j < p.vocab ? __ldg(l + 4 * g + j) : 0.0f;
+      }
+      if (p.unsampled) mask[u] = __ldg(p.unsampled + (g >> 3)) >> ((4 * g) & 31);
+    }
+  }
+#pragma unroll
+  for (int u = 0; u < kGroupsPerThread; ++u) {
+    const int g = g0 + u * kThreads;
+    if (g >= n_groups) continue;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const int id = 4 * g + j;
+      if (id < p.vocab) f(id, g, j, v[u][j], ((mask[u] >> j) & 1u) == 0);
+    }
+  }
 }
 
-__device__ void FullVocabSample(const float* l, int vocab, const SampleRow& cfg, uint32_t best_key, int best_id,
-                                int32_t* out, SearchSmem& sm) {
-  const int tid = threadIdx.x;
-  FullState st;
-  st.max_l = l[best_id];
-  st.inv_temp = 1.0 / static_cast<double>(cfg.temperature);
-  st.min_p = 0.0;
-  st.has_cut = false;
-  st.first_key = best_key;
-  st.first_id = best_id;
-  st.cut_key = 0u;
-  st.cut_id = 0;
-  if (cfg.top_p < 1.0f) {
-    double mine = 0.0;
-    for (int i = tid; i < vocab; i += kThreads) mine += ProbOf(l[i], st);
-    const double total = BlockSum(mine, sm);
-    uint32_t cut_key;
-    const int cut_id = CdfSearch(l, vocab, st, static_cast<double>(cfg.top_p) * total, false, sm, &cut_key);
-    st.has_cut = true;
-    st.cut_key = cut_key;
-    st.cut_id = cut_id;
+// Block-wide reductions into thread 0 (the others get unspecified values).
+struct ReduceSmem {
+  unsigned long long u64[kThreads / 32];
+  uint32_t u32[kThreads / 32];
+};
+__device__ unsigned long long BlockMax(unsigned long long v, ReduceSmem& s) {
+  v = WarpMax(v);
+  __syncthreads();
+  if ((threadIdx.x & 31) == 0) s.u64[threadIdx.x >> 5] = v;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    for (int w = 1; w < kThreads / 32; ++w) v = max(v, s.u64[w]);
   }
-  st.min_p = cfg.min_p > 0.0f ? static_cast<double>(cfg.min_p) : 0.0;
-  double mine = 0.0;
-  for (int i = tid; i < vocab; i += kThreads) {
-    const float li = l[i];
-    const double p = ProbOf(li, st);
-    if (Kept(OrderedKey(li), i, p, st)) mine += p;
+  return v;
+}
+__device__ uint32_t BlockOr(uint32_t v, ReduceSmem& s) {
+  v = __reduce_or_sync(0xFFFFFFFFu, v);
+  __syncthreads();
+  if ((threadIdx.x & 31) == 0) s.u32[threadIdx.x >> 5] = v;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    for (int w = 1; w < kThreads / 32; ++w) v |= s.u32[w];
   }
-  const double kept_total = BlockSum(mine, sm);
-  const double target = static_cast<double>(PhiloxUniformDevice(cfg.seed, cfg.step)) * kept_total;
-  uint32_t key;
-  const int pick = CdfSearch(l, vocab, st, target, true, sm, &key);
-  if (tid == 0) *out = pick;
+  return v;
+}
+__device__ uint32_t BlockSum(uint32_t v, ReduceSmem& s) {
+  v = __reduce_add_sync(0xFFFFFFFFu, v);
+  __syncthreads();
+  if ((threadIdx.x & 31) == 0) s.u32[threadIdx.x >> 5] = v;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    for (int w = 1; w < kThreads / 32; ++w) v += s.u32[w];
+  }
+  return v;
 }
 
-__global__ void __launch_bounds__(kThreads) SampleKernel(const SampleParams p) {
+// Takes the row's ticket after this block's atomics; true in the last block.
+__device__ bool LastBlockOfRow(RowState& st) {
+  __shared__ bool last;
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    const uint32_t t = atomicAdd(&st.ticket, 1u);
+    last = t == gridDim.x - 1;
+  }
+  __syncthreads();
+  if (last) __threadfence();
+  return last;
+}
+
+__device__ __forceinline__ void FinishRow(const SampleParams& p, RowState& st, int row, int32_t token) {
+  p.out[row] = token;
+  st = RowState{};  // every reduction back to its identity for the next launch
+}
+
+// The Gumbel score of an allowed candidate id with its Philox block.
+struct GumbelCache {
+  int group = -1;
+  sm::PhiloxBlock block;
+};
+__device__ __forceinline__ float Score(const SampleRow& r, const RowCfg& c, GumbelCache& cache, int g, int j, float l) {
+  if (cache.group != g) {
+    cache.group = g;
+    cache.block = sm::GumbelBlock(r.seed, r.step, static_cast<uint32_t>(g));
+  }
+  return sm::GumbelScore(l, c.inv_t, cache.block.w[j]);
+}
+
+// ---- pass 1: scan ----
+
+__global__ void __launch_bounds__(kThreads) SampleScanKernel(const SampleParams p) {
   LaunchDependents();
   GridDependencySync();
-  __shared__ uint32_t skey[kSortSlots];
-  __shared__ int sid[kSortSlots];
-  __shared__ double prob[kMaxGpuTopK];
-  __shared__ uint32_t hist[256];
-  __shared__ uint32_t s_prefix, s_mask;
-  __shared__ int s_remaining, s_count;
-  __shared__ SearchSmem search;
-  const int row = blockIdx.x, tid = threadIdx.x;
+  __shared__ ReduceSmem red;
+  const int row = blockIdx.y;
+  const SampleRow r = p.rows[row];
+  const RowCfg c = MakeCfg(r, p.vocab);
+  RowState& st = reinterpret_cast<RowState*>(p.workspace)[row];
   const float* l = p.logits + static_cast<int64_t>(row) * p.vocab;
-  const SampleRow cfg = p.rows[row];
-
-  if (cfg.temperature <= 0.0f || cfg.top_k <= 0) {
-    uint32_t best_k = 0;
-    int best_i = INT_MAX;
-    auto consider = [&](float v, int i) {
-      const uint32_t k = OrderedKey(v);
-      if (Before(k, i, best_k, best_i)) best_k = k, best_i = i;
-    };
-    if (p.vocab % 4 == 0) {
-      // float4 loads, kUnroll in flight per thread (rows are 16-byte aligned).
-      constexpr int kUnroll = 4;
-      const float4* l4 = reinterpret_cast<const float4*>(l);
-      const int n4 = p.vocab / 4;
-      for (int i0 = tid; i0 < n4; i0 += kThreads * kUnroll) {
-        float4 v[kUnroll];
-#pragma unroll
-        for (int u = 0; u < kUnroll; ++u) v[u] = l4[min(i0 + u * kThreads, n4 - 1)];
-#pragma unroll
-        for (int u = 0; u < kUnroll; ++u) {
-          const int i = i0 + u * kThreads;
-          if (i < n4) {
-            consider(v[u].x, 4 * i);
-            consider(v[u].y, 4 * i + 1);
-            consider(v[u].z, 4 * i + 2);
-            consider(v[u].w, 4 * i + 3);
-          }
-        }
-      }
-    } else {
-      for (int i = tid; i < p.vocab; i += kThreads) consider(l[i], i);
-    }
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-      const uint32_t ok = __shfl_xor_sync(0xFFFFFFFFu, best_k, o);
-      const int oi = __shfl_xor_sync(0xFFFFFFFFu, best_i, o);
-      if (Before(ok, oi, best_k, best_i)) best_k = ok, best_i = oi;
-    }
-    if ((tid & 31) == 0) skey[tid >> 5] = best_k, sid[tid >> 5] = best_i;
-    __syncthreads();
-    if (tid == 0) {
-      for (int w = 1; w < kThreads / 32; ++w) {
-        if (Before(skey[w], sid[w], skey[0], sid[0])) skey[0] = skey[w], sid[0] = sid[w];
-      }
-      if (sid[0] == INT_MAX) sid[0] = 0;
-    }
-    __syncthreads();
-    if (cfg.temperature <= 0.0f) {
-      if (tid == 0) p.out[row] = sid[0];
+  const bool score_all = !c.greedy && !c.filtered;
+  unsigned long long best = 0, gumbel = 0;
+  uint32_t nan = 0, n_cand = 0;
+  GumbelCache cache;
+  ForBlockIds(p, l, [&](int id, int g, int j, float v, bool allowed) {
+    if (!allowed) return;
+    if (sm::IsNaN(v)) {
+      nan = 1u;
       return;
     }
-    FullVocabSample(l, p.vocab, cfg, skey[0], sid[0], &p.out[row], search);
+    const uint32_t key = sm::OrderKey(v);
+    best = max(best, Pack(key, id));
+    if (key <= kMinusInfKey) return;
+    ++n_cand;
+    if (score_all) gumbel = max(gumbel, Pack(sm::OrderKey(Score(r, c, cache, g, j, v)), id));
+  });
+  best = BlockMax(best, red);
+  gumbel = BlockMax(gumbel, red);
+  nan = BlockOr(nan, red);
+  n_cand = BlockSum(n_cand, red);
+  if (threadIdx.x == 0) {
+    if (best) atomicMax(&st.best, best);
+    if (gumbel) atomicMax(&st.gumbel, gumbel);
+    if (nan) atomicOr(&st.nan, 1u);
+    if (n_cand) atomicAdd(&st.n_cand, n_cand);
+  }
+  if (!LastBlockOfRow(st) || threadIdx.x != 0) return;
+  const unsigned long long b = __ldcg(&st.best);
+  const uint32_t best_key = PackedKey(b);
+  if (__ldcg(&st.nan) || best_key <= kMinusInfKey) return FinishRow(p, st, row, kNoToken);
+  if (c.greedy || best_key == kPlusInfKey) return FinishRow(p, st, row, PackedId(b));
+  if (!c.filtered) return FinishRow(p, st, row, PackedId(__ldcg(&st.gumbel)));
+  st.max_l = sm::LogitOfKey(best_key);
+  st.mode = kModeFinal | (c.use_k && static_cast<uint32_t>(r.top_k) < __ldcg(&st.n_cand) ? kModeSearchK : 0u) |
+            (c.use_p ? kModeSearchP : 0u);
+  st.ticket = 0;
+}
+
+// ---- passes 2, 3: radix select of the cut ----
+
+struct HistSmem {
+  uint32_t count[kDigitBins];
+  unsigned long long mass[kDigitBins];
+  uint32_t not_min_id[kLastBins];
+  uint32_t max_id_1[kLastBins];
+  unsigned long long suffix[kThreads];
+  int32_t found_bin;
+  unsigned long long found_before;
+  int32_t found_id;
+  uint32_t running;
+};
+
+constexpr int DigitShift(int d) { return d == 0 ? 21 : d == 1 ? 10 : 0; }
+constexpr int DigitBins(int d) { return d == 2 ? kLastBins : kDigitBins; }
+
+// Bins are taken from the highest down (= candidate order). Thread t owns
+// the kPer bins [hi - kPer, hi), hi = kBins - t * kPer. BinScan leaves in
+// s.suffix[t] the sum of the bins before thread t's (an exclusive scan over
+// the threads) and returns the total to every thread.
+template <int kBins, typename Val>
+__device__ unsigned long long BinScan(const Val* val, HistSmem& s) {
+  constexpr int kPer = kBins / kThreads;
+  const int t = threadIdx.x, lane = t & 31, warp = t >> 5;
+  const int hi = kBins - t * kPer;
+  unsigned long long mine = 0;
+#pragma unroll
+  for (int i = 1; i <= kPer; ++i) mine += val[hi - i];
+  unsigned long long incl = mine;
+#pragma unroll
+  for (int o = 1; o < 32; o <<= 1) {
+    const unsigned long long x = __shfl_up_sync(0xFFFFFFFFu, incl, o);
+    if (lane >= o) incl += x;
+  }
+  __shared__ unsigned long long warp_total[kThreads / 32];
+  if (lane == 31) warp_total[warp] = incl;
+  __syncthreads();
+  unsigned long long warp_before = 0, total = 0;
+  for (int w = 0; w < kThreads / 32; ++w) {
+    if (w < warp) warp_before += warp_total[w];
+    total += warp_total[w];
+  }
+  s.suffix[t] = warp_before + incl - mine;
+  __syncthreads();
+  return total;
+}
+
+// The first bin b (from the top) with before(b) + val[b] >= target, after
+// BinScan; into s.found_bin (-1 if the total is below the target) and
+// s.found_before.
+template <int kBins, typename Val>
+__device__ void FindCrossing(const Val* val, unsigned long long target, HistSmem& s) {
+  constexpr int kPer = kBins / kThreads;
+  const int t = threadIdx.x;
+  const int hi = kBins - t * kPer;
+  if (t == 0) s.found_bin = -1;
+  __syncthreads();
+  unsigned long long before = s.suffix[t];
+  if (before < target) {
+    for (int i = 1; i <= kPer; ++i) {
+      const unsigned long long x = val[hi - i];
+      if (before + x >= target) {
+        s.found_bin = hi - i;  // exactly one thread gets here: before grows with t
+        s.found_before = before;
+        break;
+      }
+      before += x;
+    }
+  }
+  __syncthreads();
+}
+
+template <bool kTopP, int kDigit>
+__global__ void __launch_bounds__(kThreads) SampleSearchKernel(const SampleParams p) {
+  LaunchDependents();
+  GridDependencySync();
+  __shared__ HistSmem s;
+  const int row = blockIdx.y;
+  RowState& st = reinterpret_cast<RowState*>(p.workspace)[row];
+  const uint32_t mode = kTopP ? kModeSearchP : kModeSearchK;
+  if (!(st.mode & mode)) return;  // (the same for every block of the row in this launch)
+  const SampleRow r = p.rows[row];
+  const RowCfg c = MakeCfg(r, p.vocab);
+  RowHist& gh = *reinterpret_cast<RowHist*>(static_cast<uint8_t*>(p.workspace) + StateBytes(p.n_rows) +
+                                            sizeof(RowHist) * static_cast<size_t>(row));
+  constexpr int kShift = DigitShift(kDigit);
+  constexpr int kBins = DigitBins(kDigit);
+  const uint32_t prefix = st.prefix;
+  const float max_l = st.max_l;
+  const bool restrict_k = kTopP && st.has_cut_k;
+  const uint32_t cut_key_k = st.cut_key_k;
+  const int32_t cut_id_k = st.cut_id_k;
+  for (int i = threadIdx.x; i < kBins; i += kThreads) {
+    s.count[i] = 0u;
+    if (kTopP) s.mass[i] = 0ull;
+    if (kDigit == 2) s.not_min_id[i] = 0u, s.max_id_1[i] = 0u;
+  }
+  __syncthreads();
+  const float* l = p.logits + static_cast<int64_t>(row) * p.vocab;
+  ForBlockIds(p, l, [&](int id, int, int, float v, bool allowed) {
+    if (!allowed) return;
+    const uint32_t key = sm::OrderKey(v);
+    if (key <= kMinusInfKey) return;
+    if (kDigit > 0 && (key >> (kShift + (kDigit == 1 ? 11 : 10))) != (prefix >> (kShift + (kDigit == 1 ? 11 : 10)))) {
+      return;
+    }
+    if (restrict_k && sm::Before(cut_key_k, cut_id_k, key, id)) return;
+    const int bin = static_cast<int>((key >> kShift) & (kBins - 1));
+    atomicAdd(&s.count[bin], 1u);
+    if (kTopP) atomicAdd(&s.mass[bin], static_cast<unsigned long long>(sm::Mass(sm::RelativeLogit(v, max_l, c.inv_t))));
+    if (kDigit == 2) {
+      atomicMax(&s.not_min_id[bin], ~static_cast<uint32_t>(id));
+      atomicMax(&s.max_id_1[bin], static_cast<uint32_t>(id) + 1u);
+    }
+  });
+  __syncthreads();
+  for (int i = threadIdx.x; i < kBins; i += kThreads) {
+    if (!s.count[i]) continue;
+    atomicAdd(&gh.count[i], s.count[i]);
+    if (kTopP) atomicAdd(&gh.mass[i], s.mass[i]);
+    if (kDigit == 2) {
+      atomicMax(&gh.not_min_id[i], s.not_min_id[i]);
+      atomicMax(&gh.max_id_1[i], s.max_id_1[i]);
+    }
+  }
+  if (!LastBlockOfRow(st)) return;
+
+  // The last block: pick this digit, then clear the histogram.
+  for (int i = threadIdx.x; i < kBins; i += kThreads) {
+    s.count[i] = __ldcg(&gh.count[i]);
+    if (kTopP) s.mass[i] = __ldcg(&gh.mass[i]);
+  }
+  __syncthreads();
+  unsigned long long target = __ldcg(&st.target);
+  if (kTopP) {
+    const unsigned long long total = BinScan<kBins>(s.mass, s);
+    if (kDigit == 0) target = sm::TopPThreshold(r.top_p, total);
+    FindCrossing<kBins>(s.mass, target, s);
+  } else {
+    BinScan<kBins>(s.count, s);
+    if (kDigit == 0) target = static_cast<unsigned long long>(r.top_k);
+    FindCrossing<kBins>(s.count, target, s);
+  }
+  // found_bin >= 0: the target is at most the total (top-k: k < candidates;
+  // top-p: ceil(p * total) <= total), and a digit's bins hold exactly the
+  // elements of the bin chosen by the digit before.
+  const int bin = s.found_bin;
+  const unsigned long long before = s.found_before;
+  uint32_t n_at = 0, lo_id = 0, hi_id = 0;
+  if (kDigit == 2) {
+    n_at = __ldcg(&gh.count[bin]);
+    lo_id = ~__ldcg(&gh.not_min_id[bin]);
+    hi_id = __ldcg(&gh.max_id_1[bin]) - 1u;
+  }
+  __syncthreads();
+  for (int i = threadIdx.x; i < kBins; i += kThreads) {
+    gh.count[i] = 0u;
+    if (kTopP) gh.mass[i] = 0ull;
+    if (kDigit == 2) gh.not_min_id[i] = 0u, gh.max_id_1[i] = 0u;
+  }
+  if (bin < 0) {  // (not reached; see above) no cut from this search
+    if (threadIdx.x == 0) {
+      st.mode &= ~mode;
+      st.prefix = 0u;
+      st.target = 0ull;
+      st.ticket = 0;
+    }
     return;
   }
-
-  // k-th largest key by radix select, 8 bits at a time from the top.
-  const int k = min(cfg.top_k, p.vocab);
-  if (tid == 0) s_prefix = 0u, s_mask = 0u, s_remaining = k;
-  for (int shift = 24; shift >= 0; shift -= 8) {
-    if (tid < 256) hist[tid] = 0u;
-    __syncthreads();
-    const uint32_t prefix = s_prefix, mask = s_mask;
-    for (int i = tid; i < p.vocab; i += kThreads) {
-      const uint32_t key = OrderedKey(l[i]);
-      if ((key & mask) == prefix) atomicAdd(&hist[(key >> shift) & 255u], 1u);
+  const uint32_t new_prefix = prefix | (static_cast<uint32_t>(bin) << kShift);
+  const unsigned long long remaining = target - before;
+  if (kDigit < 2) {
+    if (threadIdx.x == 0) {
+      st.prefix = new_prefix;
+      st.target = remaining;
+      st.ticket = 0;
     }
+    return;
+  }
+  // The cut key is known: which of its ids (all of equal logit and mass)?
+  const uint32_t cut_key = new_prefix;
+  uint64_t rank = remaining;  // 1-based among the key's ids, in id order
+  if (kTopP) {
+    const uint64_t w = sm::Mass(sm::RelativeLogit(sm::LogitOfKey(cut_key), max_l, c.inv_t));
+    rank = w ? (remaining + w - 1) / w : 1;
+  }
+  if (rank < 1) rank = 1;
+  if (rank > n_at) rank = n_at;
+  int32_t cut_id;
+  if (rank == 1) {
+    cut_id = static_cast<int32_t>(lo_id);
+  } else if (rank == n_at) {
+    cut_id = static_cast<int32_t>(hi_id);
+  } else {
+    // Rare: an inner id among ties. Scan the row in id order.
+    if (threadIdx.x == 0) s.running = 0u, s.found_id = -1;
     __syncthreads();
-    if (tid == 0) {
-      int remaining = s_remaining;
-      for (int b = 255; b >= 0; --b) {
-        if (static_cast<int>(hist[b]) >= remaining) {
-          s_prefix = prefix | (static_cast<uint32_t>(b) << shift);
-          s_mask = mask | (255u << shift);
-          break;
-        }
-        remaining -= static_cast<int>(hist[b]);
+    for (int base = 0; base < p.vocab && s.found_id < 0; base += kThreads) {
+      const int id = base + threadIdx.x;
+      bool hit = false;
+      if (id < p.vocab) {
+        const bool allowed = !p.unsampled || !((__ldg(p.unsampled + (id >> 5)) >> (id & 31)) & 1u);
+        const float v = l[id];
+        hit = allowed && sm::OrderKey(v) == cut_key && !(restrict_k && sm::Before(cut_key_k, cut_id_k, cut_key, id));
       }
-      s_remaining = remaining;
-    }
-    __syncthreads();
-  }
-  const uint32_t tau = s_prefix;  // key of the k-th best
-  // Collect every key above tau and (up to the slots left) those equal to it.
-  for (int i = tid; i < kSortSlots; i += kThreads) skey[i] = 0u, sid[i] = INT_MAX;
-  if (tid == 0) s_count = 0;
-  __syncthreads();
-  for (int i = tid; i < p.vocab; i += kThreads) {
-    const uint32_t key = OrderedKey(l[i]);
-    if (key >= tau) {
-      const int slot = atomicAdd(&s_count, 1);
-      if (slot < kSortSlots) skey[slot] = key, sid[slot] = i;
-    }
-  }
-  __syncthreads();
-  for (int size = 2; size <= kSortSlots; size <<= 1) {
-    for (int stride = size >> 1; stride > 0; stride >>= 1) {
-      for (int i = tid; i < kSortSlots; i += kThreads) {
-        const int j = i ^ stride;
-        if (j > i) {
-          const bool up = (i & size) == 0;
-          if (Before(skey[j], sid[j], skey[i], sid[i]) == up) {
-            const uint32_t tk = skey[i];
-            const int ti = sid[i];
-            skey[i] = skey[j], sid[i] = sid[j];
-            skey[j] = tk, sid[j] = ti;
-          }
-        }
+      const uint32_t ballot = __ballot_sync(0xFFFFFFFFu, hit);
+      __shared__ uint32_t warp_n[kThreads / 32];
+      if ((threadIdx.x & 31) == 0) warp_n[threadIdx.x >> 5] = __popc(ballot);
+      __syncthreads();
+      uint32_t off = s.running;
+      for (int w = 0; w < static_cast<int>(threadIdx.x >> 5); ++w) off += warp_n[w];
+      const uint32_t mine = off + __popc(ballot & ((1u << (threadIdx.x & 31)) - 1u)) + 1u;
+      if (hit && mine == rank) s.found_id = id;
+      __syncthreads();
+      if (threadIdx.x == 0) {
+        for (int w = 0; w < kThreads / 32; ++w) s.running += warp_n[w];
       }
       __syncthreads();
     }
+    cut_id = s.found_id;
   }
-  const double max_l = l[sid[0]];
-  for (int i = tid; i < k; i += kThreads) {
-    const float li = l[sid[i]];
-    prob[i] = isnan(li) ? 0.0 : exp((static_cast<double>(li) - max_l) / static_cast<double>(cfg.temperature));
+  if (threadIdx.x != 0) return;
+  if (kTopP) {
+    st.has_cut = 1u, st.cut_key = cut_key, st.cut_id = cut_id;
+  } else {
+    st.has_cut_k = 1u, st.cut_key_k = cut_key, st.cut_id_k = cut_id;
+    st.has_cut = 1u, st.cut_key = cut_key, st.cut_id = cut_id;  // unless top-p cuts further
   }
-  __syncthreads();
-  if (tid != 0) return;
-  int keep = k;
-  double total = 0.0;
-  for (int i = 0; i < keep; ++i) total += prob[i];
-  if (cfg.top_p < 1.0f) {
-    double cum = 0.0;
-    int i = 0;
-    while (i < keep) {
-      cum += prob[i++];
-      if (cum >= static_cast<double>(cfg.top_p) * total) break;
-    }
-    keep = max(1, i);
-  }
-  if (cfg.min_p > 0.0f) {
-    int i = 1;
-    while (i < keep && prob[i] >= static_cast<double>(cfg.min_p) * prob[0]) ++i;
-    keep = i;
-  }
-  total = 0.0;
-  for (int i = 0; i < keep; ++i) total += prob[i];
-  const double target = static_cast<double>(PhiloxUniformDevice(cfg.seed, cfg.step)) * total;
-  double cum = 0.0;
-  int pick = sid[keep - 1];
-  for (int i = 0; i < keep; ++i) {
-    cum += prob[i];
-    if (target < cum) {
-      pick = sid[i];
-      break;
-    }
-  }
-  p.out[row] = pick;
+  st.prefix = 0u;
+  st.target = 0ull;
+  st.ticket = 0;
+}
+
+// ---- pass 4: the Gumbel-max winner among the kept candidates ----
+
+__global__ void __launch_bounds__(kThreads) SampleFinalKernel(const SampleParams p) {
+  LaunchDependents();
+  GridDependencySync();
+  __shared__ ReduceSmem red;
+  const int row = blockIdx.y;
+  RowState& st = reinterpret_cast<RowState*>(p.workspace)[row];
+  if (!(st.mode & kModeFinal)) return;
+  const SampleRow r = p.rows[row];
+  const RowCfg c = MakeCfg(r, p.vocab);
+  const float max_l = st.max_l;
+  const bool has_cut = st.has_cut;
+  const uint32_t cut_key = st.cut_key;
+  const int32_t cut_id = st.cut_id;
+  const float* l = p.logits + static_cast<int64_t>(row) * p.vocab;
+  unsigned long long gumbel = 0;
+  GumbelCache cache;
+  ForBlockIds(p, l, [&](int id, int g, int j, float v, bool allowed) {
+    if (!allowed) return;
+    const uint32_t key = sm::OrderKey(v);
+    if (key <= kMinusInfKey) return;
+    if (has_cut && sm::Before(cut_key, cut_id, key, id)) return;
+    if (sm::RelativeLogit(v, max_l, c.inv_t) < c.z_min) return;
+    gumbel = max(gumbel, Pack(sm::OrderKey(Score(r, c, cache, g, j, v)), id));
+  });
+  gumbel = BlockMax(gumbel, red);
+  if (threadIdx.x == 0 && gumbel) atomicMax(&st.gumbel, gumbel);
+  if (!LastBlockOfRow(st) || threadIdx.x != 0) return;
+  FinishRow(p, st, row, PackedId(__ldcg(&st.gumbel)));
 }
 
 }  // namespace
 
+size_t SampleWorkspaceBytes(int rows) { return StateBytes(rows) + sizeof(RowHist) * static_cast<size_t>(rows); }
+
 void LaunchSample(const SampleParams& p, cudaStream_t stream) {
   if (p.n_rows <= 0) return;
-  LaunchKernel(SampleKernel, p.n_rows, kThreads, 0, stream, p);
+  if (!p.workspace || !p.rows_host) {
+    std::fprintf(stderr, "LaunchSample: the workspace and the host copy of the rows are required\n");
+    std::abort();
+  }
+  bool any_k = false, any_p = false, any_filtered = false;
+  for (int i = 0; i < p.n_rows; ++i) {
+    const SampleRow& r = p.rows_host[i];
+    if (!(r.temperature > 0.0f)) continue;
+    const bool k = r.top_k > 0 && r.top_k < p.vocab, pp = r.top_p < 1.0f;
+    any_k |= k;
+    any_p |= pp;
+    any_filtered |= k || pp || r.min_p > 0.0f;
+  }
+  const dim3 grid((p.vocab + kBlockIds - 1) / kBlockIds, p.n_rows);
+  LaunchKernel(SampleScanKernel, grid, kThreads, 0, stream, p);
   CUDA_CHECK_LAUNCH();
+  if (any_k) {
+    LaunchKernel(SampleSearchKernel<false, 0>, grid, kThreads, 0, stream, p);
+    LaunchKernel(SampleSearchKernel<false, 1>, grid, kThreads, 0, stream, p);
+    LaunchKernel(SampleSearchKernel<false, 2>, grid, kThreads, 0, stream, p);
+    CUDA_CHECK_LAUNCH();
+  }
+  if (any_p) {
+    LaunchKernel(SampleSearchKernel<true, 0>, grid, kThreads, 0, stream, p);
+    LaunchKernel(SampleSearchKernel<true, 1>, grid, kThreads, 0, stream, p);
+    LaunchKernel(SampleSearchKernel<true, 2>, grid, kThreads, 0, stream, p);
+    CUDA_CHECK_LAUNCH();
+  }
+  if (any_filtered) {
+    LaunchKernel(SampleFinalKernel, grid, kThreads, 0, stream, p);
+    CUDA_CHECK_LAUNCH();
+  }
 }
 
 void InitGemmKernels();

@@ -33,6 +33,10 @@ ABSL_FLAG(std::string, model, "", "gpt-oss GGUF to benchmark (required)");
 ABSL_FLAG(std::string, out, "", "markdown results file (optional)");
 ABSL_FLAG(int, decode_steps, 64, "decode steps timed per measurement");
 ABSL_FLAG(bool, big_kv, true, "also check the 24 GB configuration (32,768-token KV cache)");
+ABSL_FLAG(float, temperature, 0.0f, "--decode_only: sampling temperature (0 = greedy)");
+ABSL_FLAG(int, top_k, 0, "--decode_only: top-k (0 = off)");
+ABSL_FLAG(float, top_p, 1.0f, "--decode_only: top-p (1 = off)");
+ABSL_FLAG(float, min_p, 0.0f, "--decode_only: min-p (0 = off)");
 ABSL_FLAG(int, decode_only, 0,
           "if > 0: only prefill this many 128-token sequences, time --decode_steps batched decode steps and exit "
           "(for quick runs and for ncu: kernel launches are 243 per prefill, then 3 warm-up steps)");
@@ -180,14 +184,17 @@ struct Bench {
     return Since(t0);
   }
 
-  // Greedy decode of `steps` tokens for the sequences `ids` (all already
-  // prefilled); returns seconds per step (median over the steps).
-  double Decode(const std::vector<ossgate::model::SeqId>& ids, int steps) {
+  // Decode of `steps` tokens for the sequences `ids` (all already
+  // prefilled), sampled on the GPU with `params` (greedy by default);
+  // returns seconds per step (median over the steps).
+  double Decode(const std::vector<ossgate::model::SeqId>& ids, int steps,
+                ossgate::model::SamplingParams params = {.temperature = 0.0f}) {
     std::vector<int32_t> toks(ids.size(), 1);
-    // Greedy on the GPU (SamplingParams defaults to temperature 1 without
-    // top-k, which the GPU sampler hands to the host).
     std::vector<ossgate::model::StepSampling> sampling(ids.size());
-    for (ossgate::model::StepSampling& s : sampling) s.params.temperature = 0.0f;
+    for (size_t j = 0; j < ids.size(); ++j) {
+      sampling[j].params = params;
+      sampling[j].params.seed = params.seed + j;
+    }
     std::vector<double> times;
     std::vector<int32_t> out;
     for (int i = 0; i < steps + 3; ++i) {
@@ -200,6 +207,7 @@ struct Bench {
         std::exit(1);
       }
       if (i >= 3) times.push_back(Since(t0));  // first steps capture graphs
+      for (ossgate::model::StepSampling& sm : sampling) ++sm.step;
       toks = out;
       for (int32_t& t : toks) {
         if (t < 0 || t >= vocab) t = 1;  // phase-skipping runs compute garbage
@@ -274,8 +282,15 @@ int main(int argc, char** argv) {
       b.kv().AddSequence(ids.back()).IgnoreError();
       bench.Prefill(ids.back(), 128);
     }
-    const double t = bench.Decode(ids, absl::GetFlag(FLAGS_decode_steps));
-    Out(absl::StrFormat("decode, %d sequences at context 128: %.3f ms/step, %.1f tok/s\n", n, t * 1e3, n / t));
+    const ossgate::model::SamplingParams sp = {.temperature = absl::GetFlag(FLAGS_temperature),
+                                               .top_k = absl::GetFlag(FLAGS_top_k),
+                                               .top_p = absl::GetFlag(FLAGS_top_p),
+                                               .min_p = absl::GetFlag(FLAGS_min_p),
+                                               .seed = 7};
+    const double t = bench.Decode(ids, absl::GetFlag(FLAGS_decode_steps), sp);
+    Out(absl::StrFormat("decode, %d sequences at context 128 (T %g, top_k %d, top_p %g, min_p %g): %.3f ms/step, "
+                        "%.1f tok/s\n",
+                        n, sp.temperature, sp.top_k, sp.top_p, sp.min_p, t * 1e3, n / t));
     return 0;
   }
   // ---- prefill
@@ -354,6 +369,39 @@ int main(int argc, char** argv) {
     for (auto id : ids) b.kv().RemoveSequence(id);
     SamplePeak();
   }
+  // ---- what sampling costs: the same decode steps, greedy vs sampled on
+  // the GPU (gpt-oss's recommended default is temperature 1, top_p 1).
+  {
+    struct Mode {
+      const char* name;
+      ossgate::model::SamplingParams p;
+    };
+    const Mode modes[] = {
+        {"greedy", {.temperature = 0.0f}},
+        {"temperature 1.0", {.temperature = 1.0f, .seed = 11}},
+        {"temperature 0.8, top_p 0.9", {.temperature = 0.8f, .top_p = 0.9f, .seed = 12}},
+        {"temperature 0.7, top_k 50", {.temperature = 0.7f, .top_k = 50, .seed = 13}},
+        {"temperature 1.0, min_p 0.05", {.temperature = 1.0f, .min_p = 0.05f, .seed = 14}},
+        {"temperature 0.8, top_k 50, top_p 0.95", {.temperature = 0.8f, .top_k = 50, .top_p = 0.95f, .seed = 15}},
+    };
+    Out("\n## Sampled decode (context 128, sampling on the GPU)\n\n| sequences | sampling | ms/step | tok/s | vs greedy "
+        "|\n|---:|---|---:|---:|---:|\n");
+    for (int n : {1, 64, 128}) {
+      std::vector<ossgate::model::SeqId> ids;
+      for (int i = 0; i < n; ++i) {
+        ids.push_back(7000 + i);
+        b.kv().AddSequence(ids.back()).IgnoreError();
+        bench.Prefill(ids.back(), 128);
+      }
+      double greedy = 0;
+      for (const Mode& m : modes) {
+        const double t = bench.Decode(ids, std::max(16, steps / 2), m.p);
+        if (greedy == 0) greedy = t;
+        Out(absl::StrFormat("| %d | %s | %.3f | %.0f | %+.1f%% |\n", n, m.name, t * 1e3, n / t, 100 * (t / greedy - 1)));
+      }
+      for (auto id : ids) b.kv().RemoveSequence(id);
+    }
+  }
   // ---- per-kernel breakdown (eager launches with events), batch-1 decode
   // at both contexts, with the bytes each phase must read and its GB/s.
   b.SetProfiling(true);
@@ -386,6 +434,17 @@ int main(int argc, char** argv) {
   b.ResetProfile();
   bench.Decode(ids64, 8);
   Out("\n## Where a 64-sequence decode step goes (eager, sum over 11 steps)\n\n```\n" + b.ProfileReport() + "```\n");
+  for (int i = 64; i < 128; ++i) {
+    ids64.push_back(5000 + i);
+    b.kv().AddSequence(ids64.back()).IgnoreError();
+    const auto p = Prompt(128, c.vocab_size, 5000 + i);
+    std::vector<float> lg;
+    SequenceStep s{ids64.back(), p, Logits::kLast};
+    b.Forward({&s, 1}, &lg).IgnoreError();
+  }
+  b.ResetProfile();
+  bench.Decode(ids64, 8);
+  Out("\n## Where a 128-sequence decode step goes (eager, sum over 11 steps)\n\n```\n" + b.ProfileReport() + "```\n");
   b.SetProfiling(false);
   SamplePeak();
   Out(absl::StrFormat("\npeak device memory in use during the run (cudaMemGetInfo): %.2f GiB\n",

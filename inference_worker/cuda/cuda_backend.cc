@@ -194,6 +194,8 @@ absl::Status CudaBackendImpl::AllocateRuntime() {
   part_ = mem_.Device<float>(static_cast<int64_t>(split_slots_) * c.n_heads * (c.head_dim + 2), ws);
   sample_rows_dev_ = mem_.Device<kernels::SampleRow>(logit_rows_, ws);
   sampled_dev_ = mem_.Device<int32_t>(logit_rows_, ws);
+  sample_ws_ = mem_.Device<uint8_t>(static_cast<int64_t>(kernels::SampleWorkspaceBytes(logit_rows_)), ws);
+  unsampled_dev_ = c.unsampled_tokens.empty() ? nullptr : mem_.Device<uint32_t>((c.vocab_size + 31) / 32, ws);
 
   MetaLayout& m = meta_;
   int64_t o = 8;  // header
@@ -224,6 +226,12 @@ absl::Status CudaBackendImpl::AllocateRuntime() {
         "max_step_tokens");
   }
   CUDA_CHECK(cudaMemset(router_done_, 0, kernels::RouterCounters(static_cast<int>(T)) * sizeof(uint32_t)));
+  CUDA_CHECK(cudaMemset(sample_ws_, 0, kernels::SampleWorkspaceBytes(logit_rows_)));
+  if (unsampled_dev_) {
+    std::vector<uint32_t> bits((c.vocab_size + 31) / 32, 0u);
+    for (int32_t id : c.unsampled_tokens) bits[id >> 5] |= 1u << (id & 31);
+    CUDA_CHECK(cudaMemcpy(unsampled_dev_, bits.data(), bits.size() * sizeof(uint32_t), cudaMemcpyHostToDevice));
+  }
   meta_host_ = mem_.Host<int32_t>(m.total);
   std::memset(meta_host_, 0, m.total * sizeof(int32_t));
   logits_host_ = mem_.Host<float>(static_cast<int64_t>(logit_rows_) * c.vocab_size);

@@ -408,6 +408,7 @@ absl::Status CudaBackendImpl::Forward(std::span<const SequenceStep> steps, std::
     }
     for (const PassSeq& ps : pass) kv_.Commit(steps[ps.step].seq, ps.end - ps.begin);
   }
+  model::SuppressUnsampled(config_, logits->data(), static_cast<size_t>(rows));
   return absl::OkStatus();
 }
 

@@ -304,6 +304,8 @@ class CudaBackendImpl final : public CudaBackend {
   kernels::SampleRow* sample_rows_dev_ = nullptr;
   kernels::SampleRow* sample_rows_host_ = nullptr;
   int32_t* sampled_dev_ = nullptr;
+  uint8_t* sample_ws_ = nullptr;         // kernels::SampleWorkspaceBytes(logit_rows_), zeroed
+  uint32_t* unsampled_dev_ = nullptr;    // bit per id of config_.unsampled_tokens (null: none)
   int32_t* sampled_host_ = nullptr;
 
   // Decode graphs by pass shape; a change of skip_ drops them.

@@ -4,10 +4,8 @@
 // decode steps as graphs, cuda_backend_graphs.cc), then samples the logits
 // rows of its Logits::kLast steps on the device: one SampleRow of parameters
 // per row, one LaunchSample over the rows (kernels/sampling.cu: the host
-// sampler's algorithm and Philox draws) and one copy of the chosen ids to
-// the host. A row with a temperature and a top_k above kMaxGpuTopK is
-// sampled greedily on the device and then on the host (model::Sampler) from
-// its copied logits.
+// sampler's algorithm and arithmetic, so the same token) and one copy of the
+// chosen ids to the host.
 #include <cuda_runtime_api.h>
 
 #include <span>
@@ -55,7 +53,6 @@ absl::Status CudaBackendImpl::ForwardSample(std::span<const SequenceStep> steps,
     if (!row_step.empty()) {
       const int n = static_cast<int>(row_step.size());  // <= max_seqs_ <= logit_rows_
       if (!graph) EnqueueLogits(0, n);
-      bool host_fallback = false;
       for (int j = 0; j < n; ++j) {
         kernels::SampleRow& r = sample_rows_host_[j];
         r = kernels::SampleRow();  // greedy: a dropped row
@@ -67,10 +64,6 @@ absl::Status CudaBackendImpl::ForwardSample(std::span<const SequenceStep> steps,
         r.min_p = ss.params.min_p;
         r.seed = ss.params.seed;
         r.step = ss.step;
-        if (r.temperature > 0.0f && r.top_k > kernels::kMaxGpuTopK) {
-          host_fallback = true;
-          r.temperature = 0.0f;  // computed on the host below
-        }
       }
       CUDA_CHECK(cudaMemcpyAsync(sample_rows_dev_, sample_rows_host_, n * sizeof(kernels::SampleRow),
                                  cudaMemcpyHostToDevice, stream_));
@@ -79,23 +72,16 @@ absl::Status CudaBackendImpl::ForwardSample(std::span<const SequenceStep> steps,
       sp.vocab = V;
       sp.n_rows = n;
       sp.rows = sample_rows_dev_;
+      sp.rows_host = sample_rows_host_;
+      sp.unsampled = unsampled_dev_;
+      sp.workspace = sample_ws_;
       sp.out = sampled_dev_;
       kernels::LaunchSample(sp, stream_);
       CUDA_CHECK(cudaMemcpyAsync(sampled_host_, sampled_dev_, n * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_));
-      if (host_fallback) {
-        CUDA_CHECK(cudaMemcpyAsync(logits_host_, logits_dev_, static_cast<size_t>(n) * V * sizeof(float),
-                                   cudaMemcpyDeviceToHost, stream_));
-      }
       CUDA_CHECK(cudaStreamSynchronize(stream_));
       for (int j = 0; j < n; ++j) {
         if (row_step[j] < 0) continue;
-        const model::StepSampling& ss = sampling[row_step[j]];
-        int32_t tok = sampled_host_[j];
-        if (ss.params.temperature > 0.0f && ss.params.top_k > kernels::kMaxGpuTopK) {
-          const model::Sampler sampler(ss.params);
-          tok = sampler.Sample({logits_host_ + static_cast<int64_t>(j) * V, static_cast<size_t>(V)}, {}, ss.step);
-        }
-        (*tokens)[out_index[row_step[j]]] = tok;
+        (*tokens)[out_index[row_step[j]]] = sampled_host_[j];
       }
     } else {
       CUDA_CHECK(cudaStreamSynchronize(stream_));

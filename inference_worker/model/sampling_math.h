@@ -112,6 +112,9 @@ OSSGATE_HD uint32_t OrderKey(float l) {
   if (b == 0x80000000u) b = 0u;  // -0 -> +0
   return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
 }
+// The logit of an order key (the inverse of OrderKey, for keys of non-NaN
+// logits; -0 comes back as +0).
+OSSGATE_HD float LogitOfKey(uint32_t key) { return FromBits((key & 0x80000000u) ? (key ^ 0x80000000u) : ~key); }
 // Candidate order: (key a, id a) comes before (key b, id b).
 OSSGATE_HD bool Before(uint32_t ka, int32_t ia, uint32_t kb, int32_t ib) { return ka > kb || (ka == kb && ia < ib); }
 
@@ -232,7 +235,7 @@ OSSGATE_HD float GumbelScore(float l, float inv_t, uint32_t word) {
 
 // The top-p threshold on the cumulative integer mass: the kept prefix is the
 // shortest whose mass reaches ceil(top_p * total).
-inline uint64_t TopPThreshold(float top_p, uint64_t total) {
+OSSGATE_HD uint64_t TopPThreshold(float top_p, uint64_t total) {
   const double t = static_cast<double>(top_p) * static_cast<double>(total);
   const uint64_t floor_t = static_cast<uint64_t>(t);
   return static_cast<double>(floor_t) == t ? floor_t : floor_t + 1;
@@ -240,6 +243,6 @@ inline uint64_t TopPThreshold(float top_p, uint64_t total) {
 
 // min-p as a bound on z: keep z >= Log(min_p) (min_p in (0, 1]; values
 // below the smallest normal float count as that).
-inline float MinPBound(float min_p) { return Log(min_p < 1.17549435e-38f ? 1.17549435e-38f : min_p); }
+OSSGATE_HD float MinPBound(float min_p) { return Log(min_p < 1.17549435e-38f ? 1.17549435e-38f : min_p); }
 
 }  // namespace ossgate::model::sampling

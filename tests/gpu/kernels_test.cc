@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <map>
 #include <numeric>
 #include <random>
@@ -990,60 +991,121 @@ TEST(KvWriteTest, FullTablesAndRingsKeepTheRightPositions) {
   }
 }
 
+// The GPU sampler against model::Sampler on the same rows: the same token
+// (or kNoToken) every time, over vocabulary sizes (multiples of 4 or not),
+// every kind of truncation (any top_k), rows with ties at the top and at the
+// cut, -inf and +inf entries, NaN rows, and ids excluded by the unsampled
+// mask (which the host path sees as -inf). Several launches reuse one
+// workspace, so a state left behind by one launch would show in the next.
 TEST(SampleTest, SameTokensAsTheCpuSampler) {
   std::mt19937 rng(FreshSeed());
-  for (int vocab : {1000, 201088}) {
+  const float kInf = std::numeric_limits<float>::infinity();
+  for (int vocab : {1000, 1001, 4105, 201088}) {
     std::vector<model::SamplingParams> params;
-    auto add = [&](float temp, int top_k, float top_p, float min_p, uint64_t seed) {
+    auto add = [&](float temp, int top_k, float top_p, float min_p) {
       model::SamplingParams p;
       p.temperature = temp;
       p.top_k = top_k;
       p.top_p = top_p;
       p.min_p = min_p;
-      p.seed = seed;
+      p.seed = rng();
       params.push_back(p);
     };
-    add(0.0f, 0, 1.0f, 0.0f, 1);
-    add(0.7f, 50, 1.0f, 0.0f, 2);
-    add(1.0f, 1024, 0.9f, 0.0f, 3);
-    add(1.3f, 200, 1.0f, 0.05f, 4);
-    add(1.0f, 1, 1.0f, 0.0f, 5);
-    add(0.5f, 40, 0.5f, 0.1f, 6);
-    // top-k off: the whole vocabulary, searched by probability mass.
-    add(1.0f, 0, 1.0f, 0.0f, 7);
-    add(0.9f, 0, 0.9f, 0.0f, 8);
-    add(1.1f, 0, 1.0f, 0.05f, 9);
-    add(0.7f, 0, 0.6f, 0.01f, 10);
-    const int rows_per_param = 8;
+    add(0.0f, 0, 1.0f, 0.0f);
+    add(1.0f, 0, 1.0f, 0.0f);  // gpt-oss's default: plain temperature
+    add(0.05f, 0, 1.0f, 0.0f);
+    add(3.0f, 0, 1.0f, 0.0f);
+    add(0.7f, 50, 1.0f, 0.0f);
+    add(1.0f, 1, 1.0f, 0.0f);
+    add(1.0f, vocab / 2, 1.0f, 0.0f);  // beyond any fixed candidate buffer
+    add(1.0f, vocab - 1, 1.0f, 0.0f);
+    add(1.0f, 0, 0.9f, 0.0f);
+    add(0.8f, 0, 0.999f, 0.0f);
+    add(1.2f, 0, 0.01f, 0.0f);
+    add(1.1f, 0, 1.0f, 0.05f);
+    add(1.0f, 1024, 0.9f, 0.0f);
+    add(1.3f, 200, 1.0f, 0.05f);
+    add(0.5f, 40, 0.5f, 0.1f);
+    add(0.7f, 0, 0.6f, 0.01f);
+    const int rows_per_param = 6;
     const int n = static_cast<int>(params.size()) * rows_per_param;
-    std::vector<float> logits = RandomFloats(static_cast<size_t>(n) * vocab, rng, 3.0f);
-    // Ties on the top value in some rows: lower ids must win.
-    for (int r = 0; r < n; r += 3) {
-      for (int j = 0; j < 5; ++j) logits[static_cast<size_t>(r) * vocab + (j * 97) % vocab] = 20.0f;
+    // Per-id exclusion mask (about 1 in 50 ids, and a run at the end).
+    std::vector<uint32_t> mask((vocab + 31) / 32, 0u);
+    std::vector<char> masked(vocab, 0);
+    for (int id = 0; id < vocab; ++id) {
+      if (rng() % 50 == 0 || id >= vocab - 37) masked[id] = 1, mask[id >> 5] |= 1u << (id & 31);
     }
     std::vector<kernels::SampleRow> rows(n);
-    for (int r = 0; r < n; ++r) {
-      const model::SamplingParams& p = params[r / rows_per_param];
-      rows[r] = {p.temperature, p.top_k, p.top_p, p.min_p, p.seed, static_cast<uint64_t>(r * 7 + 1)};
-    }
-    DevBuf<float> dl(logits);
     DevBuf<kernels::SampleRow> drows(n);
-    CUDA_CHECK(cudaMemcpy(drows.get(), rows.data(), n * sizeof(kernels::SampleRow), cudaMemcpyHostToDevice));
     DevBuf<int32_t> out(n);
-    out.Poison();
-    kernels::SampleParams sp;
-    sp.logits = dl.get();
-    sp.vocab = vocab;
-    sp.n_rows = n;
-    sp.rows = drows.get();
-    sp.out = out.get();
-    kernels::LaunchSample(sp, nullptr);
-    const auto got = out.Download();
-    for (int r = 0; r < n; ++r) {
-      model::Sampler sampler(params[r / rows_per_param]);
-      std::vector<float> row(logits.begin() + static_cast<size_t>(r) * vocab, logits.begin() + static_cast<size_t>(r + 1) * vocab);
-      const int32_t want = sampler.Sample(row, {}, rows[r].step);
-      ASSERT_EQ(got[r], want) << "row " << r << " vocab " << vocab << " params " << r / rows_per_param;
+    DevBuf<uint8_t> ws(kernels::SampleWorkspaceBytes(n));
+    CUDA_CHECK(cudaMemset(ws.get(), 0, kernels::SampleWorkspaceBytes(n)));
+    DevBuf<uint32_t> dmask(mask);
+    for (int round = 0; round < 3; ++round) {
+      const bool use_mask = round == 1;
+      std::vector<float> logits = RandomFloats(static_cast<size_t>(n) * vocab, rng, 3.0f);
+      for (int r = 0; r < n; ++r) {
+        float* l = logits.data() + static_cast<size_t>(r) * vocab;
+        switch ((r + round) % 7) {
+          case 1:  // ties on the top value: lower ids first
+            for (int j = 0; j < 5; ++j) l[(j * 97 + r) % vocab] = 20.0f;
+            break;
+          case 2:  // coarse values: ties everywhere, also at any cut
+            for (int i = 0; i < vocab; ++i) l[i] = std::round(l[i] * 2.0f) / 2.0f;
+            break;
+          case 3:  // -inf entries and one +inf
+            for (int i = 0; i < vocab; i += 3) l[i] = -kInf;
+            if (r % 2) l[(r * 31) % vocab] = kInf;
+            break;
+          case 4:  // a NaN: refused
+            if (r % 3 == 0) l[(r * 13) % vocab] = std::numeric_limits<float>::quiet_NaN();
+            break;
+          case 5:  // no logit above -inf: refused
+            if (r % 4 == 0) std::fill(l, l + vocab, -kInf);
+            break;
+          default:
+            break;
+        }
+      }
+      for (int r = 0; r < n; ++r) {
+        const model::SamplingParams& p = params[r / rows_per_param];
+        rows[r] = {p.temperature, p.top_k, p.top_p, p.min_p, p.seed + round, static_cast<uint64_t>(r * 7 + round)};
+      }
+      DevBuf<float> dl(logits);
+      CUDA_CHECK(cudaMemcpy(drows.get(), rows.data(), n * sizeof(kernels::SampleRow), cudaMemcpyHostToDevice));
+      CUDA_CHECK(cudaMemset(out.get(), 0x7F, n * sizeof(int32_t)));  // not kNoToken (-1)
+      kernels::SampleParams sp;
+      sp.logits = dl.get();
+      sp.vocab = vocab;
+      sp.n_rows = n;
+      sp.rows = drows.get();
+      sp.rows_host = rows.data();
+      sp.unsampled = use_mask ? dmask.get() : nullptr;
+      sp.workspace = ws.get();
+      sp.out = out.get();
+      kernels::LaunchSample(sp, nullptr);
+      CUDA_CHECK(cudaDeviceSynchronize());
+      const auto got = out.Download();
+      int refused = 0;
+      for (int r = 0; r < n; ++r) {
+        model::SamplingParams p = params[r / rows_per_param];
+        p.seed = rows[r].seed;
+        std::vector<float> row(logits.begin() + static_cast<size_t>(r) * vocab,
+                               logits.begin() + static_cast<size_t>(r + 1) * vocab);
+        if (use_mask) {
+          for (int id = 0; id < vocab; ++id) {
+            if (masked[id]) row[id] = -kInf;
+          }
+        }
+        const int32_t want = model::Sampler(p).Sample(row, {}, rows[r].step);
+        refused += want == model::kNoToken;
+        ASSERT_EQ(got[r], want) << "row " << r << " vocab " << vocab << " round " << round << " T "
+                                << p.temperature << " k " << p.top_k << " p " << p.top_p << " min_p " << p.min_p;
+        if (use_mask && want >= 0) {
+          ASSERT_FALSE(masked[want]);
+        }
+      }
+      EXPECT_GT(refused, 0);  // the NaN and all -inf rows were there
     }
   }
 }
