@@ -29,7 +29,6 @@
 #include <tuple>
 #include <cstdio>
 #include <cstdlib>
-#include <string_view>
 
 #include "kernels/common.cuh"
 #include "kernels/ops.h"
@@ -600,14 +599,20 @@ void SetLargeSmem() {
   }
 }
 
-// OSSGATE_GEMM_PATH = small | large forces the path of every kAuto launch
-// (a tuning knob, like OSSGATE_GEMM_STAGES).
-GemmPath PathOverride() {
-  static const GemmPath v = [] {
-    const char* e = std::getenv("OSSGATE_GEMM_PATH");
-    const std::string_view s = e ? e : "";
-    return s == "small" ? GemmPath::kSmallBatch : s == "large" ? GemmPath::kLargeBatch : GemmPath::kAuto;
-  }();
+// The largest batch that takes the small-batch path: dense GEMMs up to
+// kDenseSmallMax rows, MoE GEMMs while experts average at most
+// kMoeSmallAvg rows. OSSGATE_GEMM_DENSE_SMALL_MAX / OSSGATE_GEMM_MOE_SMALL_AVG
+// override them (tuning knobs, like OSSGATE_GEMM_STAGES).
+int EnvInt(const char* name, int fallback) {
+  const char* e = std::getenv(name);
+  return e && *e ? std::atoi(e) : fallback;
+}
+int DenseSmallMax() {
+  static const int v = EnvInt("OSSGATE_GEMM_DENSE_SMALL_MAX", 64);
+  return v;
+}
+int MoeSmallAvg() {
+  static const int v = EnvInt("OSSGATE_GEMM_MOE_SMALL_AVG", 16);
   return v;
 }
 
@@ -615,12 +620,11 @@ GemmPath PathOverride() {
 
 GemmPath ChooseGemmPath(const GemmParams& p) {
   if (p.path != GemmPath::kAuto) return p.path;
-  if (PathOverride() != GemmPath::kAuto) return PathOverride();
   if (p.moe) {
-    // n_b bounds the pair slots; small while experts average <= 16 tokens.
-    return p.n_b <= 16 * std::max(1, p.w.n_mats) ? GemmPath::kSmallBatch : GemmPath::kLargeBatch;
+    // n_b bounds the pair slots; small while experts average few tokens.
+    return p.n_b <= MoeSmallAvg() * std::max(1, p.w.n_mats) ? GemmPath::kSmallBatch : GemmPath::kLargeBatch;
   }
-  return p.n_b <= 64 ? GemmPath::kSmallBatch : GemmPath::kLargeBatch;
+  return p.n_b <= DenseSmallMax() ? GemmPath::kSmallBatch : GemmPath::kLargeBatch;
 }
 
 void LaunchGemm(const GemmParams& p, cudaStream_t stream) {

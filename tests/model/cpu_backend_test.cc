@@ -3,6 +3,7 @@
 #include "inference_worker/model/cpu_backend.h"
 
 #include <cmath>
+#include <limits>
 #include <numeric>
 
 #include "gtest/gtest.h"
@@ -197,6 +198,52 @@ TEST_F(CpuBackendTest, ForwardSampleOfMixedBatchesEqualsForwardAndTheSampler) {
   const auto shifted = RunRounds(*backend, 21, prompts, params, rounds, /*forward_sample=*/true, /*step_offset=*/1);
   EXPECT_EQ(shifted[0], want[0]);
   EXPECT_TRUE(shifted[1] != want[1] || shifted[2] != want[2]);
+}
+
+// Ids of type UNUSED (the padding of a vocabulary) are -inf in Forward's
+// logits and never come out of ForwardSample, even at a temperature that
+// makes every other id about equally likely.
+TEST(CpuBackendUnusedTokensTest, AreNeverSampled) {
+  tools::RandomModelSpec spec;
+  ASSERT_TRUE(tools::ApplyPreset("tiny", &spec.config).ok());
+  spec.seed = 3;
+  spec.threads = 2;
+  text::VocabSpec vocab = PlaceholderVocab(96);
+  for (int id = 40; id < 96; ++id) vocab.token_types[id] = 5;  // UNUSED
+  const std::string path = TempPath("cpu_backend_unused");
+  ASSERT_TRUE(tools::WriteRandomModel(spec, vocab, path).ok());
+  auto model = LoadModel(path);
+  std::remove(path.c_str());
+  ASSERT_NE(model, nullptr);
+  auto backend = MakeBackend(*model->file);
+  ASSERT_NE(backend, nullptr);
+  ASSERT_EQ(backend->config().unsampled_tokens.size(), 56u);
+  ASSERT_TRUE(backend->kv().AddSequence(1).ok());
+  const std::vector<int32_t> prompt = RandomTokens(6, 40, 5);
+  std::vector<float> logits;
+  SequenceStep first{1, prompt, model::Logits::kLast};
+  ASSERT_TRUE(backend->Forward({&first, 1}, &logits).ok());
+  for (int id = 0; id < 96; ++id) {
+    if (id < 40) {
+      EXPECT_TRUE(std::isfinite(logits[id])) << id;
+    } else {
+      EXPECT_EQ(logits[id], -std::numeric_limits<float>::infinity()) << id;
+    }
+  }
+  model::StepSampling hot;
+  hot.params.temperature = 50.0f;
+  hot.params.seed = 9;
+  int32_t token = 1;
+  for (int step = 0; step < 60; ++step) {
+    hot.step = static_cast<uint64_t>(step);
+    SequenceStep s{1, {&token, 1}, model::Logits::kLast};
+    std::vector<int32_t> out;
+    ASSERT_TRUE(backend->ForwardSample({&s, 1}, {&hot, 1}, &out).ok());
+    ASSERT_EQ(out.size(), 1u);
+    ASSERT_GE(out[0], 0);
+    ASSERT_LT(out[0], 40) << "step " << step;
+    token = out[0];
+  }
 }
 
 TEST_F(CpuBackendTest, ForwardSampleRefusesPenaltiesAndKAllWithoutChangingState) {

@@ -142,6 +142,8 @@ class ReadModelConfigTest : public ::testing::Test {
       if (const auto* f = std::get_if<float>(&value)) w.SetFloat32(key, *f);
       if (const auto* s = std::get_if<std::string>(&value)) w.SetString(key, *s);
     }
+    if (!tokens_.empty()) w.SetStringArray("tokenizer.ggml.tokens", tokens_);
+    if (!token_types_.empty()) w.SetInt32Array("tokenizer.ggml.token_type", token_types_);
     std::vector<float> embd;
     if (with_embedding_) {
       embd.assign(static_cast<size_t>(embd_cols_) * vocab_, 0.25f);
@@ -173,6 +175,8 @@ class ReadModelConfigTest : public ::testing::Test {
   bool with_embedding_ = true;
   int64_t embd_cols_ = 2880;
   int64_t vocab_ = 8;
+  std::vector<std::string> tokens_;     // tokenizer.ggml.tokens (absent when empty)
+  std::vector<int32_t> token_types_;    // tokenizer.ggml.token_type (absent when empty)
   std::vector<std::string> paths_;
   std::unique_ptr<LoadedModel> model_;
 };
@@ -196,6 +200,28 @@ TEST_F(ReadModelConfigTest, The20bHeaderIsAcceptedWithHeadDim64) {
   EXPECT_FLOAT_EQ(got->rope_theta, 150000.0f);
   EXPECT_FLOAT_EQ(got->rope_scaling_factor, 32.0f);
   EXPECT_EQ(got->rope_original_context, 4096);
+}
+
+// Every embedding row needs a token and every token a row: a tokenizer of
+// 201,000 tokens over an embedding of 201,088 rows once loaded silently.
+TEST_F(ReadModelConfigTest, RejectsATokenizerShorterOrLongerThanTheEmbedding) {
+  for (int n : {7, 9}) {
+    tokens_.assign(n, "t");
+    ExpectRejected({"the tokenizer has " + std::to_string(n) + " tokens", "token_embd.weight has 8 rows"});
+  }
+  tokens_.assign(8, "t");
+  token_types_.assign(7, 1);
+  ExpectRejected({"tokenizer.ggml.token_type has 7 entries", "8 rows"});
+}
+
+TEST_F(ReadModelConfigTest, UnusedTokensAreNeverSampled) {
+  tokens_.assign(8, "t");
+  token_types_ = {1, 3, 1, 5, 1, 1, 5, 5};  // NORMAL, CONTROL, ..., UNUSED (5)
+  auto got = Read();
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->unsampled_tokens, (std::vector<int32_t>{3, 6, 7}));
+  token_types_.assign(8, 5);
+  ExpectRejected({"every token", "UNUSED"});
 }
 
 TEST_F(ReadModelConfigTest, OptionalKeysMayBeAbsent) {
