@@ -167,8 +167,8 @@ if want serve; then
   # real o200k_harmony vocabulary, 128-token prompts, 256 generated tokens each.
   xz -dc "$root/assets/tokenizer/o200k_harmony.vocab.xz" > "$TEST_TMPDIR/o200k_harmony.vocab"
   step "worker load on the CUDA backend (20b shape)" serve.log 300 "$bin/worker_load_bench" --backend=cuda \
-    --bin_dir="$bin" --preset=20b --vocab="$TEST_TMPDIR/o200k_harmony.vocab" --concurrency=1,8,32,64 --seconds=10 \
-    --warmup_seconds=3 --prompt_tokens=128 --max_tokens=256 --step_token_budget=512
+    --bin_dir="$bin" --source_dir="$root" --preset=20b --vocab="$TEST_TMPDIR/o200k_harmony.vocab" \
+    --concurrency=1,8,32,64 --seconds=10 --warmup_seconds=3 --prompt_tokens=128 --max_tokens=256 --step_token_budget=512
 fi
 if want e2e; then
   step "e2e: services + worker --backend=cuda vs cpu" e2e.log 120 bash "$0" e2e-inner
