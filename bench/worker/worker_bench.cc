@@ -33,6 +33,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "bench/worker/bench_services.h"
+#include "bench/worker/workload.h"
 #include "grpcpp/grpcpp.h"
 #include "ossgate/inference/v1/inference.grpc.pb.h"
 
@@ -60,13 +61,6 @@ namespace pb = ::ossgate::inference::v1;
 using Clock = std::chrono::steady_clock;
 
 double Seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
-
-double Percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const size_t i = std::min(v.size() - 1, static_cast<size_t>(p * (v.size() - 1) + 0.5));
-  return v[i];
-}
 
 struct LevelResult {
   int clients = 0;
