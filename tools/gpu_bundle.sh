@@ -13,9 +13,11 @@ build=${OSSGATE_CUDA_BUILD:-$root/build-cuda}
 archs=${OSSGATE_CUDA_ARCHS:-90a}
 jobs=${OSSGATE_JOBS:-2}
 # GPU tests and benchmark, the CPU checks they rely on, the model generator,
-# and the services + client for the end-to-end run (gpu_run.sh e2e).
+# the services + client for the end-to-end run (gpu_run.sh e2e), and the
+# serving benchmarks (gpu_run.sh serve, serving).
 targets=(gpu_kernels_test gpu_backend_test gpu_backend_medium_test repack_test cpu_reference_test gpu_bench
-         worker_load_bench ossgate-make-model inference_worker provenance_service provctl ossgate-client)
+         worker_load_bench serving_bench ossgate-make-model inference_worker provenance_service provctl
+         ossgate-client)
 
 log=$(mktemp)
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DOSSGATE_CUDA=ON \

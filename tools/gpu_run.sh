@@ -3,12 +3,15 @@
 # with carry=["bundle"]): GPU tests, the whole-model accuracy comparisons,
 # the benchmark, an end-to-end run of both services + the worker on the GPU,
 # compute-sanitizer memcheck/racecheck; logs and a results table in $OUT.
-#   bash tools/gpu_run.sh [all|tests|bench|serve|e2e|medium|sanitize] ...
+#   bash tools/gpu_run.sh [all|tests|bench|serve|e2e|medium|sanitize|serving] ...
 # Each step has its own time limit and the run stops starting new steps at
 # OSSGATE_DEADLINE seconds (default 570), so one call fits a 10-minute slot;
-# steps run in the order above (most informative first).
+# steps run in the order above (most informative first). "serving" (the
+# Poisson-arrival serving benchmark, about 4 minutes) is not part of "all":
+# name it, alone or with others.
 # Files in $OUT: summary.md (the table, printed last), tests.log, bench.md,
-# bench.log, serve.log, e2e.log, sanitizer.log, nvidia-smi.txt.
+# bench.log, serve.log, e2e.log, sanitizer.log, serving.md, serving.json,
+# serving.log, nvidia-smi.txt.
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 out=${OUT:-$root/out}
@@ -167,8 +170,8 @@ if want serve; then
   # real o200k_harmony vocabulary, 128-token prompts, 256 generated tokens each.
   xz -dc "$root/assets/tokenizer/o200k_harmony.vocab.xz" > "$TEST_TMPDIR/o200k_harmony.vocab"
   step "worker load on the CUDA backend (20b shape)" serve.log 300 "$bin/worker_load_bench" --backend=cuda \
-    --bin_dir="$bin" --preset=20b --vocab="$TEST_TMPDIR/o200k_harmony.vocab" --concurrency=1,8,32,64 --seconds=10 \
-    --warmup_seconds=3 --prompt_tokens=128 --max_tokens=256 --step_token_budget=512
+    --bin_dir="$bin" --source_dir="$root" --preset=20b --vocab="$TEST_TMPDIR/o200k_harmony.vocab" \
+    --concurrency=1,8,32,64 --seconds=10 --warmup_seconds=3 --prompt_tokens=128 --max_tokens=256 --step_token_budget=512
 fi
 if want e2e; then
   step "e2e: services + worker --backend=cuda vs cpu" e2e.log 120 bash "$0" e2e-inner
@@ -186,6 +189,23 @@ if want sanitize && [ -n "$sanitizer" ]; then
   step "memcheck: backend (tiny models)" sanitizer.log 150 "$sanitizer" --tool memcheck --error-exitcode 1 \
     "$bin/gpu_backend_test" --gtest_filter='*Greedy*:*Invariance*:*Rejects*'
 fi
+# ---------------------------------------------------------------- serving ----
+# Not in "all" (about 4 minutes). vLLM benchmark_serving-style traffic through
+# both services (mTLS, provenance gate) to the worker on the CUDA backend: the
+# 20b shape with the real o200k_harmony vocabulary; lognormal prompts of
+# 64-4,096 tokens (median 512) and outputs of 32-1,024 (median 256), sampled
+# at temperature 1.0 with ignore_eos; Poisson arrivals at 4, 16 and 64
+# requests/s and a closed loop of 128 streams, each level 20 s or 200
+# requests and at most 20 s more to finish. Report: serving.md, serving.json.
+if [[ " $modes " == *" serving "* ]]; then
+  [[ -s "$TEST_TMPDIR/o200k_harmony.vocab" ]] ||
+    xz -dc "$root/assets/tokenizer/o200k_harmony.vocab.xz" > "$TEST_TMPDIR/o200k_harmony.vocab"
+  step "serving benchmark, Poisson arrivals (20b shape)" serving.log 270 "$bin/serving_bench" --backend=cuda \
+    --bin_dir="$bin" --source_dir="$root" --preset=20b --vocab="$TEST_TMPDIR/o200k_harmony.vocab" \
+    --rates=4,16,64 --closed_loop_streams=128 --duration_s=20 --num_requests=200 --drain_s=20 \
+    --prompt_len=lognormal:512:0.8:64:4096 --output_len=lognormal:256:0.8:32:1024 --temperature=1 --seed=0 \
+    --max_sequences=128 --step_token_budget=2048 --out="$out/serving.md" --json_out="$out/serving.json"
+fi
 echo >> "$summary"
 echo "total: $(( $(date +%s) - start )) s" >> "$summary"
 # Short digest of the numbers that matter.
@@ -198,4 +218,5 @@ echo "total: $(( $(date +%s) - start )) s" >> "$summary"
 } >> "$summary"
 cat "$summary"
 [ -f "$out/bench.md" ] && cat "$out/bench.md"
+[ -f "$out/serving.md" ] && cat "$out/serving.md"
 exit 0

@@ -14,11 +14,9 @@
 //
 //   worker_load_bench [--concurrency=1,8,32] [--seconds=10] [--warmup_seconds=2]
 //                     [--preset=small] [--vocab=tiny] [--prompt_tokens=64] [--max_tokens=128]
-//                     [--backend=cpu] [--bin_dir=DIR]
+//                     [--backend=cpu] [--bin_dir=DIR] [--source_dir=CHECKOUT]
 //
 // Prints a markdown table for docs/perf.md.
-#include <signal.h>
-
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -34,12 +32,10 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "bench/worker/bench_services.h"
+#include "bench/worker/workload.h"
 #include "grpcpp/grpcpp.h"
-#include "inference_worker/text/vocab_file.h"
 #include "ossgate/inference/v1/inference.grpc.pb.h"
-#include "tests/worker/worker_harness.h"
-#include "tools/make_model/model_flags.h"
-#include "tools/make_model/random_model.h"
 
 ABSL_FLAG(std::vector<std::string>, concurrency, std::vector<std::string>({"1", "8", "32"}), "client counts");
 ABSL_FLAG(double, seconds, 10, "measured seconds per concurrency level");
@@ -54,6 +50,9 @@ ABSL_FLAG(std::string, vocab, "tiny", "model vocabulary (tools/make_model names:
 ABSL_FLAG(std::string, bin_dir, "",
           "directory with provenance_service, provctl and inference_worker (default: this build's binaries)");
 ABSL_FLAG(int, step_token_budget, 256, "worker --step_token_budget");
+ABSL_FLAG(std::string, source_dir, "",
+          "the ossgate checkout (for tools/certs/make_dev_pki.sh); default $OSSGATE_SOURCE_DIR, else the working "
+          "directory");
 
 namespace ossgate::worker_bench {
 namespace {
@@ -62,13 +61,6 @@ namespace pb = ::ossgate::inference::v1;
 using Clock = std::chrono::steady_clock;
 
 double Seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
-
-double Percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const size_t i = std::min(v.size() - 1, static_cast<size_t>(p * (v.size() - 1) + 0.5));
-  return v[i];
-}
 
 struct LevelResult {
   int clients = 0;
@@ -149,38 +141,10 @@ LevelResult RunLevel(pb::InferenceService::Stub* stub, int clients, const std::v
 }
 
 int Run() {
-  worker_test::TempDir dir("worker_bench");
-  worker_test::Binaries bins{PROVENANCE_SERVICE_BIN, PROVCTL_BIN, INFERENCE_WORKER_BIN};
-  if (const std::string d = absl::GetFlag(FLAGS_bin_dir); !d.empty()) {
-    bins = {d + "/provenance_service", d + "/provctl", d + "/inference_worker"};
-  }
-
-  tools::RandomModelSpec spec;
-  if (auto s = tools::ApplyPreset(absl::GetFlag(FLAGS_preset), &spec.config); !s.ok()) {
-    std::fprintf(stderr, "%s\n", s.ToString().c_str());
+  const auto source_dir = ResolveSourceDir(absl::GetFlag(FLAGS_source_dir));
+  if (!source_dir.ok()) {
+    std::fprintf(stderr, "%s\n", source_dir.status().ToString().c_str());
     return 2;
-  }
-  spec.seed = 1;
-  spec.name = absl::StrCat("bench-", absl::GetFlag(FLAGS_preset));
-  const auto vocab = tools::LoadVocabByName(absl::GetFlag(FLAGS_vocab));
-  if (!vocab.ok()) {
-    std::fprintf(stderr, "%s\n", vocab.status().ToString().c_str());
-    return 2;
-  }
-  const std::string model = dir / "bench.gguf";
-  if (auto s = tools::WriteRandomModel(spec, *vocab, model); !s.ok()) {
-    std::fprintf(stderr, "%s\n", s.ToString().c_str());
-    return 1;
-  }
-
-  auto prov = worker_test::ProvenanceProcess::Start(bins, dir.path(), {"worker:worker-1", "client:bench"});
-  if (!prov.ok()) {
-    std::fprintf(stderr, "%s\n", prov.status().ToString().c_str());
-    return 1;
-  }
-  if (auto s = (*prov)->TrustFile("ossgate://bench", "bench.gguf", model); !s.ok()) {
-    std::fprintf(stderr, "%s\n", s.ToString().c_str());
-    return 1;
   }
   int max_clients = 1;
   std::vector<int> levels;
@@ -195,54 +159,31 @@ int Run() {
   }
   const int prompt_tokens = absl::GetFlag(FLAGS_prompt_tokens);
   const int max_tokens = absl::GetFlag(FLAGS_max_tokens);
-  worker_test::WorkerSpec ws;
-  ws.model_path = model;
-  ws.source_uri = "ossgate://bench/bench.gguf";
-  ws.flags = {absl::StrCat("--max_sequences=", max_clients),
-              absl::StrCat("--max_context=", prompt_tokens + max_tokens + 16),
-              absl::StrCat("--threads=", absl::GetFlag(FLAGS_threads)), absl::StrCat("--max_waiting=", 4 * max_clients),
-              absl::StrCat("--backend=", absl::GetFlag(FLAGS_backend)),
-              absl::StrCat("--step_token_budget=", absl::GetFlag(FLAGS_step_token_budget))};
-  auto worker =
-      worker_test::WorkerProcess::Spawn(bins, **prov, ws, dir / "worker.log", (*prov)->Identity("client-bench"));
-  if (!worker.ok()) {
-    std::fprintf(stderr, "%s\n", worker.status().ToString().c_str());
+  ServiceOptions so;
+  so.source_dir = *source_dir;
+  so.bin_dir = absl::GetFlag(FLAGS_bin_dir);
+  so.preset = absl::GetFlag(FLAGS_preset);
+  so.vocab = absl::GetFlag(FLAGS_vocab);
+  so.worker_flags = {absl::StrCat("--max_sequences=", max_clients),
+                     absl::StrCat("--max_context=", prompt_tokens + max_tokens + 16),
+                     absl::StrCat("--threads=", absl::GetFlag(FLAGS_threads)),
+                     absl::StrCat("--max_waiting=", 4 * max_clients),
+                     absl::StrCat("--backend=", absl::GetFlag(FLAGS_backend)),
+                     absl::StrCat("--step_token_budget=", absl::GetFlag(FLAGS_step_token_budget))};
+  auto services = BenchServices::Start(so);
+  if (!services.ok()) {
+    std::fprintf(stderr, "%s\n", services.status().ToString().c_str());
     return 1;
   }
-  if (auto s = (*worker)->WaitServing(absl::Minutes(2)); !s.ok()) {
-    std::fprintf(stderr, "%s\n", s.ToString().c_str());
-    return 1;
-  }
-  auto stub = pb::InferenceService::NewStub((*worker)->channel());
-  pb::ModelInfo info;
-  {
-    grpc::ClientContext ctx;
-    if (!stub->GetModelInfo(&ctx, pb::GetModelInfoRequest(), &info).ok()) return 1;
-  }
+  pb::InferenceService::Stub* stub = (*services)->stub();
+  const pb::ModelInfo& info = (*services)->info();
 
-  // A prompt of exactly prompt_tokens ordinary tokens (the worker's
-  // tokenizer; placeholder vocabularies have no merges: their first ids).
-  pb::TokenizeRequest treq;
-  treq.set_text("The keeper of the lighthouse wrote in his log every night. ");
-  pb::TokenizeResponse tresp;
-  std::vector<int32_t> text_ids;
-  {
-    grpc::ClientContext ctx;
-    if (stub->Tokenize(&ctx, treq, &tresp).ok()) text_ids.assign(tresp.token_ids().begin(), tresp.token_ids().end());
-  }
+  // A prompt of exactly prompt_tokens: the pool of ordinary tokens repeated.
+  const std::vector<int32_t> pool = PromptTokenPool(stub, info.vocab_size());
   std::vector<int32_t> prompt;
-  while (static_cast<int>(prompt.size()) < prompt_tokens) {
-    if (text_ids.empty()) {
-      prompt.push_back(static_cast<int32_t>(prompt.size() % 1000));
-    } else {
-      prompt.insert(prompt.end(), text_ids.begin(), text_ids.end());
-    }
-  }
-  prompt.resize(prompt_tokens);
+  while (static_cast<int>(prompt.size()) < prompt_tokens) prompt.push_back(pool[prompt.size() % pool.size()]);
 
-  std::printf("model: %s preset (%u layers, d_model %u, %u experts top-%u, vocab %u), %s; worker %s\n",
-              absl::GetFlag(FLAGS_preset).c_str(), info.n_layers(), info.d_model(), info.n_experts(),
-              info.n_experts_used(), info.vocab_size(), "MXFP4 experts, Q8_0 dense", info.device().c_str());
+  std::printf("%s\n", (*services)->Describe().c_str());
   std::printf("requests: %d-token prompt, %d generated tokens (ignore_eos), temperature %g; window %.0f s after "
               "%.0f s warm-up per level\n\n",
               prompt_tokens, max_tokens, absl::GetFlag(FLAGS_temperature), absl::GetFlag(FLAGS_seconds),
@@ -250,7 +191,7 @@ int Run() {
   std::printf("| streams | tokens/s | requests done | TTFT p50 ms | TTFT p99 ms | ITL p50 ms | ITL p99 ms | errors |\n"
               "|--------:|---------:|--------------:|------------:|------------:|-----------:|-----------:|-------:|\n");
   for (int clients : levels) {
-    LevelResult r = RunLevel(stub.get(), clients, prompt, absl::GetFlag(FLAGS_warmup_seconds),
+    LevelResult r = RunLevel(stub, clients, prompt, absl::GetFlag(FLAGS_warmup_seconds),
                              absl::GetFlag(FLAGS_seconds), max_tokens,
                              static_cast<float>(absl::GetFlag(FLAGS_temperature)));
     std::printf("| %7d | %8.0f | %13d | %11.1f | %11.1f | %10.2f | %10.2f | %6d |\n", clients, r.tokens_per_s,
@@ -258,8 +199,6 @@ int Run() {
                 1e3 * Percentile(r.itl, 0.5), 1e3 * Percentile(r.itl, 0.99), r.errors);
     std::fflush(stdout);
   }
-  (void)(*worker)->process().Signal(SIGTERM);
-  (void)(*worker)->process().Wait(absl::Seconds(60));
   return 0;
 }
 

@@ -202,13 +202,18 @@ std::shared_ptr<grpc::Channel> MakeTlsChannel(int port, const ClientTls& tls) {
 // ---- ProvenanceProcess -----------------------------------------------------
 
 absl::StatusOr<std::unique_ptr<ProvenanceProcess>> ProvenanceProcess::Start(
-    const Binaries& bins, const std::string& dir, const std::vector<std::string>& identities) {
+    const Binaries& bins, const std::string& dir, const std::vector<std::string>& identities,
+    const std::string& source_dir) {
+  const std::string make_pki = source_dir + "/tools/certs/make_dev_pki.sh";
+  if (std::error_code ec; !std::filesystem::is_regular_file(make_pki, ec)) {
+    return absl::InvalidArgumentError(absl::StrCat("no ", make_pki, ": the source directory '", source_dir,
+                                                   "' is not an ossgate checkout (give the checkout's root)"));
+  }
   std::unique_ptr<ProvenanceProcess> p(new ProvenanceProcess());
   p->bins_ = bins;
   p->dir_ = dir;
   p->pki_ = dir + "/pki";
-  std::vector<std::string> pki_cmd = {"/bin/bash", std::string(OSSGATE_SOURCE_DIR) + "/tools/certs/make_dev_pki.sh",
-                                      p->pki_, "admin:admin-1"};
+  std::vector<std::string> pki_cmd = {"/bin/bash", make_pki, p->pki_, "admin:admin-1"};
   pki_cmd.insert(pki_cmd.end(), identities.begin(), identities.end());
   std::string out;
   auto rc = RunToCompletion(pki_cmd, &out);

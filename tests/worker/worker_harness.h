@@ -101,10 +101,23 @@ struct Binaries {
 class ProvenanceProcess {
  public:
   // Makes the PKI under dir/pki for `identities` (role:id, e.g.
-  // "worker:worker-1"; an admin "admin:admin-1" is always added), the keys,
-  // and starts the service.
+  // "worker:worker-1"; an admin "admin:admin-1" is always added) with
+  // source_dir/tools/certs/make_dev_pki.sh, the keys, and starts the service.
+  // `source_dir` is the ossgate checkout at run time (InvalidArgument, naming
+  // the path, when it lacks the script).
   static absl::StatusOr<std::unique_ptr<ProvenanceProcess>> Start(const Binaries& bins, const std::string& dir,
-                                                                  const std::vector<std::string>& identities);
+                                                                  const std::vector<std::string>& identities,
+                                                                  const std::string& source_dir);
+#ifdef OSSGATE_SOURCE_DIR
+  // For tests run by ctest in the build tree: the checkout they were built
+  // from (ossgate_add_test in tests/CMakeLists.txt defines
+  // OSSGATE_SOURCE_DIR). Programs that may run elsewhere, such as the
+  // benchmarks in bench/worker, pass the directory given at run time.
+  static absl::StatusOr<std::unique_ptr<ProvenanceProcess>> Start(const Binaries& bins, const std::string& dir,
+                                                                  const std::vector<std::string>& identities) {
+    return Start(bins, dir, identities, OSSGATE_SOURCE_DIR);
+  }
+#endif
 
   int port() const { return port_; }
   std::string address() const;
