@@ -600,21 +600,15 @@ void SetLargeSmem() {
 }
 
 // The largest batch that takes the small-batch path: dense GEMMs up to
-// kDenseSmallMax rows, MoE GEMMs while experts average at most
-// kMoeSmallAvg rows. OSSGATE_GEMM_DENSE_SMALL_MAX / OSSGATE_GEMM_MOE_SMALL_AVG
-// override them (tuning knobs, like OSSGATE_GEMM_STAGES).
+// g_dense_small_max rows, MoE GEMMs while experts average at most
+// g_moe_small_avg rows. OSSGATE_GEMM_DENSE_SMALL_MAX / OSSGATE_GEMM_MOE_SMALL_AVG
+// or SetGemmPathLimits override them (tuning knobs, like OSSGATE_GEMM_STAGES).
 int EnvInt(const char* name, int fallback) {
   const char* e = std::getenv(name);
   return e && *e ? std::atoi(e) : fallback;
 }
-int DenseSmallMax() {
-  static const int v = EnvInt("OSSGATE_GEMM_DENSE_SMALL_MAX", 64);
-  return v;
-}
-int MoeSmallAvg() {
-  static const int v = EnvInt("OSSGATE_GEMM_MOE_SMALL_AVG", 16);
-  return v;
-}
+int g_dense_small_max = EnvInt("OSSGATE_GEMM_DENSE_SMALL_MAX", 64);
+int g_moe_small_avg = EnvInt("OSSGATE_GEMM_MOE_SMALL_AVG", 16);
 
 }  // namespace
 
@@ -622,9 +616,14 @@ GemmPath ChooseGemmPath(const GemmParams& p) {
   if (p.path != GemmPath::kAuto) return p.path;
   if (p.moe) {
     // n_b bounds the pair slots; small while experts average few tokens.
-    return p.n_b <= MoeSmallAvg() * std::max(1, p.w.n_mats) ? GemmPath::kSmallBatch : GemmPath::kLargeBatch;
+    return p.n_b <= g_moe_small_avg * std::max(1, p.w.n_mats) ? GemmPath::kSmallBatch : GemmPath::kLargeBatch;
   }
-  return p.n_b <= DenseSmallMax() ? GemmPath::kSmallBatch : GemmPath::kLargeBatch;
+  return p.n_b <= g_dense_small_max ? GemmPath::kSmallBatch : GemmPath::kLargeBatch;
+}
+
+void SetGemmPathLimits(int dense_small_max, int moe_small_avg) {
+  g_dense_small_max = dense_small_max;
+  g_moe_small_avg = moe_small_avg;
 }
 
 void LaunchGemm(const GemmParams& p, cudaStream_t stream) {

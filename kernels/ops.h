@@ -77,6 +77,11 @@ struct GemmParams {
 void LaunchGemm(const GemmParams& p, cudaStream_t stream);
 // Which path kAuto picks for n_b rows (for reports).
 GemmPath ChooseGemmPath(const GemmParams& p);
+// Where kAuto switches from the small- to the large-batch path: dense GEMMs
+// of more than `dense_small_max` rows, MoE GEMMs whose experts average more
+// than `moe_small_avg` rows (tuning; CUDA graphs captured before keep the
+// old choice).
+void SetGemmPathLimits(int dense_small_max, int moe_small_avg);
 
 // ------------------------------------------------- elementwise kernels ----
 

@@ -369,6 +369,29 @@ int main(int argc, char** argv) {
     for (auto id : ids) b.kv().RemoveSequence(id);
     SamplePeak();
   }
+  // ---- where the GEMMs should switch from the small-batch path (every
+  // weight tile read once per 8 tokens) to the large-batch one (64 tokens
+  // per CTA): decode steps of n sequences under several limits.
+  {
+    Out("\n## GEMM path limits (decode at context 128; dense = largest dense GEMM on the small path, moe = largest "
+        "average expert batch on it)\n\n| sequences | dense | moe | ms/step | tok/s |\n|---:|---:|---:|---:|---:|\n");
+    const std::pair<int, int> limits[] = {{64, 16}, {8, 16}, {16, 16}, {32, 16}, {64, 4}, {64, 8}, {8, 8}, {16, 8}};
+    for (int n : {16, 32, 64, 128}) {
+      std::vector<ossgate::model::SeqId> ids;
+      for (int i = 0; i < n; ++i) {
+        ids.push_back(8000 + i);
+        b.kv().AddSequence(ids.back()).IgnoreError();
+        bench.Prefill(ids.back(), 128);
+      }
+      for (const auto& [dense, moe] : limits) {
+        b.SetGemmPathLimits(dense, moe);
+        const double t = bench.Decode(ids, 16);
+        Out(absl::StrFormat("| %d | %d | %d | %.3f | %.0f |\n", n, dense, moe, t * 1e3, n / t));
+      }
+      b.SetGemmPathLimits(64, 16);
+      for (auto id : ids) b.kv().RemoveSequence(id);
+    }
+  }
   // ---- what sampling costs: the same decode steps, greedy vs sampled on
   // the GPU (gpt-oss's recommended default is temperature 1, top_p 1).
   {

@@ -95,6 +95,9 @@ class CudaBackend : public model::Backend {
   // the phases whose bit is set (bit i = PhaseNames()[i]), so that timing
   // graph replays with and without a phase gives its cost inside a graph.
   virtual void SetSkipPhases(uint32_t mask) = 0;
+  // Benchmark hook: kernels::SetGemmPathLimits, and the captured graphs
+  // dropped so the next steps use the new choice.
+  virtual void SetGemmPathLimits(int dense_small_max, int moe_small_avg) = 0;
   static const std::vector<std::string>& PhaseNames();
 };
 

@@ -177,6 +177,10 @@ class CudaBackendImpl final : public CudaBackend {
     DropGraphs();
   }
   std::vector<int32_t> TakeRoutingTrace() override { return std::exchange(trace_, {}); }
+  void SetGemmPathLimits(int dense_small_max, int moe_small_avg) override {
+    kernels::SetGemmPathLimits(dense_small_max, moe_small_avg);
+    DropGraphs();
+  }
 
  private:
   // Creation (cuda_backend.cc).
