@@ -43,7 +43,7 @@ constexpr int kLargeWarps = 8;        // row tiles per large-batch CTA
 // tile), picked per launch so that the CTAs fit in one wave when they can
 // (few row tiles: more warps split K) and stream long otherwise.
 constexpr int kSmallMaxWarps = 8;
-constexpr int kSmallTokens = 8;       // tokens per small-batch pass
+constexpr int kSmallTokens = 8;       // tokens per n-tile; a small-batch pass takes 1 or 2 n-tiles
 template <WFormat F>
 inline constexpr int kChunkCodeBytes = kChunkBlocks * TileCodeBytes(F);
 template <WFormat F>
@@ -51,7 +51,7 @@ inline constexpr int kChunkScaleBytes = kChunkBlocks * TileScaleBytes(F);
 template <WFormat F>
 inline constexpr int kStageBytes = kChunkCodeBytes<F> + kChunkScaleBytes<F>;
 static_assert(kStageBytes<WFormat::kMxfp4> % 16 == 0 && kStageBytes<WFormat::kQ8_0> % 16 == 0, "stage alignment");
-constexpr int SmallPartBytes(int nchunks) { return nchunks * kTileRows * kSmallTokens * 4; }
+constexpr int SmallPartBytes(int nchunks, int n_tiles) { return nchunks * kTileRows * kSmallTokens * n_tiles * 4; }
 constexpr int kLargeStageUint4 = kChunkBlocks * kLargeTokens * 4;  // one stage of B, in 16-byte units
 constexpr int kLargeSmemBytes = 2 * kLargeStageUint4 * 16;
 
@@ -199,7 +199,7 @@ __device__ __forceinline__ void TileFromStage(const uint8_t* stage, int i, int l
   }
 }
 
-template <WFormat F, GemmEpilogue EPI, int kSmallStages>
+template <WFormat F, GemmEpilogue EPI, int kSmallStages, int kNT>
 __global__ void __launch_bounds__(kSmallMaxWarps * 32, 1) GemmSmallBatchKernel(const GemmParams p) {
   extern __shared__ __align__(16) uint8_t smem_small[];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
@@ -207,8 +207,9 @@ __global__ void __launch_bounds__(kSmallMaxWarps * 32, 1) GemmSmallBatchKernel(c
   const int rt = blockIdx.x;
   const int kb_total = p.w.k_blocks;
   const int nchunks = (kb_total + kChunkBlocks - 1) / kChunkBlocks;
-  float* part = reinterpret_cast<float*>(smem_small);  // [nchunks][16 rows][8 tokens]
-  uint8_t* ring = smem_small + SmallPartBytes(nchunks) + warp * kSmallStages * kStageBytes<F>;
+  constexpr int kPass = kSmallTokens * kNT;  // tokens per pass over the weights
+  float* part = reinterpret_cast<float*>(smem_small);  // [nchunks][16 rows][kPass tokens]
+  uint8_t* ring = smem_small + SmallPartBytes(nchunks, kNT) + warp * kSmallStages * kStageBytes<F>;
   auto blocks_in = [&](int ch) { return min(kChunkBlocks, kb_total - ch * kChunkBlocks); };
   // This warp's chunks: warp + j * nwarps for j < n_mine.
   const int n_mine = warp < nchunks ? (nchunks - warp + nwarps - 1) / nwarps : 0;
@@ -243,16 +244,22 @@ __global__ void __launch_bounds__(kSmallMaxWarps * 32, 1) GemmSmallBatchKernel(c
     CpAsyncCommit();
   };
 
-  for (int b0 = b_begin; b0 < b_end; b0 += kSmallTokens) {
+  for (int b0 = b_begin; b0 < b_end; b0 += kPass) {
 #pragma unroll
     for (int j = 0; j < kSmallStages - 1; ++j) issue(j);
     if (!synced) {
       GridDependencySync();
       synced = true;
     }
-    const int b = b0 + r;
-    const bool b_valid = b < b_end;
-    const half_t* xrow = p.x + static_cast<int64_t>(b_valid ? (p.gather ? p.gather[b] : b) : 0) * p.ldx + c * 8;
+    // Lane (r, c) feeds token r of each n-tile (columns 8c .. 8c+7 of a block).
+    bool b_valid[kNT];
+    const half_t* xrow[kNT];
+#pragma unroll
+    for (int t = 0; t < kNT; ++t) {
+      const int b = b0 + t * kSmallTokens + r;
+      b_valid[t] = b < b_end;
+      xrow[t] = p.x + static_cast<int64_t>(b_valid[t] ? (p.gather ? p.gather[b] : b) : 0) * p.ldx + c * 8;
+    }
     for (int j = 0; j < n_mine; ++j) {
       const int ch = warp + j * nwarps;
       const int kb0 = ch * kChunkBlocks;
@@ -260,45 +267,56 @@ __global__ void __launch_bounds__(kSmallMaxWarps * 32, 1) GemmSmallBatchKernel(c
       // The chunk's activations (L1/L2 hits: every CTA reads the same rows),
       // all requested before the first use. Blocks past the chunk's end
       // re-read its last block (a valid address; never used).
-      const uint4* xch = reinterpret_cast<const uint4*>(xrow + kb0 * kBlockK);
-      uint4 xb[kChunkBlocks];
+      uint4 xb[kNT][kChunkBlocks];
 #pragma unroll
-      for (int i = 0; i < kChunkBlocks; ++i) xb[i] = __ldg(xch + min(i, nb - 1) * (kBlockK / 8));
-      if (!b_valid) {
+      for (int t = 0; t < kNT; ++t) {
+        const uint4* xch = reinterpret_cast<const uint4*>(xrow[t] + kb0 * kBlockK);
 #pragma unroll
-        for (int i = 0; i < kChunkBlocks; ++i) xb[i] = make_uint4(0, 0, 0, 0);
+        for (int i = 0; i < kChunkBlocks; ++i) xb[t][i] = __ldg(xch + min(i, nb - 1) * (kBlockK / 8));
+        if (!b_valid[t]) {
+#pragma unroll
+          for (int i = 0; i < kChunkBlocks; ++i) xb[t][i] = make_uint4(0, 0, 0, 0);
+        }
       }
       CpAsyncWait<kSmallStages - 2>();  // chunk j has landed (this lane's copies)
       __syncwarp();                     // ... and every lane's; stage (j - 1) is free
       issue(j + kSmallStages - 1);
       const uint8_t* stage = ring + (j % kSmallStages) * kStageBytes<F>;
-      float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+      // Each tile is decoded once for all n-tiles of the pass.
+      float acc[kNT][4];
+#pragma unroll
+      for (int t = 0; t < kNT; ++t) acc[t][0] = acc[t][1] = acc[t][2] = acc[t][3] = 0.0f;
 #pragma unroll
       for (int i = 0; i < kChunkBlocks; ++i) {
         if (i < nb) {
-          TileRaw<F> t;
-          TileFromStage<F>(stage, i, lane, t);
+          TileRaw<F> tl;
+          TileFromStage<F>(stage, i, lane, tl);
           uint32_t a[8];
-          DecodeTile<F>(t, a);
-          MmaBlock<F>(acc, a, t, xb[i]);
+          DecodeTile<F>(tl, a);
+#pragma unroll
+          for (int t = 0; t < kNT; ++t) MmaBlock<F>(acc[t], a, tl, xb[t][i]);
         }
       }
-      float* dst = part + ch * (kTileRows * kSmallTokens);
-      dst[r * kSmallTokens + 2 * c] = acc[0] * kChunkScale<F>;
-      dst[r * kSmallTokens + 2 * c + 1] = acc[1] * kChunkScale<F>;
-      dst[(r + 8) * kSmallTokens + 2 * c] = acc[2] * kChunkScale<F>;
-      dst[(r + 8) * kSmallTokens + 2 * c + 1] = acc[3] * kChunkScale<F>;
+      float* dst = part + ch * (kTileRows * kPass);
+#pragma unroll
+      for (int t = 0; t < kNT; ++t) {
+        const int col = t * kSmallTokens + 2 * c;
+        dst[r * kPass + col] = acc[t][0] * kChunkScale<F>;
+        dst[r * kPass + col + 1] = acc[t][1] * kChunkScale<F>;
+        dst[(r + 8) * kPass + col] = acc[t][2] * kChunkScale<F>;
+        dst[(r + 8) * kPass + col + 1] = acc[t][3] * kChunkScale<F>;
+      }
     }
     CpAsyncWait<0>();  // (only empty groups remain) no copy outlives the pass
     __syncthreads();
     auto chunk_sum = [&](int row, int tok) {
-      float v = part[row * kSmallTokens + tok];
-      for (int ch = 1; ch < nchunks; ++ch) v = __fadd_rn(v, part[(ch * kTileRows + row) * kSmallTokens + tok]);
+      float v = part[row * kPass + tok];
+      for (int ch = 1; ch < nchunks; ++ch) v = __fadd_rn(v, part[(ch * kTileRows + row) * kPass + tok]);
       return v;
     };
     if constexpr (EPI == GemmEpilogue::kStoreF32) {
-      for (int idx = threadIdx.x; idx < kTileRows * kSmallTokens; idx += blockDim.x) {
-        const int row = idx / kSmallTokens, tok = idx % kSmallTokens;
+      for (int idx = threadIdx.x; idx < kTileRows * kPass; idx += blockDim.x) {
+        const int row = idx / kPass, tok = idx % kPass;
         const int out_row = rt * kTileRows + row, bb = b0 + tok;
         if (bb < b_end && out_row < p.w.rows) {
           float v = chunk_sum(row, tok);
@@ -307,8 +325,8 @@ __global__ void __launch_bounds__(kSmallMaxWarps * 32, 1) GemmSmallBatchKernel(c
         }
       }
     } else {
-      for (int idx = threadIdx.x; idx < 8 * kSmallTokens; idx += blockDim.x) {
-        const int i = idx / kSmallTokens, tok = idx % kSmallTokens;
+      for (int idx = threadIdx.x; idx < 8 * kPass; idx += blockDim.x) {
+        const int i = idx / kPass, tok = idx % kPass;
         const int f = rt * 8 + i, bb = b0 + tok;
         if (bb < b_end && f < p.w.rows) {
           const int64_t bi = static_cast<int64_t>(mat) * p.w.rows + f;
@@ -323,8 +341,8 @@ __global__ void __launch_bounds__(kSmallMaxWarps * 32, 1) GemmSmallBatchKernel(c
   if (!synced) GridDependencySync();  // (no rows: never complete before the previous kernel)
 }
 
-template <WFormat F, GemmEpilogue EPI>
-__global__ void __launch_bounds__(kLargeWarps * 32, 1) GemmLargeBatchKernel(const GemmParams p) {
+template <WFormat F, GemmEpilogue EPI, int kW>
+__global__ void __launch_bounds__(kW * 32, 1) GemmLargeBatchKernel(const GemmParams p) {
   // (MoE: the next kernel may read the routing early, see the small kernel.)
   if (!p.moe) LaunchDependents();
   GridDependencySync();
@@ -332,7 +350,7 @@ __global__ void __launch_bounds__(kLargeWarps * 32, 1) GemmLargeBatchKernel(cons
   extern __shared__ uint4 sb[];  // [2 stages][8 blocks][64 tokens][4 x 16 B]
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int r = lane >> 2, c = lane & 3;
-  const int rt = blockIdx.x * kLargeWarps + warp;
+  const int rt = blockIdx.x * kW + warp;
   const bool has_rows = rt < p.w.row_tiles;
   int mat = 0, b_begin, b_end;
   if (p.moe) {
@@ -348,14 +366,15 @@ __global__ void __launch_bounds__(kLargeWarps * 32, 1) GemmLargeBatchKernel(cons
   const int kb_total = p.w.k_blocks;
   const int nchunks = (kb_total + kChunkBlocks - 1) / kChunkBlocks;
 
-  // Each thread copies 8 of the 2048 16-byte pieces of a stage; piece idx is
-  // (block * 64 + token) * 4 + c, so a warp reading 8 tokens x 4 c of one
-  // block touches 512 contiguous bytes.
-  int64_t src_row[kChunkBlocks];
-  bool tok_ok[kChunkBlocks];
+  // Each thread copies kPieces of the 2048 16-byte pieces of a stage; piece
+  // idx is (block * 64 + token) * 4 + c, so a warp reading 8 tokens x 4 c of
+  // one block touches 512 contiguous bytes.
+  constexpr int kPieces = kLargeStageUint4 / (kW * 32);
+  int64_t src_row[kPieces];
+  bool tok_ok[kPieces];
 #pragma unroll
-  for (int i = 0; i < kChunkBlocks; ++i) {
-    const int idx = threadIdx.x + i * 256;
+  for (int i = 0; i < kPieces; ++i) {
+    const int idx = threadIdx.x + i * kW * 32;
     const int bb = b_begin + ((idx >> 2) & 63);
     tok_ok[i] = bb < b_end;
     src_row[i] = tok_ok[i] ? (p.gather ? p.gather[bb] : bb) : 0;
@@ -363,8 +382,8 @@ __global__ void __launch_bounds__(kLargeWarps * 32, 1) GemmLargeBatchKernel(cons
   auto load_stage = [&](int ch, int stage) {
     uint4* dst = sb + stage * kLargeStageUint4;
 #pragma unroll
-    for (int i = 0; i < kChunkBlocks; ++i) {
-      const int idx = threadIdx.x + i * 256;
+    for (int i = 0; i < kPieces; ++i) {
+      const int idx = threadIdx.x + i * kW * 32;
       const int kb = ch * kChunkBlocks + (idx >> 8);
       const bool valid = tok_ok[i] && kb < kb_total;
       const half_t* src = p.x + src_row[i] * p.ldx + (valid ? kb : 0) * kBlockK + (idx & 3) * 8;
@@ -507,15 +526,15 @@ struct SmallConfig {
   size_t smem = 0;
   bool one_wave = false;
 };
-template <WFormat F, GemmEpilogue EPI, int S>
+template <WFormat F, GemmEpilogue EPI, int S, int NT = 1>
 SmallConfig ChooseSmall(const GemmParams& p) {
   const int nchunks = (p.w.k_blocks + kChunkBlocks - 1) / kChunkBlocks;
   const int64_t ctas = static_cast<int64_t>(p.w.row_tiles) * (p.moe ? p.groups.max_active : 1);
   SmallConfig fallback;
   for (int w : {8, 4, 2, 1}) {
     const int ww = std::min(nchunks, w);
-    const size_t bytes = SmallPartBytes(nchunks) + static_cast<size_t>(ww) * S * kStageBytes<F>;
-    void (*kernel)(GemmParams) = GemmSmallBatchKernel<F, EPI, S>;
+    const size_t bytes = SmallPartBytes(nchunks, NT) + static_cast<size_t>(ww) * S * kStageBytes<F>;
+    void (*kernel)(GemmParams) = GemmSmallBatchKernel<F, EPI, S, NT>;
     const int per_sm = SmallCtasPerSm(reinterpret_cast<const void*>(kernel), ww, bytes);
     if (per_sm == 0) continue;
     if (ctas <= static_cast<int64_t>(SmCount()) * per_sm) return {ww, bytes, true};
@@ -524,14 +543,14 @@ SmallConfig ChooseSmall(const GemmParams& p) {
   return fallback;
 }
 
-template <WFormat F, GemmEpilogue EPI, int S>
+template <WFormat F, GemmEpilogue EPI, int S, int NT = 1>
 void LaunchSmall(const GemmParams& p, const SmallConfig& cfg, cudaStream_t stream) {
   if (cfg.warps == 0) {
     std::fprintf(stderr, "LaunchGemm: a row tile of %d blocks does not fit in shared memory\n", p.w.k_blocks);
     std::abort();
   }
   const dim3 grid(p.w.row_tiles, p.moe ? p.groups.max_active : 1);
-  LaunchKernel(GemmSmallBatchKernel<F, EPI, S>, grid, cfg.warps * 32, cfg.smem, stream, p);
+  LaunchKernel(GemmSmallBatchKernel<F, EPI, S, NT>, grid, cfg.warps * 32, cfg.smem, stream, p);
 }
 
 // The stage count of the small-batch kernel: for MXFP4 and Q8_0 with at most
@@ -547,9 +566,15 @@ int StagesOverride() {
   return v;
 }
 
+bool SmallPass16(const GemmParams& p);
+extern GemmTuning g_tuning;
+
 template <WFormat F, GemmEpilogue EPI>
 void LaunchTyped(const GemmParams& p, GemmPath path, cudaStream_t stream) {
-  if (path == GemmPath::kSmallBatch) {
+  if (path == GemmPath::kSmallBatch && SmallPass16(p)) {
+    // 16 tokens per pass: each weight tile decoded once for two n-tiles.
+    LaunchSmall<F, EPI, 3, 2>(p, ChooseSmall<F, EPI, 3, 2>(p), stream);
+  } else if (path == GemmPath::kSmallBatch) {
     // Deeper rings only for one pass over the tokens (decode of a few
     // sequences); passes over more tokens keep more CTAs resident instead.
     if constexpr (F == WFormat::kMxfp4 || F == WFormat::kQ8_0) {
@@ -566,8 +591,16 @@ void LaunchTyped(const GemmParams& p, GemmPath path, cudaStream_t stream) {
     LaunchSmall<F, EPI, 3>(p, ChooseSmall<F, EPI, 3>(p), stream);
   } else {
     const int grid_y = p.moe ? p.groups.max_tiles : (p.n_b + kLargeTokens - 1) / kLargeTokens;
-    const dim3 grid((p.w.row_tiles + kLargeWarps - 1) / kLargeWarps, grid_y);
-    LaunchKernel(GemmLargeBatchKernel<F, EPI>, grid, kLargeWarps * 32, kLargeSmemBytes, stream, p);
+    // 8 row tiles per CTA, or 4 when that leaves fewer than two CTAs per SM
+    // (dense projections of a few hundred row tiles at 64-128 tokens).
+    const int ctas8 = (p.w.row_tiles + kLargeWarps - 1) / kLargeWarps * grid_y;
+    if (ctas8 < 2 * SmCount() && g_tuning.large_narrow) {
+      const dim3 grid((p.w.row_tiles + 3) / 4, grid_y);
+      LaunchKernel(GemmLargeBatchKernel<F, EPI, 4>, grid, 4 * 32, kLargeSmemBytes, stream, p);
+    } else {
+      const dim3 grid((p.w.row_tiles + kLargeWarps - 1) / kLargeWarps, grid_y);
+      LaunchKernel(GemmLargeBatchKernel<F, EPI, kLargeWarps>, grid, kLargeWarps * 32, kLargeSmemBytes, stream, p);
+    }
   }
   CUDA_CHECK_LAUNCH();
 }
@@ -587,28 +620,40 @@ void LaunchEpi(const GemmParams& p, GemmPath path, cudaStream_t stream) {
 
 template <WFormat F, GemmEpilogue EPI>
 void SetLargeSmem() {
-  CUDA_CHECK(cudaFuncSetAttribute(GemmLargeBatchKernel<F, EPI>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+  CUDA_CHECK(cudaFuncSetAttribute(GemmLargeBatchKernel<F, EPI, kLargeWarps>,
+                                  cudaFuncAttributeMaxDynamicSharedMemorySize, kLargeSmemBytes));
+  CUDA_CHECK(cudaFuncSetAttribute(GemmLargeBatchKernel<F, EPI, 4>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                   kLargeSmemBytes));
-  CUDA_CHECK(cudaFuncSetAttribute(GemmSmallBatchKernel<F, EPI, 3>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+  CUDA_CHECK(cudaFuncSetAttribute(GemmSmallBatchKernel<F, EPI, 3, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                  g_smem_optin));
+  CUDA_CHECK(cudaFuncSetAttribute(GemmSmallBatchKernel<F, EPI, 3, 2>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                   g_smem_optin));
   if constexpr (F == WFormat::kMxfp4 || F == WFormat::kQ8_0) {
-    CUDA_CHECK(cudaFuncSetAttribute(GemmSmallBatchKernel<F, EPI, 4>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+    CUDA_CHECK(cudaFuncSetAttribute(GemmSmallBatchKernel<F, EPI, 4, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                     g_smem_optin));
-    CUDA_CHECK(cudaFuncSetAttribute(GemmSmallBatchKernel<F, EPI, 6>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+    CUDA_CHECK(cudaFuncSetAttribute(GemmSmallBatchKernel<F, EPI, 6, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                     g_smem_optin));
   }
 }
 
-// The largest batch that takes the small-batch path: dense GEMMs up to
-// g_dense_small_max rows, MoE GEMMs while experts average at most
-// g_moe_small_avg rows. OSSGATE_GEMM_DENSE_SMALL_MAX / OSSGATE_GEMM_MOE_SMALL_AVG
-// or SetGemmPathLimits override them (tuning knobs, like OSSGATE_GEMM_STAGES).
 int EnvInt(const char* name, int fallback) {
   const char* e = std::getenv(name);
   return e && *e ? std::atoi(e) : fallback;
 }
-int g_dense_small_max = EnvInt("OSSGATE_GEMM_DENSE_SMALL_MAX", 64);
-int g_moe_small_avg = EnvInt("OSSGATE_GEMM_MOE_SMALL_AVG", 16);
+// Defaults from the H100 sweeps in docs/perf.md; the environment overrides
+// them (OSSGATE_GEMM_DENSE_SMALL_MAX, _MOE_SMALL_AVG, _PASS16_MIN_AVG,
+// _LARGE_NARROW), as SetGemmTuning does.
+GemmTuning g_tuning = {
+    .dense_small_max = EnvInt("OSSGATE_GEMM_DENSE_SMALL_MAX", 32),
+    .moe_small_avg = EnvInt("OSSGATE_GEMM_MOE_SMALL_AVG", 16),
+    .pass16_min_avg = EnvInt("OSSGATE_GEMM_PASS16_MIN_AVG", 4),
+    .large_narrow = EnvInt("OSSGATE_GEMM_LARGE_NARROW", 1) != 0,
+};
+
+bool SmallPass16(const GemmParams& p) {
+  const int mats = p.moe ? std::max(1, p.w.n_mats) : 1;
+  return p.n_b > g_tuning.pass16_min_avg * mats && p.n_b > kSmallTokens;
+}
 
 }  // namespace
 
@@ -616,15 +661,14 @@ GemmPath ChooseGemmPath(const GemmParams& p) {
   if (p.path != GemmPath::kAuto) return p.path;
   if (p.moe) {
     // n_b bounds the pair slots; small while experts average few tokens.
-    return p.n_b <= g_moe_small_avg * std::max(1, p.w.n_mats) ? GemmPath::kSmallBatch : GemmPath::kLargeBatch;
+    return p.n_b <= g_tuning.moe_small_avg * std::max(1, p.w.n_mats) ? GemmPath::kSmallBatch
+                                                                        : GemmPath::kLargeBatch;
   }
-  return p.n_b <= g_dense_small_max ? GemmPath::kSmallBatch : GemmPath::kLargeBatch;
+  return p.n_b <= g_tuning.dense_small_max ? GemmPath::kSmallBatch : GemmPath::kLargeBatch;
 }
 
-void SetGemmPathLimits(int dense_small_max, int moe_small_avg) {
-  g_dense_small_max = dense_small_max;
-  g_moe_small_avg = moe_small_avg;
-}
+void SetGemmTuning(const GemmTuning& t) { g_tuning = t; }
+GemmTuning GetGemmTuning() { return g_tuning; }
 
 void LaunchGemm(const GemmParams& p, cudaStream_t stream) {
   if (p.n_b <= 0) return;

@@ -21,6 +21,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include "kernels/gemm_tuning.h"
 #include "kernels/layout.h"
 
 namespace ossgate::kernels {
@@ -77,11 +78,7 @@ struct GemmParams {
 void LaunchGemm(const GemmParams& p, cudaStream_t stream);
 // Which path kAuto picks for n_b rows (for reports).
 GemmPath ChooseGemmPath(const GemmParams& p);
-// Where kAuto switches from the small- to the large-batch path: dense GEMMs
-// of more than `dense_small_max` rows, MoE GEMMs whose experts average more
-// than `moe_small_avg` rows (tuning; CUDA graphs captured before keep the
-// old choice).
-void SetGemmPathLimits(int dense_small_max, int moe_small_avg);
+// SetGemmTuning / GetGemmTuning: kernels/gemm_tuning.h.
 
 // ------------------------------------------------- elementwise kernels ----
 

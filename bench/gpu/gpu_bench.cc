@@ -374,8 +374,15 @@ int main(int argc, char** argv) {
   // per CTA): decode steps of n sequences under several limits.
   {
     Out("\n## GEMM path limits (decode at context 128; dense = largest dense GEMM on the small path, moe = largest "
-        "average expert batch on it)\n\n| sequences | dense | moe | ms/step | tok/s |\n|---:|---:|---:|---:|---:|\n");
-    const std::pair<int, int> limits[] = {{64, 16}, {8, 16}, {16, 16}, {32, 16}, {64, 4}, {64, 8}, {8, 8}, {16, 8}};
+        "average expert batch on it, p16 = 16-token small passes above this average, narrow = 4-row-tile large CTAs "
+        "for small grids)\n\n| sequences | dense | moe | p16 | narrow | ms/step | tok/s |\n|---:|---:|---:|---:|---|---:|---:|\n");
+    struct Limits {
+      int dense, moe, p16;
+      bool narrow;
+    };
+    const Limits limits[] = {{32, 16, 4, true},  {32, 16, 4, false}, {32, 16, 1000, true}, {32, 16, 2, true},
+                             {32, 16, 8, true},  {32, 32, 4, true},  {64, 16, 4, true},    {16, 16, 4, true},
+                             {128, 16, 4, true}, {128, 32, 4, true}};
     for (int n : {16, 32, 64, 128}) {
       std::vector<ossgate::model::SeqId> ids;
       for (int i = 0; i < n; ++i) {
@@ -383,12 +390,14 @@ int main(int argc, char** argv) {
         b.kv().AddSequence(ids.back()).IgnoreError();
         bench.Prefill(ids.back(), 128);
       }
-      for (const auto& [dense, moe] : limits) {
-        b.SetGemmPathLimits(dense, moe);
+      for (const Limits& l : limits) {
+        b.SetGemmTuning({.dense_small_max = l.dense, .moe_small_avg = l.moe, .pass16_min_avg = l.p16,
+                         .large_narrow = l.narrow});
         const double t = bench.Decode(ids, 16);
-        Out(absl::StrFormat("| %d | %d | %d | %.3f | %.0f |\n", n, dense, moe, t * 1e3, n / t));
+        Out(absl::StrFormat("| %d | %d | %d | %d | %s | %.3f | %.0f |\n", n, l.dense, l.moe, l.p16,
+                            l.narrow ? "yes" : "no", t * 1e3, n / t));
       }
-      b.SetGemmPathLimits(64, 16);
+      b.SetGemmTuning({});
       for (auto id : ids) b.kv().RemoveSequence(id);
     }
   }

@@ -22,6 +22,7 @@
 #include "inference_worker/gguf/gguf.h"
 #include "inference_worker/model/engine.h"
 #include "inference_worker/model/sampler.h"
+#include "kernels/gemm_tuning.h"
 
 namespace ossgate::gpu {
 
@@ -95,9 +96,9 @@ class CudaBackend : public model::Backend {
   // the phases whose bit is set (bit i = PhaseNames()[i]), so that timing
   // graph replays with and without a phase gives its cost inside a graph.
   virtual void SetSkipPhases(uint32_t mask) = 0;
-  // Benchmark hook: kernels::SetGemmPathLimits, and the captured graphs
-  // dropped so the next steps use the new choice.
-  virtual void SetGemmPathLimits(int dense_small_max, int moe_small_avg) = 0;
+  // Benchmark hook: kernels::SetGemmTuning, and the captured graphs dropped
+  // so the next steps use the new choice.
+  virtual void SetGemmTuning(const kernels::GemmTuning& t) = 0;
   static const std::vector<std::string>& PhaseNames();
 };
 

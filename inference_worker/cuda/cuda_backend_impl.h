@@ -177,8 +177,8 @@ class CudaBackendImpl final : public CudaBackend {
     DropGraphs();
   }
   std::vector<int32_t> TakeRoutingTrace() override { return std::exchange(trace_, {}); }
-  void SetGemmPathLimits(int dense_small_max, int moe_small_avg) override {
-    kernels::SetGemmPathLimits(dense_small_max, moe_small_avg);
+  void SetGemmTuning(const kernels::GemmTuning& t) override {
+    kernels::SetGemmTuning(t);
     DropGraphs();
   }
 

@@ -160,8 +160,13 @@ TEST_P(GemmTest, DenseMatchesCpuAndBothPathsAgreeBitwise) {
       std::vector<float> want(static_cast<size_t>(T) * rows);
       model::cpu::MatMul(w.view, 0, x.f.data(), T, bias.data(), want.data(), rows, Pool());
       std::vector<std::vector<float>> got;
-      for (GemmPath path : {GemmPath::kSmallBatch, GemmPath::kLargeBatch}) {
-        if (type == GgmlType::kF32 && path == GemmPath::kLargeBatch) continue;  // one CUDA-core path
+      // The small path with 16-token passes (two n-tiles per decoded tile)
+      // where T > 8, then with 8-token passes only, then the large path with
+      // 4 and with 8 row tiles per CTA.
+      for (int variant = 0; variant < 4; ++variant) {
+        const GemmPath path = variant < 2 ? GemmPath::kSmallBatch : GemmPath::kLargeBatch;
+        if (type == GgmlType::kF32 && variant > 0) continue;  // one CUDA-core path
+        kernels::SetGemmTuning({.pass16_min_avg = variant == 1 ? 1 << 20 : 4, .large_narrow = variant != 3});
         DevBuf<float> out(static_cast<size_t>(T) * rows);
         out.Poison();
         kernels::GemmParams p;
@@ -179,9 +184,10 @@ TEST_P(GemmTest, DenseMatchesCpuAndBothPathsAgreeBitwise) {
         EXPECT_LT(err, 2e-3) << "rows " << rows << " cols " << cols << " T " << T << " path "
                              << static_cast<int>(path);
       }
-      if (got.size() == 2) {
-        ASSERT_EQ(0, std::memcmp(got[0].data(), got[1].data(), got[0].size() * sizeof(float)))
-            << "small and large batch paths differ: rows " << rows << " cols " << cols << " T " << T;
+      kernels::SetGemmTuning({});
+      for (size_t v = 1; v < got.size(); ++v) {
+        ASSERT_EQ(0, std::memcmp(got[0].data(), got[v].data(), got[0].size() * sizeof(float)))
+            << "GEMM variant " << v << " differs from the small path: rows " << rows << " cols " << cols << " T " << T;
       }
     }
   }
@@ -327,7 +333,9 @@ TEST(MoeTest, ExpertsMatchCpuOnBothPaths) {
     const kernels::MoeGroups groups = routing.Groups(s.experts);
     std::vector<std::vector<uint16_t>> acts;
     std::vector<std::vector<float>> ys;
-    for (GemmPath path : {GemmPath::kSmallBatch, GemmPath::kLargeBatch}) {
+    for (int variant = 0; variant < 4; ++variant) {  // small: 16-, 8-token passes; large: 4, 8 row tiles
+      const GemmPath path = variant < 2 ? GemmPath::kSmallBatch : GemmPath::kLargeBatch;
+      kernels::SetGemmTuning({.pass16_min_avg = variant == 1 ? 1 << 20 : 4, .large_narrow = variant != 3});
       DevBuf<uint16_t> dact(static_cast<size_t>(pairs) * s.f);
       DevBuf<float> dy(static_cast<size_t>(pairs) * s.d);
       dact.Poison();
@@ -363,8 +371,11 @@ TEST(MoeTest, ExpertsMatchCpuOnBothPaths) {
       acts.push_back(dact.Download());
       ys.push_back(dy.Download());
     }
-    ASSERT_EQ(acts[0], acts[1]) << "gate/up paths differ";
-    ASSERT_EQ(0, std::memcmp(ys[0].data(), ys[1].data(), ys[0].size() * sizeof(float))) << "down paths differ";
+    kernels::SetGemmTuning({});
+    for (size_t v = 1; v < acts.size(); ++v) {
+      ASSERT_EQ(acts[0], acts[v]) << "gate/up variant " << v << " differs";
+      ASSERT_EQ(0, std::memcmp(ys[0].data(), ys[v].data(), ys[0].size() * sizeof(float))) << "down variant " << v << " differs";
+    }
 
     // CPU reference per pair, from the GPU's fp16 activations for the down
     // projection so each stage is checked on its own.

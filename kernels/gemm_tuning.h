@@ -1,0 +1,25 @@
+// How LaunchGemm (kernels/ops.h) picks a kernel for GemmPath::kAuto: plain
+// C++, so host code without CUDA headers (the backend's public header) can
+// name it.
+#pragma once
+
+namespace ossgate::kernels {
+
+// How kAuto launches pick their kernel (every choice gives the same bits):
+// the large-batch path for dense GEMMs of more than `dense_small_max` rows
+// and MoE GEMMs whose experts average more than `moe_small_avg` rows;
+// small-batch passes of 16 tokens (two n-tiles per decoded weight tile)
+// above `pass16_min_avg` rows per matrix on average, else 8; large-batch
+// CTAs of 4 row tiles instead of 8 when 8 would leave fewer than two CTAs
+// per SM (`large_narrow`). Tuning and tests; CUDA graphs captured before a
+// change keep the old choice.
+struct GemmTuning {
+  int dense_small_max = 32;
+  int moe_small_avg = 16;
+  int pass16_min_avg = 4;
+  bool large_narrow = true;
+};
+void SetGemmTuning(const GemmTuning& t);
+GemmTuning GetGemmTuning();
+
+}  // namespace ossgate::kernels
