@@ -1,6 +1,10 @@
 #include "inference_worker/model/weights.h"
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <cstring>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 
@@ -79,6 +83,92 @@ class Binder {
   const gguf::GgufFile& f_;
 };
 
+// The first non-finite scale or value of blocks [begin, end) of a matrix's
+// row-major block sequence, or -1. Q8_0: the fp16 scale d; MXFP4: the E8M0
+// byte (0xFF is NaN in the OCP MX format); F16 / BF16 / F32: every value.
+int64_t FirstBadBlock(const Matrix& m, int64_t begin, int64_t end) {
+  switch (m.type) {
+    case GgmlType::kQ8_0:
+      for (int64_t b = begin; b < end; ++b) {
+        uint16_t d;
+        std::memcpy(&d, m.data + b * sizeof(gguf::BlockQ8_0), sizeof(d));
+        if ((d & 0x7C00u) == 0x7C00u) return b;
+      }
+      return -1;
+    case GgmlType::kMXFP4:
+      for (int64_t b = begin; b < end; ++b) {
+        if (m.data[b * sizeof(gguf::BlockMxfp4)] == 0xFF) return b;
+      }
+      return -1;
+    case GgmlType::kF16:
+      for (int64_t b = begin; b < end; ++b) {
+        uint16_t v;
+        std::memcpy(&v, m.data + b * 2, 2);
+        if ((v & 0x7C00u) == 0x7C00u) return b;
+      }
+      return -1;
+    case GgmlType::kBF16:
+      for (int64_t b = begin; b < end; ++b) {
+        uint16_t v;
+        std::memcpy(&v, m.data + b * 2, 2);
+        if ((v & 0x7F80u) == 0x7F80u) return b;
+      }
+      return -1;
+    case GgmlType::kF32:
+      for (int64_t b = begin; b < end; ++b) {
+        uint32_t v;
+        std::memcpy(&v, m.data + b * 4, 4);
+        if ((v & 0x7F800000u) == 0x7F800000u) return b;
+      }
+      return -1;
+  }
+  return -1;
+}
+
+// Every matrix's scales (quantized) or values (float) must be finite: a NaN
+// scale would turn whole rows of outputs into NaN at run time. The blocks of
+// all matrices are scanned by the hardware's threads in slices; the error
+// names the tensor, the matrix (expert), the row and the block.
+absl::Status CheckFinite(const std::vector<const Matrix*>& mats) {
+  struct Slice {
+    const Matrix* m;
+    int64_t begin, end;
+  };
+  std::vector<Slice> slices;
+  constexpr int64_t kSliceBlocks = int64_t{1} << 20;
+  for (const Matrix* m : mats) {
+    const auto traits = gguf::GetTypeTraits(static_cast<uint32_t>(m->type));
+    const int64_t per_block = traits ? traits->block_elems : 1;
+    const int64_t blocks = m->cols / per_block * m->rows * m->n_mats;
+    for (int64_t b = 0; b < blocks; b += kSliceBlocks) slices.push_back({m, b, std::min(blocks, b + kSliceBlocks)});
+  }
+  std::vector<int64_t> bad(slices.size(), -1);
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t i; (i = next.fetch_add(1)) < slices.size();) bad[i] = FirstBadBlock(*slices[i].m, slices[i].begin, slices[i].end);
+  };
+  const unsigned n = std::clamp(std::thread::hardware_concurrency(), 1u, 16u);
+  std::vector<std::thread> threads;
+  for (unsigned t = 1; t < n && t < slices.size(); ++t) threads.emplace_back(work);
+  work();
+  for (std::thread& t : threads) t.join();
+  for (size_t i = 0; i < slices.size(); ++i) {
+    if (bad[i] < 0) continue;
+    const Matrix& m = *slices[i].m;
+    const auto traits = gguf::GetTypeTraits(static_cast<uint32_t>(m.type));
+    const int64_t per_row = m.cols / (traits ? traits->block_elems : 1);
+    const int64_t row = bad[i] / per_row, block = bad[i] % per_row;
+    const bool quantized = m.type == GgmlType::kQ8_0 || m.type == GgmlType::kMXFP4;
+    return absl::InvalidArgumentError(absl::StrCat(
+        "tensor '", m.name, "' has a non-finite ", quantized ? "block scale" : "value", " at ",
+        m.n_mats > 1 ? absl::StrCat("matrix ", row / m.rows, ", ") : "", "row ", row % m.rows, ", ",
+        quantized ? "block " : "column ", block,
+        m.type == GgmlType::kMXFP4 ? " (E8M0 0xFF, NaN)" : "",
+        "; the file is corrupt or was written wrongly: re-download it or convert it again"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<Weights> BindWeights(const gguf::GgufFile& file, const ModelConfig& c) {
@@ -120,6 +210,13 @@ absl::StatusOr<Weights> BindWeights(const gguf::GgufFile& file, const ModelConfi
     OSSGATE_TRY(b.Vec(p + "ffn_down_exps.bias", {D, E}, &L.down_b));
   }
 #undef OSSGATE_TRY
+  std::vector<const Matrix*> mats = {&w.token_embd, &w.output};
+  for (const LayerWeights& L : w.layers) {
+    for (const Matrix* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.router, &L.gate_exps, &L.up_exps, &L.down_exps}) {
+      mats.push_back(m);
+    }
+  }
+  if (absl::Status s = CheckFinite(mats); !s.ok()) return s;
   if (file.tensors().size() != static_cast<size_t>(ExpectedTensorCount(c.n_layers))) {
     // Extra tensors are harmless to the math but mean the file is not what its
     // metadata says; refuse rather than silently ignore them.

@@ -54,7 +54,11 @@ struct Weights {
 
 // Finds every tensor the config requires, checks its shape and type, and
 // returns views into `file`'s bytes (which must outlive the Weights). A
-// missing tensor or a wrong shape is an InvalidArgument naming the tensor.
+// missing tensor or a wrong shape is an InvalidArgument naming the tensor;
+// so is a non-finite value anywhere: every block scale of the quantized
+// matrices (Q8_0 d, MXFP4 E8M0 0xFF) and every element of the float tensors
+// is checked (one parallel pass over the scales; docs/perf.md has its cost),
+// the error naming the tensor, matrix, row and block.
 absl::StatusOr<Weights> BindWeights(const gguf::GgufFile& file, const ModelConfig& config);
 
 // Number of tensors a gpt-oss GGUF holds: 19 per layer plus 3.

@@ -1,0 +1,124 @@
+// BindWeights: every block scale of the quantized matrices and every value
+// of the float tensors must be finite. A NaN scale (MXFP4 E8M0 0xFF, a Q8_0
+// fp16 NaN or infinity) once loaded silently and turned generation into
+// garbage; now the file is refused, naming the tensor and the block.
+#include "inference_worker/model/weights.h"
+
+#include <cstring>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "inference_worker/gguf/ggml_types.h"
+#include "tests/model/test_models.h"
+
+namespace ossgate::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+class WeightsFiniteTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    path_ = WriteTestModel("weights_finite", [](tools::RandomModelSpec& s) { s.config.n_layers = 2; });
+    model_ = LoadModel(path_);
+    ASSERT_NE(model_, nullptr);
+    auto config = model::ReadModelConfig(*model_->file);
+    ASSERT_TRUE(config.ok()) << config.status();
+    config_ = *config;
+  }
+  void TearDown() override { std::remove(path_.c_str()); }
+
+  // Bytes of `tensor`, writable (the parsed views point into model_->bytes).
+  uint8_t* TensorBytes(const std::string& tensor) {
+    const gguf::TensorInfo* t = model_->file->FindTensor(tensor);
+    EXPECT_NE(t, nullptr) << tensor;
+    return const_cast<uint8_t*>(t->data);
+  }
+
+  std::string path_;
+  std::unique_ptr<LoadedModel> model_;
+  model::ModelConfig config_;
+};
+
+TEST_F(WeightsFiniteTest, TheGeneratedModelIsAccepted) {
+  EXPECT_TRUE(model::BindWeights(*model_->file, config_).ok());
+}
+
+// Every matrix, each corrupted at one random block in the way its format
+// can hold a non-finite number; the error names the tensor, row and block.
+TEST_F(WeightsFiniteTest, ANonFiniteScaleOrValueInAnyMatrixIsRefused) {
+  auto bound = model::BindWeights(*model_->file, config_);
+  ASSERT_TRUE(bound.ok()) << bound.status();
+  std::vector<model::Matrix> mats = {bound->token_embd, bound->output};
+  for (const model::LayerWeights& L : bound->layers) {
+    for (const model::Matrix* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.router, &L.gate_exps, &L.up_exps, &L.down_exps}) {
+      mats.push_back(*m);
+    }
+  }
+  std::mt19937 rng(5);
+  std::set<gguf::GgmlType> types;
+  for (const model::Matrix& m : mats) {
+    types.insert(m.type);
+    const auto traits = gguf::GetTypeTraits(static_cast<uint32_t>(m.type));
+    ASSERT_TRUE(traits.has_value());
+    const int64_t per_row = m.cols / traits->block_elems;
+    const int64_t mat = static_cast<int64_t>(rng() % m.n_mats), row = static_cast<int64_t>(rng() % m.rows);
+    const int64_t block = static_cast<int64_t>(rng() % per_row);
+    uint8_t* p = TensorBytes(m.name) + ((mat * m.rows + row) * per_row + block) * traits->block_bytes;
+    std::vector<uint8_t> saved(p, p + traits->block_bytes);
+    const uint16_t f16_nan = 0x7E00, f16_inf = 0xFC00, bf16_nan = 0x7FC1;
+    const uint32_t f32_inf = 0x7F800000u;
+    switch (m.type) {
+      case gguf::GgmlType::kMXFP4: p[0] = 0xFF; break;
+      case gguf::GgmlType::kQ8_0: std::memcpy(p, row % 2 ? &f16_nan : &f16_inf, 2); break;
+      case gguf::GgmlType::kF16: std::memcpy(p, &f16_nan, 2); break;
+      case gguf::GgmlType::kBF16: std::memcpy(p, &bf16_nan, 2); break;
+      case gguf::GgmlType::kF32: std::memcpy(p, &f32_inf, 4); break;
+    }
+    auto got = model::BindWeights(*model_->file, config_);
+    std::memcpy(p, saved.data(), saved.size());
+    ASSERT_FALSE(got.ok()) << m.name << " with a non-finite block was accepted";
+    EXPECT_EQ(got.status().code(), absl::StatusCode::kInvalidArgument);
+    const std::string msg(got.status().message());
+    EXPECT_THAT(msg, HasSubstr("tensor '" + m.name + "'"));
+    EXPECT_THAT(msg, HasSubstr(absl::StrCat("row ", row, ", ")));
+    const bool quantized = m.type == gguf::GgmlType::kQ8_0 || m.type == gguf::GgmlType::kMXFP4;
+    EXPECT_THAT(msg, HasSubstr(absl::StrCat(quantized ? "block " : "column ", block)));
+    if (m.n_mats > 1) {
+      EXPECT_THAT(msg, HasSubstr(absl::StrCat("matrix ", mat, ", ")));
+    }
+  }
+  // The model has MXFP4 experts and Q8_0 dense layers: both scale formats ran.
+  EXPECT_TRUE(types.count(gguf::GgmlType::kMXFP4));
+  EXPECT_TRUE(types.count(gguf::GgmlType::kQ8_0));
+  EXPECT_TRUE(model::BindWeights(*model_->file, config_).ok());  // restored
+}
+
+// The largest finite scales are still accepted: E8M0 0xFE (2^127) and the
+// largest fp16.
+TEST_F(WeightsFiniteTest, TheLargestFiniteScalesAreAccepted) {
+  auto bound = model::BindWeights(*model_->file, config_);
+  ASSERT_TRUE(bound.ok());
+  uint8_t* mx = TensorBytes(bound->layers[0].down_exps.name);
+  ASSERT_EQ(bound->layers[0].down_exps.type, gguf::GgmlType::kMXFP4);
+  const uint8_t saved_mx = mx[0];
+  mx[0] = 0xFE;
+  EXPECT_TRUE(model::BindWeights(*model_->file, config_).ok());
+  mx[0] = saved_mx;
+  ASSERT_EQ(bound->layers[0].wq.type, gguf::GgmlType::kQ8_0);
+  uint8_t* q = TensorBytes(bound->layers[0].wq.name);
+  uint16_t saved_q;
+  std::memcpy(&saved_q, q, 2);
+  const uint16_t f16_max = 0x7BFF;
+  std::memcpy(q, &f16_max, 2);
+  EXPECT_TRUE(model::BindWeights(*model_->file, config_).ok());
+  std::memcpy(q, &saved_q, 2);
+}
+
+}  // namespace
+}  // namespace ossgate::testing
