@@ -166,12 +166,14 @@ if want bench; then
 fi
 if want serve; then
   # The worker serving streams from the CUDA backend through both services
-  # (mTLS, provenance gate) at several concurrencies: the 20b shape with the
-  # real o200k_harmony vocabulary, 128-token prompts, 256 generated tokens each.
+  # (mTLS, provenance gate) at several concurrencies, greedy and at gpt-oss's
+  # default temperature 1.0: the 20b shape with the real o200k_harmony
+  # vocabulary, 128-token prompts, 256 generated tokens each.
   xz -dc "$root/assets/tokenizer/o200k_harmony.vocab.xz" > "$TEST_TMPDIR/o200k_harmony.vocab"
   step "worker load on the CUDA backend (20b shape)" serve.log 300 "$bin/worker_load_bench" --backend=cuda \
     --bin_dir="$bin" --source_dir="$root" --preset=20b --vocab="$TEST_TMPDIR/o200k_harmony.vocab" \
-    --concurrency=1,8,32,64 --seconds=10 --warmup_seconds=3 --prompt_tokens=128 --max_tokens=256 --step_token_budget=512
+    --concurrency=1,64,128 --temperatures=0,1.0 --seconds=8 --warmup_seconds=3 --prompt_tokens=128 --max_tokens=256 \
+    --step_token_budget=512
 fi
 if want e2e; then
   step "e2e: services + worker --backend=cuda vs cpu" e2e.log 120 bash "$0" e2e-inner

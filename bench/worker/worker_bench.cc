@@ -46,6 +46,9 @@ ABSL_FLAG(int, max_tokens, 128, "generated tokens per request (ignore_eos, so al
 ABSL_FLAG(int, threads, 0, "worker CPU backend threads (0 = all cores)");
 ABSL_FLAG(std::string, backend, "cpu", "worker --backend (cpu, cuda, auto)");
 ABSL_FLAG(double, temperature, 0.8, "sampling temperature of the requests (0 = greedy)");
+ABSL_FLAG(std::vector<std::string>, temperatures, {},
+          "if set: run every concurrency level at each of these temperatures (e.g. 0,1.0), one table row each, "
+          "on the same worker; overrides --temperature");
 ABSL_FLAG(std::string, vocab, "tiny", "model vocabulary (tools/make_model names: tiny, o200k, placeholder:N)");
 ABSL_FLAG(std::string, bin_dir, "",
           "directory with provenance_service, provctl and inference_worker (default: this build's binaries)");
@@ -184,22 +187,35 @@ int Run() {
   while (static_cast<int>(prompt.size()) < prompt_tokens) prompt.push_back(pool[prompt.size() % pool.size()]);
 
   std::printf("%s\n", (*services)->Describe().c_str());
-  std::printf("requests: %d-token prompt, %d generated tokens (ignore_eos), temperature %g; window %.0f s after "
-              "%.0f s warm-up per level\n\n",
-              prompt_tokens, max_tokens, absl::GetFlag(FLAGS_temperature), absl::GetFlag(FLAGS_seconds),
-              absl::GetFlag(FLAGS_warmup_seconds));
-  std::printf("| streams | tokens/s | requests done | TTFT p50 ms | TTFT p99 ms | ITL p50 ms | ITL p99 ms | errors |\n"
-              "|--------:|---------:|--------------:|------------:|------------:|-----------:|-----------:|-------:|\n");
-  for (int clients : levels) {
-    LevelResult r = RunLevel(stub, clients, prompt, absl::GetFlag(FLAGS_warmup_seconds),
-                             absl::GetFlag(FLAGS_seconds), max_tokens,
-                             static_cast<float>(absl::GetFlag(FLAGS_temperature)));
-    std::printf("| %7d | %8.0f | %13d | %11.1f | %11.1f | %10.2f | %10.2f | %6d |\n", clients, r.tokens_per_s,
-                r.requests, 1e3 * Percentile(r.ttft, 0.5), 1e3 * Percentile(r.ttft, 0.99),
-                1e3 * Percentile(r.itl, 0.5), 1e3 * Percentile(r.itl, 0.99), r.errors);
-    std::fflush(stdout);
+  std::vector<float> temperatures;
+  for (const std::string& t : absl::GetFlag(FLAGS_temperatures)) {
+    float v = 0;
+    if (!absl::SimpleAtof(t, &v) || !(v >= 0.0f)) {
+      std::fprintf(stderr, "bad --temperatures value '%s'\n", t.c_str());
+      return 2;
+    }
+    temperatures.push_back(v);
   }
-  return 0;
+  if (temperatures.empty()) temperatures.push_back(static_cast<float>(absl::GetFlag(FLAGS_temperature)));
+  std::printf("requests: %d-token prompt, %d generated tokens (ignore_eos); window %.0f s after %.0f s warm-up per "
+              "level\n\n",
+              prompt_tokens, max_tokens, absl::GetFlag(FLAGS_seconds), absl::GetFlag(FLAGS_warmup_seconds));
+  std::printf("| temperature | streams | tokens/s | requests done | TTFT p50 ms | TTFT p99 ms | ITL p50 ms | ITL p99 ms | "
+              "errors |\n|---:|--------:|---------:|--------------:|------------:|------------:|-----------:|-----------:|"
+              "-------:|\n");
+  int errors = 0;
+  for (int clients : levels) {
+    for (float temperature : temperatures) {
+      LevelResult r = RunLevel(stub, clients, prompt, absl::GetFlag(FLAGS_warmup_seconds),
+                               absl::GetFlag(FLAGS_seconds), max_tokens, temperature);
+      std::printf("| %g | %7d | %8.0f | %13d | %11.1f | %11.1f | %10.2f | %10.2f | %6d |\n", temperature, clients,
+                  r.tokens_per_s, r.requests, 1e3 * Percentile(r.ttft, 0.5), 1e3 * Percentile(r.ttft, 0.99),
+                  1e3 * Percentile(r.itl, 0.5), 1e3 * Percentile(r.itl, 0.99), r.errors);
+      std::fflush(stdout);
+      errors += r.errors;
+    }
+  }
+  return errors == 0 ? 0 : 1;
 }
 
 }  // namespace
