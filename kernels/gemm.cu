@@ -646,7 +646,7 @@ int EnvInt(const char* name, int fallback) {
 GemmTuning g_tuning = {
     .dense_small_max = EnvInt("OSSGATE_GEMM_DENSE_SMALL_MAX", 32),
     .moe_small_avg = EnvInt("OSSGATE_GEMM_MOE_SMALL_AVG", 16),
-    .pass16_min_avg = EnvInt("OSSGATE_GEMM_PASS16_MIN_AVG", 4),
+    .pass16_min_avg = EnvInt("OSSGATE_GEMM_PASS16_MIN_AVG", 8),
     .large_narrow = EnvInt("OSSGATE_GEMM_LARGE_NARROW", 1) != 0,
 };
 

@@ -16,7 +16,7 @@ namespace ossgate::kernels {
 struct GemmTuning {
   int dense_small_max = 32;
   int moe_small_avg = 16;
-  int pass16_min_avg = 4;
+  int pass16_min_avg = 8;
   bool large_narrow = true;
 };
 void SetGemmTuning(const GemmTuning& t);

@@ -166,7 +166,7 @@ TEST_P(GemmTest, DenseMatchesCpuAndBothPathsAgreeBitwise) {
       for (int variant = 0; variant < 4; ++variant) {
         const GemmPath path = variant < 2 ? GemmPath::kSmallBatch : GemmPath::kLargeBatch;
         if (type == GgmlType::kF32 && variant > 0) continue;  // one CUDA-core path
-        kernels::SetGemmTuning({.pass16_min_avg = variant == 1 ? 1 << 20 : 4, .large_narrow = variant != 3});
+        kernels::SetGemmTuning({.pass16_min_avg = variant == 1 ? 1 << 20 : 2, .large_narrow = variant != 3});
         DevBuf<float> out(static_cast<size_t>(T) * rows);
         out.Poison();
         kernels::GemmParams p;
@@ -335,7 +335,7 @@ TEST(MoeTest, ExpertsMatchCpuOnBothPaths) {
     std::vector<std::vector<float>> ys;
     for (int variant = 0; variant < 4; ++variant) {  // small: 16-, 8-token passes; large: 4, 8 row tiles
       const GemmPath path = variant < 2 ? GemmPath::kSmallBatch : GemmPath::kLargeBatch;
-      kernels::SetGemmTuning({.pass16_min_avg = variant == 1 ? 1 << 20 : 4, .large_narrow = variant != 3});
+      kernels::SetGemmTuning({.pass16_min_avg = variant == 1 ? 1 << 20 : 2, .large_narrow = variant != 3});
       DevBuf<uint16_t> dact(static_cast<size_t>(pairs) * s.f);
       DevBuf<float> dy(static_cast<size_t>(pairs) * s.d);
       dact.Poison();
