@@ -1428,28 +1428,18 @@ TEST_F(WorkerE2eTest, ClientsThatStopReadingLoseTheirSlotsAfterTheStallTimeout) 
   const std::string paused = "ossgate_worker_sequences{state=\"paused\"}";
   const std::string stalled_total = "ossgate_worker_stalled_streams_total";
   std::string metrics;
-
-  // A client that never reads: its sequence pauses once gRPC's windows are full.
-  Call stalled0(stalled_stub.get(), LongRequest("stalled-0"), absl::Seconds(120));
-  ASSERT_TRUE(WaitForMetric(*metrics_port, paused, 1, absl::Seconds(60), &metrics)) << metrics;
-
-  // Meanwhile the other slot serves at full speed: a reading client's stream
-  // is complete and correct well within the stall timeout.
   Spec s;
-  s.request_id = "reader";
   s.text = "A client that reads its stream";
-  s.max_tokens = 64;
   s.temperature = 0.0f;
   s.ignore_eos = true;
-  const StreamResult reader = RunStream(stub.get(), ToProto(s), kFollowUpDeadline);
-  ExpectSameAsDirect(reader, Direct(s), static_cast<int>(PromptOf(s, *ref_).size()), "reader");
-  EXPECT_LT(reader.final.usage().total_seconds(), kStallSeconds);
 
-  // A second non-reader takes the other slot: now every slot is held by a
-  // client that does not read. A request behind them runs only because the
-  // stalled streams are cancelled (without the timeout it waits until its
-  // deadline).
+  // Every slot is held by a client that never reads: their sequences pause
+  // once gRPC's windows are full. A request behind them runs only because
+  // the stalled streams are ended (without the timeout it would wait until
+  // its deadline).
+  Call stalled0(stalled_stub.get(), LongRequest("stalled-0"), absl::Seconds(120));
   Call stalled1(stalled_stub.get(), LongRequest("stalled-1"), absl::Seconds(120));
+  ASSERT_TRUE(WaitForMetric(*metrics_port, paused, 2, absl::Seconds(60), &metrics)) << metrics;
   s.request_id = "behind-the-stalled";
   s.max_tokens = 12;
   const StreamResult behind = RunStream(stub.get(), ToProto(s), kFollowUpDeadline);
@@ -1466,8 +1456,21 @@ TEST_F(WorkerE2eTest, ClientsThatStopReadingLoseTheirSlotsAfterTheStallTimeout) 
     EXPECT_GT(r.messages, 0);
     EXPECT_LT(r.tokens.size(), static_cast<size_t>(kLongTokens));
   }
+
+  // While a client does not read, the other slot serves at full speed: a
+  // reading client's stream is complete and correct well within the stall
+  // timeout.
+  Call stalled2(stalled_stub.get(), LongRequest("stalled-2"), absl::Seconds(120));
+  ASSERT_TRUE(WaitForMetric(*metrics_port, paused, 1, absl::Seconds(60), &metrics)) << metrics;
+  s.request_id = "reader";
+  s.max_tokens = 64;
+  const StreamResult reader = RunStream(stub.get(), ToProto(s), kFollowUpDeadline);
+  ExpectSameAsDirect(reader, Direct(s), static_cast<int>(PromptOf(s, *ref_).size()), "reader");
+  EXPECT_LT(reader.final.usage().total_seconds(), kStallSeconds);
+  ASSERT_TRUE(WaitForMetric(*metrics_port, stalled_total, 3, absl::Seconds(60), &metrics)) << metrics;
+  EXPECT_EQ(stalled2.Finish().status.error_code(), grpc::StatusCode::CANCELLED);
   ASSERT_TRUE(WaitForMetric(*metrics_port, paused, 0, absl::Seconds(60), &metrics)) << metrics;
-  EXPECT_EQ(MetricValue(metrics, "ossgate_worker_requests_total{finish_reason=\"cancelled\"}"), 2.0) << metrics;
+  EXPECT_EQ(MetricValue(metrics, "ossgate_worker_requests_total{finish_reason=\"cancelled\"}"), 3.0) << metrics;
 }
 
 // ---- Hardening: identities -------------------------------------------------
