@@ -1500,6 +1500,8 @@ TEST_F(WorkerE2eTest, AbortFromAnotherIdentityIsNotFoundAndLeavesTheRequestRunni
   s.request_id = "mine";
   s.text = "same id, other owner";
   s.max_tokens = 4;
+  s.seed = 5;
+  s.ignore_eos = true;  // runs to max_tokens: LENGTH
   Call theirs(other.get(), ToProto(s), kStreamDeadline);  // queued: the only slot is taken
   // The request is untouched: it keeps streaming.
   for (int i = 0; i < 20; ++i) ASSERT_TRUE(call.ReadOne());
