@@ -459,7 +459,7 @@ TEST_F(EngineTest, StreamNobodyReadsIsEndedAfterTheStallTimeoutAndFreesItsSlot) 
 TEST_F(EngineTest, SlowButSteadyReaderIsNotStalled) {
   serving::EngineOptions o;
   o.max_pending_chunks = 2;
-  o.stall_timeout_seconds = 0.2;
+  o.stall_timeout_seconds = 1.0;
   serving::GenerationRequest r = Request("slow", Prompt(10, 53), 0.0f, 0, 12);
   Output out;
   serving::EngineStats stats;
@@ -468,7 +468,9 @@ TEST_F(EngineTest, SlowButSteadyReaderIsNotStalled) {
     auto st = engine.Submit(r);
     ASSERT_TRUE(st.ok()) << st.status();
     for (;;) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(120));  // slower than decoding, faster than the timeout
+      // Slower than decoding (so the sequence pauses between reads), well
+      // inside the timeout (also on a loaded machine).
+      std::this_thread::sleep_for(std::chrono::milliseconds(150));
       auto c = PopWithin(**st, std::chrono::seconds(30));
       ASSERT_TRUE(c.has_value());
       out.tokens.insert(out.tokens.end(), c->tokens.begin(), c->tokens.end());
