@@ -299,23 +299,34 @@ void Engine::Loop() {
       // fault of this sequence: it ends alone, with its capacity freed, and
       // the rest of the step goes on. The host path checks the row itself,
       // before SequenceState::Step would record whatever the sampler made
-      // of it.
+      // of it. (A finished sequence never reaches Step again: it is erased
+      // below, so a kNoToken from Step is the sampler's refusal.)
       const uint64_t step = a.state->generated().size();
+      auto numerical_fault = [&] {
+        return absl::InternalError(absl::StrCat("step ", step,
+                                                ": the logits of this sequence hold NaN or nothing samplable (a "
+                                                "numerical fault in the model weights or the backend); the request "
+                                                "was ended"));
+      };
       absl::Status fault;
       if (host_logits ? HoldsNaN(lg) : token == model::kNoToken) {
-        fault = absl::InternalError(absl::StrCat("step ", step,
-                                                 ": the logits of this sequence hold NaN (a numerical fault in the "
-                                                 "model weights or the backend); the request was ended"));
+        fault = numerical_fault();
       } else if (!host_logits && (token < 0 || token >= vocab)) {
         fault = absl::InternalError(
             absl::StrCat("step ", step, ": the backend sampled token id ", token, ", outside [0, ", vocab, ")"));
+      }
+      model::SequenceState::StepResult r;
+      if (fault.ok()) {
+        r = host_logits ? a.state->Step(lg) : a.state->Accept(token);
+        // A host sampler may refuse a row without NaN too (kNoToken for a
+        // row with nothing samplable): the same fault, never a token -1.
+        if (r.token == model::kNoToken) fault = numerical_fault();
       }
       if (!fault.ok()) {
         Finish(s.id, a, FinishReason::kError, fault);
         active_.erase(it);
         continue;
       }
-      const model::SequenceState::StepResult r = host_logits ? a.state->Step(lg) : a.state->Accept(token);
       a.tokens.push_back(r.token);
       const double now = Now();
       if (a.first_token < 0) {
