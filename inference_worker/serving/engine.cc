@@ -3,8 +3,10 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <random>
 
 #include "absl/strings/str_cat.h"
+#include "inference_worker/model/sampler.h"
 
 namespace ossgate::serving {
 
@@ -84,6 +86,25 @@ TokenLogprob ComputeLogprobs(std::span<const float> logits, float temperature, i
   return out;
 }
 
+// 128 random bits as 32 lowercase hex digits: sequential ids ("req-1120",
+// "req-1121", ...) would tell every client the ids of everyone else's
+// requests. std::random_device reads the kernel's (or the CPU's) entropy.
+std::string RandomRequestId() {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::random_device rd;
+  std::string id;
+  id.reserve(32);
+  for (int word = 0; word < 4; ++word) {
+    uint32_t v = rd();
+    for (int i = 0; i < 8; ++i, v >>= 4) id += kHex[v & 15];
+  }
+  return id;
+}
+
+bool HoldsNaN(std::span<const float> row) {
+  return std::any_of(row.begin(), row.end(), [](float v) { return std::isnan(v); });
+}
+
 }  // namespace
 
 Engine::Engine(model::Backend& backend, const text::Tokenizer& tokenizer, const EngineOptions& options,
@@ -115,8 +136,8 @@ void Engine::Stop() {
 absl::StatusOr<std::shared_ptr<RequestStream>> Engine::Submit(GenerationRequest request) {
   std::lock_guard<std::mutex> lock(mu_);
   if (stop_) return absl::UnavailableError("the worker is shutting down");
-  if (request.request_id.empty()) request.request_id = absl::StrCat("req-", next_id_);
-  if (by_request_.count(request.request_id)) {
+  if (request.request_id.empty()) request.request_id = RandomRequestId();
+  if (by_request_.count({request.owner, request.request_id})) {
     return absl::AlreadyExistsError(absl::StrCat("request_id: '", request.request_id, "' is already running"));
   }
   const SeqId id = next_id_++;
@@ -131,16 +152,20 @@ absl::StatusOr<std::shared_ptr<RequestStream>> Engine::Submit(GenerationRequest 
   a.submitted = Now();
   a.request = std::move(request);
   auto stream = a.stream;
-  by_request_.emplace(a.request.request_id, id);
+  by_request_.emplace(OwnedId{a.request.owner, a.request.request_id}, id);
   active_.emplace(id, std::move(a));
   cv_.notify_all();
   return stream;
 }
 
-absl::Status Engine::Abort(const std::string& request_id) {
+absl::Status Engine::Abort(const std::string& request_id, const std::string& owner) {
   std::lock_guard<std::mutex> lock(mu_);
-  auto it = by_request_.find(request_id);
-  if (it == by_request_.end()) return absl::NotFoundError(absl::StrCat("request_id: no running request '", request_id, "'"));
+  auto it = by_request_.find(OwnedId{owner, request_id});
+  if (it == by_request_.end()) {
+    // The id is not echoed: it is the caller's input, and the message is the
+    // same whether nobody or somebody else runs it.
+    return absl::NotFoundError("request_id: no running or queued request of yours has this id");
+  }
   active_.at(it->second).stream->Cancel();
   cv_.notify_all();
   return absl::OkStatus();
@@ -157,11 +182,12 @@ EngineStats Engine::Stats() const {
 }
 
 // Sends the final chunk (with usage) and forgets the request. mu_ held.
-void Engine::Finish(SeqId id, Active& a, FinishReason reason, const std::string& error) {
+void Engine::Finish(SeqId id, Active& a, FinishReason reason, const absl::Status& error) {
   OutputChunk c;
   c.final = true;
   c.finish = reason;
-  c.error = error;
+  c.error_code = error.code();
+  if (!error.ok()) c.error = error.ToString();
   c.usage.prompt_tokens = static_cast<int>(a.request.prompt.size());
   c.usage.generated_tokens = static_cast<int>(a.state->generated().size());
   const double now = Now();
@@ -172,7 +198,7 @@ void Engine::Finish(SeqId id, Active& a, FinishReason reason, const std::string&
   if (observer_) observer_->OnFinished(reason, c.usage);
   a.stream->Push(std::move(c));
   scheduler_.Remove(id);
-  by_request_.erase(a.request.request_id);
+  by_request_.erase(OwnedId{a.request.owner, a.request.request_id});
 }
 
 void Engine::Loop() {
@@ -191,15 +217,36 @@ void Engine::Loop() {
     bool host_logits = false;
     {
       std::unique_lock<std::mutex> lock(mu_);
+      const double now = Now();
+      int paused = 0;
       for (auto it = active_.begin(); it != active_.end();) {
-        if (stop_ || it->second.stream->cancelled()) {
-          Finish(it->first, it->second, FinishReason::kCancelled, "");
+        Active& a = it->second;
+        if (stop_ || a.stream->cancelled()) {
+          Finish(it->first, a, FinishReason::kCancelled);
           it = active_.erase(it);
           continue;
         }
-        scheduler_.SetPaused(it->first, it->second.stream->pending() >= options_.max_pending_chunks);
+        // Paused: the consumer has not taken its last chunks. A pause that
+        // lasts the stall timeout means a client that stopped reading; it
+        // would otherwise keep its slot and KV blocks for good.
+        const bool is_paused = a.stream->pending() >= options_.max_pending_chunks;
+        if (!is_paused) {
+          a.paused_since = -1;
+        } else if (a.paused_since < 0) {
+          a.paused_since = now;
+        } else if (now - a.paused_since >= options_.stall_timeout_seconds) {
+          ++stats_.stalled;
+          if (observer_) observer_->OnStalled();
+          a.stream->MarkStalled();
+          Finish(it->first, a, FinishReason::kCancelled);
+          it = active_.erase(it);
+          continue;
+        }
+        paused += is_paused;
+        scheduler_.SetPaused(it->first, is_paused);
         ++it;
       }
+      stats_.paused = paused;
       if (stop_) return;
       plan = scheduler_.Schedule();
       if (plan.empty()) {
@@ -211,7 +258,6 @@ void Engine::Loop() {
         }
         continue;
       }
-      const double now = Now();
       for (const ScheduledSeq& s : plan) {
         Active& a = active_.at(s.id);
         if (a.admitted < 0) a.admitted = now;
@@ -233,7 +279,7 @@ void Engine::Loop() {
       auto it = active_.find(s.id);
       Active& a = it->second;
       if (!status.ok()) {
-        Finish(s.id, a, FinishReason::kError, std::string(status.message()));
+        Finish(s.id, a, FinishReason::kError, status);
         active_.erase(it);
         continue;
       }
@@ -242,14 +288,45 @@ void Engine::Loop() {
       // Rows of logits (Forward) or sampled tokens (ForwardSample): one per
       // sampling sequence, in plan order.
       std::span<float> lg;
-      model::SequenceState::StepResult r;
+      int32_t token = model::kNoToken;
       if (host_logits) {
         lg = std::span<float>(logits.data() + row * vocab, vocab);
-        r = a.state->Step(lg);
       } else {
-        r = a.state->Accept(sampled[row]);
+        token = sampled[row];
       }
       ++row;
+      // A NaN row (the samplers answer kNoToken for one) is a numerical
+      // fault of this sequence: it ends alone, with its capacity freed, and
+      // the rest of the step goes on. The host path checks the row itself,
+      // before SequenceState::Step would record whatever the sampler made
+      // of it. (A finished sequence never reaches Step again: it is erased
+      // below, so a kNoToken from Step is the sampler's refusal.)
+      const uint64_t step = a.state->generated().size();
+      auto numerical_fault = [&] {
+        return absl::InternalError(absl::StrCat("step ", step,
+                                                ": the logits of this sequence hold NaN or nothing samplable (a "
+                                                "numerical fault in the model weights or the backend); the request "
+                                                "was ended"));
+      };
+      absl::Status fault;
+      if (host_logits ? HoldsNaN(lg) : token == model::kNoToken) {
+        fault = numerical_fault();
+      } else if (!host_logits && (token < 0 || token >= vocab)) {
+        fault = absl::InternalError(
+            absl::StrCat("step ", step, ": the backend sampled token id ", token, ", outside [0, ", vocab, ")"));
+      }
+      model::SequenceState::StepResult r;
+      if (fault.ok()) {
+        r = host_logits ? a.state->Step(lg) : a.state->Accept(token);
+        // A host sampler may refuse a row without NaN too (kNoToken for a
+        // row with nothing samplable): the same fault, never a token -1.
+        if (r.token == model::kNoToken) fault = numerical_fault();
+      }
+      if (!fault.ok()) {
+        Finish(s.id, a, FinishReason::kError, fault);
+        active_.erase(it);
+        continue;
+      }
       a.tokens.push_back(r.token);
       const double now = Now();
       if (a.first_token < 0) {
@@ -273,7 +350,7 @@ void Engine::Loop() {
       }
       a.stream->Push(std::move(c));
       stats_.prompt_tokens += a.request.prompt.size();
-      Finish(s.id, a, r.finish, "");
+      Finish(s.id, a, r.finish);
       active_.erase(it);
     }
   }

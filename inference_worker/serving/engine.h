@@ -9,6 +9,11 @@
 // Threading: Submit, Abort and Stats are thread-safe. Everything else runs on
 // the engine thread. RequestStream is the only object shared between the
 // engine thread (producer) and a gRPC stream (consumer).
+//
+// Requests belong to an owner (the identity of the client that submitted
+// them): request ids are unique per owner, and only the owner can Abort one.
+// A request whose consumer stops taking output holds its slot and KV blocks
+// only for EngineOptions::stall_timeout_seconds; then the engine ends it.
 #pragma once
 
 #include <atomic>
@@ -33,7 +38,12 @@
 namespace ossgate::serving {
 
 struct GenerationRequest {
+  // Unique among the running and queued requests of `owner`. Empty: the
+  // engine assigns 32 random hex digits (128 bits, so ids cannot be guessed).
   std::string request_id;
+  // Who submitted it (e.g. the client certificate's SPIFFE URI; empty for
+  // anonymous callers). Abort finds a request only under the same owner.
+  std::string owner;
   std::vector<int32_t> prompt;
   model::GenerationParams params;
   int logprobs = -1;  // top-n alternatives; < 0 = no log-probabilities
@@ -61,6 +71,9 @@ struct OutputChunk {
   std::vector<TokenLogprob> logprobs;
   bool final = false;
   model::FinishReason finish = model::FinishReason::kNone;
+  // With finish kError: the status code (kInternal for a numerical fault,
+  // else the backend's) and "<CODE>: <message>", e.g. "INTERNAL: step 3: ...".
+  absl::StatusCode error_code = absl::StatusCode::kOk;
   std::string error;
   Usage usage;  // set on the final chunk
 };
@@ -80,10 +93,17 @@ class RequestStream {
   // Blocks until a chunk is available (tests and simple clients).
   OutputChunk WaitPop();
 
+  // Whether the engine ended the request because its consumer took no
+  // output for the stall timeout. Set before the final chunk is pushed, so a
+  // notify callback that sees the final chunk also sees this; the consumer
+  // should then drop its transport stream (the client is not reading).
+  bool stalled() const { return stalled_.load(); }
+
   // Producer side.
   void Push(OutputChunk chunk);
   size_t pending() const;
   bool cancelled() const { return cancelled_.load(); }
+  void MarkStalled() { stalled_.store(true); }
 
  private:
   const std::string request_id_;
@@ -92,6 +112,7 @@ class RequestStream {
   std::deque<OutputChunk> queue_;       // guarded by mu_
   std::function<void()> notify_;        // guarded by mu_
   std::atomic<bool> cancelled_{false};
+  std::atomic<bool> stalled_{false};
 };
 
 struct EngineOptions {
@@ -99,16 +120,23 @@ struct EngineOptions {
   // A stream with this many unread chunks pauses its sequence until the
   // client catches up (backpressure).
   size_t max_pending_chunks = 8;
+  // A sequence paused this long without its consumer taking a chunk is
+  // ended (finish kCancelled, RequestStream::stalled()) and its slot and KV
+  // blocks are freed: a client that stops reading must not hold capacity
+  // forever. Must be > 0.
+  double stall_timeout_seconds = 30;
 };
 
 struct EngineStats {
   int running = 0;
   int waiting = 0;
+  int paused = 0;  // running, but skipped: their consumer has not taken its output
   int kv_blocks_total = 0;
   int kv_blocks_used = 0;
   uint64_t generated_tokens = 0;
   uint64_t prompt_tokens = 0;
   uint64_t requests_finished = 0;
+  uint64_t stalled = 0;  // requests ended because their consumer stopped taking output
 };
 
 // Observes finished requests and token timing (metrics); called on the
@@ -119,6 +147,9 @@ class EngineObserver {
   virtual void OnFirstToken(double seconds_since_submit) = 0;
   virtual void OnToken(double seconds_since_previous) = 0;
   virtual void OnFinished(model::FinishReason reason, const Usage& usage) = 0;
+  // A request is being ended because its consumer took no output for the
+  // stall timeout (OnFinished follows with kCancelled).
+  virtual void OnStalled() {}
 };
 
 class Engine {
@@ -129,10 +160,13 @@ class Engine {
   ~Engine();  // Stop()s
 
   // Queues a request. ResourceExhausted when at capacity, AlreadyExists for
-  // a duplicate request id, InvalidArgument when it can never fit.
+  // a request id its owner already runs, InvalidArgument when it can never
+  // fit.
   absl::StatusOr<std::shared_ptr<RequestStream>> Submit(GenerationRequest request);
-  // Cancels a request by id; NotFound if it is not running or queued.
-  absl::Status Abort(const std::string& request_id);
+  // Cancels a request of `owner` by id. NotFound if that owner has no such
+  // request running or queued, including when another owner has one: the
+  // answer must not tell whether someone else uses the id.
+  absl::Status Abort(const std::string& request_id, const std::string& owner = "");
   EngineStats Stats() const;
   // Stops the loop; unfinished requests end with CANCELLED.
   void Stop();
@@ -144,9 +178,13 @@ class Engine {
     std::unique_ptr<model::SequenceState> state;
     std::vector<int32_t> tokens;  // prompt + generated
     double submitted = 0, admitted = -1, first_token = -1, last_token = 0;
+    double paused_since = -1;  // < 0: not paused
   };
+  using OwnedId = std::pair<std::string, std::string>;  // (owner, request id)
   void Loop();
-  void Finish(SeqId id, Active& a, model::FinishReason reason, const std::string& error);
+  // Ends the request: the final chunk carries `reason` and, for kError,
+  // `error` (its code and message).
+  void Finish(SeqId id, Active& a, model::FinishReason reason, const absl::Status& error = absl::OkStatus());
   double Now() const;
 
   model::Backend& backend_;
@@ -159,7 +197,7 @@ class Engine {
   std::condition_variable cv_;
   Scheduler scheduler_;                       // guarded by mu_
   std::map<SeqId, Active> active_;            // guarded by mu_ (entries' states used by the engine thread only)
-  std::map<std::string, SeqId> by_request_;   // guarded by mu_
+  std::map<OwnedId, SeqId> by_request_;       // guarded by mu_
   SeqId next_id_ = 1;                         // guarded by mu_
   bool stop_ = false;                         // guarded by mu_
   EngineStats stats_;                         // guarded by mu_

@@ -22,6 +22,9 @@ struct ProvenanceClientConfig {
 };
 
 // Reads the TLS material and creates the channel (it connects lazily).
+// VerifyModel answers a failed TLS certificate verification (either side's,
+// named by gRPC or found by a diagnostic handshake, tls_probe.h) with
+// UNAUTHENTICATED naming it, not UNAVAILABLE: the gate must not retry it.
 absl::StatusOr<std::unique_ptr<ProvenanceClient>> MakeGrpcProvenanceClient(const ProvenanceClientConfig& config);
 
 // True for host:port addresses on the loopback interface (127.x, localhost,

@@ -5,6 +5,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "inference_worker/text/harmony.h"
+#include "inference_worker/worker/client_identity.h"
+#include "inference_worker/worker/worker_log.h"
 
 namespace ossgate::worker {
 
@@ -20,6 +22,7 @@ namespace {
 constexpr size_t kMaxPromptBytes = 1 << 20;
 constexpr size_t kMaxStopStrings = 16;
 constexpr size_t kMaxStopBytes = 256;
+constexpr size_t kMaxStopTokenIds = 16;
 constexpr int kDefaultMaxTokensCap = 4096;
 constexpr uint32_t kMaxLogprobs = 20;
 constexpr size_t kMaxConversationMessages = 1024;
@@ -197,6 +200,10 @@ absl::StatusOr<serving::GenerationRequest> InferenceServiceImpl::BuildRequest(co
     }
     out.params.stop_strings.push_back(req.stop(i));
   }
+  if (static_cast<size_t>(req.stop_token_ids_size()) > kMaxStopTokenIds) {
+    return Invalid("stop_token_ids",
+                   absl::StrCat("at most ", kMaxStopTokenIds, " stop token ids, got ", req.stop_token_ids_size()));
+  }
   for (int i = 0; i < req.stop_token_ids_size(); ++i) {
     const int32_t id = req.stop_token_ids(i);
     if (id < 0 || id >= vocab) {
@@ -220,16 +227,46 @@ absl::StatusOr<serving::GenerationRequest> InferenceServiceImpl::BuildRequest(co
 
 void InferenceServiceImpl::SetModel(const LoadedModelView* model) { model_.store(model); }
 
+InferenceServiceImpl::InferenceServiceImpl(ClientAuthPolicy policy, ServiceObserver* observer,
+                                           std::function<void(const std::string&)> log)
+    : policy_(std::move(policy)), observer_(observer), log_(std::move(log)) {}
+
 namespace {
+
+// The request as the method's message type. gRPC's own deserialisation
+// would answer UNIMPLEMENTED with no message; the API promises
+// INVALID_ARGUMENT naming the problem.
+template <class Message>
+absl::Status ParseRequest(const grpc::ByteBuffer& buffer, Message* msg) {
+  grpc::ByteBuffer copy(buffer);  // Deserialize consumes its input; this shares the slices
+  const size_t bytes = copy.Length();
+  if (!grpc::SerializationTraits<Message>::Deserialize(&copy, msg).ok()) {
+    return Invalid("request",
+                   absl::StrCat("the ", bytes, " bytes received do not parse as ", Message::descriptor()->full_name(),
+                                " (protobuf wire format); check the client's generated code"));
+  }
+  return absl::OkStatus();
+}
+
+template <class Message>
+absl::Status SerializeResponse(const Message& msg, grpc::ByteBuffer* out) {
+  bool own_buffer = false;
+  if (!grpc::SerializationTraits<Message>::Serialize(msg, out, &own_buffer).ok()) {
+    return absl::InternalError(absl::StrCat("cannot serialize the ", Message::descriptor()->full_name()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status NotLoaded() { return absl::UnavailableError("the model is not loaded yet"); }
 
 // One Generate call. The reactor owns itself through self_ until gRPC calls
 // OnDone; the engine's notify callback holds only a weak reference, so it
 // can never touch a deleted reactor, and a reaction run inline from a
 // Start* call cannot deadlock against it.
-class GenerateReactor final : public grpc::ServerWriteReactor<pb::GenerateResponse> {
+class GenerateReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
-  static GenerateReactor* Create() {
-    auto* r = new GenerateReactor();
+  static GenerateReactor* Create(grpc::CallbackServerContext* ctx) {
+    auto* r = new GenerateReactor(ctx);
     r->self_.reset(r);
     return r;
   }
@@ -239,9 +276,9 @@ class GenerateReactor final : public grpc::ServerWriteReactor<pb::GenerateRespon
     seed_ = seed;
     std::weak_ptr<GenerateReactor> weak = self_;
     stream_->SetNotify([weak] {
-      if (auto r = weak.lock()) r->MaybeWrite();
+      if (auto r = weak.lock()) r->OnOutput();
     });
-    MaybeWrite();
+    OnOutput();
   }
 
   void Fail(const grpc::Status& status) {
@@ -270,10 +307,31 @@ class GenerateReactor final : public grpc::ServerWriteReactor<pb::GenerateRespon
   }
 
   void OnDone() override {
+    {
+      std::lock_guard<std::recursive_mutex> lock(ctx_mu_);
+      ctx_ = nullptr;  // gRPC frees it after this returns
+    }
     if (stream_) stream_->Cancel();  // no-op if finished; frees capacity otherwise
     // Drop the self-reference; the object goes away once a notify callback
     // that may be running has returned.
     std::shared_ptr<GenerateReactor> last = std::move(self_);
+  }
+
+ private:
+  explicit GenerateReactor(grpc::CallbackServerContext* ctx) : ctx_(ctx) {}
+
+  // New output, or the engine ended a stalled stream: its client has not
+  // taken a message for the stall timeout, so the final one would never be
+  // delivered either; cancelling the call frees the transport stream too.
+  void OnOutput() {
+    if (stream_->stalled()) {
+      // TryCancel may run reactions (even OnDone) inline on this thread,
+      // hence the recursive mutex.
+      std::lock_guard<std::recursive_mutex> lock(ctx_mu_);
+      if (ctx_ != nullptr) ctx_->TryCancel();
+      return;
+    }
+    MaybeWrite();
   }
 
   // Writes the next chunk if none is in flight.
@@ -287,13 +345,13 @@ class GenerateReactor final : public grpc::ServerWriteReactor<pb::GenerateRespon
       writing_ = true;
       if (chunk->final) finished_ = true;
     }
-    response_.Clear();
-    response_.set_request_id(stream_->request_id());
-    for (int32_t t : chunk->tokens) response_.add_token_ids(t);
-    response_.set_text(chunk->text);
-    response_.set_channel(chunk->channel);
+    pb::GenerateResponse response;
+    response.set_request_id(stream_->request_id());
+    for (int32_t t : chunk->tokens) response.add_token_ids(t);
+    response.set_text(chunk->text);
+    response.set_channel(chunk->channel);
     for (const auto& lp : chunk->logprobs) {
-      pb::TokenLogprob* out = response_.add_logprobs();
+      pb::TokenLogprob* out = response.add_logprobs();
       out->set_token_id(lp.token);
       out->set_logprob(lp.logprob);
       for (const auto& [id, v] : lp.top) {
@@ -303,7 +361,7 @@ class GenerateReactor final : public grpc::ServerWriteReactor<pb::GenerateRespon
       }
     }
     if (chunk->final) {
-      pb::Final* f = response_.mutable_final();
+      pb::Final* f = response.mutable_final();
       switch (chunk->finish) {
         case model::FinishReason::kStop: f->set_finish_reason(pb::FINISH_REASON_STOP); break;
         case model::FinishReason::kLength: f->set_finish_reason(pb::FINISH_REASON_LENGTH); break;
@@ -318,19 +376,24 @@ class GenerateReactor final : public grpc::ServerWriteReactor<pb::GenerateRespon
       u->set_time_to_first_token_seconds(chunk->usage.time_to_first_token);
       u->set_total_seconds(chunk->usage.total);
       u->set_queue_seconds(chunk->usage.queued);
+    }
+    buffer_.Clear();
+    if (absl::Status s = SerializeResponse(response, &buffer_); !s.ok()) {
+      stream_->Cancel();
+      FinishOnce(ToGrpc(s));
+      return;
+    }
+    if (chunk->final) {
       finish_called_.store(true);
-      StartWriteAndFinish(&response_, grpc::WriteOptions(), grpc::Status::OK);
+      StartWriteAndFinish(&buffer_, grpc::WriteOptions(), grpc::Status::OK);
     } else {
-      StartWrite(&response_);
+      StartWrite(&buffer_);
     }
   }
 
- private:
   void FinishOnce(const grpc::Status& s) {
     if (!finish_called_.exchange(true)) Finish(s);
   }
-
-  GenerateReactor() = default;
 
   std::shared_ptr<GenerateReactor> self_;
   std::shared_ptr<serving::RequestStream> stream_;
@@ -339,105 +402,144 @@ class GenerateReactor final : public grpc::ServerWriteReactor<pb::GenerateRespon
   bool writing_ = false;   // guarded by mu_
   bool finished_ = false;  // guarded by mu_
   std::atomic<bool> finish_called_{false};
-  pb::GenerateResponse response_;
+  grpc::ByteBuffer buffer_;  // the message being written (one at a time)
+  std::recursive_mutex ctx_mu_;
+  grpc::CallbackServerContext* ctx_;  // guarded by ctx_mu_; null once OnDone ran
 };
 
 }  // namespace
 
-grpc::ServerWriteReactor<pb::GenerateResponse>* InferenceServiceImpl::Generate(grpc::CallbackServerContext* ctx,
-                                                                              const pb::GenerateRequest* req) {
-  auto* reactor = GenerateReactor::Create();
+absl::StatusOr<std::string> InferenceServiceImpl::Authorize(grpc::CallbackServerContext* ctx,
+                                                            const char* method) const {
+  if (!policy_.require_identity) return std::string();  // anonymous, by explicit configuration
+  const PeerCertificate cert = PeerCertificateOf(ctx->auth_context().get());
+  absl::StatusOr<ClientIdentity> id = IdentityOf(cert, policy_.roles);
+  if (id.ok()) return id->uri;
+  // Attributable even without a usable identity: the certificate's SANs and
+  // fingerprint identify who holds a CA-signed certificate.
+  if (log_) {
+    log_(
+        absl::StrCat("refused ", method, " from ", ctx->peer(), ": ", id.status().message(), "; ", DescribePeer(cert)));
+  }
+  return id.status();
+}
+
+template <class Request, class Response, class Handle>
+grpc::ServerUnaryReactor* InferenceServiceImpl::Unary(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request,
+                                                      grpc::ByteBuffer* response, const char* method, Handle handle) {
+  auto* r = ctx->DefaultReactor();
+  const absl::Status s = [&]() -> absl::Status {
+    absl::StatusOr<std::string> owner = Authorize(ctx, method);
+    if (!owner.ok()) return owner.status();
+    Request req;
+    if (absl::Status p = ParseRequest(*request, &req); !p.ok()) return p;
+    const LoadedModelView* m = model();
+    if (!m) return NotLoaded();
+    Response resp;
+    if (absl::Status h = handle(*owner, *m, req, &resp); !h.ok()) return h;
+    return SerializeResponse(resp, response);
+  }();
+  r->Finish(ToGrpc(s));
+  return r;
+}
+
+grpc::ServerWriteReactor<grpc::ByteBuffer>* InferenceServiceImpl::Generate(grpc::CallbackServerContext* ctx,
+                                                                           const grpc::ByteBuffer* request) {
+  auto* reactor = GenerateReactor::Create(ctx);
+  auto refuse = [&](const absl::Status& s) {
+    const grpc::Status g = ToGrpc(s);
+    if (observer_) observer_->OnGenerateRefused(g.error_code());
+    reactor->Fail(g);
+    return reactor;
+  };
+  absl::StatusOr<std::string> owner = Authorize(ctx, "Generate");
+  if (!owner.ok()) return refuse(owner.status());
+  pb::GenerateRequest req;
+  if (absl::Status p = ParseRequest(*request, &req); !p.ok()) return refuse(p);
   const LoadedModelView* m = model();
-  if (!m) {
-    reactor->Fail(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the model is not loaded yet"));
-    return reactor;
-  }
-  if (!accepting_.load()) {
-    reactor->Fail(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the worker is shutting down"));
-    return reactor;
-  }
-  auto built = BuildRequest(*req, *m);
-  if (!built.ok()) {
-    reactor->Fail(ToGrpc(built.status()));
-    return reactor;
-  }
+  if (!m) return refuse(NotLoaded());
+  if (!accepting_.load()) return refuse(absl::UnavailableError("the worker is shutting down"));
+  auto built = BuildRequest(req, *m);
+  if (!built.ok()) return refuse(built.status());
+  built->owner = *std::move(owner);
   const uint64_t seed = built->params.sampling.seed;
   auto stream = m->engine->Submit(*std::move(built));
-  if (!stream.ok()) {
-    reactor->Fail(ToGrpc(stream.status()));
-    return reactor;
-  }
+  if (!stream.ok()) return refuse(stream.status());
   reactor->Start(*std::move(stream), seed);
   return reactor;
 }
 
-grpc::ServerUnaryReactor* InferenceServiceImpl::Abort(grpc::CallbackServerContext* ctx, const pb::AbortRequest* req,
-                                                      pb::AbortResponse*) {
-  auto* r = ctx->DefaultReactor();
-  const LoadedModelView* m = model();
-  if (!m) {
-    r->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the model is not loaded yet"));
-  } else {
-    r->Finish(ToGrpc(m->engine->Abort(req->request_id())));
+absl::Status InferenceServiceImpl::DoAbort(const std::string& owner, const LoadedModelView& m,
+                                           const pb::AbortRequest& req, pb::AbortResponse*) {
+  if (req.request_id().empty() || !ValidRequestId(req.request_id())) {
+    return Invalid("request_id", "1..128 characters from [A-Za-z0-9._:-] are required");
   }
-  return r;
+  // Only the owner's requests: NOT_FOUND, not PERMISSION_DENIED, for another
+  // identity's id, so ids cannot be probed.
+  return m.engine->Abort(req.request_id(), owner);
+}
+
+absl::Status InferenceServiceImpl::DoTokenize(const LoadedModelView& m, const pb::TokenizeRequest& req,
+                                              pb::TokenizeResponse* resp) {
+  if (req.text().size() > kMaxPromptBytes) return Invalid("text", absl::StrCat("at most ", kMaxPromptBytes, " bytes"));
+  for (int32_t id : m.tokenizer->Encode(req.text(), req.allow_special_tokens())) resp->add_token_ids(id);
+  return absl::OkStatus();
+}
+
+absl::Status InferenceServiceImpl::DoDetokenize(const LoadedModelView& m, const pb::DetokenizeRequest& req,
+                                                pb::DetokenizeResponse* resp) {
+  if (req.token_ids_size() > 1000000) return Invalid("token_ids", "at most 1,000,000 ids");
+  for (int i = 0; i < req.token_ids_size(); ++i) {
+    const int32_t id = req.token_ids(i);
+    if (id < 0 || id >= m.config->vocab_size) {
+      return Invalid(absl::StrCat("token_ids[", i, "]"), absl::StrCat("unknown token id ", id));
+    }
+  }
+  text::StreamDecoder decoder(*m.tokenizer);
+  std::string out;
+  for (int32_t id : req.token_ids()) out += decoder.Push(id);
+  out += decoder.Flush();
+  resp->set_text(out);
+  return absl::OkStatus();
+}
+
+grpc::ServerUnaryReactor* InferenceServiceImpl::Abort(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request,
+                                                      grpc::ByteBuffer* response) {
+  return Unary<pb::AbortRequest, pb::AbortResponse>(
+      ctx, request, response, "Abort",
+      [](const std::string& owner, const LoadedModelView& m, const pb::AbortRequest& req, pb::AbortResponse* resp) {
+        return DoAbort(owner, m, req, resp);
+      });
 }
 
 grpc::ServerUnaryReactor* InferenceServiceImpl::Tokenize(grpc::CallbackServerContext* ctx,
-                                                         const pb::TokenizeRequest* req, pb::TokenizeResponse* resp) {
-  auto* r = ctx->DefaultReactor();
-  const LoadedModelView* m = model();
-  if (!m) {
-    r->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the model is not loaded yet"));
-  } else if (req->text().size() > kMaxPromptBytes) {
-    r->Finish(ToGrpc(Invalid("text", absl::StrCat("at most ", kMaxPromptBytes, " bytes"))));
-  } else {
-    for (int32_t id : m->tokenizer->Encode(req->text(), req->allow_special_tokens())) resp->add_token_ids(id);
-    r->Finish(grpc::Status::OK);
-  }
-  return r;
+                                                         const grpc::ByteBuffer* request, grpc::ByteBuffer* response) {
+  return Unary<pb::TokenizeRequest, pb::TokenizeResponse>(
+      ctx, request, response, "Tokenize",
+      [](const std::string&, const LoadedModelView& m, const pb::TokenizeRequest& req, pb::TokenizeResponse* resp) {
+        return DoTokenize(m, req, resp);
+      });
 }
 
 grpc::ServerUnaryReactor* InferenceServiceImpl::Detokenize(grpc::CallbackServerContext* ctx,
-                                                           const pb::DetokenizeRequest* req,
-                                                           pb::DetokenizeResponse* resp) {
-  auto* r = ctx->DefaultReactor();
-  const LoadedModelView* m = model();
-  if (!m) {
-    r->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the model is not loaded yet"));
-    return r;
-  }
-  if (req->token_ids_size() > 1000000) {
-    r->Finish(ToGrpc(Invalid("token_ids", "at most 1,000,000 ids")));
-    return r;
-  }
-  std::vector<int32_t> ids(req->token_ids().begin(), req->token_ids().end());
-  for (size_t i = 0; i < ids.size(); ++i) {
-    if (ids[i] < 0 || ids[i] >= m->config->vocab_size) {
-      r->Finish(ToGrpc(Invalid(absl::StrCat("token_ids[", i, "]"), absl::StrCat("unknown token id ", ids[i]))));
-      return r;
-    }
-  }
-  text::StreamDecoder decoder(*m->tokenizer);
-  std::string out;
-  for (int32_t id : ids) out += decoder.Push(id);
-  out += decoder.Flush();
-  resp->set_text(out);
-  r->Finish(grpc::Status::OK);
-  return r;
+                                                           const grpc::ByteBuffer* request,
+                                                           grpc::ByteBuffer* response) {
+  return Unary<pb::DetokenizeRequest, pb::DetokenizeResponse>(
+      ctx, request, response, "Detokenize",
+      [](const std::string&, const LoadedModelView& m, const pb::DetokenizeRequest& req, pb::DetokenizeResponse* resp) {
+        return DoDetokenize(m, req, resp);
+      });
 }
 
 grpc::ServerUnaryReactor* InferenceServiceImpl::GetModelInfo(grpc::CallbackServerContext* ctx,
-                                                             const pb::GetModelInfoRequest*, pb::ModelInfo* resp) {
-  auto* r = ctx->DefaultReactor();
-  const LoadedModelView* m = model();
-  if (!m) {
-    r->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the model is not loaded yet"));
-  } else {
-    *resp = m->info;
-    r->Finish(grpc::Status::OK);
-  }
-  return r;
+                                                             const grpc::ByteBuffer* request,
+                                                             grpc::ByteBuffer* response) {
+  return Unary<pb::GetModelInfoRequest, pb::ModelInfo>(
+      ctx, request, response, "GetModelInfo",
+      [](const std::string&, const LoadedModelView& m, const pb::GetModelInfoRequest&, pb::ModelInfo* resp) {
+        *resp = m.info;
+        return absl::OkStatus();
+      });
 }
 
 }  // namespace ossgate::worker

@@ -1,7 +1,12 @@
 #include "inference_worker/worker/metrics.h"
 
+#include <cctype>
 #include <chrono>
 #include <cstdio>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "inference_worker/worker/worker_log.h"
 
 namespace ossgate::worker {
 
@@ -16,7 +21,9 @@ prometheus::Histogram::BucketBoundaries LatencyBuckets() {
 WorkerMetrics::WorkerMetrics() : registry_(std::make_shared<prometheus::Registry>()) {
   requests_ = &prometheus::BuildCounter()
                    .Name("ossgate_worker_requests_total")
-                   .Help("Finished Generate requests by finish reason")
+                   .Help(
+                       "Generate requests: finished ones by finish_reason; refused ones (finish_reason=\"refused\") "
+                       "by reason, the lowercase gRPC code")
                    .Register(*registry_);
   auto& tokens = prometheus::BuildCounter()
                      .Name("ossgate_worker_tokens_total")
@@ -36,10 +43,20 @@ WorkerMetrics::WorkerMetrics() : registry_(std::make_shared<prometheus::Registry
               .Add({}, LatencyBuckets());
   auto& seqs = prometheus::BuildGauge()
                    .Name("ossgate_worker_sequences")
-                   .Help("Sequences by state (running, waiting)")
+                   .Help(
+                       "Sequences by state (running, waiting; paused: running but skipped because the "
+                       "client has not read its output)")
                    .Register(*registry_);
   running_ = &seqs.Add({{"state", "running"}});
   waiting_ = &seqs.Add({{"state", "waiting"}});
+  paused_ = &seqs.Add({{"state", "paused"}});
+  stalled_ = &prometheus::BuildCounter()
+                  .Name("ossgate_worker_stalled_streams_total")
+                  .Help(
+                      "Generate streams ended (capacity freed, call cancelled) because the client accepted no "
+                      "output for --stall_timeout_s")
+                  .Register(*registry_)
+                  .Add({});
   auto& kv = prometheus::BuildGauge()
                  .Name("ossgate_worker_kv_blocks")
                  .Help("KV-cache blocks of full-attention layers (used, total)")
@@ -66,7 +83,7 @@ bool WorkerMetrics::Expose(const std::string& address) {
     exposer_->RegisterCollectable(registry_);
     return true;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "metrics: cannot listen on %s: %s\n", address.c_str(), e.what());
+    LogLine(absl::StrCat("metrics: cannot listen on ", address, ": ", e.what()));
     return false;
   }
 }
@@ -77,6 +94,7 @@ void WorkerMetrics::WatchEngine(const serving::Engine* engine, int period_ms) {
       const serving::EngineStats s = engine->Stats();
       running_->Set(s.running);
       waiting_->Set(s.waiting);
+      paused_->Set(s.paused);
       kv_used_->Set(s.kv_blocks_used);
       kv_total_->Set(s.kv_blocks_total);
       std::this_thread::sleep_for(std::chrono::milliseconds(period_ms));
@@ -88,6 +106,17 @@ void WorkerMetrics::OnFinished(model::FinishReason reason, const serving::Usage&
   requests_->Add({{"finish_reason", model::FinishReasonName(reason)}}).Increment();
   prompt_tokens_->Increment(usage.prompt_tokens);
   generated_tokens_->Increment(usage.generated_tokens);
+}
+
+}  // namespace ossgate::worker
+
+namespace ossgate::worker {
+
+void WorkerMetrics::OnGenerateRefused(grpc::StatusCode code) {
+  // The canonical code name in lowercase, e.g. "invalid_argument".
+  std::string reason = absl::StatusCodeToString(static_cast<absl::StatusCode>(code));
+  for (char& c : reason) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  requests_->Add({{"finish_reason", "refused"}, {"reason", reason}}).Increment();
 }
 
 }  // namespace ossgate::worker

@@ -1,7 +1,8 @@
 // Prometheus metrics of the worker (prometheus-cpp), exported over HTTP on
-// the metrics port: request and token counters, time-to-first-token and
-// inter-token latency histograms, running/waiting sequences, KV block usage,
-// model load duration.
+// the metrics port: request counters (finished by finish reason, refused by
+// gRPC code), token counters, time-to-first-token and inter-token latency
+// histograms, running/waiting/paused sequences, streams ended because their
+// client stopped reading, KV block usage, model load duration.
 #pragma once
 
 #include <atomic>
@@ -10,6 +11,7 @@
 #include <thread>
 
 #include "inference_worker/serving/engine.h"
+#include "inference_worker/worker/inference_service.h"
 #include "prometheus/counter.h"
 #include "prometheus/exposer.h"
 #include "prometheus/gauge.h"
@@ -18,7 +20,7 @@
 
 namespace ossgate::worker {
 
-class WorkerMetrics final : public serving::EngineObserver {
+class WorkerMetrics final : public serving::EngineObserver, public ServiceObserver {
  public:
   WorkerMetrics();
   ~WorkerMetrics() override;
@@ -39,6 +41,10 @@ class WorkerMetrics final : public serving::EngineObserver {
     itl_->Observe(seconds);
   }
   void OnFinished(model::FinishReason reason, const serving::Usage& usage) override;
+  void OnStalled() override { stalled_->Increment(); }
+
+  // ServiceObserver (gRPC threads).
+  void OnGenerateRefused(grpc::StatusCode code) override;
 
   const std::shared_ptr<prometheus::Registry>& registry() const { return registry_; }
 
@@ -52,6 +58,8 @@ class WorkerMetrics final : public serving::EngineObserver {
   prometheus::Histogram* itl_;
   prometheus::Gauge* running_;
   prometheus::Gauge* waiting_;
+  prometheus::Gauge* paused_;
+  prometheus::Counter* stalled_;
   prometheus::Gauge* kv_used_;
   prometheus::Gauge* kv_total_;
   prometheus::Gauge* load_seconds_;

@@ -1,11 +1,50 @@
 #include "inference_worker/worker/model_gate.h"
 
+#include <algorithm>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "inference_worker/worker/worker_log.h"
+#include "provenance_service/token/json.h"
+#include "provenance_service/token/paseto.h"
 
 namespace ossgate::worker {
+
+namespace {
+
+// The form of token::TokenKeyId: 16 lowercase hex digits.
+bool IsKeyIdForm(const std::string& kid) {
+  return kid.size() == 16 &&
+         std::all_of(kid.begin(), kid.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+// The footer is not authenticated (anyone between us and the service, or a
+// compromised service, writes it), yet it chooses the key and used to reach
+// the log verbatim: a forged key id could print a line of its own ("phase=
+// verified ..."). It must have the form of a key id before it is looked up
+// or shown, and is shown only quoted.
+absl::Status CheckFooterKeyId(const std::string& token) {
+  auto footer = token::paseto::UntrustedFooter(token);
+  if (!footer.ok()) {
+    return absl::UnauthenticatedError(
+        absl::StrCat("approval token rejected: ", EscapeControl(footer.status().message()), "; model not loaded"));
+  }
+  auto value = token::json::Parse(*footer, 2);
+  const token::json::Value* kid = value.ok() && value->is_object() ? value->Find("kid") : nullptr;
+  if (kid == nullptr || !kid->is_string()) {
+    return absl::UnauthenticatedError(
+        "approval token rejected: its footer has no key id (\"kid\" string); model not loaded");
+  }
+  if (!IsKeyIdForm(kid->text())) {
+    return absl::UnauthenticatedError(absl::StrCat("approval token rejected: the footer's key id ",
+                                                   Quote(kid->text(), 40),
+                                                   " is not 16 lowercase hex digits; model not loaded"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
 
 absl::StatusOr<VerifiedModel> LoadVerifiedModel(const GateConfig& config, ProvenanceClient& client, const GateLog& log,
                                                 std::function<absl::Time()> now) {
@@ -18,8 +57,13 @@ absl::StatusOr<VerifiedModel> LoadVerifiedModel(const GateConfig& config, Proven
   }
 
   // 1. Read once, hashing.
-  say(absl::StrCat("phase=hashing path=", config.model_path));
+  say(absl::StrCat("phase=hashing path=", LogValue(config.model_path)));
+  bool hashing_hooked = false;
   auto bytes = model::ReadModelFile(config.model_path, config.max_model_bytes, [&](const model::ReadProgress& p) {
+    if (config.phase_hook && !hashing_hooked) {
+      hashing_hooked = true;
+      config.phase_hook("hashing");
+    }
     say(absl::StrFormat("phase=hashing bytes=%d/%d rate=%.1fMB/s", p.bytes_done, p.bytes_total,
                         p.seconds > 0 ? p.bytes_done / 1e6 / p.seconds : 0.0));
   });
@@ -32,31 +76,37 @@ absl::StatusOr<VerifiedModel> LoadVerifiedModel(const GateConfig& config, Proven
   absl::Duration backoff = config.initial_backoff;
   absl::StatusOr<Verdict> verdict;
   for (int attempt = 1;; ++attempt) {
-    say(absl::StrCat("phase=verifying attempt=", attempt, " source=", config.source_uri));
+    say(absl::StrCat("phase=verifying attempt=", attempt, " source=", LogValue(config.source_uri)));
+    if (config.phase_hook) config.phase_hook("verifying");
     verdict = client.VerifyModel(req);
     if (verdict.ok()) break;
     const auto code = verdict.status().code();
     const bool retry = code == absl::StatusCode::kUnavailable || code == absl::StatusCode::kDeadlineExceeded;
+    // The messages come from the service or the network: quoted.
     if (!retry) {
       return absl::Status(verdict.status().code(),
-                          absl::StrCat("provenance service refused the request: ", verdict.status().message()));
+                          absl::StrCat("the provenance service call failed (not retried): ",
+                                       Quote(verdict.status().message(), 1024), "; model not loaded"));
     }
     if (now() + backoff > deadline) {
-      return absl::UnavailableError(absl::StrCat("provenance service unreachable for ",
-                                                 absl::FormatDuration(config.verify_deadline), " (last error: ",
-                                                 verdict.status().message(), "); model not loaded"));
+      return absl::UnavailableError(
+          absl::StrCat("provenance service unreachable for ", absl::FormatDuration(config.verify_deadline),
+                       " (last error: ", Quote(verdict.status().message(), 512), "); model not loaded"));
     }
-    say(absl::StrCat("phase=verifying retry_in=", absl::FormatDuration(backoff), " error=", verdict.status().message()));
+    say(absl::StrCat("phase=verifying retry_in=", absl::FormatDuration(backoff),
+                     " error=", Quote(verdict.status().message(), 512)));
     std::this_thread::sleep_for(absl::ToChronoMilliseconds(backoff));
     backoff = std::min(backoff * 2, absl::Seconds(10));
   }
   if (!verdict->verified) {
-    return absl::PermissionDeniedError(absl::StrCat("provenance service rejected the model: ", verdict->reason,
-                                                    verdict->detail.empty() ? "" : absl::StrCat(" (", verdict->detail, ")"),
-                                                    "; audit log index ", verdict->log_index));
+    return absl::PermissionDeniedError(
+        absl::StrCat("provenance service rejected the model: ", LogValue(verdict->reason, 64),
+                     verdict->detail.empty() ? "" : absl::StrCat(" (", Quote(verdict->detail, 512), ")"),
+                     "; audit log index ", verdict->log_index));
   }
 
   // 3. Verify the token ourselves; never trust the verdict alone.
+  if (absl::Status s = CheckFooterKeyId(verdict->approval_token); !s.ok()) return s;
   token::ApprovalTokenVerifier verifier;
   for (const std::string& raw : config.pinned_keys) {
     auto key = token::Ed25519PublicKey::FromRaw(raw);
@@ -71,10 +121,10 @@ absl::StatusOr<VerifiedModel> LoadVerifiedModel(const GateConfig& config, Proven
   const absl::Time verified_at = now();
   auto claims = verifier.Verify(verdict->approval_token, expect, verified_at);
   if (!claims.ok()) {
-    return absl::UnauthenticatedError(absl::StrCat("approval token rejected: ", claims.status().message(),
-                                                    "; model not loaded"));
+    return absl::UnauthenticatedError(
+        absl::StrCat("approval token rejected: ", EscapeControl(claims.status().message()), "; model not loaded"));
   }
-  say(absl::StrCat("phase=verified token_id=", claims->token_id, " key_id=", claims->key_id,
+  say(absl::StrCat("phase=verified token_id=", LogValue(claims->token_id, 64), " key_id=", LogValue(claims->key_id, 64),
                    " log_index=", claims->log_index, " expires=", token::FormatTokenTime(claims->expires_at)));
 
   VerifiedModel out;

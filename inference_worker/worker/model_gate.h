@@ -5,9 +5,10 @@
 //   2. Ask the provenance service: VerifyModel(name, source, sha256, size,
 //      worker id). Retries with backoff while the service is unreachable, up
 //      to a deadline.
-//   3. Verify the approval token locally: signature with a pinned key,
-//      issuer, audience = own worker id, model hash and size = what this
-//      process computed, time window.
+//   3. Verify the approval token locally: the footer's key id must look like
+//      a key id (16 lowercase hex digits) before it selects a pinned key;
+//      then signature with that key, issuer, audience = own worker id, model
+//      hash and size = what this process computed, time window.
 //   4. Only then hand out the bytes; the caller parses exactly these bytes.
 #pragma once
 
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "inference_worker/model/model_file.h"
 #include "provenance_service/token/approval_token.h"
@@ -46,7 +48,8 @@ struct VerifyRequest {
 class ProvenanceClient {
  public:
   virtual ~ProvenanceClient() = default;
-  // UNAVAILABLE / DEADLINE_EXCEEDED mean "try again"; other errors are final.
+  // UNAVAILABLE / DEADLINE_EXCEEDED mean "try again"; other errors are final
+  // (a failed TLS verification is one: the same configuration fails again).
   virtual absl::StatusOr<Verdict> VerifyModel(const VerifyRequest& request) = 0;
 };
 
@@ -60,6 +63,10 @@ struct GateConfig {
   absl::Duration verify_deadline = absl::Minutes(2);  // total time for retries
   absl::Duration initial_backoff = absl::Milliseconds(200);
   uint64_t max_model_bytes = uint64_t{1} << 40;
+  // Tests only (may be null): called on the main thread on entering
+  // "hashing" (while the file is read) and before each VerifyModel call
+  // ("verifying").
+  std::function<void(absl::string_view phase)> phase_hook;
 };
 
 struct VerifiedModel {
@@ -76,7 +83,9 @@ using GateLog = std::function<void(const std::string&)>;
 // Runs the gate. PermissionDenied when the service rejected the model
 // (message names the reason), Unauthenticated when the token does not
 // verify, Unavailable when the service stayed unreachable until the
-// deadline, and the file errors of ReadModelFile.
+// deadline, the final error of the client otherwise (e.g. a failed TLS
+// verification), and the file errors of ReadModelFile. Text that came from
+// the service or the token is quoted/escaped in the messages and log lines.
 absl::StatusOr<VerifiedModel> LoadVerifiedModel(const GateConfig& config, ProvenanceClient& client,
                                                 const GateLog& log, std::function<absl::Time()> now = absl::Now);
 

@@ -13,7 +13,13 @@ ABSL_FLAG(std::string, health_listen, "", "optional plaintext address serving on
 ABSL_FLAG(std::string, metrics_listen, "", "optional address of the Prometheus /metrics endpoint");
 ABSL_FLAG(std::string, tls_cert, "", "PEM certificate presented to clients");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert");
-ABSL_FLAG(std::string, tls_client_ca, "", "PEM CA; when set, clients must present a certificate it signed (mTLS)");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM CA; clients must present a certificate it signed (mTLS) with a --client_roles identity (required "
+          "unless --allow_unauthenticated_clients or --insecure_dev_loopback)");
+ABSL_FLAG(std::string, client_roles, "client",
+          "comma-separated roles a client certificate's spiffe://ossgate/role/<role>/<id> URI SAN may name");
+ABSL_FLAG(bool, allow_unauthenticated_clients, false,
+          "TLS without client certificates: every client is anonymous and may Abort any request (logs a warning)");
 ABSL_FLAG(bool, insecure_dev_loopback, false, "development only: plaintext gRPC for clients and to the provenance service, loopback addresses only");
 ABSL_FLAG(std::string, model, "", "path of the GGUF model file (required)");
 ABSL_FLAG(std::string, model_name, "", "model name sent to the provenance service (default: file name)");
@@ -37,6 +43,12 @@ ABSL_FLAG(int, kv_blocks, 0, "KV-cache blocks of 16 tokens (0 = max_sequences * 
 ABSL_FLAG(int, max_waiting, 64, "queued requests beyond the running ones; more get RESOURCE_EXHAUSTED");
 ABSL_FLAG(int, step_token_budget, 256, "tokens per engine step (decode tokens + prompt chunks)");
 ABSL_FLAG(int, drain_timeout_s, 30, "seconds to let running requests finish after SIGTERM");
+ABSL_FLAG(double, stall_timeout_s, 30,
+          "seconds a stream may go without its client accepting output before it is cancelled and its capacity "
+          "freed");
+ABSL_FLAG(std::string, testonly_pause_at_phase, "",
+          "tests only: sleep --testonly_pause_s on entering the load phase hashing, verifying or uploading");
+ABSL_FLAG(int, testonly_pause_s, 60, "tests only: see --testonly_pause_at_phase");
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("Serves a provenance-approved gpt-oss GGUF model over gRPC.");
@@ -48,6 +60,11 @@ int main(int argc, char** argv) {
   c.tls_cert = absl::GetFlag(FLAGS_tls_cert);
   c.tls_key = absl::GetFlag(FLAGS_tls_key);
   c.tls_client_ca = absl::GetFlag(FLAGS_tls_client_ca);
+  c.client_roles.clear();
+  for (absl::string_view r : absl::StrSplit(absl::GetFlag(FLAGS_client_roles), ',', absl::SkipEmpty())) {
+    c.client_roles.emplace_back(r);
+  }
+  c.allow_unauthenticated_clients = absl::GetFlag(FLAGS_allow_unauthenticated_clients);
   c.insecure_dev_loopback = absl::GetFlag(FLAGS_insecure_dev_loopback);
   c.gate.model_path = absl::GetFlag(FLAGS_model);
   c.gate.source_uri = absl::GetFlag(FLAGS_source_uri);
@@ -80,6 +97,9 @@ int main(int argc, char** argv) {
   c.max_waiting = absl::GetFlag(FLAGS_max_waiting);
   c.step_token_budget = absl::GetFlag(FLAGS_step_token_budget);
   c.drain_timeout = absl::Seconds(absl::GetFlag(FLAGS_drain_timeout_s));
+  c.stall_timeout = absl::Seconds(absl::GetFlag(FLAGS_stall_timeout_s));
+  c.testonly_pause_phase = absl::GetFlag(FLAGS_testonly_pause_at_phase);
+  c.testonly_pause = absl::Seconds(absl::GetFlag(FLAGS_testonly_pause_s));
   if (c.gate.model_path.empty() || c.gate.source_uri.empty() || c.gate.worker_id.empty() || c.pinned_key_paths.empty()) {
     std::fprintf(stderr, "error: --model, --source_uri, --worker_id and --pinned_keys are required\n");
     return 2;

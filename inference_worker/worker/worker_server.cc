@@ -2,7 +2,9 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -16,12 +18,13 @@
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
-#include "inference_worker/gguf/gguf.h"
 #include "inference_worker/backend_factory.h"
+#include "inference_worker/gguf/gguf.h"
 #include "inference_worker/serving/engine.h"
 #include "inference_worker/text/tokenizer.h"
 #include "inference_worker/worker/inference_service.h"
 #include "inference_worker/worker/metrics.h"
+#include "inference_worker/worker/worker_log.h"
 
 namespace ossgate::worker {
 
@@ -29,14 +32,17 @@ namespace pb = ::ossgate::inference::v1;
 
 namespace {
 
-void Log(const std::string& msg) {
-  std::fprintf(stderr, "%s worker: %s\n", absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone()).c_str(),
-               msg.c_str());
-  std::fflush(stderr);
-}
+void Log(const std::string& msg) { LogLine(msg); }
 
 // Waits for SIGTERM/SIGINT on a dedicated thread (the signals are blocked in
-// every other thread).
+// every other thread). Until StartServing(), a signal ends the process at
+// once with status 0: the model is still loading (a multi-GB hash, the
+// provenance call and its retries, the upload), nothing is served, and
+// Kubernetes' grace period (30 s by default) must not run out on a worker
+// that goes on to ask for an approval it will never use. Exiting from this
+// thread is what makes it prompt wherever the main thread is (inside a read,
+// a blocking RPC or a backend upload); the phase lock makes "loading" and
+// "serving" exclusive, so a signal is either an exit or a drain.
 class SignalWatcher {
  public:
   SignalWatcher() {
@@ -49,20 +55,26 @@ class SignalWatcher {
       sigwait(&set_, &sig);
       {
         std::lock_guard<std::mutex> lock(mu_);
+        if (!serving_) {
+          Log(absl::StrCat("signal ", sig, " while loading the model: exiting now (nothing is served yet)"));
+          _exit(0);  // no destructors: other threads are mid-load; the kernel closes sockets and files
+        }
         signalled_ = sig;
       }
       cv_.notify_all();
     });
     thread_.detach();
   }
-  // Waits up to `timeout` (forever if infinite); returns the signal or 0.
-  int Wait(absl::Duration timeout = absl::InfiniteDuration()) {
+  // From now on a signal is recorded for Wait() (a drain) instead of ending
+  // the process.
+  void StartServing() {
+    std::lock_guard<std::mutex> lock(mu_);
+    serving_ = true;
+  }
+  // Waits for a signal after StartServing(); returns it.
+  int Wait() {
     std::unique_lock<std::mutex> lock(mu_);
-    if (timeout == absl::InfiniteDuration()) {
-      cv_.wait(lock, [&] { return signalled_ != 0; });
-    } else {
-      cv_.wait_for(lock, absl::ToChronoMilliseconds(timeout), [&] { return signalled_ != 0; });
-    }
+    cv_.wait(lock, [&] { return signalled_ != 0; });
     return signalled_;
   }
 
@@ -70,7 +82,8 @@ class SignalWatcher {
   sigset_t set_;
   std::mutex mu_;
   std::condition_variable cv_;
-  int signalled_ = 0;
+  bool serving_ = false;  // guarded by mu_
+  int signalled_ = 0;     // guarded by mu_
   std::thread thread_;
 };
 
@@ -92,7 +105,7 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(const
   if (!key.ok()) return key.status();
   grpc::SslServerCredentialsOptions o(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
   o.pem_key_cert_pairs.push_back({*key, *cert});
-  if (!c.tls_client_ca.empty()) {
+  if (!c.allow_unauthenticated_clients) {  // ValidateWorkerConfig: then tls_client_ca is set
     auto ca = ReadSmallFile(c.tls_client_ca);
     if (!ca.ok()) return ca.status();
     o.pem_root_certs = *ca;
@@ -142,11 +155,74 @@ pb::ModelInfo BuildModelInfo(const gguf::GgufFile& file, const model::ModelConfi
   return info;
 }
 
+bool ValidRole(const std::string& role) {
+  return !role.empty() && role.size() <= 32 &&
+         std::all_of(role.begin(), role.end(), [](char c) { return c >= 'a' && c <= 'z'; });
+}
+
 }  // namespace
+
+absl::Status ValidateWorkerConfig(const WorkerConfig& c) {
+  auto bad = [](const std::string& what) { return absl::InvalidArgumentError(what); };
+  if (c.max_sequences <= 0) {
+    return bad(absl::StrCat("--max_sequences must be >= 1 (concurrent sequences), got ", c.max_sequences));
+  }
+  if (c.max_context <= 0) {
+    return bad(absl::StrCat("--max_context must be >= 1 (tokens per sequence), got ", c.max_context));
+  }
+  if (c.kv_blocks < 0) {
+    return bad(absl::StrCat("--kv_blocks must be >= 0 (0 = sized from --max_sequences and --max_context), got ",
+                            c.kv_blocks));
+  }
+  if (c.max_waiting < 0) return bad(absl::StrCat("--max_waiting must be >= 0, got ", c.max_waiting));
+  if (c.step_token_budget <= 0) {
+    return bad(absl::StrCat("--step_token_budget must be >= 1, got ", c.step_token_budget));
+  }
+  if (c.threads < 0) return bad(absl::StrCat("--threads must be >= 0 (0 = all cores), got ", c.threads));
+  if (c.cuda_device < 0) return bad(absl::StrCat("--cuda_device must be >= 0, got ", c.cuda_device));
+  if (c.backend != "auto" && c.backend != "cpu" && c.backend != "cuda") {
+    return bad(absl::StrCat("--backend must be auto, cpu or cuda, got ", Quote(c.backend, 32)));
+  }
+  if (c.stall_timeout <= absl::ZeroDuration() || c.stall_timeout == absl::InfiniteDuration()) {
+    return bad(absl::StrCat("--stall_timeout_s must be a finite number of seconds > 0, got ",
+                            absl::FormatDuration(c.stall_timeout)));
+  }
+  if (c.drain_timeout < absl::ZeroDuration()) {
+    return bad(absl::StrCat("--drain_timeout_s must be >= 0, got ", absl::FormatDuration(c.drain_timeout)));
+  }
+  if (c.gate.verify_deadline <= absl::ZeroDuration()) {
+    return bad(absl::StrCat("--verify_deadline_s must be > 0, got ", absl::FormatDuration(c.gate.verify_deadline)));
+  }
+  if (c.client_roles.empty()) return bad("--client_roles must name at least one role, e.g. client");
+  for (const std::string& role : c.client_roles) {
+    if (!ValidRole(role)) return bad(absl::StrCat("--client_roles: ", Quote(role, 40), " is not a role ([a-z]+)"));
+  }
+  if (!c.insecure_dev_loopback) {
+    if (c.allow_unauthenticated_clients && !c.tls_client_ca.empty()) {
+      return bad("--allow_unauthenticated_clients contradicts --tls_client_ca; pass one of them");
+    }
+    if (!c.allow_unauthenticated_clients && c.tls_client_ca.empty()) {
+      return bad(
+          "client authentication is required: pass --tls_client_ca (the CA of the clients' certificates), or "
+          "--allow_unauthenticated_clients to serve any TLS client anonymously");
+    }
+  }
+  if (!c.testonly_pause_phase.empty() && c.testonly_pause_phase != "hashing" && c.testonly_pause_phase != "verifying" &&
+      c.testonly_pause_phase != "uploading") {
+    return bad(absl::StrCat("--testonly_pause_at_phase must be hashing, verifying or uploading, got ",
+                            Quote(c.testonly_pause_phase, 32)));
+  }
+  return absl::OkStatus();
+}
 
 int RunWorker(const WorkerConfig& config) {
   SignalWatcher signals;  // before any thread starts, so all inherit the mask
 
+  // Bad flags end the process before it listens or calls anyone.
+  if (absl::Status s = ValidateWorkerConfig(config); !s.ok()) {
+    Log(absl::StrCat("configuration error: ", s.message()));
+    return 2;
+  }
   auto creds = ServerCredentials(config);
   if (!creds.ok()) {
     Log(absl::StrCat("configuration error: ", creds.status().message()));
@@ -161,16 +237,33 @@ int RunWorker(const WorkerConfig& config) {
     }
     gate.pinned_keys.push_back(key->raw());
   }
+  // Tests only: hold the main thread in a load phase so a test can signal it.
+  auto pause_at = [&config](absl::string_view phase) {
+    if (phase != config.testonly_pause_phase) return;
+    Log(absl::StrCat("testonly: pausing ", absl::FormatDuration(config.testonly_pause), " at phase=", phase));
+    absl::SleepFor(config.testonly_pause);
+  };
+  if (!config.testonly_pause_phase.empty()) gate.phase_hook = pause_at;
   auto client = MakeGrpcProvenanceClient(config.provenance);
   if (!client.ok()) {
     Log(absl::StrCat("configuration error: ", client.status().message()));
     return 2;
   }
 
+  if (config.allow_unauthenticated_clients && !config.insecure_dev_loopback) {
+    Log(absl::StrCat("WARNING: --allow_unauthenticated_clients: any TLS client that reaches ", config.listen,
+                     " can generate, and all clients share one anonymous owner (each can Abort the others' "
+                     "requests); use --tls_client_ca in production"));
+  }
+
   // Serve health (and UNAVAILABLE for inference) while the model loads.
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-  InferenceServiceImpl service;
+  WorkerMetrics metrics;
+  ClientAuthPolicy policy;
+  policy.require_identity = !config.insecure_dev_loopback && !config.allow_unauthenticated_clients;
+  policy.roles = config.client_roles;
+  InferenceServiceImpl service(policy, &metrics, [](const std::string& line) { Log(line); });
   grpc::ServerBuilder builder;
   // gRPC sets SO_REUSEPORT by default: a second worker (or a stale one) would
   // then bind the same port and clients would be spread over both. A taken
@@ -202,9 +295,11 @@ int RunWorker(const WorkerConfig& config) {
     }
   };
   set_health(false);
-  Log(absl::StrCat("listening on ", config.listen, config.insecure_dev_loopback ? " (plaintext, loopback)" : " (TLS)",
+  Log(absl::StrCat("listening on ", config.listen,
+                   config.insecure_dev_loopback           ? " (plaintext, loopback)"
+                   : config.allow_unauthenticated_clients ? " (TLS, clients not authenticated)"
+                                                          : " (mutual TLS)",
                    "; model not loaded yet (health NOT_SERVING)"));
-  WorkerMetrics metrics;
   if (!config.metrics_listen.empty() && !metrics.Expose(config.metrics_listen)) return 2;
 
   // The gate, retried on rejection only when asked to wait for a new model.
@@ -219,10 +314,7 @@ int RunWorker(const WorkerConfig& config) {
       return 3;
     }
     Log(absl::StrCat("waiting for an approvable model; retrying in ", absl::FormatDuration(config.retry_interval)));
-    if (signals.Wait(config.retry_interval) != 0) {
-      server->Shutdown();
-      return 0;
-    }
+    absl::SleepFor(config.retry_interval);  // a signal meanwhile ends the process (SignalWatcher)
   }
 
   Log("phase=parsing");
@@ -246,6 +338,7 @@ int RunWorker(const WorkerConfig& config) {
   choice.max_context = config.max_context;
   choice.kv_blocks = config.kv_blocks;
   Log(absl::StrCat("phase=uploading backend=", config.backend));
+  pause_at("uploading");
   auto created = CreateBackend(*file, choice);
   if (!created.ok()) {
     Log(absl::StrCat("MODEL NOT LOADED: ", created.status().message()));
@@ -258,6 +351,7 @@ int RunWorker(const WorkerConfig& config) {
   eo.scheduler.max_running = config.max_sequences;
   eo.scheduler.max_waiting = config.max_waiting;
   eo.scheduler.step_token_budget = config.step_token_budget;
+  eo.stall_timeout_seconds = absl::ToDoubleSeconds(config.stall_timeout);
   serving::Engine engine(**backend, **tokenizer, eo, &metrics);
   metrics.WatchEngine(&engine);
   const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load).count();
@@ -272,12 +366,17 @@ int RunWorker(const WorkerConfig& config) {
   view.info = BuildModelInfo(*file, (*backend)->config(), *vm, **backend, view.context_length, config.max_sequences,
                              absl::Now());
   view.info.set_backend(created->kind);
+  // Loading is over: from here a signal drains instead of exiting.
+  signals.StartServing();
   service.SetModel(&view);
   set_health(true);
-  Log(absl::StrCat("ready: model '", view.info.name(), "' source=", vm->claims.source_uri, " sha256=", vm->bytes.sha256(),
-                   " size=", vm->bytes.size(), " token_id=", vm->claims.token_id, " audit_log_index=", vm->claims.log_index,
-                   " verified_at=", absl::FormatTime(vm->verified_at), " load_seconds=", load_s, " backend=",
-                   (*backend)->Description(), " (health SERVING)"));
+  // The name comes from the file and the claims from the token: quoted
+  // unless plain.
+  Log(absl::StrCat("ready: model ", LogValue(view.info.name(), 128), " source=", LogValue(vm->claims.source_uri),
+                   " sha256=", vm->bytes.sha256(), " size=", vm->bytes.size(), " token_id=",
+                   LogValue(vm->claims.token_id, 64),
+                   " audit_log_index=", vm->claims.log_index, " verified_at=", absl::FormatTime(vm->verified_at),
+                   " load_seconds=", load_s, " backend=", (*backend)->Description(), " (health SERVING)"));
 
   const int sig = signals.Wait();
   Log(absl::StrCat("signal ", sig, ": NOT_SERVING, draining for up to ", absl::FormatDuration(config.drain_timeout)));

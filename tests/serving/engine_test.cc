@@ -3,15 +3,27 @@
 // on the logits: the engine's path before sampling moved into the backend),
 // whether a step samples in the backend (ForwardSample) or, for requests
 // that need host logits (penalties, log-probabilities), on the host; and
-// steps that need no host logits never copy them.
+// steps that need no host logits never copy them. Then the engine's
+// failure paths: a sequence whose logits hold NaN ends alone with INTERNAL
+// naming the step, a stream nobody reads gives its capacity back after the
+// stall timeout, and requests belong to their owner.
 #include "inference_worker/serving/engine.h"
 
 #include <atomic>
+#include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <limits>
+#include <map>
 #include <memory>
+#include <optional>
+#include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "inference_worker/model/cpu_backend.h"
 #include "inference_worker/text/vocab_file.h"
@@ -87,6 +99,85 @@ Output HostReference(model::Backend& b, const text::Tokenizer& tokenizer, const 
   EXPECT_TRUE(s.ok()) << s;
   b.kv().RemoveSequence(seq);
   return out;
+}
+
+// Plays a backend whose numbers went bad for one sequence: the one whose
+// prompt starts with kPoisonToken gets NaN logits (Forward) or kNoToken
+// (ForwardSample, as the samplers answer a NaN row) when its token number
+// `poison_step` is sampled. Everything else passes through.
+class PoisoningBackend final : public model::Backend {
+ public:
+  static constexpr int32_t kPoisonToken = 7;
+  PoisoningBackend(model::Backend& inner, uint64_t poison_step) : inner_(inner), poison_step_(poison_step) {}
+  const model::ModelConfig& config() const override { return inner_.config(); }
+  std::string Description() const override { return inner_.Description(); }
+  model::KvBlockManager& kv() override { return inner_.kv(); }
+  absl::Status Forward(std::span<const model::SequenceStep> steps, std::vector<float>* logits) override {
+    if (absl::Status s = inner_.Forward(steps, logits); !s.ok()) return s;
+    const int vocab = config().vocab_size;
+    size_t row = 0;
+    for (const model::SequenceStep& s : steps) {
+      if (s.logits != model::Logits::kLast) continue;
+      if (Poisoned(s)) {
+        (*logits)[row * vocab + 11] = std::numeric_limits<float>::quiet_NaN();
+        ++poisoned;
+      }
+      ++row;
+    }
+    return absl::OkStatus();
+  }
+  absl::Status ForwardSample(std::span<const model::SequenceStep> steps, std::span<const model::StepSampling> sampling,
+                             std::vector<int32_t>* tokens) override {
+    if (absl::Status s = inner_.ForwardSample(steps, sampling, tokens); !s.ok()) return s;
+    size_t row = 0;
+    for (const model::SequenceStep& s : steps) {
+      if (s.logits != model::Logits::kLast) continue;
+      if (Poisoned(s)) {
+        (*tokens)[row] = model::kNoToken;
+        ++poisoned;
+      }
+      ++row;
+    }
+    return absl::OkStatus();
+  }
+  std::atomic<int> poisoned{0};
+
+ private:
+  // Whether this kLast step samples the poisoned sequence's token number
+  // poison_step_ (counting its samples per sequence id).
+  bool Poisoned(const model::SequenceStep& s) {
+    if (!first_chunk_seen_.count(s.seq)) {
+      first_chunk_seen_.insert(s.seq);
+      if (!s.tokens.empty() && s.tokens[0] == kPoisonToken) victims_.insert(s.seq);
+    }
+    const uint64_t n = samples_[s.seq]++;
+    return victims_.count(s.seq) && n == poison_step_;
+  }
+  model::Backend& inner_;
+  const uint64_t poison_step_;
+  std::set<model::SeqId> first_chunk_seen_, victims_;
+  std::map<model::SeqId, uint64_t> samples_;
+};
+
+// Counts what the engine reports.
+class CountingObserver final : public serving::EngineObserver {
+ public:
+  void OnFirstToken(double) override {}
+  void OnToken(double) override {}
+  void OnFinished(FinishReason reason, const serving::Usage&) override { finished[static_cast<int>(reason)]++; }
+  void OnStalled() override { ++stalled; }
+  std::atomic<int> stalled{0};
+  std::map<int, int> finished;  // engine thread only, read after the engine stopped
+};
+
+// Pops the next chunk, waiting up to `timeout`; nullopt if none came.
+std::optional<serving::OutputChunk> PopWithin(serving::RequestStream& stream, std::chrono::milliseconds timeout) {
+  const auto end = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    if (auto c = stream.Pop()) return c;
+    if (std::chrono::steady_clock::now() > end) return std::nullopt;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));  // poll interval
+  }
 }
 
 Output Drain(serving::RequestStream& stream) {
@@ -237,6 +328,211 @@ TEST_F(EngineTest, StepsNeedingHostLogitsSampleOnTheHostWithTheSameStreams) {
   ExpectStreamsEqualHostSampling(requests, counting);
   EXPECT_GT(counting.forward_calls.load(), 0);
   EXPECT_GT(counting.forward_sample_calls.load(), 0);
+}
+
+// A sequence whose logits row holds NaN ends with INTERNAL naming the step
+// (the index of the token being generated), its capacity is freed, and the
+// other sequences of the same steps go on unchanged: in the backend-sampling
+// path (kNoToken from ForwardSample) and the host path (a NaN row from
+// Forward, for a request with log-probabilities).
+TEST_F(EngineTest, NaNLogitsEndOnlyThatRequestWithInternalNamingTheStep) {
+  for (const bool host_path : {false, true}) {
+    SCOPED_TRACE(host_path ? "host sampling" : "backend sampling");
+    constexpr uint64_t kPoisonStep = 3;
+    PoisoningBackend poisoning(*engine_backend_, kPoisonStep);
+    serving::EngineOptions o;
+    o.scheduler.max_running = 2;  // the third request runs only once a slot is freed
+    o.scheduler.step_token_budget = 64;
+    std::vector<serving::GenerationRequest> requests;
+    std::vector<int32_t> victim_prompt = Prompt(12, 40);
+    victim_prompt[0] = PoisoningBackend::kPoisonToken;
+    requests.push_back(Request("victim", victim_prompt, 0.8f, 41, 30));
+    requests.push_back(Request("neighbour", Prompt(14, 42), 0.0f, 0, 30));
+    requests.push_back(Request("queued", Prompt(9, 43), 0.9f, 44, 12));
+    for (auto& r : requests) {
+      r.params.stop_token_ids.clear();  // run to max_tokens: the step numbers are known
+      if (r.prompt[0] == PoisoningBackend::kPoisonToken && r.request_id != "victim") r.prompt[0] = 65;
+      if (host_path) r.logprobs = 2;
+    }
+    std::vector<Output> got;
+    serving::OutputChunk victim_final;
+    serving::EngineStats stats;
+    {
+      serving::Engine engine(poisoning, *tokenizer_, o);
+      std::vector<std::shared_ptr<serving::RequestStream>> streams;
+      for (const auto& r : requests) {
+        auto st = engine.Submit(r);
+        ASSERT_TRUE(st.ok()) << st.status();
+        streams.push_back(*st);
+      }
+      // The victim's stream: kPoisonStep tokens, then the error.
+      Output victim;
+      for (;;) {
+        auto c = PopWithin(*streams[0], std::chrono::seconds(60));
+        ASSERT_TRUE(c.has_value()) << "the victim's stream never ended";
+        victim.tokens.insert(victim.tokens.end(), c->tokens.begin(), c->tokens.end());
+        if (c->final) {
+          victim_final = *c;
+          break;
+        }
+      }
+      EXPECT_EQ(victim.tokens.size(), kPoisonStep);
+      for (size_t i = 1; i < streams.size(); ++i) got.push_back(Drain(*streams[i]));
+      stats = engine.Stats();
+    }
+    EXPECT_EQ(poisoning.poisoned.load(), 1);
+    EXPECT_EQ(victim_final.finish, FinishReason::kError);
+    EXPECT_EQ(victim_final.error_code, absl::StatusCode::kInternal);
+    EXPECT_TRUE(absl::StartsWith(victim_final.error, "INTERNAL: ")) << victim_final.error;
+    EXPECT_TRUE(absl::StrContains(victim_final.error, absl::StrCat("step ", kPoisonStep, ":"))) << victim_final.error;
+    EXPECT_TRUE(absl::StrContains(victim_final.error, "NaN")) << victim_final.error;
+    EXPECT_EQ(victim_final.usage.generated_tokens, static_cast<int>(kPoisonStep));
+    // The others are what they would have been alone.
+    for (size_t i = 1; i < requests.size(); ++i) {
+      const serving::GenerationRequest& r = requests[i];
+      const Output want = HostReference(*reference_backend_, *tokenizer_, r.prompt, r.params);
+      EXPECT_EQ(got[i - 1].tokens, want.tokens) << r.request_id;
+      EXPECT_EQ(got[i - 1].finish, FinishReason::kLength) << r.request_id;
+    }
+    // Nothing left behind: slots and KV blocks are all free.
+    EXPECT_EQ(stats.running, 0);
+    EXPECT_EQ(stats.waiting, 0);
+    EXPECT_EQ(stats.kv_blocks_used, 0);
+  }
+}
+
+// A stream nobody reads pauses its sequence (backpressure); after the stall
+// timeout the engine ends it and frees its slot, so a request queued behind
+// it runs. The stalled stream is marked, ends CANCELLED and is counted.
+TEST_F(EngineTest, StreamNobodyReadsIsEndedAfterTheStallTimeoutAndFreesItsSlot) {
+  serving::EngineOptions o;
+  o.scheduler.max_running = 1;
+  o.max_pending_chunks = 2;
+  o.stall_timeout_seconds = 0.3;
+  CountingObserver observer;
+  serving::GenerationRequest follow = Request("follow-up", Prompt(10, 51), 0.0f, 0, 8);
+  Output follow_out;
+  serving::EngineStats stats;
+  std::shared_ptr<serving::RequestStream> hog;
+  const auto t0 = std::chrono::steady_clock::now();
+  {
+    serving::Engine engine(*engine_backend_, *tokenizer_, o, &observer);
+    auto h = engine.Submit(Request("hog", Prompt(10, 50), 1.0f, 52, 200));
+    ASSERT_TRUE(h.ok()) << h.status();
+    hog = *h;
+    auto f = engine.Submit(follow);
+    ASSERT_TRUE(f.ok()) << f.status();
+    // The follow-up can only run once the hog's slot is free.
+    for (;;) {
+      auto c = PopWithin(**f, std::chrono::seconds(30));
+      ASSERT_TRUE(c.has_value()) << "the request behind a stalled stream never ran";
+      follow_out.tokens.insert(follow_out.tokens.end(), c->tokens.begin(), c->tokens.end());
+      if (c->final) {
+        follow_out.finish = c->finish;
+        break;
+      }
+    }
+    stats = engine.Stats();
+  }
+  const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_GE(waited, 0.3);  // not before the timeout
+  const Output want = HostReference(*reference_backend_, *tokenizer_, follow.prompt, follow.params);
+  EXPECT_EQ(follow_out.tokens, want.tokens);
+  EXPECT_EQ(stats.stalled, 1u);
+  EXPECT_EQ(observer.stalled.load(), 1);
+  EXPECT_TRUE(hog->stalled());
+  // The hog's unread chunks, then its final one: CANCELLED, at most a few tokens.
+  std::optional<serving::OutputChunk> last;
+  int hog_tokens = 0;
+  while (auto c = hog->Pop()) {
+    hog_tokens += static_cast<int>(c->tokens.size());
+    last = std::move(c);
+  }
+  ASSERT_TRUE(last.has_value());
+  EXPECT_TRUE(last->final);
+  EXPECT_EQ(last->finish, FinishReason::kCancelled);
+  EXPECT_LE(hog_tokens, 3);
+}
+
+// A stream whose consumer keeps reading, slowly, is never ended: the stall
+// timeout counts from the last chunk taken.
+TEST_F(EngineTest, SlowButSteadyReaderIsNotStalled) {
+  serving::EngineOptions o;
+  o.max_pending_chunks = 2;
+  o.stall_timeout_seconds = 1.0;
+  serving::GenerationRequest r = Request("slow", Prompt(10, 53), 0.0f, 0, 12);
+  Output out;
+  serving::EngineStats stats;
+  {
+    serving::Engine engine(*engine_backend_, *tokenizer_, o);
+    auto st = engine.Submit(r);
+    ASSERT_TRUE(st.ok()) << st.status();
+    for (;;) {
+      // Slower than decoding (so the sequence pauses between reads), well
+      // inside the timeout (also on a loaded machine).
+      std::this_thread::sleep_for(std::chrono::milliseconds(150));
+      auto c = PopWithin(**st, std::chrono::seconds(30));
+      ASSERT_TRUE(c.has_value());
+      out.tokens.insert(out.tokens.end(), c->tokens.begin(), c->tokens.end());
+      if (c->final) {
+        out.finish = c->finish;
+        break;
+      }
+    }
+    stats = engine.Stats();
+  }
+  EXPECT_EQ(stats.stalled, 0u);
+  EXPECT_EQ(out.finish, FinishReason::kLength);
+  EXPECT_EQ(out.tokens, HostReference(*reference_backend_, *tokenizer_, r.prompt, r.params).tokens);
+}
+
+// Requests belong to their owner: another owner's Abort is NOT_FOUND (the
+// same answer as for an id nobody uses), and ids are per owner.
+TEST_F(EngineTest, OnlyTheOwnerCanAbortARequest) {
+  serving::EngineOptions o;
+  o.scheduler.max_running = 2;
+  serving::Engine engine(*engine_backend_, *tokenizer_, o);
+  serving::GenerationRequest r = Request("shared-id", Prompt(10, 60), 1.0f, 61, 200);
+  r.owner = "spiffe://ossgate/role/client/alice";
+  auto alice = engine.Submit(r);
+  ASSERT_TRUE(alice.ok()) << alice.status();
+  const absl::Status by_bob = engine.Abort("shared-id", "spiffe://ossgate/role/client/bob");
+  EXPECT_EQ(by_bob.code(), absl::StatusCode::kNotFound) << by_bob;
+  EXPECT_EQ(engine.Abort("never-used", "spiffe://ossgate/role/client/bob").message(), by_bob.message());
+  EXPECT_EQ(engine.Abort("shared-id").code(), absl::StatusCode::kNotFound);  // anonymous is another owner too
+  // Bob may use the same id for a request of his own.
+  serving::GenerationRequest mine = r;
+  mine.owner = "spiffe://ossgate/role/client/bob";
+  auto bob = engine.Submit(mine);
+  ASSERT_TRUE(bob.ok()) << bob.status();
+  EXPECT_EQ(engine.Submit(r).status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_TRUE(engine.Abort("shared-id", r.owner).ok());
+  for (;;) {
+    serving::OutputChunk c = (*alice)->WaitPop();
+    if (c.final) {
+      EXPECT_EQ(c.finish, FinishReason::kCancelled);
+      break;
+    }
+  }
+  EXPECT_TRUE(engine.Abort("shared-id", mine.owner).ok());
+}
+
+// Ids the engine assigns are 128 random bits: 32 hex digits, never repeating.
+TEST_F(EngineTest, AssignedRequestIdsAreRandom128BitHex) {
+  serving::EngineOptions o;
+  o.scheduler.max_running = 4;
+  serving::Engine engine(*engine_backend_, *tokenizer_, o);
+  std::set<std::string> ids;
+  for (int i = 0; i < 3; ++i) {
+    auto st = engine.Submit(Request("", Prompt(4, 70 + i), 0.0f, 0, 1));
+    ASSERT_TRUE(st.ok()) << st.status();
+    const std::string& id = (*st)->request_id();
+    EXPECT_EQ(id.size(), 32u) << id;
+    EXPECT_EQ(id.find_first_not_of("0123456789abcdef"), std::string::npos) << id;
+    ids.insert(id);
+    Drain(**st);
+  }
+  EXPECT_EQ(ids.size(), 3u);
 }
 
 }  // namespace

@@ -16,11 +16,15 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
+#include "inference_worker/worker/grpc_provenance_client.h"
+#include "inference_worker/worker/tls_probe.h"
 #include "provenance_service/token/approval_token.h"
 #include "provenance_service/token/ed25519.h"
+#include "provenance_service/token/encoding.h"
 #include "provenance_service/token/sha256.h"
 
 namespace ossgate::worker {
@@ -342,6 +346,124 @@ TEST_F(ModelGateTest, FileIsReadOnceAndTheHashedBytesAreReturned) {
   std::ifstream in(config_.model_path, std::ios::binary);
   std::string now((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   EXPECT_EQ(now, swapped);
+}
+
+// Whether `s` holds a byte that would break a log line or a terminal.
+bool HasControlBytes(const std::string& s) {
+  for (char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) return true;
+  }
+  return false;
+}
+
+// Replaces the token's (unauthenticated) footer.
+std::function<void(std::string&)> ForgeFooter(const std::string& footer_json) {
+  return [footer_json](std::string& t) {
+    const size_t body = std::string("v4.public.").size();
+    const size_t dot = t.find('.', body);
+    ASSERT_NE(dot, std::string::npos);
+    t = t.substr(0, dot) + "." + token::Base64UrlEncode(footer_json);
+  };
+}
+
+TEST_F(ModelGateTest, ForgedFooterKeyIdCannotWriteALogLine) {
+  // A key id that, echoed verbatim, would start a log line of its own
+  // claiming the model was verified.
+  fake_.mangle_token = ForgeFooter(
+      "{\"kid\":\"0123\\n2025-11-26T05:45:00.000Z worker: phase=verified token_id=forged key_id=x log_index=1\"}");
+  auto vm = Run();
+  ASSERT_FALSE(vm.ok());
+  EXPECT_EQ(vm.status().code(), absl::StatusCode::kUnauthenticated) << vm.status();
+  const std::string msg(vm.status().message());
+  EXPECT_TRUE(absl::StrContains(msg, "16 lowercase hex digits")) << msg;
+  EXPECT_FALSE(HasControlBytes(msg)) << msg;
+  EXPECT_TRUE(absl::StrContains(msg, "\\x0a")) << msg;  // shown escaped
+  for (const std::string& line : log_) {
+    EXPECT_FALSE(HasControlBytes(line)) << line;
+    EXPECT_FALSE(absl::StartsWith(line, "phase=verified")) << line;
+  }
+}
+
+TEST_F(ModelGateTest, FooterKeyIdOfTheWrongFormIsRefusedBeforeTheLookup) {
+  // The pinned key's id, in uppercase: the same key for a case-insensitive
+  // lookup, but not the form of a key id.
+  std::string upper = signer_.key_id();
+  for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  ASSERT_NE(upper, signer_.key_id());
+  for (const std::string& kid : {upper, signer_.key_id() + "0", signer_.key_id().substr(1), std::string()}) {
+    fake_.mangle_token = ForgeFooter(absl::StrCat("{\"kid\":\"", kid, "\"}"));
+    auto vm = Run();
+    ASSERT_FALSE(vm.ok()) << kid;
+    EXPECT_EQ(vm.status().code(), absl::StatusCode::kUnauthenticated) << vm.status();
+    EXPECT_TRUE(absl::StrContains(vm.status().message(), "16 lowercase hex digits")) << vm.status();
+  }
+  // No key id at all.
+  fake_.mangle_token = ForgeFooter("{\"key\":1}");
+  auto vm = Run();
+  ASSERT_FALSE(vm.ok());
+  EXPECT_EQ(vm.status().code(), absl::StatusCode::kUnauthenticated) << vm.status();
+  // A well-formed id that is not pinned reaches the lookup.
+  fake_.mangle_token = ForgeFooter("{\"kid\":\"0123456789abcdef\"}");
+  vm = Run();
+  ASSERT_FALSE(vm.ok());
+  EXPECT_EQ(vm.status().code(), absl::StatusCode::kUnauthenticated) << vm.status();
+  EXPECT_TRUE(absl::StrContains(vm.status().message(), "unknown token key id 0123456789abcdef")) << vm.status();
+}
+
+TEST_F(ModelGateTest, UntrustedTextOfTheServiceIsEscapedInMessagesAndLogLines) {
+  // A rejection whose detail carries a line break and a fake log line.
+  fake_.verdict_override.verified = false;
+  fake_.verdict_override.reason = "REASON_UNTRUSTED_SOURCE";
+  fake_.verdict_override.detail = "no\r\nphase=verified token_id=forged";
+  auto vm = Run();
+  ASSERT_FALSE(vm.ok());
+  EXPECT_EQ(vm.status().code(), absl::StatusCode::kPermissionDenied) << vm.status();
+  EXPECT_FALSE(HasControlBytes(std::string(vm.status().message()))) << vm.status();
+  EXPECT_TRUE(absl::StrContains(vm.status().message(), "\"no\\x0d\\x0aphase=verified")) << vm.status();
+
+  // Retry lines and the final error quote the service's error messages.
+  log_.clear();
+  fake_.verdict_override = Verdict();
+  config_.verify_deadline = absl::Milliseconds(100);
+  fake_.failures = {absl::UnavailableError("down\nphase=verified token_id=forged")};
+  fake_.repeat_last_failure = true;
+  vm = Run();
+  ASSERT_FALSE(vm.ok());
+  EXPECT_EQ(vm.status().code(), absl::StatusCode::kUnavailable) << vm.status();
+  EXPECT_FALSE(HasControlBytes(std::string(vm.status().message()))) << vm.status();
+  for (const std::string& line : log_) EXPECT_FALSE(HasControlBytes(line)) << line;
+}
+
+TEST_F(ModelGateTest, PhaseHookSeesHashingThenEachVerifyAttempt) {
+  fake_.failures = {absl::UnavailableError("connection refused")};
+  std::vector<std::string> phases;
+  config_.phase_hook = [&](absl::string_view phase) {
+    phases.emplace_back(phase);
+    // By "verifying" the file has been read, and the call comes after.
+    if (phase == "verifying") {
+      EXPECT_EQ(fake_.requests.size(), phases.size() - 2);
+    }
+  };
+  auto vm = Run();
+  ASSERT_TRUE(vm.ok()) << vm.status();
+  EXPECT_EQ(phases, (std::vector<std::string>{"hashing", "verifying", "verifying"}));
+}
+
+TEST(TlsVerificationFailureTest, NamesCertificateFailuresOnly) {
+  // Messages as gRPC (with OpenSSL) reports them.
+  EXPECT_TRUE(TlsVerificationFailure(
+                  "failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:4000: Ssl handshake "
+                  "failed: SSL_ERROR_SSL: error:0A000086:SSL routines::certificate verify failed")
+                  .has_value());
+  EXPECT_TRUE(
+      TlsVerificationFailure("... SSL_ERROR_SSL: error:0A000418:SSL routines::tlsv1 alert unknown ca").has_value());
+  EXPECT_TRUE(TlsVerificationFailure("Peer name prov.example is not in peer certificate").has_value());
+  // A service that is down or restarting is worth retrying.
+  EXPECT_FALSE(TlsVerificationFailure("failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:4000: "
+                                      "Failed to connect to remote host: Connection refused")
+                   .has_value());
+  EXPECT_FALSE(TlsVerificationFailure("Socket closed").has_value());
 }
 
 }  // namespace

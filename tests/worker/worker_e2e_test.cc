@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cmath>
 #include <condition_variable>
 #include <cstdlib>
@@ -36,8 +37,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
-#include "gtest/gtest.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
 #include "inference_worker/client/health_check.h"
 #include "inference_worker/gguf/gguf.h"
 #include "inference_worker/model/cpu_backend.h"
@@ -332,8 +334,8 @@ class WorkerE2eTest : public ::testing::Test {
     spec.name = "worker-e2e-tiny";
     if (auto s = tools::WriteRandomModel(spec, text::MakeTinyVocab(), model_path_); !s.ok()) return Fail(s);
 
-    auto prov = ProvenanceProcess::Start(Bins(), dir_->path(),
-                                         {"worker:worker-1", "client:test-client", "auditor:auditor-1"});
+    auto prov = ProvenanceProcess::Start(
+        Bins(), dir_->path(), {"worker:worker-1", "client:test-client", "client:other-client", "auditor:auditor-1"});
     if (!prov.ok()) return Fail(prov.status());
     prov_ = prov->release();
     if (auto s = prov_->TrustFile(kSource, "tiny.gguf", model_path_); !s.ok()) return Fail(s);
@@ -363,6 +365,48 @@ class WorkerE2eTest : public ::testing::Test {
   static void Fail(const absl::Status& s) { setup_error_ = s.ToString(); }
 
   static ClientTls ClientIdentity() { return prov_->Identity("client-test-client"); }
+  static ClientTls OtherClientIdentity() { return prov_->Identity("client-other-client"); }
+
+  // VerifyModel records of the audit log for a model file (any verdict).
+  static int CountVerifyRecords(const std::string& sha256) {
+    auto auditor =
+        pv::AuditService::NewStub(worker_test::MakeTlsChannel(prov_->port(), prov_->Identity("auditor-auditor-1")));
+    pv::QueryRecordsRequest q;
+    q.set_model_sha256(sha256);
+    q.set_kind(pv::RECORD_KIND_VERIFY_MODEL);
+    q.set_page_size(1000);
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+    auto reader = auditor->QueryRecords(&ctx, q);
+    pv::QueryRecordsResponse page;
+    int n = 0;
+    while (reader->Read(&page)) n += page.entries_size();
+    const grpc::Status s = reader->Finish();
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return s.ok() ? n : -1;
+  }
+
+  // A worker that must stop on its configuration: exit 2 before it listens
+  // or asks the provenance service anything, its log naming `problem`.
+  static void ExpectConfigurationError(const std::vector<std::string>& flags, const std::string& log_name,
+                                       const std::string& problem) {
+    const int before = CountVerifyRecords(ref_->bytes().sha256());
+    WorkerSpec spec;
+    spec.model_path = model_path_;
+    spec.source_uri = kModelUri;
+    spec.flags = flags;
+    auto w = WorkerProcess::Spawn(Bins(), *prov_, spec, *dir_ / log_name, ClientIdentity());
+    ASSERT_TRUE(w.ok()) << w.status();
+    auto code = (*w)->process().Wait(absl::Seconds(60));
+    ASSERT_TRUE(code.ok()) << code.status() << "\n" << (*w)->Log();
+    const std::string log = (*w)->Log();
+    EXPECT_EQ(*code, 2) << log;
+    EXPECT_TRUE(absl::StrContains(log, "configuration error")) << log;
+    EXPECT_TRUE(absl::StrContains(log, problem)) << "expected '" << problem << "' in:\n" << log;
+    EXPECT_FALSE(absl::StrContains(log, "listening on")) << log;
+    EXPECT_FALSE(absl::StrContains(log, "phase=")) << log;
+    EXPECT_EQ(CountVerifyRecords(ref_->bytes().sha256()), before) << "the worker asked for an approval";
+  }
 
   // A worker serving the suite's model with `flags`, SERVING before it returns.
   static absl::StatusOr<std::unique_ptr<WorkerProcess>> StartWorker(const std::vector<std::string>& flags,
@@ -468,9 +512,15 @@ TEST_F(WorkerE2eTest, UnseededRequestReportsTheSeedItUsed) {
   // Replaying with the reported seed reproduces the stream.
   s.seed = got.final.seed();
   EXPECT_EQ(Direct(s).tokens, got.tokens);
-  // A worker-assigned request id was echoed.
+  // A worker-assigned request id was echoed: 128 random bits, so ids of
+  // others cannot be guessed (they were "req-1", "req-2", ...).
   ASSERT_EQ(got.request_ids.size(), 1u);
-  EXPECT_FALSE(got.request_ids.begin()->empty());
+  const std::string id = *got.request_ids.begin();
+  EXPECT_EQ(id.size(), 32u) << id;
+  EXPECT_EQ(id.find_first_not_of("0123456789abcdef"), std::string::npos) << id;
+  const StreamResult again = RunStream(stub_, ToProto(s));
+  ASSERT_EQ(again.request_ids.size(), 1u);
+  EXPECT_NE(*again.request_ids.begin(), id);
 }
 
 TEST_F(WorkerE2eTest, TokenPromptWithStopTokenEqualsDirectEngineOutput) {
@@ -910,6 +960,11 @@ TEST_F(WorkerE2eTest, BadRequestsAreInvalidArgumentNamingTheField) {
       {"unknown stop token id", [vocab](pb::GenerateRequest& r) { r.add_stop_token_ids(vocab + 5); },
        "stop_token_ids[0]"},
       {"negative stop token id", [](pb::GenerateRequest& r) { r.add_stop_token_ids(-1); }, "stop_token_ids[0]"},
+      {"too many stop token ids",
+       [](pb::GenerateRequest& r) {
+         for (int i = 0; i < 17; ++i) r.add_stop_token_ids(65);
+       },
+       "stop_token_ids"},
       {"max_tokens over the context", [](pb::GenerateRequest& r) { r.set_max_tokens(kContext); }, "max_tokens"},
       {"max_tokens zero", [](pb::GenerateRequest& r) { r.set_max_tokens(0); }, "max_tokens"},
       {"temperature below 0", [](pb::GenerateRequest& r) { r.mutable_sampling()->set_temperature(-0.5f); },
@@ -918,8 +973,7 @@ TEST_F(WorkerE2eTest, BadRequestsAreInvalidArgumentNamingTheField) {
        "sampling.temperature"},
       {"top_p zero", [](pb::GenerateRequest& r) { r.mutable_sampling()->set_top_p(0.0f); }, "sampling.top_p"},
       {"min_p above 1", [](pb::GenerateRequest& r) { r.mutable_sampling()->set_min_p(1.5f); }, "sampling.min_p"},
-      {"oversized text prompt", [](pb::GenerateRequest& r) { r.set_text(std::string((1 << 20) + 1, 'a')); },
-       "text"},
+      {"oversized text prompt", [](pb::GenerateRequest& r) { r.set_text(std::string((1 << 20) + 1, 'a')); }, "text"},
       {"prompt longer than the context",
        [](pb::GenerateRequest& r) {
          for (int i = 0; i < kContext; ++i) r.mutable_token_ids()->add_ids(65);
@@ -944,8 +998,7 @@ TEST_F(WorkerE2eTest, BadRequestsAreInvalidArgumentNamingTheField) {
          m->set_content("who am I?");
        },
        "conversation.messages[1].role"},
-      {"unspecified role",
-       [](pb::GenerateRequest& r) { r.mutable_conversation()->add_messages()->set_content("hi"); },
+      {"unspecified role", [](pb::GenerateRequest& r) { r.mutable_conversation()->add_messages()->set_content("hi"); },
        "conversation.messages[0].role"},
       {"empty conversation", [](pb::GenerateRequest& r) { r.mutable_conversation(); }, "conversation.messages"},
       {"bad request id", [](pb::GenerateRequest& r) { r.set_request_id("no spaces allowed"); }, "request_id"},
@@ -1042,6 +1095,17 @@ TEST_F(WorkerE2eTest, MetricsCountRequestsTokensAndLatencies) {
   const StreamResult r = call.Finish();
   ASSERT_TRUE(r.status.ok()) << r.status.error_message();
   ASSERT_EQ(r.tokens.size(), 12u);
+  // Refused calls are requests too, counted by reason (the gRPC code).
+  Spec bad = s;
+  bad.temperature = -1.0f;
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_EQ(RunStream(stub.get(), ToProto(bad)).status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  {
+    auto intruder =
+        pb::InferenceService::NewStub(worker_test::MakeTlsChannel((*w)->port(), prov_->Identity("worker-worker-1")));
+    EXPECT_EQ(RunStream(intruder.get(), ToProto(s)).status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  }
 
   // The engine observes the finish before the last message is written, so a
   // scrape right after the stream ends sees it.
@@ -1049,6 +1113,12 @@ TEST_F(WorkerE2eTest, MetricsCountRequestsTokensAndLatencies) {
   ASSERT_FALSE(text.empty()) << "no /metrics answer on port " << *port;
   EXPECT_EQ(MetricValue(text, "ossgate_worker_tokens_total{kind=\"generated\"}"), 12.0) << text;
   EXPECT_EQ(MetricValue(text, "ossgate_worker_requests_total{finish_reason=\"length\"}"), 1.0) << text;
+  EXPECT_EQ(MetricValue(text, "ossgate_worker_requests_total{finish_reason=\"refused\",reason=\"invalid_argument\"}"),
+            2.0)
+      << text;
+  EXPECT_EQ(MetricValue(text, "ossgate_worker_requests_total{finish_reason=\"refused\",reason=\"permission_denied\"}"),
+            1.0)
+      << text;
   EXPECT_EQ(MetricValue(text, "ossgate_worker_time_to_first_token_seconds_count"), 1.0) << text;
   EXPECT_EQ(MetricValue(text, "ossgate_worker_inter_token_latency_seconds_count"), 11.0) << text;
   const auto prompt = MetricValue(text, "ossgate_worker_tokens_total{kind=\"prompt\"}");
@@ -1315,14 +1385,347 @@ TEST_F(WorkerE2eTest, SigtermStopsServingDrainsAndExitsZero) {
   EXPECT_TRUE(absl::StrContains((*w)->Log(), "stopped")) << (*w)->Log();
 }
 
+// ---- Hardening: clients that stop reading ---------------------------------
+
+// A channel whose HTTP/2 flow-control window stays small (no BDP probing, a
+// 16 KiB lookahead): a stream the test never reads blocks the worker's
+// writes after a few dozen messages, as a client that stopped reading does.
+std::shared_ptr<grpc::Channel> SmallWindowChannel(int port, const ClientTls& tls) {
+  grpc::SslCredentialsOptions o;
+  o.pem_root_certs = worker_test::ReadFile(tls.ca_path).value_or("");
+  o.pem_cert_chain = worker_test::ReadFile(tls.cert_path).value_or("");
+  o.pem_private_key = worker_test::ReadFile(tls.key_path).value_or("");
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 16 * 1024);
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  return grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", port), grpc::SslCredentials(o), args);
+}
+
+// Polls /metrics until `name` has `value` (the gauges are sampled every
+// 500 ms); false after `timeout`.
+bool WaitForMetric(int port, const std::string& name, double value, absl::Duration timeout, std::string* last) {
+  const absl::Time end = absl::Now() + timeout;
+  for (;;) {
+    *last = HttpGetMetrics(port);
+    if (MetricValue(*last, name) == value) return true;
+    if (absl::Now() > end) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // poll interval
+  }
+}
+
+TEST_F(WorkerE2eTest, ClientsThatStopReadingLoseTheirSlotsAfterTheStallTimeout) {
+  constexpr double kStallSeconds = 3;
+  auto metrics_port = worker_test::PickFreePort();
+  ASSERT_TRUE(metrics_port.ok()) << metrics_port.status();
+  std::vector<std::string> flags = LongContextFlags(/*max_sequences=*/2, /*max_waiting=*/4);
+  flags.push_back(absl::StrCat("--stall_timeout_s=", kStallSeconds));
+  flags.push_back(absl::StrCat("--metrics_listen=127.0.0.1:", *metrics_port));
+  auto w = StartWorker(flags, "stalled.log");
+  ASSERT_TRUE(w.ok()) << w.status();
+  auto stub = pb::InferenceService::NewStub((*w)->channel());
+  auto stalled_stub = pb::InferenceService::NewStub(SmallWindowChannel((*w)->port(), ClientIdentity()));
+  const std::string paused = "ossgate_worker_sequences{state=\"paused\"}";
+  const std::string stalled_total = "ossgate_worker_stalled_streams_total";
+  std::string metrics;
+  Spec s;
+  s.text = "A client that reads its stream";
+  s.temperature = 0.0f;
+  s.ignore_eos = true;
+
+  // Every slot is held by a client that never reads: their sequences pause
+  // once gRPC's windows are full. A request behind them runs only because
+  // the stalled streams are ended (without the timeout it would wait until
+  // its deadline).
+  Call stalled0(stalled_stub.get(), LongRequest("stalled-0"), absl::Seconds(120));
+  Call stalled1(stalled_stub.get(), LongRequest("stalled-1"), absl::Seconds(120));
+  ASSERT_TRUE(WaitForMetric(*metrics_port, paused, 2, absl::Seconds(60), &metrics)) << metrics;
+  s.request_id = "behind-the-stalled";
+  s.max_tokens = 12;
+  const StreamResult behind = RunStream(stub.get(), ToProto(s), kFollowUpDeadline);
+  ExpectSameAsDirect(behind, Direct(s), static_cast<int>(PromptOf(s, *ref_).size()), "behind the stalled ones");
+  EXPECT_GT(behind.final.usage().queue_seconds(), 0.0);
+
+  // Both stalled streams are ended and counted; their calls are cancelled by
+  // the worker (the final message could never reach them).
+  ASSERT_TRUE(WaitForMetric(*metrics_port, stalled_total, 2, absl::Seconds(60), &metrics)) << metrics;
+  for (Call* c : {&stalled0, &stalled1}) {
+    const StreamResult r = c->Finish();
+    EXPECT_EQ(r.status.error_code(), grpc::StatusCode::CANCELLED) << r.status.error_message();
+    EXPECT_EQ(r.finals, 0);
+    EXPECT_GT(r.messages, 0);
+    EXPECT_LT(r.tokens.size(), static_cast<size_t>(kLongTokens));
+  }
+
+  // While a client does not read, the other slot serves at full speed: a
+  // reading client's stream is complete and correct well within the stall
+  // timeout.
+  Call stalled2(stalled_stub.get(), LongRequest("stalled-2"), absl::Seconds(120));
+  ASSERT_TRUE(WaitForMetric(*metrics_port, paused, 1, absl::Seconds(60), &metrics)) << metrics;
+  s.request_id = "reader";
+  s.max_tokens = 64;
+  const StreamResult reader = RunStream(stub.get(), ToProto(s), kFollowUpDeadline);
+  ExpectSameAsDirect(reader, Direct(s), static_cast<int>(PromptOf(s, *ref_).size()), "reader");
+  EXPECT_LT(reader.final.usage().total_seconds(), kStallSeconds);
+  ASSERT_TRUE(WaitForMetric(*metrics_port, stalled_total, 3, absl::Seconds(60), &metrics)) << metrics;
+  EXPECT_EQ(stalled2.Finish().status.error_code(), grpc::StatusCode::CANCELLED);
+  ASSERT_TRUE(WaitForMetric(*metrics_port, paused, 0, absl::Seconds(60), &metrics)) << metrics;
+  EXPECT_EQ(MetricValue(metrics, "ossgate_worker_requests_total{finish_reason=\"cancelled\"}"), 3.0) << metrics;
+}
+
+// ---- Hardening: identities -------------------------------------------------
+
+TEST_F(WorkerE2eTest, AbortFromAnotherIdentityIsNotFoundAndLeavesTheRequestRunning) {
+  auto w = StartWorker(LongContextFlags(/*max_sequences=*/1, /*max_waiting=*/4), "abort-owner.log");
+  ASSERT_TRUE(w.ok()) << w.status();
+  auto stub = pb::InferenceService::NewStub((*w)->channel());
+  auto other = pb::InferenceService::NewStub(worker_test::MakeTlsChannel((*w)->port(), OtherClientIdentity()));
+  Call call(stub.get(), LongRequest("mine"), kStreamDeadline);
+  ASSERT_TRUE(call.ReadOne());
+  auto abort = [](pb::InferenceService::Stub* st, const std::string& id) {
+    pb::AbortRequest req;
+    req.set_request_id(id);
+    pb::AbortResponse resp;
+    grpc::ClientContext ctx;
+    return st->Abort(&ctx, req, &resp);
+  };
+  // Another identity: NOT_FOUND, exactly as for an id nobody uses (no
+  // PERMISSION_DENIED that would confirm the id exists).
+  const grpc::Status foreign = abort(other.get(), "mine");
+  const grpc::Status unknown = abort(other.get(), "nobody-uses-this");
+  EXPECT_EQ(foreign.error_code(), grpc::StatusCode::NOT_FOUND) << foreign.error_message();
+  EXPECT_EQ(foreign.error_message(), unknown.error_message());
+  // The other identity may even use the same id: ids are per identity.
+  Spec s;
+  s.request_id = "mine";
+  s.text = "same id, other owner";
+  s.max_tokens = 4;
+  s.seed = 5;
+  s.ignore_eos = true;  // runs to max_tokens: LENGTH
+  Call theirs(other.get(), ToProto(s), kStreamDeadline);  // queued: the only slot is taken
+  // The request is untouched: it keeps streaming.
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(call.ReadOne());
+  EXPECT_FALSE((*w)->process().Poll().has_value());
+  // Its owner can abort it.
+  const grpc::Status own = abort(stub.get(), "mine");
+  EXPECT_TRUE(own.ok()) << own.error_message();
+  const StreamResult r = call.Finish();
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  EXPECT_EQ(r.final.finish_reason(), pb::FINISH_REASON_CANCELLED);
+  const StreamResult t = theirs.Finish();
+  ASSERT_TRUE(t.status.ok()) << t.status.error_message();
+  EXPECT_EQ(t.final.finish_reason(), pb::FINISH_REASON_LENGTH);
+  EXPECT_EQ(t.request_ids, std::set<std::string>{"mine"});
+}
+
+// The SHA-256 fingerprint of a PEM certificate, by the openssl tool.
+std::string OpensslFingerprint(const std::string& cert_path) {
+  std::string out;
+  auto rc = worker_test::RunToCompletion(
+      {"/usr/bin/env", "openssl", "x509", "-in", cert_path, "-noout", "-fingerprint", "-sha256"}, &out);
+  EXPECT_TRUE(rc.ok() && *rc == 0) << out;
+  // "sha256 Fingerprint=AB:CD:..." -> "abcd..."
+  std::string hex;
+  for (char c : out.substr(out.find('=') + 1)) {
+    if (std::isxdigit(static_cast<unsigned char>(c))) hex += static_cast<char>(std::tolower(c));
+  }
+  return hex;
+}
+
+TEST_F(WorkerE2eTest, CertificateOfAnotherRoleIsRefusedAndTheRefusalNamesIt) {
+  // The provenance service's CA also signs workers, admins and auditors; a
+  // certificate of that CA alone does not make an inference client.
+  const ClientTls intruder_tls = prov_->Identity("worker-worker-1");
+  auto intruder = pb::InferenceService::NewStub(worker_test::MakeTlsChannel(worker_->port(), intruder_tls));
+  Spec s;
+  s.text = "let me in";
+  s.max_tokens = 2;
+  const StreamResult got = RunStream(intruder.get(), ToProto(s));
+  EXPECT_EQ(got.status.error_code(), grpc::StatusCode::PERMISSION_DENIED) << got.status.error_message();
+  EXPECT_TRUE(absl::StrContains(got.status.error_message(), "role 'worker'")) << got.status.error_message();
+  EXPECT_EQ(got.messages, 0);
+  pb::ModelInfo info;
+  grpc::ClientContext ctx;
+  EXPECT_EQ(intruder->GetModelInfo(&ctx, pb::GetModelInfoRequest(), &info).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  // The refusal is attributable: the certificate's SAN and fingerprint.
+  const std::string fingerprint = OpensslFingerprint(intruder_tls.cert_path);
+  ASSERT_EQ(fingerprint.size(), 64u);
+  const std::string log = worker_->Log();
+  EXPECT_TRUE(
+      absl::StrContains(log, absl::StrCat("san=[\"spiffe://ossgate/role/worker/worker-1\"] sha256=", fingerprint)))
+      << log;
+  EXPECT_TRUE(absl::StrContains(log, "refused Generate")) << log;
+}
+
+// ---- Hardening: malformed requests ----------------------------------------
+
+// Sends `bytes` as the request of `method` (generic stub); the call's status.
+grpc::Status RawCall(const std::shared_ptr<grpc::Channel>& channel, const std::string& method,
+                     const std::string& bytes) {
+  grpc::GenericStub stub(channel);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+  grpc::CompletionQueue cq;
+  grpc::Slice slice(bytes);
+  grpc::ByteBuffer request(&slice, 1);
+  auto call = stub.PrepareUnaryCall(&ctx, method, request, &cq);
+  call->StartCall();
+  grpc::ByteBuffer response;
+  grpc::Status status;
+  call->Finish(&response, &status, reinterpret_cast<void*>(1));
+  void* tag = nullptr;
+  bool ok = false;
+  EXPECT_TRUE(cq.Next(&tag, &ok));
+  cq.Shutdown();
+  while (cq.Next(&tag, &ok)) {
+  }
+  return status;
+}
+
+TEST_F(WorkerE2eTest, RequestThatIsNotProtobufIsInvalidArgumentWithAMessage) {
+  // Field 1 with wire type 7, which does not exist.
+  const std::string garbage = "\x0f\xff\xff";
+  for (const char* method : {"Generate", "Abort", "Tokenize", "Detokenize", "GetModelInfo"}) {
+    const grpc::Status s =
+        RawCall(worker_->channel(), absl::StrCat("/ossgate.inference.v1.InferenceService/", method), garbage);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << method << ": " << s.error_message();
+    EXPECT_TRUE(absl::StartsWith(s.error_message(), "request:")) << method << ": " << s.error_message();
+    EXPECT_TRUE(absl::StrContains(
+        s.error_message(),
+        absl::StrCat("ossgate.inference.v1.",
+                     method == std::string("GetModelInfo") ? "GetModelInfoRequest" : absl::StrCat(method, "Request"))))
+        << method << ": " << s.error_message();
+  }
+  // A well-formed request still works through the same raw path.
+  pb::TokenizeRequest t;
+  t.set_text("hi");
+  EXPECT_TRUE(
+      RawCall(worker_->channel(), "/ossgate.inference.v1.InferenceService/Tokenize", t.SerializeAsString()).ok());
+}
+
+// ---- Hardening: configuration ----------------------------------------------
+
+TEST_F(WorkerE2eTest, NonPositiveSizesAreRefusedBeforeAnyNetworkCall) {
+  ExpectConfigurationError({"--max_sequences=0"}, "max-sequences-0.log", "--max_sequences must be >= 1");
+  ExpectConfigurationError({"--max_context=-5"}, "max-context-neg.log", "--max_context must be >= 1");
+  ExpectConfigurationError({"--stall_timeout_s=0"}, "stall-0.log", "--stall_timeout_s");
+}
+
+TEST_F(WorkerE2eTest, WithoutClientAuthenticationTheWorkerRefusesToStartUnlessToldExplicitly) {
+  ExpectConfigurationError({"--tls_client_ca="}, "no-client-ca.log", "client authentication is required");
+  // Explicitly allowed: it serves anyone with TLS, and says so.
+  auto w = StartWorker({"--tls_client_ca=", "--allow_unauthenticated_clients", "--max_sequences=2",
+                        absl::StrCat("--max_context=", kContext), "--threads=1"},
+                       "no-client-auth.log");
+  ASSERT_TRUE(w.ok()) << w.status();
+  EXPECT_TRUE(absl::StrContains((*w)->Log(), "WARNING: --allow_unauthenticated_clients")) << (*w)->Log();
+  const ClientTls anonymous{prov_->pki() + "/ca.pem", "", ""};
+  auto stub = pb::InferenceService::NewStub(worker_test::MakeTlsChannel((*w)->port(), anonymous));
+  pb::ModelInfo info;
+  grpc::ClientContext ctx;
+  const grpc::Status st = stub->GetModelInfo(&ctx, pb::GetModelInfoRequest(), &info);
+  EXPECT_TRUE(st.ok()) << st.error_message();
+}
+
+// ---- Hardening: the provenance connection ----------------------------------
+
+TEST_F(WorkerE2eTest, TlsVerificationFailureTowardsTheProvenanceServiceIsNamedAndNotRetried) {
+  // A second PKI: its CA signed neither the service's certificate nor is it
+  // known to the service.
+  const std::string other = *dir_ / "other-pki";
+  std::string out;
+  auto rc = worker_test::RunToCompletion(
+      {"/bin/bash", std::string(OSSGATE_SOURCE_DIR) + "/tools/certs/make_dev_pki.sh", other, "worker:worker-1"}, &out);
+  ASSERT_TRUE(rc.ok() && *rc == 0) << out;
+  struct Case {
+    const char* name;
+    std::vector<std::string> flags;
+  };
+  const std::vector<Case> cases = {
+      {"the worker does not trust the service's certificate", {"--provenance_ca=" + other + "/ca.pem"}},
+      {"the service does not trust the worker's certificate",
+       {"--provenance_cert=" + other + "/worker-worker-1.pem", "--provenance_key=" + other + "/worker-worker-1.key"}},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    WorkerSpec spec;
+    spec.model_path = model_path_;
+    spec.source_uri = kModelUri;
+    spec.flags = c.flags;
+    spec.flags.push_back("--verify_deadline_s=120");
+    const absl::Time start = absl::Now();
+    auto w = WorkerProcess::Spawn(Bins(), *prov_, spec, *dir_ / absl::StrCat("tls-", &c - cases.data(), ".log"),
+                                  ClientIdentity());
+    ASSERT_TRUE(w.ok()) << w.status();
+    auto code = (*w)->process().Wait(absl::Seconds(120));
+    ASSERT_TRUE(code.ok()) << code.status() << "\n" << (*w)->Log();
+    const std::string log = (*w)->Log();
+    EXPECT_EQ(*code, 3) << log;
+    // Not retried for the deadline: a certificate does not change by waiting.
+    EXPECT_LT(absl::Now() - start, absl::Seconds(30)) << log;
+    EXPECT_FALSE(absl::StrContains(log, "attempt=2")) << log;
+    EXPECT_TRUE(absl::StrContains(log, "TLS with the provenance service")) << log;
+    EXPECT_FALSE(absl::StrContains(log, "unreachable")) << log;
+  }
+}
+
+// ---- Hardening: signals while loading --------------------------------------
+
+TEST_F(WorkerE2eTest, SigtermWhileLoadingEndsTheWorkerPromptlyWithoutAskingForAnApproval) {
+  // A model of its own, trusted, so its audit records are this test's alone.
+  const std::string path = *dir_ / "signal.gguf";
+  tools::RandomModelSpec spec;
+  ASSERT_TRUE(tools::ApplyPreset("tiny", &spec.config).ok());
+  spec.seed = 77;
+  spec.threads = 2;
+  spec.name = "worker-e2e-signal";
+  ASSERT_TRUE(tools::WriteRandomModel(spec, text::MakeTinyVocab(), path).ok());
+  ASSERT_TRUE(prov_->TrustFile(kSource, "signal.gguf", path).ok());
+  auto bytes = model::ReadModelFile(path);
+  ASSERT_TRUE(bytes.ok()) << bytes.status();
+
+  for (const char* phase : {"hashing", "verifying", "uploading"}) {
+    for (int sig : {SIGTERM, SIGINT}) {
+      SCOPED_TRACE(absl::StrCat(phase, " signal ", sig));
+      WorkerSpec ws;
+      ws.model_path = path;
+      ws.source_uri = "ossgate://worker-tests/signal.gguf";
+      // The test hook holds the load in `phase` for a minute.
+      ws.flags = {absl::StrCat("--testonly_pause_at_phase=", phase), "--testonly_pause_s=60", "--threads=1"};
+      auto w = WorkerProcess::Spawn(Bins(), *prov_, ws, *dir_ / absl::StrCat("signal-", phase, "-", sig, ".log"),
+                                    ClientIdentity());
+      ASSERT_TRUE(w.ok()) << w.status();
+      const std::string marker = absl::StrCat("at phase=", phase);
+      const absl::Time end = absl::Now() + absl::Seconds(60);
+      while (!absl::StrContains((*w)->Log(), marker)) {
+        ASSERT_LT(absl::Now(), end) << (*w)->Log();
+        ASSERT_FALSE((*w)->process().Poll().has_value()) << (*w)->Log();
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));  // poll interval
+      }
+      const int records_before = CountVerifyRecords(bytes->sha256());
+      const absl::Time signalled = absl::Now();
+      ASSERT_TRUE((*w)->process().Signal(sig).ok());
+      auto code = (*w)->process().Wait(absl::Seconds(90));
+      ASSERT_TRUE(code.ok()) << code.status() << "\n" << (*w)->Log();
+      const std::string log = (*w)->Log();
+      EXPECT_EQ(*code, 0) << log;
+      EXPECT_LT(absl::Now() - signalled, absl::Seconds(5)) << log;  // far inside Kubernetes' 30 s
+      EXPECT_EQ(CountVerifyRecords(bytes->sha256()), records_before) << "VerifyModel after the signal:\n" << log;
+      EXPECT_FALSE(absl::StrContains(log, "ready:")) << log;
+      EXPECT_TRUE(absl::StrContains(log, "while loading the model")) << log;
+    }
+  }
+}
+
 TEST_F(WorkerE2eTest, SecondWorkerOnATakenPortFailsToStart) {
   // gRPC would share the port (SO_REUSEPORT) and spread clients over both.
   auto w = worker_test::Process::Spawn(
       {INFERENCE_WORKER_BIN, absl::StrCat("--listen=127.0.0.1:", worker_->port()),
        "--tls_cert=" + prov_->pki() + "/server.pem", "--tls_key=" + prov_->pki() + "/server.key",
-       "--model=" + model_path_, "--source_uri=" + std::string(kModelUri), "--worker_id=worker-1",
-       "--provenance=" + prov_->address(), "--provenance_ca=" + prov_->pki() + "/ca.pem",
-       "--provenance_cert=" + prov_->pki() + "/worker-worker-1.pem",
+       "--tls_client_ca=" + prov_->pki() + "/ca.pem", "--model=" + model_path_,
+       "--source_uri=" + std::string(kModelUri), "--worker_id=worker-1", "--provenance=" + prov_->address(),
+       "--provenance_ca=" + prov_->pki() + "/ca.pem", "--provenance_cert=" + prov_->pki() + "/worker-worker-1.pem",
        "--provenance_key=" + prov_->pki() + "/worker-worker-1.key", "--pinned_keys=" + prov_->token_public_key_path()},
       *dir_ / "taken-port.log");
   ASSERT_TRUE(w.ok()) << w.status();
