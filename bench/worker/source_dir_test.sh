@@ -31,11 +31,11 @@ run() {
   (cd "$tmp" && env -u OSSGATE_SOURCE_DIR "$@" "$bench" --preset=tiny --vocab=tiny --concurrency=1 --seconds=0.5 \
     --warmup_seconds=0 --prompt_tokens=8 --max_tokens=4 --threads=1 ${flag:+"$flag"})
 }
-# The table row of one stream: | 1 | tokens/s | requests done | ... | errors |
+# The table row of one stream: | temperature | 1 | tokens/s | requests done | ... | errors |
 check_row() {
   local row
-  row=$(grep -E '^\| +1 \|' <<<"$1") || fail "no result row in: $1"
-  awk -F'|' '{ exit !($3 + 0 > 0 && $4 + 0 > 0 && $(NF-1) + 0 == 0) }' <<<"$row" ||
+  row=$(grep -E '^\| [0-9.]+ \| +1 \|' <<<"$1") || fail "no result row in: $1"
+  awk -F'|' '{ exit !($4 + 0 > 0 && $5 + 0 > 0 && $(NF-1) + 0 == 0) }' <<<"$row" ||
     fail "expected positive tokens/s and requests, 0 errors: $row"
 }
 
