@@ -1,5 +1,7 @@
 #include "inference_worker/model/generation.h"
 
+#include "absl/strings/str_cat.h"
+
 #include <algorithm>
 #include <chrono>
 
@@ -78,6 +80,7 @@ SequenceState::StepResult SequenceState::Accept(int32_t token) {
     r.finish = finish_;
     return r;
   }
+  if (token == kNoToken) return r;  // the sampler refused the row: nothing recorded
   r.token = token;
   generated_.push_back(r.token);
   history_.push_back(r.token);
@@ -120,14 +123,22 @@ absl::StatusOr<SequenceState::StepResult> ForwardStep(Backend& backend, Sequence
   if (step.logits != Logits::kLast) {
     return absl::InvalidArgumentError("ForwardStep: the step must ask for Logits::kLast");
   }
+  const size_t index = state.generated().size();
+  SequenceState::StepResult r;
   if (state.NeedsHostLogits()) {
     if (absl::Status s = backend.Forward({&step, 1}, logits); !s.ok()) return s;
-    return state.Step(*logits);
+    r = state.Step(*logits);
+  } else {
+    const StepSampling sampling = state.NextSampling();
+    std::vector<int32_t> token;
+    if (absl::Status s = backend.ForwardSample({&step, 1}, {&sampling, 1}, &token); !s.ok()) return s;
+    r = state.Accept(token.at(0));
   }
-  const StepSampling sampling = state.NextSampling();
-  std::vector<int32_t> token;
-  if (absl::Status s = backend.ForwardSample({&step, 1}, {&sampling, 1}, &token); !s.ok()) return s;
-  return state.Accept(token.at(0));
+  if (r.token == kNoToken && r.finish == FinishReason::kNone) {
+    return absl::InternalError(absl::StrCat("step ", index, ": the logits hold NaN or no value above -inf, so no token "
+                                            "can be sampled (a numerical fault in the model or the backend)"));
+  }
+  return r;
 }
 
 absl::StatusOr<GenerationResult> GenerateOne(Backend& backend, const text::Tokenizer& tokenizer, SeqId seq,

@@ -69,7 +69,9 @@ class SequenceState {
   // Records `token` as the next generated token and returns its text: stop
   // ids, stop strings, text decoding, harmony, max tokens. Use it with a
   // token sampled as NextSampling() says. After the end, returns the finish
-  // reason and no token.
+  // reason and no token. kNoToken (a sampler's refusal of a NaN row) records
+  // nothing and comes back as the token with no finish reason: the caller
+  // ends the request with an error (ForwardStep returns INTERNAL).
   StepResult Accept(int32_t token);
   // How Step would sample the next token: the request's parameters and the
   // RNG counter (the number of tokens generated so far).

@@ -7,6 +7,7 @@
 #include <memory>
 #include <random>
 #include <set>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -287,6 +288,25 @@ TEST_F(SequenceStateTest, StopTokenEndsWithStopAndItsTextIsNotEmitted) {
   steps.clear();
   EXPECT_EQ(Run(special, {'a', return_id_}, &steps), "a");  // no "<|return|>" in the text
   EXPECT_EQ(special.finish_reason(), FinishReason::kStop);
+}
+
+// A row the sampler refuses (NaN) records nothing: the token is kNoToken
+// with no finish reason, for the caller to end the request with an error.
+TEST_F(SequenceStateTest, ARefusedRowRecordsNothing) {
+  SequenceState s(*tokenizer_, Bytes("x"), Greedy(10));
+  std::vector<float> l = Force('a');
+  l[7] = std::numeric_limits<float>::quiet_NaN();
+  const SequenceState::StepResult r = s.Step(l);
+  EXPECT_EQ(r.token, kNoToken);
+  EXPECT_EQ(r.finish, FinishReason::kNone);
+  EXPECT_EQ(r.text, "");
+  EXPECT_TRUE(s.generated().empty());
+  EXPECT_FALSE(s.finished());
+  EXPECT_EQ(s.Accept(kNoToken).token, kNoToken);
+  EXPECT_TRUE(s.generated().empty());
+  l = Force('b');
+  EXPECT_EQ(s.Step(l).token, 'b');
+  EXPECT_EQ(s.generated(), (std::vector<int32_t>{'b'}));
 }
 
 TEST_F(SequenceStateTest, StepAfterFinishReturnsTheReasonAndNoToken) {
