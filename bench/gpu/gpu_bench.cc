@@ -472,29 +472,22 @@ int main(int argc, char** argv) {
   Out("\n## Where a 512-token prefill goes\n\n```\n" + b.ProfileReport() + "```\n");
   b.kv().RemoveSequence(4001);
   b.ResetProfile();
-  std::vector<ossgate::model::SeqId> ids64;
-  for (int i = 0; i < 64; ++i) {
-    ids64.push_back(5000 + i);
-    b.kv().AddSequence(ids64.back()).IgnoreError();
-    const auto p = Prompt(128, c.vocab_size, 5000 + i);
-    std::vector<float> lg;
-    SequenceStep s{ids64.back(), p, Logits::kLast};
-    b.Forward({&s, 1}, &lg).IgnoreError();
+  // 64 sequences of 128 prompt tokens, then 64 more.
+  std::vector<ossgate::model::SeqId> ids;
+  for (int batch : {64, 128}) {
+    while (static_cast<int>(ids.size()) < batch) {
+      ids.push_back(5000 + static_cast<int>(ids.size()));
+      b.kv().AddSequence(ids.back()).IgnoreError();
+      const auto p = Prompt(128, c.vocab_size, static_cast<uint32_t>(ids.back()));
+      std::vector<float> lg;
+      SequenceStep s{ids.back(), p, Logits::kLast};
+      b.Forward({&s, 1}, &lg).IgnoreError();
+    }
+    b.ResetProfile();
+    bench.Decode(ids, 8);
+    Out(absl::StrFormat("\n## Where a %d-sequence decode step goes (eager, sum over 11 steps)\n\n```\n", batch) +
+        b.ProfileReport() + "```\n");
   }
-  b.ResetProfile();
-  bench.Decode(ids64, 8);
-  Out("\n## Where a 64-sequence decode step goes (eager, sum over 11 steps)\n\n```\n" + b.ProfileReport() + "```\n");
-  for (int i = 64; i < 128; ++i) {
-    ids64.push_back(5000 + i);
-    b.kv().AddSequence(ids64.back()).IgnoreError();
-    const auto p = Prompt(128, c.vocab_size, 5000 + i);
-    std::vector<float> lg;
-    SequenceStep s{ids64.back(), p, Logits::kLast};
-    b.Forward({&s, 1}, &lg).IgnoreError();
-  }
-  b.ResetProfile();
-  bench.Decode(ids64, 8);
-  Out("\n## Where a 128-sequence decode step goes (eager, sum over 11 steps)\n\n```\n" + b.ProfileReport() + "```\n");
   b.SetProfiling(false);
   SamplePeak();
   Out(absl::StrFormat("\npeak device memory in use during the run (cudaMemGetInfo): %.2f GiB\n",
