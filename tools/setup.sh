@@ -11,6 +11,9 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev prometheus-cpp-dev
   python3 python3-numpy python3-grpcio python3-protobuf
   wamerican nodejs npm openssl
+  # tools/fuzz.sh (run by tools/test.sh): clang with libFuzzer and the
+  # sanitizer runtimes (libclang-rt is only a recommendation of clang).
+  clang libclang-rt-14-dev
 )
 
 missing=()

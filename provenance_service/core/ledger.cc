@@ -16,6 +16,9 @@ constexpr char kMetaVerifierKey[] = "log_verifier_key";
 // Bounds for untrusted strings stored in records.
 constexpr size_t kMaxStoredUri = kMaxUriLength;
 constexpr size_t kMaxStoredField = 160;
+// An unidentified caller is recorded with its certificate's fingerprint and
+// names (services.cc), which need more room than an identity.
+constexpr size_t kMaxStoredCaller = kMaxTextLength;
 
 uint64_t ToMicros(absl::Time t) { return static_cast<uint64_t>(absl::ToUnixMicros(t)); }
 
@@ -287,7 +290,7 @@ void Ledger::ProcessBatch(std::vector<Item> items) {
     if (auto* v = std::get_if<VerifyItem>(&items[i])) {
       const VerifySubmission& s = v->sub;
       r.kind = RecordKind::kVerifyModel;
-      r.caller = Sanitize(s.caller, kMaxStoredField);
+      r.caller = Sanitize(s.caller, kMaxStoredCaller);
       r.req_name = Sanitize(s.request.name, kMaxStoredField);
       r.req_source_uri = Sanitize(s.request.source_uri, kMaxStoredUri);
       r.req_sha256 = Sanitize(s.request.sha256, kMaxStoredField);
@@ -316,7 +319,7 @@ void Ledger::ProcessBatch(std::vector<Item> items) {
     } else {
       const ChangeSubmission& s = std::get<ChangeItem>(items[i]).sub;
       r.kind = RecordKind::kRegistryChange;
-      r.caller = Sanitize(s.caller, kMaxStoredField);
+      r.caller = Sanitize(s.caller, kMaxStoredCaller);
       r.action = std::string(ChangeActionName(s.change.action));
       r.target_uri = Sanitize(s.change.uri, kMaxStoredUri);
       r.target_path = Sanitize(s.change.path, kMaxPathLength);

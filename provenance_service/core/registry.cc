@@ -231,7 +231,8 @@ ChangeResult ApplyChange(RegistryState* state, const RegistryChange& c, std::str
       e.added_us = time_us;
       e.added_by = std::string(caller);
       e.added_log_index = log_index;
-      r.source = state->sources.emplace(c.uri, std::move(e)).first->second;
+      r.source = e;
+      state->sources.Put(c.uri, std::move(e));
       break;
     }
     case ChangeAction::kRevokeSource: {
@@ -244,11 +245,13 @@ ChangeResult ApplyChange(RegistryState* state, const RegistryChange& c, std::str
         return fail("already_revoked",
                     absl::FailedPreconditionError(absl::StrCat("source ", c.uri, " is already revoked")));
       }
-      it->second.revoked = true;
-      it->second.revoke_reason = c.reason;
-      it->second.revoked_us = time_us;
-      it->second.revoked_by = std::string(caller);
-      r.source = it->second;
+      SourceEntry e = it->second;
+      e.revoked = true;
+      e.revoke_reason = c.reason;
+      e.revoked_us = time_us;
+      e.revoked_by = std::string(caller);
+      r.source = e;
+      state->sources.Put(c.uri, std::move(e));
       break;
     }
     case ChangeAction::kAddFile: {
@@ -277,7 +280,8 @@ ChangeResult ApplyChange(RegistryState* state, const RegistryChange& c, std::str
       e.added_us = time_us;
       e.added_by = std::string(caller);
       e.added_log_index = log_index;
-      r.file = state->files.emplace(key, std::move(e)).first->second;
+      r.file = e;
+      state->files.Put(std::move(key), std::move(e));
       break;
     }
     case ChangeAction::kRevokeFile: {
@@ -289,11 +293,13 @@ ChangeResult ApplyChange(RegistryState* state, const RegistryChange& c, std::str
         r.file = it->second;
         return fail("already_revoked", absl::FailedPreconditionError("file entry is already revoked"));
       }
-      it->second.revoked = true;
-      it->second.revoke_reason = c.reason;
-      it->second.revoked_us = time_us;
-      it->second.revoked_by = std::string(caller);
-      r.file = it->second;
+      FileEntry e = it->second;
+      e.revoked = true;
+      e.revoke_reason = c.reason;
+      e.revoked_us = time_us;
+      e.revoked_by = std::string(caller);
+      r.file = e;
+      state->files.Put(e.key, e);
       break;
     }
   }

@@ -7,12 +7,13 @@
 //
 // Thread-safety: RegistryState is a plain value. The ledger publishes
 // immutable snapshots (shared_ptr<const RegistryState>) to readers and
-// mutates a private copy.
+// applies a batch's changes to a private copy. Copies are O(1) and share
+// every entry a change does not touch (PersistentMap), so a change costs
+// O(log n) whatever the size of the registry.
 #ifndef OSSGATE_PROVENANCE_SERVICE_CORE_REGISTRY_H_
 #define OSSGATE_PROVENANCE_SERVICE_CORE_REGISTRY_H_
 
 #include <cstdint>
-#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -20,6 +21,7 @@
 
 #include "absl/status/status.h"
 #include "provenance_service/core/model_uri.h"
+#include "provenance_service/core/persistent_map.h"
 
 namespace ossgate::provenance {
 
@@ -59,8 +61,8 @@ struct FileEntry {
 };
 
 struct RegistryState {
-  std::map<std::string, SourceEntry> sources;
-  std::map<FileKey, FileEntry> files;
+  PersistentMap<std::string, SourceEntry> sources;
+  PersistentMap<FileKey, FileEntry> files;
   // Number of applied changes.
   uint64_t policy_version = 0;
 };

@@ -13,6 +13,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/statusor.h"
 
@@ -34,10 +35,28 @@ inline constexpr std::string_view kSpiffePrefix = "spiffe://ossgate/role/";
 // UNAUTHENTICATED unless `uri` is a well-formed ossgate SPIFFE identity.
 absl::StatusOr<CallerIdentity> ParseSpiffeIdentity(std::string_view uri);
 
-// Extracts the identity from a PEM certificate (as gRPC exposes it in the
-// auth context). UNAUTHENTICATED if the certificate has no or several
-// spiffe://ossgate/ URI SANs, or a malformed one.
-absl::StatusOr<CallerIdentity> IdentityFromCertificatePem(std::string_view pem);
+// What a client certificate (PEM, as gRPC exposes it in the auth context)
+// says about its holder, whether or not it carries a usable identity.
+struct CertificateIdentity {
+  // UNAUTHENTICATED if the certificate has no or several spiffe://ossgate/
+  // URI SANs, or a malformed one.
+  absl::StatusOr<CallerIdentity> identity;
+  // Lowercase hex SHA-256 of the DER certificate: the fingerprint
+  // `openssl x509 -noout -fingerprint -sha256` prints (without colons).
+  // Empty if the PEM does not parse.
+  std::string sha256_fingerprint;
+  // Subject alternative names in OpenSSL's notation: "URI:...", "DNS:...",
+  // "email:...", "IP:...", in certificate order; other kinds as "other:<n>".
+  std::vector<std::string> subject_alt_names;
+};
+CertificateIdentity IdentifyCertificatePem(std::string_view pem);
+
+// How a caller whose certificate carries no usable identity is recorded in
+// the audit log, so that the attempt can be attributed:
+//   unidentified (certificate sha256:<fingerprint>; SAN URI:...,DNS:...)
+// The fingerprint comes first, so that truncation to the record's field
+// limit never loses it.
+std::string UnidentifiedCaller(const CertificateIdentity& certificate);
 
 }  // namespace ossgate::provenance
 

@@ -11,6 +11,7 @@
 #include "google/protobuf/timestamp.pb.h"
 #include "provenance_service/core/model_uri.h"
 #include "provenance_service/server/grpc_status.h"
+#include "provenance_service/server/requests.h"
 #include "provenance_service/token/encoding.h"
 #include "provenance_service/token/sha256.h"
 
@@ -19,8 +20,6 @@ namespace {
 
 namespace pb = ::ossgate::provenance::v1;
 
-constexpr uint32_t kDefaultPageSize = 100;
-constexpr uint32_t kMaxPageSize = 1000;
 constexpr int kEntriesPerMessage = 100;
 
 // ---- identity and roles ----
@@ -52,8 +51,10 @@ Caller Authenticate(const ServiceContext& ctx, grpc::CallbackServerContext* sctx
     c.identity = absl::UnauthenticatedError("no client certificate");
     return c;
   }
-  c.identity = ctx.identities->Lookup(std::string_view(pems.front().data(), pems.front().size()));
-  if (c.identity.ok()) c.recorded = c.identity->uri;
+  const CertificateIdentity cert =
+      ctx.identities->Lookup(std::string_view(pems.front().data(), pems.front().size()));
+  c.identity = cert.identity;
+  c.recorded = c.identity.ok() ? c.identity->uri : UnidentifiedCaller(cert);
   return c;
 }
 
@@ -74,13 +75,6 @@ absl::Status RequireRole(const Caller& c, std::initializer_list<Role> roles, std
 void SetTime(uint64_t us, google::protobuf::Timestamp* ts) {
   ts->set_seconds(static_cast<int64_t>(us / 1000000));
   ts->set_nanos(static_cast<int32_t>((us % 1000000) * 1000));
-}
-
-absl::StatusOr<uint64_t> TimeToMicros(const google::protobuf::Timestamp& ts, std::string_view field) {
-  if (ts.seconds() < 0 || ts.seconds() > 253402300799 || ts.nanos() < 0 || ts.nanos() > 999999999) {
-    return absl::InvalidArgumentError(absl::StrCat(std::string(field), ": timestamp out of range"));
-  }
-  return static_cast<uint64_t>(ts.seconds()) * 1000000 + static_cast<uint64_t>(ts.nanos()) / 1000;
 }
 
 pb::Reason ToProto(VerifyReason r) {
@@ -160,30 +154,47 @@ std::string RandomHex(size_t bytes) {
   return token::HexEncode(buf);
 }
 
-// ---- pagination ----
+// ---- raw messages ----
+//
+// Every method is registered raw (ByteBuffer in and out) so that requests
+// are decoded by ParseRequest (requests.h), which names what is wrong:
+// gRPC's own decoding answers undecodable requests with UNIMPLEMENTED and no
+// message, before any handler runs.
 
-absl::StatusOr<uint32_t> PageSize(uint32_t requested) {
-  if (requested == 0) return kDefaultPageSize;
-  if (requested > kMaxPageSize) {
-    return absl::InvalidArgumentError(absl::StrCat("page_size: must be at most ", kMaxPageSize, ", got ", requested));
-  }
-  return requested;
+std::string Bytes(const grpc::ByteBuffer& buffer) {
+  std::vector<grpc::Slice> slices;
+  std::string out;
+  if (!buffer.Dump(&slices).ok()) return out;
+  for (const grpc::Slice& s : slices) out.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  return out;
 }
 
-std::string EncodePageToken(const std::string& cursor) { return token::Base64UrlEncode("p1:" + cursor); }
-
-absl::StatusOr<std::string> DecodePageToken(const std::string& page_token) {
-  if (page_token.empty()) return std::string();
-  auto raw = page_token.size() <= 2048 ? token::Base64UrlDecode(page_token) : std::nullopt;
-  if (!raw || raw->rfind("p1:", 0) != 0) {
-    return absl::InvalidArgumentError("page_token: not a token returned by this service");
-  }
-  return raw->substr(3);
+grpc::ByteBuffer Serialize(const google::protobuf::Message& message) {
+  const std::string bytes = message.SerializeAsString();
+  grpc::Slice slice(bytes);
+  return grpc::ByteBuffer(&slice, 1);
 }
 
-grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* sctx, const absl::Status& s) {
-  auto* reactor = sctx->DefaultReactor();
+// Answers a unary call: the serialized response when `s` is OK.
+void Reply(grpc::ServerUnaryReactor* reactor, const absl::Status& s, const google::protobuf::Message& response,
+           grpc::ByteBuffer* out) {
+  if (s.ok()) *out = Serialize(response);
   reactor->Finish(ToGrpcStatus(s));
+}
+
+// A unary read: checks the caller's role, decodes the request and answers
+// with `handle(request, &response)` at once.
+template <typename Request, typename Response, typename Handler>
+grpc::ServerUnaryReactor* AnswerNow(const ServiceContext& ctx, grpc::CallbackServerContext* sctx,
+                                    std::initializer_list<Role> roles, std::string_view method,
+                                    const grpc::ByteBuffer* raw, grpc::ByteBuffer* out, Handler handle) {
+  auto* reactor = sctx->DefaultReactor();
+  Request request;
+  Response response;
+  absl::Status s = RequireRole(Authenticate(ctx, sctx), roles, method);
+  if (s.ok()) s = ParseRequest(Bytes(*raw), &request);
+  if (s.ok()) s = handle(request, &response);
+  Reply(reactor, s, response, out);
   return reactor;
 }
 
@@ -193,13 +204,13 @@ absl::Status WithRecordIndex(const absl::Status& s, uint64_t index) {
 
 }  // namespace
 
-absl::StatusOr<CallerIdentity> IdentityCache::Lookup(std::string_view pem) {
+CertificateIdentity IdentityCache::Lookup(std::string_view pem) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = entries_.find(std::string(pem));
     if (it != entries_.end()) return it->second;
   }
-  absl::StatusOr<CallerIdentity> id = IdentityFromCertificatePem(pem);
+  CertificateIdentity id = IdentifyCertificatePem(pem);
   std::lock_guard<std::mutex> lock(mu_);
   if (entries_.size() >= kMaxEntries) entries_.clear();
   entries_.emplace(std::string(pem), id);
@@ -210,17 +221,20 @@ absl::StatusOr<CallerIdentity> IdentityCache::Lookup(std::string_view pem) {
 // VerificationService
 // ===========================================================================
 
-class ProvenanceServices::Verification final : public pb::VerificationService::CallbackService {
+class ProvenanceServices::Verification final
+    : public pb::VerificationService::WithRawCallbackMethod_VerifyModel<pb::VerificationService::Service> {
  public:
   explicit Verification(const ServiceContext& ctx) : ctx_(ctx) {}
 
-  grpc::ServerUnaryReactor* VerifyModel(grpc::CallbackServerContext* sctx, const pb::ModelDescriptor* req,
-                                        pb::VerifyModelResponse* resp) override {
+  grpc::ServerUnaryReactor* VerifyModel(grpc::CallbackServerContext* sctx, const grpc::ByteBuffer* raw,
+                                        grpc::ByteBuffer* out) override {
     auto* reactor = sctx->DefaultReactor();
     Caller caller = Authenticate(ctx_, sctx);
+    pb::ModelDescriptor req;
+    const absl::Status parsed = ParseRequest(Bytes(*raw), &req);
     VerifySubmission sub;
     sub.caller = caller.recorded;
-    sub.request = {req->name(), req->source_uri(), req->sha256(), req->size_bytes(), req->worker_id()};
+    sub.request = ToVerifyRequest(req);  // empty fields if it did not decode
     sub.token_id = RandomHex(16);
     sub.token_ttl = ctx_.token_ttl;
     sub.token_key_id = ctx_.signer->key_id();
@@ -230,17 +244,20 @@ class ProvenanceServices::Verification final : public pb::VerificationService::C
     absl::Status refusal = RequireRole(caller, {Role::kWorker}, "VerifyModel");
     if (!refusal.ok()) {
       sub.rejection = VerifyReason::kPermissionDenied;
+    } else if (!parsed.ok()) {
+      refusal = parsed;
+      sub.rejection = VerifyReason::kMalformedRequest;
     } else if (refusal = ValidateVerifyRequest(sub.request); !refusal.ok()) {
       sub.rejection = VerifyReason::kMalformedRequest;
-    } else if (req->worker_id() != caller.identity->id) {
+    } else if (req.worker_id() != caller.identity->id) {
       refusal = absl::PermissionDeniedError(
-          absl::StrCat("worker_id: \"", Sanitize(req->worker_id(), 128), "\" does not match the certificate identity ",
+          absl::StrCat("worker_id: \"", Sanitize(req.worker_id(), 128), "\" does not match the certificate identity ",
                        caller.identity->uri));
       sub.rejection = VerifyReason::kPermissionDenied;
     }
     sub.rejection_detail = std::string(refusal.message());
 
-    ctx_.ledger->SubmitVerify(std::move(sub), [this, reactor, resp, refusal](absl::StatusOr<VerifyResult> r) {
+    ctx_.ledger->SubmitVerify(std::move(sub), [this, reactor, out, refusal](absl::StatusOr<VerifyResult> r) {
       if (!r.ok()) {
         reactor->Finish(ToGrpcStatus(r.status()));
         return;
@@ -249,7 +266,9 @@ class ProvenanceServices::Verification final : public pb::VerificationService::C
         reactor->Finish(ToGrpcStatus(WithRecordIndex(refusal, r->index)));
         return;
       }
-      reactor->Finish(ToGrpcStatus(Respond(*r, resp)));
+      pb::VerifyModelResponse resp;
+      const absl::Status s = Respond(*r, &resp);
+      Reply(reactor, s, resp, out);
     });
     return reactor;
   }
@@ -300,146 +319,131 @@ class ProvenanceServices::Verification final : public pb::VerificationService::C
 // RegistryService
 // ===========================================================================
 
-class ProvenanceServices::Registry final : public pb::RegistryService::CallbackService {
+// Every RegistryService method raw (see "raw messages" above).
+using RawRegistryService = pb::RegistryService::WithRawCallbackMethod_AddSource<
+    pb::RegistryService::WithRawCallbackMethod_RevokeSource<pb::RegistryService::WithRawCallbackMethod_GetSource<
+        pb::RegistryService::WithRawCallbackMethod_ListSources<pb::RegistryService::WithRawCallbackMethod_AddFile<
+            pb::RegistryService::WithRawCallbackMethod_RevokeFile<pb::RegistryService::WithRawCallbackMethod_GetFile<
+                pb::RegistryService::WithRawCallbackMethod_ListFiles<pb::RegistryService::Service>>>>>>>>;
+
+class ProvenanceServices::Registry final : public RawRegistryService {
  public:
   explicit Registry(const ServiceContext& ctx) : ctx_(ctx) {}
 
-  grpc::ServerUnaryReactor* AddSource(grpc::CallbackServerContext* sctx, const pb::AddSourceRequest* req,
-                                      pb::RegistryChangeResponse* resp) override {
-    RegistryChange c;
-    c.action = ChangeAction::kAddSource;
-    c.uri = req->uri();
-    c.description = req->description();
-    return Change(sctx, std::move(c), "AddSource", resp);
+  grpc::ServerUnaryReactor* AddSource(grpc::CallbackServerContext* sctx, const grpc::ByteBuffer* raw,
+                                      grpc::ByteBuffer* out) override {
+    return Change<pb::AddSourceRequest>(sctx, raw, ChangeAction::kAddSource, "AddSource", out);
   }
-  grpc::ServerUnaryReactor* RevokeSource(grpc::CallbackServerContext* sctx, const pb::RevokeSourceRequest* req,
-                                         pb::RegistryChangeResponse* resp) override {
-    RegistryChange c;
-    c.action = ChangeAction::kRevokeSource;
-    c.uri = req->uri();
-    c.reason = req->reason();
-    return Change(sctx, std::move(c), "RevokeSource", resp);
+  grpc::ServerUnaryReactor* RevokeSource(grpc::CallbackServerContext* sctx, const grpc::ByteBuffer* raw,
+                                         grpc::ByteBuffer* out) override {
+    return Change<pb::RevokeSourceRequest>(sctx, raw, ChangeAction::kRevokeSource, "RevokeSource", out);
   }
-  grpc::ServerUnaryReactor* AddFile(grpc::CallbackServerContext* sctx, const pb::AddFileRequest* req,
-                                    pb::RegistryChangeResponse* resp) override {
-    RegistryChange c;
-    c.action = ChangeAction::kAddFile;
-    c.uri = req->source_uri();
-    c.path = req->path();
-    c.sha256 = req->sha256();
-    c.size = req->size_bytes();
-    c.description = req->description();
-    return Change(sctx, std::move(c), "AddFile", resp);
+  grpc::ServerUnaryReactor* AddFile(grpc::CallbackServerContext* sctx, const grpc::ByteBuffer* raw,
+                                    grpc::ByteBuffer* out) override {
+    return Change<pb::AddFileRequest>(sctx, raw, ChangeAction::kAddFile, "AddFile", out);
   }
-  grpc::ServerUnaryReactor* RevokeFile(grpc::CallbackServerContext* sctx, const pb::RevokeFileRequest* req,
-                                       pb::RegistryChangeResponse* resp) override {
-    RegistryChange c;
-    c.action = ChangeAction::kRevokeFile;
-    c.uri = req->source_uri();
-    c.path = req->path();
-    c.sha256 = req->sha256();
-    c.reason = req->reason();
-    return Change(sctx, std::move(c), "RevokeFile", resp);
+  grpc::ServerUnaryReactor* RevokeFile(grpc::CallbackServerContext* sctx, const grpc::ByteBuffer* raw,
+                                       grpc::ByteBuffer* out) override {
+    return Change<pb::RevokeFileRequest>(sctx, raw, ChangeAction::kRevokeFile, "RevokeFile", out);
   }
 
-  grpc::ServerUnaryReactor* GetSource(grpc::CallbackServerContext* sctx, const pb::GetSourceRequest* req,
-                                      pb::TrustedSource* resp) override {
-    if (auto s = RequireRole(Authenticate(ctx_, sctx), {Role::kAdmin, Role::kAuditor}, "GetSource"); !s.ok()) {
-      return FinishNow(sctx, s);
-    }
-    auto reg = ctx_.ledger->registry();
-    auto it = reg->sources.find(req->uri());
-    if (it == reg->sources.end()) {
-      return FinishNow(sctx, absl::NotFoundError(absl::StrCat("uri: no source ", Sanitize(req->uri()))));
-    }
-    FillSource(it->second, resp);
-    return FinishNow(sctx, absl::OkStatus());
+  grpc::ServerUnaryReactor* GetSource(grpc::CallbackServerContext* sctx, const grpc::ByteBuffer* raw,
+                                      grpc::ByteBuffer* out) override {
+    return AnswerNow<pb::GetSourceRequest, pb::TrustedSource>(
+        ctx_, sctx, {Role::kAdmin, Role::kAuditor}, "GetSource", raw, out,
+        [this](const pb::GetSourceRequest& req, pb::TrustedSource* resp) {
+          auto reg = ctx_.ledger->registry();
+          auto it = reg->sources.find(req.uri());
+          if (it == reg->sources.end()) return absl::NotFoundError(absl::StrCat("uri: no source ", Sanitize(req.uri())));
+          FillSource(it->second, resp);
+          return absl::OkStatus();
+        });
   }
 
-  grpc::ServerUnaryReactor* ListSources(grpc::CallbackServerContext* sctx, const pb::ListSourcesRequest* req,
-                                        pb::ListSourcesResponse* resp) override {
-    if (auto s = RequireRole(Authenticate(ctx_, sctx), {Role::kAdmin, Role::kAuditor}, "ListSources"); !s.ok()) {
-      return FinishNow(sctx, s);
-    }
-    auto size = PageSize(req->page_size());
-    if (!size.ok()) return FinishNow(sctx, size.status());
-    auto cursor = DecodePageToken(req->page_token());
-    if (!cursor.ok()) return FinishNow(sctx, cursor.status());
-    auto reg = ctx_.ledger->registry();
-    auto it = cursor->empty() ? reg->sources.begin() : reg->sources.upper_bound(*cursor);
-    for (; it != reg->sources.end(); ++it) {
-      if (it->second.revoked && !req->include_revoked()) continue;
-      if (static_cast<uint32_t>(resp->sources_size()) == *size) {
-        resp->set_next_page_token(EncodePageToken(resp->sources(resp->sources_size() - 1).uri()));
-        break;
-      }
-      FillSource(it->second, resp->add_sources());
-    }
-    return FinishNow(sctx, absl::OkStatus());
+  grpc::ServerUnaryReactor* ListSources(grpc::CallbackServerContext* sctx, const grpc::ByteBuffer* raw,
+                                        grpc::ByteBuffer* out) override {
+    return AnswerNow<pb::ListSourcesRequest, pb::ListSourcesResponse>(
+        ctx_, sctx, {Role::kAdmin, Role::kAuditor}, "ListSources", raw, out,
+        [this](const pb::ListSourcesRequest& req, pb::ListSourcesResponse* resp) {
+          auto page = ValidateListSources(req);
+          if (!page.ok()) return page.status();
+          auto reg = ctx_.ledger->registry();
+          auto it = page->after.empty() ? reg->sources.begin() : reg->sources.upper_bound(page->after);
+          for (; it != reg->sources.end(); ++it) {
+            if (it->second.revoked && !req.include_revoked()) continue;
+            if (static_cast<uint32_t>(resp->sources_size()) == page->size) {
+              resp->set_next_page_token(EncodePageToken(resp->sources(resp->sources_size() - 1).uri()));
+              break;
+            }
+            FillSource(it->second, resp->add_sources());
+          }
+          return absl::OkStatus();
+        });
   }
 
-  grpc::ServerUnaryReactor* GetFile(grpc::CallbackServerContext* sctx, const pb::GetFileRequest* req,
-                                    pb::TrustedFile* resp) override {
-    if (auto s = RequireRole(Authenticate(ctx_, sctx), {Role::kAdmin, Role::kAuditor}, "GetFile"); !s.ok()) {
-      return FinishNow(sctx, s);
-    }
-    auto reg = ctx_.ledger->registry();
-    auto it = reg->files.find(FileKey{req->source_uri(), req->path(), req->sha256()});
-    if (it == reg->files.end()) return FinishNow(sctx, absl::NotFoundError("no such file entry"));
-    FillFile(it->second, resp);
-    return FinishNow(sctx, absl::OkStatus());
+  grpc::ServerUnaryReactor* GetFile(grpc::CallbackServerContext* sctx, const grpc::ByteBuffer* raw,
+                                    grpc::ByteBuffer* out) override {
+    return AnswerNow<pb::GetFileRequest, pb::TrustedFile>(
+        ctx_, sctx, {Role::kAdmin, Role::kAuditor}, "GetFile", raw, out,
+        [this](const pb::GetFileRequest& req, pb::TrustedFile* resp) {
+          auto reg = ctx_.ledger->registry();
+          auto it = reg->files.find(FileKey{req.source_uri(), req.path(), req.sha256()});
+          if (it == reg->files.end()) return absl::NotFoundError("no such file entry");
+          FillFile(it->second, resp);
+          return absl::OkStatus();
+        });
   }
 
-  grpc::ServerUnaryReactor* ListFiles(grpc::CallbackServerContext* sctx, const pb::ListFilesRequest* req,
-                                      pb::ListFilesResponse* resp) override {
-    if (auto s = RequireRole(Authenticate(ctx_, sctx), {Role::kAdmin, Role::kAuditor}, "ListFiles"); !s.ok()) {
-      return FinishNow(sctx, s);
-    }
-    auto size = PageSize(req->page_size());
-    if (!size.ok()) return FinishNow(sctx, size.status());
-    auto cursor = DecodePageToken(req->page_token());
-    if (!cursor.ok()) return FinishNow(sctx, cursor.status());
-    // Cursor: source_uri \n path \n sha256 of the last entry returned.
-    FileKey after;
-    if (!cursor->empty()) {
-      size_t a = cursor->find('\n');
-      size_t b = a == std::string::npos ? a : cursor->find('\n', a + 1);
-      if (b == std::string::npos) return FinishNow(sctx, absl::InvalidArgumentError("page_token: malformed"));
-      after = {cursor->substr(0, a), cursor->substr(a + 1, b - a - 1), cursor->substr(b + 1)};
-    }
-    auto reg = ctx_.ledger->registry();
-    auto it = cursor->empty() ? reg->files.begin() : reg->files.upper_bound(after);
-    for (; it != reg->files.end(); ++it) {
-      const FileEntry& f = it->second;
-      if (f.revoked && !req->include_revoked()) continue;
-      if (!req->source_uri().empty() && f.key.source_uri != req->source_uri()) continue;
-      if (!req->sha256().empty() && f.key.sha256 != req->sha256()) continue;
-      if (static_cast<uint32_t>(resp->files_size()) == *size) {
-        const auto& last = resp->files(resp->files_size() - 1);
-        resp->set_next_page_token(EncodePageToken(absl::StrCat(last.source_uri(), "\n", last.path(), "\n", last.sha256())));
-        break;
-      }
-      FillFile(f, resp->add_files());
-    }
-    return FinishNow(sctx, absl::OkStatus());
+  grpc::ServerUnaryReactor* ListFiles(grpc::CallbackServerContext* sctx, const grpc::ByteBuffer* raw,
+                                      grpc::ByteBuffer* out) override {
+    return AnswerNow<pb::ListFilesRequest, pb::ListFilesResponse>(
+        ctx_, sctx, {Role::kAdmin, Role::kAuditor}, "ListFiles", raw, out,
+        [this](const pb::ListFilesRequest& req, pb::ListFilesResponse* resp) {
+          auto page = ValidateListFiles(req);
+          if (!page.ok()) return page.status();
+          auto reg = ctx_.ledger->registry();
+          auto it = page->after ? reg->files.upper_bound(*page->after) : reg->files.begin();
+          for (; it != reg->files.end(); ++it) {
+            const FileEntry& f = it->second;
+            if (f.revoked && !req.include_revoked()) continue;
+            if (!req.source_uri().empty() && f.key.source_uri != req.source_uri()) continue;
+            if (!req.sha256().empty() && f.key.sha256 != req.sha256()) continue;
+            if (static_cast<uint32_t>(resp->files_size()) == page->size) {
+              const auto& last = resp->files(resp->files_size() - 1);
+              resp->set_next_page_token(FilePageToken(FileKey{last.source_uri(), last.path(), last.sha256()}));
+              break;
+            }
+            FillFile(f, resp->add_files());
+          }
+          return absl::OkStatus();
+        });
   }
 
  private:
-  grpc::ServerUnaryReactor* Change(grpc::CallbackServerContext* sctx, RegistryChange change, const char* method,
-                                   pb::RegistryChangeResponse* resp) {
+  // A registry change: every attempt, refused ones included, is recorded
+  // before it is answered.
+  template <typename Request>
+  grpc::ServerUnaryReactor* Change(grpc::CallbackServerContext* sctx, const grpc::ByteBuffer* raw,
+                                   ChangeAction action, const char* method, grpc::ByteBuffer* out) {
     auto* reactor = sctx->DefaultReactor();
     Caller caller = Authenticate(ctx_, sctx);
+    Request req;
+    const absl::Status parsed = ParseRequest(Bytes(*raw), &req);
     ChangeSubmission sub;
     sub.caller = caller.recorded;
+    sub.change = ToRegistryChange(req);  // empty fields if it did not decode
+    sub.change.action = action;
     absl::Status refusal = RequireRole(caller, {Role::kAdmin}, method);
     if (!refusal.ok()) {
       sub.rejection = "permission_denied";
-    } else if (refusal = ValidateRegistryChange(change); !refusal.ok()) {
+    } else if (!parsed.ok()) {
+      refusal = parsed;
+      sub.rejection = "malformed_request";
+    } else if (refusal = ValidateRegistryChange(sub.change); !refusal.ok()) {
       sub.rejection = "malformed_request";
     }
     sub.rejection_detail = std::string(refusal.message());
-    sub.change = std::move(change);
-    ctx_.ledger->SubmitChange(std::move(sub), [reactor, resp, refusal](absl::StatusOr<ChangeOutcome> r) {
+    ctx_.ledger->SubmitChange(std::move(sub), [reactor, out, refusal](absl::StatusOr<ChangeOutcome> r) {
       if (!r.ok()) {
         reactor->Finish(ToGrpcStatus(r.status()));
         return;
@@ -448,12 +452,13 @@ class ProvenanceServices::Registry final : public pb::RegistryService::CallbackS
         reactor->Finish(ToGrpcStatus(WithRecordIndex(refusal, r->index)));
         return;
       }
-      resp->set_log_index(r->index);
-      resp->set_policy_version(r->policy_version);
-      if (r->result.source) FillSource(*r->result.source, resp->mutable_source());
-      if (r->result.file) FillFile(*r->result.file, resp->mutable_file());
-      reactor->Finish(ToGrpcStatus(r->result.status.ok() ? absl::OkStatus()
-                                                         : WithRecordIndex(r->result.status, r->index)));
+      pb::RegistryChangeResponse resp;
+      resp.set_log_index(r->index);
+      resp.set_policy_version(r->policy_version);
+      if (r->result.source) FillSource(*r->result.source, resp.mutable_source());
+      if (r->result.file) FillFile(*r->result.file, resp.mutable_file());
+      Reply(reactor, r->result.status.ok() ? absl::OkStatus() : WithRecordIndex(r->result.status, r->index), resp,
+            out);
     });
     return reactor;
   }
@@ -467,11 +472,10 @@ class ProvenanceServices::Registry final : public pb::RegistryService::CallbackS
 
 namespace {
 
-// Streams one pre-fetched page of records.
-class QueryWriter final : public grpc::ServerWriteReactor<pb::QueryRecordsResponse> {
+// Streams one pre-fetched page of records, serialized.
+class QueryWriter final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
-  QueryWriter(std::vector<pb::QueryRecordsResponse> messages, absl::Status status)
-      : messages_(std::move(messages)) {
+  QueryWriter(std::vector<grpc::ByteBuffer> messages, absl::Status status) : messages_(std::move(messages)) {
     if (!status.ok() || messages_.empty()) {
       Finish(ToGrpcStatus(status));
       return;
@@ -492,126 +496,103 @@ class QueryWriter final : public grpc::ServerWriteReactor<pb::QueryRecordsRespon
   void OnDone() override { delete this; }
 
  private:
-  std::vector<pb::QueryRecordsResponse> messages_;
+  std::vector<grpc::ByteBuffer> messages_;
   size_t next_ = 0;
 };
 
+// Every AuditService method raw (see "raw messages" above).
+using RawAuditService = pb::AuditService::WithRawCallbackMethod_QueryRecords<
+    pb::AuditService::WithRawCallbackMethod_GetCheckpoint<pb::AuditService::WithRawCallbackMethod_GetInclusionProof<
+        pb::AuditService::WithRawCallbackMethod_GetConsistencyProof<pb::AuditService::Service>>>>;
+
+using RawKeyService = pb::KeyService::WithRawCallbackMethod_ListPublicKeys<pb::KeyService::Service>;
+
 }  // namespace
 
-class ProvenanceServices::Audit final : public pb::AuditService::CallbackService {
+class ProvenanceServices::Audit final : public RawAuditService {
  public:
   explicit Audit(const ServiceContext& ctx) : ctx_(ctx) {}
 
-  grpc::ServerWriteReactor<pb::QueryRecordsResponse>* QueryRecords(grpc::CallbackServerContext* sctx,
-                                                                    const pb::QueryRecordsRequest* req) override {
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* QueryRecords(grpc::CallbackServerContext* sctx,
+                                                           const grpc::ByteBuffer* raw) override {
     std::vector<pb::QueryRecordsResponse> messages;
-    absl::Status status = BuildPage(sctx, *req, &messages);
-    return new QueryWriter(std::move(messages), status);
+    absl::Status status = BuildPage(sctx, *raw, &messages);
+    std::vector<grpc::ByteBuffer> serialized;
+    if (status.ok()) {
+      for (const pb::QueryRecordsResponse& m : messages) serialized.push_back(Serialize(m));
+    }
+    return new QueryWriter(std::move(serialized), status);
   }
 
-  grpc::ServerUnaryReactor* GetCheckpoint(grpc::CallbackServerContext* sctx, const pb::GetCheckpointRequest* req,
-                                          pb::Checkpoint* resp) override {
-    if (auto s = RequireRole(Authenticate(ctx_, sctx), {Role::kAuditor}, "GetCheckpoint"); !s.ok()) {
-      return FinishNow(sctx, s);
-    }
-    StoredCheckpoint cp;
-    if (req->tree_size() == 0) {
-      cp = ctx_.ledger->latest_checkpoint();
-      if (cp.tree_size == 0) return FinishNow(sctx, absl::FailedPreconditionError("the audit log is empty"));
-    } else {
-      auto at = ctx_.ledger->CheckpointAt(req->tree_size());
-      if (!at.ok()) return FinishNow(sctx, at.status());
-      cp = *at;
-    }
-    resp->set_note(cp.note);
-    resp->set_origin(ctx_.ledger->log_origin());
-    resp->set_tree_size(cp.tree_size);
-    resp->set_root_hash(HashBytes(cp.root));
-    return FinishNow(sctx, absl::OkStatus());
+  grpc::ServerUnaryReactor* GetCheckpoint(grpc::CallbackServerContext* sctx, const grpc::ByteBuffer* raw,
+                                          grpc::ByteBuffer* out) override {
+    return AnswerNow<pb::GetCheckpointRequest, pb::Checkpoint>(
+        ctx_, sctx, {Role::kAuditor}, "GetCheckpoint", raw, out,
+        [this](const pb::GetCheckpointRequest& req, pb::Checkpoint* resp) {
+          StoredCheckpoint cp;
+          if (req.tree_size() == 0) {
+            cp = ctx_.ledger->latest_checkpoint();
+            if (cp.tree_size == 0) return absl::FailedPreconditionError("the audit log is empty");
+          } else {
+            auto at = ctx_.ledger->CheckpointAt(req.tree_size());
+            if (!at.ok()) return at.status();
+            cp = *at;
+          }
+          resp->set_note(cp.note);
+          resp->set_origin(ctx_.ledger->log_origin());
+          resp->set_tree_size(cp.tree_size);
+          resp->set_root_hash(HashBytes(cp.root));
+          return absl::OkStatus();
+        });
   }
 
-  grpc::ServerUnaryReactor* GetInclusionProof(grpc::CallbackServerContext* sctx,
-                                              const pb::GetInclusionProofRequest* req,
-                                              pb::InclusionProof* resp) override {
-    if (auto s = RequireRole(Authenticate(ctx_, sctx), {Role::kAuditor}, "GetInclusionProof"); !s.ok()) {
-      return FinishNow(sctx, s);
-    }
-    uint64_t size = req->tree_size() == 0 ? ctx_.ledger->latest_checkpoint().tree_size : req->tree_size();
-    auto proof = ctx_.ledger->InclusionProof(req->index(), size);
-    if (!proof.ok()) return FinishNow(sctx, proof.status());
-    auto record = ctx_.ledger->GetRecord(req->index());
-    if (!record.ok()) return FinishNow(sctx, record.status());
-    if (!record->has_value()) return FinishNow(sctx, absl::DataLossError("record missing"));
-    resp->set_index(req->index());
-    resp->set_tree_size(size);
-    for (const Hash& h : *proof) resp->add_hashes(HashBytes(h));
-    resp->set_record((*record)->record);
-    resp->set_leaf_hash(HashBytes((*record)->leaf_hash));
-    return FinishNow(sctx, absl::OkStatus());
+  grpc::ServerUnaryReactor* GetInclusionProof(grpc::CallbackServerContext* sctx, const grpc::ByteBuffer* raw,
+                                              grpc::ByteBuffer* out) override {
+    return AnswerNow<pb::GetInclusionProofRequest, pb::InclusionProof>(
+        ctx_, sctx, {Role::kAuditor}, "GetInclusionProof", raw, out,
+        [this](const pb::GetInclusionProofRequest& req, pb::InclusionProof* resp) {
+          uint64_t size = req.tree_size() == 0 ? ctx_.ledger->latest_checkpoint().tree_size : req.tree_size();
+          auto proof = ctx_.ledger->InclusionProof(req.index(), size);
+          if (!proof.ok()) return proof.status();
+          auto record = ctx_.ledger->GetRecord(req.index());
+          if (!record.ok()) return record.status();
+          if (!record->has_value()) return absl::DataLossError("record missing");
+          resp->set_index(req.index());
+          resp->set_tree_size(size);
+          for (const Hash& h : *proof) resp->add_hashes(HashBytes(h));
+          resp->set_record((*record)->record);
+          resp->set_leaf_hash(HashBytes((*record)->leaf_hash));
+          return absl::OkStatus();
+        });
   }
 
-  grpc::ServerUnaryReactor* GetConsistencyProof(grpc::CallbackServerContext* sctx,
-                                                const pb::GetConsistencyProofRequest* req,
-                                                pb::ConsistencyProof* resp) override {
-    if (auto s = RequireRole(Authenticate(ctx_, sctx), {Role::kAuditor}, "GetConsistencyProof"); !s.ok()) {
-      return FinishNow(sctx, s);
-    }
-    uint64_t to = req->to_size() == 0 ? ctx_.ledger->latest_checkpoint().tree_size : req->to_size();
-    auto proof = ctx_.ledger->ConsistencyProof(req->from_size(), to);
-    if (!proof.ok()) return FinishNow(sctx, proof.status());
-    resp->set_from_size(req->from_size());
-    resp->set_to_size(to);
-    for (const Hash& h : *proof) resp->add_hashes(HashBytes(h));
-    return FinishNow(sctx, absl::OkStatus());
+  grpc::ServerUnaryReactor* GetConsistencyProof(grpc::CallbackServerContext* sctx, const grpc::ByteBuffer* raw,
+                                                grpc::ByteBuffer* out) override {
+    return AnswerNow<pb::GetConsistencyProofRequest, pb::ConsistencyProof>(
+        ctx_, sctx, {Role::kAuditor}, "GetConsistencyProof", raw, out,
+        [this](const pb::GetConsistencyProofRequest& req, pb::ConsistencyProof* resp) {
+          uint64_t to = req.to_size() == 0 ? ctx_.ledger->latest_checkpoint().tree_size : req.to_size();
+          auto proof = ctx_.ledger->ConsistencyProof(req.from_size(), to);
+          if (!proof.ok()) return proof.status();
+          resp->set_from_size(req.from_size());
+          resp->set_to_size(to);
+          for (const Hash& h : *proof) resp->add_hashes(HashBytes(h));
+          return absl::OkStatus();
+        });
   }
 
  private:
-  absl::Status BuildPage(grpc::CallbackServerContext* sctx, const pb::QueryRecordsRequest& req,
+  absl::Status BuildPage(grpc::CallbackServerContext* sctx, const grpc::ByteBuffer& raw,
                          std::vector<pb::QueryRecordsResponse>* messages) {
     if (auto s = RequireRole(Authenticate(ctx_, sctx), {Role::kAuditor}, "QueryRecords"); !s.ok()) return s;
-    auto size = PageSize(req.page_size());
-    if (!size.ok()) return size.status();
-    RecordFilter f;
-    if (req.has_start_time()) {
-      auto t = TimeToMicros(req.start_time(), "start_time");
-      if (!t.ok()) return t.status();
-      f.start_time_us = *t;
-    }
-    if (req.has_end_time()) {
-      auto t = TimeToMicros(req.end_time(), "end_time");
-      if (!t.ok()) return t.status();
-      f.end_time_us = *t;
-    }
-    if (!req.model_sha256().empty() && !token::IsSha256Hex(req.model_sha256())) {
-      return absl::InvalidArgumentError("model_sha256: must be 64 lowercase hex digits");
-    }
-    if (req.source_uri().size() > kMaxUriLength) return absl::InvalidArgumentError("source_uri: too long");
-    if (req.caller().size() > 256) return absl::InvalidArgumentError("caller: too long");
-    f.sha256 = req.model_sha256();
-    f.source = req.source_uri();
-    f.caller = req.caller();
-    if (req.verdict() == pb::VERDICT_ACCEPTED) f.verdict = "accepted";
-    else if (req.verdict() == pb::VERDICT_REJECTED) f.verdict = "rejected";
-    else if (req.verdict() != pb::VERDICT_UNSPECIFIED) return absl::InvalidArgumentError("verdict: unknown value");
-    if (req.kind() == pb::RECORD_KIND_VERIFY_MODEL) f.kind = "verify_model";
-    else if (req.kind() == pb::RECORD_KIND_REGISTRY_CHANGE) f.kind = "registry_change";
-    else if (req.kind() != pb::RECORD_KIND_UNSPECIFIED) return absl::InvalidArgumentError("kind: unknown value");
-    auto cursor = DecodePageToken(req.page_token());
-    if (!cursor.ok()) return cursor.status();
-    std::optional<uint64_t> after;
-    if (!cursor->empty()) {
-      uint64_t v = 0;
-      if (cursor->size() > 20) return absl::InvalidArgumentError("page_token: malformed");
-      for (char c : *cursor) {
-        if (c < '0' || c > '9') return absl::InvalidArgumentError("page_token: malformed");
-        v = v * 10 + static_cast<uint64_t>(c - '0');
-      }
-      after = v;
-    }
-    auto rows = ctx_.ledger->Query(f, after, static_cast<int>(*size) + 1);
+    pb::QueryRecordsRequest req;
+    if (auto s = ParseRequest(Bytes(raw), &req); !s.ok()) return s;
+    auto page = ValidateQueryRecords(req);
+    if (!page.ok()) return page.status();
+    auto rows = ctx_.ledger->Query(page->filter, page->after, static_cast<int>(page->size) + 1);
     if (!rows.ok()) return rows.status();
-    bool more = rows->size() > *size;
-    if (more) rows->resize(*size);
+    bool more = rows->size() > page->size;
+    if (more) rows->resize(page->size);
     messages->emplace_back();
     for (const StoredRecord& row : *rows) {
       if (messages->back().entries_size() == kEntriesPerMessage) messages->emplace_back();
@@ -621,7 +602,7 @@ class ProvenanceServices::Audit final : public pb::AuditService::CallbackService
       e->set_leaf_hash(HashBytes(row.leaf_hash));
       if (auto rec = DecodeRecord(row.record); rec.ok()) FillRecord(*rec, e->mutable_decoded());
     }
-    if (more) messages->back().set_next_page_token(EncodePageToken(std::to_string(rows->back().index)));
+    if (more) messages->back().set_next_page_token(RecordPageToken(rows->back().index));
     return absl::OkStatus();
   }
 
@@ -632,34 +613,33 @@ class ProvenanceServices::Audit final : public pb::AuditService::CallbackService
 // KeyService
 // ===========================================================================
 
-class ProvenanceServices::Keys final : public pb::KeyService::CallbackService {
+class ProvenanceServices::Keys final : public RawKeyService {
  public:
   explicit Keys(const ServiceContext& ctx) : ctx_(ctx) {}
 
-  grpc::ServerUnaryReactor* ListPublicKeys(grpc::CallbackServerContext* sctx, const pb::ListPublicKeysRequest*,
-                                           pb::ListPublicKeysResponse* resp) override {
-    if (auto s = RequireRole(Authenticate(ctx_, sctx), {Role::kWorker, Role::kAdmin, Role::kAuditor},
-                             "ListPublicKeys");
-        !s.ok()) {
-      return FinishNow(sctx, s);
-    }
-    absl::Time now = ctx_.clock->Now();
-    for (const PublishedKey& k : ctx_.token_keys) {
-      if (!k.current && now >= k.publish_until) continue;
-      pb::TokenPublicKey* out = resp->add_token_keys();
-      out->set_key_id(token::TokenKeyId(*k.key));
-      out->set_ed25519_public_key(k.key->raw());
-      out->set_public_key_pem(k.key->ToPem());
-      out->set_paserk("k4.public." + token::Base64UrlEncode(k.key->raw()));
-      out->set_status(k.current ? pb::KEY_STATUS_CURRENT : pb::KEY_STATUS_PREVIOUS);
-      if (!k.current) {
-        SetTime(static_cast<uint64_t>(absl::ToUnixMicros(k.publish_until)), out->mutable_publish_until());
-      }
-    }
-    resp->set_token_issuer(ctx_.token_issuer);
-    resp->set_log_origin(ctx_.ledger->log_origin());
-    resp->set_log_verifier_key(ctx_.ledger->log_verifier_key());
-    return FinishNow(sctx, absl::OkStatus());
+  grpc::ServerUnaryReactor* ListPublicKeys(grpc::CallbackServerContext* sctx, const grpc::ByteBuffer* raw,
+                                           grpc::ByteBuffer* out) override {
+    return AnswerNow<pb::ListPublicKeysRequest, pb::ListPublicKeysResponse>(
+        ctx_, sctx, {Role::kWorker, Role::kAdmin, Role::kAuditor}, "ListPublicKeys", raw, out,
+        [this](const pb::ListPublicKeysRequest&, pb::ListPublicKeysResponse* resp) {
+          absl::Time now = ctx_.clock->Now();
+          for (const PublishedKey& k : ctx_.token_keys) {
+            if (!k.current && now >= k.publish_until) continue;
+            pb::TokenPublicKey* key = resp->add_token_keys();
+            key->set_key_id(token::TokenKeyId(*k.key));
+            key->set_ed25519_public_key(k.key->raw());
+            key->set_public_key_pem(k.key->ToPem());
+            key->set_paserk("k4.public." + token::Base64UrlEncode(k.key->raw()));
+            key->set_status(k.current ? pb::KEY_STATUS_CURRENT : pb::KEY_STATUS_PREVIOUS);
+            if (!k.current) {
+              SetTime(static_cast<uint64_t>(absl::ToUnixMicros(k.publish_until)), key->mutable_publish_until());
+            }
+          }
+          resp->set_token_issuer(ctx_.token_issuer);
+          resp->set_log_origin(ctx_.ledger->log_origin());
+          resp->set_log_verifier_key(ctx_.ledger->log_verifier_key());
+          return absl::OkStatus();
+        });
   }
 
  private:

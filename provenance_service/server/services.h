@@ -1,9 +1,13 @@
 // gRPC callback-API implementations of the four provenance services
 // (proto/ossgate/provenance/v1/provenance.proto). Each handler
 // authenticates the caller from its mTLS certificate (or, in development
-// mode, from metadata), checks the role, validates the request and hands
-// decisions and registry changes to the ledger; the reply is sent from the
-// ledger's completion callback, i.e. after the audit record is durable.
+// mode, from metadata), checks the role, decodes and validates the request
+// (requests.h; the methods take raw bytes so that an undecodable request
+// gets INVALID_ARGUMENT naming the problem) and hands decisions and registry
+// changes to the ledger; the reply is sent from the ledger's completion
+// callback, i.e. after the audit record is durable. Callers whose
+// certificate has no usable identity are recorded with its fingerprint and
+// subject alternative names.
 //
 // Thread-safety: handlers run concurrently on gRPC's callback threads; all
 // shared state is immutable or owned by the (thread-safe) ledger.
@@ -40,12 +44,12 @@ struct PublishedKey {
 // certificate can never hit another's entry. Thread-safe.
 class IdentityCache {
  public:
-  absl::StatusOr<CallerIdentity> Lookup(std::string_view pem);
+  CertificateIdentity Lookup(std::string_view pem);
 
  private:
   static constexpr size_t kMaxEntries = 4096;
   std::mutex mu_;
-  std::unordered_map<std::string, absl::StatusOr<CallerIdentity>> entries_;  // GUARDED_BY(mu_)
+  std::unordered_map<std::string, CertificateIdentity> entries_;  // GUARDED_BY(mu_)
 };
 
 struct ServiceContext {

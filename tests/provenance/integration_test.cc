@@ -7,8 +7,12 @@
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
+#include <cctype>
 #include <future>
+#include <map>
+#include <optional>
 #include <random>
+#include <tuple>
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
@@ -127,6 +131,30 @@ class IntegrationTest : public ::testing::Test {
 TempDir* IntegrationTest::dir_ = nullptr;
 std::string IntegrationTest::pki_;
 ProvenanceServer* IntegrationTest::server_ = nullptr;
+
+// A unary call with raw request bytes (what a client with another proto
+// library, or a broken one, may send).
+grpc::Status RawUnary(const std::shared_ptr<grpc::Channel>& channel, const std::string& method,
+                      const std::string& bytes) {
+  grpc::GenericStub generic(channel);
+  grpc::Slice slice(bytes);
+  grpc::ByteBuffer request(&slice, 1);
+  grpc::ByteBuffer response;
+  std::promise<grpc::Status> done;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  generic.UnaryCall(&ctx, method, grpc::StubOptions(), &request, &response,
+                    [&done](grpc::Status s) { done.set_value(s); });
+  return done.get_future().get();
+}
+
+// The index N of a message ending in "(audit record N)".
+std::optional<uint64_t> AuditRecordOf(const std::string& message) {
+  const std::string marker = "(audit record ";
+  const size_t at = message.rfind(marker);
+  if (at == std::string::npos || message.back() != ')') return std::nullopt;
+  return std::stoull(message.substr(at + marker.size()));
+}
 
 TEST_F(IntegrationTest, AdminAddsWorkerVerifiesAuditorProves) {
   const std::string content = "tiny gguf bytes";
@@ -318,6 +346,82 @@ TEST_F(IntegrationTest, WrongRolesAreRefusedAndRecorded) {
   EXPECT_TRUE(spoof);
 }
 
+// The SHA-256 fingerprint of a certificate file as openssl computes it, in
+// lowercase hex without colons.
+std::string OpensslFingerprint(const std::string& pem_file) {
+  std::string out;
+  EXPECT_EQ(testing::RunCommand("openssl x509 -noout -fingerprint -sha256 -in " + pem_file, &out), 0) << out;
+  std::string hex;
+  for (char c : out.substr(out.find('=') + 1)) {
+    if (std::isxdigit(static_cast<unsigned char>(c))) hex.push_back(static_cast<char>(std::tolower(c)));
+  }
+  return hex;
+}
+
+// Issues a client certificate signed by the test CA with the given
+// subjectAltName value (make_dev_pki.sh only makes well-formed identities).
+void IssueClientCert(const std::string& pki, const std::string& name, const std::string& san) {
+  const std::string key = pki + "/" + name + ".key", csr = pki + "/" + name + ".csr", ext = pki + "/" + name + ".ext";
+  std::string out;
+  ASSERT_EQ(testing::RunCommand(absl::StrCat(
+                "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out ", key, " 2>&1 && ",
+                "openssl req -new -key ", key, " -subj /O=ossgate/CN=", name, " -out ", csr, " 2>&1 && ",
+                "printf 'extendedKeyUsage=clientAuth\\nsubjectAltName=", san, "\\n' > ", ext, " && ",
+                "openssl x509 -req -in ", csr, " -CA ", pki, "/ca.pem -CAkey ", pki, "/ca.key -CAcreateserial -CAserial ",
+                pki, "/", name, ".srl -days 2 -sha256 -extfile ", ext, " -out ", pki, "/", name, ".pem 2>&1"),
+                                &out),
+            0)
+      << out;
+}
+
+TEST_F(IntegrationTest, UnidentifiedCallersAreRecordedWithTheirCertificate) {
+  // CA-signed certificates without a usable identity: an unknown role, and
+  // no spiffe://ossgate/ URI but other names.
+  IssueClientCert(pki_, "no-identity", "DNS:robot.example,URI:https://example.com/robot,email:ops@example.com");
+  struct Case {
+    std::string cert;
+    std::vector<std::string> sans;
+  };
+  const std::vector<Case> cases = {
+      {"robot-r2d2", {"URI:spiffe://ossgate/role/robot/r2d2"}},
+      {"no-identity", {"DNS:robot.example", "URI:https://example.com/robot", "email:ops@example.com"}},
+  };
+  std::map<uint64_t, const Case*> records;
+  for (const Case& c : cases) {
+    pb::RegistryChangeResponse change;
+    pb::AddSourceRequest add;
+    add.set_uri("hf://robot/model");
+    grpc::Status s = pb::RegistryService::NewStub(Channel(c.cert))->AddSource(Ctx().get(), add, &change);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED) << s.error_message();
+    std::optional<uint64_t> index = AuditRecordOf(s.error_message());
+    ASSERT_TRUE(index.has_value()) << s.error_message();
+    records[*index] = &c;
+    pb::VerifyModelResponse resp;
+    s = pb::VerificationService::NewStub(Channel(c.cert))
+            ->VerifyModel(Ctx().get(), Descriptor("tiny.gguf", "x", "r2d2"), &resp);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED) << s.error_message();
+    index = AuditRecordOf(s.error_message());
+    ASSERT_TRUE(index.has_value()) << s.error_message();
+    records[*index] = &c;
+  }
+  pb::QueryRecordsRequest q;
+  q.set_verdict(pb::VERDICT_REJECTED);
+  size_t seen = 0;
+  for (const auto& e : Query(q)) {
+    auto it = records.find(e.index());
+    if (it == records.end()) continue;
+    ++seen;
+    const std::string& caller = e.decoded().caller();
+    const std::string fingerprint = OpensslFingerprint(pki_ + "/" + it->second->cert + ".pem");
+    ASSERT_EQ(fingerprint.size(), 64u);
+    EXPECT_EQ(caller.rfind("unidentified", 0), 0u) << caller;
+    EXPECT_NE(caller.find("sha256:" + fingerprint), std::string::npos) << caller << " lacks " << fingerprint;
+    for (const std::string& san : it->second->sans) EXPECT_NE(caller.find(san), std::string::npos) << caller;
+    EXPECT_EQ(e.decoded().reason(), "permission_denied");
+  }
+  EXPECT_EQ(seen, records.size());
+}
+
 TEST_F(IntegrationTest, ForeignCertificateFailsTheHandshake) {
   ClientOptions o = RoleClient(*dir_ / "foreign", server_->port(), "admin-admin-1");
   o.ca_file = pki_ + "/ca.pem";
@@ -416,8 +520,8 @@ TEST_F(IntegrationTest, BadInputIsInvalidArgumentNamingTheFieldAndRecorded) {
 TEST_F(IntegrationTest, RandomGarbageNeverCrashesTheService) {
   auto stub = pb::VerificationService::NewStub(Channel("worker-worker-1"));
   std::mt19937 rng(42);
-  // ASCII garbage including control characters. (Invalid UTF-8 in a proto3
-  // string field never reaches the handler: see InvalidUtf8IsRefusedByTheTransport.)
+  // ASCII garbage including control characters. (Invalid UTF-8 and bytes
+  // that are no protobuf: UndecodableRequestsAreInvalidArgumentNamingTheProblem.)
   auto garbage = [&rng](size_t max) {
     std::string s(rng() % max, '\0');
     for (char& c : s) c = static_cast<char>(rng() % 128);
@@ -442,13 +546,74 @@ TEST_F(IntegrationTest, RandomGarbageNeverCrashesTheService) {
   ASSERT_TRUE(auditor->GetCheckpoint(Ctx().get(), pb::GetCheckpointRequest(), &cp).ok());
 }
 
-TEST_F(IntegrationTest, InvalidUtf8IsRefusedByTheTransport) {
+TEST_F(IntegrationTest, UndecodableRequestsAreInvalidArgumentNamingTheProblem) {
+  // Invalid UTF-8 in a proto3 string field: the C++ client sends it (after
+  // logging a complaint), the service must say which field is wrong.
   auto stub = pb::VerificationService::NewStub(Channel("worker-worker-1"));
   pb::ModelDescriptor d = Descriptor("tiny.gguf", "x");
   d.set_name("\xff\xfe");
   pb::VerifyModelResponse resp;
   grpc::Status s = stub->VerifyModel(Ctx().get(), d, &resp);
-  EXPECT_FALSE(s.ok());
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_code() << " " << s.error_message();
+  EXPECT_EQ(s.error_message().rfind("name: not valid UTF-8", 0), 0u) << s.error_message();
+  const std::optional<uint64_t> utf8_record = AuditRecordOf(s.error_message());
+  EXPECT_TRUE(utf8_record.has_value()) << s.error_message();
+
+  // Bytes that are no protobuf message at all (a truncated varint tag).
+  s = RawUnary(Channel("worker-worker-1"), "/ossgate.provenance.v1.VerificationService/VerifyModel",
+               std::string("\xff\xff\xff", 3));
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_code() << " " << s.error_message();
+  EXPECT_EQ(s.error_message().rfind("request: ", 0), 0u) << s.error_message();
+  EXPECT_NE(s.error_message().find("ossgate.provenance.v1.ModelDescriptor"), std::string::npos) << s.error_message();
+  const std::optional<uint64_t> garbage_record = AuditRecordOf(s.error_message());
+  EXPECT_TRUE(garbage_record.has_value()) << s.error_message();
+
+  // Registry changes are logged too; reads are answered without a record.
+  s = RawUnary(Channel("admin-admin-1"), "/ossgate.provenance.v1.RegistryService/AddSource",
+               std::string("\x0a\x06hf://", 7));  // uri: length 6 but 5 bytes follow
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_code() << " " << s.error_message();
+  EXPECT_NE(s.error_message().find("ossgate.provenance.v1.AddSourceRequest"), std::string::npos) << s.error_message();
+  EXPECT_TRUE(AuditRecordOf(s.error_message()).has_value()) << s.error_message();
+  const std::vector<std::tuple<std::string, std::string, std::string>> reads = {
+      {"/ossgate.provenance.v1.RegistryService/ListFiles", std::string("\x0a\x02\xc3\x28", 4), "source_uri: "},
+      {"/ossgate.provenance.v1.KeyService/ListPublicKeys", std::string("\xff\xff\xff", 3), "request: "},
+  };
+  for (const auto& [method, bytes, prefix] : reads) {
+    s = RawUnary(Channel("admin-admin-1"), method, bytes);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << method << " " << s.error_message();
+    EXPECT_EQ(s.error_message().rfind(prefix, 0), 0u) << method << " " << s.error_message();
+    EXPECT_FALSE(AuditRecordOf(s.error_message()).has_value()) << s.error_message();
+  }
+  // Server streaming.
+  auto auditor_stub = pb::AuditService::NewStub(Channel("auditor-auditor-1"));
+  pb::QueryRecordsRequest q_bad;
+  q_bad.set_caller("\xc0\xaf");  // overlong "/"
+  auto qctx = Ctx();
+  auto reader = auditor_stub->QueryRecords(qctx.get(), q_bad);
+  pb::QueryRecordsResponse msg;
+  while (reader->Read(&msg)) {
+  }
+  s = reader->Finish();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_code() << " " << s.error_message();
+  EXPECT_EQ(s.error_message().rfind("caller: not valid UTF-8", 0), 0u) << s.error_message();
+
+  // The logged attempts name the caller and the problem.
+  pb::QueryRecordsRequest q;
+  q.set_caller("spiffe://ossgate/role/worker/worker-1");
+  q.set_verdict(pb::VERDICT_REJECTED);
+  bool utf8_logged = false, garbage_logged = false;
+  for (const auto& e : Query(q)) {
+    if (utf8_record && e.index() == *utf8_record) {
+      utf8_logged = e.decoded().reason() == "malformed_request" &&
+                    e.decoded().detail().rfind("name: not valid UTF-8", 0) == 0;
+    }
+    if (garbage_record && e.index() == *garbage_record) {
+      garbage_logged = e.decoded().reason() == "malformed_request" &&
+                       e.decoded().detail().find("ModelDescriptor") != std::string::npos;
+    }
+  }
+  EXPECT_TRUE(utf8_logged);
+  EXPECT_TRUE(garbage_logged);
   // The server keeps serving.
   ASSERT_TRUE(stub->VerifyModel(Ctx().get(), Descriptor("tiny.gguf", "x"), &resp).ok());
 }
