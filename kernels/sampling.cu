@@ -156,15 +156,23 @@ __device__ unsigned long long BlockMax(unsigned long long v, ReduceSmem& s) {
   }
   return v;
 }
-// Or / sum of a uint32 over the block (kOr: or, else sum), into thread 0.
-template <bool kOr>
-__device__ uint32_t BlockReduce32(uint32_t v, ReduceSmem& s) {
-  v = kOr ? __reduce_or_sync(0xFFFFFFFFu, v) : __reduce_add_sync(0xFFFFFFFFu, v);
+__device__ uint32_t BlockOr(uint32_t v, ReduceSmem& s) {
+  v = __reduce_or_sync(0xFFFFFFFFu, v);
   __syncthreads();
   if ((threadIdx.x & 31) == 0) s.u32[threadIdx.x >> 5] = v;
   __syncthreads();
   if (threadIdx.x == 0) {
-    for (int w = 1; w < kThreads / 32; ++w) v = kOr ? (v | s.u32[w]) : (v + s.u32[w]);
+    for (int w = 1; w < kThreads / 32; ++w) v |= s.u32[w];
+  }
+  return v;
+}
+__device__ uint32_t BlockSum(uint32_t v, ReduceSmem& s) {
+  v = __reduce_add_sync(0xFFFFFFFFu, v);
+  __syncthreads();
+  if ((threadIdx.x & 31) == 0) s.u32[threadIdx.x >> 5] = v;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    for (int w = 1; w < kThreads / 32; ++w) v += s.u32[w];
   }
   return v;
 }
@@ -230,8 +238,8 @@ __global__ void __launch_bounds__(kThreads) SampleScanKernel(const SampleParams 
   });
   best = BlockMax(best, red);
   gumbel = BlockMax(gumbel, red);
-  nan = BlockReduce32<true>(nan, red);
-  n_cand = BlockReduce32<false>(n_cand, red);
+  nan = BlockOr(nan, red);
+  n_cand = BlockSum(n_cand, red);
   if (threadIdx.x == 0) {
     if (best) atomicMax(&st.best, best);
     if (gumbel) atomicMax(&st.gumbel, gumbel);
