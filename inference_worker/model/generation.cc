@@ -56,8 +56,7 @@ std::string StopMatcher::Push(const std::string& text) {
 std::string StopMatcher::Flush() { return matched_ ? "" : std::exchange(held_, ""); }
 
 SequenceState::SequenceState(const text::Tokenizer& tokenizer, std::vector<int32_t> prompt, GenerationParams params)
-    : tokenizer_(tokenizer),
-      prompt_(std::move(prompt)),
+    : prompt_(std::move(prompt)),
       params_(std::move(params)),
       sampler_(params_.sampling),
       history_(prompt_),

@@ -86,7 +86,6 @@ class SequenceState {
   FinishReason finish_reason() const { return finish_; }
 
  private:
-  const text::Tokenizer& tokenizer_;
   const std::vector<int32_t> prompt_;
   const GenerationParams params_;
   const Sampler sampler_;
