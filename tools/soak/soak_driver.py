@@ -518,8 +518,25 @@ async def prov_loop(args, stats, end):
 # ---- Resources ----------------------------------------------------------------
 
 
+def rss_by_kind(pid):
+    """Resident KiB of a process's mappings: heap (brk), anonymous (malloc's mmaps, arenas), file, other."""
+    kinds = collections.Counter()
+    name = None
+    with open("/proc/%d/smaps" % pid) as f:
+        for line in f:
+            first = line.split(None, 1)[0]
+            if "-" in first and not first.endswith(":"):  # a mapping's header line
+                cols = line.split()
+                path = cols[5] if len(cols) > 5 else ""
+                name = ("heap" if path == "[heap]" else "anonymous" if not path else
+                        "file" if path.startswith("/") else "other")
+            elif first == "Rss:":
+                kinds[name] += int(line.split()[1])
+    return kinds
+
+
 def proc_usage(pid):
-    """(VmRSS KiB, open fds, threads) of a process, or None when it is gone."""
+    """(VmRSS KiB, open fds, threads, RSS by kind) of a process, or None when it is gone."""
     try:
         rss = threads = None
         with open("/proc/%d/status" % pid) as f:
@@ -529,7 +546,7 @@ def proc_usage(pid):
                 elif line.startswith("Threads:"):
                     threads = int(line.split()[1])
         fds = len(os.listdir("/proc/%d/fd" % pid))
-        return rss, fds, threads
+        return rss, fds, threads, rss_by_kind(pid)
     except (FileNotFoundError, ProcessLookupError):
         return None
 
@@ -557,8 +574,7 @@ TCP_STATES = {1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5:
               7: "CLOSE", 8: "CLOSE_WAIT", 9: "LAST_ACK", 10: "LISTEN", 11: "CLOSING"}
 
 
-def socket_states(pid):
-    """TCP states of a process's sockets, e.g. {"ESTABLISHED": 3, "LISTEN": 2}; "other" = not TCP."""
+def socket_inodes(pid):
     inodes = set()
     try:
         for fd in os.listdir("/proc/%d/fd" % pid):
@@ -569,22 +585,45 @@ def socket_states(pid):
             if target.startswith("socket:["):
                 inodes.add(target[8:-1])
     except OSError:
-        return {}
-    states = collections.Counter()
+        pass
+    return inodes
+
+
+def tcp_table():
+    """[(local port, remote port, state name, inode)] of every TCP socket on the machine."""
+    rows = []
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             with open(table) as f:
                 next(f)
                 for line in f:
                     cols = line.split()
-                    if cols[9] in inodes:
-                        inodes.discard(cols[9])
-                        states[TCP_STATES.get(int(cols[3], 16), cols[3])] += 1
+                    state = int(cols[3], 16)
+                    rows.append((int(cols[1].rsplit(":", 1)[1], 16), int(cols[2].rsplit(":", 1)[1], 16),
+                                 TCP_STATES.get(state, str(state)), cols[9]))
         except OSError:
             pass
+    return rows
+
+
+def socket_states(pid, table):
+    """TCP states of a process's sockets, e.g. {"ESTABLISHED": 3, "LISTEN": 2}; "other" = not TCP."""
+    inodes = socket_inodes(pid)
+    states = collections.Counter()
+    for _, _, state, inode in table:
+        if inode in inodes:
+            inodes.discard(inode)
+            states[state] += 1
     if inodes:
         states["other"] += len(inodes)
     return states
+
+
+def client_connections(pid, table, mine):
+    """How many of this driver's sockets (inodes `mine`) are connected to a port `pid` listens on."""
+    theirs = socket_inodes(pid)
+    ports = {local for local, _, state, inode in table if state == "LISTEN" and inode in theirs}
+    return sum(1 for _, remote, state, inode in table if inode in mine and remote in ports and state == "ESTABLISHED")
 
 
 def scrape_metrics(url):
@@ -624,15 +663,19 @@ def sample_resources(args, stats, phase):
     # would count connections the client still holds.
     gc.collect()
     s = {"t": stats.now(), "phase": phase, "load": load_average()}
+    table = tcp_table()
+    mine = socket_inodes(os.getpid())
     for name, pid in args.watch:
         usage = proc_usage(pid)
         if usage is None:
             stats.error("process", "%s (pid %d) is gone" % (name, pid))
             continue
-        s[name] = usage
+        # Open fds less the connections this driver holds to the process:
+        # what the process keeps open for itself.
+        s[name] = usage[:3] + (usage[1] - client_connections(pid, table, mine), usage[3])
         if phase != "load":
             s[name + " fd kinds"] = fd_kinds(pid)
-            s[name + " sockets"] = socket_states(pid)
+            s[name + " sockets"] = socket_states(pid, table)
     try:
         m = scrape_metrics(args.metrics_url)
         s.update({k: m.get(v) for k, v in GAUGES.items()})
@@ -710,7 +753,18 @@ def medians(samples, name, lo, hi):
     rows = [s[name] for s in samples if s["phase"] == "load" and lo <= s["t"] < hi and name in s]
     if not rows:
         return None
-    return tuple(statistics.median(r[i] for r in rows) for i in range(3))
+    return tuple(statistics.median(r[i] for r in rows) for i in range(4))
+
+
+def rss_slope(samples, name, lo, hi):
+    """Least-squares slope of a process's RSS in MiB per minute over load samples in [lo, hi)."""
+    pts = [(s["t"] / 60, s[name][0] / 1024) for s in samples
+           if s["phase"] == "load" and lo <= s["t"] < hi and name in s]
+    if len(pts) < 3:
+        return None
+    mx = statistics.mean(x for x, _ in pts)
+    my = statistics.mean(y for _, y in pts)
+    return sum((x - mx) * (y - my) for x, y in pts) / sum((x - mx) ** 2 for x, _ in pts)
 
 
 def checks(args, stats, before, after, metrics_before, metrics_after, load_end):
@@ -726,8 +780,11 @@ def checks(args, stats, before, after, metrics_before, metrics_after, load_end):
             out.append(("%s RSS, median last minute vs first" % name,
                         "%.1f → %.1f MiB (%+.1f%%)" % (first[0] / 1024, last[0] / 1024, growth * 100),
                         "≤ +%d%%" % round(args.rss_growth_limit * 100), growth <= args.rss_growth_limit))
-            out.append(("%s fds, median last minute vs first" % name, "%d → %d" % (first[1], last[1]),
-                        "≤ +%d" % args.fd_growth_limit, last[1] - first[1] <= args.fd_growth_limit))
+            # Raw fds go up and down with the connections the loops happen to
+            # hold; those the process keeps for itself must stay flat.
+            out.append(("%s fds less the driver's connections to it, median last minute vs first" % name,
+                        "%d → %d (with them: %d → %d)" % (first[3], last[3], first[1], last[1]),
+                        "≤ +%d" % args.fd_growth_limit, last[3] - first[3] <= args.fd_growth_limit))
             # gRPC starts threads on demand and keeps some; a steady climb is the leak.
             out.append(("%s threads, median last minute vs first" % name, "%d → %d" % (first[2], last[2]),
                         "≤ +%d" % args.thread_growth_limit, last[2] - first[2] <= args.thread_growth_limit))
@@ -788,6 +845,17 @@ def tables(args, stats, info, before, after, metrics_before, metrics_after, load
             w("- %.1f s [%s] %s" % (t, kind, text.replace("|", "\\|")))
         w("")
     for name, _ in args.watch:
+        half = 60 + (load_end - 60) / 2
+        early, late = rss_slope(stats.samples, name, 60, half), rss_slope(stats.samples, name, half, load_end + 1)
+        if early is not None and late is not None:
+            w("RSS trend of %s (least squares over the samples): %+.2f MiB/min from minute 2 to %.1f, %+.2f MiB/min "
+              "from there to the end." % (name, early, half / 60, late))
+        firsts = [s[name][4] for s in stats.samples if s["phase"] == "load" and s["t"] < 60 and name in s]
+        if firsts and name in after:
+            b, a = firsts[0], after[name][4]
+            w("RSS of %s by mapping, first sample under load → idle after: %s." % (name, ", ".join(
+                "%s %.1f → %.1f MiB" % (k, b.get(k, 0) / 1024, a.get(k, 0) / 1024)
+                for k in ("heap", "anonymous", "file", "other") if b.get(k) or a.get(k))))
         b, a = before.get(name + " fd kinds"), after.get(name + " fd kinds")
         if b is not None and a is not None:
             w("Open fds of %s, idle before → idle after: %s." % (name, ", ".join(
@@ -814,15 +882,16 @@ def tables(args, stats, info, before, after, metrics_before, metrics_after, load
     w("")
     w("### Resources every %g s\n" % args.sample_s)
     names = [n for n, _ in args.watch]
-    head = "| t s | phase | " + " | ".join("%s RSS MiB | %s fds | %s threads" % (n, n, n) for n in names)
+    w("fds: all open; own: less the driver's connections to the process.\n")
+    head = "| t s | phase | " + " | ".join("%s RSS MiB | %s fds | own | %s threads" % (n, n, n) for n in names)
     head += " | running | waiting | paused | KV used | load avg |"
     w(head)
-    w("|" + "---:|---|" + "---:|" * (3 * len(names) + 5))
+    w("|" + "---:|---|" + "---:|" * (4 * len(names) + 5))
     for s in stats.samples:
         cells = ["%.0f" % s["t"], s["phase"]]
         for n in names:
             u = s.get(n)
-            cells += ["%.1f" % (u[0] / 1024), str(u[1]), str(u[2])] if u else ["—"] * 3
+            cells += ["%.1f" % (u[0] / 1024), str(u[1]), str(u[3]), str(u[2])] if u else ["—"] * 4
         for k in GAUGES:
             v = s.get(k)
             cells.append("—" if v is None else "%d" % v)
