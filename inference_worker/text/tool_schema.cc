@@ -228,7 +228,9 @@ absl::StatusOr<std::string> ObjectType(const Json& schema, const std::string& pa
       }
       if (absl::Status s = CheckKeywords(prop, prop_path); !s.ok()) return s;
       const bool is_required = required.contains(key);
-      if (const std::string* t = GetString(prop, "title")) absl::StrAppend(&out, indent, "// ", *t, "\n", indent, "//\n");
+      if (const std::string* t = GetString(prop, "title")) {
+        absl::StrAppend(&out, indent, "// ", *t, "\n", indent, "//\n");
+      }
       const Json* one_of = Get(prop, "oneOf");
       if (one_of == nullptr) {
         if (const std::string* d = GetString(prop, "description")) absl::StrAppend(&out, indent, "// ", *d, "\n");
@@ -335,6 +337,12 @@ absl::StatusOr<ToolDefinition> ToolFromJsonSchema(std::string name, std::string 
   if (text.size() > kMaxToolSchemaBytes) {
     return Invalid("parameters",
                    absl::StrCat("the schema is ", text.size(), " bytes; the limit is ", kMaxToolSchemaBytes));
+  }
+  // nlohmann-json reads a NUL byte as the end of the input and would accept
+  // whatever came before it; JSON text cannot hold one.
+  if (const size_t nul = parameters_json.find('\0'); nul != std::string_view::npos) {
+    return Invalid("parameters", absl::StrCat("not valid JSON: a NUL byte at offset ", nul,
+                                              " (JSON text cannot hold one; inside a string write \\u0000)"));
   }
   if (JsonDepth(text, kMaxToolSchemaDepth) > kMaxToolSchemaDepth) {
     return Invalid("parameters", absl::StrCat("the schema is nested deeper than ", kMaxToolSchemaDepth,

@@ -26,7 +26,10 @@ inline constexpr size_t kMaxToolTypeBytes = 256 * 1024;
 
 // Builds the ToolDefinition of a function tool. `parameters_json` is the
 // tool's "parameters" JSON Schema as text; empty (or JSON null) means the tool
-// takes no arguments (rendered "() => any").
+// takes no arguments (rendered "() => any"). Properties are rendered in the
+// order of the text, as harmony keeps the client's order: a caller that
+// parsed a request body must re-serialize the schema from an order-keeping
+// value (nlohmann::ordered_json, not nlohmann::json, which sorts keys).
 //
 // Keywords that harmony's renderer does not express are not rendered: anyOf,
 // allOf, const, $ref and a schema without "type" or "oneOf" become `any`

@@ -58,9 +58,12 @@ absl::Status AddTools(const pb::Conversation& c, text::Conversation* conv) {
   std::vector<text::ToolDefinition> tools;
   for (int i = 0; i < c.tools_size(); ++i) {
     const pb::ToolDefinition& t = c.tools(i);
-    absl::StatusOr<text::ToolDefinition> tool = text::ToolFromJsonSchema(t.name(), t.description(), t.parameters_json());
+    absl::StatusOr<text::ToolDefinition> tool =
+        text::ToolFromJsonSchema(t.name(), t.description(), t.parameters_json());
     // The renderer's messages start with the field ("name: ...", "parameters.properties.x: ...").
-    if (!tool.ok()) return absl::InvalidArgumentError(absl::StrCat("conversation.tools[", i, "].", tool.status().message()));
+    if (!tool.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("conversation.tools[", i, "].", tool.status().message()));
+    }
     if (auto [it, inserted] = index_of.emplace(t.name(), i); !inserted) {
       return Invalid(absl::StrCat("conversation.tools[", i, "].name"),
                      absl::StrCat("\"", t.name(), "\" is also the name of conversation.tools[", it->second, "]"));

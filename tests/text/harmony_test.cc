@@ -583,7 +583,8 @@ TEST_F(HarmonyTest, ToolDescriptionKeepsEmptyLinesAsHarmonyDoes) {
   Conversation c;
   c.messages = {User("x")};
   c.tools = {{"f", "First.\n\nThird.\r\nFourth.\n", ""}};
-  EXPECT_THAT(Text(c), HasSubstr("namespace functions {\n\n// First.\n// \n// Third.\n// Fourth.\ntype f = () => any;\n\n}"));
+  EXPECT_THAT(Text(c),
+              HasSubstr("namespace functions {\n\n// First.\n// \n// Third.\n// Fourth.\ntype f = () => any;\n\n}"));
 }
 
 TEST_F(HarmonyTest, ToolNamesAreOpenAiFunctionNames) {

@@ -174,7 +174,8 @@ TEST(ToolSchemaTest, EnumsAreUnionsOfStringLiterals) {
   // Only string enums become literals; others keep their type.
   EXPECT_EQ(Property(R"({"type": "integer", "enum": [1, 2, 3]})"), "p?: number,\n");
   // A string default of an enum is written bare in a property comment.
-  EXPECT_EQ(Property(R"({"type": "string", "enum": ["x", "y"], "default": "y"})"), "p?: \"x\" | \"y\", // default: y\n");
+  EXPECT_EQ(Property(R"({"type": "string", "enum": ["x", "y"], "default": "y"})"),
+            "p?: \"x\" | \"y\", // default: y\n");
 }
 
 TEST(ToolSchemaTest, WhatHarmonyCannotExpressIsAny) {
@@ -275,7 +276,8 @@ TEST(ToolSchemaTest, MalformedSchemasNameTheirPath) {
   EXPECT_THAT(Error(R"({"type": 5})"), StartsWith("parameters.type: must be a type name or an array"));
   EXPECT_THAT(Error(R"({"type": []})"), StartsWith("parameters.type: must name at least one type"));
   EXPECT_THAT(Error(R"({"type": ["string", 3]})"), StartsWith("parameters.type[1]: must be a type name"));
-  EXPECT_THAT(Error(R"({"type": "object", "properties": [1]})"), StartsWith("parameters.properties: must be an object"));
+  EXPECT_THAT(Error(R"({"type": "object", "properties": [1]})"),
+              StartsWith("parameters.properties: must be an object"));
   EXPECT_THAT(Error(R"({"type": "object", "required": "a"})"), StartsWith("parameters.required: must be an array"));
   EXPECT_THAT(Error(R"({"type": "object", "required": ["a", 2]})"), StartsWith("parameters.required[1]: "));
   EXPECT_THAT(Error(R"({"type": "object", "properties": {"a": 3}})"),
@@ -329,6 +331,11 @@ TEST(ToolSchemaTest, HostileInputIsRefusedNotCrashedOn) {
   const std::string big = R"({"type": "string", "description": ")" + std::string(kMaxToolSchemaBytes, 'x') + R"("})";
   EXPECT_THAT(Error(big), StartsWith("parameters: the schema is "));
   EXPECT_THAT(Error(big), HasSubstr("the limit is 65536"));
+  // A NUL byte cannot occur in JSON text; nlohmann-json would stop reading
+  // there and accept what came before (fuzz_tool_schema found "null\0...").
+  EXPECT_THAT(Error(std::string("null\0\0\0", 7)), StartsWith("parameters: not valid JSON: a NUL byte at offset 4"));
+  EXPECT_THAT(Error(std::string(R"({"type": "string"})") + std::string(1, '\0') + R"({"type": 1})"),
+              StartsWith("parameters: not valid JSON: a NUL byte at offset 18"));
   // Invalid UTF-8 is not JSON.
   EXPECT_THAT(Error("{\"description\": \"\xff\"}"), StartsWith("parameters: not valid JSON"));
   // Deep but allowed nesting whose indentation would blow the type up.
