@@ -3,8 +3,8 @@
 #include <cmath>
 #include <random>
 
-#include "absl/strings/str_cat.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
 #include "inference_worker/text/harmony.h"
 #include "inference_worker/text/tool_schema.h"
 #include "inference_worker/worker/client_identity.h"
