@@ -9,6 +9,8 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libssl-dev libpcre2-dev libsqlite3-dev
   libgtest-dev libgmock-dev libbenchmark-dev prometheus-cpp-dev
+  # JSON Schemas of function tools (inference_worker/text/tool_schema.cc)
+  nlohmann-json3-dev
   python3 python3-numpy python3-grpcio python3-protobuf
   wamerican nodejs npm openssl
   # tools/fuzz.sh (run by tools/test.sh): clang with libFuzzer and the

@@ -14,6 +14,7 @@ const char* FinishReasonName(FinishReason r) {
     case FinishReason::kLength: return "length";
     case FinishReason::kCancelled: return "cancelled";
     case FinishReason::kError: return "error";
+    case FinishReason::kToolCall: return "tool_calls";
   }
   return "unknown";
 }
@@ -88,10 +89,12 @@ SequenceState::StepResult SequenceState::Accept(int32_t token) {
   if (harmony_) {
     bool harmony_stop = false;
     text::HarmonyParser::Delta d = harmony_->Push(r.token, &harmony_stop);
-    r.channel = d.channel;
+    r.channel = std::move(d.channel);
+    r.recipient = std::move(d.recipient);
+    r.content_type = std::move(d.content_type);
     r.text = stops_.Push(d.text);
     if (stop_token || harmony_stop || stops_.matched()) {
-      finish_ = FinishReason::kStop;
+      finish_ = harmony_->stopped_for_tool_call() ? FinishReason::kToolCall : FinishReason::kStop;
     } else if (static_cast<int>(generated_.size()) >= params_.max_tokens) {
       r.text += stops_.Flush();
       finish_ = FinishReason::kLength;

@@ -17,7 +17,10 @@
 
 namespace ossgate::model {
 
-enum class FinishReason { kNone, kStop, kLength, kCancelled, kError };
+// kToolCall: a harmony reply ended with <|call|> after a message to a
+// function tool ("functions.NAME"); the caller runs the tool and continues
+// the conversation with its reply (OpenAI's finish_reason "tool_calls").
+enum class FinishReason { kNone, kStop, kLength, kCancelled, kError, kToolCall };
 const char* FinishReasonName(FinishReason r);
 
 struct GenerationParams {
@@ -60,7 +63,10 @@ class SequenceState {
   struct StepResult {
     int32_t token = -1;
     std::string text;                 // valid UTF-8, may be empty
-    std::string channel;              // harmony channel of `text` (harmony mode only)
+    // Harmony mode only: header of the message `text` belongs to.
+    std::string channel;       // e.g. "final"
+    std::string recipient;     // e.g. "functions.get_weather" for a tool call's arguments; empty = none
+    std::string content_type;  // e.g. "json"; empty = none
     FinishReason finish = FinishReason::kNone;
   };
   // Samples from `logits` (modified in place: penalties), then Accept()s the

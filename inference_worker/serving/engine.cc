@@ -341,6 +341,8 @@ void Engine::Loop() {
       c.tokens.push_back(r.token);
       c.text = std::move(r.text);
       c.channel = std::move(r.channel);
+      c.recipient = std::move(r.recipient);
+      c.content_type = std::move(r.content_type);
       if (a.request.logprobs >= 0) {  // then host_logits
         c.logprobs.push_back(ComputeLogprobs(lg, a.request.params.sampling.temperature, r.token, a.request.logprobs));
       }

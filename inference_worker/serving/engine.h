@@ -67,7 +67,11 @@ struct Usage {
 struct OutputChunk {
   std::vector<int32_t> tokens;
   std::string text;
+  // Harmony requests: header of the message `text` belongs to (see
+  // model::SequenceState::StepResult).
   std::string channel;
+  std::string recipient;
+  std::string content_type;
   std::vector<TokenLogprob> logprobs;
   bool final = false;
   model::FinishReason finish = model::FinishReason::kNone;

@@ -19,6 +19,7 @@ constexpr char kChannel[] = "<|channel|>";
 constexpr char kConstrain[] = "<|constrain|>";
 constexpr char kReturn[] = "<|return|>";
 constexpr char kCall[] = "<|call|>";
+constexpr char kFunctionsPrefix[] = "functions.";
 
 // A rendered prompt as a sequence of special tokens and ordinary text, so
 // that the token and text renderings cannot drift apart.
@@ -65,14 +66,22 @@ std::string SystemContent(const Conversation& conv) {
   return absl::StrJoin(sections, "\n\n");
 }
 
+// The lines of a tool description as harmony's renderer splits it (Rust's
+// str::lines): at "\n", a "\r" before it dropped, no line after a final
+// "\n"; empty lines in between are kept (they become "// " lines).
+std::vector<absl::string_view> DescriptionLines(absl::string_view text) {
+  std::vector<absl::string_view> lines = absl::StrSplit(text, '\n');
+  if (!lines.empty() && lines.back().empty()) lines.pop_back();
+  for (absl::string_view& line : lines) absl::ConsumeSuffix(&line, "\r");
+  return lines;
+}
+
 // The functions namespace in the TypeScript-like form of HARM docs/format.md:
 // a comment line per description line, then the type; a blank line after each.
 std::string ToolsSection(const std::vector<ToolDefinition>& tools) {
   std::string ns = "## functions\n\nnamespace functions {\n\n";
   for (const ToolDefinition& tool : tools) {
-    for (absl::string_view line : absl::StrSplit(tool.description, '\n', absl::SkipEmpty())) {
-      absl::StrAppend(&ns, "// ", line, "\n");
-    }
+    for (absl::string_view line : DescriptionLines(tool.description)) absl::StrAppend(&ns, "// ", line, "\n");
     if (tool.parameters_typescript.empty()) {
       absl::StrAppend(&ns, "type ", tool.name, " = () => any;\n\n");
     } else {
@@ -83,19 +92,11 @@ std::string ToolsSection(const std::vector<ToolDefinition>& tools) {
   return absl::StrCat("# Tools\n\n", ns);
 }
 
-bool ValidToolName(absl::string_view name) {
-  if (name.empty()) return false;
-  for (char c : name) {
-    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-' && c != '.') return false;
-  }
-  return true;
-}
-
 absl::StatusOr<std::vector<Segment>> BuildPrompt(const Conversation& conv) {
   for (size_t i = 0; i < conv.tools.size(); ++i) {
-    if (!ValidToolName(conv.tools[i].name)) {
-      return absl::InvalidArgumentError(absl::StrCat("tools[", i, "].name \"", conv.tools[i].name,
-                                                     "\" must be a non-empty identifier of [A-Za-z0-9_.-]"));
+    if (!IsValidToolName(conv.tools[i].name)) {
+      return absl::InvalidArgumentError(absl::StrCat("tools[", i, "].name \"", conv.tools[i].name, "\" must be 1..",
+                                                     kMaxToolNameBytes, " characters of [A-Za-z0-9_-]"));
     }
   }
   PromptBuilder b;
@@ -182,6 +183,14 @@ absl::StatusOr<std::vector<Segment>> BuildPrompt(const Conversation& conv) {
 }
 
 }  // namespace
+
+bool IsValidToolName(std::string_view name) {
+  if (name.empty() || name.size() > kMaxToolNameBytes) return false;
+  for (char c : name) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-') return false;
+  }
+  return true;
+}
 
 absl::StatusOr<std::vector<int32_t>> RenderForCompletion(const Tokenizer& tokenizer, const Conversation& conv) {
   absl::StatusOr<std::vector<Segment>> segments = BuildPrompt(conv);
@@ -285,8 +294,10 @@ std::string HarmonyParser::CloseMessage() {
 HarmonyParser::Delta HarmonyParser::Push(int32_t token, bool* stop) {
   const bool is_stop = token == return_ || token == call_;
   if (stop != nullptr) *stop = is_stop;
+  stopped_for_tool_call_ = false;
   Delta delta;
   const bool ends_message = is_stop || token == end_;
+  const size_t closed_before = messages_.size();
   switch (state_) {
     case State::kBetween:
       if (token == start_) {
@@ -307,12 +318,16 @@ HarmonyParser::Delta HarmonyParser::Push(int32_t token, bool* stop) {
       } else if (ends_message) {
         CloseMessage();
         delta.channel = messages_.back().channel;
+        delta.recipient = messages_.back().recipient;
+        delta.content_type = messages_.back().content_type;
       } else {
         header_text_ += tokenizer_.TokenBytes(token);
       }
       break;
     case State::kContent:
       delta.channel = current_.channel;
+      delta.recipient = current_.recipient;
+      delta.content_type = current_.content_type;
       if (ends_message) {
         delta.text = CloseMessage();
       } else if (token == start_) {
@@ -324,12 +339,36 @@ HarmonyParser::Delta HarmonyParser::Push(int32_t token, bool* stop) {
       }
       break;
   }
+  if (token == call_ && messages_.size() > closed_before) {
+    stopped_for_tool_call_ = absl::StartsWith(messages_.back().recipient, kFunctionsPrefix);
+  }
   return delta;
 }
 
 void HarmonyParser::Finish() {
   if (state_ == State::kContent || (state_ == State::kHeader && !header_text_.empty())) CloseMessage();
   state_ = State::kBetween;
+}
+
+AssistantReply SplitReply(const std::vector<ParsedMessage>& messages) {
+  AssistantReply reply;
+  std::vector<absl::string_view> reasoning, content;
+  for (const ParsedMessage& m : messages) {
+    if (m.role != Role::kAssistant) continue;
+    absl::string_view recipient = m.recipient;
+    if (absl::ConsumePrefix(&recipient, kFunctionsPrefix) && !recipient.empty()) {
+      reply.tool_calls.push_back({std::string(recipient), m.content});
+    } else if (!m.recipient.empty()) {
+      continue;  // a built-in tool we do not offer, or a malformed "functions." recipient
+    } else if (m.channel == "analysis") {
+      reasoning.push_back(m.content);
+    } else if (m.channel == "final" || m.channel == "commentary" || m.channel.empty()) {
+      content.push_back(m.content);
+    }
+  }
+  reply.reasoning = absl::StrJoin(reasoning, "\n");
+  reply.content = absl::StrJoin(content, "\n");
+  return reply;
 }
 
 }  // namespace ossgate::text

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -16,11 +17,19 @@ namespace ossgate::text {
 enum class Role { kSystem, kDeveloper, kUser, kAssistant, kTool };
 enum class ReasoningEffort { kLow, kMedium, kHigh };
 
+// A function tool of the "functions" namespace. Build one from a JSON Schema
+// with ToolFromJsonSchema (tool_schema.h), which writes parameters_typescript.
 struct ToolDefinition {
-  std::string name;         // e.g. "get_weather"
+  std::string name;         // e.g. "get_weather"; see IsValidToolName
   std::string description;  // each line becomes a "// " comment above the type; empty = none
   std::string parameters_typescript;  // TypeScript-like argument type, e.g. "{ location: string }"; empty = no args
 };
+
+// Whether `name` may name a function tool: 1..kMaxToolNameBytes characters
+// of [A-Za-z0-9_-], the OpenAI API's rule for function names. Such a name is
+// safe in the "type NAME = ..." line and in the header " to=functions.NAME".
+inline constexpr size_t kMaxToolNameBytes = 64;
+bool IsValidToolName(std::string_view name);
 
 // One turn of the conversation. Rendered headers (spec §7.4):
 //   user       <|start|>user<|message|>{content}<|end|>
@@ -100,8 +109,11 @@ class HarmonyParser {
   explicit HarmonyParser(const Tokenizer& tokenizer);
 
   struct Delta {
-    std::string channel;  // channel of the message the text belongs to
-    std::string text;     // content text that became complete (valid UTF-8)
+    // Header of the message the text belongs to.
+    std::string channel;
+    std::string recipient;     // e.g. "functions.get_weather" for a tool call
+    std::string content_type;  // e.g. "json"
+    std::string text;          // content text that became complete (valid UTF-8)
   };
   // Feeds one token. Returns content text produced by it (header tokens give
   // none; bytes of a split UTF-8 character are held until it completes). Sets
@@ -116,6 +128,10 @@ class HarmonyParser {
   // Channel of the message currently being generated (empty while its header
   // is incomplete and between messages).
   const std::string& current_channel() const { return current_.channel; }
+  // Whether the last token pushed was <|call|> ending a message addressed to
+  // a function tool ("functions.NAME"): the model stopped to wait for the
+  // tool's reply (OpenAI's finish_reason "tool_calls").
+  bool stopped_for_tool_call() const { return stopped_for_tool_call_; }
 
  private:
   enum class State { kHeader, kContent, kBetween };
@@ -132,6 +148,33 @@ class HarmonyParser {
   std::vector<ParsedMessage> messages_;
   StreamDecoder decoder_;
   std::optional<int32_t> start_, end_, message_, channel_, return_, call_, constrain_;
+  bool stopped_for_tool_call_ = false;
 };
+
+// One call of a function tool, as the model wrote it.
+struct ToolCall {
+  std::string name;       // the recipient without "functions.", e.g. "get_weather"
+  std::string arguments;  // the message content as written (JSON text when the model followed the schema)
+};
+
+// A generated reply split the way OpenAI-style APIs return it.
+struct AssistantReply {
+  std::string reasoning;  // "analysis" messages, joined by "\n"
+  std::string content;    // "final" messages and preambles, joined by "\n"
+  std::vector<ToolCall> tool_calls;  // in the order the model made them
+};
+
+// Splits parsed messages (HarmonyParser::messages(), after Finish() when the
+// reply may be unterminated):
+//   recipient "functions.NAME" (any channel)     -> a ToolCall
+//   channel "analysis"                           -> reasoning
+//   channel "final" (or none)                    -> content
+//   channel "commentary" without a recipient     -> content: harmony calls
+//       these preambles, text the model means the user to see while it
+//       works with tools; vLLM's gpt-oss parsers return them as content too
+//   any other recipient (a built-in tool such as "browser.search" or
+//       "python" that this server does not offer) -> dropped
+// Messages of other roles than the assistant are ignored.
+AssistantReply SplitReply(const std::vector<ParsedMessage>& messages);
 
 }  // namespace ossgate::text

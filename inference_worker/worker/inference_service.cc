@@ -3,8 +3,10 @@
 #include <cmath>
 #include <random>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "inference_worker/text/harmony.h"
+#include "inference_worker/text/tool_schema.h"
 #include "inference_worker/worker/client_identity.h"
 #include "inference_worker/worker/worker_log.h"
 
@@ -26,6 +28,7 @@ constexpr size_t kMaxStopTokenIds = 16;
 constexpr int kDefaultMaxTokensCap = 4096;
 constexpr uint32_t kMaxLogprobs = 20;
 constexpr size_t kMaxConversationMessages = 1024;
+constexpr size_t kMaxTools = 128;  // the OpenAI API's limit
 
 absl::Status Invalid(const std::string& field, const std::string& problem) {
   return absl::InvalidArgumentError(absl::StrCat(field, ": ", problem));
@@ -41,6 +44,36 @@ bool ValidRequestId(const std::string& id) {
   return true;
 }
 
+// The conversation's function tools, through the renderer the HTTP API uses
+// too. Every tool is checked even when tool_choice NONE leaves them out.
+absl::Status AddTools(const pb::Conversation& c, text::Conversation* conv) {
+  if (static_cast<size_t>(c.tools_size()) > kMaxTools) {
+    return Invalid("conversation.tools", absl::StrCat("at most ", kMaxTools, " tools"));
+  }
+  if (c.tool_choice() != pb::TOOL_CHOICE_UNSPECIFIED && c.tool_choice() != pb::TOOL_CHOICE_AUTO &&
+      c.tool_choice() != pb::TOOL_CHOICE_NONE) {
+    return Invalid("conversation.tool_choice", "must be AUTO or NONE");
+  }
+  absl::flat_hash_map<std::string, int> index_of;
+  std::vector<text::ToolDefinition> tools;
+  for (int i = 0; i < c.tools_size(); ++i) {
+    const pb::ToolDefinition& t = c.tools(i);
+    absl::StatusOr<text::ToolDefinition> tool =
+        text::ToolFromJsonSchema(t.name(), t.description(), t.parameters_json());
+    // The renderer's messages start with the field ("name: ...", "parameters.properties.x: ...").
+    if (!tool.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("conversation.tools[", i, "].", tool.status().message()));
+    }
+    if (auto [it, inserted] = index_of.emplace(t.name(), i); !inserted) {
+      return Invalid(absl::StrCat("conversation.tools[", i, "].name"),
+                     absl::StrCat("\"", t.name(), "\" is also the name of conversation.tools[", it->second, "]"));
+    }
+    tools.push_back(*std::move(tool));
+  }
+  if (c.tool_choice() != pb::TOOL_CHOICE_NONE) conv->tools = std::move(tools);
+  return absl::OkStatus();
+}
+
 absl::StatusOr<text::Conversation> ToConversation(const pb::Conversation& c) {
   text::Conversation conv;
   if (c.messages().empty()) return Invalid("conversation.messages", "at least one message is required");
@@ -54,6 +87,7 @@ absl::StatusOr<text::Conversation> ToConversation(const pb::Conversation& c) {
   }
   conv.developer_instructions = c.developer_instructions();
   conv.current_date = c.current_date();
+  if (absl::Status s = AddTools(c, &conv); !s.ok()) return s;
   for (int i = 0; i < c.messages_size(); ++i) {
     const pb::ChatMessage& m = c.messages(i);
     text::Message msg;
@@ -76,6 +110,46 @@ absl::StatusOr<text::Conversation> ToConversation(const pb::Conversation& c) {
 }
 
 }  // namespace
+
+pb::GenerateResponse InferenceServiceImpl::ToResponse(const serving::OutputChunk& chunk, const std::string& request_id,
+                                                     uint64_t seed) {
+  pb::GenerateResponse response;
+  response.set_request_id(request_id);
+  for (int32_t t : chunk.tokens) response.add_token_ids(t);
+  response.set_text(chunk.text);
+  response.set_channel(chunk.channel);
+  response.set_recipient(chunk.recipient);
+  response.set_content_type(chunk.content_type);
+  for (const auto& lp : chunk.logprobs) {
+    pb::TokenLogprob* out = response.add_logprobs();
+    out->set_token_id(lp.token);
+    out->set_logprob(lp.logprob);
+    for (const auto& [id, v] : lp.top) {
+      pb::TopLogprob* t = out->add_top();
+      t->set_token_id(id);
+      t->set_logprob(v);
+    }
+  }
+  if (chunk.final) {
+    pb::Final* f = response.mutable_final();
+    switch (chunk.finish) {
+      case model::FinishReason::kStop: f->set_finish_reason(pb::FINISH_REASON_STOP); break;
+      case model::FinishReason::kLength: f->set_finish_reason(pb::FINISH_REASON_LENGTH); break;
+      case model::FinishReason::kCancelled: f->set_finish_reason(pb::FINISH_REASON_CANCELLED); break;
+      case model::FinishReason::kToolCall: f->set_finish_reason(pb::FINISH_REASON_TOOL_CALLS); break;
+      default: f->set_finish_reason(pb::FINISH_REASON_ERROR); break;
+    }
+    f->set_error(chunk.error);
+    f->set_seed(seed);
+    pb::Usage* u = f->mutable_usage();
+    u->set_prompt_tokens(chunk.usage.prompt_tokens);
+    u->set_generated_tokens(chunk.usage.generated_tokens);
+    u->set_time_to_first_token_seconds(chunk.usage.time_to_first_token);
+    u->set_total_seconds(chunk.usage.total);
+    u->set_queue_seconds(chunk.usage.queued);
+  }
+  return response;
+}
 
 absl::StatusOr<serving::GenerationRequest> InferenceServiceImpl::BuildRequest(const pb::GenerateRequest& req,
                                                                               const LoadedModelView& m) {
@@ -109,6 +183,9 @@ absl::StatusOr<serving::GenerationRequest> InferenceServiceImpl::BuildRequest(co
       size_t bytes = 0;
       for (const auto& msg : req.conversation().messages()) bytes += msg.content().size();
       bytes += req.conversation().developer_instructions().size();
+      for (const auto& tool : req.conversation().tools()) {
+        bytes += tool.name().size() + tool.description().size() + tool.parameters_json().size();
+      }
       if (bytes > kMaxPromptBytes) {
         return Invalid("conversation", absl::StrCat("the conversation is ", bytes, " bytes; the limit is ", kMaxPromptBytes));
       }
@@ -345,38 +422,7 @@ class GenerateReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
       writing_ = true;
       if (chunk->final) finished_ = true;
     }
-    pb::GenerateResponse response;
-    response.set_request_id(stream_->request_id());
-    for (int32_t t : chunk->tokens) response.add_token_ids(t);
-    response.set_text(chunk->text);
-    response.set_channel(chunk->channel);
-    for (const auto& lp : chunk->logprobs) {
-      pb::TokenLogprob* out = response.add_logprobs();
-      out->set_token_id(lp.token);
-      out->set_logprob(lp.logprob);
-      for (const auto& [id, v] : lp.top) {
-        pb::TopLogprob* t = out->add_top();
-        t->set_token_id(id);
-        t->set_logprob(v);
-      }
-    }
-    if (chunk->final) {
-      pb::Final* f = response.mutable_final();
-      switch (chunk->finish) {
-        case model::FinishReason::kStop: f->set_finish_reason(pb::FINISH_REASON_STOP); break;
-        case model::FinishReason::kLength: f->set_finish_reason(pb::FINISH_REASON_LENGTH); break;
-        case model::FinishReason::kCancelled: f->set_finish_reason(pb::FINISH_REASON_CANCELLED); break;
-        default: f->set_finish_reason(pb::FINISH_REASON_ERROR); break;
-      }
-      f->set_error(chunk->error);
-      f->set_seed(seed_);
-      pb::Usage* u = f->mutable_usage();
-      u->set_prompt_tokens(chunk->usage.prompt_tokens);
-      u->set_generated_tokens(chunk->usage.generated_tokens);
-      u->set_time_to_first_token_seconds(chunk->usage.time_to_first_token);
-      u->set_total_seconds(chunk->usage.total);
-      u->set_queue_seconds(chunk->usage.queued);
-    }
+    const pb::GenerateResponse response = InferenceServiceImpl::ToResponse(*chunk, stream_->request_id(), seed_);
     buffer_.Clear();
     if (absl::Status s = SerializeResponse(response, &buffer_); !s.ok()) {
       stream_->Cancel();

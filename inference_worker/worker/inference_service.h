@@ -82,6 +82,10 @@ class InferenceServiceImpl final : public RawService {
   // Validates a request and turns it into an engine request. Public for tests.
   static absl::StatusOr<serving::GenerationRequest> BuildRequest(const ossgate::inference::v1::GenerateRequest& req,
                                                                  const LoadedModelView& model);
+  // The stream message for one engine output chunk (`seed`: the sampling
+  // seed, reported in Final). Public for tests.
+  static ossgate::inference::v1::GenerateResponse ToResponse(const serving::OutputChunk& chunk,
+                                                             const std::string& request_id, uint64_t seed);
 
   grpc::ServerWriteReactor<grpc::ByteBuffer>* Generate(grpc::CallbackServerContext* ctx,
                                                        const grpc::ByteBuffer* request) override;

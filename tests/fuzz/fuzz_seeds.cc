@@ -187,6 +187,25 @@ void TextSeeds(const text::Tokenizer& tiny, const text::Tokenizer* o200k) {
   }
 }
 
+void ToolSchemaSeeds() {
+  const std::vector<std::pair<std::string, std::string>> schemas = {
+      {"weather", R"({"type": "object", "properties": {"location": {"type": "string", "description": "The city"},)"
+                  R"( "format": {"type": "string", "enum": ["celsius", "fahrenheit"], "default": "celsius"}},)"
+                  R"( "required": ["location"]})"},
+      {"kitchensink",
+       R"({"description": "params object", "type": "object", "properties": {"string": {"type": "string", )"
+       R"("title": "STRING", "description": "A string", "examples": ["hello", "world"]}, "string_nullable": )"
+       R"({"type": "string", "nullable": true, "default": "the default"}, "oneof_string_or_number": {"oneOf": )"
+       R"([{"type": "string", "default": "x"}, {"type": "number", "description": "n"}], "description": "a oneof", )"
+       R"("default": 20}}})"},
+      {"nested", R"({"type": "object", "properties": {"a": {"type": "array", "items": {"type": "object", )"
+                 R"("properties": {"b": {"type": ["integer", "null"]}, "c": {"$ref": "#/$defs/C"}}}}}})"},
+      {"top_oneof", R"({"oneOf": [{"type": "object", "properties": {}}, {"anyOf": [{"type": "string"}]}]})"},
+      {"empty", ""},
+  };
+  for (const auto& [name, schema] : schemas) Write("tool_schema", "seed_" + name, schema);
+}
+
 void PasetoSeeds() {
   const std::string target = "paseto_token";
   token::ApprovalClaims c;
@@ -276,6 +295,12 @@ void WorkerSeeds() {
   m3->set_content("{\"temp\":21}");
   write("seed_conversation", 0, chat);
   write("seed_conversation_o200k", 1, chat);
+  pb::ToolDefinition* tool = conv->add_tools();
+  tool->set_name("get_weather");
+  tool->set_description("Gets the weather.");
+  tool->set_parameters_json(R"({"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]})");
+  conv->add_tools()->set_name("ping");
+  write("seed_conversation_tools", 0, chat);
 }
 
 void ProvenanceSeeds() {
@@ -374,6 +399,7 @@ int main(int argc, char** argv) {
   }
   GgufSeeds();
   TextSeeds(**tiny, o200k.get());
+  ToolSchemaSeeds();
   PasetoSeeds();
   UriSeeds();
   WorkerSeeds();

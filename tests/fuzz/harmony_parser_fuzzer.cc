@@ -6,7 +6,9 @@
 // Properties: the parser never fails; everything it returns is valid UTF-8;
 // the streamed deltas add up to the parsed contents (Finish() may add one
 // U+FFFD for a character cut off at the end); the stop flag is set exactly
-// for <|return|> and <|call|>.
+// for <|return|> and <|call|>, and stopped_for_tool_call() only for a
+// <|call|> that closed a message to "functions.*"; SplitReply of the
+// messages is valid UTF-8 and holds one tool call per such message.
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -65,6 +67,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const text::HarmonyParser::Delta delta = parser.Push(token, &stop);
     FUZZ_CHECK(stop == (token == stop_a || token == stop_b));
     FUZZ_CHECK(text::IsValidUtf8(delta.text) && text::IsValidUtf8(delta.channel));
+    FUZZ_CHECK(text::IsValidUtf8(delta.recipient) && text::IsValidUtf8(delta.content_type));
+    if (parser.stopped_for_tool_call()) {
+      FUZZ_CHECK(token == stop_b);
+      FUZZ_CHECK(parser.messages().back().recipient.rfind("functions.", 0) == 0);
+    }
     FUZZ_CHECK(text::IsValidUtf8(parser.current_channel()));
     streamed += delta.text;
   }
@@ -77,5 +84,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     contents += m.content;
   }
   FUZZ_CHECK(contents == streamed || contents == streamed + text::kReplacementChar);
+  const text::AssistantReply reply = text::SplitReply(parser.messages());
+  FUZZ_CHECK(text::IsValidUtf8(reply.reasoning) && text::IsValidUtf8(reply.content));
+  size_t calls = 0;
+  for (const text::ParsedMessage& m : parser.messages()) {
+    calls += m.role == text::Role::kAssistant && m.recipient.rfind("functions.", 0) == 0 &&
+             m.recipient.size() > sizeof("functions.") - 1;
+  }
+  FUZZ_CHECK(reply.tool_calls.size() == calls);
   return 0;
 }

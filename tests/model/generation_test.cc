@@ -478,5 +478,47 @@ TEST_F(SequenceStateTest, PenaltiesNeedHostLogits) {
   }
 }
 
+// Harmony mode with the tokens of a tool call forced: every step names the
+// header of the message its text belongs to, and <|call|> after a message to
+// functions.* ends the sequence with kToolCall; other stops stay kStop.
+TEST_F(SequenceStateTest, HarmonyToolCallEndsWithToolCallAndTextCarriesItsRecipient) {
+  GenerationParams p = Greedy(200);
+  p.harmony = true;
+  SequenceState s(*tokenizer_, Bytes("x"), p);
+  std::vector<SequenceState::StepResult> steps;
+  const std::vector<int32_t> ids = tokenizer_->Encode(
+      "<|channel|>commentary<|message|>Checking.<|end|><|start|>assistant<|channel|>commentary "
+      "to=functions.get_weather <|constrain|>json<|message|>{\"city\":\"Oslo\"}<|call|>",
+      /*allow_special=*/true);
+  Run(s, ids, &steps);
+  ASSERT_EQ(steps.size(), ids.size());
+  EXPECT_EQ(s.finish_reason(), FinishReason::kToolCall);
+  EXPECT_EQ(steps.back().finish, FinishReason::kToolCall);
+  std::string preamble, args;
+  for (const SequenceState::StepResult& r : steps) {
+    if (r.text.empty()) continue;
+    EXPECT_EQ(r.channel, "commentary");
+    if (r.recipient.empty()) {
+      EXPECT_EQ(r.content_type, "");
+      preamble += r.text;
+    } else {
+      EXPECT_EQ(r.recipient, "functions.get_weather");
+      EXPECT_EQ(r.content_type, "json");
+      args += r.text;
+    }
+  }
+  EXPECT_EQ(preamble, "Checking.");
+  EXPECT_EQ(args, "{\"city\":\"Oslo\"}");
+
+  for (const char* other : {"<|channel|>final<|message|>Done.<|return|>",
+                            "<|channel|>commentary to=browser.search<|message|>{}<|call|>"}) {
+    SequenceState t(*tokenizer_, Bytes("x"), p);
+    steps.clear();
+    Run(t, tokenizer_->Encode(other, /*allow_special=*/true), &steps);
+    EXPECT_EQ(t.finish_reason(), FinishReason::kStop) << other;
+  }
+  EXPECT_STREQ(FinishReasonName(FinishReason::kToolCall), "tool_calls");
+}
+
 }  // namespace
 }  // namespace ossgate::model

@@ -65,6 +65,31 @@ class CountingBackend final : public model::Backend {
   model::Backend& inner_;
 };
 
+// Plays a model that writes a given token sequence: every token sampled in
+// the backend is replaced by the next one of `script` (one sequence at a
+// time; the inner backend still runs, so the KV cache is kept as usual).
+class ScriptedBackend final : public model::Backend {
+ public:
+  ScriptedBackend(model::Backend& inner, std::vector<int32_t> script) : inner_(inner), script_(std::move(script)) {}
+  const model::ModelConfig& config() const override { return inner_.config(); }
+  std::string Description() const override { return inner_.Description(); }
+  model::KvBlockManager& kv() override { return inner_.kv(); }
+  absl::Status Forward(std::span<const model::SequenceStep>, std::vector<float>*) override {
+    return absl::UnimplementedError("ScriptedBackend only samples in the backend");
+  }
+  absl::Status ForwardSample(std::span<const model::SequenceStep> steps,
+                             std::span<const model::StepSampling> sampling, std::vector<int32_t>* tokens) override {
+    if (absl::Status s = inner_.ForwardSample(steps, sampling, tokens); !s.ok()) return s;
+    for (int32_t& t : *tokens) t = next_ < script_.size() ? script_[next_++] : t;
+    return absl::OkStatus();
+  }
+
+ private:
+  model::Backend& inner_;
+  const std::vector<int32_t> script_;
+  size_t next_ = 0;
+};
+
 struct Output {
   std::vector<int32_t> tokens;
   std::string text;
@@ -533,6 +558,45 @@ TEST_F(EngineTest, AssignedRequestIdsAreRandom128BitHex) {
     Drain(**st);
   }
   EXPECT_EQ(ids.size(), 3u);
+}
+
+// A harmony request whose model calls a function tool: the chunks carry the
+// recipient and content type of the call's arguments, and the final chunk
+// says kToolCall (what the gRPC face turns into FINISH_REASON_TOOL_CALLS).
+TEST_F(EngineTest, HarmonyToolCallStreamsItsRecipientAndEndsWithToolCall) {
+  const std::vector<int32_t> script = tokenizer_->Encode(
+      "<|channel|>analysis<|message|>Need weather.<|end|><|start|>assistant<|channel|>commentary "
+      "to=functions.get_weather <|constrain|>json<|message|>{\"city\":\"Oslo\"}<|call|>",
+      /*allow_special=*/true);
+  ScriptedBackend scripted(*engine_backend_, script);
+  serving::GenerationRequest r = Request("tool", Prompt(12, 9), 0.0f, 0, 200);
+  r.params.harmony = true;
+  r.params.stop_token_ids = {*tokenizer_->SpecialTokenId("<|return|>"), *tokenizer_->SpecialTokenId("<|call|>")};
+  serving::Engine engine(scripted, *tokenizer_, serving::EngineOptions{});
+  auto stream = engine.Submit(r);
+  ASSERT_TRUE(stream.ok()) << stream.status();
+  std::string reasoning, args;
+  std::vector<int32_t> tokens;
+  for (;;) {
+    serving::OutputChunk c = (*stream)->WaitPop();
+    tokens.insert(tokens.end(), c.tokens.begin(), c.tokens.end());
+    if (!c.text.empty() && c.channel == "analysis") {
+      EXPECT_EQ(c.recipient, "");
+      reasoning += c.text;
+    } else if (!c.text.empty()) {
+      EXPECT_EQ(c.channel, "commentary");
+      EXPECT_EQ(c.recipient, "functions.get_weather");
+      EXPECT_EQ(c.content_type, "json");
+      args += c.text;
+    }
+    if (c.final) {
+      EXPECT_EQ(c.finish, FinishReason::kToolCall);
+      break;
+    }
+  }
+  EXPECT_EQ(tokens, script);
+  EXPECT_EQ(reasoning, "Need weather.");
+  EXPECT_EQ(args, "{\"city\":\"Oslo\"}");
 }
 
 }  // namespace

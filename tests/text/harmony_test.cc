@@ -9,6 +9,7 @@
 #include "gtest/gtest.h"
 #include "inference_worker/text/harmony.h"
 #include "inference_worker/text/tokenizer.h"
+#include "inference_worker/text/tool_schema.h"
 #include "inference_worker/text/utf8.h"
 #include "inference_worker/text/vocab_file.h"
 
@@ -427,6 +428,277 @@ TEST_F(HarmonyTest, MissingEndBeforeStartClosesMessage) {
   EXPECT_EQ(p.messages()[1].channel, "final");
   EXPECT_EQ(p.messages()[1].content, "done");
   EXPECT_TRUE(f.stops.back());
+}
+
+// ---------------------------------------------------------------------------
+// Function tools from JSON Schemas (tool_schema.h), tool calls and replies.
+
+ToolDefinition Tool(const std::string& name, const std::string& description, const std::string& schema) {
+  absl::StatusOr<ToolDefinition> t = ToolFromJsonSchema(name, description, schema);
+  EXPECT_TRUE(t.ok()) << name << ": " << t.status();
+  return t.ok() ? *t : ToolDefinition{};
+}
+
+// openai/harmony src/tests.rs test_render_functions_with_parameters: the same
+// tools from the same JSON Schemas give its expected output
+// (test-data/test_render_functions_with_parameters.txt) byte for byte.
+TEST_F(HarmonyTest, FunctionsFromJsonSchemaMatchHarmonysRenderer) {
+  Conversation c;
+  c.current_date = "2025-06-28";
+  c.reasoning = ReasoningEffort::kHigh;
+  c.developer_instructions = "Always respond in riddles";
+  c.tools = {
+      Tool("get_location", "Gets the location of the user.", ""),
+      Tool("get_current_weather", "Gets the current weather in the provided location.", R"({
+        "type": "object",
+        "properties": {
+          "location": {"type": "string", "description": "The city and state, e.g. San Francisco, CA"},
+          "format": {"type": "string", "enum": ["celsius", "fahrenheit"], "default": "celsius"}
+        },
+        "required": ["location"]})"),
+      Tool("get_multiple_weathers", "Gets the current weather in the provided list of locations.", R"({
+        "type": "object",
+        "properties": {
+          "locations": {"type": "array", "items": {"type": "string"},
+                        "description": "List of city and state, e.g. [\"San Francisco, CA\", \"New York, NY\"]"},
+          "format": {"type": "string", "enum": ["celsius", "fahrenheit"], "default": "celsius"}
+        },
+        "required": ["locations"]})"),
+      Tool("kitchensink", "A function with various complex schemas.", R"({
+        "description": "params object",
+        "type": "object",
+        "properties": {
+          "string": {"type": "string", "title": "STRING", "description": "A string", "examples": ["hello", "world"]},
+          "string_nullable": {"type": "string", "nullable": true, "description": "A nullable string",
+                              "default": "the default"},
+          "string_enum": {"type": "string", "enum": ["a", "b", "c"]},
+          "oneof_string_or_number": {
+            "oneOf": [{"type": "string", "default": "default_string_in_oneof"},
+                      {"type": "number", "description": "numbers can happen too"}],
+            "description": "a oneof",
+            "default": 20}}})"),
+  };
+  c.messages = {User("What is the weather like in SF?")};
+  const std::string expected =
+      R"(<|start|>system<|message|>You are ChatGPT, a large language model trained by OpenAI.
+Knowledge cutoff: 2024-06
+Current date: 2025-06-28
+
+Reasoning: high
+
+# Valid channels: analysis, commentary, final. Channel must be included for every message.
+Calls to these tools must go to the commentary channel: 'functions'.<|end|><|start|>developer<|message|># Instructions
+
+Always respond in riddles
+
+# Tools
+
+## functions
+
+namespace functions {
+
+// Gets the location of the user.
+type get_location = () => any;
+
+// Gets the current weather in the provided location.
+type get_current_weather = (_: {
+// The city and state, e.g. San Francisco, CA
+location: string,
+format?: "celsius" | "fahrenheit", // default: celsius
+}) => any;
+
+// Gets the current weather in the provided list of locations.
+type get_multiple_weathers = (_: {
+// List of city and state, e.g. ["San Francisco, CA", "New York, NY"]
+locations: string[],
+format?: "celsius" | "fahrenheit", // default: celsius
+}) => any;
+
+// A function with various complex schemas.
+type kitchensink = (_: // params object
+{
+// STRING
+//
+// A string
+// Examples:
+// - "hello"
+// - "world"
+string?: string,
+// A nullable string
+string_nullable?: string | null, // default: "the default"
+string_enum?: "a" | "b" | "c",
+// a oneof
+// default: 20
+oneof_string_or_number?:
+ | string // default: "default_string_in_oneof"
+ | number // numbers can happen too
+,
+}) => any;
+
+} // namespace functions<|end|><|start|>user<|message|>What is the weather like in SF?<|end|><|start|>assistant)";
+  EXPECT_EQ(Text(c), expected);
+  EXPECT_EQ(Ids(o200k(), c), o200k().Encode(expected, /*allow_special=*/true));
+}
+
+// A whole round trip: tools from schemas, the model's call (ending with
+// <|call|>) and the tool's reply, token for token.
+TEST_F(HarmonyTest, ToolCallRoundTripRendersTokenForToken) {
+  Conversation c;
+  c.current_date = "2025-06-28";
+  c.tools = {Tool("get_weather", "Gets the weather.\nIn Celsius.", R"({"type": "object",
+      "properties": {"city": {"type": "string", "description": "City name"},
+                     "days": {"type": "integer", "default": 1}}, "required": ["city"]})")};
+  Message call = Assistant("commentary", R"({"city":"Oslo"})");
+  call.recipient = "functions.get_weather";
+  call.content_type = "json";
+  Message reply = Msg(Role::kTool, R"({"temp": -3})");
+  reply.author = "functions.get_weather";
+  c.messages = {User("Weather in Oslo?"), Assistant("analysis", "Call the tool."), call, reply};
+  const std::string expected =
+      "<|start|>system<|message|>You are ChatGPT, a large language model trained by OpenAI.\n"
+      "Knowledge cutoff: 2024-06\nCurrent date: 2025-06-28\n\nReasoning: medium\n\n"
+      "# Valid channels: analysis, commentary, final. Channel must be included for every message.\n"
+      "Calls to these tools must go to the commentary channel: 'functions'.<|end|>"
+      "<|start|>developer<|message|># Tools\n\n## functions\n\nnamespace functions {\n\n"
+      "// Gets the weather.\n// In Celsius.\n"
+      "type get_weather = (_: {\n// City name\ncity: string,\ndays?: number, // default: 1\n}) => any;\n\n"
+      "} // namespace functions<|end|>"
+      "<|start|>user<|message|>Weather in Oslo?<|end|>"
+      "<|start|>assistant<|channel|>analysis<|message|>Call the tool.<|end|>"
+      "<|start|>assistant<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>"
+      "{\"city\":\"Oslo\"}<|call|>"
+      "<|start|>functions.get_weather to=assistant<|channel|>commentary<|message|>{\"temp\": -3}<|end|>"
+      "<|start|>assistant";
+  EXPECT_EQ(Text(c), expected);
+  const std::vector<int32_t> ids = Ids(o200k(), c);
+  EXPECT_EQ(ids, o200k().Encode(expected, /*allow_special=*/true));
+  EXPECT_EQ(std::count(ids.begin(), ids.end(), 200012), 1);  // <|call|>
+  EXPECT_EQ(std::count(ids.begin(), ids.end(), 200003), 1);  // <|constrain|>
+}
+
+// harmony splits a tool description as Rust's str::lines does: an empty line
+// inside it stays (as "// "), a trailing newline adds none, "\r\n" counts as
+// a line break.
+TEST_F(HarmonyTest, ToolDescriptionKeepsEmptyLinesAsHarmonyDoes) {
+  Conversation c;
+  c.messages = {User("x")};
+  c.tools = {{"f", "First.\n\nThird.\r\nFourth.\n", ""}};
+  EXPECT_THAT(Text(c),
+              HasSubstr("namespace functions {\n\n// First.\n// \n// Third.\n// Fourth.\ntype f = () => any;\n\n}"));
+}
+
+TEST_F(HarmonyTest, ToolNamesAreOpenAiFunctionNames) {
+  Conversation c;
+  c.messages = {User("x")};
+  for (const std::string& bad : {std::string("a.b"), std::string(65, 'n'), std::string("")}) {
+    c.tools = {{bad, "", ""}};
+    absl::StatusOr<std::string> r = RenderForCompletionText(c);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_THAT(r.status().message(), HasSubstr("tools[0].name"));
+  }
+  c.tools = {{std::string(64, 'n'), "", ""}};
+  EXPECT_TRUE(RenderForCompletionText(c).ok());
+}
+
+TEST_F(HarmonyTest, DeltasCarryTheRecipientAndContentTypeOfTheirMessage) {
+  HarmonyParser p(o200k());
+  Fed f = Feed(p, o200k().Encode("<|channel|>commentary<|message|>Checking.<|end|><|start|>assistant<|channel|>"
+                                 "commentary to=functions.get_weather <|constrain|>json<|message|>{\"city\":"
+                                 "\"Oslo\"}<|call|>",
+                                 true));
+  std::string preamble, args;
+  for (const HarmonyParser::Delta& d : f.deltas) {
+    if (d.text.empty()) continue;
+    EXPECT_EQ(d.channel, "commentary");
+    if (d.recipient.empty()) {
+      EXPECT_EQ(d.content_type, "");
+      preamble += d.text;
+    } else {
+      EXPECT_EQ(d.recipient, "functions.get_weather");
+      EXPECT_EQ(d.content_type, "json");
+      args += d.text;
+    }
+  }
+  EXPECT_EQ(preamble, "Checking.");
+  EXPECT_EQ(args, "{\"city\":\"Oslo\"}");
+  EXPECT_TRUE(f.stops.back());
+  EXPECT_TRUE(p.stopped_for_tool_call());
+}
+
+TEST_F(HarmonyTest, OnlyCallToAFunctionIsAToolCallStop) {
+  struct Case {
+    const char* stream;
+    bool tool_call;
+  };
+  for (const Case& c : {Case{"<|channel|>commentary to=functions.f <|constrain|>json<|message|>{}<|call|>", true},
+                        Case{"<|channel|>analysis to=browser.search<|message|>{}<|call|>", false},
+                        Case{"<|channel|>final<|message|>done<|return|>", false},
+                        Case{"<|channel|>commentary to=functions.f<|message|>{}<|end|>", false},
+                        Case{"<|call|>", false}}) {
+    HarmonyParser p(o200k());
+    Fed f = Feed(p, o200k().Encode(c.stream, true));
+    EXPECT_EQ(p.stopped_for_tool_call(), c.tool_call) << c.stream;
+  }
+  // It describes the last token only.
+  HarmonyParser p(o200k());
+  Feed(p, o200k().Encode("<|channel|>commentary to=functions.f<|message|>{}<|call|><|start|>", true));
+  EXPECT_FALSE(p.stopped_for_tool_call());
+}
+
+ParsedMessage Parsed(std::string channel, std::string recipient, std::string content) {
+  ParsedMessage m;
+  m.channel = std::move(channel);
+  m.recipient = std::move(recipient);
+  m.content = std::move(content);
+  return m;
+}
+
+TEST(SplitReplyTest, ChannelsAndRecipientsGoWhereOpenAiClientsExpectThem) {
+  ParsedMessage tool_reply = Parsed("commentary", "assistant", "{}");
+  tool_reply.role = Role::kTool;
+  tool_reply.author = "functions.f";
+  const AssistantReply r = SplitReply({
+      Parsed("analysis", "", "Think."),
+      Parsed("commentary", "", "Let me check."),          // a preamble: shown to the user
+      Parsed("analysis", "", "More."),
+      Parsed("commentary", "functions.get_weather", "{\"city\":\"Oslo\"}"),
+      Parsed("commentary", "browser.search", "{\"q\":1}"),  // a built-in tool we do not offer
+      Parsed("commentary", "functions.", "{}"),            // no name
+      tool_reply,                                          // not the assistant's
+      Parsed("final", "", "It is cold."),
+      Parsed("final", "functions.lookup", "[1]"),          // a call on another channel is still a call
+  });
+  EXPECT_EQ(r.reasoning, "Think.\nMore.");
+  EXPECT_EQ(r.content, "Let me check.\nIt is cold.");
+  ASSERT_EQ(r.tool_calls.size(), 2u);
+  EXPECT_EQ(r.tool_calls[0].name, "get_weather");
+  EXPECT_EQ(r.tool_calls[0].arguments, "{\"city\":\"Oslo\"}");
+  EXPECT_EQ(r.tool_calls[1].name, "lookup");
+  EXPECT_EQ(r.tool_calls[1].arguments, "[1]");
+}
+
+TEST(SplitReplyTest, EmptyAndPlainReplies) {
+  const AssistantReply none = SplitReply({});
+  EXPECT_EQ(none.reasoning, "");
+  EXPECT_EQ(none.content, "");
+  EXPECT_TRUE(none.tool_calls.empty());
+  // A message without a channel (a malformed header) is still text for the user.
+  const AssistantReply plain = SplitReply({Parsed("", "", "hi")});
+  EXPECT_EQ(plain.content, "hi");
+}
+
+// From tokens: what the worker's parser makes of a generated reply.
+TEST_F(HarmonyTest, SplitReplyOfParsedTokens) {
+  HarmonyParser p(o200k());
+  Feed(p, o200k().Encode("<|channel|>analysis<|message|>Need weather.<|end|><|start|>assistant<|channel|>commentary "
+                         "to=functions.get_weather <|constrain|>json<|message|>{\"city\": \"Oslo\"}<|call|>",
+                         true));
+  const AssistantReply r = SplitReply(p.messages());
+  EXPECT_EQ(r.reasoning, "Need weather.");
+  EXPECT_EQ(r.content, "");
+  ASSERT_EQ(r.tool_calls.size(), 1u);
+  EXPECT_EQ(r.tool_calls[0].name, "get_weather");
+  EXPECT_EQ(r.tool_calls[0].arguments, "{\"city\": \"Oslo\"}");
 }
 
 }  // namespace

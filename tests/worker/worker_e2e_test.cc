@@ -47,6 +47,7 @@
 #include "inference_worker/model/model_file.h"
 #include "inference_worker/text/harmony.h"
 #include "inference_worker/text/tokenizer.h"
+#include "inference_worker/text/tool_schema.h"
 #include "inference_worker/text/vocab_file.h"
 #include "ossgate/inference/v1/inference.grpc.pb.h"
 #include "ossgate/provenance/v1/provenance.grpc.pb.h"
@@ -203,6 +204,7 @@ pb::FinishReason ToProtoReason(model::FinishReason r) {
     case model::FinishReason::kLength: return pb::FINISH_REASON_LENGTH;
     case model::FinishReason::kCancelled: return pb::FINISH_REASON_CANCELLED;
     case model::FinishReason::kError: return pb::FINISH_REASON_ERROR;
+    case model::FinishReason::kToolCall: return pb::FINISH_REASON_TOOL_CALLS;
     default: return pb::FINISH_REASON_UNSPECIFIED;
   }
 }
@@ -215,6 +217,8 @@ struct StreamResult {
   std::string text;
   std::set<std::string> request_ids;  // as echoed by the messages
   std::set<std::string> channels;
+  // "channel|recipient|content_type" of every message with text, in order.
+  std::vector<std::string> headers;
   int messages = 0;
   int finals = 0;
   int logprob_entries = 0;
@@ -230,6 +234,7 @@ void Consume(const pb::GenerateResponse& m, StreamResult* out) {
   out->text += m.text();
   out->request_ids.insert(m.request_id());
   if (!m.text().empty()) out->channels.insert(m.channel());
+  if (!m.text().empty()) out->headers.push_back(absl::StrCat(m.channel(), "|", m.recipient(), "|", m.content_type()));
   out->logprob_entries += m.logprobs_size();
   if (m.has_final()) {
     ++out->finals;
@@ -574,6 +579,100 @@ TEST_F(WorkerE2eTest, ChatStreamEqualsDirectEngineOutput) {
 
   const StreamResult got = RunStream(stub_, req);
   ExpectSameAsDirect(got, want, static_cast<int>(prompt->size()), "chat");
+}
+
+// Function tools of a gRPC Conversation go through the renderer the HTTP API
+// uses (ToolFromJsonSchema + RenderForCompletion): the worker's prompt is the
+// one rendered here (same prompt_tokens, same output), it holds the tool's
+// harmony type, and every streamed message names the header (channel,
+// recipient, content type) that a parser of the same tokens gives.
+TEST_F(WorkerE2eTest, ChatWithToolsUsesTheSharedRendererAndStreamsMessageHeaders) {
+  const std::string schema = R"({"type": "object", "properties": {
+      "city": {"type": "string", "description": "City name"},
+      "unit": {"type": "string", "enum": ["celsius", "fahrenheit"], "default": "celsius"}},
+    "required": ["city"]})";
+  pb::GenerateRequest req;
+  req.set_request_id("chat-tools");
+  pb::Conversation* c = req.mutable_conversation();
+  pb::ToolDefinition* weather = c->add_tools();
+  weather->set_name("get_weather");
+  weather->set_description("Gets the weather.");
+  weather->set_parameters_json(schema);
+  c->add_tools()->set_name("ping");
+  pb::ChatMessage* m = c->add_messages();
+  m->set_role(pb::ROLE_USER);
+  m->set_content("Weather in Oslo?");
+  m = c->add_messages();
+  m->set_role(pb::ROLE_ASSISTANT);
+  m->set_channel("commentary");
+  m->set_recipient("functions.get_weather");
+  m->set_content_type("json");
+  m->set_content(R"({"city":"Oslo"})");
+  m = c->add_messages();
+  m->set_role(pb::ROLE_TOOL);
+  m->set_author("functions.get_weather");
+  m->set_content(R"({"temp": -3})");
+  req.set_max_tokens(40);
+  req.mutable_sampling()->set_temperature(0.8f);
+  req.mutable_sampling()->set_seed(11);
+
+  text::Conversation conv;
+  auto get_weather = text::ToolFromJsonSchema("get_weather", "Gets the weather.", schema);
+  auto ping = text::ToolFromJsonSchema("ping", "", "");
+  ASSERT_TRUE(get_weather.ok() && ping.ok());
+  conv.tools = {*get_weather, *ping};
+  text::Message user, call, reply;
+  user.role = text::Role::kUser;
+  user.content = "Weather in Oslo?";
+  call.role = text::Role::kAssistant;
+  call.channel = "commentary";
+  call.recipient = "functions.get_weather";
+  call.content_type = "json";
+  call.content = R"({"city":"Oslo"})";
+  reply.role = text::Role::kTool;
+  reply.author = "functions.get_weather";
+  reply.content = R"({"temp": -3})";
+  conv.messages = {user, call, reply};
+  auto prompt = text::RenderForCompletion(ref_->tokenizer(), conv);
+  ASSERT_TRUE(prompt.ok()) << prompt.status();
+  const std::string prompt_text = ref_->tokenizer().Decode(*prompt);
+  EXPECT_TRUE(absl::StrContains(prompt_text,
+                                "// Gets the weather.\ntype get_weather = (_: {\n// City name\ncity: string,\n"
+                                "unit?: \"celsius\" | \"fahrenheit\", // default: celsius\n}) => any;\n\n"
+                                "type ping = () => any;"))
+      << prompt_text;
+  EXPECT_TRUE(absl::StrContains(prompt_text, "to=functions.get_weather <|constrain|>json<|message|>"
+                                             "{\"city\":\"Oslo\"}<|call|><|start|>functions.get_weather to=assistant"))
+      << prompt_text;
+  model::GenerationParams p;
+  p.max_tokens = 40;
+  p.sampling.temperature = 0.8f;
+  p.sampling.seed = 11;
+  p.harmony = true;
+  p.stop_token_ids = {ref_->Special("<|return|>"), ref_->Special("<|call|>")};
+  const model::GenerationResult want = ref_->Generate(*prompt, p);
+
+  const StreamResult got = RunStream(stub_, req);
+  ExpectSameAsDirect(got, want, static_cast<int>(prompt->size()), "chat with tools");
+  text::HarmonyParser parser(ref_->tokenizer());
+  std::vector<std::string> headers;
+  for (int32_t t : want.tokens) {
+    const text::HarmonyParser::Delta d = parser.Push(t, nullptr);
+    if (!d.text.empty()) headers.push_back(absl::StrCat(d.channel, "|", d.recipient, "|", d.content_type));
+  }
+  EXPECT_EQ(got.headers, headers);
+
+  // tool_choice NONE: the tools are checked but not rendered.
+  c->set_tool_choice(pb::TOOL_CHOICE_NONE);
+  req.set_request_id("chat-tools-none");
+  req.set_max_tokens(1);
+  conv.tools.clear();
+  auto without = text::RenderForCompletion(ref_->tokenizer(), conv);
+  ASSERT_TRUE(without.ok()) << without.status();
+  ASSERT_LT(without->size(), prompt->size());
+  const StreamResult none = RunStream(stub_, req);
+  ASSERT_TRUE(none.status.ok()) << none.status.error_message();
+  EXPECT_EQ(none.final.usage().prompt_tokens(), without->size());
 }
 
 // ---- Concurrency -----------------------------------------------------------
@@ -924,6 +1023,16 @@ TEST_F(WorkerE2eTest, WorkerWaitingForAnApprovableModelIsUnavailableUntilStopped
 
 // ---- Validation ------------------------------------------------------------
 
+// A conversation of one user message and one tool.
+void ChatWithTool(pb::GenerateRequest& r, const std::string& name, const std::string& parameters_json) {
+  pb::ChatMessage* m = r.mutable_conversation()->add_messages();
+  m->set_role(pb::ROLE_USER);
+  m->set_content("hi");
+  pb::ToolDefinition* t = r.mutable_conversation()->add_tools();
+  t->set_name(name);
+  t->set_parameters_json(parameters_json);
+}
+
 TEST_F(WorkerE2eTest, BadRequestsAreInvalidArgumentNamingTheField) {
   // A good stream runs throughout; it must be unaffected.
   Spec good;
@@ -1001,6 +1110,44 @@ TEST_F(WorkerE2eTest, BadRequestsAreInvalidArgumentNamingTheField) {
       {"unspecified role", [](pb::GenerateRequest& r) { r.mutable_conversation()->add_messages()->set_content("hi"); },
        "conversation.messages[0].role"},
       {"empty conversation", [](pb::GenerateRequest& r) { r.mutable_conversation(); }, "conversation.messages"},
+      {"tool without a name", [](pb::GenerateRequest& r) { ChatWithTool(r, "", ""); }, "conversation.tools[0].name"},
+      {"tool name with a dot", [](pb::GenerateRequest& r) { ChatWithTool(r, "a.b", ""); },
+       "conversation.tools[0].name"},
+      {"tool schema with an unknown type",
+       [](pb::GenerateRequest& r) {
+         ChatWithTool(r, "f", R"({"type": "object", "properties": {"city": {"type": "strng"}}})");
+       },
+       "conversation.tools[0].parameters.properties.city.type"},
+      {"tool schema that is not JSON", [](pb::GenerateRequest& r) { ChatWithTool(r, "f", "{\"type\":"); },
+       "conversation.tools[0].parameters"},
+      {"tool schema nested too deep",
+       [](pb::GenerateRequest& r) {
+         ChatWithTool(r, "f", R"({"examples": )" + std::string(100, '[') + std::string(100, ']') + "}");
+       },
+       "conversation.tools[0].parameters"},
+      {"tool schema too large",
+       [](pb::GenerateRequest& r) {
+         ChatWithTool(r, "f", R"({"description": ")" + std::string(text::kMaxToolSchemaBytes, 'x') + R"("})");
+       },
+       "conversation.tools[0].parameters"},
+      {"duplicate tool names",
+       [](pb::GenerateRequest& r) {
+         ChatWithTool(r, "f", "");
+         r.mutable_conversation()->add_tools()->set_name("f");
+       },
+       "conversation.tools[1].name"},
+      {"too many tools",
+       [](pb::GenerateRequest& r) {
+         ChatWithTool(r, "f0", "");
+         for (int i = 1; i <= 128; ++i) r.mutable_conversation()->add_tools()->set_name(absl::StrCat("f", i));
+       },
+       "conversation.tools"},
+      {"unknown tool_choice",
+       [](pb::GenerateRequest& r) {
+         ChatWithTool(r, "f", "");
+         r.mutable_conversation()->set_tool_choice(static_cast<pb::ToolChoice>(7));
+       },
+       "conversation.tool_choice"},
       {"bad request id", [](pb::GenerateRequest& r) { r.set_request_id("no spaces allowed"); }, "request_id"},
       {"too many logprobs", [](pb::GenerateRequest& r) { r.set_logprobs(21); }, "logprobs"},
       {"empty stop string", [](pb::GenerateRequest& r) { r.add_stop(""); }, "stop[0]"},
