@@ -14,12 +14,12 @@ namespace ossgate::kernels {
 // per SM (`large_narrow`). MoE routings group the pairs into tiles of
 // `moe_tile_slots` slots (8, 16, 32 or 64), which the large-batch path
 // stages per CTA (MXFP4 experts; other formats run 64-slot CTAs over any
-// tile); 0 = the smallest of 16, 32, 64 that is at least twice the average
-// pairs per expert. Tuning and tests; CUDA graphs captured before a change
-// keep the old choice.
+// tile); 0 = the smallest of 16, 32, 64 that is at least the average pairs
+// per expert. Tuning and tests; CUDA graphs captured before a change keep
+// the old choice.
 struct GemmTuning {
   int dense_small_max = 32;
-  int moe_small_avg = 16;
+  int moe_small_avg = 4;
   int pass16_min_avg = 8;
   bool large_narrow = true;
   int moe_tile_slots = 0;

@@ -399,11 +399,12 @@ int main(int argc, char** argv) {
       bool narrow;
       int tiles;
     };
-    // The first row is the default; the others put every expert GEMM on the
-    // large path (moe 0) with tiles of 8, 16, 32, 64 slots or by the average.
-    const Limits limits[] = {{32, 16, 8, true, 0},  {32, 0, 8, true, 8},  {32, 0, 8, true, 16},
-                             {32, 0, 8, true, 32},  {32, 0, 8, true, 64}, {32, 0, 8, true, 0},
-                             {32, 8, 8, true, 0}};
+    // The first row is the default, the second the default before the MoE
+    // tiles of 16 slots (experts on the small path up to 16 pairs on
+    // average, 64-slot tiles above); the others put every expert GEMM on the
+    // large path (moe 0) with tiles of 8, 16, 32 or 64 slots.
+    const Limits limits[] = {{32, 4, 8, true, 0},  {32, 16, 8, true, 64}, {32, 0, 8, true, 8},
+                             {32, 0, 8, true, 16}, {32, 0, 8, true, 32},  {32, 0, 8, true, 64}};
     for (int n : {16, 32, 64, 128}) {
       std::vector<ossgate::model::SeqId> ids;
       for (int i = 0; i < n; ++i) {
