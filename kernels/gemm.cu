@@ -19,9 +19,10 @@
 //     a ring of 3, 4 or 6 shared-memory stages filled by cp.async (warps and
 //     depth picked per launch, see LaunchTyped), chunk sums reduced through
 //     shared memory in order; reads each weight once per 8 tokens (decode);
-//   - large batch: 8 row tiles x 64 tokens per CTA, the token tile staged in
-//     shared memory by cp.async (double buffered), weights streamed from
-//     global memory straight into registers.
+//   - large batch: 8 (or 4) row tiles x 64 tokens per CTA (MoE with MXFP4
+//     experts: x the routing's tile of 8-64 slots), the token tile staged in
+//     shared memory by cp.async (double buffered) and shared by the row
+//     tiles, weights streamed from global memory straight into registers.
 // F32 weights (only in test models) use a CUDA-core kernel.
 #include <algorithm>
 #include <map>
@@ -37,7 +38,7 @@ namespace ossgate::kernels {
 
 namespace {
 
-constexpr int kLargeTokens = 64;      // tokens per large-batch CTA
+constexpr int kLargeTokens = 64;      // tokens per large-batch CTA (MoE: tile_slots, 8 to 64)
 constexpr int kLargeWarps = 8;        // row tiles per large-batch CTA
 // Small batch: 2, 4 or 8 warps per CTA (each streams its chunks of the row
 // tile), picked per launch so that the CTAs fit in one wave when they can
@@ -52,8 +53,9 @@ template <WFormat F>
 inline constexpr int kStageBytes = kChunkCodeBytes<F> + kChunkScaleBytes<F>;
 static_assert(kStageBytes<WFormat::kMxfp4> % 16 == 0 && kStageBytes<WFormat::kQ8_0> % 16 == 0, "stage alignment");
 constexpr int SmallPartBytes(int nchunks, int n_tiles) { return nchunks * kTileRows * kSmallTokens * n_tiles * 4; }
-constexpr int kLargeStageUint4 = kChunkBlocks * kLargeTokens * 4;  // one stage of B, in 16-byte units
-constexpr int kLargeSmemBytes = 2 * kLargeStageUint4 * 16;
+// One stage of B (8 blocks of kt tokens), in 16-byte units; two per CTA.
+constexpr int LargeStageUint4(int kt) { return kChunkBlocks * kt * 4; }
+constexpr int LargeSmemBytes(int kt) { return 2 * LargeStageUint4(kt) * 16; }
 
 // One lane's share of one tile (16 rows x 32 columns) and its scales.
 template <WFormat F>
@@ -341,13 +343,24 @@ __global__ void __launch_bounds__(kSmallMaxWarps * 32, 1) GemmSmallBatchKernel(c
   if (!synced) GridDependencySync();  // (no rows: never complete before the previous kernel)
 }
 
-template <WFormat F, GemmEpilogue EPI, int kW>
+// Large batch: kW row tiles x kT tokens per CTA. kT = 64 for dense GEMMs;
+// MoE routings of few pairs per expert use tiles of 8-32 slots (MXFP4), so a
+// CTA still shares its staged activations among kW row tiles without doing
+// the work of 64 tokens. With kT < 64 a chunk has little work per weight
+// tile, so the next chunk's weights are requested into registers before the
+// current one is computed (one chunk's loads in flight were the exposed
+// latency); kT = 64 keeps its registers for the 8 n-tiles instead.
+template <WFormat F, GemmEpilogue EPI, int kW, int kT>
 __global__ void __launch_bounds__(kW * 32, 1) GemmLargeBatchKernel(const GemmParams p) {
+  static_assert(kT == 8 || kT == 16 || kT == 32 || kT == 64, "tokens per CTA");
+  constexpr int kNT = kT / 8;                // n-tiles of 8 tokens
+  constexpr bool kPrefetch = kT < 64;
+  constexpr int kStage = LargeStageUint4(kT);
   // (MoE: the next kernel may read the routing early, see the small kernel.)
   if (!p.moe) LaunchDependents();
   GridDependencySync();
   if (p.moe) LaunchDependents();
-  extern __shared__ uint4 sb[];  // [2 stages][8 blocks][64 tokens][4 x 16 B]
+  extern __shared__ uint4 sb[];  // [2 stages][8 blocks][kT tokens][4 x 16 B]
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int r = lane >> 2, c = lane & 3;
   const int rt = blockIdx.x * kW + warp;
@@ -360,53 +373,63 @@ __global__ void __launch_bounds__(kW * 32, 1) GemmLargeBatchKernel(const GemmPar
     b_begin = t[1];
     b_end = t[2];
   } else {
-    b_begin = blockIdx.y * kLargeTokens;
-    b_end = min(p.n_b, b_begin + kLargeTokens);
+    b_begin = blockIdx.y * kT;
+    b_end = min(p.n_b, b_begin + kT);
   }
   const int kb_total = p.w.k_blocks;
   const int nchunks = (kb_total + kChunkBlocks - 1) / kChunkBlocks;
 
-  // Each thread copies kPieces of the 2048 16-byte pieces of a stage; piece
-  // idx is (block * 64 + token) * 4 + c, so a warp reading 8 tokens x 4 c of
-  // one block touches 512 contiguous bytes.
-  constexpr int kPieces = kLargeStageUint4 / (kW * 32);
+  // Each thread copies kPieces of the 16-byte pieces of a stage; piece idx
+  // is (block * kT + token) * 4 + c, so a warp reading 8 tokens x 4 c of one
+  // block touches 512 contiguous bytes.
+  constexpr int kPieces = kStage / (kW * 32);
+  static_assert(kPieces * kW * 32 == kStage, "stage pieces per thread");
   int64_t src_row[kPieces];
   bool tok_ok[kPieces];
 #pragma unroll
   for (int i = 0; i < kPieces; ++i) {
     const int idx = threadIdx.x + i * kW * 32;
-    const int bb = b_begin + ((idx >> 2) & 63);
+    const int bb = b_begin + ((idx >> 2) & (kT - 1));
     tok_ok[i] = bb < b_end;
     src_row[i] = tok_ok[i] ? (p.gather ? p.gather[bb] : bb) : 0;
   }
   auto load_stage = [&](int ch, int stage) {
-    uint4* dst = sb + stage * kLargeStageUint4;
+    uint4* dst = sb + stage * kStage;
 #pragma unroll
     for (int i = 0; i < kPieces; ++i) {
       const int idx = threadIdx.x + i * kW * 32;
-      const int kb = ch * kChunkBlocks + (idx >> 8);
+      const int kb = ch * kChunkBlocks + idx / (kT * 4);
       const bool valid = tok_ok[i] && kb < kb_total;
       const half_t* src = p.x + src_row[i] * p.ldx + (valid ? kb : 0) * kBlockK + (idx & 3) * 8;
       CpAsync16(dst + idx, src, valid);
     }
     CpAsyncCommit();
   };
-
-  float acc[8][4];
-  float part[8][4];
+  auto load_weights = [&](int ch, TileRaw<F>(&raw)[kChunkBlocks]) {
+    if (!has_rows) return;
+    const int kb0 = ch * kChunkBlocks;
+    const int nb = min(kChunkBlocks, kb_total - kb0);
 #pragma unroll
-  for (int j = 0; j < 8; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.0f;
+    for (int i = 0; i < kChunkBlocks; ++i) {
+      if (i < nb) LoadTile<F>(p.w, mat, rt, kb0 + i, lane, raw[i]);
+    }
+  };
+
+  float acc[kNT][4];
+  float part[kNT][4];
+#pragma unroll
+  for (int j = 0; j < kNT; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.0f;
+  TileRaw<F> raw[kChunkBlocks];
+  if constexpr (kPrefetch) load_weights(0, raw);
   load_stage(0, 0);
   for (int ch = 0; ch < nchunks; ++ch) {
     if (ch + 1 < nchunks) load_stage(ch + 1, (ch + 1) & 1);
-    const int kb0 = ch * kChunkBlocks;
-    const int nb = min(kChunkBlocks, kb_total - kb0);
-    TileRaw<F> raw[kChunkBlocks];
-    if (has_rows) {
-#pragma unroll
-      for (int i = 0; i < kChunkBlocks; ++i) {
-        if (i < nb) LoadTile<F>(p.w, mat, rt, kb0 + i, lane, raw[i]);
-      }
+    const int nb = min(kChunkBlocks, kb_total - ch * kChunkBlocks);
+    TileRaw<F> next[kChunkBlocks];
+    if constexpr (kPrefetch) {
+      if (ch + 1 < nchunks) load_weights(ch + 1, next);
+    } else {
+      load_weights(ch, raw);
     }
     if (ch + 1 < nchunks) {
       CpAsyncWait<1>();
@@ -415,39 +438,43 @@ __global__ void __launch_bounds__(kW * 32, 1) GemmLargeBatchKernel(const GemmPar
     }
     __syncthreads();
     if (has_rows) {
-      const uint4* st = sb + (ch & 1) * kLargeStageUint4;
+      const uint4* st = sb + (ch & 1) * kStage;
 #pragma unroll
-      for (int j = 0; j < 8; ++j) part[j][0] = part[j][1] = part[j][2] = part[j][3] = 0.0f;
+      for (int j = 0; j < kNT; ++j) part[j][0] = part[j][1] = part[j][2] = part[j][3] = 0.0f;
 #pragma unroll
       for (int i = 0; i < kChunkBlocks; ++i) {
         if (i < nb) {
           uint32_t a[8];
           DecodeTile<F>(raw[i], a);
 #pragma unroll
-          for (int j = 0; j < 8; ++j) {
-            MmaBlock<F>(part[j], a, raw[i], st[(i * kLargeTokens + j * 8 + r) * 4 + c]);
+          for (int j = 0; j < kNT; ++j) {
+            MmaBlock<F>(part[j], a, raw[i], st[(i * kT + j * 8 + r) * 4 + c]);
           }
         }
       }
       if (ch == 0) {
 #pragma unroll
-        for (int j = 0; j < 8; ++j) {
+        for (int j = 0; j < kNT; ++j) {
 #pragma unroll
           for (int e = 0; e < 4; ++e) acc[j][e] = part[j][e] * kChunkScale<F>;
         }
       } else {
 #pragma unroll
-        for (int j = 0; j < 8; ++j) {
+        for (int j = 0; j < kNT; ++j) {
 #pragma unroll
           for (int e = 0; e < 4; ++e) acc[j][e] = __fadd_rn(acc[j][e], part[j][e] * kChunkScale<F>);
         }
       }
     }
+    if constexpr (kPrefetch) {
+#pragma unroll
+      for (int i = 0; i < kChunkBlocks; ++i) raw[i] = next[i];
+    }
     __syncthreads();
   }
   if (!has_rows) return;
 #pragma unroll
-  for (int j = 0; j < 8; ++j) {
+  for (int j = 0; j < kNT; ++j) {
     const int tok = b_begin + j * 8 + 2 * c;
     if constexpr (EPI == GemmEpilogue::kStoreF32) {
 #pragma unroll
@@ -569,6 +596,26 @@ int StagesOverride() {
 bool SmallPass16(const GemmParams& p);
 extern GemmTuning g_tuning;
 
+// 8 row tiles per CTA, or 4 when that leaves fewer than two CTAs per SM
+// (dense projections of a few hundred row tiles at 64-128 tokens).
+template <WFormat F, GemmEpilogue EPI, int kT>
+void LaunchLarge(const GemmParams& p, cudaStream_t stream) {
+  if (p.moe && p.groups.tile_slots > kT) {
+    std::fprintf(stderr, "LaunchGemm: MoE tiles of %d slots on CTAs of %d tokens\n", p.groups.tile_slots, kT);
+    std::abort();
+  }
+  const int grid_y = p.moe ? p.groups.max_tiles : (p.n_b + kT - 1) / kT;
+  const int ctas8 = (p.w.row_tiles + kLargeWarps - 1) / kLargeWarps * grid_y;
+  if (ctas8 < 2 * SmCount() && g_tuning.large_narrow) {
+    const dim3 grid((p.w.row_tiles + 3) / 4, grid_y);
+    LaunchKernel(GemmLargeBatchKernel<F, EPI, 4, kT>, grid, 4 * 32, LargeSmemBytes(kT), stream, p);
+  } else {
+    const dim3 grid((p.w.row_tiles + kLargeWarps - 1) / kLargeWarps, grid_y);
+    LaunchKernel(GemmLargeBatchKernel<F, EPI, kLargeWarps, kT>, grid, kLargeWarps * 32, LargeSmemBytes(kT), stream,
+                 p);
+  }
+}
+
 template <WFormat F, GemmEpilogue EPI>
 void LaunchTyped(const GemmParams& p, GemmPath path, cudaStream_t stream) {
   if (path == GemmPath::kSmallBatch && SmallPass16(p)) {
@@ -589,18 +636,20 @@ void LaunchTyped(const GemmParams& p, GemmPath path, cudaStream_t stream) {
       }
     }
     LaunchSmall<F, EPI, 3>(p, ChooseSmall<F, EPI, 3>(p), stream);
-  } else {
-    const int grid_y = p.moe ? p.groups.max_tiles : (p.n_b + kLargeTokens - 1) / kLargeTokens;
-    // 8 row tiles per CTA, or 4 when that leaves fewer than two CTAs per SM
-    // (dense projections of a few hundred row tiles at 64-128 tokens).
-    const int ctas8 = (p.w.row_tiles + kLargeWarps - 1) / kLargeWarps * grid_y;
-    if (ctas8 < 2 * SmCount() && g_tuning.large_narrow) {
-      const dim3 grid((p.w.row_tiles + 3) / 4, grid_y);
-      LaunchKernel(GemmLargeBatchKernel<F, EPI, 4>, grid, 4 * 32, kLargeSmemBytes, stream, p);
-    } else {
-      const dim3 grid((p.w.row_tiles + kLargeWarps - 1) / kLargeWarps, grid_y);
-      LaunchKernel(GemmLargeBatchKernel<F, EPI, kLargeWarps>, grid, kLargeWarps * 32, kLargeSmemBytes, stream, p);
+  } else if constexpr (F == WFormat::kMxfp4) {
+    // MoE tiles of fewer slots get CTAs of as many tokens (the experts of
+    // gpt-oss are MXFP4); other formats run 64-token CTAs over any tile.
+    switch (p.moe ? p.groups.tile_slots : kLargeTokens) {
+      case 8: LaunchLarge<F, EPI, 8>(p, stream); break;
+      case 16: LaunchLarge<F, EPI, 16>(p, stream); break;
+      case 32: LaunchLarge<F, EPI, 32>(p, stream); break;
+      case 64: LaunchLarge<F, EPI, 64>(p, stream); break;
+      default:
+        std::fprintf(stderr, "LaunchGemm: MoE tiles of %d slots (8, 16, 32 or 64)\n", p.groups.tile_slots);
+        std::abort();
     }
+  } else {
+    LaunchLarge<F, EPI, kLargeTokens>(p, stream);
   }
   CUDA_CHECK_LAUNCH();
 }
@@ -620,10 +669,10 @@ void LaunchEpi(const GemmParams& p, GemmPath path, cudaStream_t stream) {
 
 template <WFormat F, GemmEpilogue EPI>
 void SetLargeSmem() {
-  CUDA_CHECK(cudaFuncSetAttribute(GemmLargeBatchKernel<F, EPI, kLargeWarps>,
-                                  cudaFuncAttributeMaxDynamicSharedMemorySize, kLargeSmemBytes));
-  CUDA_CHECK(cudaFuncSetAttribute(GemmLargeBatchKernel<F, EPI, 4>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                  kLargeSmemBytes));
+  CUDA_CHECK(cudaFuncSetAttribute(GemmLargeBatchKernel<F, EPI, kLargeWarps, kLargeTokens>,
+                                  cudaFuncAttributeMaxDynamicSharedMemorySize, LargeSmemBytes(kLargeTokens)));
+  CUDA_CHECK(cudaFuncSetAttribute(GemmLargeBatchKernel<F, EPI, 4, kLargeTokens>,
+                                  cudaFuncAttributeMaxDynamicSharedMemorySize, LargeSmemBytes(kLargeTokens)));
   CUDA_CHECK(cudaFuncSetAttribute(GemmSmallBatchKernel<F, EPI, 3, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                   g_smem_optin));
   CUDA_CHECK(cudaFuncSetAttribute(GemmSmallBatchKernel<F, EPI, 3, 2>, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -645,9 +694,10 @@ int EnvInt(const char* name, int fallback) {
 // _LARGE_NARROW), as SetGemmTuning does.
 GemmTuning g_tuning = {
     .dense_small_max = EnvInt("OSSGATE_GEMM_DENSE_SMALL_MAX", 32),
-    .moe_small_avg = EnvInt("OSSGATE_GEMM_MOE_SMALL_AVG", 16),
+    .moe_small_avg = EnvInt("OSSGATE_GEMM_MOE_SMALL_AVG", 4),
     .pass16_min_avg = EnvInt("OSSGATE_GEMM_PASS16_MIN_AVG", 8),
     .large_narrow = EnvInt("OSSGATE_GEMM_LARGE_NARROW", 1) != 0,
+    .moe_tile_slots = EnvInt("OSSGATE_GEMM_MOE_TILE_SLOTS", 0),
 };
 
 bool SmallPass16(const GemmParams& p) {
@@ -665,6 +715,18 @@ GemmPath ChooseGemmPath(const GemmParams& p) {
                                                                         : GemmPath::kLargeBatch;
   }
   return p.n_b <= g_tuning.dense_small_max ? GemmPath::kSmallBatch : GemmPath::kLargeBatch;
+}
+
+int32_t MoeTileSlots(int32_t pairs, int32_t experts) {
+  const int forced = g_tuning.moe_tile_slots;
+  if (forced == 8 || forced == 16 || forced == 32 || forced == 64) return forced;
+  // H100 sweep (docs/perf.md): 16-slot tiles beat 8, 32 and 64 at 8 and 16
+  // pairs per expert on average (64 and 128 sequences of decode).
+  const int64_t avg = (static_cast<int64_t>(pairs) + experts - 1) / std::max(1, experts);
+  for (int32_t slots : {16, 32}) {
+    if (avg <= slots) return slots;
+  }
+  return kLargeTokens;
 }
 
 void SetGemmTuning(const GemmTuning& t) { g_tuning = t; }

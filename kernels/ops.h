@@ -45,10 +45,13 @@ struct MoeGroups {
   const int32_t* offsets = nullptr;   // [E + 1]
   const int32_t* active = nullptr;    // [E] experts with pairs, ascending
   const int32_t* n_active = nullptr;  // [1]
-  const int32_t* tiles = nullptr;     // [max_tiles][3]: expert, first slot, end slot (<= 64 slots)
+  const int32_t* tiles = nullptr;     // [max_tiles][3]: expert, first slot, end slot (<= tile_slots slots)
   const int32_t* n_tiles = nullptr;   // [1]
   int32_t max_active = 0;             // grid bounds
   int32_t max_tiles = 0;
+  // Slots per tile, as the router was told (MoeRouting::tile_slots): 8, 16,
+  // 32 or 64. The large-batch path stages that many tokens per CTA.
+  int32_t tile_slots = 64;
 };
 
 // y = W x for the rows of B: out[b][row] for b in [0, n_b).
@@ -220,7 +223,7 @@ void LaunchKvWrite(const KvWriteParams& p, cudaStream_t stream);
 // The routing of a step: the (token, k) pairs grouped by expert (stable: by
 // token within an expert), which the expert GEMMs read (MoeGroups).
 struct MoeRouting {
-  int32_t tile_slots = 64;      // slots per large-batch tile
+  int32_t tile_slots = 64;      // slots per large-batch tile: 8, 16, 32 or 64 (MoeTileSlots)
   int32_t* offsets = nullptr;   // [E + 1]
   int32_t* active = nullptr;    // [E]
   int32_t* n_active = nullptr;  // [1]
@@ -254,6 +257,12 @@ int RouterCounters(int n_tokens);
 inline int32_t MoeMaxTiles(int32_t pairs, int32_t experts, int32_t tile_slots) {
   return pairs / tile_slots + experts;
 }
+// The smallest tile a routing may use (MoeMaxTiles(pairs, experts,
+// kMinMoeTileSlots) bounds every choice of MoeTileSlots).
+inline constexpr int32_t kMinMoeTileSlots = 8;
+// Slots per tile for the routing of `pairs` (token, expert) pairs over
+// `experts` experts, as GemmTuning::moe_tile_slots says (kernels/gemm_tuning.h).
+int32_t MoeTileSlots(int32_t pairs, int32_t experts);
 
 // ------------------------------------------------------------ sampling ----
 

@@ -391,16 +391,20 @@ int main(int argc, char** argv) {
   {
     Out("\n## GEMM path limits (decode at context 128; dense = largest dense GEMM on the small path, moe = largest "
         "average expert batch on it, p16 = 16-token small passes above this average, narrow = 4-row-tile large CTAs "
-        "for small grids)\n\n| sequences | dense | moe | p16 | narrow | ms/step | tok/s |\n|---:|---:|---:|---:|---|---:|---:|\n");
+        "for small grids, tiles = MoE tile slots = tokens per large CTA, 0 = by the average)\n\n"
+        "| sequences | dense | moe | p16 | narrow | tiles | ms/step | tok/s |\n"
+        "|---:|---:|---:|---:|---|---:|---:|---:|\n");
     struct Limits {
       int dense, moe, p16;
       bool narrow;
+      int tiles;
     };
-    // The first row is the default; {64, 16, 1000, false} is the choice
-    // before the 16-token passes and narrow CTAs (the previous default);
-    // the others each change one knob.
-    const Limits limits[] = {{32, 16, 8, true}, {64, 16, 1000, false}, {32, 16, 4, true}, {32, 16, 1000, true},
-                             {32, 16, 8, false}};
+    // The first row is the default, the second the default before the MoE
+    // tiles of 16 slots (experts on the small path up to 16 pairs on
+    // average, 64-slot tiles above); the others put every expert GEMM on the
+    // large path (moe 0) with tiles of 8, 16, 32 or 64 slots.
+    const Limits limits[] = {{32, 4, 8, true, 0},  {32, 16, 8, true, 64}, {32, 0, 8, true, 8},
+                             {32, 0, 8, true, 16}, {32, 0, 8, true, 32},  {32, 0, 8, true, 64}};
     for (int n : {16, 32, 64, 128}) {
       std::vector<ossgate::model::SeqId> ids;
       for (int i = 0; i < n; ++i) {
@@ -410,10 +414,10 @@ int main(int argc, char** argv) {
       }
       for (const Limits& l : limits) {
         b.SetGemmTuning({.dense_small_max = l.dense, .moe_small_avg = l.moe, .pass16_min_avg = l.p16,
-                         .large_narrow = l.narrow});
+                         .large_narrow = l.narrow, .moe_tile_slots = l.tiles});
         const double t = bench.Decode(ids, 16);
-        Out(absl::StrFormat("| %d | %d | %d | %d | %s | %.3f | %.0f |\n", n, l.dense, l.moe, l.p16,
-                            l.narrow ? "yes" : "no", t * 1e3, n / t));
+        Out(absl::StrFormat("| %d | %d | %d | %d | %s | %d | %.3f | %.0f |\n", n, l.dense, l.moe, l.p16,
+                            l.narrow ? "yes" : "no", l.tiles, t * 1e3, n / t));
       }
       b.SetGemmTuning({});
       for (auto id : ids) b.kv().RemoveSequence(id);

@@ -187,7 +187,7 @@ absl::Status CudaBackendImpl::AllocateRuntime() {
   moe_counts_ = mem_.Device<int32_t>(2, ws);
   router_logits_ = mem_.Device<float>(T * c.n_experts, ws);
   router_done_ = mem_.Device<uint32_t>(kernels::RouterCounters(static_cast<int>(T)), ws);
-  const int max_tiles = kernels::MoeMaxTiles(static_cast<int32_t>(P), c.n_experts, 64);
+  const int max_tiles = kernels::MoeMaxTiles(static_cast<int32_t>(P), c.n_experts, kernels::kMinMoeTileSlots);
   moe_tiles_ = mem_.Device<int32_t>(3 * max_tiles, ws);
   slot_token_ = mem_.Device<int32_t>(P, ws);
   pair_slot_ = mem_.Device<int32_t>(P, ws);

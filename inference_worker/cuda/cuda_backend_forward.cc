@@ -273,13 +273,14 @@ void CudaBackendImpl::EnqueueLayers(const PassShape& shape) {
     rt.k = K;
     rt.ids = ids_;
     rt.weights = wts_;
-    rt.route.tile_slots = 64;
+    const int tile_slots = kernels::MoeTileSlots(T * K, c.n_experts);
+    rt.route.tile_slots = tile_slots;
     rt.route.offsets = moe_offsets_;
     rt.route.active = moe_active_;
     rt.route.n_active = moe_counts_;
     rt.route.tiles = moe_tiles_;
     rt.route.n_tiles = moe_counts_ + 1;
-    rt.route.max_tiles = kernels::MoeMaxTiles(T * K, c.n_experts, 64);
+    rt.route.max_tiles = kernels::MoeMaxTiles(T * K, c.n_experts, tile_slots);
     rt.route.slot_token = slot_token_;
     rt.route.pair_slot = pair_slot_;
     rt.logits = router_logits_;
@@ -299,6 +300,7 @@ void CudaBackendImpl::EnqueueLayers(const PassShape& shape) {
     groups.n_tiles = moe_counts_ + 1;
     groups.max_active = std::min(c.n_experts, T * K);
     groups.max_tiles = rt.route.max_tiles;
+    groups.tile_slots = tile_slots;
     g = kernels::GemmParams();
     g.w = L.gate_up;
     g.x = h16_;

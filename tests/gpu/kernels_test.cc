@@ -9,6 +9,7 @@
 #include <cstring>
 #include <limits>
 #include <map>
+#include <memory>
 #include <numeric>
 #include <random>
 #include <set>
@@ -208,9 +209,10 @@ float SwiGluRef(float g, float u) {
 
 // Device buffers of one LaunchRouter: outputs (poisoned) and workspace.
 struct DeviceRouting {
-  DeviceRouting(int tokens, int experts, int k)
+  DeviceRouting(int tokens, int experts, int k, int slots = 64)
       : pairs(tokens * k),
-        max_tiles(kernels::MoeMaxTiles(pairs, experts, 64)),
+        tile_slots(slots),
+        max_tiles(kernels::MoeMaxTiles(pairs, experts, slots)),
         ids(pairs),
         wts(pairs),
         offsets(experts + 1),
@@ -242,6 +244,7 @@ struct DeviceRouting {
     p.route.tiles = tiles.get();
     p.route.n_tiles = counts.get() + 1;
     p.route.max_tiles = max_tiles;
+    p.route.tile_slots = tile_slots;
     p.route.slot_token = slot_token.get();
     p.route.pair_slot = pair_slot.get();
     p.logits = logits.get();
@@ -257,10 +260,11 @@ struct DeviceRouting {
     g.n_tiles = counts.get() + 1;
     g.max_active = std::min(experts, pairs);
     g.max_tiles = max_tiles;
+    g.tile_slots = tile_slots;
     return g;
   }
   // The grouping is the stable grouping of the first `valid` tokens' pairs
-  // by expert (offsets, active list, 64-slot tiles, slot <-> pair maps), the
+  // by expert (offsets, active list, tiles of tile_slots, slot <-> pair maps), the
   // other pairs have no slot, and the completion counter is back to zero.
   void ExpectStableGrouping(int valid, int experts, int k) const {
     const auto id = ids.Download(), off = offsets.Download(), st = slot_token.Download(), ps = pair_slot.Download(),
@@ -279,10 +283,10 @@ struct DeviceRouting {
       }
       if (c > 0) {
         ASSERT_EQ(act[n_active++], e);
-        for (int b = off[e]; b < off[e] + c; b += 64, ++n_tiles) {
+        for (int b = off[e]; b < off[e] + c; b += tile_slots, ++n_tiles) {
           ASSERT_EQ(tl[3 * n_tiles], e);
           ASSERT_EQ(tl[3 * n_tiles + 1], b);
-          ASSERT_EQ(tl[3 * n_tiles + 2], std::min(b + 64, off[e] + c));
+          ASSERT_EQ(tl[3 * n_tiles + 2], std::min(b + tile_slots, off[e] + c));
         }
       }
     }
@@ -292,7 +296,7 @@ struct DeviceRouting {
     for (int i = n_pairs; i < pairs; ++i) ASSERT_EQ(ps[i], -1) << "pair " << i << " beyond the valid rows";
     for (uint32_t v : done.Download()) ASSERT_EQ(v, 0u) << "the router left a completion counter set";
   }
-  int pairs, max_tiles;
+  int pairs, tile_slots, max_tiles;
   DevBuf<int32_t> ids;
   DevBuf<float> wts;
   DevBuf<int32_t> offsets, active, counts, tiles, slot_token, pair_slot;
@@ -330,12 +334,25 @@ TEST(MoeTest, ExpertsMatchCpuOnBothPaths) {
     const int pairs = s.tokens * s.k;
     DevBuf<int32_t>& pair_slot = routing.pair_slot;
     DevBuf<int32_t>& slot_token = routing.slot_token;
-    const kernels::MoeGroups groups = routing.Groups(s.experts);
+    // The same routing grouped into tiles of 8, 16 and 32 slots (the large
+    // path's CTAs of as many tokens): the same slots, other tiles.
+    std::vector<std::unique_ptr<DeviceRouting>> tiled;
+    for (int slots : {8, 16, 32}) {
+      tiled.push_back(std::make_unique<DeviceRouting>(s.tokens, s.experts, s.k, slots));
+      kernels::LaunchRouter(tiled.back()->Params(dh32.get(), drw.get(), drb.get(), s.tokens, s.d, s.experts, s.k),
+                            nullptr);
+      ASSERT_NO_FATAL_FAILURE(tiled.back()->ExpectStableGrouping(s.tokens, s.experts, s.k));
+      ASSERT_EQ(tiled.back()->slot_token.Download(), routing.slot_token.Download()) << slots << "-slot tiles";
+    }
     std::vector<std::vector<uint16_t>> acts;
     std::vector<std::vector<float>> ys;
-    for (int variant = 0; variant < 4; ++variant) {  // small: 16-, 8-token passes; large: 4, 8 row tiles
+    // small: 16-, 8-token passes; large: 4, 8 row tiles of 64 tokens; then
+    // 8 row tiles of 8, 16 and 32 tokens.
+    for (int variant = 0; variant < 7; ++variant) {
       const GemmPath path = variant < 2 ? GemmPath::kSmallBatch : GemmPath::kLargeBatch;
-      kernels::SetGemmTuning({.pass16_min_avg = variant == 1 ? 1 << 20 : 2, .large_narrow = variant != 3});
+      kernels::SetGemmTuning(
+          {.pass16_min_avg = variant == 1 ? 1 << 20 : 2, .large_narrow = variant == 2 || variant == 5});
+      const kernels::MoeGroups groups = (variant < 4 ? routing : *tiled[variant - 4]).Groups(s.experts);
       DevBuf<uint16_t> dact(static_cast<size_t>(pairs) * s.f);
       DevBuf<float> dy(static_cast<size_t>(pairs) * s.d);
       dact.Poison();
