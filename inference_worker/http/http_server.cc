@@ -208,9 +208,12 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpOptions&
   const int threads = options.threads;
   s->server_->new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
   s->server_->set_payload_max_length(options.max_body_bytes);
-  s->server_->set_keep_alive_timeout(30);
+  // An idle keep-alive connection holds a pool thread: let it go after 5 s.
+  s->server_->set_keep_alive_timeout(5);
   s->server_->set_keep_alive_max_count(1000);
-  s->server_->set_read_timeout(30);
+  s->server_->set_read_timeout(10);
+  // A stream whose client stops reading fails its write after this and is
+  // cancelled (the engine's stall timeout, 30 s by default, is the backstop).
   s->server_->set_write_timeout(30);
   s->Route();
   if (hp->second == 0) {
@@ -222,6 +225,11 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpOptions&
     return absl::InvalidArgumentError(absl::StrCat("cannot listen on --http_listen=", options.listen));
   }
   s->thread_ = std::thread([self] { self->server_->listen_after_bind(); });
+  // Stop() before the loop runs would not end it (httplib's stop() acts on
+  // a running server only): wait for it.
+  const absl::Time end = absl::Now() + absl::Seconds(10);
+  while (!s->server_->is_running() && absl::Now() < end) absl::SleepFor(absl::Milliseconds(1));
+  if (!s->server_->is_running()) return absl::InternalError("the HTTP server did not start");
   return s;
 }
 
@@ -266,11 +274,11 @@ absl::StatusOr<HttpServer::Caller> HttpServer::Authenticate(const httplib::Reque
   }
   const std::string auth = req.get_header_value("Authorization");
   if (!auth.empty()) {
-    absl::string_view key = auth;
-    if (!absl::ConsumePrefix(&key, "Bearer ")) {
+    // The scheme is case-insensitive (RFC 9110).
+    if (auth.size() < 7 || !absl::EqualsIgnoreCase(absl::string_view(auth).substr(0, 7), "Bearer ")) {
       return absl::UnauthenticatedError("the Authorization header must be \"Bearer <API key>\"");
     }
-    key = absl::StripAsciiWhitespace(key);
+    const absl::string_view key = absl::StripAsciiWhitespace(absl::string_view(auth).substr(7));
     if (std::optional<std::string> id = keys_.Match(key)) return Caller{absl::StrCat("apikey:", *id), "apikey:" + *id};
     return absl::UnauthenticatedError("invalid API key");
   }

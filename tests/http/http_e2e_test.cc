@@ -335,9 +335,47 @@ TEST_F(HttpE2eTest, HealthAndErrorShapes) {
   EXPECT_EQ(tools.status, 400) << tools.body;
   EXPECT_EQ(tools.Json()["error"]["param"], "tools") << tools.body;
 
-  // A Bearer header that is not a key, and no Bearer at all.
-  Reply basic = Send(*Client(http_port_), "GET", "/v1/models", "");
-  EXPECT_EQ(basic.status, 401);
+  // The scheme is case-insensitive; another scheme is refused.
+  auto client = Client(http_port_);
+  httplib::Result lower = client->Get("/v1/models", {{"Authorization", std::string("bearer ") + kKey}});
+  ASSERT_TRUE(lower);
+  EXPECT_EQ(lower->status, 200) << lower->body;
+  httplib::Result basic = client->Get("/v1/models", {{"Authorization", "Basic dXNlcjpwYXNz"}});
+  ASSERT_TRUE(basic);
+  EXPECT_EQ(basic->status, 401) << basic->body;
+  EXPECT_TRUE(absl::StrContains(basic->body, "Bearer <API key>")) << basic->body;
+}
+
+TEST_F(HttpE2eTest, BadHttpFlagsStopTheWorker) {
+  ASSERT_TRUE(worker_test::WriteFile(*dir_ / "bad_keys", "alice not-a-hash\n").ok());
+  struct Case {
+    std::vector<std::string> flags;
+    std::string problem;
+  } cases[] = {
+      {{"--http_listen=127.0.0.1:0", "--insecure_dev_loopback"}, "serves HTTPS only"},
+      {{"--http_api_keys=" + keys_path_}, "--http_api_keys is only used with --http_listen"},
+      {{"--http_listen=127.0.0.1:0", "--http_max_body_bytes=10"}, "--http_max_body_bytes must be >= 1024"},
+      {{"--http_listen=localhost"}, "--http_listen must be host:port"},
+      {{"--http_listen=127.0.0.1:0", "--http_api_keys=" + *dir_ / "no_such_file"}, "cannot read the API key file"},
+      {{"--http_listen=127.0.0.1:0", "--http_api_keys=" + *dir_ / "bad_keys"}, "line 1: the hash has 10 characters"},
+  };
+  int n = 0;
+  for (const Case& c : cases) {
+    WorkerSpec spec;
+    spec.model_path = model_path_;
+    spec.source_uri = kModelUri;
+    spec.flags = c.flags;
+    auto w = WorkerProcess::Spawn(Bins(), *prov_, spec, *dir_ / absl::StrCat("bad-flags-", n++, ".log"),
+                                  prov_->Identity("client-alice"));
+    ASSERT_TRUE(w.ok()) << w.status();
+    auto code = (*w)->process().Wait(absl::Seconds(60));
+    ASSERT_TRUE(code.ok()) << code.status() << "\n" << (*w)->Log();
+    const std::string log = (*w)->Log();
+    EXPECT_EQ(*code, 2) << log;
+    EXPECT_TRUE(absl::StrContains(log, "configuration error")) << log;
+    EXPECT_TRUE(absl::StrContains(log, c.problem)) << "expected '" << c.problem << "' in:\n" << log;
+    EXPECT_FALSE(absl::StrContains(log, "phase=verifying")) << log;
+  }
 }
 
 TEST_F(HttpE2eTest, ClientCertificatesAuthenticate) {
