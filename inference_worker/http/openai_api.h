@@ -21,10 +21,20 @@
 // carry `reasoning_content` (or vLLM's `reasoning`).
 //
 // Function tools are not supported yet: a request with `tools`, a
-// `tool_choice` other than "none", a `tool` message or an assistant message
-// with `tool_calls` is refused with 400 naming the parameter. (When
-// text::ToolFromJsonSchema and text::SplitReply land, ParseChatRequest fills
-// Conversation::tools and ResponseBuilder adds `tool_calls`.)
+// `tool_choice` other than "none"/"auto", a `tool` message or an assistant
+// message with `tool_calls` is refused with 400 naming the parameter. Where
+// they plug in once text::ToolFromJsonSchema and text::SplitReply land:
+//  - ParseChat (openai_api.cc), at the `tools` refusal: each
+//    {"type": "function", "function": {name, description, parameters}}
+//    becomes conv.tools.push_back(text::ToolFromJsonSchema(name, description,
+//    parameters.dump())); at the `tool_calls` and `tool` refusals: assistant
+//    calls become commentary messages to "functions.<name>" with content type
+//    "json", tool messages kTool messages authored "functions.<name>" (the
+//    name found through tool_call_id).
+//  - ResponseBuilder: the engine's chunks carry token ids; feeding them to a
+//    text::HarmonyParser gives the ParsedMessages for SplitReply, whose
+//    tool_calls go into message.tool_calls with finish_reason "tool_calls"
+//    (IsReasoning/content routing stays as it is for the other channels).
 //
 // Thread-safety: pure functions; a ResponseBuilder belongs to one request.
 #pragma once
