@@ -223,6 +223,19 @@ await step('full: 429; a client that disconnects mid-stream frees its slot', asy
   const r = await client.completions.create({ model, prompt: 'Hello', max_tokens: 4 });
   assert.equal(r.choices.length, 1);
   result.disconnect_ms = Date.now() - t0;
+  // A client that gives up on a non-streaming answer cancels it too.
+  const cc = new AbortController();
+  const c = client.completions.create({ ...long, stream: false }, { signal: cc.signal });
+  c.catch(() => {});
+  // Submitted within milliseconds; its 3000 tokens take far longer than this.
+  await sleep(500);
+  cc.abort();
+  await assert.rejects(c);
+  for (let i = 0; i < 100 && cancelled < cancelledBefore + 3; i++) {
+    cancelled = await metric('ossgate_worker_requests_total', { finish_reason: 'cancelled' });
+    if (cancelled < cancelledBefore + 3) await sleep(20);
+  }
+  assert.equal(cancelled, cancelledBefore + 3, 'the abandoned non-streaming request was not cancelled');
 });
 
 console.log('RESULT ' + JSON.stringify(result));
