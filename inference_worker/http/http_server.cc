@@ -208,6 +208,9 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpOptions&
   const int threads = options.threads;
   s->server_->new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
   s->server_->set_payload_max_length(options.max_body_bytes);
+  // One small write per token: Nagle's algorithm would hold each behind the
+  // client's delayed ACK (httplib leaves it on by default; gRPC turns it off).
+  s->server_->set_tcp_nodelay(true);
   // An idle keep-alive connection holds a pool thread: let it go after 5 s.
   s->server_->set_keep_alive_timeout(5);
   s->server_->set_keep_alive_max_count(1000);
