@@ -7,7 +7,8 @@
 #   4. register the bundled default model's SHA-256 as trusted (admin role);
 #   5. start the inference worker: it hashes the model, asks the provenance
 #      service, verifies the signed approval token, only then loads it;
-#   6. stream a chat answer from a client to the terminal;
+#   6. stream a chat answer from a client to the terminal, over gRPC and over
+#      the OpenAI-compatible HTTP API (docs/http.md);
 #   7. show the audit records and verify the whole log offline.
 # State lives in run/demo/ (git-ignored). Usage: bash tools/demo.sh ["your question"]
 set -euo pipefail
@@ -50,6 +51,12 @@ if [[ ! -f "$state/token.pem" ]]; then
   chmod 600 "$state"/*.pem
 fi
 log_key=$(grep -o 'ossgate.local/provenance+[0-9a-f]*+[A-Za-z0-9+/=]*' "$state/log_key.txt" | head -1)
+# An API key for the HTTP API: the worker gets only its hash (api_keys); the
+# key itself is kept for this demo's client only.
+if [[ ! -f "$state/api_keys" ]]; then
+  (umask 077; bash tools/make_api_key.sh demo 2>"$state/api_key.txt" >"$state/api_keys")
+fi
+api_key=$(grep -o 'sk-ossgate-[0-9a-f]*' "$state/api_key.txt")
 
 pids=()
 cleanup() {
@@ -76,11 +83,12 @@ echo "== registering the bundled model's hash as trusted ($source_uri)"
 
 echo "== starting the inference worker (hash -> verify -> token check -> load)"
 worker_port=$(( 20000 + RANDOM % 20000 ))
+http_port=$(( worker_port + 1 ))
 "$bin_worker" --listen=127.0.0.1:$worker_port --tls_cert="$pki/server.pem" --tls_key="$pki/server.key" \
   --tls_client_ca="$pki/ca.pem" --model="$model" --source_uri="$source_uri" --worker_id=worker-1 \
   --provenance="$prov_addr" --provenance_ca="$pki/ca.pem" --provenance_cert="$pki/worker-worker-1.pem" \
   --provenance_key="$pki/worker-worker-1.key" --pinned_keys="$state/token.pub.pem" --max_sequences=4 \
-  --max_context=2048 2>"$state/worker.log" &
+  --max_context=2048 --http_listen=127.0.0.1:$http_port --http_api_keys="$state/api_keys" 2>"$state/worker.log" &
 pids+=($!)
 client=("$bin_client" --server=127.0.0.1:$worker_port --ca="$pki/ca.pem" --cert="$pki/client-demo-client.pem"
         --key="$pki/client-demo-client.key")
@@ -92,6 +100,28 @@ grep -E "phase=|ready:" "$state/worker.log" | sed 's/^/   /'
 echo "== streaming a chat answer"
 echo "user> $question"
 "${client[@]}" --chat="$question" --max_tokens=300 --temperature=0.8 --seed=6
+
+echo "== the same question over the OpenAI-compatible HTTP API (server-sent events; same seed, same answer)"
+echo "user> $question"
+# The worker's model id is the file name without .gguf (--model_name).
+body=$(python3 -c 'import json, sys; print(json.dumps({"model": sys.argv[2], "stream": True, "max_tokens": 300,
+  "temperature": 0.8, "seed": 6, "reasoning_effort": "low", "messages": [{"role": "user", "content": sys.argv[1]}]}))' "$question" \
+  "$(basename "$model" .gguf)")
+curl -sSN --fail-with-body --cacert "$pki/ca.pem" -H "Authorization: Bearer $api_key" \
+  "https://127.0.0.1:$http_port/v1/chat/completions" -d "$body" | python3 -c '
+import json, sys
+for line in sys.stdin:
+    if not line.startswith("data: ") or line.startswith("data: [DONE]"):
+        continue
+    event = json.loads(line[6:])
+    if "error" in event:
+        sys.exit("error: " + event["error"]["message"])
+    for choice in event["choices"]:
+        delta = choice["delta"]
+        print(delta.get("reasoning_content") or delta.get("content") or "", end="", flush=True)
+        if choice.get("finish_reason"):
+            print("\nfinish_reason:", choice["finish_reason"])
+'
 
 echo "== audit log (auditor role)"
 "$bin_provctl" audit query "${auditor[@]}" --kind=verify_model --limit=5 | sed 's/^/   /'

@@ -39,7 +39,7 @@ for tool in clang clang++; do
   fi
 done
 
-all=(gguf_parse tokenizer harmony_parser tool_schema paseto_token model_uri provenance_request worker_request)
+all=(gguf_parse tokenizer harmony_parser tool_schema paseto_token model_uri provenance_request worker_request http_request)
 targets=("${@%_fuzzer}")
 if ((${#targets[@]} == 0)); then targets=("${all[@]}"); fi
 for t in "${targets[@]}"; do

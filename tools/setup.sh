@@ -9,8 +9,9 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libssl-dev libpcre2-dev libsqlite3-dev
   libgtest-dev libgmock-dev libbenchmark-dev prometheus-cpp-dev
-  # JSON Schemas of function tools (inference_worker/text/tool_schema.cc)
-  nlohmann-json3-dev
+  # JSON Schemas of function tools (inference_worker/text/tool_schema.cc) and the
+  # worker's OpenAI-compatible HTTP face (inference_worker/http)
+  libcpp-httplib-dev nlohmann-json3-dev
   python3 python3-numpy python3-grpcio python3-protobuf
   wamerican nodejs npm openssl
   # tools/fuzz.sh (run by tools/test.sh): clang with libFuzzer and the
@@ -54,4 +55,12 @@ deploy_tests="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/deploy"
 if [[ ! -d "$deploy_tests/node_modules/kubernetes-models" || "$deploy_tests/package-lock.json" -nt "$deploy_tests/node_modules/.package-lock.json" ]]; then
   echo "setup: npm ci in tests/deploy"
   npm ci --prefix "$deploy_tests" --no-audit --no-fund
+fi
+
+# npm packages of the HTTP API end-to-end test (tests/http: the official
+# `openai` client, pinned); reinstalled only when the lock changes.
+http_tests="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/http"
+if [[ ! -d "$http_tests/node_modules/openai" || "$http_tests/package-lock.json" -nt "$http_tests/node_modules/.package-lock.json" ]]; then
+  echo "setup: npm ci in tests/http"
+  npm ci --prefix "$http_tests" --no-audit --no-fund
 fi

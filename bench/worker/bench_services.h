@@ -62,6 +62,8 @@ class BenchServices {
   // One line: the model's shape and where the worker runs it.
   std::string Describe() const;
   std::string WorkerLog() const { return worker_->Log(); }
+  // The CA of the worker's certificate (for HTTPS clients of --http_listen).
+  std::string CaPath() const { return prov_->pki() + "/ca.pem"; }
 
  private:
   BenchServices() = default;

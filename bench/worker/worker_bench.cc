@@ -6,6 +6,11 @@
 // concurrencies: each client sends Generate, reads the stream to the end and
 // sends the next request.
 //
+// With --faces=grpc,http every level also runs over the OpenAI-compatible
+// HTTP API (/v1/completions with stream: true, the same token prompt and
+// parameters; one server-sent event per token), so the two faces' latencies
+// can be compared on the same worker.
+//
 // Reported per concurrency level, measured over a fixed window after a
 // warm-up (client-side wall clock):
 //   tokens/s   generated tokens received in the window / window length
@@ -14,9 +19,12 @@
 //
 //   worker_load_bench [--concurrency=1,8,32] [--seconds=10] [--warmup_seconds=2]
 //                     [--preset=small] [--vocab=tiny] [--prompt_tokens=64] [--max_tokens=128]
-//                     [--backend=cpu] [--bin_dir=DIR] [--source_dir=CHECKOUT]
+//                     [--backend=cpu] [--bin_dir=DIR] [--source_dir=CHECKOUT] [--faces=grpc,http]
+//                     [--model_file=M.gguf]
 //
 // Prints a markdown table for docs/perf.md.
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -33,6 +41,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "bench/worker/bench_services.h"
+#include "httplib.h"
+#include "inference_worker/http/api_keys.h"
+#include "nlohmann/json.hpp"
 #include "bench/worker/workload.h"
 #include "grpcpp/grpcpp.h"
 #include "ossgate/inference/v1/inference.grpc.pb.h"
@@ -53,6 +64,9 @@ ABSL_FLAG(std::string, vocab, "tiny", "model vocabulary (tools/make_model names:
 ABSL_FLAG(std::string, bin_dir, "",
           "directory with provenance_service, provctl and inference_worker (default: this build's binaries)");
 ABSL_FLAG(int, step_token_budget, 256, "worker --step_token_budget");
+ABSL_FLAG(std::vector<std::string>, faces, std::vector<std::string>({"grpc"}),
+          "APIs to drive at every level: grpc, http (the OpenAI-compatible API, streaming /v1/completions)");
+ABSL_FLAG(std::string, model_file, "", "serve this GGUF instead of a random model of --preset/--vocab");
 ABSL_FLAG(std::string, source_dir, "",
           "the ossgate checkout (for tools/certs/make_dev_pki.sh); default $OSSGATE_SOURCE_DIR, else the working "
           "directory");
@@ -143,6 +157,96 @@ LevelResult RunLevel(pb::InferenceService::Stub* stub, int clients, const std::v
   return out;
 }
 
+// The same closed loop over the HTTP API: one HTTPS connection per client
+// (keep-alive), /v1/completions with stream: true; each server-sent event
+// with text is one token.
+LevelResult RunLevelHttp(int port, const std::string& ca, const std::string& key, int clients,
+                         const std::vector<int32_t>& prompt, double warmup_s, double window_s, int max_tokens,
+                         float temperature) {
+  const Clock::time_point start = Clock::now();
+  const Clock::time_point measure_from = start + std::chrono::duration_cast<Clock::duration>(
+                                                     std::chrono::duration<double>(warmup_s));
+  const Clock::time_point measure_to = measure_from + std::chrono::duration_cast<Clock::duration>(
+                                                          std::chrono::duration<double>(window_s));
+  std::mutex mu;
+  LevelResult out;
+  out.clients = clients;
+  int64_t tokens_in_window = 0;
+  std::vector<std::thread> threads;
+  for (int c = 0; c < clients; ++c) {
+    threads.emplace_back([&, c] {
+      httplib::SSLClient cli("127.0.0.1", port);
+      cli.set_ca_cert_path(ca.c_str());
+      cli.enable_server_certificate_verification(true);
+      cli.set_read_timeout(120);
+      std::vector<double> ttft, itl;
+      int64_t tokens = 0;
+      int done = 0, errors = 0;
+      for (uint64_t n = 0; Clock::now() < measure_to; ++n) {
+        const nlohmann::json body = {{"model", "bench"},     {"prompt", prompt},           {"max_tokens", max_tokens},
+                                     {"ignore_eos", true},   {"temperature", temperature}, {"seed", c * 100000 + n},
+                                     {"stream", true}};
+        httplib::Request req;
+        req.method = "POST";
+        req.path = "/v1/completions";
+        req.set_header("Authorization", "Bearer " + key);
+        req.set_header("Content-Type", "application/json");
+        req.body = body.dump();
+        std::string pending;
+        const Clock::time_point sent = Clock::now();
+        Clock::time_point last = sent;
+        bool first = true, cancelled = false, finished = false;
+        req.content_receiver = [&](const char* data, size_t len, uint64_t, uint64_t) {
+          const Clock::time_point now = Clock::now();
+          pending.append(data, len);
+          for (size_t end; (end = pending.find("\n\n")) != std::string::npos; pending.erase(0, end + 2)) {
+            const std::string event = pending.substr(0, end);
+            if (event.rfind("data: ", 0) != 0) continue;
+            if (event == "data: [DONE]") {
+              finished = true;
+              continue;
+            }
+            const nlohmann::json j = nlohmann::json::parse(event.substr(6), nullptr, false);
+            if (j.is_discarded() || !j.contains("choices") || j["choices"].empty()) continue;
+            if (j["choices"][0].value("text", "").empty()) continue;
+            if (first) {
+              if (sent >= measure_from && sent < measure_to) ttft.push_back(Seconds(sent, now));
+              first = false;
+            } else if (now >= measure_from && now < measure_to) {
+              itl.push_back(Seconds(last, now));
+            }
+            if (now >= measure_from && now < measure_to) ++tokens;
+            last = now;
+          }
+          if (now >= measure_to) {  // the window is over: drop this stream
+            cancelled = true;
+            return false;
+          }
+          return true;
+        };
+        httplib::Response res;
+        httplib::Error error = httplib::Error::Success;
+        const bool ok = cli.send(req, res, error);
+        if (ok && res.status == 200 && finished) {
+          if (last >= measure_from && last < measure_to) ++done;
+        } else if (!cancelled) {
+          ++errors;
+          std::fprintf(stderr, "http client %d: %s status %d\n", c, httplib::to_string(error).c_str(), res.status);
+        }
+      }
+      std::lock_guard<std::mutex> lock(mu);
+      out.ttft.insert(out.ttft.end(), ttft.begin(), ttft.end());
+      out.itl.insert(out.itl.end(), itl.begin(), itl.end());
+      tokens_in_window += tokens;
+      out.requests += done;
+      out.errors += errors;
+    });
+  }
+  for (auto& t : threads) t.join();
+  out.tokens_per_s = tokens_in_window / window_s;
+  return out;
+}
+
 int Run() {
   const auto source_dir = ResolveSourceDir(absl::GetFlag(FLAGS_source_dir));
   if (!source_dir.ok()) {
@@ -173,6 +277,38 @@ int Run() {
                      absl::StrCat("--max_waiting=", 4 * max_clients),
                      absl::StrCat("--backend=", absl::GetFlag(FLAGS_backend)),
                      absl::StrCat("--step_token_budget=", absl::GetFlag(FLAGS_step_token_budget))};
+  so.model_file = absl::GetFlag(FLAGS_model_file);
+  bool grpc_face = false, http_face = false;
+  for (const std::string& f : absl::GetFlag(FLAGS_faces)) {
+    if (f == "grpc") {
+      grpc_face = true;
+    } else if (f == "http") {
+      http_face = true;
+    } else {
+      std::fprintf(stderr, "bad --faces value '%s' (grpc, http)\n", f.c_str());
+      return 2;
+    }
+  }
+  // The HTTP face: a key made for this run, its hash in a key file.
+  worker_test::TempDir http_dir("worker_bench_http");
+  const std::string http_key = "sk-bench-" + http::Sha256Hex(absl::StrCat(::getpid(), "-", Clock::now().time_since_epoch().count()));
+  int http_port = 0;
+  if (http_face) {
+    auto port = worker_test::PickFreePort();
+    if (!port.ok()) {
+      std::fprintf(stderr, "%s\n", port.status().ToString().c_str());
+      return 1;
+    }
+    http_port = *port;
+    if (auto st = worker_test::WriteFile(http_dir / "keys", absl::StrCat("bench ", http::Sha256Hex(http_key), "\n"));
+        !st.ok()) {
+      std::fprintf(stderr, "%s\n", st.ToString().c_str());
+      return 1;
+    }
+    so.worker_flags.push_back(absl::StrCat("--http_listen=127.0.0.1:", http_port));
+    so.worker_flags.push_back("--http_api_keys=" + http_dir / "keys");
+    so.worker_flags.push_back("--model_name=bench");
+  }
   auto services = BenchServices::Start(so);
   if (!services.ok()) {
     std::fprintf(stderr, "%s\n", services.status().ToString().c_str());
@@ -203,16 +339,36 @@ int Run() {
   std::printf("| temperature | streams | tokens/s | requests done | TTFT p50 ms | TTFT p99 ms | ITL p50 ms | ITL p99 ms | "
               "errors |\n|---:|--------:|---------:|--------------:|------------:|------------:|-----------:|-----------:|"
               "-------:|\n");
+  auto mean = [](const std::vector<double>& v) {
+    double sum = 0;
+    for (double x : v) sum += x;
+    return v.empty() ? 0.0 : sum / static_cast<double>(v.size());
+  };
   int errors = 0;
   for (int clients : levels) {
     for (float temperature : temperatures) {
-      LevelResult r = RunLevel(stub, clients, prompt, absl::GetFlag(FLAGS_warmup_seconds),
-                               absl::GetFlag(FLAGS_seconds), max_tokens, temperature);
-      std::printf("| %g | %7d | %8.0f | %13d | %11.1f | %11.1f | %10.2f | %10.2f | %6d |\n", temperature, clients,
-                  r.tokens_per_s, r.requests, 1e3 * Percentile(r.ttft, 0.5), 1e3 * Percentile(r.ttft, 0.99),
-                  1e3 * Percentile(r.itl, 0.5), 1e3 * Percentile(r.itl, 0.99), r.errors);
-      std::fflush(stdout);
-      errors += r.errors;
+      double itl_mean[2] = {0, 0};  // grpc, http
+      for (const bool http_run : {false, true}) {
+        if (http_run ? !http_face : !grpc_face) continue;
+        LevelResult r =
+            http_run ? RunLevelHttp(http_port, (*services)->CaPath(), http_key, clients, prompt,
+                                    absl::GetFlag(FLAGS_warmup_seconds), absl::GetFlag(FLAGS_seconds), max_tokens,
+                                    temperature)
+                     : RunLevel(stub, clients, prompt, absl::GetFlag(FLAGS_warmup_seconds),
+                                absl::GetFlag(FLAGS_seconds), max_tokens, temperature);
+        // The same columns for both faces; with both, a label after the row.
+        std::printf("| %g | %7d | %8.0f | %13d | %11.1f | %11.1f | %10.2f | %10.2f | %6d |%s\n", temperature, clients,
+                    r.tokens_per_s, r.requests, 1e3 * Percentile(r.ttft, 0.5), 1e3 * Percentile(r.ttft, 0.99),
+                    1e3 * Percentile(r.itl, 0.5), 1e3 * Percentile(r.itl, 0.99), r.errors,
+                    (grpc_face && http_face) ? (http_run ? " http" : " grpc") : "");
+        std::fflush(stdout);
+        itl_mean[http_run ? 1 : 0] = mean(r.itl);
+        errors += r.errors;
+      }
+      if (grpc_face && http_face && itl_mean[0] > 0) {
+        std::printf("  ITL mean at %d streams: grpc %.3f ms, http %.3f ms (http %+.1f%%)\n", clients,
+                    1e3 * itl_mean[0], 1e3 * itl_mean[1], 100.0 * (itl_mean[1] / itl_mean[0] - 1.0));
+      }
     }
   }
   return errors == 0 ? 0 : 1;

@@ -17,6 +17,7 @@ WORKDIR /src
 COPY tools/setup.sh tools/setup.sh
 COPY tests/provenance/interop/package.json tests/provenance/interop/package-lock.json tests/provenance/interop/
 COPY tests/deploy/package.json tests/deploy/package-lock.json tests/deploy/
+COPY tests/http/package.json tests/http/package-lock.json tests/http/
 RUN bash tools/setup.sh
 COPY . .
 RUN OSSGATE_CUDA=OFF OSSGATE_TARGETS="inference_worker ossgate-client" bash tools/build.sh /out \

@@ -47,19 +47,26 @@ std::string Hex(const unsigned char* p, size_t n) {
 }  // namespace
 
 PeerCertificate PeerCertificateFromPem(absl::string_view pem) {
-  PeerCertificate out;
-  out.present = true;
   std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())), BIO_free);
   std::unique_ptr<X509, decltype(&X509_free)> cert(
       bio ? PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr) : nullptr, X509_free);
   if (!cert) {
+    PeerCertificate out;
+    out.present = true;
     out.parse_error = "the client certificate cannot be parsed";
     return out;
   }
+  return PeerCertificateFromX509(cert.get());
+}
+
+PeerCertificate PeerCertificateFromX509(const X509* cert) {
+  PeerCertificate out;
+  if (cert == nullptr) return out;
+  out.present = true;
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int md_len = 0;
-  if (X509_digest(cert.get(), EVP_sha256(), md, &md_len) == 1) out.sha256 = Hex(md, md_len);
-  auto* names = static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert.get(), NID_subject_alt_name, nullptr, nullptr));
+  if (X509_digest(cert, EVP_sha256(), md, &md_len) == 1) out.sha256 = Hex(md, md_len);
+  auto* names = static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
   if (names != nullptr) {
     for (int i = 0; i < sk_GENERAL_NAME_num(names); ++i) {
       const GENERAL_NAME* n = sk_GENERAL_NAME_value(names, i);

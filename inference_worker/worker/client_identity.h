@@ -18,6 +18,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "grpcpp/grpcpp.h"
+#include "openssl/x509.h"
 
 namespace ossgate::worker {
 
@@ -35,6 +36,10 @@ PeerCertificate PeerCertificateOf(const grpc::AuthContext* auth);
 
 // The same from a PEM certificate (what gRPC's auth context holds).
 PeerCertificate PeerCertificateFromPem(absl::string_view pem);
+
+// The same from a certificate OpenSSL verified (the HTTP face's TLS
+// connection); null = none presented.
+PeerCertificate PeerCertificateFromX509(const X509* cert);
 
 struct ClientIdentity {
   std::string uri;  // spiffe://ossgate/role/<role>/<id>: owns the caller's requests

@@ -1,8 +1,5 @@
 #include "inference_worker/worker/inference_service.h"
 
-#include <cmath>
-#include <random>
-
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "inference_worker/text/harmony.h"
@@ -21,28 +18,14 @@ grpc::Status ToGrpc(const absl::Status& s) {
 
 namespace {
 
-constexpr size_t kMaxPromptBytes = 1 << 20;
-constexpr size_t kMaxStopStrings = 16;
-constexpr size_t kMaxStopBytes = 256;
-constexpr size_t kMaxStopTokenIds = 16;
-constexpr int kDefaultMaxTokensCap = 4096;
-constexpr uint32_t kMaxLogprobs = 20;
-constexpr size_t kMaxConversationMessages = 1024;
 constexpr size_t kMaxTools = 128;  // the OpenAI API's limit
 
 absl::Status Invalid(const std::string& field, const std::string& problem) {
   return absl::InvalidArgumentError(absl::StrCat(field, ": ", problem));
 }
 
-bool ValidRequestId(const std::string& id) {
-  if (id.size() > 128) return false;
-  for (char c : id) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-                    c == '_' || c == ':' || c == '-';
-    if (!ok) return false;
-  }
-  return true;
-}
+// The message count and size limits are checked by BuildGenerationRequest
+// (BuildRequest checks the raw size with the tools first).
 
 // The conversation's function tools, through the renderer the HTTP API uses
 // too. Every tool is checked even when tool_choice NONE leaves them out.
@@ -76,10 +59,6 @@ absl::Status AddTools(const pb::Conversation& c, text::Conversation* conv) {
 
 absl::StatusOr<text::Conversation> ToConversation(const pb::Conversation& c) {
   text::Conversation conv;
-  if (c.messages().empty()) return Invalid("conversation.messages", "at least one message is required");
-  if (static_cast<size_t>(c.messages_size()) > kMaxConversationMessages) {
-    return Invalid("conversation.messages", absl::StrCat("at most ", kMaxConversationMessages, " messages"));
-  }
   switch (c.reasoning_effort()) {
     case pb::REASONING_EFFORT_LOW: conv.reasoning = text::ReasoningEffort::kLow; break;
     case pb::REASONING_EFFORT_HIGH: conv.reasoning = text::ReasoningEffort::kHigh; break;
@@ -153,33 +132,21 @@ pb::GenerateResponse InferenceServiceImpl::ToResponse(const serving::OutputChunk
 
 absl::StatusOr<serving::GenerationRequest> InferenceServiceImpl::BuildRequest(const pb::GenerateRequest& req,
                                                                               const LoadedModelView& m) {
-  serving::GenerationRequest out;
-  const text::Tokenizer& tok = *m.tokenizer;
-  const int vocab = m.config->vocab_size;
-  if (!ValidRequestId(req.request_id())) {
-    return Invalid("request_id", "at most 128 characters from [A-Za-z0-9._:-]");
-  }
-  out.request_id = req.request_id();
-
+  GenerateSpec spec;
+  spec.request_id = req.request_id();
   switch (req.prompt_case()) {
     case pb::GenerateRequest::kText:
-      if (req.text().empty()) return Invalid("text", "the prompt is empty");
-      if (req.text().size() > kMaxPromptBytes) {
-        return Invalid("text", absl::StrCat("the prompt is ", req.text().size(), " bytes; the limit is ", kMaxPromptBytes));
-      }
-      out.prompt = tok.Encode(req.text(), req.allow_special_tokens());
+      spec.prompt = GenerateSpec::Prompt::kText;
+      spec.text = req.text();
+      spec.allow_special_tokens = req.allow_special_tokens();
       break;
     case pb::GenerateRequest::kTokenIds:
-      if (req.token_ids().ids().empty()) return Invalid("token_ids.ids", "the prompt is empty");
-      for (int i = 0; i < req.token_ids().ids_size(); ++i) {
-        const int32_t id = req.token_ids().ids(i);
-        if (id < 0 || id >= vocab) {
-          return Invalid(absl::StrCat("token_ids.ids[", i, "]"), absl::StrCat("token id ", id, " is outside [0, ", vocab, ")"));
-        }
-      }
-      out.prompt.assign(req.token_ids().ids().begin(), req.token_ids().ids().end());
+      spec.prompt = GenerateSpec::Prompt::kTokenIds;
+      spec.token_ids.assign(req.token_ids().ids().begin(), req.token_ids().ids().end());
       break;
     case pb::GenerateRequest::kConversation: {
+      // Before the tools' JSON Schemas are parsed: the raw size, tools included
+      // (BuildGenerationRequest checks the rendered parts again).
       size_t bytes = 0;
       for (const auto& msg : req.conversation().messages()) bytes += msg.content().size();
       bytes += req.conversation().developer_instructions().size();
@@ -191,115 +158,28 @@ absl::StatusOr<serving::GenerationRequest> InferenceServiceImpl::BuildRequest(co
       }
       auto conv = ToConversation(req.conversation());
       if (!conv.ok()) return conv.status();
-      auto rendered = text::RenderForCompletion(tok, *conv);
-      if (!rendered.ok()) return Invalid("conversation", std::string(rendered.status().message()));
-      out.prompt = *std::move(rendered);
-      out.params.harmony = true;
+      spec.prompt = GenerateSpec::Prompt::kConversation;
+      spec.conversation = *std::move(conv);
       break;
     }
     default:
-      return Invalid("prompt", "one of text, token_ids or conversation is required");
+      break;  // kNone: refused by BuildGenerationRequest
   }
-  const int prompt_len = static_cast<int>(out.prompt.size());
-  if (prompt_len >= m.context_length) {
-    const char* field = req.prompt_case() == pb::GenerateRequest::kTokenIds      ? "token_ids"
-                        : req.prompt_case() == pb::GenerateRequest::kConversation ? "conversation"
-                                                                                  : "text";
-    return Invalid(field,
-                   absl::StrCat("the prompt is ", prompt_len, " tokens; the context length is ", m.context_length,
-                                " (at least one token must remain for generation)"));
-  }
-
-  // Sampling.
-  model::SamplingParams& sp = out.params.sampling;
   const pb::SamplingParams& s = req.sampling();
-  if (s.has_temperature()) {
-    if (!(s.temperature() >= 0) || !std::isfinite(s.temperature())) {
-      return Invalid("sampling.temperature", absl::StrCat("must be a finite value >= 0, got ", s.temperature()));
-    }
-    sp.temperature = s.temperature();
-  }
-  if (s.has_top_p()) {
-    if (!(s.top_p() > 0 && s.top_p() <= 1)) return Invalid("sampling.top_p", "must be in (0, 1]");
-    sp.top_p = s.top_p();
-  }
-  if (s.has_top_k()) {
-    if (s.top_k() > static_cast<uint32_t>(vocab)) return Invalid("sampling.top_k", absl::StrCat("must be <= vocab size ", vocab));
-    sp.top_k = static_cast<int32_t>(s.top_k());
-  }
-  if (s.has_min_p()) {
-    if (!(s.min_p() >= 0 && s.min_p() <= 1)) return Invalid("sampling.min_p", "must be in [0, 1]");
-    sp.min_p = s.min_p();
-  }
-  if (s.has_repetition_penalty()) {
-    if (!(s.repetition_penalty() > 0 && s.repetition_penalty() <= 10)) {
-      return Invalid("sampling.repetition_penalty", "must be in (0, 10]");
-    }
-    sp.repetition_penalty = s.repetition_penalty();
-  }
-  if (s.has_presence_penalty()) {
-    if (!(s.presence_penalty() >= -2 && s.presence_penalty() <= 2)) return Invalid("sampling.presence_penalty", "must be in [-2, 2]");
-    sp.presence_penalty = s.presence_penalty();
-  }
-  if (s.has_frequency_penalty()) {
-    if (!(s.frequency_penalty() >= -2 && s.frequency_penalty() <= 2)) {
-      return Invalid("sampling.frequency_penalty", "must be in [-2, 2]");
-    }
-    sp.frequency_penalty = s.frequency_penalty();
-  }
-  if (s.has_seed()) {
-    sp.seed = s.seed();
-  } else {
-    static thread_local std::mt19937_64 rng{std::random_device{}()};
-    sp.seed = rng();
-  }
-
-  // Length.
-  const int room = m.context_length - prompt_len;
-  if (req.has_max_tokens()) {
-    if (req.max_tokens() == 0) return Invalid("max_tokens", "must be >= 1");
-    if (req.max_tokens() > static_cast<uint32_t>(room)) {
-      return Invalid("max_tokens", absl::StrCat("prompt (", prompt_len, " tokens) + max_tokens (", req.max_tokens(),
-                                                ") exceeds the context length ", m.context_length));
-    }
-    out.params.max_tokens = static_cast<int>(req.max_tokens());
-  } else {
-    out.params.max_tokens = std::min(room, kDefaultMaxTokensCap);
-  }
-
-  // Stops.
-  if (static_cast<size_t>(req.stop_size()) > kMaxStopStrings) {
-    return Invalid("stop", absl::StrCat("at most ", kMaxStopStrings, " stop strings"));
-  }
-  for (int i = 0; i < req.stop_size(); ++i) {
-    if (req.stop(i).empty() || req.stop(i).size() > kMaxStopBytes) {
-      return Invalid(absl::StrCat("stop[", i, "]"), absl::StrCat("must be 1..", kMaxStopBytes, " bytes"));
-    }
-    out.params.stop_strings.push_back(req.stop(i));
-  }
-  if (static_cast<size_t>(req.stop_token_ids_size()) > kMaxStopTokenIds) {
-    return Invalid("stop_token_ids",
-                   absl::StrCat("at most ", kMaxStopTokenIds, " stop token ids, got ", req.stop_token_ids_size()));
-  }
-  for (int i = 0; i < req.stop_token_ids_size(); ++i) {
-    const int32_t id = req.stop_token_ids(i);
-    if (id < 0 || id >= vocab) {
-      return Invalid(absl::StrCat("stop_token_ids[", i, "]"), absl::StrCat("unknown token id ", id, " (vocabulary size ", vocab, ")"));
-    }
-    out.params.stop_token_ids.push_back(id);
-  }
-  std::vector<const char*> default_stops = {"<|return|>", "<|call|>"};
-  if (!out.params.harmony) default_stops.push_back("<|endoftext|>");
-  if (out.params.harmony || !req.ignore_eos()) {
-    for (const char* name : default_stops) {
-      if (auto id = tok.SpecialTokenId(name)) out.params.stop_token_ids.push_back(*id);
-    }
-  }
-  if (req.has_logprobs()) {
-    if (req.logprobs() > kMaxLogprobs) return Invalid("logprobs", absl::StrCat("must be 0..", kMaxLogprobs));
-    out.logprobs = static_cast<int>(req.logprobs());
-  }
-  return out;
+  if (s.has_temperature()) spec.temperature = s.temperature();
+  if (s.has_top_p()) spec.top_p = s.top_p();
+  if (s.has_top_k()) spec.top_k = s.top_k();
+  if (s.has_min_p()) spec.min_p = s.min_p();
+  if (s.has_repetition_penalty()) spec.repetition_penalty = s.repetition_penalty();
+  if (s.has_presence_penalty()) spec.presence_penalty = s.presence_penalty();
+  if (s.has_frequency_penalty()) spec.frequency_penalty = s.frequency_penalty();
+  if (s.has_seed()) spec.seed = s.seed();
+  if (req.has_max_tokens()) spec.max_tokens = req.max_tokens();
+  spec.stop.assign(req.stop().begin(), req.stop().end());
+  spec.stop_token_ids.assign(req.stop_token_ids().begin(), req.stop_token_ids().end());
+  spec.ignore_eos = req.ignore_eos();
+  if (req.has_logprobs()) spec.logprobs = req.logprobs();
+  return BuildGenerationRequest(spec, m);
 }
 
 void InferenceServiceImpl::SetModel(const LoadedModelView* model) { model_.store(model); }

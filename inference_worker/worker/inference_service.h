@@ -27,20 +27,10 @@
 #include "inference_worker/model/engine.h"
 #include "inference_worker/serving/engine.h"
 #include "inference_worker/text/tokenizer.h"
+#include "inference_worker/worker/request_builder.h"
 #include "ossgate/inference/v1/inference.grpc.pb.h"
 
 namespace ossgate::worker {
-
-// Everything the service needs once the model is loaded. Owned elsewhere;
-// must outlive the service's use of it.
-struct LoadedModelView {
-  const gguf::GgufFile* file = nullptr;
-  const text::Tokenizer* tokenizer = nullptr;
-  serving::Engine* engine = nullptr;
-  const model::ModelConfig* config = nullptr;
-  int context_length = 0;  // serving limit per sequence
-  ossgate::inference::v1::ModelInfo info;  // static part of GetModelInfo
-};
 
 // Who may call. With require_identity, a call needs a client certificate
 // whose spiffe://ossgate/role/<role>/<id> identity has one of `roles`
@@ -79,7 +69,8 @@ class InferenceServiceImpl final : public RawService {
   // Stops admitting Generate calls (UNAVAILABLE); running streams continue.
   void StopAccepting() { accepting_.store(false); }
 
-  // Validates a request and turns it into an engine request. Public for tests.
+  // Validates a request and turns it into an engine request
+  // (BuildGenerationRequest, with the proto's field names). Public for tests.
   static absl::StatusOr<serving::GenerationRequest> BuildRequest(const ossgate::inference::v1::GenerateRequest& req,
                                                                  const LoadedModelView& model);
   // The stream message for one engine output chunk (`seed`: the sampling

@@ -25,6 +25,10 @@ WorkerMetrics::WorkerMetrics() : registry_(std::make_shared<prometheus::Registry
                        "Generate requests: finished ones by finish_reason; refused ones (finish_reason=\"refused\") "
                        "by reason, the lowercase gRPC code")
                    .Register(*registry_);
+  http_requests_ = &prometheus::BuildCounter()
+                        .Name("ossgate_worker_http_requests_total")
+                        .Help("Requests of the OpenAI-compatible HTTP API, by route and HTTP status")
+                        .Register(*registry_);
   auto& tokens = prometheus::BuildCounter()
                      .Name("ossgate_worker_tokens_total")
                      .Help("Tokens processed, by kind (prompt, generated)")
@@ -117,6 +121,10 @@ void WorkerMetrics::OnGenerateRefused(grpc::StatusCode code) {
   std::string reason = absl::StatusCodeToString(static_cast<absl::StatusCode>(code));
   for (char& c : reason) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   requests_->Add({{"finish_reason", "refused"}, {"reason", reason}}).Increment();
+}
+
+void WorkerMetrics::OnHttpRequest(const std::string& route, int status) {
+  http_requests_->Add({{"route", route}, {"status", std::to_string(status)}}).Increment();
 }
 
 }  // namespace ossgate::worker

@@ -1,6 +1,6 @@
 // Prometheus metrics of the worker (prometheus-cpp), exported over HTTP on
 // the metrics port: request counters (finished by finish reason, refused by
-// gRPC code), token counters, time-to-first-token and inter-token latency
+// gRPC code; HTTP API requests by route and status), token counters, time-to-first-token and inter-token latency
 // histograms, running/waiting/paused sequences, streams ended because their
 // client stopped reading, KV block usage, model load duration.
 #pragma once
@@ -10,6 +10,7 @@
 #include <string>
 #include <thread>
 
+#include "inference_worker/http/http_server.h"
 #include "inference_worker/serving/engine.h"
 #include "inference_worker/worker/inference_service.h"
 #include "prometheus/counter.h"
@@ -20,7 +21,7 @@
 
 namespace ossgate::worker {
 
-class WorkerMetrics final : public serving::EngineObserver, public ServiceObserver {
+class WorkerMetrics final : public serving::EngineObserver, public ServiceObserver, public http::HttpObserver {
  public:
   WorkerMetrics();
   ~WorkerMetrics() override;
@@ -46,12 +47,16 @@ class WorkerMetrics final : public serving::EngineObserver, public ServiceObserv
   // ServiceObserver (gRPC threads).
   void OnGenerateRefused(grpc::StatusCode code) override;
 
+  // HttpObserver (HTTP connection threads).
+  void OnHttpRequest(const std::string& route, int status) override;
+
   const std::shared_ptr<prometheus::Registry>& registry() const { return registry_; }
 
  private:
   std::shared_ptr<prometheus::Registry> registry_;
   std::unique_ptr<prometheus::Exposer> exposer_;
   prometheus::Family<prometheus::Counter>* requests_;
+  prometheus::Family<prometheus::Counter>* http_requests_;
   prometheus::Counter* prompt_tokens_;
   prometheus::Counter* generated_tokens_;
   prometheus::Histogram* ttft_;

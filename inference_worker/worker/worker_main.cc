@@ -1,4 +1,5 @@
-// inference_worker: serves one provenance-approved gpt-oss model over gRPC.
+// inference_worker: serves one provenance-approved gpt-oss model over gRPC
+// (and, with --http_listen, the OpenAI-compatible HTTP API).
 #include <string>
 #include <vector>
 
@@ -21,6 +22,13 @@ ABSL_FLAG(std::string, client_roles, "client",
 ABSL_FLAG(bool, allow_unauthenticated_clients, false,
           "TLS without client certificates: every client is anonymous and may Abort any request (logs a warning)");
 ABSL_FLAG(bool, insecure_dev_loopback, false, "development only: plaintext gRPC for clients and to the provenance service, loopback addresses only");
+ABSL_FLAG(std::string, http_listen, "",
+          "optional address of the OpenAI-compatible HTTP API (HTTPS with --tls_cert/--tls_key; docs/http.md), e.g. "
+          "0.0.0.0:8443; off when empty");
+ABSL_FLAG(std::string, http_api_keys, "",
+          "file of API key hashes for the HTTP API (\"<key id> <sha256 hex>\" per line; tools/make_api_key.sh), "
+          "re-read on SIGHUP");
+ABSL_FLAG(int64_t, http_max_body_bytes, 8 << 20, "largest HTTP request body accepted; larger ones get 413");
 ABSL_FLAG(std::string, model, "", "path of the GGUF model file (required)");
 ABSL_FLAG(std::string, model_name, "", "model name sent to the provenance service (default: file name)");
 ABSL_FLAG(std::string, source_uri, "", "where the file came from, e.g. hf://openai/gpt-oss-20b@<rev>/gpt-oss-20b-MXFP4.gguf (required)");
@@ -66,6 +74,10 @@ int main(int argc, char** argv) {
   }
   c.allow_unauthenticated_clients = absl::GetFlag(FLAGS_allow_unauthenticated_clients);
   c.insecure_dev_loopback = absl::GetFlag(FLAGS_insecure_dev_loopback);
+  c.http_listen = absl::GetFlag(FLAGS_http_listen);
+  c.http_api_keys = absl::GetFlag(FLAGS_http_api_keys);
+  const int64_t max_body = absl::GetFlag(FLAGS_http_max_body_bytes);
+  c.http_max_body_bytes = max_body < 0 ? 0 : static_cast<size_t>(max_body);
   c.gate.model_path = absl::GetFlag(FLAGS_model);
   c.gate.source_uri = absl::GetFlag(FLAGS_source_uri);
   c.gate.worker_id = absl::GetFlag(FLAGS_worker_id);

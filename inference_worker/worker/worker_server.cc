@@ -20,6 +20,7 @@
 #include "grpcpp/health_check_service_interface.h"
 #include "inference_worker/backend_factory.h"
 #include "inference_worker/gguf/gguf.h"
+#include "inference_worker/http/http_server.h"
 #include "inference_worker/serving/engine.h"
 #include "inference_worker/text/tokenizer.h"
 #include "inference_worker/worker/inference_service.h"
@@ -49,21 +50,43 @@ class SignalWatcher {
     sigemptyset(&set_);
     sigaddset(&set_, SIGTERM);
     sigaddset(&set_, SIGINT);
+    sigaddset(&set_, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set_, nullptr);
     thread_ = std::thread([this] {
-      int sig = 0;
-      sigwait(&set_, &sig);
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        if (!serving_) {
-          Log(absl::StrCat("signal ", sig, " while loading the model: exiting now (nothing is served yet)"));
-          _exit(0);  // no destructors: other threads are mid-load; the kernel closes sockets and files
+      for (;;) {
+        int sig = 0;
+        sigwait(&set_, &sig);
+        if (sig == SIGHUP) {  // reload, never exit (SIGHUP's default action would end the process)
+          std::function<void()> on_hup;
+          {
+            std::lock_guard<std::mutex> lock(mu_);
+            on_hup = on_hup_;
+          }
+          if (on_hup) {
+            on_hup();
+          } else {
+            Log("signal 1 (SIGHUP): nothing to reload");
+          }
+          continue;
         }
-        signalled_ = sig;
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          if (!serving_) {
+            Log(absl::StrCat("signal ", sig, " while loading the model: exiting now (nothing is served yet)"));
+            _exit(0);  // no destructors: other threads are mid-load; the kernel closes sockets and files
+          }
+          signalled_ = sig;
+        }
+        cv_.notify_all();
+        return;
       }
-      cv_.notify_all();
     });
     thread_.detach();
+  }
+  // Runs on SIGHUP (on the watcher thread); must stay valid until exit.
+  void OnHangup(std::function<void()> f) {
+    std::lock_guard<std::mutex> lock(mu_);
+    on_hup_ = std::move(f);
   }
   // From now on a signal is recorded for Wait() (a drain) instead of ending
   // the process.
@@ -84,6 +107,7 @@ class SignalWatcher {
   std::condition_variable cv_;
   bool serving_ = false;  // guarded by mu_
   int signalled_ = 0;     // guarded by mu_
+  std::function<void()> on_hup_;  // guarded by mu_
   std::thread thread_;
 };
 
@@ -207,6 +231,19 @@ absl::Status ValidateWorkerConfig(const WorkerConfig& c) {
           "--allow_unauthenticated_clients to serve any TLS client anonymously");
     }
   }
+  if (!c.http_listen.empty()) {
+    if (c.insecure_dev_loopback) {
+      return bad("--http_listen serves HTTPS only; it needs --tls_cert and --tls_key, not --insecure_dev_loopback");
+    }
+    if (c.tls_client_ca.empty() && c.http_api_keys.empty() && !c.allow_unauthenticated_clients) {
+      return bad("--http_listen needs --tls_client_ca (client certificates) and/or --http_api_keys (API keys)");
+    }
+    if (c.http_max_body_bytes < 1024) {
+      return bad(absl::StrCat("--http_max_body_bytes must be >= 1024, got ", c.http_max_body_bytes));
+    }
+  } else if (!c.http_api_keys.empty()) {
+    return bad("--http_api_keys is only used with --http_listen");
+  }
   if (!c.testonly_pause_phase.empty() && c.testonly_pause_phase != "hashing" && c.testonly_pause_phase != "verifying" &&
       c.testonly_pause_phase != "uploading") {
     return bad(absl::StrCat("--testonly_pause_at_phase must be hashing, verifying or uploading, got ",
@@ -302,6 +339,54 @@ int RunWorker(const WorkerConfig& config) {
                    "; model not loaded yet (health NOT_SERVING)"));
   if (!config.metrics_listen.empty() && !metrics.Expose(config.metrics_listen)) return 2;
 
+  // The HTTP face answers /health (not ready, and why) from here on.
+  std::unique_ptr<http::HttpServer> http_server;
+  if (!config.http_listen.empty()) {
+    http::HttpOptions ho;
+    ho.listen = config.http_listen;
+    ho.tls_cert = config.tls_cert;
+    ho.tls_key = config.tls_key;
+    ho.tls_client_ca = config.allow_unauthenticated_clients ? "" : config.tls_client_ca;
+    ho.client_roles = config.client_roles;
+    ho.allow_anonymous = config.allow_unauthenticated_clients;
+    ho.api_keys_path = config.http_api_keys;
+    ho.max_body_bytes = config.http_max_body_bytes;
+    // Each open connection holds a thread: enough for every running and
+    // queued request plus idle keep-alive connections and probes.
+    ho.threads = config.max_sequences + config.max_waiting + 16;
+    ho.model_id = config.gate.model_name;
+    auto started = http::HttpServer::Start(ho, &metrics, [](const std::string& line) { Log(line); });
+    if (!started.ok()) {
+      Log(absl::StrCat("configuration error: ", started.status().message()));
+      server->Shutdown();
+      return 2;
+    }
+    http_server = *std::move(started);
+    http_server->SetNotReady("verifying the model with the provenance service");
+    signals.OnHangup([srv = http_server.get()] {
+      auto n = srv->ReloadKeys();
+      Log(n.ok() ? absl::StrCat("SIGHUP: reloaded ", *n, " HTTP API key(s)")
+                 : absl::StrCat("SIGHUP: HTTP API keys NOT reloaded (the previous keys stay): ", n.status().message()));
+    });
+    Log(absl::StrCat("http: listening on ", config.http_listen, " (HTTPS", config.tls_client_ca.empty() ? "" : ", client certificates",
+                     config.http_api_keys.empty() ? "" : ", API keys", "); model not loaded yet (/health 503)"));
+  }
+  // The SIGHUP callback must not outlive the HTTP server on any return path.
+  struct HangupReset {
+    SignalWatcher& s;
+    ~HangupReset() { s.OnHangup(nullptr); }
+  } hangup_reset{signals};
+  auto not_ready = [&](const std::string& why) {
+    if (http_server) http_server->SetNotReady(why);
+  };
+  {
+    auto hook = gate.phase_hook;
+    gate.phase_hook = [hook, not_ready](absl::string_view phase) {
+      not_ready(phase == "hashing" ? "hashing the model file" : "verifying the model with the provenance service");
+      if (hook) hook(phase);
+    };
+  }
+
   // The gate, retried on rejection only when asked to wait for a new model.
   const auto t_load = std::chrono::steady_clock::now();
   absl::StatusOr<VerifiedModel> vm;
@@ -309,6 +394,8 @@ int RunWorker(const WorkerConfig& config) {
     vm = LoadVerifiedModel(gate, **client, [](const std::string& line) { Log(line); });
     if (vm.ok()) break;
     Log(absl::StrCat("MODEL NOT LOADED: ", vm.status().message()));
+    not_ready(absl::StrCat("the model was not approved: ", vm.status().message(),
+                           config.wait_for_model ? " (retrying)" : ""));
     if (!config.wait_for_model) {
       server->Shutdown();
       return 3;
@@ -338,6 +425,7 @@ int RunWorker(const WorkerConfig& config) {
   choice.max_context = config.max_context;
   choice.kv_blocks = config.kv_blocks;
   Log(absl::StrCat("phase=uploading backend=", config.backend));
+  not_ready("loading the verified model into the backend");
   pause_at("uploading");
   auto created = CreateBackend(*file, choice);
   if (!created.ok()) {
@@ -369,6 +457,7 @@ int RunWorker(const WorkerConfig& config) {
   // Loading is over: from here a signal drains instead of exiting.
   signals.StartServing();
   service.SetModel(&view);
+  if (http_server) http_server->SetModel(&view);
   set_health(true);
   // The name comes from the file and the claims from the token: quoted
   // unless plain.
@@ -382,6 +471,7 @@ int RunWorker(const WorkerConfig& config) {
   Log(absl::StrCat("signal ", sig, ": NOT_SERVING, draining for up to ", absl::FormatDuration(config.drain_timeout)));
   set_health(false);
   service.StopAccepting();
+  if (http_server) http_server->StopAccepting("the worker is shutting down (draining)");
   const absl::Time drain_deadline = absl::Now() + config.drain_timeout;
   while (absl::Now() < drain_deadline) {
     const serving::EngineStats s = engine.Stats();
@@ -392,6 +482,7 @@ int RunWorker(const WorkerConfig& config) {
   engine.Stop();  // cancels whatever is left
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   if (health_server) health_server->Shutdown();
+  if (http_server) http_server->Stop();  // its streams ended with the engine
   service.SetModel(nullptr);
   Log("stopped");
   return 0;

@@ -29,6 +29,13 @@ struct WorkerConfig {
   // unless set explicitly (a warning is logged); exclusive with tls_client_ca.
   bool allow_unauthenticated_clients = false;
   bool insecure_dev_loopback = false;      // plaintext, only on 127.0.0.1/::1
+  // The OpenAI-compatible HTTP API (docs/http.md): HTTPS on this address
+  // with tls_cert/tls_key; empty = off. Clients authenticate with a client
+  // certificate (tls_client_ca, client_roles) or an API key from
+  // http_api_keys (reloaded on SIGHUP).
+  std::string http_listen;
+  std::string http_api_keys;
+  size_t http_max_body_bytes = 8 << 20;
   // Model and provenance.
   GateConfig gate;
   std::vector<std::string> pinned_key_paths;  // PEM public keys of the provenance token signer(s)
@@ -65,7 +72,8 @@ absl::Status ValidateWorkerConfig(const WorkerConfig& config);
 // ends the process at once with 0: nothing is served yet, so there is nothing
 // to drain, and no VerifyModel call follows the signal. Once serving, a
 // signal drains (health NOT_SERVING, new calls UNAVAILABLE, running streams
-// finish for up to drain_timeout). Returns the process exit code: 0 after a
+// finish for up to drain_timeout). SIGHUP re-reads the HTTP API key file.
+// Returns the process exit code: 0 after a
 // clean shutdown, 2 for bad configuration (before any network call), 3 when
 // the model was rejected or could not be verified, 4 when it could not be
 // loaded.

@@ -21,6 +21,7 @@ import { execFile, execFileSync, spawn } from "node:child_process";
 import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { createServer, connect } from "node:net";
 import { get as httpGet } from "node:http";
+import { request as httpsRequest } from "node:https";
 import os from "node:os";
 import path from "node:path";
 import { parseAllDocuments } from "yaml";
@@ -98,6 +99,22 @@ except grpc.RpcError as e:
       (err, stdout) => resolve(err ? `ERROR ${err.message}` : stdout.trim()));
   });
 }
+// An HTTPS request to the worker's HTTP API on loopback: status and JSON body.
+function httpsJson(port, method, p, body, tls) {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest({ host: "127.0.0.1", port, path: p, method, timeout: 30000, ...tls,
+      headers: body ? { "content-type": "application/json" } : {} }, (res) => {
+      let text = "";
+      res.setEncoding("utf8");
+      res.on("data", (d) => { text += d; });
+      res.on("end", () => { let json = null; try { json = JSON.parse(text); } catch {} resolve({ status: res.statusCode, json, text }); });
+    });
+    req.on("error", reject);
+    req.on("timeout", () => req.destroy(new Error("timeout")));
+    req.end(body ? JSON.stringify(body) : undefined);
+  });
+}
+
 function httpText(port, p) {
   return new Promise((resolve) => {
     httpGet({ host: "127.0.0.1", port, path: p, timeout: 3000 }, (res) => {
@@ -265,6 +282,23 @@ out = run(opts.ossgate_client, [`--server=127.0.0.1:${tlsPort}`, `--ca=${pki}/ca
   `--key=${pki}/client-smoke-test.key`, "--chat=Hello", "--max_tokens=8", "--seed=1"], process.env, "ossgate-client chat over mTLS");
 if (!out.trim()) fail("empty chat answer");
 ok("a chat streams over mTLS with a client certificate from the dev PKI");
+
+// The OpenAI-compatible HTTP API on the rendered --http_listen port, with the
+// same client certificate (docs/http.md).
+const httpsPort = await mapPort(worker.ports.find((p) => p.name === "https").containerPort);
+const clientTls = { ca: readFileSync(`${pki}/ca.pem`), cert: readFileSync(`${pki}/client-smoke-test.pem`),
+  key: readFileSync(`${pki}/client-smoke-test.key`) };
+let h = await httpsJson(httpsPort, "GET", "/health", null, { ca: clientTls.ca });
+if (h.status !== 200 || h.json?.status !== "ready") fail(`HTTP /health: ${h.status} ${h.text}`);
+h = await httpsJson(httpsPort, "GET", "/v1/models", null, clientTls);
+const modelId = h.json?.data?.[0]?.id;
+if (h.status !== 200 || !modelId || !/^[0-9a-f]{64}$/.test(h.json.data[0].sha256 ?? "")) fail(`HTTP /v1/models: ${h.status} ${h.text}`);
+h = await httpsJson(httpsPort, "POST", "/v1/chat/completions",
+  { model: modelId, messages: [{ role: "user", content: "Hello" }], max_tokens: 8, seed: 1 }, clientTls);
+if (h.status !== 200 || typeof h.json?.choices?.[0]?.message?.content !== "string") fail(`HTTP chat: ${h.status} ${h.text}`);
+h = await httpsJson(httpsPort, "GET", "/v1/models", null, { ca: clientTls.ca });
+if (h.status !== 401) fail(`HTTP /v1/models without credentials: ${h.status} (expected 401)`);
+ok("the HTTP API answers /health, /v1/models (with provenance) and a chat to the client certificate, 401 without");
 
 const auditor = [`--server=127.0.0.1:${provPort}`, `--ca=${pki}/ca.pem`, `--cert=${pki}/auditor-auditor-1.pem`, `--key=${pki}/auditor-auditor-1.key`];
 out = run(opts.provctl, ["audit", "query", ...auditor, "--kind=verify_model", "--verdict=accepted"], process.env, "provctl audit query (auditor)");

@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
@@ -36,9 +37,18 @@ constexpr char kInferenceService[] = "ossgate.inference.v1.InferenceService";
 
 void SleepMs(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
 
+// The parent's environment with `extra` ("NAME=value") replacing variables
+// of the same name: a duplicate would be ignored, as getenv returns the
+// first entry (e.g. a NODE_EXTRA_CA_CERTS set on the machine).
 std::vector<std::string> Environment(const std::vector<std::string>& extra) {
+  auto name_of = [](const std::string& kv) { return kv.substr(0, kv.find('=')); };
   std::vector<std::string> env;
-  for (char** e = environ; *e != nullptr; ++e) env.emplace_back(*e);
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string kv = *e;
+    const bool replaced =
+        std::any_of(extra.begin(), extra.end(), [&](const std::string& x) { return name_of(x) == name_of(kv); });
+    if (!replaced) env.push_back(kv);
+  }
   for (const std::string& kv : extra) env.push_back(kv);
   return env;
 }

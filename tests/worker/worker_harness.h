@@ -50,6 +50,7 @@ absl::Status WriteFile(const std::string& path, const std::string& content);
 
 // Runs `argv` to completion (no shell), stdout+stderr captured into *output.
 // Returns the exit code (or an error if it could not run or was killed).
+// `extra_env` entries ("NAME=value") replace inherited variables of that name.
 absl::StatusOr<int> RunToCompletion(const std::vector<std::string>& argv, std::string* output,
                                     const std::vector<std::string>& extra_env = {});
 

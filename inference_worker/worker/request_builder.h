@@ -1,0 +1,102 @@
+// Validation of a generation request and its translation into an engine
+// request, shared by both faces of the worker (the gRPC InferenceService and
+// the OpenAI-compatible HTTP API): the ranges of the sampling parameters, the
+// limits on prompts, stops and log-probabilities, rendering a conversation
+// into harmony prompt tokens and the default stop tokens live here once.
+//
+// Each face turns its wire format into a GenerateSpec (format-neutral, with
+// absent values left unset) and names its own fields in FieldNames, so an
+// error says "<field>: <problem>" in the caller's vocabulary
+// ("sampling.temperature: ..." over gRPC, "temperature: ..." over HTTP).
+//
+// Thread-safety: pure functions (the model view is only read).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "inference_worker/gguf/gguf.h"
+#include "inference_worker/model/engine.h"
+#include "inference_worker/serving/engine.h"
+#include "inference_worker/text/harmony.h"
+#include "inference_worker/text/tokenizer.h"
+#include "ossgate/inference/v1/inference.pb.h"
+
+namespace ossgate::worker {
+
+// Everything a face needs once the model is loaded. Owned elsewhere; must
+// outlive the faces' use of it.
+struct LoadedModelView {
+  const gguf::GgufFile* file = nullptr;
+  const text::Tokenizer* tokenizer = nullptr;
+  serving::Engine* engine = nullptr;
+  const model::ModelConfig* config = nullptr;
+  int context_length = 0;  // serving limit per sequence
+  ossgate::inference::v1::ModelInfo info;  // static part of GetModelInfo
+};
+
+// Limits (documented in inference.proto and docs/http.md).
+inline constexpr size_t kMaxPromptBytes = 1 << 20;
+inline constexpr size_t kMaxStopStrings = 16;
+inline constexpr size_t kMaxStopBytes = 256;
+inline constexpr size_t kMaxStopTokenIds = 16;
+inline constexpr int kDefaultMaxTokensCap = 4096;
+inline constexpr uint32_t kMaxLogprobs = 20;
+inline constexpr size_t kMaxConversationMessages = 1024;
+
+struct GenerateSpec {
+  enum class Prompt { kNone, kText, kTokenIds, kConversation };
+
+  std::string request_id;  // empty: the engine assigns one
+  Prompt prompt = Prompt::kNone;
+  std::string text;                // kText
+  bool allow_special_tokens = false;
+  std::vector<int32_t> token_ids;  // kTokenIds
+  text::Conversation conversation;  // kConversation (roles already checked by the face)
+
+  std::optional<float> temperature, top_p, min_p, repetition_penalty, presence_penalty, frequency_penalty;
+  std::optional<uint32_t> top_k;
+  std::optional<uint64_t> seed;  // absent: a random seed
+
+  std::optional<uint32_t> max_tokens;  // absent: the rest of the context, capped at kDefaultMaxTokensCap
+  std::vector<std::string> stop;
+  std::vector<int32_t> stop_token_ids;
+  bool ignore_eos = false;
+  std::optional<uint32_t> logprobs;  // top alternatives, 0..kMaxLogprobs; absent = none
+};
+
+// How each face names the fields in its error messages. The defaults are
+// the gRPC GenerateRequest's.
+struct FieldNames {
+  std::string request_id = "request_id";
+  std::string text = "text";
+  std::string token_ids = "token_ids";          // the prompt as a whole (too long)
+  std::string token_id_list = "token_ids.ids";  // empty, or one bad id ("token_ids.ids[3]")
+  std::string conversation = "conversation";
+  std::string temperature = "sampling.temperature";
+  std::string top_p = "sampling.top_p";
+  std::string top_k = "sampling.top_k";
+  std::string min_p = "sampling.min_p";
+  std::string repetition_penalty = "sampling.repetition_penalty";
+  std::string presence_penalty = "sampling.presence_penalty";
+  std::string frequency_penalty = "sampling.frequency_penalty";
+  std::string max_tokens = "max_tokens";
+  std::string stop = "stop";
+  std::string stop_token_ids = "stop_token_ids";
+  std::string logprobs = "logprobs";
+};
+
+// Whether `id` is a valid client-chosen request id (at most 128 characters
+// from [A-Za-z0-9._:-]; empty is valid and means "assign one").
+bool ValidRequestId(const std::string& id);
+
+// InvalidArgument("<field>: <problem>") for a bad request, naming the field
+// as `names` spells it; otherwise the engine request (owner left empty).
+absl::StatusOr<serving::GenerationRequest> BuildGenerationRequest(const GenerateSpec& spec,
+                                                                  const LoadedModelView& model,
+                                                                  const FieldNames& names = FieldNames());
+
+}  // namespace ossgate::worker
