@@ -2,10 +2,15 @@
 
 #include <cmath>
 #include <limits>
+#include <map>
 #include <optional>
+#include <random>
+#include <string_view>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "inference_worker/text/tool_schema.h"
 
 namespace ossgate::http {
 
@@ -258,31 +263,80 @@ bool ParseCommon(const json& body, OpenAiRequest* r, ApiError* err) {
   return true;
 }
 
-bool ParseChat(const json& body, OpenAiRequest* r, ApiError* err) {
+bool ParseChat(const json& body, const std::string& body_text, OpenAiRequest* r, ApiError* err) {
   worker::GenerateSpec& s = r->spec;
   s.prompt = worker::GenerateSpec::Prompt::kConversation;
   r->names.conversation = "messages";
 
-  // Function tools come with the shared tool pieces; until then they are
-  // refused rather than ignored (the model would answer without them).
+  // Function tools, through the renderer the gRPC face uses. The schemas
+  // are taken from an order-keeping parse of the body: harmony renders the
+  // properties in the client's order, and `json` sorts keys.
   if (const json* tools = Field(body, "tools")) {
     if (!tools->is_array()) {
       *err = WrongType("tools", "an array", *tools);
       return false;
     }
+    std::vector<worker::ToolSpec> specs;
     if (!tools->empty()) {
-      *err = BadParam("tools", "function tools are not supported yet by this worker");
+      const nlohmann::ordered_json ordered = nlohmann::ordered_json::parse(body_text, nullptr, false);
+      for (size_t i = 0; i < tools->size(); ++i) {
+        const json& t = (*tools)[i];
+        const std::string p = absl::StrCat("tools[", i, "]");
+        if (!t.is_object()) {
+          *err = WrongType(p, "an object", t);
+          return false;
+        }
+        const json* type = Field(t, "type");
+        if (type == nullptr || !type->is_string() || type->get<std::string>() != "function") {
+          *err = BadParam(p + ".type", "only {\"type\": \"function\"} tools are supported");
+          return false;
+        }
+        const json* fn = Field(t, "function");
+        if (fn == nullptr || !fn->is_object()) {
+          *err = BadParam(p + ".function", "a function tool needs a \"function\" object");
+          return false;
+        }
+        std::optional<std::string> name, description;
+        if (!GetString(*fn, "name", &name, err) || !GetString(*fn, "description", &description, err)) {
+          err->param = absl::StrCat(p, ".function.", err->param);
+          return false;
+        }
+        if (!name) {
+          *err = BadParam(p + ".function.name", "a function tool needs a name");
+          return false;
+        }
+        worker::ToolSpec spec{*name, description.value_or(""), ""};
+        if (const json* params = Field(*fn, "parameters")) {
+          if (!params->is_object()) {
+            *err = WrongType(p + ".function.parameters", "a JSON Schema object", *params);
+            return false;
+          }
+          spec.parameters_json = ordered.at("tools").at(i).at("function").at("parameters").dump();
+        }
+        specs.push_back(std::move(spec));
+      }
+    }
+    absl::StatusOr<std::vector<text::ToolDefinition>> built = worker::BuildTools(specs, "tools", "function.");
+    if (!built.ok()) {
+      *err = ErrorFromStatus(built.status());
       return false;
     }
+    s.conversation.tools = *std::move(built);
   }
+  // "auto" (the default) and "none" (the tools are checked but not shown to
+  // the model, as vLLM does); "required" and a named function would need
+  // constrained decoding, which this worker does not do.
   if (const json* choice = Field(body, "tool_choice")) {
     if (!choice->is_string() || (choice->get<std::string>() != "none" && choice->get<std::string>() != "auto")) {
-      *err = BadParam("tool_choice", "function tools are not supported yet; tool_choice may only be \"none\"");
+      *err = BadParam("tool_choice",
+                      "tool_choice may be \"auto\" or \"none\"; \"required\" and a named function are not "
+                      "supported (the worker cannot force a call)");
       return false;
     }
+    if (choice->get<std::string>() == "none") s.conversation.tools.clear();
   }
   if (const json* fns = Field(body, "functions"); fns != nullptr && !(fns->is_array() && fns->empty())) {
-    *err = BadParam("functions", "function calling is not supported yet");
+    *err = BadParam("functions", "the deprecated functions parameter is not supported; send tools instead");
     return false;
   }
 
@@ -297,6 +351,7 @@ bool ParseChat(const json& body, OpenAiRequest* r, ApiError* err) {
   }
   text::Conversation& conv = s.conversation;
   bool turns_started = false;
+  std::map<std::string, std::string> call_names;  // tool call id -> function name
   for (size_t k = 0; k < messages->size(); ++k) {
     const json& m = (*messages)[k];
     const std::string p = absl::StrCat("messages[", k, "]");
@@ -329,8 +384,9 @@ bool ParseChat(const json& body, OpenAiRequest* r, ApiError* err) {
       conv.messages.push_back(std::move(msg));
     } else if (role == "assistant") {
       turns_started = true;
-      if (const json* calls = Field(m, "tool_calls"); calls != nullptr && !(calls->is_array() && calls->empty())) {
-        *err = BadParam(p + ".tool_calls", "tool calls are not supported yet by this worker");
+      const json* calls = Field(m, "tool_calls");
+      if (calls != nullptr && !calls->is_array()) {
+        *err = WrongType(p + ".tool_calls", "an array", *calls);
         return false;
       }
       std::optional<std::string> reasoning;
@@ -349,19 +405,89 @@ bool ParseChat(const json& body, OpenAiRequest* r, ApiError* err) {
         msg.content = *std::move(reasoning);
         conv.messages.push_back(std::move(msg));
       }
+      const bool has_calls = calls != nullptr && !calls->empty();
       if (!content.empty()) {
+        // Text beside tool calls is the commentary preamble the model wrote
+        // before calling (SplitReply returns it as content).
         text::Message msg;
         msg.role = text::Role::kAssistant;
-        msg.channel = "final";
+        msg.channel = has_calls ? "commentary" : "final";
         msg.content = std::move(content);
         conv.messages.push_back(std::move(msg));
       }
-    } else if (role == "tool" || role == "function") {
-      *err = BadParam(p + ".role", absl::StrCat(role, " messages are not supported yet (function tools are not "
-                                                      "implemented by this worker)"));
+      for (size_t c = 0; has_calls && c < calls->size(); ++c) {
+        // {"id", "type": "function", "function": {"name", "arguments"}} ->
+        // <|start|>assistant<|channel|>commentary to=functions.NAME <|constrain|>json<|message|>ARGS<|call|>
+        const json& call = (*calls)[c];
+        const std::string cp = absl::StrCat(p, ".tool_calls[", c, "]");
+        const json* fn = call.is_object() ? Field(call, "function") : nullptr;
+        if (fn == nullptr || !fn->is_object()) {
+          *err = BadParam(cp + ".function", "a tool call needs a \"function\" object with name and arguments");
+          return false;
+        }
+        std::optional<std::string> id, name, arguments;
+        if (!GetString(call, "id", &id, err)) {
+          err->param = cp + ".id";
+          return false;
+        }
+        if (!GetString(*fn, "name", &name, err) || !GetString(*fn, "arguments", &arguments, err)) {
+          err->param = absl::StrCat(cp, ".function.", err->param);
+          return false;
+        }
+        if (!name || !text::IsValidToolName(*name)) {
+          *err = BadParam(cp + ".function.name", "a tool call needs the name of a function ([A-Za-z0-9_-], 1-64)");
+          return false;
+        }
+        if (id) call_names[*id] = *name;
+        text::Message msg;
+        msg.role = text::Role::kAssistant;
+        msg.channel = "commentary";
+        msg.recipient = "functions." + *name;
+        msg.content_type = "json";
+        msg.content = arguments.value_or("{}");
+        conv.messages.push_back(std::move(msg));
+      }
+    } else if (role == "tool") {
+      // The function's result, back to the model as the tool's message:
+      // <|start|>functions.NAME to=assistant<|channel|>commentary<|message|>RESULT<|end|>
+      turns_started = true;
+      std::optional<std::string> call_id, name;
+      if (!GetString(m, "tool_call_id", &call_id, err)) {
+        err->param = p + ".tool_call_id";
+        return false;
+      }
+      if (!GetString(m, "name", &name, err)) {
+        err->param = p + ".name";
+        return false;
+      }
+      if (call_id) {
+        auto it = call_names.find(*call_id);
+        if (it == call_names.end()) {
+          *err = BadParam(p + ".tool_call_id", absl::StrCat("no earlier assistant message has a tool call with id \"",
+                                                            *call_id, "\""));
+          return false;
+        }
+        name = it->second;
+      }
+      if (!name) {
+        *err = BadParam(p + ".tool_call_id", "a tool message needs the tool_call_id of the call it answers");
+        return false;
+      }
+      if (!text::IsValidToolName(*name)) {
+        *err = BadParam(p + ".name", "name must be a function name ([A-Za-z0-9_-], 1-64 characters)");
+        return false;
+      }
+      text::Message msg;
+      msg.role = text::Role::kTool;
+      msg.author = "functions." + *name;
+      msg.channel = "commentary";
+      msg.content = std::move(content);
+      conv.messages.push_back(std::move(msg));
+    } else if (role == "function") {
+      *err = BadParam(p + ".role", "the deprecated function role is not supported; send tool messages instead");
       return false;
     } else {
-      *err = BadParam(p + ".role", "role must be system, developer, user or assistant");
+      *err = BadParam(p + ".role", "role must be system, developer, user, assistant or tool");
       return false;
     }
   }
@@ -570,7 +696,7 @@ std::variant<OpenAiRequest, ApiError> ParseRequest(Endpoint endpoint, const std:
   r.names.frequency_penalty = "frequency_penalty";
   ApiError err;
   if (!ParseCommon(j, &r, &err)) return err;
-  const bool ok = endpoint == Endpoint::kChatCompletions ? ParseChat(j, &r, &err) : ParseCompletion(j, &r, &err);
+  const bool ok = endpoint == Endpoint::kChatCompletions ? ParseChat(j, body, &r, &err) : ParseCompletion(j, &r, &err);
   if (!ok) return err;
   return r;
 }
@@ -582,7 +708,45 @@ ResponseBuilder::ResponseBuilder(const OpenAiRequest& request, std::string id, i
     : request_(request), id_(std::move(id)), created_(created), model_(std::move(model)), tokenizer_(tokenizer) {}
 
 std::string ResponseBuilder::FinishReason(model::FinishReason r) {
-  return r == model::FinishReason::kLength ? "length" : "stop";
+  switch (r) {
+    case model::FinishReason::kLength: return "length";
+    case model::FinishReason::kToolCall: return "tool_calls";
+    default: return "stop";
+  }
+}
+
+ResponseBuilder::Route ResponseBuilder::RouteOf(const serving::OutputChunk& chunk) const {
+  if (!chat()) return Route::kContent;
+  if (!chunk.recipient.empty()) {
+    // Arguments of a call to one of the request's functions; messages to
+    // built-in tools this worker does not offer (browser, python) are
+    // dropped, as SplitReply does.
+    return absl::StartsWith(chunk.recipient, "functions.") ? Route::kToolCall : Route::kDropped;
+  }
+  return IsReasoning(chunk.channel) ? Route::kReasoning : Route::kContent;
+}
+
+std::string ResponseBuilder::NewCallId() {
+  std::random_device rd;
+  std::string id = "call_";
+  for (int i = 0; i < 24; ++i) id += "0123456789abcdef"[rd() & 15];
+  return id;
+}
+
+bool ResponseBuilder::AddToolText(const serving::OutputChunk& chunk) {
+  const std::string name = chunk.recipient.substr(std::string_view("functions.").size());
+  const bool fresh = calls_.empty() || calls_.back().name != name || calls_.back().closed;
+  if (fresh) calls_.push_back({NewCallId(), name, "", false});
+  calls_.back().arguments += chunk.text;
+  return fresh;
+}
+
+json ResponseBuilder::ToolCallsJson() const {
+  json out = json::array();
+  for (const Call& c : calls_) {
+    out.push_back({{"id", c.id}, {"type", "function"}, {"function", {{"name", c.name}, {"arguments", c.arguments}}}});
+  }
+  return out;
 }
 
 ApiError ResponseBuilder::FailureOf(const serving::OutputChunk& chunk) {
@@ -659,8 +823,26 @@ std::vector<json> ResponseBuilder::Begin() {
 
 std::vector<json> ResponseBuilder::Stream(const serving::OutputChunk& chunk) {
   std::vector<json> out;
-  if (!chunk.text.empty()) {
-    const bool reasoning = chat() && IsReasoning(chunk.channel);
+  const Route route = RouteOf(chunk);
+  if (route != Route::kToolCall && !calls_.empty()) calls_.back().closed = true;
+  if (!chunk.text.empty() && route == Route::kToolCall) {
+    // The first delta of a call carries its id, type and name; later ones
+    // only more of the arguments (the OpenAI streaming shape).
+    const bool fresh = AddToolText(chunk);
+    json call = {{"index", calls_.size() - 1}, {"function", {{"arguments", chunk.text}}}};
+    if (fresh) {
+      call["id"] = calls_.back().id;
+      call["type"] = "function";
+      call["function"]["name"] = calls_.back().name;
+    }
+    json j = ChunkEnvelope();
+    j["choices"] = json::array({{{"index", 0},
+                                 {"delta", {{"tool_calls", json::array({std::move(call)})}}},
+                                 {"logprobs", nullptr},
+                                 {"finish_reason", nullptr}}});
+    out.push_back(std::move(j));
+  } else if (!chunk.text.empty() && route != Route::kDropped) {
+    const bool reasoning = route == Route::kReasoning;
     json choice = {{"index", 0}, {"logprobs", nullptr}, {"finish_reason", nullptr}};
     if (request_.logprobs && !chunk.logprobs.empty() && !reasoning) {
       choice["logprobs"] = LogprobsJson(chunk, text_offset_);
@@ -701,8 +883,11 @@ std::vector<json> ResponseBuilder::Stream(const serving::OutputChunk& chunk) {
 }
 
 void ResponseBuilder::Add(const serving::OutputChunk& chunk) {
-  const bool reasoning = chat() && IsReasoning(chunk.channel);
-  if (!chunk.text.empty()) {
+  const Route route = RouteOf(chunk);
+  if (route != Route::kToolCall && !calls_.empty()) calls_.back().closed = true;
+  if (!chunk.text.empty() && route == Route::kToolCall) AddToolText(chunk);
+  const bool reasoning = route == Route::kReasoning;
+  if (!chunk.text.empty() && (route == Route::kContent || route == Route::kReasoning)) {
     if (request_.logprobs && !chunk.logprobs.empty() && !reasoning) {
       json lp = LogprobsJson(chunk, content_.size());
       if (logprobs_.is_null()) {
@@ -743,8 +928,9 @@ std::variant<json, ApiError> ResponseBuilder::Response() const {
   }
   if (chat()) {
     choice["message"] = {{"role", "assistant"},
-                         {"content", content_},
+                         {"content", content_.empty() && !calls_.empty() ? json(nullptr) : json(content_)},
                          {"reasoning_content", reasoning_.empty() ? json(nullptr) : json(reasoning_)}};
+    if (!calls_.empty()) choice["message"]["tool_calls"] = ToolCallsJson();
   } else {
     choice["text"] = content_;
   }

@@ -20,21 +20,18 @@
 // messages are final-channel turns, preceded by an analysis turn when they
 // carry `reasoning_content` (or vLLM's `reasoning`).
 //
-// Function tools are not supported yet: a request with `tools`, a
-// `tool_choice` other than "none"/"auto", a `tool` message or an assistant
-// message with `tool_calls` is refused with 400 naming the parameter. Where
-// they plug in once text::ToolFromJsonSchema and text::SplitReply land:
-//  - ParseChat (openai_api.cc), at the `tools` refusal: each
-//    {"type": "function", "function": {name, description, parameters}}
-//    becomes conv.tools.push_back(text::ToolFromJsonSchema(name, description,
-//    parameters.dump())); at the `tool_calls` and `tool` refusals: assistant
-//    calls become commentary messages to "functions.<name>" with content type
-//    "json", tool messages kTool messages authored "functions.<name>" (the
-//    name found through tool_call_id).
-//  - ResponseBuilder: the engine's chunks carry token ids; feeding them to a
-//    text::HarmonyParser gives the ParsedMessages for SplitReply, whose
-//    tool_calls go into message.tool_calls with finish_reason "tool_calls"
-//    (IsReasoning/content routing stays as it is for the other channels).
+// Function tools (the OpenAI `tools` parameter) go through the renderer the
+// gRPC face uses (worker::BuildTools -> text::ToolFromJsonSchema), from an
+// order-keeping parse of the body (harmony renders properties in the
+// client's order); tool_choice "auto" (default) or "none" (tools checked,
+// not rendered, as in vLLM); "required" and named functions are refused
+// (the worker cannot force a call). Assistant `tool_calls` become
+// commentary messages to functions.NAME with content type json (text beside
+// them the commentary preamble), `tool` messages the tool's reply authored
+// functions.NAME (the name found through tool_call_id). In the output, text
+// of a message to functions.NAME is the arguments of a tool call
+// (message.tool_calls / delta.tool_calls, id "call_" + 24 hex digits), and a
+// reply that ended with <|call|> has finish_reason "tool_calls".
 //
 // Thread-safety: pure functions; a ResponseBuilder belongs to one request.
 #pragma once
@@ -120,8 +117,17 @@ class ResponseBuilder {
 
  private:
   bool chat() const { return request_.endpoint == Endpoint::kChatCompletions; }
-  // Where a chunk's text goes: true = reasoning_content (analysis channel).
+  // Where a chunk's text goes: reasoning_content (analysis channel), the
+  // arguments of a tool call (a message to functions.NAME), nowhere (a
+  // message to a built-in tool the worker does not offer) or content.
+  enum class Route { kContent, kReasoning, kToolCall, kDropped };
+  Route RouteOf(const serving::OutputChunk& chunk) const;
   static bool IsReasoning(const std::string& channel) { return channel == "analysis"; }
+  // Adds a tool-call chunk's text to the call in progress, or starts a new
+  // call (true) when the recipient changed or another message came between.
+  bool AddToolText(const serving::OutputChunk& chunk);
+  nlohmann::json ToolCallsJson() const;
+  static std::string NewCallId();  // "call_" + 24 random hex digits
   nlohmann::json ChunkEnvelope() const;
   nlohmann::json LogprobsJson(const serving::OutputChunk& chunk, size_t text_offset) const;
   nlohmann::json UsageJson() const;
@@ -140,6 +146,11 @@ class ResponseBuilder {
   size_t text_offset_ = 0;
   bool final_seen_ = false;
   serving::OutputChunk final_;
+  struct Call {
+    std::string id, name, arguments;
+    bool closed = false;  // a message to another recipient came after it
+  };
+  std::vector<Call> calls_;
 };
 
 }  // namespace ossgate::http

@@ -1,9 +1,7 @@
 #include "inference_worker/worker/inference_service.h"
 
-#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "inference_worker/text/harmony.h"
-#include "inference_worker/text/tool_schema.h"
 #include "inference_worker/worker/client_identity.h"
 #include "inference_worker/worker/worker_log.h"
 
@@ -18,7 +16,6 @@ grpc::Status ToGrpc(const absl::Status& s) {
 
 namespace {
 
-constexpr size_t kMaxTools = 128;  // the OpenAI API's limit
 
 absl::Status Invalid(const std::string& field, const std::string& problem) {
   return absl::InvalidArgumentError(absl::StrCat(field, ": ", problem));
@@ -30,30 +27,16 @@ absl::Status Invalid(const std::string& field, const std::string& problem) {
 // The conversation's function tools, through the renderer the HTTP API uses
 // too. Every tool is checked even when tool_choice NONE leaves them out.
 absl::Status AddTools(const pb::Conversation& c, text::Conversation* conv) {
-  if (static_cast<size_t>(c.tools_size()) > kMaxTools) {
-    return Invalid("conversation.tools", absl::StrCat("at most ", kMaxTools, " tools"));
-  }
   if (c.tool_choice() != pb::TOOL_CHOICE_UNSPECIFIED && c.tool_choice() != pb::TOOL_CHOICE_AUTO &&
       c.tool_choice() != pb::TOOL_CHOICE_NONE) {
     return Invalid("conversation.tool_choice", "must be AUTO or NONE");
   }
-  absl::flat_hash_map<std::string, int> index_of;
-  std::vector<text::ToolDefinition> tools;
-  for (int i = 0; i < c.tools_size(); ++i) {
-    const pb::ToolDefinition& t = c.tools(i);
-    absl::StatusOr<text::ToolDefinition> tool =
-        text::ToolFromJsonSchema(t.name(), t.description(), t.parameters_json());
-    // The renderer's messages start with the field ("name: ...", "parameters.properties.x: ...").
-    if (!tool.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat("conversation.tools[", i, "].", tool.status().message()));
-    }
-    if (auto [it, inserted] = index_of.emplace(t.name(), i); !inserted) {
-      return Invalid(absl::StrCat("conversation.tools[", i, "].name"),
-                     absl::StrCat("\"", t.name(), "\" is also the name of conversation.tools[", it->second, "]"));
-    }
-    tools.push_back(*std::move(tool));
-  }
-  if (c.tool_choice() != pb::TOOL_CHOICE_NONE) conv->tools = std::move(tools);
+  std::vector<ToolSpec> specs;
+  specs.reserve(c.tools_size());
+  for (const pb::ToolDefinition& t : c.tools()) specs.push_back({t.name(), t.description(), t.parameters_json()});
+  absl::StatusOr<std::vector<text::ToolDefinition>> tools = BuildTools(specs, "conversation.tools", "");
+  if (!tools.ok()) return tools.status();
+  if (c.tool_choice() != pb::TOOL_CHOICE_NONE) conv->tools = *std::move(tools);
   return absl::OkStatus();
 }
 

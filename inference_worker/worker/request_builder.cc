@@ -4,7 +4,9 @@
 #include <cmath>
 #include <random>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "inference_worker/text/tool_schema.h"
 
 namespace ossgate::worker {
 
@@ -187,6 +189,30 @@ absl::StatusOr<serving::GenerationRequest> BuildGenerationRequest(const Generate
     out.logprobs = static_cast<int>(*spec.logprobs);
   }
   return out;
+}
+
+absl::StatusOr<std::vector<text::ToolDefinition>> BuildTools(const std::vector<ToolSpec>& specs,
+                                                             const std::string& field, const std::string& member) {
+  if (specs.size() > kMaxTools) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ": at most ", kMaxTools, " tools, got ", specs.size()));
+  }
+  absl::flat_hash_map<std::string, size_t> index_of;
+  std::vector<text::ToolDefinition> tools;
+  tools.reserve(specs.size());
+  for (size_t i = 0; i < specs.size(); ++i) {
+    const ToolSpec& t = specs[i];
+    absl::StatusOr<text::ToolDefinition> tool = text::ToolFromJsonSchema(t.name, t.description, t.parameters_json);
+    // The renderer's messages start with its field ("name: ...", "parameters.properties.x: ...").
+    if (!tool.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(field, "[", i, "].", member, tool.status().message()));
+    }
+    if (auto [it, inserted] = index_of.emplace(t.name, i); !inserted) {
+      return absl::InvalidArgumentError(absl::StrCat(field, "[", i, "].", member, "name: \"", t.name,
+                                                     "\" is also the name of ", field, "[", it->second, "]"));
+    }
+    tools.push_back(*std::move(tool));
+  }
+  return tools;
 }
 
 }  // namespace ossgate::worker

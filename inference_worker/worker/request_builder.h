@@ -46,6 +46,7 @@ inline constexpr size_t kMaxStopTokenIds = 16;
 inline constexpr int kDefaultMaxTokensCap = 4096;
 inline constexpr uint32_t kMaxLogprobs = 20;
 inline constexpr size_t kMaxConversationMessages = 1024;
+inline constexpr size_t kMaxTools = 128;  // the OpenAI API's limit
 
 struct GenerateSpec {
   enum class Prompt { kNone, kText, kTokenIds, kConversation };
@@ -92,6 +93,23 @@ struct FieldNames {
 // Whether `id` is a valid client-chosen request id (at most 128 characters
 // from [A-Za-z0-9._:-]; empty is valid and means "assign one").
 bool ValidRequestId(const std::string& id);
+
+// One function tool as a face received it: the parameters as JSON Schema
+// text in the client's key order (empty = no parameters).
+struct ToolSpec {
+  std::string name;
+  std::string description;
+  std::string parameters_json;
+};
+
+// The tools of a conversation through the one renderer
+// (text::ToolFromJsonSchema), for both faces: at most kMaxTools, names
+// unique. Errors are InvalidArgument naming the field as the face spells
+// it: "<field>: at most 128 tools", or "<field>[i].<member><renderer's
+// field>: ..." (gRPC: field "conversation.tools", member ""; HTTP: "tools",
+// "function."), e.g. "tools[2].function.parameters.properties.city.type: ...".
+absl::StatusOr<std::vector<text::ToolDefinition>> BuildTools(const std::vector<ToolSpec>& specs,
+                                                             const std::string& field, const std::string& member);
 
 // InvalidArgument("<field>: <problem>") for a bad request, naming the field
 // as `names` spells it; otherwise the engine request (owner left empty).

@@ -30,6 +30,7 @@
 #include "inference_worker/http/api_keys.h"
 #include "inference_worker/model/model_file.h"
 #include "inference_worker/text/harmony.h"
+#include "inference_worker/text/tool_schema.h"
 #include "inference_worker/text/tokenizer.h"
 #include "nlohmann/json.hpp"
 #include "ossgate/inference/v1/inference.grpc.pb.h"
@@ -183,6 +184,7 @@ class HttpE2eTest : public ::testing::Test {
   // One gRPC Generate, its text by channel.
   struct GrpcOutput {
     std::string final_text, analysis_text, text;
+    std::string content_text;  // what the HTTP face returns as content: final, and commentary to nobody
     uint32_t prompt_tokens = 0, generated_tokens = 0;
     pb::FinishReason finish = pb::FINISH_REASON_UNSPECIFIED;
   };
@@ -196,6 +198,9 @@ class HttpE2eTest : public ::testing::Test {
       out.text += r.text();
       if (r.channel() == "final") out.final_text += r.text();
       if (r.channel() == "analysis") out.analysis_text += r.text();
+      if (r.channel() == "final" || (r.channel() == "commentary" && r.recipient().empty())) {
+        out.content_text += r.text();
+      }
       if (r.has_final()) {
         out.finish = r.final().finish_reason();
         out.prompt_tokens = r.final().usage().prompt_tokens();
@@ -294,6 +299,53 @@ TEST_F(HttpE2eTest, OpenAiClientMatchesGrpc) {
   ASSERT_TRUE(in_progress_tokens.ok()) << in_progress_tokens.status();
   EXPECT_EQ(result["in_progress_prompt_tokens"], in_progress_tokens->size());
 
+  // Tools: the HTTP request's prompt is the one the shared renderer gives
+  // (properties in the client's order), and the greedy answer is the gRPC
+  // face's for the same conversation with the same tool.
+  const std::string schema =
+      R"({"type":"object","properties":{"unit":{"type":"string","enum":["celsius","fahrenheit"]},)"
+      R"("city":{"type":"string","description":"City name"}},"required":["city"]})";
+  auto tool = text::ToolFromJsonSchema("get_weather", "Current weather in a city.", schema);
+  ASSERT_TRUE(tool.ok()) << tool.status();
+  text::Conversation with_tools;
+  with_tools.tools.push_back(*tool);
+  with_tools.messages.push_back({text::Role::kUser, "Weather in Oslo?", "", "", "", ""});
+  with_tools.messages.push_back(
+      {text::Role::kAssistant, R"({"city":"Oslo"})", "commentary", "functions.get_weather", "json", ""});
+  with_tools.messages.push_back({text::Role::kTool, R"({"temp": 20})", "commentary", "", "", "functions.get_weather"});
+  auto tool_tokens = text::RenderForCompletion(*tokenizer_, with_tools);
+  ASSERT_TRUE(tool_tokens.ok()) << tool_tokens.status();
+  EXPECT_EQ(result["tools"]["prompt_tokens"], tool_tokens->size()) << result["tools"].dump();
+  pb::GenerateRequest tool_req;
+  pb::Conversation* tc2 = tool_req.mutable_conversation();
+  pb::ToolDefinition* td = tc2->add_tools();
+  td->set_name("get_weather");
+  td->set_description("Current weather in a city.");
+  td->set_parameters_json(schema);
+  pb::ChatMessage* q = tc2->add_messages();
+  q->set_role(pb::ROLE_USER);
+  q->set_content("Weather in Oslo?");
+  pb::ChatMessage* call = tc2->add_messages();
+  call->set_role(pb::ROLE_ASSISTANT);
+  call->set_channel("commentary");
+  call->set_recipient("functions.get_weather");
+  call->set_content_type("json");
+  call->set_content(R"({"city":"Oslo"})");
+  pb::ChatMessage* reply = tc2->add_messages();
+  reply->set_role(pb::ROLE_TOOL);
+  reply->set_author("functions.get_weather");
+  reply->set_content(R"({"temp": 20})");
+  tool_req.mutable_sampling()->set_temperature(0);
+  tool_req.set_max_tokens(16);
+  const GrpcOutput gt = Generate(tool_req);
+  EXPECT_EQ(gt.prompt_tokens, tool_tokens->size());
+  if (gt.finish != pb::FINISH_REASON_TOOL_CALLS) {
+    EXPECT_EQ(result["tools"]["content"], gt.content_text) << result["tools"].dump();
+    EXPECT_TRUE(result["tools"]["calls"].empty()) << result["tools"].dump();
+  } else {
+    EXPECT_EQ(result["tools"]["finish"], "tool_calls") << result["tools"].dump();
+  }
+
   // Completions: the same text as gRPC; prompt tokens = the tokenizer's count.
   pb::GenerateRequest completion;
   completion.set_text("The old man walked");
@@ -328,12 +380,27 @@ TEST_F(HttpE2eTest, HealthAndErrorShapes) {
   EXPECT_EQ(wrong_type.status, 400) << wrong_type.body;
   EXPECT_EQ(wrong_type.Json()["error"]["param"], "seed") << wrong_type.body;
 
+  // Function tools are served; what the worker cannot honour is refused.
+  const json f = {{"type", "function"}, {"function", {{"name", "f"}}}};
   Reply tools = Post(http_port_, "/v1/chat/completions",
                      {{"model", kModelId},
                       {"messages", json::array({{{"role", "user"}, {"content", "x"}}})},
-                      {"tools", json::array({{{"type", "function"}, {"function", {{"name", "f"}}}}})}});
-  EXPECT_EQ(tools.status, 400) << tools.body;
-  EXPECT_EQ(tools.Json()["error"]["param"], "tools") << tools.body;
+                      {"max_tokens", 2},
+                      {"tools", json::array({f})}});
+  EXPECT_EQ(tools.status, 200) << tools.body;
+  Reply forced = Post(http_port_, "/v1/chat/completions",
+                      {{"model", kModelId},
+                       {"messages", json::array({{{"role", "user"}, {"content", "x"}}})},
+                       {"tools", json::array({f})},
+                       {"tool_choice", "required"}});
+  EXPECT_EQ(forced.status, 400) << forced.body;
+  EXPECT_EQ(forced.Json()["error"]["param"], "tool_choice") << forced.body;
+  Reply dup = Post(http_port_, "/v1/chat/completions",
+                   {{"model", kModelId},
+                    {"messages", json::array({{{"role", "user"}, {"content", "x"}}})},
+                    {"tools", json::array({f, f})}});
+  EXPECT_EQ(dup.status, 400) << dup.body;
+  EXPECT_EQ(dup.Json()["error"]["param"], "tools[1].function.name") << dup.body;
 
   // The scheme is case-insensitive; another scheme is refused.
   auto client = Client(http_port_);

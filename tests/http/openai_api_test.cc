@@ -12,6 +12,8 @@
 #include "absl/strings/match.h"
 #include "gtest/gtest.h"
 #include "inference_worker/model/model_config.h"
+#include "inference_worker/text/harmony.h"
+#include "inference_worker/text/tool_schema.h"
 #include "inference_worker/text/vocab_file.h"
 
 namespace ossgate::http {
@@ -147,7 +149,9 @@ TEST_F(OpenAiApiTest, MessageRefusals) {
       {json::array({"hello"}), "messages[0]"},
       {json::array({{{"content", "no role"}}}), "messages[0].role"},
       {json::array({{{"role", "robot"}, {"content", "x"}}}), "messages[0].role"},
-      {json::array({{{"role", "tool"}, {"content", "42"}, {"tool_call_id", "c1"}}}), "messages[0].role"},
+      {json::array({{{"role", "tool"}, {"content", "42"}, {"tool_call_id", "c1"}}}), "messages[0].tool_call_id"},
+      {json::array({{{"role", "tool"}, {"content", "42"}}}), "messages[0].tool_call_id"},
+      {json::array({{{"role", "tool"}, {"content", "42"}, {"name", "a.b"}}}), "messages[0].name"},
       {json::array({{{"role", "function"}, {"content", "42"}}}), "messages[0].role"},
       {json::array({{{"role", "user"}, {"content", 7}}}), "messages[0].content"},
       {json::array({{{"role", "user"}, {"content", json::array({{{"type", "image_url"}, {"image_url", "x"}}})}}}),
@@ -157,6 +161,12 @@ TEST_F(OpenAiApiTest, MessageRefusals) {
                     {{"role", "assistant"},
                      {"content", nullptr},
                      {"tool_calls", json::array({{{"id", "c1"}, {"type", "function"}}})}}}),
+       "messages[1].tool_calls[0].function"},
+      {json::array({{{"role", "user"}, {"content", "q"}},
+                    {{"role", "assistant"},
+                     {"tool_calls", json::array({{{"id", "c1"}, {"function", {{"name", "a b"}, {"arguments", "{}"}}}}})}}}),
+       "messages[1].tool_calls[0].function.name"},
+      {json::array({{{"role", "user"}, {"content", "q"}}, {{"role", "assistant"}, {"tool_calls", "x"}}}),
        "messages[1].tool_calls"},
       {json::array({{{"role", "assistant"}, {"content", "x"}, {"reasoning_content", 5}}}),
        "messages[0].reasoning_content"},
@@ -174,17 +184,113 @@ TEST_F(OpenAiApiTest, MessageRefusals) {
   EXPECT_EQ(not_array.param, "messages");
 }
 
-TEST_F(OpenAiApiTest, ToolsAreRefusedUntilSupported) {
-  json tool = {{"type", "function"}, {"function", {{"name", "get_weather"}, {"parameters", json::object()}}}};
-  ApiError e = Refusal(Endpoint::kChatCompletions, Chat({{"tools", json::array({tool})}}));
-  EXPECT_EQ(e.status, 400);
-  EXPECT_EQ(e.param, "tools");
-  EXPECT_TRUE(absl::StrContains(e.message, "not supported yet")) << e.message;
-  EXPECT_EQ(Refusal(Endpoint::kChatCompletions, Chat({{"tools", "x"}})).param, "tools");
-  EXPECT_EQ(Refusal(Endpoint::kChatCompletions, Chat({{"tool_choice", "required"}})).param, "tool_choice");
-  EXPECT_EQ(Refusal(Endpoint::kChatCompletions, Chat({{"functions", json::array({tool})}})).param, "functions");
-  // Empty tools and tool_choice "none" ask for nothing and are accepted.
-  Parse(Endpoint::kChatCompletions, Chat({{"tools", json::array()}, {"tool_choice", "none"}}));
+// The tools go through the renderer the gRPC face uses, in the client's key
+// order (a parse into `json` sorts keys: "alpha" would come before "zeta").
+TEST_F(OpenAiApiTest, ToolsRenderThroughTheSharedRendererInTheClientsOrder) {
+  const std::string schema =
+      R"({"type":"object","properties":{"zeta":{"type":"string","description":"last by name"},)"
+      R"("alpha":{"type":"number"}},"required":["zeta"]})";
+  const std::string body = R"({"model":"m","messages":[{"role":"user","content":"Hi"}],"tools":[{"type":"function",)"
+                           R"("function":{"name":"get_weather","description":"Weather now.","parameters":)" +
+                           schema + "}}]}";
+  auto parsed = ParseRequest(Endpoint::kChatCompletions, body);
+  ASSERT_TRUE(std::holds_alternative<OpenAiRequest>(parsed)) << std::get<ApiError>(parsed).message;
+  const text::Conversation& conv = std::get<OpenAiRequest>(parsed).spec.conversation;
+  ASSERT_EQ(conv.tools.size(), 1u);
+  auto expected = text::ToolFromJsonSchema("get_weather", "Weather now.", schema);
+  ASSERT_TRUE(expected.ok()) << expected.status();
+  EXPECT_EQ(conv.tools[0].name, expected->name);
+  EXPECT_EQ(conv.tools[0].description, expected->description);
+  EXPECT_EQ(conv.tools[0].parameters_typescript, expected->parameters_typescript);
+  const std::string& ts = conv.tools[0].parameters_typescript;
+  ASSERT_NE(ts.find("zeta"), std::string::npos) << ts;
+  EXPECT_LT(ts.find("zeta"), ts.find("alpha")) << ts;
+
+  // No parameters: the "() => any" form; tool_choice none keeps them out.
+  json no_params = {{"type", "function"}, {"function", {{"name", "now"}}}};
+  OpenAiRequest r = Parse(Endpoint::kChatCompletions, Chat({{"tools", json::array({no_params})}}));
+  ASSERT_EQ(r.spec.conversation.tools.size(), 1u);
+  EXPECT_EQ(r.spec.conversation.tools[0].parameters_typescript, "");
+  r = Parse(Endpoint::kChatCompletions, Chat({{"tools", json::array({no_params})}, {"tool_choice", "none"}}));
+  EXPECT_TRUE(r.spec.conversation.tools.empty());
+  r = Parse(Endpoint::kChatCompletions, Chat({{"tools", json::array({no_params})}, {"tool_choice", "auto"}}));
+  EXPECT_EQ(r.spec.conversation.tools.size(), 1u);
+}
+
+TEST_F(OpenAiApiTest, ToolRefusalsNameTheParameter) {
+  json ok = {{"type", "function"}, {"function", {{"name", "f"}, {"parameters", {{"type", "object"}}}}}};
+  struct Case {
+    json extra;
+    std::string param;
+  } cases[] = {
+      {{{"tools", "x"}}, "tools"},
+      {{{"tools", json::array({"f"})}}, "tools[0]"},
+      {{{"tools", json::array({{{"type", "retrieval"}}})}}, "tools[0].type"},
+      {{{"tools", json::array({{{"type", "function"}}})}}, "tools[0].function"},
+      {{{"tools", json::array({{{"type", "function"}, {"function", {{"description", "no name"}}}}})}},
+       "tools[0].function.name"},
+      {{{"tools", json::array({{{"type", "function"}, {"function", {{"name", 5}}}}})}}, "tools[0].function.name"},
+      {{{"tools", json::array({{{"type", "function"}, {"function", {{"name", "a.b"}}}}})}}, "tools[0].function.name"},
+      {{{"tools", json::array({{{"type", "function"}, {"function", {{"name", "f"}, {"parameters", "{}"}}}}})}},
+       "tools[0].function.parameters"},
+      {{{"tools", json::array({ok, ok})}}, "tools[1].function.name"},
+      {{{"tool_choice", "required"}}, "tool_choice"},
+      {{{"tool_choice", {{"type", "function"}, {"function", {{"name", "f"}}}}}}, "tool_choice"},
+      {{{"functions", json::array({ok})}}, "functions"},
+  };
+  for (const Case& c : cases) {
+    ApiError e = Refusal(Endpoint::kChatCompletions, Chat(c.extra));
+    EXPECT_EQ(e.status, 400) << c.extra.dump();
+    EXPECT_EQ(e.param, c.param) << c.extra.dump() << ": " << e.message;
+  }
+  // The renderer's own refusals carry its JSON path under the tool.
+  json bad_type = {{"type", "function"},
+                   {"function", {{"name", "f"}, {"parameters", {{"type", "object"}, {"properties", {{"x", {{"type", "strng"}}}}}}}}}};
+  ApiError e = Refusal(Endpoint::kChatCompletions, Chat({{"tools", json::array({bad_type})}}));
+  EXPECT_EQ(e.param, "tools[0].function.parameters.properties.x.type") << e.message;
+  json many = json::array();
+  for (int i = 0; i <= 128; ++i) many.push_back({{"type", "function"}, {"function", {{"name", "f" + std::to_string(i)}}}});
+  EXPECT_EQ(Refusal(Endpoint::kChatCompletions, Chat({{"tools", many}})).param, "tools");
+}
+
+TEST_F(OpenAiApiTest, ToolCallsAndResultsBecomeHarmonyMessages) {
+  json messages = json::array(
+      {{{"role", "user"}, {"content", "Weather in Oslo?"}},
+       {{"role", "assistant"},
+        {"content", nullptr},
+        {"reasoning_content", "Need the tool."},
+        {"tool_calls",
+         json::array({{{"id", "call_1"},
+                       {"type", "function"},
+                       {"function", {{"name", "get_weather"}, {"arguments", R"({"city":"Oslo"})"}}}}})}},
+       {{"role", "tool"}, {"tool_call_id", "call_1"}, {"content", "20 C"}}});
+  OpenAiRequest r = Parse(Endpoint::kChatCompletions, Chat({{"messages", messages}}));
+  const std::vector<text::Message>& m = r.spec.conversation.messages;
+  ASSERT_EQ(m.size(), 4u);
+  EXPECT_EQ(m[0].role, text::Role::kUser);
+  EXPECT_EQ(m[1].channel, "analysis");
+  EXPECT_EQ(m[1].content, "Need the tool.");
+  EXPECT_EQ(m[2].role, text::Role::kAssistant);
+  EXPECT_EQ(m[2].channel, "commentary");
+  EXPECT_EQ(m[2].recipient, "functions.get_weather");
+  EXPECT_EQ(m[2].content_type, "json");
+  EXPECT_EQ(m[2].content, R"({"city":"Oslo"})");
+  EXPECT_EQ(m[3].role, text::Role::kTool);
+  EXPECT_EQ(m[3].author, "functions.get_weather");
+  EXPECT_EQ(m[3].channel, "commentary");
+  EXPECT_EQ(m[3].content, "20 C");
+  // ... and the builder renders them (the harmony text of the call and the reply).
+  auto built = worker::BuildGenerationRequest(r.spec, view_, r.names);
+  ASSERT_TRUE(built.ok()) << built.status();
+  auto rendered = text::RenderForCompletionText(r.spec.conversation);
+  ASSERT_TRUE(rendered.ok());
+  EXPECT_NE(rendered->find("<|start|>assistant<|channel|>commentary to=functions.get_weather <|constrain|>json"
+                           "<|message|>{\"city\":\"Oslo\"}<|call|>"),
+            std::string::npos)
+      << *rendered;
+  EXPECT_NE(rendered->find("<|start|>functions.get_weather to=assistant<|channel|>commentary<|message|>20 C<|end|>"),
+            std::string::npos)
+      << *rendered;
 }
 
 TEST_F(OpenAiApiTest, BodyRefusals) {
@@ -538,6 +644,68 @@ TEST_F(OpenAiApiTest, ChatLogprobsCoverContentOnly) {
   EXPECT_EQ(content[0]["logprob"], -0.25f);
   EXPECT_EQ(content[0]["bytes"], json::array({97}));
   EXPECT_EQ(content[0]["top_logprobs"][0]["token"], "a");
+}
+
+serving::OutputChunk ToolText(const std::string& recipient, const std::string& text) {
+  serving::OutputChunk c = Text("commentary", text);
+  c.recipient = recipient;
+  c.content_type = "json";
+  return c;
+}
+
+TEST_F(OpenAiApiTest, ChatResponseCarriesToolCalls) {
+  OpenAiRequest r = Parse(Endpoint::kChatCompletions, Chat());
+  ResponseBuilder b(r, "chatcmpl-t", 1, "m", *tok_);
+  b.Add(Text("analysis", "Call it."));
+  b.Add(ToolText("browser.search", "{\"q\":1}"));  // a built-in tool this worker does not offer: dropped
+  b.Add(ToolText("functions.get_weather", "{\"city\":"));
+  b.Add(ToolText("functions.get_weather", "\"Oslo\"}"));
+  b.Add(Final(model::FinishReason::kToolCall));
+  const json j = std::get<json>(b.Response());
+  const json& msg = j["choices"][0]["message"];
+  EXPECT_EQ(j["choices"][0]["finish_reason"], "tool_calls");
+  EXPECT_TRUE(msg["content"].is_null()) << msg.dump();
+  EXPECT_EQ(msg["reasoning_content"], "Call it.");
+  ASSERT_EQ(msg["tool_calls"].size(), 1u) << msg.dump();
+  const json& call = msg["tool_calls"][0];
+  EXPECT_EQ(call["type"], "function");
+  EXPECT_EQ(call["function"]["name"], "get_weather");
+  EXPECT_EQ(call["function"]["arguments"], "{\"city\":\"Oslo\"}");
+  const std::string id = call["id"];
+  EXPECT_EQ(id.size(), 29u);
+  EXPECT_TRUE(absl::StartsWith(id, "call_")) << id;
+
+  // Without a call: no tool_calls member, content stays a string.
+  ResponseBuilder plain(r, "chatcmpl-u", 1, "m", *tok_);
+  plain.Add(Text("final", ""));
+  plain.Add(Final(model::FinishReason::kStop));
+  const json p = std::get<json>(plain.Response());
+  EXPECT_FALSE(p["choices"][0]["message"].contains("tool_calls"));
+  EXPECT_EQ(p["choices"][0]["message"]["content"], "");
+}
+
+TEST_F(OpenAiApiTest, ChatStreamToolCallDeltas) {
+  OpenAiRequest r = Parse(Endpoint::kChatCompletions, Chat({{"stream", true}}));
+  ResponseBuilder b(r, "chatcmpl-s", 1, "m", *tok_);
+  b.Begin();
+  std::vector<json> first = b.Stream(ToolText("functions.get_weather", "{\"city\":"));
+  ASSERT_EQ(first.size(), 1u);
+  const json& d0 = first[0]["choices"][0]["delta"];
+  ASSERT_TRUE(d0.contains("tool_calls")) << d0.dump();
+  EXPECT_FALSE(d0.contains("content"));
+  const json& c0 = d0["tool_calls"][0];
+  EXPECT_EQ(c0["index"], 0);
+  EXPECT_EQ(c0["type"], "function");
+  EXPECT_EQ(c0["function"]["name"], "get_weather");
+  EXPECT_EQ(c0["function"]["arguments"], "{\"city\":");
+  EXPECT_TRUE(absl::StartsWith(c0["id"].get<std::string>(), "call_"));
+  std::vector<json> more = b.Stream(ToolText("functions.get_weather", "\"Oslo\"}"));
+  ASSERT_EQ(more.size(), 1u);
+  const json& c1 = more[0]["choices"][0]["delta"]["tool_calls"][0];
+  EXPECT_EQ(c1, json({{"index", 0}, {"function", {{"arguments", "\"Oslo\"}"}}}})) << c1.dump();
+  std::vector<json> end = b.Stream(Final(model::FinishReason::kToolCall));
+  ASSERT_EQ(end.size(), 1u);
+  EXPECT_EQ(end[0]["choices"][0]["finish_reason"], "tool_calls");
 }
 
 TEST_F(OpenAiApiTest, CompletionResponseAndStream) {

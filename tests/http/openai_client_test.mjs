@@ -140,6 +140,39 @@ await step('reasoning_content: never inside content; assistant reasoning goes ba
   result.in_progress_prompt_tokens = inProgress.usage.prompt_tokens;
 });
 
+await step('tools: the prompt the gRPC face renders; a call and its result go back in', async () => {
+  // "unit" before "city": harmony keeps the client's property order (the
+  // C++ side renders the same conversation and compares the prompt size).
+  const tools = [{
+    type: 'function',
+    function: {
+      name: 'get_weather',
+      description: 'Current weather in a city.',
+      parameters: {
+        type: 'object',
+        properties: { unit: { type: 'string', enum: ['celsius', 'fahrenheit'] }, city: { type: 'string', description: 'City name' } },
+        required: ['city'],
+      },
+    },
+  }];
+  const r = await client.chat.completions.create({
+    model, temperature: 0, max_tokens: 16, tools,
+    messages: [
+      { role: 'user', content: 'Weather in Oslo?' },
+      { role: 'assistant', content: null,
+        tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Oslo"}' } }] },
+      { role: 'tool', tool_call_id: 'call_1', content: '{"temp": 20}' },
+    ],
+  });
+  const m = r.choices[0].message;
+  result.tools = { prompt_tokens: r.usage.prompt_tokens, content: m.content ?? '', finish: r.choices[0].finish_reason,
+                   calls: m.tool_calls ?? [] };
+  await expectError(client.chat.completions.create({ model, tools, tool_choice: 'required', messages: [messages[1]] }),
+                    400, (e) => assert.equal(e.param, 'tool_choice'));
+  await expectError(client.chat.completions.create({ model, messages: [messages[1], { role: 'tool', tool_call_id: 'nope', content: 'x' }] }),
+                    400, (e) => assert.equal(e.param, 'messages[1].tool_call_id'));
+});
+
 await step('completions, greedy, then stop strings', async () => {
   const r = await client.completions.create({ model, prompt: 'The old man walked', temperature: 0, max_tokens: 24 });
   assert.equal(r.object, 'text_completion');
