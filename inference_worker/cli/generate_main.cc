@@ -14,6 +14,10 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
+#include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
 #include "absl/strings/str_format.h"
 #include "inference_worker/gguf/gguf.h"
 #include "inference_worker/backend_factory.h"
@@ -57,10 +61,37 @@ int Fail(const absl::Status& s) {
   return 1;
 }
 
+// A flag's file as a path in the repository (the build machine's checkout
+// path is not shown).
+std::string SourcePath(absl::string_view file) {
+  for (absl::string_view top : {"/inference_worker/", "/provenance_service/"}) {
+    if (const size_t at = file.rfind(top); at != absl::string_view::npos) return std::string(file.substr(at + 1));
+  }
+  return std::string(absl::StripPrefix(file, "/"));
+}
+bool IsMainFile(absl::string_view file) { return absl::EndsWith(file, "cli/generate_main.cc"); }
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage("Streams a completion or chat answer from a gpt-oss GGUF.");
+  // --help lists the flags of this file (Abseil's default looks for a file
+  // named after the program), after an overview grouped by purpose.
+  absl::FlagsUsageConfig usage;
+  usage.contains_helpshort_flags = IsMainFile;
+  usage.contains_help_flags = IsMainFile;
+  usage.normalize_filename = SourcePath;
+  absl::SetFlagsUsageConfig(usage);
+  absl::SetProgramUsageMessage(R"(streams a completion or a chat answer from a gpt-oss GGUF, locally
+(no provenance check: a development tool; the worker is the verified path).
+
+Flags by purpose (descriptions and defaults below):
+  Input      --model --prompt --allow_special --chat --instructions --reasoning --show_analysis
+  Sampling   --max_tokens --temperature --top_p --top_k --min_p --repetition_penalty --seed
+  Engine     --backend --threads
+
+Example:
+  ossgate-generate --model=models/ossgate-small.gguf --chat="Tell me a short story." \
+    --temperature=0 --max_tokens=120)");
   absl::ParseCommandLine(argc, argv);
   const std::string path = absl::GetFlag(FLAGS_model);
   const std::string prompt_text = absl::GetFlag(FLAGS_prompt), chat_text = absl::GetFlag(FLAGS_chat);

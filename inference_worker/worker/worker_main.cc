@@ -6,6 +6,10 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
+#include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
 #include "absl/strings/str_split.h"
 #include "inference_worker/worker/worker_server.h"
 
@@ -58,8 +62,52 @@ ABSL_FLAG(std::string, testonly_pause_at_phase, "",
           "tests only: sleep --testonly_pause_s on entering the load phase hashing, verifying or uploading");
 ABSL_FLAG(int, testonly_pause_s, 60, "tests only: see --testonly_pause_at_phase");
 
+namespace {
+// A flag's file as a path in the repository (the build machine's checkout
+// path is not shown).
+std::string SourcePath(absl::string_view file) {
+  for (absl::string_view top : {"/inference_worker/", "/provenance_service/"}) {
+    if (const size_t at = file.rfind(top); at != absl::string_view::npos) return std::string(file.substr(at + 1));
+  }
+  return std::string(absl::StripPrefix(file, "/"));
+}
+bool IsMainFile(absl::string_view file) { return absl::EndsWith(file, "worker/worker_main.cc"); }
+}  // namespace
+
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage("Serves a provenance-approved gpt-oss GGUF model over gRPC.");
+  // --help lists the flags of this file (Abseil's default looks for a file
+  // named after the program), after an overview grouped by purpose.
+  absl::FlagsUsageConfig usage;
+  usage.contains_helpshort_flags = IsMainFile;
+  usage.contains_help_flags = IsMainFile;
+  usage.normalize_filename = SourcePath;
+  absl::SetFlagsUsageConfig(usage);
+  absl::SetProgramUsageMessage(R"(serves a provenance-approved gpt-oss GGUF model over gRPC and an
+OpenAI-compatible HTTP API. The file is hashed, approved by the provenance service, its signed
+token checked against --pinned_keys, and only then loaded.
+
+Flags by purpose (descriptions and defaults below):
+  Model and provenance gate  --model --source_uri --model_name --worker_id --provenance
+                             --provenance_ca --provenance_cert --provenance_key
+                             --provenance_server_name --pinned_keys --token_issuer
+                             --verify_deadline_s --wait_for_model
+  gRPC API                   --listen --tls_cert --tls_key --tls_client_ca --client_roles
+                             --allow_unauthenticated_clients --insecure_dev_loopback
+  HTTP API                   --http_listen --http_api_keys --http_max_body_bytes (TLS and client
+                             roles as for gRPC; docs/http.md)
+  Engine                     --backend --cuda_device --threads --max_sequences --max_context
+                             --kv_blocks --max_waiting --step_token_budget --stall_timeout_s
+  Operations                 --health_listen --metrics_listen --drain_timeout_s
+  Tests only                 --testonly_pause_at_phase --testonly_pause_s
+
+Example (as tools/demo.sh starts it, with the dev PKI of tools/certs/make_dev_pki.sh):
+  inference_worker --model=models/ossgate-small.gguf \
+    --source_uri=ossgate://bundled/ossgate-small.gguf --worker_id=worker-1 \
+    --provenance=127.0.0.1:7443 --provenance_ca=pki/ca.pem \
+    --provenance_cert=pki/worker-worker-1.pem --provenance_key=pki/worker-worker-1.key \
+    --pinned_keys=token.pub.pem --listen=127.0.0.1:50061 --tls_cert=pki/server.pem \
+    --tls_key=pki/server.key --tls_client_ca=pki/ca.pem \
+    --http_listen=127.0.0.1:8443 --http_api_keys=api_keys.txt)");
   absl::ParseCommandLine(argc, argv);
   ossgate::worker::WorkerConfig c;
   c.listen = absl::GetFlag(FLAGS_listen);

@@ -6,6 +6,10 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
+#include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "provenance_service/server/server.h"
@@ -30,9 +34,41 @@ ABSL_FLAG(absl::Duration, token_ttl, absl::Minutes(5), "approval token lifetime 
 ABSL_FLAG(std::string, port_file, "", "write the bound port to this file once serving");
 ABSL_FLAG(int, max_batch, 1024, "most audit records per group commit");
 
+namespace {
+// A flag's file as a path in the repository (the build machine's checkout
+// path is not shown).
+std::string SourcePath(absl::string_view file) {
+  for (absl::string_view top : {"/inference_worker/", "/provenance_service/"}) {
+    if (const size_t at = file.rfind(top); at != absl::string_view::npos) return std::string(file.substr(at + 1));
+  }
+  return std::string(absl::StripPrefix(file, "/"));
+}
+bool IsMainFile(absl::string_view file) { return absl::EndsWith(file, "server/main.cc"); }
+}  // namespace
+
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage("provenance_service --tls_cert=... --tls_key=... --client_ca=... --db=... "
-                               "--token_signing_key=... --checkpoint_signing_key=...");
+  // --help lists the flags of this file (Abseil's default looks for a file
+  // named after the program), after an overview grouped by purpose.
+  absl::FlagsUsageConfig usage;
+  usage.contains_helpshort_flags = IsMainFile;
+  usage.contains_help_flags = IsMainFile;
+  usage.normalize_filename = SourcePath;
+  absl::SetFlagsUsageConfig(usage);
+  absl::SetProgramUsageMessage(R"(the registry of trusted model sources and known-good SHA-256
+hashes: answers VerifyModel, signs approval tokens, keeps the tamper-evident audit log (mutual
+TLS; roles worker, admin, auditor).
+
+Flags by purpose (descriptions and defaults below):
+  Network and TLS   --listen --health_listen --tls_cert --tls_key --client_ca
+                    --insecure_dev_loopback --port_file
+  Audit log         --db --log_origin --checkpoint_signing_key --max_batch
+                    --seed_default_registry
+  Approval tokens   --token_signing_key --previous_token_public_keys --token_issuer --token_ttl
+
+Example (keys from provctl keygen, PKI from tools/certs/make_dev_pki.sh):
+  provenance_service --listen=127.0.0.1:7443 --db=provenance.db \
+    --tls_cert=pki/server.pem --tls_key=pki/server.key --client_ca=pki/ca.pem \
+    --token_signing_key=token.pem --checkpoint_signing_key=checkpoint.pem)");
   absl::ParseCommandLine(argc, argv);
   ossgate::provenance::ServerConfig config;
   config.listen_address = absl::GetFlag(FLAGS_listen);
