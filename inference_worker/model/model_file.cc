@@ -5,9 +5,12 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <vector>
 
+#include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "openssl/evp.h"
 
@@ -25,6 +28,47 @@ struct FdCloser {
 struct MdCtxDeleter {
   void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
 };
+
+// Sampled re-read after hashing: files up to kSamples * kSampleBytes are
+// compared whole, larger ones at kSamples evenly spaced places (the first
+// and the last bytes included).
+constexpr uint64_t kSamples = 32;
+constexpr uint64_t kSampleBytes = 4096;
+
+absl::Status CheckUnchanged(int fd, const std::string& path, const struct stat& before, const uint8_t* data,
+                            uint64_t size) {
+  auto changed = [&](const std::string& what) {
+    return absl::DataLossError(absl::StrCat("model file '", path, "' changed while it was read (", what,
+                                            "); something is writing it: stop the writer and restart the worker"));
+  };
+  struct stat after {};
+  if (::fstat(fd, &after) != 0) return absl::InternalError(absl::StrCat("fstat '", path, "': ", std::strerror(errno)));
+  if (after.st_size != before.st_size) {
+    return changed(absl::StrCat("size ", before.st_size, " -> ", after.st_size, " bytes"));
+  }
+  if (after.st_mtim.tv_sec != before.st_mtim.tv_sec || after.st_mtim.tv_nsec != before.st_mtim.tv_nsec) {
+    return changed("its modification time moved");
+  }
+  std::vector<uint8_t> buf(kSampleBytes);
+  const uint64_t whole = kSamples * kSampleBytes;
+  const uint64_t n = size <= whole ? (size + kSampleBytes - 1) / kSampleBytes : kSamples;
+  for (uint64_t i = 0; i < n; ++i) {
+    const uint64_t at = size <= whole ? i * kSampleBytes
+                                      : (size - kSampleBytes) / (kSamples - 1) * i;
+    const size_t len = static_cast<size_t>(std::min(kSampleBytes, size - at));
+    size_t got = 0;
+    while (got < len) {
+      const ssize_t r = ::pread(fd, buf.data() + got, len - got, static_cast<off_t>(at + got));
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) return changed(absl::StrCat("a second read at byte ", at + got, " failed"));
+      got += static_cast<size_t>(r);
+    }
+    if (std::memcmp(buf.data(), data + at, len) != 0) {
+      return changed(absl::StrCat("a second read of bytes ", at, "..", at + len, " differs from the hashed bytes"));
+    }
+  }
+  return absl::OkStatus();
+}
 
 }  // namespace
 
@@ -89,6 +133,12 @@ absl::StatusOr<ModelBytes> ReadModelFile(const std::string& path, uint64_t max_b
   if (::read(fd, &extra, 1) > 0) {
     return absl::DataLossError(absl::StrCat("model file '", path, "' grew while being read; it is being modified"));
   }
+  // Rewritten in place while we read it (the same inode, so the open fd sees
+  // the writes): the bytes hashed may mix old and new content. The hash
+  // still describes exactly the bytes loaded, but a file under a writer is
+  // refused rather than approved piecemeal: the size and modification time
+  // must not have moved, and samples read again must equal what was hashed.
+  if (absl::Status changed = CheckUnchanged(fd, path, st, m.data_.get(), size); !changed.ok()) return changed;
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int md_len = 0;
   if (EVP_DigestFinal_ex(ctx.get(), md, &md_len) != 1) return absl::InternalError("SHA-256 final failed");

@@ -41,7 +41,10 @@ class ModelBytes {
 
 // Reads `path` (which must not be a symlink and must be a regular file of at
 // most max_bytes) and hashes it. `progress` (may be null) is called every
-// few hundred MB and at the end. Errors name the path and the problem.
+// few hundred MB and at the end. A file that shrinks, grows or is rewritten
+// in place while it is read (its modification time moves, or a second read
+// of samples differs from the hashed bytes) is refused with DataLoss. Errors
+// name the path and the problem.
 absl::StatusOr<ModelBytes> ReadModelFile(const std::string& path, uint64_t max_bytes = uint64_t{1} << 40,
                                          const std::function<void(const ReadProgress&)>& progress = nullptr);
 

@@ -5,6 +5,8 @@
 // status code the header documents.
 #include "inference_worker/worker/model_gate.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -20,6 +22,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
+#include "inference_worker/model/model_file.h"
 #include "inference_worker/worker/grpc_provenance_client.h"
 #include "inference_worker/worker/tls_probe.h"
 #include "provenance_service/token/approval_token.h"
@@ -448,6 +451,64 @@ TEST_F(ModelGateTest, PhaseHookSeesHashingThenEachVerifyAttempt) {
   auto vm = Run();
   ASSERT_TRUE(vm.ok()) << vm.status();
   EXPECT_EQ(phases, (std::vector<std::string>{"hashing", "verifying", "verifying"}));
+}
+
+// A file rewritten in place while it is read (another process writing into
+// the same inode) is refused, whether or not its modification time is put
+// back; an untouched file reads with its hash. The rewrite happens in the
+// progress callback, which runs once the last byte was read and hashed.
+void Rewrite(const std::string& path, off_t at, bool keep_mtime) {
+  struct stat st {};
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  const int fd = ::open(path.c_str(), O_WRONLY);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::pwrite(fd, "X", 1, at), 1);
+  ::close(fd);
+  if (keep_mtime) {
+    const struct timespec times[2] = {st.st_atim, st.st_mtim};
+    ASSERT_EQ(::utimensat(AT_FDCWD, path.c_str(), times, 0), 0);
+  }
+}
+
+// An old modification time, so a write now moves it even on a coarse clock.
+void Age(const std::string& path) {
+  const struct timespec times[2] = {{1700000000, 0}, {1700000000, 0}};
+  ASSERT_EQ(::utimensat(AT_FDCWD, path.c_str(), times, 0), 0);
+}
+
+TEST(ReadModelFileTest, FileRewrittenInPlaceWhileReadIsRefused) {
+  TempDir dir;
+  struct Case {
+    size_t size;
+    off_t at;
+    bool keep_mtime;
+  } cases[] = {
+      {300000, 250001, false},  // the modification time moved
+      {100000, 77777, true},    // time put back: the second read (whole, for a small file) differs
+      {300000, 0, true},        // time put back: the first sample differs
+  };
+  for (const Case& c : cases) {
+    const std::string path = dir.Write("rewritten.gguf", std::string(c.size, 'a'));
+    Age(path);
+    bool rewritten = false;
+    auto bytes = model::ReadModelFile(path, uint64_t{1} << 40, [&](const model::ReadProgress& p) {
+      if (p.bytes_done == p.bytes_total && !rewritten) {
+        Rewrite(path, c.at, c.keep_mtime);
+        rewritten = true;
+      }
+    });
+    ASSERT_TRUE(rewritten);
+    ASSERT_FALSE(bytes.ok()) << "size " << c.size << " at " << c.at;
+    EXPECT_EQ(bytes.status().code(), absl::StatusCode::kDataLoss) << bytes.status();
+    EXPECT_TRUE(absl::StrContains(bytes.status().message(), "changed while it was read")) << bytes.status();
+    EXPECT_TRUE(absl::StrContains(bytes.status().message(), path)) << bytes.status();
+  }
+  const std::string content(300000, 'b');
+  const std::string path = dir.Write("untouched.gguf", content);
+  Age(path);
+  auto bytes = model::ReadModelFile(path);
+  ASSERT_TRUE(bytes.ok()) << bytes.status();
+  EXPECT_EQ(bytes->sha256(), token::Sha256Hex(content));
 }
 
 TEST(TlsVerificationFailureTest, NamesCertificateFailuresOnly) {
