@@ -372,6 +372,16 @@ TEST_F(HttpE2eTest, HealthAndErrorShapes) {
   EXPECT_EQ(path.status, 404) << path.body;
   EXPECT_EQ(path.Json()["error"]["type"], "not_found_error") << path.body;
 
+  // A 20 MB body (the fixture's limit is 1 MiB) is refused with 413, and the
+  // worker keeps serving.
+  const std::string huge = json{{"model", kModelId},
+                                {"messages", json::array({{{"role", "user"}, {"content", std::string(20 << 20, 'x')}}})}}
+                               .dump();
+  Reply too_large = Send(*Client(http_port_), "POST", "/v1/chat/completions", kKey, huge);
+  EXPECT_EQ(too_large.status, 413) << too_large.body.substr(0, 200);
+  Reply after = Post(http_port_, "/v1/completions", {{"model", kModelId}, {"prompt", "x"}, {"max_tokens", 2}});
+  EXPECT_EQ(after.status, 200) << after.body;
+
   Reply malformed = Send(*Client(http_port_), "POST", "/v1/chat/completions", kKey, "{\"model\": ");
   EXPECT_EQ(malformed.status, 400) << malformed.body;
   EXPECT_TRUE(absl::StrContains(malformed.Json()["error"]["message"].get<std::string>(), "not valid JSON"));
