@@ -28,15 +28,20 @@ namespace {
 
 using namespace ossgate;
 
-// "field: problem", the field made of [a-z_.] and [index] parts.
+// The field is a path that starts with a request field ("conversation",
+// "sampling", ...); inside a tool's JSON Schema it continues with the
+// client's own property names ("conversation.tools[0].parameters.properties.
+// Zity.type", regressions/worker_request/crash-8c47...), which the renderer
+// allows to hold any character that does not break the type syntax, so only
+// whitespace, control characters, quotes and colons are excluded after the
+// first character.
 bool StartsWithFieldName(const std::string& message) {
   const size_t colon = message.find(": ");
   if (colon == std::string::npos || colon == 0) return false;
+  if (!(message[0] >= 'a' && message[0] <= 'z')) return false;
   for (size_t i = 0; i < colon; ++i) {
-    const char c = message[i];
-    if (!((c >= 'a' && c <= 'z') || c == '_' || c == '.' || c == '[' || c == ']' || (c >= '0' && c <= '9'))) {
-      return false;
-    }
+    const auto c = static_cast<unsigned char>(message[i]);
+    if (c <= ' ' || c == 0x7f || c == '"' || c == ':') return false;
   }
   return true;
 }
