@@ -31,49 +31,77 @@ struct MdCtxDeleter {
 
 // Sampled re-read after hashing: files up to kSamples * kSampleBytes are
 // compared whole, larger ones at kSamples evenly spaced places (the first
-// and the last bytes included).
+// and the last bytes included). The sampled bytes are kept as they stream
+// by, so the check works whatever the sink did with them.
 constexpr uint64_t kSamples = 32;
 constexpr uint64_t kSampleBytes = 4096;
 
-absl::Status CheckUnchanged(int fd, const std::string& path, const struct stat& before, const uint8_t* data,
-                            uint64_t size) {
-  auto changed = [&](const std::string& what) {
-    return absl::DataLossError(absl::StrCat("model file '", path, "' changed while it was read (", what,
-                                            "); something is writing it: stop the writer and restart the worker"));
+class Samples {
+ public:
+  explicit Samples(uint64_t size) {
+    const uint64_t whole = kSamples * kSampleBytes;
+    const uint64_t n = size <= whole ? (size + kSampleBytes - 1) / kSampleBytes : kSamples;
+    for (uint64_t i = 0; i < n; ++i) {
+      const uint64_t at = size <= whole ? i * kSampleBytes : (size - kSampleBytes) / (kSamples - 1) * i;
+      ranges_.push_back({at, std::min(kSampleBytes, size - at)});
+    }
+    kept_.resize(ranges_.size() * kSampleBytes);
+  }
+
+  // Keeps what of the samples lies in file bytes [offset, offset + n).
+  void Keep(uint64_t offset, const uint8_t* data, uint64_t n) {
+    for (size_t i = 0; i < ranges_.size(); ++i) {
+      const uint64_t lo = std::max(offset, ranges_[i].at), hi = std::min(offset + n, ranges_[i].at + ranges_[i].len);
+      if (lo < hi) std::memcpy(&kept_[i * kSampleBytes + (lo - ranges_[i].at)], data + (lo - offset), hi - lo);
+    }
+  }
+
+  absl::Status CheckUnchanged(int fd, const std::string& path, const struct stat& before) const {
+    auto changed = [&](const std::string& what) {
+      return absl::DataLossError(absl::StrCat("model file '", path, "' changed while it was read (", what,
+                                              "); something is writing it: stop the writer and restart the worker"));
+    };
+    struct stat after {};
+    if (::fstat(fd, &after) != 0) {
+      return absl::InternalError(absl::StrCat("fstat '", path, "': ", std::strerror(errno)));
+    }
+    if (after.st_size != before.st_size) {
+      return changed(absl::StrCat("size ", before.st_size, " -> ", after.st_size, " bytes"));
+    }
+    if (after.st_mtim.tv_sec != before.st_mtim.tv_sec || after.st_mtim.tv_nsec != before.st_mtim.tv_nsec) {
+      return changed("its modification time moved");
+    }
+    std::vector<uint8_t> buf(kSampleBytes);
+    for (size_t i = 0; i < ranges_.size(); ++i) {
+      const auto [at, len] = ranges_[i];
+      size_t got = 0;
+      while (got < len) {
+        const ssize_t r = ::pread(fd, buf.data() + got, len - got, static_cast<off_t>(at + got));
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return changed(absl::StrCat("a second read at byte ", at + got, " failed"));
+        got += static_cast<size_t>(r);
+      }
+      if (std::memcmp(buf.data(), &kept_[i * kSampleBytes], len) != 0) {
+        return changed(absl::StrCat("a second read of bytes ", at, "..", at + len, " differs from the hashed bytes"));
+      }
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  struct Range {
+    uint64_t at, len;
   };
-  struct stat after {};
-  if (::fstat(fd, &after) != 0) return absl::InternalError(absl::StrCat("fstat '", path, "': ", std::strerror(errno)));
-  if (after.st_size != before.st_size) {
-    return changed(absl::StrCat("size ", before.st_size, " -> ", after.st_size, " bytes"));
-  }
-  if (after.st_mtim.tv_sec != before.st_mtim.tv_sec || after.st_mtim.tv_nsec != before.st_mtim.tv_nsec) {
-    return changed("its modification time moved");
-  }
-  std::vector<uint8_t> buf(kSampleBytes);
-  const uint64_t whole = kSamples * kSampleBytes;
-  const uint64_t n = size <= whole ? (size + kSampleBytes - 1) / kSampleBytes : kSamples;
-  for (uint64_t i = 0; i < n; ++i) {
-    const uint64_t at = size <= whole ? i * kSampleBytes
-                                      : (size - kSampleBytes) / (kSamples - 1) * i;
-    const size_t len = static_cast<size_t>(std::min(kSampleBytes, size - at));
-    size_t got = 0;
-    while (got < len) {
-      const ssize_t r = ::pread(fd, buf.data() + got, len - got, static_cast<off_t>(at + got));
-      if (r < 0 && errno == EINTR) continue;
-      if (r <= 0) return changed(absl::StrCat("a second read at byte ", at + got, " failed"));
-      got += static_cast<size_t>(r);
-    }
-    if (std::memcmp(buf.data(), data + at, len) != 0) {
-      return changed(absl::StrCat("a second read of bytes ", at, "..", at + len, " differs from the hashed bytes"));
-    }
-  }
-  return absl::OkStatus();
-}
+  std::vector<Range> ranges_;
+  std::vector<uint8_t> kept_;
+};
 
 }  // namespace
 
-absl::StatusOr<ModelBytes> ReadModelFile(const std::string& path, uint64_t max_bytes,
-                                         const std::function<void(const ReadProgress&)>& progress) {
+absl::StatusOr<FileDigest> StreamModelFile(const std::string& path, uint64_t max_bytes, ModelSink& sink,
+                                           const std::function<void(const ReadProgress&)>& progress,
+                                           uint64_t chunk_bytes) {
+  const auto t0 = std::chrono::steady_clock::now();
   const int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
   if (fd < 0) {
     const int err = errno;
@@ -97,34 +125,41 @@ absl::StatusOr<ModelBytes> ReadModelFile(const std::string& path, uint64_t max_b
   }
   // Clear O_NONBLOCK (used only so opening a FIFO cannot hang).
   ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+  // The file is read front to back once: tell the kernel, so it reads ahead.
+  ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 
-  ModelBytes m;
-  m.path_ = path;
-  m.size_ = size;
-  m.data_.reset(new (std::nothrow) uint8_t[size > 0 ? size : 1]);
-  if (!m.data_) return absl::ResourceExhaustedError(absl::StrCat("cannot allocate ", size, " bytes for '", path, "'"));
+  if (absl::Status s = sink.Begin(size); !s.ok()) return s;
   std::unique_ptr<EVP_MD_CTX, MdCtxDeleter> ctx(EVP_MD_CTX_new());
   if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1) return absl::InternalError("SHA-256 init failed");
-
-  const auto t0 = std::chrono::steady_clock::now();
-  constexpr uint64_t kChunk = 16 << 20;
+  Samples samples(size);
   constexpr uint64_t kReportEvery = 256 << 20;
+  chunk_bytes = std::max<uint64_t>(chunk_bytes, 1);
   uint64_t done = 0, next_report = kReportEvery;
+  auto seconds = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
   while (done < size) {
-    const size_t want = static_cast<size_t>(std::min(kChunk, size - done));
-    const ssize_t got = ::read(fd, m.data_.get() + done, want);
-    if (got < 0) {
-      if (errno == EINTR) continue;
-      return absl::InternalError(absl::StrCat("read '", path, "' at byte ", done, ": ", std::strerror(errno)));
+    auto buffer = sink.Next(done, std::min(chunk_bytes, size - done));
+    if (!buffer.ok()) return buffer.status();
+    // Fill the sink's buffer (short reads are normal for large requests).
+    uint64_t filled = 0;
+    while (filled < buffer->size()) {
+      const ssize_t got = ::read(fd, buffer->data() + filled, buffer->size() - filled);
+      if (got < 0) {
+        if (errno == EINTR) continue;
+        return absl::InternalError(
+            absl::StrCat("read '", path, "' at byte ", done + filled, ": ", std::strerror(errno)));
+      }
+      if (got == 0) {
+        return absl::DataLossError(absl::StrCat("model file '", path, "' shrank while being read (", done + filled,
+                                                " of ", size, " bytes); it is being modified"));
+      }
+      filled += static_cast<uint64_t>(got);
     }
-    if (got == 0) {
-      return absl::DataLossError(absl::StrCat("model file '", path, "' shrank while being read (", done, " of ", size,
-                                              " bytes); it is being modified"));
-    }
-    EVP_DigestUpdate(ctx.get(), m.data_.get() + done, static_cast<size_t>(got));
-    done += static_cast<uint64_t>(got);
+    EVP_DigestUpdate(ctx.get(), buffer->data(), filled);
+    samples.Keep(done, buffer->data(), filled);
+    if (absl::Status s = sink.Commit(done, filled); !s.ok()) return s;
+    done += filled;
     if (progress && (done >= next_report || done == size)) {
-      progress({done, size, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()});
+      progress({done, size, seconds()});
       next_report = done + kReportEvery;
     }
   }
@@ -138,18 +173,50 @@ absl::StatusOr<ModelBytes> ReadModelFile(const std::string& path, uint64_t max_b
   // still describes exactly the bytes loaded, but a file under a writer is
   // refused rather than approved piecemeal: the size and modification time
   // must not have moved, and samples read again must equal what was hashed.
-  if (absl::Status changed = CheckUnchanged(fd, path, st, m.data_.get(), size); !changed.ok()) return changed;
+  if (absl::Status changed = samples.CheckUnchanged(fd, path, st); !changed.ok()) return changed;
+  if (absl::Status s = sink.Finish(); !s.ok()) return s;
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int md_len = 0;
   if (EVP_DigestFinal_ex(ctx.get(), md, &md_len) != 1) return absl::InternalError("SHA-256 final failed");
   static const char kHex[] = "0123456789abcdef";
-  m.sha256_.reserve(64);
+  FileDigest digest;
+  digest.path = path;
+  digest.size = size;
+  digest.sha256.reserve(64);
   for (unsigned i = 0; i < md_len; ++i) {
-    m.sha256_ += kHex[md[i] >> 4];
-    m.sha256_ += kHex[md[i] & 15];
+    digest.sha256 += kHex[md[i] >> 4];
+    digest.sha256 += kHex[md[i] & 15];
   }
+  digest.seconds = seconds();
   if (progress && size == 0) progress({0, 0, 0});
-  return m;
+  return digest;
+}
+
+absl::Status HostModelSink::Begin(uint64_t size) {
+  bytes_.size_ = size;
+  bytes_.data_.reset(new (std::nothrow) uint8_t[size > 0 ? size : 1]);
+  if (!bytes_.data_) {
+    return absl::ResourceExhaustedError(absl::StrCat("cannot allocate ", size, " bytes of host memory for the model"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::span<uint8_t>> HostModelSink::Next(uint64_t offset, uint64_t max) {
+  return std::span<uint8_t>(bytes_.data_.get() + offset, max);
+}
+
+ModelBytes HostModelSink::Take(const FileDigest& digest) {
+  bytes_.path_ = digest.path;
+  bytes_.sha256_ = digest.sha256;
+  return std::move(bytes_);
+}
+
+absl::StatusOr<ModelBytes> ReadModelFile(const std::string& path, uint64_t max_bytes,
+                                         const std::function<void(const ReadProgress&)>& progress) {
+  HostModelSink sink;
+  auto digest = StreamModelFile(path, max_bytes, sink, progress);
+  if (!digest.ok()) return digest.status();
+  return sink.Take(*digest);
 }
 
 }  // namespace ossgate::model

@@ -511,6 +511,111 @@ TEST(ReadModelFileTest, FileRewrittenInPlaceWhileReadIsRefused) {
   EXPECT_EQ(bytes->sha256(), token::Sha256Hex(content));
 }
 
+// A sink that takes the bytes in buffers of its own size (smaller than the
+// reader asks for), copies them out on Commit, and can fail on a chosen call.
+class RecordingSink : public model::ModelSink {
+ public:
+  explicit RecordingSink(size_t buffer_bytes, int fail_commit = -1)
+      : buffer_(buffer_bytes), fail_commit_(fail_commit) {}
+  absl::Status Begin(uint64_t size) override {
+    size_ = size;
+    ++begins;
+    return absl::OkStatus();
+  }
+  absl::StatusOr<std::span<uint8_t>> Next(uint64_t offset, uint64_t max) override {
+    EXPECT_EQ(offset, received.size());
+    asked_max = std::max(asked_max, max);
+    return std::span<uint8_t>(buffer_.data(), std::min<uint64_t>(max, buffer_.size()));
+  }
+  absl::Status Commit(uint64_t offset, uint64_t n) override {
+    EXPECT_EQ(offset, received.size());
+    if (commits++ == fail_commit_) return absl::ResourceExhaustedError("sink full");
+    received.append(reinterpret_cast<const char*>(buffer_.data()), n);
+    return absl::OkStatus();
+  }
+  absl::Status Finish() override {
+    EXPECT_EQ(received.size(), size_);
+    ++finishes;
+    return absl::OkStatus();
+  }
+  std::string received;
+  uint64_t asked_max = 0;
+  int begins = 0, commits = 0, finishes = 0;
+
+ private:
+  std::vector<uint8_t> buffer_;
+  uint64_t size_ = 0;
+  int fail_commit_;
+};
+
+TEST(StreamModelFileTest, EveryByteReachesTheSinkInOrderAndIsHashed) {
+  TempDir dir;
+  std::string content(1000003, '\0');
+  for (size_t i = 0; i < content.size(); ++i) content[i] = static_cast<char>((i * 2654435761u) >> 13);
+  const std::string path = dir.Write("streamed.gguf", content);
+  RecordingSink sink(/*buffer_bytes=*/70000);
+  auto digest = model::StreamModelFile(path, uint64_t{1} << 40, sink, nullptr, /*chunk_bytes=*/100000);
+  ASSERT_TRUE(digest.ok()) << digest.status();
+  EXPECT_EQ(sink.received, content);
+  EXPECT_EQ(digest->sha256, token::Sha256Hex(content));
+  EXPECT_EQ(digest->size, content.size());
+  EXPECT_EQ(digest->path, path);
+  EXPECT_EQ(sink.asked_max, 100000u);
+  EXPECT_EQ(sink.commits, (1000003 + 69999) / 70000);
+  EXPECT_EQ(sink.begins, 1);
+  EXPECT_EQ(sink.finishes, 1);
+}
+
+TEST(StreamModelFileTest, ASinkErrorStopsTheReadAndIsReturned) {
+  TempDir dir;
+  const std::string path = dir.Write("streamed.gguf", std::string(500000, 'x'));
+  RecordingSink sink(/*buffer_bytes=*/100000, /*fail_commit=*/2);
+  auto digest = model::StreamModelFile(path, uint64_t{1} << 40, sink);
+  ASSERT_FALSE(digest.ok());
+  EXPECT_EQ(digest.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(sink.received.size(), 200000u);
+  EXPECT_EQ(sink.finishes, 0);
+}
+
+TEST(StreamModelFileTest, ARewriteIsCaughtWhateverTheSinkKept) {
+  // The sink keeps nothing (like the device sink, whose bytes are not on the
+  // host), yet the sampled second read still compares with what was hashed.
+  TempDir dir;
+  const std::string path = dir.Write("rewritten.gguf", std::string(300000, 'a'));
+  Age(path);
+  class Forgetful : public model::ModelSink {
+   public:
+    absl::Status Begin(uint64_t) override { return absl::OkStatus(); }
+    absl::StatusOr<std::span<uint8_t>> Next(uint64_t, uint64_t max) override {
+      buf_.assign(max, 0);
+      return std::span<uint8_t>(buf_);
+    }
+    absl::Status Commit(uint64_t, uint64_t) override {
+      std::fill(buf_.begin(), buf_.end(), 0);  // gone from the host
+      return absl::OkStatus();
+    }
+    absl::Status Finish() override { return absl::OkStatus(); }
+
+   private:
+    std::vector<uint8_t> buf_;
+  } sink;
+  bool rewritten = false;
+  auto digest = model::StreamModelFile(path, uint64_t{1} << 40, sink, [&](const model::ReadProgress& p) {
+    if (p.bytes_done == p.bytes_total && !rewritten) {
+      Rewrite(path, 0, /*keep_mtime=*/true);
+      rewritten = true;
+    }
+  });
+  ASSERT_TRUE(rewritten);
+  ASSERT_FALSE(digest.ok());
+  EXPECT_EQ(digest.status().code(), absl::StatusCode::kDataLoss) << digest.status();
+  // Untouched, the same forgetful sink passes: the samples were kept by the reader.
+  const std::string path2 = dir.Write("untouched.gguf", std::string(300000, 'a'));
+  Age(path2);
+  auto ok = model::StreamModelFile(path2, uint64_t{1} << 40, sink);
+  ASSERT_TRUE(ok.ok()) << ok.status();
+}
+
 TEST(TlsVerificationFailureTest, NamesCertificateFailuresOnly) {
   // Messages as gRPC (with OpenSSL) reports them.
   EXPECT_TRUE(TlsVerificationFailure(
