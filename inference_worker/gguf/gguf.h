@@ -95,6 +95,12 @@ class GgufFile {
   // Validates and indexes `bytes`. On any defect returns InvalidArgument
   // naming the field, the byte offset and the problem.
   static absl::StatusOr<GgufFile> Parse(std::span<const uint8_t> bytes, const ReaderLimits& limits = {});
+  // The same checks from the first bytes of a file of `file_size` bytes whose
+  // data section starts at data_base + data_offset() (data_base may be device
+  // memory: it is never dereferenced here; TensorInfo::data points there).
+  // OutOfRange when the header runs past `prefix`: call again with more.
+  static absl::StatusOr<GgufFile> ParseHeader(std::span<const uint8_t> prefix, uint64_t file_size,
+                                              const uint8_t* data_base, const ReaderLimits& limits = {});
 
   uint32_t version() const { return version_; }
   uint64_t alignment() const { return alignment_; }

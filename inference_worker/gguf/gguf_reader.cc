@@ -66,11 +66,15 @@ uint64_t MinEncodedSize(ValueType type) {
 
 bool IsKnownValueType(uint32_t t) { return t <= static_cast<uint32_t>(ValueType::kFloat64); }
 
+// Reads the header from `bytes`, the first bytes of a file of `file_size`
+// bytes (all of it for Parse; a prefix for ParseHeader, where running past
+// the prefix inside the file is OutOfRange so the caller can supply more).
 class Cursor {
  public:
-  explicit Cursor(std::span<const uint8_t> bytes) : bytes_(bytes) {}
+  Cursor(std::span<const uint8_t> bytes, uint64_t file_size) : bytes_(bytes), file_size_(file_size) {}
   uint64_t pos() const { return pos_; }
-  uint64_t remaining() const { return bytes_.size() - pos_; }
+  // Bytes of the file (not only of the prefix) after the cursor.
+  uint64_t remaining() const { return file_size_ - pos_; }
 
   template <typename T>
   absl::Status Read(absl::string_view field, T* out) {
@@ -78,6 +82,7 @@ class Cursor {
       return Error(pos_, field, absl::StrCat("file ends after ", remaining(), " of ", sizeof(T),
                                              " bytes; the file is truncated"));
     }
+    if (absl::Status s = InPrefix(sizeof(T)); !s.ok()) return s;
     std::memcpy(out, bytes_.data() + pos_, sizeof(T));
     pos_ += sizeof(T);
     return absl::OkStatus();
@@ -95,13 +100,21 @@ class Cursor {
       return Error(at, field, absl::StrCat("string length ", len, " runs past the end of the file (",
                                            remaining(), " bytes left); the file is truncated or the length is corrupt"));
     }
+    if (absl::Status s = InPrefix(len); !s.ok()) return s;
     out->assign(reinterpret_cast<const char*>(bytes_.data() + pos_), len);
     pos_ += len;
     return absl::OkStatus();
   }
 
  private:
+  absl::Status InPrefix(uint64_t n) const {
+    if (n <= bytes_.size() - pos_) return absl::OkStatus();
+    return absl::OutOfRangeError(absl::StrCat("the GGUF header continues past the first ", bytes_.size(),
+                                              " bytes kept of the file"));
+  }
+
   std::span<const uint8_t> bytes_;
+  uint64_t file_size_;
   uint64_t pos_ = 0;
 };
 
@@ -292,9 +305,18 @@ std::string TensorInfo::ShapeString() const {
 }
 
 absl::StatusOr<GgufFile> GgufFile::Parse(std::span<const uint8_t> bytes, const ReaderLimits& limits) {
+  return ParseHeader(bytes, bytes.size(), bytes.data(), limits);
+}
+
+absl::StatusOr<GgufFile> GgufFile::ParseHeader(std::span<const uint8_t> prefix, uint64_t file_size,
+                                               const uint8_t* data_base, const ReaderLimits& limits) {
+  if (prefix.size() > file_size) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("GGUF header prefix of ", prefix.size(), " bytes is longer than the file (", file_size, ")"));
+  }
   GgufFile f;
-  f.file_size_ = bytes.size();
-  Cursor cur(bytes);
+  f.file_size_ = file_size;
+  Cursor cur(prefix, file_size);
 
   uint32_t magic = 0;
   if (auto s = cur.Read("magic", &magic); !s.ok()) return s;
@@ -431,12 +453,12 @@ absl::StatusOr<GgufFile> GgufFile::Parse(std::span<const uint8_t> bytes, const R
 
   const uint64_t header_end = cur.pos();
   f.data_offset_ = (header_end + f.alignment_ - 1) / f.alignment_ * f.alignment_;
-  if (f.data_offset_ > bytes.size() && !f.tensors_.empty()) {
+  if (f.data_offset_ > file_size && !f.tensors_.empty()) {
     return Error(header_end, "data section",
                  absl::StrCat("the file ends before the data section starts at byte ", f.data_offset_,
                               "; the file is truncated"));
   }
-  const uint64_t data_size = bytes.size() >= f.data_offset_ ? bytes.size() - f.data_offset_ : 0;
+  const uint64_t data_size = file_size >= f.data_offset_ ? file_size - f.data_offset_ : 0;
 
   // Bounds, then overlap: sort by offset and require each tensor to end before
   // the next starts. Errors point at the tensor info's offset field (an absolute
@@ -454,7 +476,7 @@ absl::StatusOr<GgufFile> GgufFile::Parse(std::span<const uint8_t> bytes, const R
                    absl::StrCat("needs ", t.nbytes, " bytes at data offset ", t.offset, " but the data section holds ",
                                 data_size, " bytes; the file is truncated or the tensor info is corrupt"));
     }
-    t.data = bytes.data() + f.data_offset_ + t.offset;
+    t.data = data_base + f.data_offset_ + t.offset;
   }
   std::vector<size_t> order(f.tensors_.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;

@@ -10,6 +10,7 @@
 #include <tuple>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "inference_worker/gguf/gguf.h"
@@ -367,6 +368,45 @@ TEST(GgufReaderTest, EveryTruncationOfAValidFileIsRejectedAsTruncated) {
   for (uint64_t n = data_end; n <= l.bytes.size(); ++n) {
     EXPECT_TRUE(GgufFile::Parse(std::span(l.bytes).first(n)).ok()) << n;
   }
+}
+
+TEST(GgufReaderTest, HeaderPrefixesParseLikeTheWholeFileOrAskForMore) {
+  // The streaming load parses the header from the first bytes kept on the
+  // host, with the tensor data elsewhere (device memory): every prefix that
+  // ends inside the header asks for more (OutOfRange, never a verdict about
+  // the file), every longer one gives exactly what Parse gives, with the data
+  // pointers at the base given.
+  const Layout l = Build(BaseSpec());
+  auto whole = GgufFile::Parse(l.bytes);
+  ASSERT_TRUE(whole.ok()) << whole.status();
+  const uint8_t* elsewhere = reinterpret_cast<const uint8_t*>(uintptr_t{1} << 40);
+  uint64_t header_end = 0;
+  for (uint64_t n = 0; n <= l.bytes.size(); ++n) {
+    ExactBuffer buf(std::span(l.bytes).first(n));
+    auto f = GgufFile::ParseHeader(buf.span(), l.bytes.size(), elsewhere);
+    if (!f.ok()) {
+      ASSERT_EQ(f.status().code(), absl::StatusCode::kOutOfRange) << n << ": " << f.status();
+      ASSERT_THAT(std::string(f.status().message()), HasSubstr(absl::StrCat("first ", n, " bytes"))) << f.status();
+      ASSERT_EQ(header_end, 0u) << "prefix " << n << " failed after a shorter one parsed";
+      continue;
+    }
+    if (header_end == 0) header_end = n;
+    ASSERT_EQ(f->data_offset(), whole->data_offset());
+    ASSERT_EQ(f->file_size(), whole->file_size());
+    ASSERT_EQ(f->metadata().size(), whole->metadata().size());
+    ASSERT_EQ(f->tensors().size(), whole->tensors().size());
+    for (size_t i = 0; i < f->tensors().size(); ++i) {
+      ASSERT_EQ(f->tensors()[i].name, whole->tensors()[i].name);
+      ASSERT_EQ(f->tensors()[i].data - elsewhere, whole->tensors()[i].data - l.bytes.data());
+    }
+  }
+  EXPECT_GT(header_end, 24u);
+  EXPECT_LE(header_end, l.data_start);
+  // A file truncated in its data section stays a file error, prefix or not.
+  auto cut = GgufFile::ParseHeader(std::span(l.bytes).first(header_end), l.data_start + 10, elsewhere);
+  ASSERT_FALSE(cut.ok());
+  EXPECT_EQ(cut.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(cut.status().message()), HasSubstr("truncated"));
 }
 
 // --- Typed getters ---------------------------------------------------------------
