@@ -27,7 +27,7 @@ std::string Shape(std::initializer_list<int64_t> ne) {
 
 class Binder {
  public:
-  explicit Binder(const gguf::GgufFile& f) : f_(f) {}
+  Binder(const gguf::GgufFile& f, const BindOptions& o) : f_(f), o_(o) {}
 
   absl::StatusOr<const TensorInfo*> Find(const std::string& name, std::initializer_list<int64_t> ne) {
     const TensorInfo* t = f_.FindTensor(name);
@@ -70,7 +70,17 @@ class Binder {
                                                      "; norms, biases and sinks must be F32, F16 or BF16"));
     }
     out->resize(static_cast<size_t>(ti->elements()));
-    gguf::DequantizeRow(ti->type, ti->data, out->data(), ti->elements());
+    const uint8_t* bytes = ti->data;
+    std::vector<uint8_t> fetched;
+    if (o_.fetch) {
+      if (absl::Status s = o_.fetch(*ti, &fetched); !s.ok()) return s;
+      if (fetched.size() != ti->nbytes) {
+        return absl::InternalError(absl::StrCat("tensor '", name, "': fetched ", fetched.size(), " of ", ti->nbytes,
+                                                " bytes"));
+      }
+      bytes = fetched.data();
+    }
+    gguf::DequantizeRow(ti->type, bytes, out->data(), ti->elements());
     for (float v : *out) {
       if (!std::isfinite(v)) {
         return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' contains a non-finite value"));
@@ -81,6 +91,7 @@ class Binder {
 
  private:
   const gguf::GgufFile& f_;
+  const BindOptions& o_;
 };
 
 // The first non-finite scale or value of blocks [begin, end) of a matrix's
@@ -137,9 +148,7 @@ absl::Status CheckFinite(const std::vector<const Matrix*>& mats) {
   std::vector<Slice> slices;
   constexpr int64_t kSliceBlocks = int64_t{1} << 20;
   for (const Matrix* m : mats) {
-    const auto traits = gguf::GetTypeTraits(static_cast<uint32_t>(m->type));
-    const int64_t per_block = traits ? traits->block_elems : 1;
-    const int64_t blocks = m->cols / per_block * m->rows * m->n_mats;
+    const int64_t blocks = MatrixBlocks(*m);
     for (int64_t b = 0; b < blocks; b += kSliceBlocks) slices.push_back({m, b, std::min(blocks, b + kSliceBlocks)});
   }
   std::vector<int64_t> bad(slices.size(), -1);
@@ -154,25 +163,42 @@ absl::Status CheckFinite(const std::vector<const Matrix*>& mats) {
   for (std::thread& t : threads) t.join();
   for (size_t i = 0; i < slices.size(); ++i) {
     if (bad[i] < 0) continue;
-    const Matrix& m = *slices[i].m;
-    const auto traits = gguf::GetTypeTraits(static_cast<uint32_t>(m.type));
-    const int64_t per_row = m.cols / (traits ? traits->block_elems : 1);
-    const int64_t row = bad[i] / per_row, block = bad[i] % per_row;
-    const bool quantized = m.type == GgmlType::kQ8_0 || m.type == GgmlType::kMXFP4;
-    return absl::InvalidArgumentError(absl::StrCat(
-        "tensor '", m.name, "' has a non-finite ", quantized ? "block scale" : "value", " at ",
-        m.n_mats > 1 ? absl::StrCat("matrix ", row / m.rows, ", ") : "", "row ", row % m.rows, ", ",
-        quantized ? "block " : "column ", block,
-        m.type == GgmlType::kMXFP4 ? " (E8M0 0xFF, NaN)" : "",
-        "; the file is corrupt or was written wrongly: re-download it or convert it again"));
+    return NonFiniteBlockError(*slices[i].m, bad[i]);
   }
   return absl::OkStatus();
 }
 
 }  // namespace
 
-absl::StatusOr<Weights> BindWeights(const gguf::GgufFile& file, const ModelConfig& c) {
-  Binder b(file);
+int64_t MatrixBlocks(const Matrix& m) {
+  const auto traits = gguf::GetTypeTraits(static_cast<uint32_t>(m.type));
+  return m.cols / (traits ? traits->block_elems : 1) * m.rows * m.n_mats;
+}
+
+absl::Status NonFiniteBlockError(const Matrix& m, int64_t bad) {
+  const auto traits = gguf::GetTypeTraits(static_cast<uint32_t>(m.type));
+  const int64_t per_row = m.cols / (traits ? traits->block_elems : 1);
+  const int64_t row = bad / per_row, block = bad % per_row;
+  const bool quantized = m.type == GgmlType::kQ8_0 || m.type == GgmlType::kMXFP4;
+  return absl::InvalidArgumentError(absl::StrCat(
+      "tensor '", m.name, "' has a non-finite ", quantized ? "block scale" : "value", " at ",
+      m.n_mats > 1 ? absl::StrCat("matrix ", row / m.rows, ", ") : "", "row ", row % m.rows, ", ",
+      quantized ? "block " : "column ", block, m.type == GgmlType::kMXFP4 ? " (E8M0 0xFF, NaN)" : "",
+      "; the file is corrupt or was written wrongly: re-download it or convert it again"));
+}
+
+std::vector<const Matrix*> AllMatrices(const Weights& w) {
+  std::vector<const Matrix*> mats = {&w.token_embd, &w.output};
+  for (const LayerWeights& L : w.layers) {
+    for (const Matrix* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.router, &L.gate_exps, &L.up_exps, &L.down_exps}) {
+      mats.push_back(m);
+    }
+  }
+  return mats;
+}
+
+absl::StatusOr<Weights> BindWeights(const gguf::GgufFile& file, const ModelConfig& c, const BindOptions& options) {
+  Binder b(file, options);
   Weights w;
   const int64_t D = c.d_model, V = c.vocab_size, Q = c.q_dim(), KV = c.kv_dim(), E = c.n_experts, F = c.d_ff;
 #define OSSGATE_TRY(expr) \
@@ -210,13 +236,9 @@ absl::StatusOr<Weights> BindWeights(const gguf::GgufFile& file, const ModelConfi
     OSSGATE_TRY(b.Vec(p + "ffn_down_exps.bias", {D, E}, &L.down_b));
   }
 #undef OSSGATE_TRY
-  std::vector<const Matrix*> mats = {&w.token_embd, &w.output};
-  for (const LayerWeights& L : w.layers) {
-    for (const Matrix* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.router, &L.gate_exps, &L.up_exps, &L.down_exps}) {
-      mats.push_back(m);
-    }
+  if (options.check_matrices) {
+    if (absl::Status s = CheckFinite(AllMatrices(w)); !s.ok()) return s;
   }
-  if (absl::Status s = CheckFinite(mats); !s.ok()) return s;
   if (file.tensors().size() != static_cast<size_t>(ExpectedTensorCount(c.n_layers))) {
     // Extra tensors are harmless to the math but mean the file is not what its
     // metadata says; refuse rather than silently ignore them.

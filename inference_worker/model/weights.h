@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -59,7 +60,27 @@ struct Weights {
 // matrices (Q8_0 d, MXFP4 E8M0 0xFF) and every element of the float tensors
 // is checked (one parallel pass over the scales; docs/perf.md has its cost),
 // the error naming the tensor, matrix, row and block.
-absl::StatusOr<Weights> BindWeights(const gguf::GgufFile& file, const ModelConfig& config);
+struct BindOptions {
+  // Copies a tensor's bytes to the host, for files whose data section is in
+  // device memory (the CUDA backend's streaming load): used for the small
+  // tensors read here. Null: they are read through TensorInfo::data.
+  std::function<absl::Status(const gguf::TensorInfo&, std::vector<uint8_t>*)> fetch;
+  // Scan the matrices' scales here. A caller that passes false checks them
+  // where the bytes are and reports the first bad block with
+  // NonFiniteBlockError.
+  bool check_matrices = true;
+};
+absl::StatusOr<Weights> BindWeights(const gguf::GgufFile& file, const ModelConfig& config,
+                                    const BindOptions& options = {});
+
+// Every matrix of the model (embedding, unembedding, per layer q, k, v, o,
+// router, gate, up, down), in that order.
+std::vector<const Matrix*> AllMatrices(const Weights& w);
+// Blocks of a matrix in its row-major block sequence (elements for F32/F16/BF16).
+int64_t MatrixBlocks(const Matrix& m);
+// The error for a non-finite scale (Q8_0 d, MXFP4 E8M0 0xFF) or value at
+// block `block` of m's row-major block sequence, naming matrix, row, block.
+absl::Status NonFiniteBlockError(const Matrix& m, int64_t block);
 
 // Number of tensors a gpt-oss GGUF holds: 19 per layer plus 3.
 constexpr int ExpectedTensorCount(int n_layers) { return 19 * n_layers + 3; }

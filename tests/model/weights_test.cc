@@ -120,5 +120,64 @@ TEST_F(WeightsFiniteTest, TheLargestFiniteScalesAreAccepted) {
   std::memcpy(q, &saved_q, 2);
 }
 
+// The CUDA backend's streaming load binds a file whose data is in device
+// memory: small tensors come through BindOptions::fetch, the matrices'
+// scales are checked on the device and reported with NonFiniteBlockError.
+TEST_F(WeightsFiniteTest, FetchedSmallTensorsBindLikeDirectOnes) {
+  auto direct = model::BindWeights(*model_->file, config_);
+  ASSERT_TRUE(direct.ok()) << direct.status();
+  std::set<std::string> fetched;
+  model::BindOptions o;
+  o.fetch = [&](const gguf::TensorInfo& t, std::vector<uint8_t>* out) {
+    fetched.insert(t.name);
+    out->assign(t.data, t.data + t.nbytes);
+    if (t.name == "blk.1.attn_sinks.weight") (*out)[0] ^= 0x01;  // visible in the result
+    return absl::OkStatus();
+  };
+  auto via = model::BindWeights(*model_->file, config_, o);
+  ASSERT_TRUE(via.ok()) << via.status();
+  // 11 small tensors per layer (norms, biases, sinks) plus the output norm.
+  EXPECT_EQ(fetched.size(), 11u * config_.n_layers + 1);
+  EXPECT_TRUE(fetched.count("output_norm.weight"));
+  EXPECT_EQ(via->layers[0].bq, direct->layers[0].bq);
+  EXPECT_EQ(via->layers[1].down_b, direct->layers[1].down_b);
+  EXPECT_NE(via->layers[1].sinks[0], direct->layers[1].sinks[0]);
+  EXPECT_EQ(via->layers[1].gate_exps.data, direct->layers[1].gate_exps.data);
+
+  o.fetch = [](const gguf::TensorInfo& t, std::vector<uint8_t>*) {
+    return absl::UnavailableError("copy of " + t.name + " failed");
+  };
+  auto failed = model::BindWeights(*model_->file, config_, o);
+  ASSERT_FALSE(failed.ok());
+  EXPECT_EQ(failed.status().code(), absl::StatusCode::kUnavailable);
+  o.fetch = [](const gguf::TensorInfo& t, std::vector<uint8_t>* out) {
+    out->assign(t.nbytes - 1, 0);
+    return absl::OkStatus();
+  };
+  EXPECT_EQ(model::BindWeights(*model_->file, config_, o).status().code(), absl::StatusCode::kInternal);
+}
+
+TEST_F(WeightsFiniteTest, WithoutTheHostScanANonFiniteScaleBindsAndIsReportedAlike) {
+  auto bound = model::BindWeights(*model_->file, config_);
+  ASSERT_TRUE(bound.ok());
+  const model::Matrix& m = bound->layers[1].up_exps;
+  ASSERT_EQ(m.type, gguf::GgmlType::kMXFP4);
+  const int64_t per_row = m.cols / 32, block = (2 * m.rows + 5) * per_row + 1;  // matrix 2, row 5, block 1
+  uint8_t* p = TensorBytes(m.name) + block * sizeof(gguf::BlockMxfp4);
+  const uint8_t saved = p[0];
+  p[0] = 0xFF;
+  auto checked = model::BindWeights(*model_->file, config_);
+  model::BindOptions o;
+  o.check_matrices = false;
+  auto unchecked = model::BindWeights(*model_->file, config_, o);
+  p[0] = saved;
+  ASSERT_FALSE(checked.ok());
+  ASSERT_TRUE(unchecked.ok()) << unchecked.status();
+  EXPECT_EQ(model::NonFiniteBlockError(m, block), checked.status());
+  EXPECT_THAT(std::string(checked.status().message()), HasSubstr("matrix 2, row 5, block 1"));
+  EXPECT_EQ(model::MatrixBlocks(m), m.n_mats * m.rows * per_row);
+  EXPECT_EQ(model::AllMatrices(*bound).size(), 2u + 8u * config_.n_layers);
+}
+
 }  // namespace
 }  // namespace ossgate::testing
