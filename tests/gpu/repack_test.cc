@@ -10,6 +10,7 @@
 #include "gtest/gtest.h"
 #include "inference_worker/gguf/ggml_types.h"
 #include "kernels/repack.h"
+#include "kernels/repack_tile.h"
 
 namespace ossgate::kernels {
 namespace {
@@ -145,6 +146,48 @@ TEST(RepackMxfp4Test, EveryCodeAndScaleDecodesExactly) {
     for (int64_t c = 0; c < cols; ++c) {
       ASSERT_EQ(TiledValue(WFormat::kMxfp4, cols / kBlockK, codes.data(), scales.data(), r, c), values[r * cols + c])
           << "row " << r << " col " << c << " (scale byte " << c / 32 << ")";
+    }
+  }
+}
+
+// The source descriptor the device repack uses (repack_tile.h) maps device
+// rows to ggml rows exactly as the host upload's row functions do: q, k and
+// v stacked, gate and up interleaved by eight features, padding as nullptr.
+TEST(RepackSourceTest, SourceRowMatchesTheHostRowMapping) {
+  const int64_t row_bytes = 17 * 3;
+  std::vector<uint8_t> q(3 * 40 * row_bytes), k(3 * 8 * row_bytes), v(3 * 8 * row_bytes);
+  RepackSource qkv;
+  qkv.part[0] = q.data();
+  qkv.part[1] = k.data();
+  qkv.part[2] = v.data();
+  qkv.part_rows[0] = 40;
+  qkv.part_rows[1] = qkv.part_rows[2] = 8;
+  qkv.n_parts = 3;
+  qkv.row_bytes = row_bytes;
+  for (int64_t mat = 0; mat < 3; ++mat) {
+    for (int64_t r = 0; r < RowTilesFor(56, false) * kTileRows; ++r) {
+      const uint8_t* want = r < 40 ? q.data() + (mat * 40 + r) * row_bytes
+                            : r < 48 ? k.data() + (mat * 8 + r - 40) * row_bytes
+                            : r < 56 ? v.data() + (mat * 8 + r - 48) * row_bytes
+                                     : nullptr;
+      ASSERT_EQ(SourceRow(qkv, mat, r), want) << mat << " " << r;
+    }
+  }
+  const int64_t features = 21;
+  std::vector<uint8_t> gate(2 * features * row_bytes), up(2 * features * row_bytes);
+  RepackSource gu;
+  gu.part[0] = gate.data();
+  gu.part[1] = up.data();
+  gu.part_rows[0] = gu.part_rows[1] = features;
+  gu.n_parts = 2;
+  gu.gate_up = true;
+  gu.row_bytes = row_bytes;
+  for (int64_t mat = 0; mat < 2; ++mat) {
+    for (int64_t r = 0; r < RowTilesFor(features, true) * kTileRows; ++r) {
+      bool is_up = false;
+      const int64_t f = GateUpSourceRow(r, features, &is_up);
+      const uint8_t* want = f < 0 ? nullptr : (is_up ? up.data() : gate.data()) + (mat * features + f) * row_bytes;
+      ASSERT_EQ(SourceRow(gu, mat, r), want) << mat << " " << r;
     }
   }
 }
