@@ -6,18 +6,72 @@
 
 namespace ossgate {
 
-absl::StatusOr<CreatedBackend> CreateBackend(const gguf::GgufFile& file, const BackendChoice& c) {
+namespace {
+
+absl::Status CheckKind(const BackendChoice& c) {
   if (c.kind != "auto" && c.kind != "cpu" && c.kind != "cuda") {
     return absl::InvalidArgumentError(absl::StrCat("backend: unknown kind '", c.kind, "' (auto, cpu, cuda)"));
   }
+  return absl::OkStatus();
+}
+
+gpu::CudaBackendOptions CudaOptions(const BackendChoice& c) {
+  gpu::CudaBackendOptions o;
+  o.device = c.cuda_device;
+  o.kv.max_sequences = c.max_sequences;
+  o.kv.num_full_blocks = c.kv_blocks;
+  o.max_context = c.max_context;
+  return o;
+}
+
+}  // namespace
+
+std::unique_ptr<gpu::DeviceModelImage> DeviceImageFor(const BackendChoice& c, std::string* note) {
+  if (c.kind == "cpu" || !CheckKind(c).ok()) return nullptr;
+  auto image = gpu::CreateDeviceModelImage(c.cuda_device);
+  if (image.ok()) return *std::move(image);
+  *note = absl::StrCat("the model is read into host memory: ", image.status().message());
+  return nullptr;
+}
+
+absl::StatusOr<CreatedBackend> CreateBackendFromImage(gpu::DeviceModelImage& image, const gguf::GgufFile& file,
+                                                      const BackendChoice& c, const model::FileDigest& digest,
+                                                      model::ModelBytes* host_bytes,
+                                                      std::optional<gguf::GgufFile>* host_file) {
+  if (absl::Status s = CheckKind(c); !s.ok()) return s;
+  auto b = gpu::CreateCudaBackendFromImage(image, file, CudaOptions(c));
+  if (b.ok()) {
+    CreatedBackend out;
+    out.backend = *std::move(b);
+    out.kind = "cuda";
+    return out;
+  }
+  if (c.kind == "cuda") return b.status();
+  // "auto": the verified bytes come back to the host for the CPU backend.
+  model::HostModelSink host;
+  if (absl::Status s = host.Begin(image.size()); !s.ok()) return s;
+  auto buffer = host.Next(0, image.size());
+  if (!buffer.ok()) return buffer.status();
+  // (After a failure late in the CUDA backend's creation the device copy is
+  // gone: its error is the one to report.)
+  if (!image.CopyToHost(0, image.size(), buffer->data()).ok()) return b.status();
+  *host_bytes = host.Take(digest);
+  auto parsed = gguf::GgufFile::Parse(host_bytes->bytes());
+  if (!parsed.ok()) return parsed.status();
+  host_file->emplace(*std::move(parsed));
+  BackendChoice cpu = c;
+  cpu.kind = "cpu";
+  auto created = CreateBackend(**host_file, cpu);
+  if (!created.ok()) return created.status();
+  created->note = absl::StrCat("CUDA backend unavailable (", b.status().message(), "); using the CPU backend");
+  return created;
+}
+
+absl::StatusOr<CreatedBackend> CreateBackend(const gguf::GgufFile& file, const BackendChoice& c) {
+  if (absl::Status s = CheckKind(c); !s.ok()) return s;
   CreatedBackend out;
   if (c.kind != "cpu") {
-    gpu::CudaBackendOptions o;
-    o.device = c.cuda_device;
-    o.kv.max_sequences = c.max_sequences;
-    o.kv.num_full_blocks = c.kv_blocks;
-    o.max_context = c.max_context;
-    auto b = gpu::CreateCudaBackend(file, o);
+    auto b = gpu::CreateCudaBackend(file, CudaOptions(c));
     if (b.ok()) {
       out.backend = *std::move(b);
       out.kind = "cuda";

@@ -3,11 +3,14 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "inference_worker/gguf/gguf.h"
+#include "inference_worker/cuda/cuda_backend.h"
 #include "inference_worker/model/engine.h"
+#include "inference_worker/model/model_file.h"
 
 namespace ossgate {
 
@@ -28,5 +31,20 @@ struct CreatedBackend {
 
 // `file` (and the bytes it points into) must outlive the backend.
 absl::StatusOr<CreatedBackend> CreateBackend(const gguf::GgufFile& file, const BackendChoice& choice);
+
+// Where the model file should be streamed for `choice`: a device image when
+// the CUDA backend may run (kind "cuda", or "auto" with a visible device),
+// else null (host memory). `note` says why not, for the log.
+std::unique_ptr<gpu::DeviceModelImage> DeviceImageFor(const BackendChoice& choice, std::string* note);
+
+// The backend of a verified file streamed into `image` (`file` =
+// image.ParseHeader()). With kind "auto", when the CUDA backend cannot run
+// the model, the bytes are copied back to the host into *host_bytes (with
+// `digest`), parsed into *host_file, and the CPU backend made from those;
+// both must then outlive the backend.
+absl::StatusOr<CreatedBackend> CreateBackendFromImage(gpu::DeviceModelImage& image, const gguf::GgufFile& file,
+                                                      const BackendChoice& choice, const model::FileDigest& digest,
+                                                      model::ModelBytes* host_bytes,
+                                                      std::optional<gguf::GgufFile>* host_file);
 
 }  // namespace ossgate

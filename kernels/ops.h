@@ -23,6 +23,7 @@
 
 #include "kernels/gemm_tuning.h"
 #include "kernels/layout.h"
+#include "kernels/repack_tile.h"
 
 namespace ossgate::kernels {
 
@@ -300,5 +301,29 @@ void LaunchSample(const SampleParams& p, cudaStream_t stream);
 // Sets the shared-memory limits of every kernel; call once per device before
 // launching (and before capturing graphs).
 void InitKernels();
+
+// ---------------------------------------------------------- load-time ----
+
+// Tiles n_mats matrices of row_tiles x k_blocks tiles from the ggml rows of
+// `src` (device pointers, repack_tile.h) into codes/scales laid out as
+// [matrix][row tile][k block] (scales null for F16/BF16). Byte-identical to
+// the host RepackTiles.
+struct RepackParams {
+  WFormat fmt = WFormat::kQ8_0;
+  RepackSource src;
+  int64_t n_mats = 1;
+  int64_t row_tiles = 0;
+  int64_t k_blocks = 0;
+  uint8_t* codes = nullptr;
+  uint8_t* scales = nullptr;
+};
+void LaunchRepackTiles(const RepackParams& p, cudaStream_t stream);
+
+// Lowers *first (initialise it to ~0) to the index of the first block of
+// `data` (a matrix of `blocks` blocks in ggml's row-major block sequence, in
+// format fmt: F32/F16/BF16 blocks are single values) whose scale (Q8_0 fp16
+// d, MXFP4 E8M0 0xFF) or value is not finite.
+void LaunchFirstBadBlock(WFormat fmt, const uint8_t* data, int64_t blocks, unsigned long long* first,
+                         cudaStream_t stream);
 
 }  // namespace ossgate::kernels

@@ -11,9 +11,9 @@
 #include "kernels/layout.h"
 
 #if defined(__CUDACC__)
-#define OSSGATE_HD __host__ __device__
+#define OSSGATE_REPACK_HD __host__ __device__
 #else
-#define OSSGATE_HD
+#define OSSGATE_REPACK_HD
 #endif
 
 namespace ossgate::kernels {
@@ -37,7 +37,7 @@ struct RepackSource {
 
 // The ggml row behind device row `dev_row` of matrix `mat`, or nullptr for
 // a padding row (stored as zeros).
-OSSGATE_HD inline const uint8_t* SourceRow(const RepackSource& s, int64_t mat, int64_t dev_row) {
+OSSGATE_REPACK_HD inline const uint8_t* SourceRow(const RepackSource& s, int64_t mat, int64_t dev_row) {
   if (s.gate_up) {
     const int64_t rt = dev_row / kTileRows, i = dev_row % kTileRows;
     const int64_t f = rt * 8 + (i % 8), features = s.part_rows[0];
@@ -55,11 +55,11 @@ OSSGATE_HD inline const uint8_t* SourceRow(const RepackSource& s, int64_t mat, i
 // half h live in a row's uint32 (layout.h): chosen so that DecodeMxfp4Raw
 // moves each pair into fp16 bits 9..11 and 15 (+16 for h = 1) with one or
 // two shifts.
-OSSGATE_HD constexpr int Mxfp4MagBit(int q) { return q == 0 ? 9 : q == 1 ? 1 : q == 2 ? 4 : 12; }
-OSSGATE_HD constexpr int Mxfp4SignBit(int q) { return q == 0 ? 15 : q == 1 ? 7 : q == 2 ? 8 : 0; }
+OSSGATE_REPACK_HD constexpr int Mxfp4MagBit(int q) { return q == 0 ? 9 : q == 1 ? 1 : q == 2 ? 4 : 12; }
+OSSGATE_REPACK_HD constexpr int Mxfp4SignBit(int q) { return q == 0 ? 15 : q == 1 ? 7 : q == 2 ? 8 : 0; }
 
 // Code of element e (0..31) of a ggml MXFP4 block.
-OSSGATE_HD inline uint32_t Mxfp4BlockCode(const uint8_t* block, int e) {
+OSSGATE_REPACK_HD inline uint32_t Mxfp4BlockCode(const uint8_t* block, int e) {
   return e < 16 ? (block[1 + e] & 0x0Fu) : (block[1 + e - 16] >> 4);
 }
 
@@ -67,7 +67,7 @@ OSSGATE_HD inline uint32_t Mxfp4BlockCode(const uint8_t* block, int e) {
 // rows r and r + 8 are `lo` and `hi` (nullptr: padding): its code bytes at
 // tile_codes + lane * LaneCodeBytes, and for c == 0 the scale entry of row
 // pair r in tile_scales (Q8_0, MXFP4).
-OSSGATE_HD inline void RepackLane(WFormat fmt, const uint8_t* lo, const uint8_t* hi, int64_t kb, int lane,
+OSSGATE_REPACK_HD inline void RepackLane(WFormat fmt, const uint8_t* lo, const uint8_t* hi, int64_t kb, int lane,
                                   uint8_t* tile_codes, uint8_t* tile_scales) {
   const int r = lane / 4, c = lane % 4;
   uint8_t* dst = tile_codes + lane * LaneCodeBytes(fmt);

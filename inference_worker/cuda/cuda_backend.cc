@@ -57,7 +57,8 @@ CudaBackendImpl::~CudaBackendImpl() {
 }
 
 absl::StatusOr<std::unique_ptr<CudaBackendImpl>> CudaBackendImpl::Create(const gguf::GgufFile& file,
-                                                                         const CudaBackendOptions& options) {
+                                                                         const CudaBackendOptions& options,
+                                                                         DeviceModelImage* image) {
   int n_devices = 0;
   if (cudaGetDeviceCount(&n_devices) != cudaSuccess || n_devices == 0) {
     cudaGetLastError();
@@ -76,7 +77,17 @@ absl::StatusOr<std::unique_ptr<CudaBackendImpl>> CudaBackendImpl::Create(const g
   }
   auto config = model::ReadModelConfig(file);
   if (!config.ok()) return config.status();
-  auto weights = model::BindWeights(file, *config);
+  model::BindOptions bind;
+  if (image) {
+    // The small tensors are copied back; the matrices' scales are checked
+    // on the device below.
+    bind.fetch = [&](const gguf::TensorInfo& t, std::vector<uint8_t>* out) {
+      out->resize(t.nbytes);
+      return image->CopyToHost(file.data_offset() + t.offset, t.nbytes, out->data());
+    };
+    bind.check_matrices = false;
+  }
+  auto weights = model::BindWeights(file, *config, bind);
   if (!weights.ok()) return weights.status();
   const model::ModelConfig& c = *config;
   if (options.kv.block_size <= 0 || options.kv.max_sequences <= 0 || options.max_context <= 0 ||
@@ -106,11 +117,21 @@ absl::StatusOr<std::unique_ptr<CudaBackendImpl>> CudaBackendImpl::Create(const g
                                           prop.multiProcessorCount);
   CUDA_CHECK(cudaStreamCreateWithFlags(&backend->stream_, cudaStreamNonBlocking));
   kernels::InitKernels();
-  backend->upload_ = std::make_unique<CudaBackendImpl::UploadState>(options.upload_threads);
-  for (int i = 0; i < 2; ++i) CUDA_CHECK(cudaEventRecord(backend->upload_->done[i], backend->stream_));
-  absl::Status uploaded = backend->Upload(file, *weights);
+  if (image) {
+    if (absl::Status s = backend->CheckFiniteOnDevice(*weights); !s.ok()) return s;
+  } else {
+    backend->upload_ = std::make_unique<CudaBackendImpl::UploadState>(options.upload_threads);
+    for (int i = 0; i < 2; ++i) CUDA_CHECK(cudaEventRecord(backend->upload_->done[i], backend->stream_));
+  }
+  absl::Status uploaded = backend->Upload(file, *weights, image);
   backend->upload_.reset();  // waits for the last copies
   if (!uploaded.ok()) return uploaded;
+  if (image) {
+    // The weights are in their own layout now: the file's bytes go before
+    // the KV cache takes the memory.
+    CUDA_CHECK(cudaStreamSynchronize(backend->stream_));
+    image->ReleaseDeviceMemory();
+  }
   if (absl::Status s = backend->AllocateRuntime(); !s.ok()) return s;
   CUDA_CHECK(cudaStreamSynchronize(backend->stream_));
   return backend;
@@ -319,6 +340,14 @@ absl::StatusOr<std::unique_ptr<model::Backend>> CreateCudaBackend(const gguf::Gg
   auto b = CreateCudaBackendImpl(file, options);
   if (!b.ok()) return b.status();
   return std::unique_ptr<model::Backend>(std::move(*b));
+}
+
+absl::StatusOr<std::unique_ptr<CudaBackend>> CreateCudaBackendFromImage(DeviceModelImage& image,
+                                                                        const gguf::GgufFile& file,
+                                                                        const CudaBackendOptions& options) {
+  auto b = internal::CudaBackendImpl::Create(file, options, &image);
+  if (!b.ok()) return b.status();
+  return std::unique_ptr<CudaBackend>(std::move(*b));
 }
 
 }  // namespace ossgate::gpu

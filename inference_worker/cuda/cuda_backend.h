@@ -21,6 +21,7 @@
 #include "absl/status/statusor.h"
 #include "inference_worker/gguf/gguf.h"
 #include "inference_worker/model/engine.h"
+#include "inference_worker/model/model_file.h"
 #include "inference_worker/model/sampler.h"
 #include "kernels/gemm_tuning.h"
 
@@ -111,5 +112,39 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CreateCudaBackendImpl(const gguf::G
                                                                    const CudaBackendOptions& options);
 absl::StatusOr<std::unique_ptr<model::Backend>> CreateCudaBackend(const gguf::GgufFile& file,
                                                                   const CudaBackendOptions& options);
+
+// The streaming load's destination: model::StreamModelFile copies each chunk
+// of the file, as it is read and hashed, through a few pinned buffers into
+// one device allocation of the file's size, so the file never sits in host
+// memory. The first bytes (kHeaderKeepBytes) are also kept on the host for
+// the header. Nothing is parsed until ParseHeader, which the caller calls
+// only after the provenance check of the digest the stream returned.
+class DeviceModelImage : public model::ModelSink {
+ public:
+  static constexpr uint64_t kHeaderKeepBytes = uint64_t{32} << 20;
+  // The GGUF header, from the bytes kept on the host (and, for a longer
+  // header, more copied back from the device), with every TensorInfo::data
+  // pointing into device memory. After a successful Finish only.
+  virtual absl::StatusOr<gguf::GgufFile> ParseHeader() = 0;
+  virtual uint64_t size() const = 0;
+  // Copies bytes [offset, offset + n) of the file to `out` (host memory).
+  virtual absl::Status CopyToHost(uint64_t offset, uint64_t n, uint8_t* out) const = 0;
+  // Frees the device copy of the file (the backend calls it once the
+  // weights are repacked); CopyToHost fails after it.
+  virtual void ReleaseDeviceMemory() = 0;
+};
+// Unimplemented without CUDA or without a visible device.
+absl::StatusOr<std::unique_ptr<DeviceModelImage>> CreateDeviceModelImage(int device);
+
+// The backend of a verified image (`file` = image->ParseHeader()): the
+// weights are bound to the device bytes, their scales checked for
+// non-finite values on the device, and repacked on the device into the
+// kernels' layout; the image's device memory is released before the KV
+// cache is allocated. On an error before that the image keeps its bytes
+// (the caller may copy them back for another backend). Same errors as
+// CreateCudaBackendImpl.
+absl::StatusOr<std::unique_ptr<CudaBackend>> CreateCudaBackendFromImage(DeviceModelImage& image,
+                                                                        const gguf::GgufFile& file,
+                                                                        const CudaBackendOptions& options);
 
 }  // namespace ossgate::gpu

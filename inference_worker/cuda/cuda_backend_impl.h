@@ -150,8 +150,11 @@ enum Phase : int {
 
 class CudaBackendImpl final : public CudaBackend {
  public:
+  // `image` (may be null): the file's bytes are in device memory (the
+  // streaming load); file's tensor data points there.
   static absl::StatusOr<std::unique_ptr<CudaBackendImpl>> Create(const gguf::GgufFile& file,
-                                                                 const CudaBackendOptions& options);
+                                                                 const CudaBackendOptions& options,
+                                                                 DeviceModelImage* image = nullptr);
   ~CudaBackendImpl() override;
 
   const model::ModelConfig& config() const override { return config_; }
@@ -188,10 +191,15 @@ class CudaBackendImpl final : public CudaBackend {
   absl::Status AllocateRuntime();
 
   // Weights (cuda_backend_weights.cc).
-  absl::Status Upload(const gguf::GgufFile& file, const model::Weights& w);
+  // Gives every tensor its device form. With `image`, the weights' bytes
+  // are in device memory and are repacked there; otherwise on host threads
+  // through the pinned staging buffers of upload_.
+  absl::Status Upload(const gguf::GgufFile& file, const model::Weights& w, const DeviceModelImage* image);
+  // The scales of every matrix checked for non-finite values on the device
+  // (image loads; host files are checked by BindWeights).
+  absl::Status CheckFiniteOnDevice(const model::Weights& w);
   absl::StatusOr<TiledMatrix> UploadMatrix(WFormat fmt, int64_t rows, int64_t cols, int64_t n_mats, bool gate_up,
-                                           const std::function<const uint8_t*(int64_t, int64_t)>& src,
-                                           int64_t* category);
+                                           const kernels::RepackSource& src, bool on_device, int64_t* category);
   float* UploadFloats(const std::vector<float>& v, int64_t* category);
 
   // The forward pass (cuda_backend_forward.cc).

@@ -17,4 +17,14 @@ absl::StatusOr<std::unique_ptr<model::Backend>> CreateCudaBackend(const gguf::Gg
   return std::unique_ptr<model::Backend>(std::move(*b));
 }
 
+absl::StatusOr<std::unique_ptr<DeviceModelImage>> CreateDeviceModelImage(int) {
+  return absl::UnimplementedError("this build of ossgate has no CUDA backend; the model is read into host memory");
+}
+
+absl::StatusOr<std::unique_ptr<CudaBackend>> CreateCudaBackendFromImage(DeviceModelImage&,
+                                                                        const gguf::GgufFile& file,
+                                                                        const CudaBackendOptions& options) {
+  return CreateCudaBackendImpl(file, options);
+}
+
 }  // namespace ossgate::gpu

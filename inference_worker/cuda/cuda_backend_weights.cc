@@ -1,10 +1,13 @@
 // The weights on the device, part of CudaBackendImpl (cuda_backend_impl.h).
 //
 // Upload gives every tensor of the model its device form and counts its bytes
-// in the VRAM report. Matrices are repacked on host threads into the tiled
-// layout of kernels/layout.h (kernels/repack.h) and copied through two pinned
-// staging buffers, so repacking overlaps the copies; q/k/v become one matrix
-// and the gate/up experts one interleaved matrix. The router becomes fp32,
+// in the VRAM report. Matrices are repacked into the tiled layout of
+// kernels/layout.h: for a file streamed into device memory (the worker's
+// load, DeviceModelImage) by a kernel on the device (kernels/repack.cu); for
+// a file in host memory on host threads (kernels/repack.h) copied through
+// two pinned staging buffers, so repacking overlaps the copies. Both write
+// each lane with the same function (kernels/repack_tile.h). q/k/v become one
+// matrix and the gate/up experts one interleaved matrix. The router becomes fp32,
 // the embedding stays in raw ggml rows, norms, biases and sinks are fp32, and
 // the RoPE rotation of every position is computed once. Create
 // (cuda_backend.cc) calls Upload before it allocates the KV cache and the
@@ -24,9 +27,8 @@
 namespace ossgate::gpu::internal {
 
 absl::StatusOr<TiledMatrix> CudaBackendImpl::UploadMatrix(WFormat fmt, int64_t rows, int64_t cols, int64_t n_mats,
-                                                         bool gate_up,
-                                                         const std::function<const uint8_t*(int64_t, int64_t)>& src,
-                                                         int64_t* category) {
+                                                         bool gate_up, const kernels::RepackSource& src,
+                                                         bool on_device, int64_t* category) {
   TiledMatrix t;
   t.fmt = fmt;
   t.rows = static_cast<int32_t>(rows);
@@ -49,6 +51,31 @@ absl::StatusOr<TiledMatrix> CudaBackendImpl::UploadMatrix(WFormat fmt, int64_t r
     t.codes = codes;
     t.scales = scales;
   }
+  if (on_device) {
+    if (fmt == WFormat::kF32) {
+      // Row-major floats, the parts stacked: one copy per part and matrix.
+      for (int64_t mat = 0; mat < n_mats; ++mat) {
+        int64_t row0 = 0;
+        for (int p = 0; p < src.n_parts; ++p) {
+          const int64_t n = src.part_rows[p] * cols * 4;
+          CUDA_CHECK(cudaMemcpyAsync(codes + mat * size.codes + row0 * cols * 4, src.part[p] + mat * n, n,
+                                     cudaMemcpyDeviceToDevice, stream_));
+          row0 += src.part_rows[p];
+        }
+      }
+      return t;
+    }
+    kernels::RepackParams p;
+    p.fmt = fmt;
+    p.src = src;
+    p.n_mats = n_mats;
+    p.row_tiles = t.row_tiles;
+    p.k_blocks = t.k_blocks;
+    p.codes = codes;
+    p.scales = scales;
+    kernels::LaunchRepackTiles(p, stream_);
+    return t;
+  }
   // Pieces go through two pinned buffers, so repacking overlaps the copies.
   uint8_t* const* staging = upload_->staging;
   cudaEvent_t* done = upload_->done;
@@ -62,7 +89,9 @@ absl::StatusOr<TiledMatrix> CudaBackendImpl::UploadMatrix(WFormat fmt, int64_t r
         const int64_t nr = std::min(rows_per_piece, rows - r0);
         CUDA_CHECK(cudaEventSynchronize(done[which]));
         uint8_t* st = staging[which];
-        for (int64_t r = 0; r < nr; ++r) std::memcpy(st + r * row_bytes, src(mat, r0 + r), row_bytes);
+        for (int64_t r = 0; r < nr; ++r) {
+          std::memcpy(st + r * row_bytes, kernels::SourceRow(src, mat, r0 + r), row_bytes);
+        }
         CUDA_CHECK(cudaMemcpyAsync(codes + mat * size.codes + r0 * row_bytes, st, nr * row_bytes,
                                    cudaMemcpyHostToDevice, stream_));
         CUDA_CHECK(cudaEventRecord(done[which], stream_));
@@ -73,7 +102,7 @@ absl::StatusOr<TiledMatrix> CudaBackendImpl::UploadMatrix(WFormat fmt, int64_t r
     const int64_t tile_code = kernels::TileCodeBytes(fmt), tile_scale = kernels::TileScaleBytes(fmt);
     const int64_t per_rt = t.k_blocks * (tile_code + tile_scale);
     const int64_t rts_per_piece = std::max<int64_t>(1, kStageBytes / per_rt);
-    const kernels::RowSource row_src = [&](int64_t dev_row) { return src(mat, dev_row); };
+    const kernels::RowSource row_src = [&](int64_t dev_row) { return kernels::SourceRow(src, mat, dev_row); };
     for (int64_t rt0 = 0; rt0 < t.row_tiles; rt0 += rts_per_piece) {
       const int64_t nrt = std::min<int64_t>(rts_per_piece, t.row_tiles - rt0);
       CUDA_CHECK(cudaEventSynchronize(done[which]));
@@ -103,11 +132,58 @@ float* CudaBackendImpl::UploadFloats(const std::vector<float>& v, int64_t* categ
   return d;
 }
 
-absl::Status CudaBackendImpl::Upload(const gguf::GgufFile& file, const model::Weights& w) {
-  (void)file;
+namespace {
+
+// One matrix's rows as the repack reads them (n_mats matrices of rows rows).
+kernels::RepackSource Plain(const model::Matrix& m) {
+  kernels::RepackSource s;
+  s.part[0] = m.data;
+  s.part_rows[0] = m.rows;
+  s.row_bytes = static_cast<int64_t>(m.row_bytes);
+  return s;
+}
+
+}  // namespace
+
+absl::Status CudaBackendImpl::CheckFiniteOnDevice(const model::Weights& w) {
+  const std::vector<const model::Matrix*> mats = model::AllMatrices(w);
+  unsigned long long* first = mem_.Device<unsigned long long>(static_cast<int64_t>(mats.size()), &vram_.workspace);
+  if (!first) return absl::ResourceExhaustedError("CUDA backend: out of device memory while checking the weights");
+  CUDA_CHECK(cudaMemsetAsync(first, 0xFF, mats.size() * sizeof(unsigned long long), stream_));
+  for (size_t i = 0; i < mats.size(); ++i) {
+    auto fmt = kernels::FormatForType(mats[i]->type);
+    if (!fmt.ok()) return fmt.status();
+    kernels::LaunchFirstBadBlock(*fmt, mats[i]->data, model::MatrixBlocks(*mats[i]), first + i, stream_);
+  }
+  std::vector<unsigned long long> host(mats.size());
+  CUDA_CHECK(cudaMemcpyAsync(host.data(), first, host.size() * sizeof(unsigned long long), cudaMemcpyDeviceToHost,
+                             stream_));
+  CUDA_CHECK(cudaStreamSynchronize(stream_));
+  // The first bad block of the first matrix that has one, as the host scan reports it.
+  for (size_t i = 0; i < mats.size(); ++i) {
+    if (host[i] != ~0ull) return model::NonFiniteBlockError(*mats[i], static_cast<int64_t>(host[i]));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CudaBackendImpl::Upload(const gguf::GgufFile& file, const model::Weights& w,
+                                     const DeviceModelImage* image) {
+  const bool on_device = image != nullptr;
   const model::ModelConfig& c = config_;
   const int64_t D = c.d_model, Q = c.q_dim(), KV = c.kv_dim(), E = c.n_experts, F = c.d_ff;
   auto format = [](const model::Matrix& m) { return kernels::FormatForType(m.type); };
+  // The bytes of a small matrix on the host (copied back for device images).
+  std::vector<uint8_t> fetched;
+  auto host_bytes = [&](const model::Matrix& m) -> absl::StatusOr<const uint8_t*> {
+    if (!on_device) return m.data;
+    const gguf::TensorInfo* t = file.FindTensor(m.name);
+    if (!t) return absl::InternalError(absl::StrCat("tensor '", m.name, "' vanished"));
+    fetched.resize(t->nbytes);
+    if (absl::Status s = image->CopyToHost(file.data_offset() + t->offset, t->nbytes, fetched.data()); !s.ok()) {
+      return s;
+    }
+    return fetched.data();
+  };
   layers_.resize(c.n_layers);
   for (int l = 0; l < c.n_layers; ++l) {
     const model::LayerWeights& L = w.layers[l];
@@ -132,36 +208,26 @@ absl::Status CudaBackendImpl::Upload(const gguf::GgufFile& file, const model::We
       return absl::UnimplementedError(absl::StrCat("CUDA backend: F32 expert tensors (layer ", l,
                                                    ") are not supported; use MXFP4, Q8_0, BF16 or F16"));
     }
-    auto qkv = UploadMatrix(
-        *dense, Q + 2 * KV, D, 1, false,
-        [&](int64_t, int64_t r) -> const uint8_t* {
-          if (r < Q) return L.wq.Row(0, r);
-          if (r < Q + KV) return L.wk.Row(0, r - Q);
-          if (r < Q + 2 * KV) return L.wv.Row(0, r - Q - KV);
-          return nullptr;
-        },
-        &vram_.weights_attention);
+    kernels::RepackSource qkv_src = Plain(L.wq);
+    qkv_src.part[1] = L.wk.data;
+    qkv_src.part[2] = L.wv.data;
+    qkv_src.part_rows[1] = qkv_src.part_rows[2] = KV;
+    qkv_src.n_parts = 3;
+    auto qkv = UploadMatrix(*dense, Q + 2 * KV, D, 1, false, qkv_src, on_device, &vram_.weights_attention);
     if (!qkv.ok()) return qkv.status();
     d.qkv = *qkv;
-    auto o = UploadMatrix(
-        *wo, D, Q, 1, false, [&](int64_t, int64_t r) { return r < D ? L.wo.Row(0, r) : nullptr; },
-        &vram_.weights_attention);
+    auto o = UploadMatrix(*wo, D, Q, 1, false, Plain(L.wo), on_device, &vram_.weights_attention);
     if (!o.ok()) return o.status();
     d.o = *o;
-    auto gu = UploadMatrix(
-        *gate, F, D, E, true,
-        [&](int64_t mat, int64_t dev_row) -> const uint8_t* {
-          bool is_up = false;
-          const int64_t f = kernels::GateUpSourceRow(dev_row, F, &is_up);
-          if (f < 0) return nullptr;
-          return is_up ? L.up_exps.Row(mat, f) : L.gate_exps.Row(mat, f);
-        },
-        &vram_.weights_experts);
+    kernels::RepackSource gu_src = Plain(L.gate_exps);
+    gu_src.part[1] = L.up_exps.data;
+    gu_src.part_rows[1] = F;
+    gu_src.n_parts = 2;
+    gu_src.gate_up = true;
+    auto gu = UploadMatrix(*gate, F, D, E, true, gu_src, on_device, &vram_.weights_experts);
     if (!gu.ok()) return gu.status();
     d.gate_up = *gu;
-    auto dn = UploadMatrix(
-        *down, D, F, E, false, [&](int64_t mat, int64_t r) { return r < D ? L.down_exps.Row(mat, r) : nullptr; },
-        &vram_.weights_experts);
+    auto dn = UploadMatrix(*down, D, F, E, false, Plain(L.down_exps), on_device, &vram_.weights_experts);
     if (!dn.ok()) return dn.status();
     d.down = *dn;
 
@@ -174,7 +240,11 @@ absl::Status CudaBackendImpl::Upload(const gguf::GgufFile& file, const model::We
     d.post_norm = UploadFloats(L.post_attn_norm, &vram_.weights_small);
     d.sinks = UploadFloats(L.sinks, &vram_.weights_small);
     std::vector<float> router(static_cast<size_t>(E * D));
-    for (int64_t e = 0; e < E; ++e) gguf::DequantizeRow(L.router.type, L.router.Row(0, e), &router[e * D], D);
+    auto router_bytes = host_bytes(L.router);
+    if (!router_bytes.ok()) return router_bytes.status();
+    for (int64_t e = 0; e < E; ++e) {
+      gguf::DequantizeRow(L.router.type, *router_bytes + e * L.router.row_bytes, &router[e * D], D);
+    }
     d.router_w = UploadFloats(router, &vram_.weights_router);
     d.router_b = UploadFloats(L.router_b, &vram_.weights_router);
     d.gate_b = UploadFloats(L.gate_b, &vram_.weights_experts);
@@ -188,14 +258,13 @@ absl::Status CudaBackendImpl::Upload(const gguf::GgufFile& file, const model::We
   {
     uint8_t* e = mem_.Device<uint8_t>(static_cast<int64_t>(w.token_embd.bytes()), &vram_.weights_embedding);
     if (!e) return absl::ResourceExhaustedError("CUDA backend: out of device memory for the embedding");
-    CUDA_CHECK(cudaMemcpy(e, w.token_embd.data, w.token_embd.bytes(), cudaMemcpyHostToDevice));
+    CUDA_CHECK(cudaMemcpyAsync(e, w.token_embd.data, w.token_embd.bytes(),
+                               on_device ? cudaMemcpyDeviceToDevice : cudaMemcpyHostToDevice, stream_));
     embd_ = e;
   }
   auto out_fmt = format(w.output);
   if (!out_fmt.ok()) return out_fmt.status();
-  auto out = UploadMatrix(
-      *out_fmt, c.vocab_size, D, 1, false,
-      [&](int64_t, int64_t r) { return r < c.vocab_size ? w.output.Row(0, r) : nullptr; }, &vram_.weights_unembedding);
+  auto out = UploadMatrix(*out_fmt, c.vocab_size, D, 1, false, Plain(w.output), on_device, &vram_.weights_unembedding);
   if (!out.ok()) return out.status();
   output_ = *out;
   output_norm_ = UploadFloats(w.output_norm, &vram_.weights_small);

@@ -13,6 +13,10 @@ namespace ossgate::worker {
 
 namespace {
 
+// Large reads: the kernel's read-ahead keeps the disk busy while a chunk is
+// hashed, and a device sink copies few, large pieces.
+constexpr uint64_t kReadChunkBytes = uint64_t{64} << 20;
+
 // The form of token::TokenKeyId: 16 lowercase hex digits.
 bool IsKeyIdForm(const std::string& kid) {
   return kid.size() == 16 &&
@@ -47,7 +51,7 @@ absl::Status CheckFooterKeyId(const std::string& token) {
 }  // namespace
 
 absl::StatusOr<VerifiedModel> LoadVerifiedModel(const GateConfig& config, ProvenanceClient& client, const GateLog& log,
-                                                std::function<absl::Time()> now) {
+                                                std::function<absl::Time()> now, model::ModelSink* sink) {
   auto say = [&](const std::string& line) {
     if (log) log(line);
   };
@@ -56,22 +60,26 @@ absl::StatusOr<VerifiedModel> LoadVerifiedModel(const GateConfig& config, Proven
         "no provenance public key is pinned; pass the service's token key(s) so approvals can be verified");
   }
 
-  // 1. Read once, hashing.
-  say(absl::StrCat("phase=hashing path=", LogValue(config.model_path)));
+  // 1. Read once, hashing, into the backend's sink (host memory by default).
+  say(absl::StrCat("phase=hashing path=", LogValue(config.model_path), " into=", sink ? "device" : "host"));
   bool hashing_hooked = false;
-  auto bytes = model::ReadModelFile(config.model_path, config.max_model_bytes, [&](const model::ReadProgress& p) {
-    if (config.phase_hook && !hashing_hooked) {
-      hashing_hooked = true;
-      config.phase_hook("hashing");
-    }
-    say(absl::StrFormat("phase=hashing bytes=%d/%d rate=%.1fMB/s", p.bytes_done, p.bytes_total,
-                        p.seconds > 0 ? p.bytes_done / 1e6 / p.seconds : 0.0));
-  });
+  model::HostModelSink host;
+  auto bytes = model::StreamModelFile(
+      config.model_path, config.max_model_bytes, sink ? *sink : host,
+      [&](const model::ReadProgress& p) {
+        if (config.phase_hook && !hashing_hooked) {
+          hashing_hooked = true;
+          config.phase_hook("hashing");
+        }
+        say(absl::StrFormat("phase=hashing bytes=%d/%d rate=%.1fMB/s", p.bytes_done, p.bytes_total,
+                            p.seconds > 0 ? p.bytes_done / 1e6 / p.seconds : 0.0));
+      },
+      kReadChunkBytes);
   if (!bytes.ok()) return bytes.status();
-  say(absl::StrCat("phase=hashed sha256=", bytes->sha256(), " size=", bytes->size()));
+  say(absl::StrFormat("phase=hashed sha256=%s size=%d seconds=%.3f", bytes->sha256, bytes->size, bytes->seconds));
 
   // 2. Ask the service, retrying while it is unreachable.
-  VerifyRequest req{config.model_name, config.source_uri, bytes->sha256(), bytes->size(), config.worker_id};
+  VerifyRequest req{config.model_name, config.source_uri, bytes->sha256, bytes->size, config.worker_id};
   const absl::Time deadline = now() + config.verify_deadline;
   absl::Duration backoff = config.initial_backoff;
   absl::StatusOr<Verdict> verdict;
@@ -116,8 +124,8 @@ absl::StatusOr<VerifiedModel> LoadVerifiedModel(const GateConfig& config, Proven
   token::ApprovalExpectations expect;
   expect.worker_id = config.worker_id;
   expect.issuer = config.issuer;
-  expect.model_sha256 = bytes->sha256();
-  expect.model_size = bytes->size();
+  expect.model_sha256 = bytes->sha256;
+  expect.model_size = bytes->size;
   const absl::Time verified_at = now();
   auto claims = verifier.Verify(verdict->approval_token, expect, verified_at);
   if (!claims.ok()) {
@@ -128,7 +136,8 @@ absl::StatusOr<VerifiedModel> LoadVerifiedModel(const GateConfig& config, Proven
                    " log_index=", claims->log_index, " expires=", token::FormatTokenTime(claims->expires_at)));
 
   VerifiedModel out;
-  out.bytes = *std::move(bytes);
+  if (!sink) out.bytes = host.Take(*bytes);
+  out.digest = *std::move(bytes);
   out.claims = *std::move(claims);
   out.approval_token = verdict->approval_token;
   out.matched_source = verdict->matched_source;

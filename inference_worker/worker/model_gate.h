@@ -1,7 +1,8 @@
 // The provenance gate: the only way the worker obtains model bytes to load.
 //
 //   1. Open the file once (no symlinks, regular file), read it once into
-//      private memory while computing SHA-256. Nothing is parsed yet.
+//      private memory (host, or the device through a ModelSink) while
+//      computing SHA-256. Nothing is parsed yet.
 //   2. Ask the provenance service: VerifyModel(name, source, sha256, size,
 //      worker id). Retries with backoff while the service is unreachable, up
 //      to a deadline.
@@ -70,7 +71,8 @@ struct GateConfig {
 };
 
 struct VerifiedModel {
-  model::ModelBytes bytes;
+  model::FileDigest digest;  // path, size and SHA-256 of the verified bytes
+  model::ModelBytes bytes;   // the bytes, when no sink was given (else empty)
   token::ApprovalClaims claims;
   std::string approval_token;
   std::string matched_source;
@@ -86,7 +88,11 @@ using GateLog = std::function<void(const std::string&)>;
 // deadline, the final error of the client otherwise (e.g. a failed TLS
 // verification), and the file errors of ReadModelFile. Text that came from
 // the service or the token is quoted/escaped in the messages and log lines.
+// With a `sink` (the CUDA backend's DeviceModelImage) the file streams into
+// it instead of host memory and VerifiedModel::bytes stays empty; on any
+// error the sink's content must not be used.
 absl::StatusOr<VerifiedModel> LoadVerifiedModel(const GateConfig& config, ProvenanceClient& client,
-                                                const GateLog& log, std::function<absl::Time()> now = absl::Now);
+                                                const GateLog& log, std::function<absl::Time()> now = absl::Now,
+                                                model::ModelSink* sink = nullptr);
 
 }  // namespace ossgate::worker

@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "absl/strings/match.h"
@@ -163,8 +164,8 @@ pb::ModelInfo BuildModelInfo(const gguf::GgufFile& file, const model::ModelConfi
   }
   pb::Provenance* p = info.mutable_provenance();
   p->set_source_uri(vm.claims.source_uri);
-  p->set_sha256(vm.bytes.sha256());
-  p->set_size_bytes(vm.bytes.size());
+  p->set_sha256(vm.digest.sha256);
+  p->set_size_bytes(vm.digest.size);
   p->set_token_id(vm.claims.token_id);
   p->set_key_id(vm.claims.key_id);
   p->set_audit_log_index(vm.claims.log_index);
@@ -387,11 +388,24 @@ int RunWorker(const WorkerConfig& config) {
     };
   }
 
+  BackendChoice choice;
+  choice.kind = config.backend;
+  choice.cuda_device = config.cuda_device;
+  choice.cpu_threads = config.threads;
+  choice.max_sequences = config.max_sequences;
+  choice.max_context = config.max_context;
+  choice.kv_blocks = config.kv_blocks;
+  // The file streams straight into device memory when the CUDA backend may
+  // run (one read, no host copy of the model), else into host memory.
+  std::string image_note;
+  std::unique_ptr<gpu::DeviceModelImage> image = DeviceImageFor(choice, &image_note);
+  if (!image_note.empty()) Log(image_note);
+
   // The gate, retried on rejection only when asked to wait for a new model.
   const auto t_load = std::chrono::steady_clock::now();
   absl::StatusOr<VerifiedModel> vm;
   for (;;) {
-    vm = LoadVerifiedModel(gate, **client, [](const std::string& line) { Log(line); });
+    vm = LoadVerifiedModel(gate, **client, [](const std::string& line) { Log(line); }, absl::Now, image.get());
     if (vm.ok()) break;
     Log(absl::StrCat("MODEL NOT LOADED: ", vm.status().message()));
     not_ready(absl::StrCat("the model was not approved: ", vm.status().message(),
@@ -404,12 +418,17 @@ int RunWorker(const WorkerConfig& config) {
     absl::SleepFor(config.retry_interval);  // a signal meanwhile ends the process (SignalWatcher)
   }
 
+  // Parsed only now, from exactly the bytes the token approved.
   Log("phase=parsing");
-  auto file = gguf::GgufFile::Parse(vm->bytes.bytes());
-  if (!file.ok()) {
-    Log(absl::StrCat("MODEL NOT LOADED: ", file.status().message()));
-    server->Shutdown();
-    return 4;
+  std::optional<gguf::GgufFile> file;
+  {
+    auto parsed = image ? image->ParseHeader() : gguf::GgufFile::Parse(vm->bytes.bytes());
+    if (!parsed.ok()) {
+      Log(absl::StrCat("MODEL NOT LOADED: ", parsed.status().message()));
+      server->Shutdown();
+      return 4;
+    }
+    file.emplace(*std::move(parsed));
   }
   auto tokenizer = text::Tokenizer::FromGguf(*file);
   if (!tokenizer.ok()) {
@@ -417,17 +436,14 @@ int RunWorker(const WorkerConfig& config) {
     server->Shutdown();
     return 4;
   }
-  BackendChoice choice;
-  choice.kind = config.backend;
-  choice.cuda_device = config.cuda_device;
-  choice.cpu_threads = config.threads;
-  choice.max_sequences = config.max_sequences;
-  choice.max_context = config.max_context;
-  choice.kv_blocks = config.kv_blocks;
-  Log(absl::StrCat("phase=uploading backend=", config.backend));
+  Log(absl::StrCat("phase=uploading backend=", config.backend, image ? " from=device" : " from=host"));
   not_ready("loading the verified model into the backend");
   pause_at("uploading");
-  auto created = CreateBackend(*file, choice);
+  std::optional<gguf::GgufFile> host_file;  // the CPU fallback's parse of the bytes copied back
+  auto created = image ? CreateBackendFromImage(*image, *file, choice, vm->digest, &vm->bytes, &host_file)
+                       : CreateBackend(*file, choice);
+  image.reset();  // the device copy of the file, if any, is no longer needed
+  if (host_file) file.swap(host_file);
   if (!created.ok()) {
     Log(absl::StrCat("MODEL NOT LOADED: ", created.status().message()));
     server->Shutdown();
@@ -462,7 +478,7 @@ int RunWorker(const WorkerConfig& config) {
   // The name comes from the file and the claims from the token: quoted
   // unless plain.
   Log(absl::StrCat("ready: model ", LogValue(view.info.name(), 128), " source=", LogValue(vm->claims.source_uri),
-                   " sha256=", vm->bytes.sha256(), " size=", vm->bytes.size(), " token_id=",
+                   " sha256=", vm->digest.sha256, " size=", vm->digest.size, " token_id=",
                    LogValue(vm->claims.token_id, 64),
                    " audit_log_index=", vm->claims.log_index, " verified_at=", absl::FormatTime(vm->verified_at),
                    " load_seconds=", load_s, " backend=", (*backend)->Description(), " (health SERVING)"));
