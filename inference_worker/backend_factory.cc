@@ -17,6 +17,7 @@ absl::StatusOr<CreatedBackend> CreateBackend(const gguf::GgufFile& file, const B
     o.kv.max_sequences = c.max_sequences;
     o.kv.num_full_blocks = c.kv_blocks;
     o.max_context = c.max_context;
+    o.gpu_memory_fraction = c.gpu_memory_fraction;
     auto b = gpu::CreateCudaBackend(file, o);
     if (b.ok()) {
       out.backend = *std::move(b);
