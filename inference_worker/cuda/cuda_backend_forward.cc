@@ -25,7 +25,7 @@
 namespace ossgate::gpu::internal {
 
 absl::Status CudaBackendImpl::Validate(std::span<const SequenceStep> steps) {
-  return model::ValidateAndReserve(steps, config_.vocab_size, max_context_, kv_);
+  return model::ValidateAndReserve(steps, config_.vocab_size, max_context_, *kv_);
 }
 
 std::vector<std::vector<PassSeq>> CudaBackendImpl::PlanPasses(std::span<const SequenceStep> steps) const {
