@@ -21,6 +21,7 @@ gpu::CudaBackendOptions CudaOptions(const BackendChoice& c) {
   o.kv.max_sequences = c.max_sequences;
   o.kv.num_full_blocks = c.kv_blocks;
   o.max_context = c.max_context;
+  o.gpu_memory_fraction = c.gpu_memory_fraction;
   return o;
 }
 

@@ -20,7 +20,8 @@ struct BackendChoice {
   int cpu_threads = 0;        // 0 = all cores
   int max_sequences = 8;
   int max_context = 4096;
-  int kv_blocks = 0;          // 0 = max_sequences * max_context worth
+  int kv_blocks = 0;          // 0 = CUDA: from gpu_memory_fraction; CPU: max_sequences * max_context worth
+  double gpu_memory_fraction = 0.9;  // CUDA: share of the device memory to fill (gpu::CudaBackendOptions)
 };
 
 struct CreatedBackend {

@@ -2,16 +2,19 @@
 // (cuda_backend_impl.h, which lists the other files).
 //
 // Create checks the device and the model's shapes against what the kernels
-// support and uploads the weights (cuda_backend_weights.cc); AllocateRuntime
-// then sizes and allocates what the passes use: the bf16 KV cache of every
-// layer, the activations of max_step_tokens rows, the workspace and the
-// int32 metadata block that FillMeta (cuda_backend_forward.cc) fills in the
-// MetaLayout decided here. Then the profiling marks and the routing trace of
+// support, allocates what the passes use (AllocateBuffers: the activations of
+// max_step_tokens rows, the workspace and the int32 metadata block that
+// FillMeta (cuda_backend_forward.cc) fills in the MetaLayout decided here),
+// refuses a model that cannot fit before any weight is uploaded (PlanKvBlocks
+// with the weight bytes of memory_plan.h), uploads the weights
+// (cuda_backend_weights.cc), and then sizes and allocates the bf16 KV cache
+// of every layer from the memory left (AllocateKv). Then the profiling marks and the routing trace of
 // eager passes, and the public factories of cuda_backend.h.
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <string>
 #include <utility>
@@ -20,6 +23,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "inference_worker/cuda/cuda_backend_impl.h"
+#include "inference_worker/cuda/memory_plan.h"
 
 namespace ossgate::gpu {
 
@@ -40,7 +44,8 @@ CudaBackendImpl::CudaBackendImpl(model::ModelConfig config, const CudaBackendOpt
       rope_(model::ComputeRope(config_)),
       max_context_(max_context),
       options_(options),
-      kv_(model::KvCacheOptions{options.kv.block_size,
+      kv_(std::in_place,
+          model::KvCacheOptions{options.kv.block_size,
                                 options.kv.num_full_blocks > 0
                                     ? options.kv.num_full_blocks
                                     : options.kv.max_sequences *
@@ -95,6 +100,7 @@ absl::StatusOr<std::unique_ptr<CudaBackendImpl>> CudaBackendImpl::Create(const g
     return absl::InvalidArgumentError(
         "CUDA backend: block_size, max_sequences, max_context and max_step_tokens must be positive");
   }
+  if (absl::Status s = ValidateGpuMemoryFraction(options.gpu_memory_fraction); !s.ok()) return s;
   if (c.head_dim != 16 && c.head_dim != 32 && c.head_dim != 64) {
     return absl::UnimplementedError(absl::StrCat("CUDA backend: head_dim ", c.head_dim, " (supported: 16, 32, 64)"));
   }
@@ -117,7 +123,24 @@ absl::StatusOr<std::unique_ptr<CudaBackendImpl>> CudaBackendImpl::Create(const g
                                           prop.multiProcessorCount);
   CUDA_CHECK(cudaStreamCreateWithFlags(&backend->stream_, cudaStreamNonBlocking));
   kernels::InitKernels();
+  if (absl::Status s = backend->AllocateBuffers(); !s.ok()) return s;
+  // A model that cannot fit is refused here, before any weight is on the
+  // device; returning destroys the backend, which frees the buffers.
+  auto weight_bytes = PlanWeightBytes(c, *weights, max_context);
+  if (!weight_bytes.ok()) return weight_bytes.status();
+  // An image's device copy of the file is released after the upload: the
+  // weights add only what they take beyond it, once they are in place.
+  const int64_t image_bytes = image ? static_cast<int64_t>(image->size()) : 0;
+  if (auto fits = backend->PlanKvBlocks(weight_bytes->total() - image_bytes); !fits.ok()) return fits.status();
   if (image) {
+    size_t free_b = 0, total_b = 0;
+    CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+    if (static_cast<int64_t>(free_b) < weight_bytes->total()) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "CUDA backend: the weights need ", FormatGiB(weight_bytes->total()), " next to the device copy of the file (",
+          FormatGiB(image_bytes), ") while they are repacked, but only ", FormatGiB(static_cast<int64_t>(free_b)),
+          " is free; use a GPU with more memory"));
+    }
     if (absl::Status s = backend->CheckFiniteOnDevice(*weights); !s.ok()) return s;
   } else {
     backend->upload_ = std::make_unique<CudaBackendImpl::UploadState>(options.upload_threads);
@@ -132,42 +155,68 @@ absl::StatusOr<std::unique_ptr<CudaBackendImpl>> CudaBackendImpl::Create(const g
     CUDA_CHECK(cudaStreamSynchronize(backend->stream_));
     image->ReleaseDeviceMemory();
   }
-  if (absl::Status s = backend->AllocateRuntime(); !s.ok()) return s;
+  if (absl::Status s = backend->AllocateKv(); !s.ok()) return s;
   CUDA_CHECK(cudaStreamSynchronize(backend->stream_));
   return backend;
 }
 
-absl::Status CudaBackendImpl::AllocateRuntime() {
+absl::StatusOr<int64_t> CudaBackendImpl::PlanKvBlocks(int64_t to_allocate) const {
+  size_t free_b = 0, total_b = 0;
+  CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+  const KvBytes kv = PlanKvBytes(config_, kv_->block_size(), kv_->ring_blocks(), kernels::kAttnSplitKeys);
+  const int64_t free_bytes = static_cast<int64_t>(free_b);
+  if (options_.kv.num_full_blocks > 0) {
+    // --kv_blocks as given: it must fit in what is free; the fraction does not apply.
+    const int64_t need = to_allocate + options_.kv.num_full_blocks * kv.per_pool_block +
+                         kv.per_sequence * kv_->max_sequences();
+    if (free_bytes < need) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "CUDA backend: ", FormatGiB(free_bytes), " of device memory is free but ",
+          to_allocate > 0 ? absl::StrCat("the weights need ", FormatGiB(to_allocate), " and ") : "",
+          "the KV cache of --kv_blocks=", options_.kv.num_full_blocks, " needs ", FormatGiB(need - to_allocate),
+          "; lower --kv_blocks, --max_sequences or --max_context, or use a GPU with more memory"));
+    }
+    return options_.kv.num_full_blocks;
+  }
+  KvPoolRequest r;
+  r.device_total = static_cast<int64_t>(total_b);
+  r.in_use = static_cast<int64_t>(total_b) - free_bytes;
+  r.to_allocate = to_allocate;
+  r.fraction = options_.gpu_memory_fraction;
+  r.kv = kv;
+  r.max_sequences = kv_->max_sequences();
+  r.max_context = max_context_;
+  auto plan = PlanKvPool(r);
+  if (!plan.ok()) return absl::ResourceExhaustedError(absl::StrCat("CUDA backend: ", plan.status().message()));
+  // What the fraction leaves may still exceed what is free (other processes).
+  if (free_bytes < to_allocate + plan->kv_bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "CUDA backend: the KV cache planned from --gpu_memory_fraction needs ", FormatGiB(plan->kv_bytes),
+        to_allocate > 0 ? absl::StrCat(" and the weights ", FormatGiB(to_allocate)) : "", " but only ",
+        FormatGiB(free_bytes), " is free; lower --gpu_memory_fraction or free the GPU of other processes"));
+  }
+  return plan->blocks;
+}
+
+absl::Status CudaBackendImpl::AllocateKv() {
   const model::ModelConfig& c = config_;
-  const int64_t D = c.d_model, Q = c.q_dim(), KV = c.kv_dim(), F = c.d_ff, K = c.n_experts_used;
-  const int bs = kv_.block_size();
-  max_seqs_ = kv_.max_sequences();
-  max_tokens_ = std::max({options_.max_step_tokens, NextPow2(max_seqs_), 64});
-  max_blocks_ = (max_context_ + bs - 1) / bs;
-  logit_rows_ = std::max(64, NextPow2(max_seqs_));
-  tokens_per_item_ = kernels::AttentionPrefillTokensPerItem(c.n_heads, c.n_kv_heads);
-  max_prefill_items_ = max_tokens_ / tokens_per_item_ + max_seqs_;
-  const int64_t pool_tokens = static_cast<int64_t>(kv_.num_full_blocks()) * bs;
+  auto blocks = PlanKvBlocks(0);
+  if (!blocks.ok()) return blocks.status();
+  if (*blocks > std::numeric_limits<int32_t>::max()) {
+    return absl::ResourceExhaustedError("CUDA backend: the KV pool would exceed 2^31 blocks");
+  }
+  const model::KvCacheOptions pool{kv_->block_size(), static_cast<int>(*blocks), kv_->max_sequences()};
+  kv_.emplace(pool, c.sliding_window);
+  const int bs = kv_->block_size();
+  const int64_t pool_tokens = static_cast<int64_t>(kv_->num_full_blocks()) * bs;
   split_slots_ = static_cast<int>(pool_tokens / kernels::kAttnSplitKeys) + 2 * max_seqs_ + 1;
 
   // KV cache: (kind layers, blocks, kv heads, block_size, head_dim) bf16 for K and V.
   int n_full = 0, n_sliding = 0;
   for (int l = 0; l < c.n_layers; ++l) (c.IsSlidingLayer(l) ? n_sliding : n_full)++;
   const int64_t block_elems = static_cast<int64_t>(c.n_kv_heads) * bs * c.head_dim;
-  const int64_t full_elems = static_cast<int64_t>(kv_.num_full_blocks()) * block_elems;
-  const int64_t ring_elems = static_cast<int64_t>(kv_.num_ring_blocks_total()) * block_elems;
-  {
-    // Check the whole runtime allocation up front for a clear error.
-    const int64_t kv_bytes = 2 * 2 * (n_full * full_elems + n_sliding * ring_elems);
-    size_t free_b = 0, total_b = 0;
-    CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
-    if (static_cast<int64_t>(free_b) < kv_bytes + (256ll << 20)) {
-      return absl::ResourceExhaustedError(absl::StrFormat(
-          "CUDA backend: the KV cache needs %.2f GiB but %.2f GiB of device memory is free after the weights; lower "
-          "max_sequences, max_context or num_full_blocks",
-          kv_bytes / 1073741824.0, free_b / 1073741824.0));
-    }
-  }
+  const int64_t full_elems = static_cast<int64_t>(kv_->num_full_blocks()) * block_elems;
+  const int64_t ring_elems = static_cast<int64_t>(kv_->num_ring_blocks_total()) * block_elems;
   kernels::bf16_t* k_full = mem_.Device<kernels::bf16_t>(n_full * full_elems, &vram_.kv_cache);
   kernels::bf16_t* v_full = mem_.Device<kernels::bf16_t>(n_full * full_elems, &vram_.kv_cache);
   kernels::bf16_t* k_ring = mem_.Device<kernels::bf16_t>(n_sliding * ring_elems, &vram_.kv_cache);
@@ -184,6 +233,25 @@ absl::Status CudaBackendImpl::AllocateRuntime() {
       ++fi;
     }
   }
+  part_ = mem_.Device<float>(static_cast<int64_t>(split_slots_) * c.n_heads * (c.head_dim + 2), &vram_.workspace);
+  if (mem_.failed()) {
+    return absl::ResourceExhaustedError(
+        "CUDA backend: out of device memory for the KV cache; lower --gpu_memory_fraction, --kv_blocks, "
+        "--max_sequences or --max_context");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CudaBackendImpl::AllocateBuffers() {
+  const model::ModelConfig& c = config_;
+  const int64_t D = c.d_model, Q = c.q_dim(), KV = c.kv_dim(), F = c.d_ff, K = c.n_experts_used;
+  const int bs = kv_->block_size();
+  max_seqs_ = kv_->max_sequences();
+  max_tokens_ = std::max({options_.max_step_tokens, NextPow2(max_seqs_), 64});
+  max_blocks_ = (max_context_ + bs - 1) / bs;
+  logit_rows_ = std::max(64, NextPow2(max_seqs_));
+  tokens_per_item_ = kernels::AttentionPrefillTokensPerItem(c.n_heads, c.n_kv_heads);
+  max_prefill_items_ = max_tokens_ / tokens_per_item_ + max_seqs_;
 
   const int64_t T = max_tokens_, P = T * K;
   int64_t* act = &vram_.activations;
@@ -212,7 +280,6 @@ absl::Status CudaBackendImpl::AllocateRuntime() {
   moe_tiles_ = mem_.Device<int32_t>(3 * max_tiles, ws);
   slot_token_ = mem_.Device<int32_t>(P, ws);
   pair_slot_ = mem_.Device<int32_t>(P, ws);
-  part_ = mem_.Device<float>(static_cast<int64_t>(split_slots_) * c.n_heads * (c.head_dim + 2), ws);
   sample_rows_dev_ = mem_.Device<kernels::SampleRow>(logit_rows_, ws);
   sampled_dev_ = mem_.Device<int32_t>(logit_rows_, ws);
   sample_ws_ = mem_.Device<uint8_t>(static_cast<int64_t>(kernels::SampleWorkspaceBytes(logit_rows_)), ws);
@@ -237,14 +304,13 @@ absl::Status CudaBackendImpl::AllocateRuntime() {
   m.decode_items = take(max_seqs_);
   m.split_off = take(max_seqs_);
   m.out_rows = take(T);
-  m.ring_tables = take(static_cast<int64_t>(max_seqs_) * std::max(1, kv_.ring_blocks()));
+  m.ring_tables = take(static_cast<int64_t>(max_seqs_) * std::max(1, kv_->ring_blocks()));
   m.full_tables = take(static_cast<int64_t>(max_seqs_) * max_blocks_);
   m.total = o;
   meta_dev_ = mem_.Device<int32_t>(m.total, ws);
   if (mem_.failed()) {
     return absl::ResourceExhaustedError(
-        "CUDA backend: out of device memory for the KV cache and activations; lower max_sequences, max_context or "
-        "max_step_tokens");
+        "CUDA backend: out of device memory for the per-pass buffers; lower --max_sequences or max_step_tokens");
   }
   CUDA_CHECK(cudaMemset(router_done_, 0, kernels::RouterCounters(static_cast<int>(T)) * sizeof(uint32_t)));
   CUDA_CHECK(cudaMemset(sample_ws_, 0, kernels::SampleWorkspaceBytes(logit_rows_)));

@@ -29,9 +29,17 @@ namespace ossgate::gpu {
 
 struct CudaBackendOptions {
   int device = 0;
-  // Capacity of the KV cache, as for the CPU backend: num_full_blocks = 0
-  // picks enough blocks for max_sequences sequences of max_context tokens.
+  // Capacity of the KV cache. num_full_blocks > 0 is used as given (it must
+  // fit in the free memory); 0 sizes the pool from gpu_memory_fraction.
   model::KvCacheOptions kv{.block_size = 16, .num_full_blocks = 0, .max_sequences = 8};
+  // With num_full_blocks = 0: the share of the device's total memory the
+  // backend may fill (like vLLM's gpu_memory_utilization). The KV pool gets
+  // fraction x total - (memory in use after the weights and the per-pass
+  // buffers, other processes included), in whole blocks, at most
+  // max_sequences x max_context worth (more could not be used); a model that
+  // leaves less than one sequence of max_context tokens is refused before
+  // its upload. In (0, 1].
+  double gpu_memory_fraction = 0.9;
   int max_context = 4096;  // clamped to the model's context length
   // Tokens per internal forward pass (sizes the activation buffers). A step
   // with more tokens runs as several passes; results are identical.
@@ -105,7 +113,7 @@ class CudaBackend : public model::Backend {
 
 // Binds and uploads the weights of `file` (which need not outlive the
 // backend: everything it needs is copied to the device) and
-// allocates the KV cache. Errors: Unimplemented without CUDA or without a
+// allocates the KV cache (see gpu_memory_fraction). Errors: Unimplemented without CUDA or without a
 // GPU of compute capability >= 8.0; InvalidArgument for unsupported tensor
 // types; ResourceExhausted when the device memory does not suffice.
 absl::StatusOr<std::unique_ptr<CudaBackend>> CreateCudaBackendImpl(const gguf::GgufFile& file,

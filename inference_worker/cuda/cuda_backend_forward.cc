@@ -11,7 +11,7 @@
 // never change a sequence's results. Forward copies the logits back;
 // ForwardSample (cuda_backend_sampling.cc) runs the same passes and samples
 // on the device. The weights come from cuda_backend_weights.cc, the buffers
-// from AllocateRuntime (cuda_backend.cc).
+// from AllocateBuffers and AllocateKv (cuda_backend.cc).
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -25,7 +25,7 @@
 namespace ossgate::gpu::internal {
 
 absl::Status CudaBackendImpl::Validate(std::span<const SequenceStep> steps) {
-  return model::ValidateAndReserve(steps, config_.vocab_size, max_context_, kv_);
+  return model::ValidateAndReserve(steps, config_.vocab_size, max_context_, *kv_);
 }
 
 std::vector<std::vector<PassSeq>> CudaBackendImpl::PlanPasses(std::span<const SequenceStep> steps) const {
@@ -59,17 +59,17 @@ PassShape CudaBackendImpl::FillMeta(std::span<const SequenceStep> steps, const s
     const PassSeq& ps = pass[i];
     const SequenceStep& st = steps[ps.step];
     // Earlier parts of this step were committed by earlier passes.
-    const int start = kv_.Length(st.seq);
+    const int start = kv_->Length(st.seq);
     const int n = ps.end - ps.begin;
     h[m.seq_start + i] = start;
     h[m.seq_n + i] = n;
     h[m.seq_first + i] = row;
     h[m.full_off + i] = static_cast<int32_t>(m.full_tables + static_cast<int64_t>(i) * max_blocks_);
-    h[m.ring_off + i] = static_cast<int32_t>(m.ring_tables + static_cast<int64_t>(i) * kv_.ring_blocks());
-    const std::vector<int32_t>& full = kv_.FullTable(st.seq);
+    h[m.ring_off + i] = static_cast<int32_t>(m.ring_tables + static_cast<int64_t>(i) * kv_->ring_blocks());
+    const std::vector<int32_t>& full = kv_->FullTable(st.seq);
     std::copy(full.begin(), full.end(), h + m.full_tables + static_cast<int64_t>(i) * max_blocks_);
-    const std::vector<int32_t>& ring = kv_.RingTable(st.seq);
-    std::copy(ring.begin(), ring.end(), h + m.ring_tables + static_cast<int64_t>(i) * kv_.ring_blocks());
+    const std::vector<int32_t>& ring = kv_->RingTable(st.seq);
+    std::copy(ring.begin(), ring.end(), h + m.ring_tables + static_cast<int64_t>(i) * kv_->ring_blocks());
     for (int j = 0; j < n; ++j) {
       h[m.tokens + row + j] = st.tokens[ps.begin + j];
       h[m.pos + row + j] = start + j;
@@ -191,10 +191,10 @@ void CudaBackendImpl::EnqueueLayers(const PassShape& shape) {
     ap.v_new = v_new_;
     ap.k_cache = L.k_cache;
     ap.v_cache = L.v_cache;
-    ap.block_size = kv_.block_size();
+    ap.block_size = kv_->block_size();
     ap.sliding = sliding ? 1 : 0;
     ap.window = c.sliding_window;
-    ap.ring_blocks = kv_.ring_blocks();
+    ap.ring_blocks = kv_->ring_blocks();
     ap.seqs = seqs;
     ap.sinks = L.sinks;
     ap.scale_log2 = static_cast<float>(1.0 / std::sqrt(static_cast<double>(c.head_dim)) * 1.4426950408889634);
@@ -232,8 +232,8 @@ void CudaBackendImpl::EnqueueLayers(const PassShape& shape) {
     kw.n_tokens = T;
     kw.seqs = seqs;
     kw.sliding = sliding ? 1 : 0;
-    kw.ring_blocks = kv_.ring_blocks();
-    kw.block_size = kv_.block_size();
+    kw.ring_blocks = kv_->ring_blocks();
+    kw.block_size = kv_->block_size();
     kw.n_kv_heads = c.n_kv_heads;
     kw.head_dim = c.head_dim;
     if (Runs(kKvWrite)) kernels::LaunchKvWrite(kw, s);
@@ -408,7 +408,7 @@ absl::Status CudaBackendImpl::Forward(std::span<const SequenceStep> steps, std::
       CUDA_CHECK(cudaStreamSynchronize(stream_));
       CollectEager(shape);
     }
-    for (const PassSeq& ps : pass) kv_.Commit(steps[ps.step].seq, ps.end - ps.begin);
+    for (const PassSeq& ps : pass) kv_->Commit(steps[ps.step].seq, ps.end - ps.begin);
   }
   model::SuppressUnsampled(config_, logits->data(), static_cast<size_t>(rows));
   return absl::OkStatus();

@@ -20,6 +20,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <tuple>
@@ -159,7 +160,7 @@ class CudaBackendImpl final : public CudaBackend {
 
   const model::ModelConfig& config() const override { return config_; }
   std::string Description() const override { return description_; }
-  model::KvBlockManager& kv() override { return kv_; }
+  model::KvBlockManager& kv() override { return *kv_; }
   absl::Status Forward(std::span<const SequenceStep> steps, std::vector<float>* logits) override;
   absl::Status ForwardSample(std::span<const SequenceStep> steps, std::span<const model::StepSampling> sampling,
                              std::vector<int32_t>* tokens) override;
@@ -188,7 +189,17 @@ class CudaBackendImpl final : public CudaBackend {
  private:
   // Creation (cuda_backend.cc).
   CudaBackendImpl(model::ModelConfig config, const CudaBackendOptions& options, int max_context);
-  absl::Status AllocateRuntime();
+  // The per-pass buffers (activations, workspace, metadata), allocated
+  // before the weights so that the KV plan sees them in use.
+  absl::Status AllocateBuffers();
+  // The KV pool's blocks: --kv_blocks when given (checked against the free
+  // memory), else what gpu_memory_fraction leaves (memory_plan.h) after what
+  // is in use now and `to_allocate` more bytes. ResourceExhausted, naming the
+  // sizes, when not even one sequence of max_context tokens fits.
+  absl::StatusOr<int64_t> PlanKvBlocks(int64_t to_allocate) const;
+  // After the upload: plans again from the measured memory, re-creates kv_
+  // with that pool and allocates the K/V arrays and attention split states.
+  absl::Status AllocateKv();
 
   // Weights (cuda_backend_weights.cc).
   // Gives every tensor its device form. With `image`, the weights' bytes
@@ -233,7 +244,9 @@ class CudaBackendImpl final : public CudaBackend {
   const model::RopeTables rope_;
   const int max_context_;
   const CudaBackendOptions options_;
-  model::KvBlockManager kv_;
+  // Created with max_sequences x max_context worth of blocks, re-created by
+  // AllocateKv with the pool actually allocated (the ring part is the same).
+  std::optional<model::KvBlockManager> kv_;
   std::string description_;
   bool use_graphs_ = true;
   bool profiling_ = false;

@@ -87,7 +87,7 @@ absl::Status CudaBackendImpl::ForwardSample(std::span<const SequenceStep> steps,
       CUDA_CHECK(cudaStreamSynchronize(stream_));
     }
     if (!graph) CollectEager(shape);
-    for (const PassSeq& ps : pass) kv_.Commit(steps[ps.step].seq, ps.end - ps.begin);
+    for (const PassSeq& ps : pass) kv_->Commit(steps[ps.step].seq, ps.end - ps.begin);
   }
   return absl::OkStatus();
 }

@@ -177,8 +177,16 @@ RopeTables ComputeRope(const ModelConfig& c) {
   if (c.rope_scaling_factor > 1.0f) {
     const double s = c.rope_scaling_factor;
     const double two_pi = 2.0 * std::numbers::pi;
-    const double low = half * std::log(c.rope_original_context / (c.yarn_beta_fast * two_pi)) / std::log(base);
-    const double high = half * std::log(c.rope_original_context / (c.yarn_beta_slow * two_pi)) / std::log(base);
+    // HF transformers' correction range with truncate=false (gpt-oss's
+    // config): unrounded, but clamped to [0, head_dim - 1]. The clamp only
+    // bites outside the reference's domain (original context below about
+    // beta_fast·2π ≈ 201 tokens, or a tiny base); without it such files'
+    // logits differ from HF and llama.cpp by tens of percent.
+    const double low =
+        std::max(half * std::log(c.rope_original_context / (c.yarn_beta_fast * two_pi)) / std::log(base), 0.0);
+    double high = std::min(half * std::log(c.rope_original_context / (c.yarn_beta_slow * two_pi)) / std::log(base),
+                           c.head_dim - 1.0);
+    if (high == low) high += 0.001;  // HF's guard against 0/0 (ReadModelConfig's beta_fast > beta_slow makes it rare)
     for (int i = 0; i < half; ++i) {
       const double extrapolated = t.inv_freq[i];
       const double interpolated = extrapolated / s;

@@ -52,7 +52,8 @@ struct ModelConfig {
 absl::StatusOr<ModelConfig> ReadModelConfig(const gguf::GgufFile& file);
 
 // RoPE inverse frequencies (head_dim / 2 entries, float64) and the magnitude
-// factor of YaRN, computed the OpenAI/HF way: correction range not rounded.
+// factor of YaRN, computed the HF way with truncate=false (gpt-oss's config):
+// correction range not rounded, clamped to [0, head_dim - 1].
 struct RopeTables {
   std::vector<double> inv_freq;
   double attention_factor = 1.0;  // multiplies both cos and sin

@@ -20,6 +20,7 @@
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "inference_worker/backend_factory.h"
+#include "inference_worker/cuda/memory_plan.h"
 #include "inference_worker/gguf/gguf.h"
 #include "inference_worker/http/http_server.h"
 #include "inference_worker/serving/engine.h"
@@ -199,6 +200,7 @@ absl::Status ValidateWorkerConfig(const WorkerConfig& c) {
     return bad(absl::StrCat("--kv_blocks must be >= 0 (0 = sized from --max_sequences and --max_context), got ",
                             c.kv_blocks));
   }
+  if (absl::Status s = gpu::ValidateGpuMemoryFraction(c.gpu_memory_fraction); !s.ok()) return s;
   if (c.max_waiting < 0) return bad(absl::StrCat("--max_waiting must be >= 0, got ", c.max_waiting));
   if (c.step_token_budget <= 0) {
     return bad(absl::StrCat("--step_token_budget must be >= 1, got ", c.step_token_budget));
@@ -395,6 +397,7 @@ int RunWorker(const WorkerConfig& config) {
   choice.max_sequences = config.max_sequences;
   choice.max_context = config.max_context;
   choice.kv_blocks = config.kv_blocks;
+  choice.gpu_memory_fraction = config.gpu_memory_fraction;
   // The file streams straight into device memory when the CUDA backend may
   // run (one read, no host copy of the model), else into host memory.
   std::string image_note;
@@ -451,6 +454,19 @@ int RunWorker(const WorkerConfig& config) {
   }
   if (!created->note.empty()) Log(created->note);
   std::unique_ptr<model::Backend>* backend = &created->backend;
+  {
+    // Full-attention layers draw from this pool; sliding layers have rings
+    // of their own, so it bounds the tokens all sequences hold together.
+    model::KvBlockManager& kv = (*backend)->kv();
+    const int64_t pool_tokens = static_cast<int64_t>(kv.num_full_blocks()) * kv.block_size();
+    Log(absl::StrCat("kv_cache: blocks=", kv.num_full_blocks(), " block_size=", kv.block_size(),
+                     " max_concurrent_tokens=", pool_tokens, " max_sequences=", config.max_sequences,
+                     " max_context=", std::min(config.max_context, (*backend)->config().context_length),
+                     config.kv_blocks > 0 ? " (from --kv_blocks)"
+                     : created->kind == "cuda"
+                         ? absl::StrCat(" (from --gpu_memory_fraction=", config.gpu_memory_fraction, ")")
+                         : " (max_sequences x max_context)"));
+  }
   serving::EngineOptions eo;
   eo.scheduler.max_running = config.max_sequences;
   eo.scheduler.max_waiting = config.max_waiting;

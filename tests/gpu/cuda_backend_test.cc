@@ -22,6 +22,7 @@
 
 #include "gtest/gtest.h"
 #include "inference_worker/cuda/cuda_backend.h"
+#include "inference_worker/cuda/memory_plan.h"
 #include "inference_worker/model/cpu_backend.h"
 #include "kernels/layout.h"
 #include "inference_worker/model/model_file.h"
@@ -508,6 +509,85 @@ TEST_F(TinyModel, VramReportMatchesTheArithmetic) {
   const int64_t used = static_cast<int64_t>(free_before) - static_cast<int64_t>(free_after);
   std::printf("VRAM report: %s; device shows %.1f MiB used\n", r.ToString().c_str(), used / 1048576.0);
   EXPECT_GE(used + (64 << 20), r.total());  // allocation granularity aside, the report covers what was taken
+}
+
+// memory_plan.h predicts the weight bytes before the upload (the refusal of
+// a model that cannot fit relies on it): it must equal what Upload counts.
+TEST_F(TinyModel, PlannedWeightBytesEqualTheVramReportByCategory) {
+  for (auto dense : {gguf::GgmlType::kQ8_0, gguf::GgmlType::kBF16}) {
+    Load(8, 3, dense, gguf::GgmlType::kMXFP4, /*vocab=*/100);
+    const int max_context = 700;
+    auto b = MakeGpu(*model_->file, 4, max_context);
+    ASSERT_NE(b, nullptr);
+    auto weights = model::BindWeights(*model_->file, b->config());
+    ASSERT_TRUE(weights.ok()) << weights.status();
+    auto plan = gpu::PlanWeightBytes(b->config(), *weights, std::min(max_context, b->config().context_length));
+    ASSERT_TRUE(plan.ok()) << plan.status();
+    const gpu::VramReport r = b->Vram();
+    EXPECT_EQ(plan->attention, r.weights_attention);
+    EXPECT_EQ(plan->experts, r.weights_experts);
+    EXPECT_EQ(plan->router, r.weights_router);
+    EXPECT_EQ(plan->embedding, r.weights_embedding);
+    EXPECT_EQ(plan->unembedding, r.weights_unembedding);
+    EXPECT_EQ(plan->small, r.weights_small);
+    EXPECT_EQ(plan->total(), r.weights());
+    b.reset();
+    TearDown();
+  }
+}
+
+// --gpu_memory_fraction: the pool fills what the fraction leaves (less than
+// max_sequences x max_context here), and the device use stays inside it.
+TEST_F(TinyModel, KvPoolIsSizedFromTheMemoryFraction) {
+  Load(8, 3);
+  CUDA_CHECK(cudaFree(nullptr));  // the context exists before measuring
+  size_t free_b = 0, total = 0;
+  CUDA_CHECK(cudaMemGetInfo(&free_b, &total));
+  const int64_t in_use = static_cast<int64_t>(total - free_b);
+  CudaBackendOptions o;
+  o.kv.max_sequences = 64;
+  o.max_context = 131072;  // 64 x 131,072 tokens would want far more than 256 MiB
+  o.upload_threads = 4;
+  o.gpu_memory_fraction = static_cast<double>(in_use + (256ll << 20)) / static_cast<double>(total);
+  auto b = gpu::CreateCudaBackendImpl(*model_->file, o);
+  ASSERT_TRUE(b.ok()) << b.status();
+  const int blocks = (*b)->kv().num_full_blocks();
+  EXPECT_GT(blocks, 131072 / 16);  // at least one whole context
+  EXPECT_LT(blocks, 64 * 131072 / 16);
+  CUDA_CHECK(cudaMemGetInfo(&free_b, &total));
+  const int64_t used_now = static_cast<int64_t>(total - free_b);
+  EXPECT_LE(used_now, static_cast<int64_t>(o.gpu_memory_fraction * total) + (32ll << 20))
+      << (*b)->Vram().ToString();
+  std::printf("fraction %.4f: %d blocks (%d tokens), %s\n", o.gpu_memory_fraction, blocks, blocks * 16,
+              (*b)->Vram().ToString().c_str());
+}
+
+// A model that cannot fit is refused before its upload and leaves the
+// device as it found it.
+TEST_F(TinyModel, ModelThatCannotFitIsRefusedBeforeUploadLeavingNothingAllocated) {
+  Load(8, 3);
+  // A backend made and dropped first, so that the context and the lazily
+  // loaded kernel modules are not counted as left behind by the refusal.
+  ASSERT_NE(MakeGpu(*model_->file, 1, 64), nullptr);
+  size_t free_before = 0, total = 0;
+  CUDA_CHECK(cudaMemGetInfo(&free_before, &total));
+  CudaBackendOptions o;
+  o.kv.max_sequences = 4;
+  o.max_context = 1024;
+  o.upload_threads = 4;
+  // Exactly what is in use already: the weights cannot fit beside it.
+  o.gpu_memory_fraction = static_cast<double>(total - free_before) / static_cast<double>(total);
+  auto b = gpu::CreateCudaBackendImpl(*model_->file, o);
+  ASSERT_FALSE(b.ok());
+  EXPECT_EQ(b.status().code(), absl::StatusCode::kResourceExhausted) << b.status();
+  EXPECT_NE(b.status().message().find("does not fit"), std::string::npos) << b.status();
+  EXPECT_NE(b.status().message().find("--max_context"), std::string::npos) << b.status();
+  size_t free_after = 0;
+  CUDA_CHECK(cudaMemGetInfo(&free_after, &total));
+  EXPECT_EQ(free_after, free_before);
+  o.gpu_memory_fraction = 1.5;
+  b = gpu::CreateCudaBackendImpl(*model_->file, o);
+  EXPECT_EQ(b.status().code(), absl::StatusCode::kInvalidArgument) << b.status();
 }
 
 }  // namespace

@@ -317,6 +317,34 @@ TEST(CpuBackendTypes, EveryDenseTypeMatchesTheReference) {
   }
 }
 
+// Issue 14: a file whose YaRN original context (64) is below beta_fast·2π
+// ≈ 201 has a negative low correction bound; the backend must clamp it as
+// HF transformers does (the float64 reference clamps independently).
+TEST(CpuBackendYarn, ShortOriginalContextMatchesTheClampedReference) {
+  for (int head_dim : {16, 64}) {
+    const std::string path = WriteTestModel(absl::StrCat("yarn_orig64_", head_dim), [&](tools::RandomModelSpec& s) {
+      s.config.rope_original_context = 64;
+      s.config.head_dim = head_dim;
+    });
+    auto m = LoadModel(path);
+    ASSERT_NE(m, nullptr);
+    auto backend = MakeBackend(*m->file);
+    ASSERT_NE(backend, nullptr);
+    ASSERT_EQ(backend->config().rope_original_context, 64);
+    const auto tokens = RandomTokens(40, backend->config().vocab_size, 14);
+    ASSERT_TRUE(backend->kv().AddSequence(1).ok());
+    std::vector<float> logits;
+    SequenceStep step{1, tokens, model::Logits::kAll};
+    ASSERT_TRUE(backend->Forward({&step, 1}, &logits).ok());
+    const auto ref = ReferenceLogits(*m->file, backend->config(), tokens);
+    for (size_t t = 0; t < tokens.size(); ++t) {
+      EXPECT_LT(RelErr(&logits[t * backend->config().vocab_size], ref[t]), 1e-5)
+          << "head_dim " << head_dim << " position " << t;
+    }
+    std::remove(path.c_str());
+  }
+}
+
 TEST(CpuBackendLoad, RejectsOtherArchitecturesAndMissingTensors) {
   gguf::GgufWriter w;
   w.SetString("general.architecture", "llama");

@@ -489,6 +489,91 @@ TEST(ComputeRopeTest, NoScalingIsPlainRope) {
 }
 
 // ---------------------------------------------------------------------------
+// YaRN outside the reference's domain (issue 14): HF transformers'
+// `_compute_yarn_parameters` with truncate=false, written out in float64.
+// HF names the full head size `dim`: the correction dimension is
+// dim·ln(L / (rotations·2π)) / (2·ln base); the low bound is clamped at 0
+// from below, the high one at dim - 1 from above, and an empty range gets
+// 0.001 added to its top.
+
+double HfCorrectionDim(double rotations, int dim, double base, double original_context) {
+  return dim * std::log(original_context / (rotations * 2 * std::numbers::pi)) / (2 * std::log(base));
+}
+
+std::vector<double> HfYarnInvFreq(int dim, double base, double factor, double original_context, double beta_fast,
+                                  double beta_slow) {
+  double low = std::max(HfCorrectionDim(beta_fast, dim, base, original_context), 0.0);
+  double high = std::min(HfCorrectionDim(beta_slow, dim, base, original_context), dim - 1.0);
+  if (low == high) high += 0.001;
+  std::vector<double> out(dim / 2);
+  for (int i = 0; i < dim / 2; ++i) {
+    const double pos_freq = std::pow(base, 2.0 * i / dim);
+    const double extrapolation = 1.0 / pos_freq;
+    const double interpolation = 1.0 / (factor * pos_freq);
+    const double ramp = std::clamp((i - low) / (high - low), 0.0, 1.0);
+    const double extrapolation_factor = 1.0 - ramp;
+    out[i] = interpolation * (1.0 - extrapolation_factor) + extrapolation * extrapolation_factor;
+  }
+  return out;
+}
+
+void ExpectInvFreqEq(const RopeTables& got, const std::vector<double>& want) {
+  ASSERT_EQ(got.inv_freq.size(), want.size());
+  for (size_t i = 0; i < want.size(); ++i) EXPECT_NEAR(got.inv_freq[i], want[i], 1e-12 * want[i]) << "i=" << i;
+}
+
+// How many entries of a differ from b by more than a relative 1e-6: the
+// cases below are only worth having where clamping changes the table.
+int CountDiffering(const std::vector<double>& a, const std::vector<double>& b) {
+  int n = 0;
+  for (size_t i = 0; i < a.size(); ++i) n += std::fabs(a[i] - b[i]) > 1e-6 * b[i];
+  return n;
+}
+
+TEST(ComputeRopeTest, OriginalContextBelowBetaFastTwoPiClampsTheLowBoundAtZero) {
+  ModelConfig c = Config20b();
+  c.rope_original_context = 64;  // < 32·2π ≈ 201: the unclamped low bound is about -3.07
+  ASSERT_LT(HfCorrectionDim(32.0, 64, 150000.0, 64.0), 0.0);
+  const std::vector<double> want = HfYarnInvFreq(64, 150000.0, 32.0, 64.0, 32.0, 1.0);
+  ASSERT_GT(CountDiffering(want, SpecInvFreq(64, 150000.0, 32.0, 64.0, 32.0, 1.0)), 3);
+  ExpectInvFreqEq(ComputeRope(c), want);
+}
+
+TEST(ComputeRopeTest, HighBoundBeyondHeadDimMinusOneIsClampedThere) {
+  // theta 10 and head_dim 16 give low ≈ 4.0 and high ≈ 16.04 > 15, so
+  // entries 5..7 sit on a ramp whose top HF moves from 16.04 to 15.
+  ModelConfig c = Config20b();
+  c.head_dim = 16;
+  c.rope_theta = 10.0f;
+  c.rope_original_context = 636;
+  ASSERT_GT(HfCorrectionDim(1.0, 16, 10.0, 636.0), 15.0);
+  ASSERT_LT(HfCorrectionDim(32.0, 16, 10.0, 636.0), 7.0);
+  const std::vector<double> want = HfYarnInvFreq(16, 10.0, 32.0, 636.0, 32.0, 1.0);
+  ASSERT_GT(CountDiffering(want, SpecInvFreq(16, 10.0, 32.0, 636.0, 32.0, 1.0)), 2);
+  ExpectInvFreqEq(ComputeRope(c), want);
+}
+
+TEST(ComputeRopeTest, OriginalContextBelowTwoPiLeavesEveryFrequencyUnscaled) {
+  // Original context 4 < 1·2π: both bounds are negative (-10.5 and -1.2).
+  // HF clamps the low one to 0 and the high one only from above, so the
+  // ramp (i - 0) / (-1.2 - 0) is <= 0 everywhere: nothing is interpolated.
+  // Unclamped, the ramp was >= 1 everywhere: everything divided by 32.
+  ModelConfig c = Config20b();
+  c.rope_original_context = 4;
+  const RopeTables t = ComputeRope(c);
+  ExpectInvFreqEq(t, HfYarnInvFreq(64, 150000.0, 32.0, 4.0, 32.0, 1.0));
+  for (int i = 0; i < 32; ++i) {
+    const double base = std::pow(150000.0, -2.0 * i / 64);
+    EXPECT_NEAR(t.inv_freq[i], base, 1e-12 * base) << "i=" << i;
+  }
+  EXPECT_NEAR(t.attention_factor, 0.1 * std::log(32.0) + 1.0, 1e-12);  // the magnitude factor still applies
+}
+
+TEST(ComputeRopeTest, The20bRangeIsInsideTheClampSoHfAndTheSpecAgree) {
+  ExpectInvFreqEq(ComputeRope(Config20b()), HfYarnInvFreq(64, 150000.0, 32.0, 4096.0, 32.0, 1.0));
+}
+
+// ---------------------------------------------------------------------------
 // Attention with a sink (spec §5.2.5): a_j = exp(s_j - z) / (exp(S - z) +
 // sum exp(s_j - z)), s_j = scale q.k_j, the sink not scaled.
 

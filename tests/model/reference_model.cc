@@ -65,14 +65,16 @@ std::vector<std::vector<double>> ReferenceLogits(const gguf::GgufFile& f, const 
   const int n = static_cast<int>(tokens.size());
   const int hd = c.head_dim, half = hd / 2, group = c.n_heads / c.n_kv_heads;
 
-  // YaRN, OpenAI formula (spec §5.4), float64.
+  // YaRN, OpenAI formula (spec §5.4), float64, with HF transformers' clamp
+  // of the correction range (low >= 0, high <= head_dim - 1), which only
+  // matters for original contexts below 32·2π tokens.
   std::vector<double> inv_freq(half);
   double mscale = 1.0;
   for (int i = 0; i < half; ++i) inv_freq[i] = std::pow(static_cast<double>(c.rope_theta), -2.0 * i / hd);
   if (c.rope_scaling_factor > 1.0f) {
     const double s = c.rope_scaling_factor, L = c.rope_original_context, b = c.rope_theta;
-    const double low = half * std::log(L / (32.0 * 2 * std::numbers::pi)) / std::log(b);
-    const double high = half * std::log(L / (1.0 * 2 * std::numbers::pi)) / std::log(b);
+    const double low = std::max(0.0, half * std::log(L / (32.0 * 2 * std::numbers::pi)) / std::log(b));
+    const double high = std::min(hd - 1.0, half * std::log(L / (1.0 * 2 * std::numbers::pi)) / std::log(b));
     for (int i = 0; i < half; ++i) {
       const double ramp = std::min(1.0, std::max(0.0, (i - low) / (high - low)));
       inv_freq[i] = inv_freq[i] / s * ramp + inv_freq[i] * (1 - ramp);

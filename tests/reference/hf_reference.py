@@ -155,11 +155,12 @@ def main():
     torch.manual_seed(0)
     model = GptOssForCausalLM(config).to(torch.float32).eval()
 
-    # The inverse frequencies must be the unrounded YaRN of the spec.
+    # The inverse frequencies must be the unrounded YaRN of the spec, with
+    # the correction range clamped to [0, hd - 1] (matters below orig ~201).
     half = hd // 2
     inv = theta ** (-np.arange(0, hd, 2) / hd)
-    low = half * math.log(orig / (32 * 2 * math.pi)) / math.log(theta)
-    high = half * math.log(orig / (1 * 2 * math.pi)) / math.log(theta)
+    low = max(0.0, half * math.log(orig / (32 * 2 * math.pi)) / math.log(theta))
+    high = min(hd - 1.0, half * math.log(orig / (1 * 2 * math.pi)) / math.log(theta))
     ramp = np.clip((np.arange(half) - low) / (high - low), 0, 1)
     want = inv / factor * ramp + inv * (1 - ramp)
     got = model.model.rotary_emb.inv_freq.double().numpy()

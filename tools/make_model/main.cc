@@ -29,6 +29,9 @@ ABSL_FLAG(int, head_dim, 0, "override attention.key_length");
 ABSL_FLAG(int, experts, 0, "override expert_count");
 ABSL_FLAG(int, d_ff, 0, "override expert_feed_forward_length");
 ABSL_FLAG(int, window, 0, "override attention.sliding_window");
+ABSL_FLAG(int, rope_original_context, 0,
+          "override rope.scaling.original_context_length (YaRN; presets use 4096); below ~201 (beta_fast * 2 pi) "
+          "the correction range is clamped, as HF transformers does");
 ABSL_FLAG(int, threads, 0, "generator threads (0 = all cores)");
 ABSL_FLAG(std::string, name, "ossgate-random", "general.name");
 ABSL_FLAG(double, residual_scale, 1.0,
@@ -60,6 +63,11 @@ int main(int argc, char** argv) {
   override_int(absl::GetFlag(FLAGS_experts), &c.n_experts);
   override_int(absl::GetFlag(FLAGS_d_ff), &c.d_ff);
   override_int(absl::GetFlag(FLAGS_window), &c.sliding_window);
+  if (absl::GetFlag(FLAGS_rope_original_context) < 0) {
+    std::fprintf(stderr, "error: --rope_original_context must be positive (or 0 for the preset's 4096)\n");
+    return 2;
+  }
+  override_int(absl::GetFlag(FLAGS_rope_original_context), &c.rope_original_context);
   spec.seed = absl::GetFlag(FLAGS_seed);
   spec.threads = absl::GetFlag(FLAGS_threads);
   spec.name = absl::GetFlag(FLAGS_name);

@@ -1,0 +1,217 @@
+// The CUDA backend's device-memory arithmetic (memory_plan.h) on the CPU:
+// the weight bytes against sums written here from the ggml block sizes (a
+// Q8_0 block of 32 values is 34 bytes, an MXFP4 block 17; the tiled layout
+// stores the same bytes, padded to 16-row tiles), the KV bytes of the 20b
+// shape, and the pool that --gpu_memory_fraction leaves. The GPU test
+// (cuda_backend_test.cc, VramTest) checks the weight bytes against what the
+// backend actually allocates.
+#include "inference_worker/cuda/memory_plan.h"
+
+#include <cmath>
+#include <limits>
+#include <string>
+
+#include "gtest/gtest.h"
+#include "inference_worker/model/weights.h"
+#include "tests/model/test_models.h"
+
+namespace ossgate::gpu {
+namespace {
+
+using testing::LoadModel;
+using testing::WriteTestModel;
+
+constexpr int64_t kQ8Row64 = 64 / 32 * 34;    // one Q8_0 row of 64 values
+constexpr int64_t kMxfp4Row64 = 64 / 32 * 17;  // one MXFP4 row of 64 values
+
+// The tiny preset: 2 layers, d_model 64, 4 heads and 2 KV heads of 16,
+// 8 experts of d_ff 64; Q8_0 dense, MXFP4 experts, F32 norms/biases/router.
+int64_t TinyLayerAttention() {
+  const int64_t q = 64, kv = 32, d = 64;
+  return (q + 2 * kv) * kQ8Row64  // fused q/k/v
+         + d * kQ8Row64           // o (64 x 64)
+         + (q + 2 * kv) * 4       // q/k/v biases, fp32
+         + d * 4;                 // o bias
+}
+int64_t TinyLayerExperts() {
+  const int64_t e = 8, f = 64, d = 64;
+  return e * 2 * f * kMxfp4Row64  // gate and up rows of every expert
+         + e * d * kMxfp4Row64    // down
+         + 2 * e * f * 4 + e * d * 4;
+}
+
+TEST(PlanWeightBytesTest, TinyModelMatchesTheBlockSizesByCategory) {
+  for (int vocab : {96, 100}) {  // 100: the unembedding is padded to 7 tiles of 16 rows
+    const std::string path = WriteTestModel("memory_plan", [](tools::RandomModelSpec&) {}, vocab);
+    auto m = LoadModel(path);
+    ASSERT_NE(m, nullptr);
+    auto config = model::ReadModelConfig(*m->file);
+    ASSERT_TRUE(config.ok()) << config.status();
+    auto weights = model::BindWeights(*m->file, *config);
+    ASSERT_TRUE(weights.ok()) << weights.status();
+    ASSERT_EQ(config->n_layers, 2);
+    ASSERT_EQ(config->d_model, 64);
+    ASSERT_EQ(config->head_dim, 16);
+    const int max_context = 300;
+    auto b = PlanWeightBytes(*config, *weights, max_context);
+    ASSERT_TRUE(b.ok()) << b.status();
+    EXPECT_EQ(b->attention, 2 * TinyLayerAttention()) << "vocab " << vocab;
+    EXPECT_EQ(b->experts, 2 * TinyLayerExperts()) << "vocab " << vocab;
+    EXPECT_EQ(b->router, 2 * (8 * 64 * 4 + 8 * 4)) << "vocab " << vocab;
+    EXPECT_EQ(b->embedding, vocab * kQ8Row64) << "vocab " << vocab;
+    const int64_t padded_rows = (vocab + 15) / 16 * 16;
+    EXPECT_EQ(b->unembedding, padded_rows * kQ8Row64) << "vocab " << vocab;
+    const int64_t norms_and_sinks = 2 * (64 * 4 + 64 * 4 + 4 * 4) + 64 * 4;
+    const int64_t inv_freq = 8 * 8;
+    const int64_t rope_table = int64_t{max_context} * 16 * 4;
+    EXPECT_EQ(b->small, norms_and_sinks + inv_freq + rope_table) << "vocab " << vocab;
+    EXPECT_EQ(b->total(), b->attention + b->experts + b->router + b->embedding + b->unembedding + b->small);
+    std::remove(path.c_str());
+  }
+}
+
+TEST(PlanWeightBytesTest, Bf16DenseIsTwoBytesAValue) {
+  const std::string path = WriteTestModel("memory_plan_bf16", [](tools::RandomModelSpec& s) {
+    s.dense_type = gguf::GgmlType::kBF16;
+  });
+  auto m = LoadModel(path);
+  ASSERT_NE(m, nullptr);
+  auto config = model::ReadModelConfig(*m->file);
+  ASSERT_TRUE(config.ok());
+  auto weights = model::BindWeights(*m->file, *config);
+  ASSERT_TRUE(weights.ok());
+  auto b = PlanWeightBytes(*config, *weights, 16);
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ(b->attention, 2 * ((128 + 64) * 64 * 2 + 128 * 4 + 64 * 4));
+  EXPECT_EQ(b->embedding, 96 * 64 * 2);
+  std::remove(path.c_str());
+}
+
+model::ModelConfig Shape20b() {
+  model::ModelConfig c;
+  c.n_layers = 24;
+  c.n_heads = 64;
+  c.n_kv_heads = 8;
+  c.head_dim = 64;
+  c.sliding_window = 128;
+  return c;
+}
+
+TEST(PlanKvBytesTest, The20bShape) {
+  // 12 full layers hold K and V of 8 heads x 64 bf16 per token; 12 sliding
+  // layers a ring of 9 blocks (128 / 16 + 1) per sequence; every 256 pool
+  // tokens one split state of 64 heads x 66 floats.
+  const KvBytes k = PlanKvBytes(Shape20b(), 16, 9, 256);
+  EXPECT_EQ(k.per_token, 12 * 2 * 8 * 64 * 2);
+  EXPECT_EQ(k.per_pool_block, 24576 * 16 + 64 * 66 * 4 * 16 / 256);
+  EXPECT_EQ(k.per_sequence, 12 * 2 * 8 * 64 * 2 * 16 * 9);
+  model::ModelConfig no_window = Shape20b();
+  no_window.sliding_window = 0;  // every layer full
+  const KvBytes all_full = PlanKvBytes(no_window, 16, 0, 256);
+  EXPECT_EQ(all_full.per_token, 24 * 2 * 8 * 64 * 2);
+  EXPECT_EQ(all_full.per_sequence, 0);
+}
+
+constexpr int64_t kGiB = int64_t{1} << 30;
+
+KvPoolRequest Request80GB() {
+  KvPoolRequest r;
+  r.device_total = 80 * kGiB;
+  r.in_use = 13 * kGiB;  // the 20b weights and buffers, roughly
+  r.fraction = 0.9;
+  r.kv = PlanKvBytes(Shape20b(), 16, 9, 256);
+  r.max_sequences = 64;
+  r.max_context = 131072;
+  return r;
+}
+
+TEST(PlanKvPoolTest, FillsWhatTheFractionLeavesInWholeBlocks) {
+  const KvPoolRequest r = Request80GB();
+  auto p = PlanKvPool(r);
+  ASSERT_TRUE(p.ok()) << p.status();
+  const int64_t budget = static_cast<int64_t>(0.9 * 80 * kGiB) - 13 * kGiB;
+  EXPECT_EQ(p->budget, budget);
+  const int64_t rings = 64 * r.kv.per_sequence;
+  EXPECT_LE(p->blocks * r.kv.per_pool_block + rings, budget);
+  EXPECT_GT((p->blocks + 1) * r.kv.per_pool_block + rings, budget);  // one block more would not fit
+  EXPECT_FALSE(p->capped);
+  EXPECT_EQ(p->max_tokens, p->blocks * 16);
+  EXPECT_EQ(p->kv_bytes, p->blocks * r.kv.per_pool_block + rings);
+  // 24 KiB per token: about 2.56 M tokens, 19 sequences of the full 131,072.
+  EXPECT_GT(p->max_tokens, 2500000);
+  EXPECT_LT(p->max_tokens, 2600000);
+}
+
+TEST(PlanKvPoolTest, NeverMoreThanTheSequencesCanUse) {
+  KvPoolRequest r = Request80GB();
+  r.max_sequences = 16;
+  r.max_context = 4096;
+  auto p = PlanKvPool(r);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->blocks, 16 * 4096 / 16);
+  EXPECT_TRUE(p->capped);
+  EXPECT_EQ(p->max_tokens, 16 * 4096);
+  r.max_context = 4100;  // a partial last block still needs a whole one
+  EXPECT_EQ(PlanKvPool(r)->blocks, 16 * 257);
+}
+
+TEST(PlanKvPoolTest, OneSequenceOfMaxContextIsTheLeastAccepted) {
+  KvPoolRequest r = Request80GB();
+  const int64_t one_sequence = 8192 * r.kv.per_pool_block;  // 131,072 tokens
+  const int64_t rings = 64 * r.kv.per_sequence;
+  const int64_t allowed = static_cast<int64_t>(0.9 * 80 * kGiB);
+  r.in_use = allowed - rings - one_sequence;
+  auto p = PlanKvPool(r);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->blocks, 8192);
+  r.in_use += 1;
+  p = PlanKvPool(r);
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.status().code(), absl::StatusCode::kResourceExhausted);
+}
+
+TEST(PlanKvPoolTest, A120bOnA24GBCardIsRefusedNamingTheSizesAndWhatToDo) {
+  KvPoolRequest r;
+  r.device_total = 24 * kGiB;
+  r.in_use = kGiB / 2;
+  r.to_allocate = 63387329184;  // the 120b file's weights
+  r.fraction = 0.9;
+  model::ModelConfig c = Shape20b();
+  c.n_layers = 36;
+  r.kv = PlanKvBytes(c, 16, 9, 256);
+  r.max_sequences = 16;
+  r.max_context = 4096;
+  auto p = PlanKvPool(r);
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.status().code(), absl::StatusCode::kResourceExhausted);
+  const std::string msg(p.status().message());
+  for (const std::string& want :
+       {std::string("does not fit"), FormatGiB(63387329184), FormatGiB(24 * kGiB), FormatGiB(kGiB / 2),
+        std::string("--gpu_memory_fraction=0.9"), std::string("--max_context"), std::string("--max_sequences"),
+        std::string("more memory")}) {
+    EXPECT_NE(msg.find(want), std::string::npos) << "missing '" << want << "' in: " << msg;
+  }
+}
+
+TEST(PlanKvPoolTest, TheFractionScalesTheBudget) {
+  KvPoolRequest r = Request80GB();
+  r.fraction = 0.5;
+  auto half = PlanKvPool(r);
+  r.fraction = 1.0;
+  auto all = PlanKvPool(r);
+  ASSERT_TRUE(half.ok() && all.ok());
+  EXPECT_EQ(all->budget - half->budget, static_cast<int64_t>(80 * kGiB) / 2);
+  EXPECT_LT(half->blocks, all->blocks);
+}
+
+TEST(ValidateGpuMemoryFractionTest, OnlyZeroToOneExclusiveOfZero) {
+  for (double ok : {1.0, 0.9, 0.05, 1e-6}) EXPECT_TRUE(ValidateGpuMemoryFraction(ok).ok()) << ok;
+  for (double bad : {0.0, -0.5, 1.0000001, 2.0, std::nan(""), std::numeric_limits<double>::infinity()}) {
+    const absl::Status s = ValidateGpuMemoryFraction(bad);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_NE(s.message().find("--gpu_memory_fraction must be in (0, 1]"), std::string::npos) << s;
+  }
+}
+
+}  // namespace
+}  // namespace ossgate::gpu
