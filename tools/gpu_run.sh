@@ -157,6 +157,8 @@ if want tests; then
   step "CPU reference: router recording and forcing (CPU)" tests.log 60 "$bin/cpu_reference_test"
   step "kernels vs CPU reference" tests.log 150 "$bin/gpu_kernels_test"
   step "tiny + trained models vs CPU, invariance" tests.log 200 "$bin/gpu_backend_test"
+  step "streaming load: device repack and scan, backend from a device image" tests.log 90 \
+    "$bin/gpu_streaming_load_test"
 fi
 if want bench; then
   step "generate 20b-shape model" bench.log 90 "$bin/ossgate-make-model" --preset=20b --vocab=placeholder:201088 \
@@ -188,6 +190,8 @@ if want sanitize && [ -n "$sanitizer" ]; then
   step "racecheck: kernels with shared memory" sanitizer.log 200 "$sanitizer" --tool racecheck --error-exitcode 1 \
     "$bin/gpu_kernels_test" \
     --gtest_filter='*AttentionTest.*:MoeTest.*:*GemmTest.*/MXFP4:*GemmTest.*/Q8_0:SampleTest.*:RouterTest.*:AddNormTest.*:RopeTest.*'
+  step "memcheck: streaming load (device repack, scan, backend from an image)" sanitizer.log 90 "$sanitizer" \
+    --tool memcheck --error-exitcode 1 "$bin/gpu_streaming_load_test"
   step "memcheck: backend (tiny models)" sanitizer.log 150 "$sanitizer" --tool memcheck --error-exitcode 1 \
     "$bin/gpu_backend_test" --gtest_filter='*Greedy*:*Invariance*:*Rejects*'
 fi

@@ -9,6 +9,8 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -34,6 +36,20 @@ namespace ossgate::worker {
 namespace pb = ::ossgate::inference::v1;
 
 namespace {
+
+// The process's peak resident set (VmHWM) in MiB, for the ready line: the
+// streaming load keeps the model file out of host memory. -1 if unknown.
+int64_t PeakRssMib() {
+  std::FILE* f = std::fopen("/proc/self/status", "r");
+  if (!f) return -1;
+  char line[256];
+  int64_t kib = -1;
+  while (std::fgets(line, sizeof line, f)) {
+    if (std::strncmp(line, "VmHWM:", 6) == 0) kib = std::atoll(line + 6);
+  }
+  std::fclose(f);
+  return kib < 0 ? -1 : kib / 1024;
+}
 
 void Log(const std::string& msg) { LogLine(msg); }
 
@@ -497,7 +513,8 @@ int RunWorker(const WorkerConfig& config) {
                    " sha256=", vm->digest.sha256, " size=", vm->digest.size, " token_id=",
                    LogValue(vm->claims.token_id, 64),
                    " audit_log_index=", vm->claims.log_index, " verified_at=", absl::FormatTime(vm->verified_at),
-                   " load_seconds=", load_s, " backend=", (*backend)->Description(), " (health SERVING)"));
+                   " load_seconds=", load_s, " peak_host_rss_mib=", PeakRssMib(), " backend=",
+                   (*backend)->Description(), " (health SERVING)"));
 
   const int sig = signals.Wait();
   Log(absl::StrCat("signal ", sig, ": NOT_SERVING, draining for up to ", absl::FormatDuration(config.drain_timeout)));

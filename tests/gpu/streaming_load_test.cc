@@ -1,0 +1,261 @@
+// The streaming verified load of the CUDA backend (issue 14): the file read
+// once into device memory (DeviceModelImage), the matrices repacked and
+// their scales checked there. The device repack is byte-identical to the
+// host repacker on random rows of every format and every row source (plain,
+// q/k/v stacked, gate/up interleaved, padding); the device scan finds the
+// first non-finite block as the host scan does; and a backend made from the
+// device image computes bitwise the logits of one made from host bytes,
+// refuses a non-finite scale with the host's message, and releases the
+// file's device copy.
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "inference_worker/cuda/cuda_backend.h"
+#include "inference_worker/model/model_file.h"
+#include "inference_worker/model/weights.h"
+#include "kernels/ops.h"
+#include "kernels/repack.h"
+#include "tests/gpu/gpu_test_util.h"
+#include "tests/model/test_models.h"
+
+namespace ossgate::testing {
+namespace {
+
+using kernels::RepackSource;
+using kernels::WFormat;
+
+struct Case {
+  const char* name;
+  int64_t part_rows[3];
+  int n_parts;
+  bool gate_up;
+  int64_t n_mats;
+};
+
+TEST(DeviceRepackTest, EqualsTheHostRepackerForEveryFormatAndSource) {
+  std::mt19937 rng(FreshSeed());
+  const int64_t k_blocks = 3;
+  for (WFormat fmt : {WFormat::kQ8_0, WFormat::kMxfp4, WFormat::kF16, WFormat::kBf16}) {
+    const int64_t row_bytes = fmt == WFormat::kQ8_0    ? k_blocks * kernels::kQ8_0BlockBytes
+                              : fmt == WFormat::kMxfp4 ? k_blocks * kernels::kMxfp4BlockBytes
+                                                       : k_blocks * 32 * 2;
+    for (const Case& c : {Case{"plain", {37, 0, 0}, 1, false, 2}, Case{"qkv", {40, 8, 8}, 3, false, 1},
+                          Case{"gate_up", {21, 21, 0}, 2, true, 3}}) {
+      SCOPED_TRACE(::testing::Message() << "format " << static_cast<int>(fmt) << ", " << c.name);
+      std::vector<std::vector<uint8_t>> host(c.n_parts);
+      std::vector<DevBuf<uint8_t>> dev;
+      RepackSource hs, ds;
+      int64_t rows = 0;
+      for (int p = 0; p < c.n_parts; ++p) {
+        host[p].resize(c.n_mats * c.part_rows[p] * row_bytes);
+        for (uint8_t& b : host[p]) b = static_cast<uint8_t>(rng());
+        dev.emplace_back(host[p]);
+        hs.part[p] = host[p].data();
+        ds.part[p] = dev.back().get();
+        hs.part_rows[p] = ds.part_rows[p] = c.part_rows[p];
+        rows += c.part_rows[p];
+      }
+      hs.n_parts = ds.n_parts = c.n_parts;
+      hs.gate_up = ds.gate_up = c.gate_up;
+      hs.row_bytes = ds.row_bytes = row_bytes;
+      if (c.gate_up) rows = c.part_rows[0];
+      const int64_t row_tiles = kernels::RowTilesFor(rows, c.gate_up);
+      const kernels::TiledBytes size = kernels::TiledSize(fmt, rows, k_blocks * 32, c.gate_up);
+      std::vector<uint8_t> want_codes(size.codes * c.n_mats), want_scales(size.scales * c.n_mats);
+      for (int64_t mat = 0; mat < c.n_mats; ++mat) {
+        kernels::RepackTiles(
+            fmt, k_blocks, [&](int64_t r) { return kernels::SourceRow(hs, mat, r); }, 0, row_tiles,
+            want_codes.data() + mat * size.codes, size.scales ? want_scales.data() + mat * size.scales : nullptr);
+      }
+      DevBuf<uint8_t> codes(want_codes.size()), scales(std::max<size_t>(1, want_scales.size()));
+      codes.Poison();
+      scales.Poison();
+      kernels::RepackParams p;
+      p.fmt = fmt;
+      p.src = ds;
+      p.n_mats = c.n_mats;
+      p.row_tiles = row_tiles;
+      p.k_blocks = k_blocks;
+      p.codes = codes.get();
+      p.scales = size.scales ? scales.get() : nullptr;
+      kernels::LaunchRepackTiles(p, nullptr);
+      EXPECT_EQ(codes.Download(), want_codes);
+      if (size.scales) {
+        EXPECT_EQ(scales.Download(), want_scales);
+      }
+    }
+  }
+}
+
+TEST(DeviceFiniteScanTest, FindsTheFirstNonFiniteBlockOfEachFormat) {
+  std::mt19937 rng(FreshSeed());
+  struct Scan {
+    WFormat fmt;
+    int block_bytes;
+    std::vector<int64_t> bad;  // blocks made non-finite
+    std::vector<uint8_t> poison;  // the bytes written at a bad block's start
+  };
+  const int64_t blocks = 100000;
+  for (const Scan& s : {Scan{WFormat::kMxfp4, 17, {77777, 333, 99999}, {0xFF}},
+                        Scan{WFormat::kQ8_0, 34, {5}, {0x00, 0x7C}},          // fp16 +inf
+                        Scan{WFormat::kF16, 2, {}, {}},                          // all finite
+                        Scan{WFormat::kBf16, 2, {4096, 100}, {0xC1, 0x7F}},     // bf16 NaN
+                        Scan{WFormat::kF32, 4, {blocks - 1}, {0, 0, 0x80, 0xFF}}}) {  // -inf
+    SCOPED_TRACE(static_cast<int>(s.fmt));
+    std::vector<uint8_t> data(blocks * s.block_bytes);
+    for (int64_t b = 0; b < blocks; ++b) {
+      uint8_t* p = &data[b * s.block_bytes];
+      for (int i = 0; i < s.block_bytes; ++i) p[i] = static_cast<uint8_t>(rng());
+      // Finite: a small exponent in the scale/value bytes.
+      switch (s.fmt) {
+        case WFormat::kMxfp4: p[0] = static_cast<uint8_t>(100 + rng() % 50); break;
+        case WFormat::kQ8_0:
+        case WFormat::kF16: p[1] &= 0x3F; break;
+        case WFormat::kBf16: p[1] &= 0x3F; break;
+        case WFormat::kF32: p[3] &= 0x3F; break;
+      }
+    }
+    for (int64_t b : s.bad) std::copy(s.poison.begin(), s.poison.end(), data.begin() + b * s.block_bytes);
+    DevBuf<uint8_t> d(data);
+    DevBuf<unsigned long long> first(1);
+    first.Poison();
+    kernels::LaunchFirstBadBlock(s.fmt, d.get(), blocks, first.get(), nullptr);
+    const unsigned long long got = first.Download()[0];
+    const unsigned long long want =
+        s.bad.empty() ? ~0ull : static_cast<unsigned long long>(*std::min_element(s.bad.begin(), s.bad.end()));
+    EXPECT_EQ(got, want);
+  }
+}
+
+class StreamingLoad : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    path_ = WriteTestModel("streaming_load", [](tools::RandomModelSpec& s) {
+      s.config.sliding_window = 8;
+      s.config.n_layers = 3;
+      s.residual_scale = 1.0f / std::sqrt(6.0f);
+    }, 200);
+    model_ = LoadModel(path_);
+    ASSERT_NE(model_, nullptr);
+  }
+  void TearDown() override { std::remove(path_.c_str()); }
+
+  gpu::CudaBackendOptions Options() const {
+    gpu::CudaBackendOptions o;
+    o.kv.max_sequences = 2;
+    o.max_context = 512;
+    o.upload_threads = 4;
+    return o;
+  }
+
+  // The file streamed into a device image, as the worker reads it.
+  std::unique_ptr<gpu::DeviceModelImage> Stream(const std::string& path, model::FileDigest* digest = nullptr) {
+    auto image = gpu::CreateDeviceModelImage(0);
+    EXPECT_TRUE(image.ok()) << image.status();
+    if (!image.ok()) return nullptr;
+    auto d = model::StreamModelFile(path, uint64_t{1} << 40, **image, nullptr, /*chunk_bytes=*/1 << 20);
+    EXPECT_TRUE(d.ok()) << d.status();
+    if (!d.ok()) return nullptr;
+    if (digest) *digest = *d;
+    return *std::move(image);
+  }
+
+  static std::vector<float> PromptLogits(model::Backend& b, const std::vector<int32_t>& tokens) {
+    EXPECT_TRUE(b.kv().AddSequence(1).ok());
+    std::vector<float> logits;
+    model::SequenceStep s{1, tokens, model::Logits::kAll};
+    EXPECT_TRUE(b.Forward({&s, 1}, &logits).ok());
+    return logits;
+  }
+
+  std::string path_;
+  std::unique_ptr<LoadedModel> model_;
+};
+
+TEST_F(StreamingLoad, TheDeviceImageHoldsTheFileAndItsHeaderParsesAlike) {
+  model::FileDigest digest;
+  auto image = Stream(path_, &digest);
+  ASSERT_NE(image, nullptr);
+  EXPECT_EQ(image->size(), model_->bytes.size());
+  EXPECT_EQ(digest.size, model_->bytes.size());
+  std::vector<uint8_t> back(image->size());
+  ASSERT_TRUE(image->CopyToHost(0, back.size(), back.data()).ok());
+  EXPECT_EQ(back, model_->bytes);
+  EXPECT_FALSE(image->CopyToHost(back.size() - 4, 8, back.data()).ok());
+  auto file = image->ParseHeader();
+  ASSERT_TRUE(file.ok()) << file.status();
+  ASSERT_EQ(file->tensors().size(), model_->file->tensors().size());
+  EXPECT_EQ(file->data_offset(), model_->file->data_offset());
+  for (size_t i = 0; i < file->tensors().size(); ++i) {
+    EXPECT_EQ(file->tensors()[i].name, model_->file->tensors()[i].name);
+    EXPECT_EQ(file->tensors()[i].data - file->tensors()[0].data,
+              model_->file->tensors()[i].data - model_->file->tensors()[0].data);
+    cudaPointerAttributes attr{};
+    ASSERT_EQ(cudaPointerGetAttributes(&attr, file->tensors()[i].data), cudaSuccess);
+    EXPECT_EQ(attr.type, cudaMemoryTypeDevice) << file->tensors()[i].name;
+  }
+}
+
+TEST_F(StreamingLoad, ABackendFromTheDeviceImageComputesTheSameLogitsAsFromHostBytes) {
+  auto host = gpu::CreateCudaBackendImpl(*model_->file, Options());
+  ASSERT_TRUE(host.ok()) << host.status();
+  auto image = Stream(path_);
+  ASSERT_NE(image, nullptr);
+  auto file = image->ParseHeader();
+  ASSERT_TRUE(file.ok()) << file.status();
+  auto streamed = gpu::CreateCudaBackendFromImage(*image, *file, Options());
+  ASSERT_TRUE(streamed.ok()) << streamed.status();
+  // The file's device copy is gone once the weights are in place.
+  uint8_t byte;
+  EXPECT_FALSE(image->CopyToHost(0, 1, &byte).ok());
+  EXPECT_EQ((*streamed)->Vram().weights(), (*host)->Vram().weights());
+  std::mt19937 rng(3);
+  std::vector<int32_t> tokens(300);
+  for (int32_t& t : tokens) t = static_cast<int32_t>(rng() % 200);
+  const std::vector<float> a = PromptLogits(**host, tokens), b = PromptLogits(**streamed, tokens);
+  ASSERT_EQ(a.size(), b.size());
+  EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0) << "logits differ";
+}
+
+TEST_F(StreamingLoad, ANonFiniteScaleIsRefusedOnTheDeviceWithTheHostsMessage) {
+  const gguf::TensorInfo* t = model_->file->FindTensor("blk.1.ffn_down_exps.weight");
+  ASSERT_NE(t, nullptr);
+  ASSERT_EQ(t->type, gguf::GgmlType::kMXFP4);
+  const int64_t block = t->nbytes / 17 - 40;  // near the end of the last expert
+  std::vector<uint8_t> bad = model_->bytes;
+  bad[model_->file->data_offset() + t->offset + block * 17] = 0xFF;
+  const std::string bad_path = TempPath("streaming_load_bad");
+  std::ofstream(bad_path, std::ios::binary).write(reinterpret_cast<const char*>(bad.data()), bad.size());
+  auto host_file = gguf::GgufFile::Parse(bad);
+  ASSERT_TRUE(host_file.ok());
+  auto config = model::ReadModelConfig(*host_file);
+  ASSERT_TRUE(config.ok());
+  auto host_refusal = model::BindWeights(*host_file, *config);
+  ASSERT_FALSE(host_refusal.ok());
+
+  auto image = Stream(bad_path);
+  std::remove(bad_path.c_str());
+  ASSERT_NE(image, nullptr);
+  auto file = image->ParseHeader();
+  ASSERT_TRUE(file.ok()) << file.status();
+  auto streamed = gpu::CreateCudaBackendFromImage(*image, *file, Options());
+  ASSERT_FALSE(streamed.ok());
+  EXPECT_EQ(streamed.status(), host_refusal.status());
+  // Refused before the repack: the image still holds the file (the worker's
+  // "auto" fallback could copy it back).
+  std::vector<uint8_t> back(image->size());
+  ASSERT_TRUE(image->CopyToHost(0, back.size(), back.data()).ok());
+  EXPECT_EQ(back, bad);
+}
+
+}  // namespace
+}  // namespace ossgate::testing
