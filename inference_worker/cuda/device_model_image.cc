@@ -55,6 +55,12 @@ class DeviceModelImageImpl final : public DeviceModelImage {
   }
 
   absl::Status Begin(uint64_t size) override {
+    // A new read (the worker retries a rejected model): drop the last one.
+    if (stream_) cudaStreamSynchronize(stream_);
+    if (image_) cudaFree(image_);
+    image_ = nullptr;
+    header_.clear();
+    finished_ = released_ = false;
     size_ = size;
     size_t free = 0, total = 0;
     cudaMemGetInfo(&free, &total);

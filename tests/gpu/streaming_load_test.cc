@@ -205,6 +205,31 @@ TEST_F(StreamingLoad, TheDeviceImageHoldsTheFileAndItsHeaderParsesAlike) {
   }
 }
 
+// The worker retries a rejected model with the same image: a second read
+// replaces the first without keeping its device memory.
+TEST_F(StreamingLoad, ASecondReadIntoTheSameImageReplacesTheFirst) {
+  auto image = Stream(path_);
+  ASSERT_NE(image, nullptr);
+  const std::string other = TempPath("streaming_load_other");
+  std::string content(64 << 20, '\0');
+  for (size_t i = 0; i < content.size(); ++i) content[i] = static_cast<char>(i * 7 + 1);
+  std::ofstream(other, std::ios::binary) << content;
+  size_t free_before[2] = {0, 0}, total = 0;
+  for (int round = 0; round < 2; ++round) {
+    auto d = model::StreamModelFile(other, uint64_t{1} << 40, *image);
+    ASSERT_TRUE(d.ok()) << d.status();
+    CUDA_CHECK(cudaMemGetInfo(&free_before[round], &total));
+  }
+  std::remove(other.c_str());
+  // Kept, the first copy would take another 64 MiB.
+  EXPECT_EQ(free_before[1], free_before[0]);
+  EXPECT_EQ(image->size(), content.size());
+  std::string back(content.size(), '\0');
+  ASSERT_TRUE(image->CopyToHost(0, back.size(), reinterpret_cast<uint8_t*>(back.data())).ok());
+  EXPECT_EQ(back, content);
+  EXPECT_FALSE(image->ParseHeader().ok());  // not a GGUF file
+}
+
 TEST_F(StreamingLoad, ABackendFromTheDeviceImageComputesTheSameLogitsAsFromHostBytes) {
   auto host = gpu::CreateCudaBackendImpl(*model_->file, Options());
   ASSERT_TRUE(host.ok()) << host.status();
