@@ -133,13 +133,22 @@ absl::StatusOr<std::unique_ptr<CudaBackendImpl>> CudaBackendImpl::Create(const g
   const int64_t image_bytes = image ? static_cast<int64_t>(image->size()) : 0;
   if (auto fits = backend->PlanKvBlocks(weight_bytes->total() - image_bytes); !fits.ok()) return fits.status();
   if (image) {
+    // During the repack the device holds the weights done so far next to
+    // what is left of the file: with the file released piece by piece as
+    // layers finish, about one layer (twice, for pieces that straddle two)
+    // beyond the file; else the whole of the weights beside it.
+    const WeightBytes& wb = *weight_bytes;
+    const int64_t per_layer = (wb.attention + wb.experts + wb.router) / std::max(1, c.n_layers);
+    const int64_t peak = image->ReleasesProgressively()
+                             ? 2 * per_layer + wb.embedding + wb.unembedding + wb.small + (int64_t{256} << 20)
+                             : wb.total();
     size_t free_b = 0, total_b = 0;
     CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
-    if (static_cast<int64_t>(free_b) < weight_bytes->total()) {
+    if (static_cast<int64_t>(free_b) < std::min(peak, wb.total())) {
       return absl::ResourceExhaustedError(absl::StrCat(
-          "CUDA backend: the weights need ", FormatGiB(weight_bytes->total()), " next to the device copy of the file (",
-          FormatGiB(image_bytes), ") while they are repacked, but only ", FormatGiB(static_cast<int64_t>(free_b)),
-          " is free; use a GPU with more memory"));
+          "CUDA backend: repacking the weights needs ", FormatGiB(std::min(peak, wb.total())),
+          " next to the device copy of the file (", FormatGiB(image_bytes), "), but only ",
+          FormatGiB(static_cast<int64_t>(free_b)), " is free; use a GPU with more memory"));
     }
     if (absl::Status s = backend->CheckFiniteOnDevice(*weights); !s.ok()) return s;
   } else {

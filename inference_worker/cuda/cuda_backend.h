@@ -137,6 +137,14 @@ class DeviceModelImage : public model::ModelSink {
   virtual uint64_t size() const = 0;
   // Copies bytes [offset, offset + n) of the file to `out` (host memory).
   virtual absl::Status CopyToHost(uint64_t offset, uint64_t n, uint8_t* out) const = 0;
+  // The backend has repacked tensor `t` (file offset data_offset +
+  // t.offset) and its kernels reading it have finished: the device memory
+  // of the file that only consumed tensors used is freed as it comes free
+  // (where the driver supports it; ReleasesProgressively).
+  virtual void Consumed(const gguf::TensorInfo& t, uint64_t data_offset) = 0;
+  virtual bool ReleasesProgressively() const = 0;
+  // Device bytes the file still holds.
+  virtual uint64_t ResidentBytes() const = 0;
   // Frees the device copy of the file (the backend calls it once the
   // weights are repacked); CopyToHost fails after it.
   virtual void ReleaseDeviceMemory() = 0;

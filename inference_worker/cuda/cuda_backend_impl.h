@@ -205,7 +205,7 @@ class CudaBackendImpl final : public CudaBackend {
   // Gives every tensor its device form. With `image`, the weights' bytes
   // are in device memory and are repacked there; otherwise on host threads
   // through the pinned staging buffers of upload_.
-  absl::Status Upload(const gguf::GgufFile& file, const model::Weights& w, const DeviceModelImage* image);
+  absl::Status Upload(const gguf::GgufFile& file, const model::Weights& w, DeviceModelImage* image);
   // The scales of every matrix checked for non-finite values on the device
   // (image loads; host files are checked by BindWeights).
   absl::Status CheckFiniteOnDevice(const model::Weights& w);

@@ -167,7 +167,7 @@ absl::Status CudaBackendImpl::CheckFiniteOnDevice(const model::Weights& w) {
 }
 
 absl::Status CudaBackendImpl::Upload(const gguf::GgufFile& file, const model::Weights& w,
-                                     const DeviceModelImage* image) {
+                                     DeviceModelImage* image) {
   const bool on_device = image != nullptr;
   const model::ModelConfig& c = config_;
   const int64_t D = c.d_model, Q = c.q_dim(), KV = c.kv_dim(), E = c.n_experts, F = c.d_ff;
@@ -251,6 +251,15 @@ absl::Status CudaBackendImpl::Upload(const gguf::GgufFile& file, const model::We
     d.up_b = UploadFloats(L.up_b, &vram_.weights_experts);
     d.down_b = UploadFloats(L.down_b, &vram_.weights_experts);
     if (mem_.failed()) return absl::ResourceExhaustedError("CUDA backend: out of device memory while uploading");
+    if (on_device) {
+      // The layer's tensors are repacked: their part of the file's device
+      // copy can go, so the 120b's file and weights need not fit side by side.
+      CUDA_CHECK(cudaStreamSynchronize(stream_));
+      const std::string prefix = absl::StrCat("blk.", l, ".");
+      for (const gguf::TensorInfo& t : file.tensors()) {
+        if (t.name.compare(0, prefix.size(), prefix) == 0) image->Consumed(t, file.data_offset());
+      }
+    }
   }
   // Embedding rows stay in their raw ggml form (a gather, not a matmul).
   embd_type_ = static_cast<int>(w.token_embd.type);

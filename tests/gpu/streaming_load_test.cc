@@ -20,6 +20,7 @@
 
 #include "gtest/gtest.h"
 #include "inference_worker/cuda/cuda_backend.h"
+#include "inference_worker/gguf/gguf.h"
 #include "inference_worker/model/model_file.h"
 #include "inference_worker/model/weights.h"
 #include "kernels/ops.h"
@@ -228,6 +229,63 @@ TEST_F(StreamingLoad, ASecondReadIntoTheSameImageReplacesTheFirst) {
   ASSERT_TRUE(image->CopyToHost(0, back.size(), reinterpret_cast<uint8_t*>(back.data())).ok());
   EXPECT_EQ(back, content);
   EXPECT_FALSE(image->ParseHeader().ok());  // not a GGUF file
+}
+
+// The file's device copy is freed piece by piece (64 MiB) as the backend
+// reports tensors done: a piece goes when every tensor overlapping it is.
+TEST(DeviceImageReleaseTest, PiecesAreFreedOnceAllTheirTensorsAreConsumed) {
+  const std::string path = TempPath("image_release");
+  constexpr int64_t kFloats = 10 << 20;  // 40 MiB per tensor
+  {
+    gguf::GgufWriter w;
+    w.SetString("general.architecture", "test");
+    for (const char* name : {"a", "b", "c", "d"}) ASSERT_TRUE(w.AddTensor(name, gguf::GgmlType::kF32, {kFloats}).ok());
+    ASSERT_TRUE(w.Begin(path).ok());
+    std::vector<float> chunk(1 << 20);
+    for (int t = 0; t < 4; ++t) {
+      for (int64_t i = 0; i < kFloats; i += chunk.size()) {
+        for (size_t j = 0; j < chunk.size(); ++j) chunk[j] = static_cast<float>(t * kFloats + i + j);
+        ASSERT_TRUE(w.WriteTensorData({reinterpret_cast<const uint8_t*>(chunk.data()), chunk.size() * 4}).ok());
+      }
+    }
+    ASSERT_TRUE(w.Finish().ok());
+  }
+  auto image = gpu::CreateDeviceModelImage(0);
+  ASSERT_TRUE(image.ok()) << image.status();
+  auto d = model::StreamModelFile(path, uint64_t{1} << 40, **image);
+  std::remove(path.c_str());
+  ASSERT_TRUE(d.ok()) << d.status();
+  auto file = (*image)->ParseHeader();
+  ASSERT_TRUE(file.ok()) << file.status();
+  if (!(*image)->ReleasesProgressively()) GTEST_SKIP() << "the driver has no virtual memory management";
+  const uint64_t piece = uint64_t{64} << 20;
+  // Data at ~0, 40, 80, 120 MiB (+ the small header): three pieces, the
+  // last one cut to the file's end (rounded to the driver's granularity).
+  const uint64_t all = (*image)->ResidentBytes();
+  EXPECT_GE(all, (*image)->size());
+  EXPECT_LE(all, (*image)->size() + (uint64_t{2} << 20));
+  EXPECT_GT(all, 2 * piece);
+  auto consume = [&](const char* name) { (*image)->Consumed(*file->FindTensor(name), file->data_offset()); };
+  float probe = 0;
+  auto read = [&](const char* name, int64_t i) {
+    const gguf::TensorInfo* t = file->FindTensor(name);
+    return (*image)->CopyToHost(file->data_offset() + t->offset + i * 4, 4, reinterpret_cast<uint8_t*>(&probe));
+  };
+  consume("a");
+  EXPECT_EQ((*image)->ResidentBytes(), all);  // b shares the first piece
+  consume("a");                               // reported twice: counted once
+  EXPECT_EQ((*image)->ResidentBytes(), all);
+  consume("b");
+  EXPECT_EQ((*image)->ResidentBytes(), all - piece);
+  EXPECT_FALSE(read("a", 5).ok());
+  ASSERT_TRUE(read("c", 5).ok());
+  EXPECT_EQ(probe, static_cast<float>(2 * kFloats + 5));
+  consume("d");  // the last piece holds only d; the middle one still c
+  EXPECT_EQ((*image)->ResidentBytes(), piece);
+  ASSERT_TRUE(read("c", kFloats - 1).ok());
+  EXPECT_EQ(probe, static_cast<float>(3 * kFloats - 1));
+  consume("c");
+  EXPECT_EQ((*image)->ResidentBytes(), 0u);
 }
 
 TEST_F(StreamingLoad, ABackendFromTheDeviceImageComputesTheSameLogitsAsFromHostBytes) {
