@@ -3,14 +3,16 @@
 # with carry=["bundle"]): GPU tests, the whole-model accuracy comparisons,
 # the benchmark, an end-to-end run of both services + the worker on the GPU,
 # compute-sanitizer memcheck/racecheck; logs and a results table in $OUT.
-#   bash tools/gpu_run.sh [all|tests|bench|serve|e2e|medium|sanitize|serving] ...
+#   bash tools/gpu_run.sh [all|tests|bench|serve|e2e|medium|sanitize|serving|big] ...
 # Each step has its own time limit and the run stops starting new steps at
 # OSSGATE_DEADLINE seconds (default 570), so one call fits a 10-minute slot;
 # steps run in the order above (most informative first). "serving" (the
-# Poisson-arrival serving benchmark, about 4 minutes) is not part of "all":
-# name it, alone or with others.
+# Poisson-arrival serving benchmark, about 4 minutes) and "big" (the 120b
+# shape, about 5 minutes) are not part of "all": name them, alone or with
+# others.
 # Files in $OUT: summary.md (the table, printed last), tests.log, bench.md,
 # bench.log, serve.log, e2e.log, sanitizer.log, serving.md, serving.json,
+# big.log, bench-120b.md,
 # serving.log, nvidia-smi.txt.
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -195,6 +197,21 @@ if want sanitize && [ -n "$sanitizer" ]; then
   step "memcheck: backend (tiny models)" sanitizer.log 150 "$sanitizer" --tool memcheck --error-exitcode 1 \
     "$bin/gpu_backend_test" --gtest_filter='*Greedy*:*Invariance*:*Rejects*'
 fi
+# ------------------------------------------------------------------- big ----
+# Not in "all" (about 5 minutes): the 120b shape (63 GB as MXFP4/Q8_0 GGUF)
+# written to /dev/shm (the disk may be smaller than the file), loaded by the
+# streaming load (file freed from the device piece by piece while repacked)
+# and benchmarked briefly (gpu_bench --quick). Report: bench-120b.md.
+if [[ " $modes " == *" big "* ]]; then
+  big_dir=/dev/shm
+  (( $(df -B1 --output=avail "$big_dir" 2>/dev/null | tail -1) > 64000000000 )) || big_dir=/tmp
+  df -h "$big_dir" >> "$out/big.log" 2>&1
+  step "generate 120b-shape model in $big_dir" big.log 330 "$bin/ossgate-make-model" --preset=120b \
+    --vocab=placeholder:201088 --out="$big_dir/ossgate-120b.gguf"
+  step "benchmark (120b shape, streaming load, quick)" big.log 240 "$bin/gpu_bench" \
+    --model="$big_dir/ossgate-120b.gguf" --quick --big_kv=false --out="$out/bench-120b.md"
+  rm -f "$big_dir/ossgate-120b.gguf"
+fi
 # ---------------------------------------------------------------- serving ----
 # Not in "all" (about 4 minutes). vLLM benchmark_serving-style traffic through
 # both services (mTLS, provenance gate) to the worker on the CUDA backend: the
@@ -225,4 +242,5 @@ echo "total: $(( $(date +%s) - start )) s" >> "$summary"
 cat "$summary"
 [ -f "$out/bench.md" ] && cat "$out/bench.md"
 [ -f "$out/serving.md" ] && cat "$out/serving.md"
+[ -f "$out/bench-120b.md" ] && cat "$out/bench-120b.md"
 exit 0

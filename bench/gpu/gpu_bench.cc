@@ -43,6 +43,9 @@ ABSL_FLAG(float, temperature, 0.0f, "--decode_only: sampling temperature (0 = gr
 ABSL_FLAG(int, top_k, 0, "--decode_only: top-k (0 = off)");
 ABSL_FLAG(float, top_p, 1.0f, "--decode_only: top-p (1 = off)");
 ABSL_FLAG(float, min_p, 0.0f, "--decode_only: min-p (0 = off)");
+ABSL_FLAG(bool, quick, false,
+          "only the load, VRAM, a 512-token prefill, batch-1 decode at context 128 and aggregate decode at 64 "
+          "sequences (the 120b shape, whose full run does not fit a 10-minute slot)");
 ABSL_FLAG(int, decode_only, 0,
           "if > 0: only prefill this many 128-token sequences, time --decode_steps batched decode steps and exit "
           "(for quick runs and for ncu: kernel launches are 243 per prefill, then 3 warm-up steps)");
@@ -364,7 +367,9 @@ int main(int argc, char** argv) {
   }
   // ---- prefill
   Out("## Prefill (one sequence, whole prompt in one step)\n\n| prompt | s | tok/s |\n|---:|---:|---:|\n");
+  const bool quick = absl::GetFlag(FLAGS_quick);
   for (int len : {512, 4096}) {
+    if (quick && len != 512) continue;
     b.kv().AddSequence(1000).IgnoreError();
     bench.Prefill(1000, len);  // warm-up
     b.kv().RemoveSequence(1000);
@@ -385,6 +390,7 @@ int main(int argc, char** argv) {
       "bytes/token | achieved GB/s | floor tok/s |\n|---:|---:|---:|---:|---:|---:|\n",
       copy_gbs));
   for (int ctx : {128, 8192}) {
+    if (quick && ctx != 128) continue;
     b.kv().AddSequence(2000).IgnoreError();
     bench.Prefill(2000, ctx);
     const double t = bench.Decode({2000}, steps);
@@ -395,7 +401,7 @@ int main(int argc, char** argv) {
     SamplePeak();
   }
   // ---- graph-mode cost of each phase: batch-1 decode with the phase left out
-  {
+  if (!quick) {
     Out("\n## Cost of each phase inside the decode graph (batch 1: step time minus the step time without it)\n\n"
         "| phase | context | ms/step | us/launch |\n|---|---:|---:|---:|\n");
     const auto& names = gpu::CudaBackend::PhaseNames();
@@ -419,6 +425,7 @@ int main(int argc, char** argv) {
   // ---- aggregate decode
   Out("\n## Aggregate decode (128-token prompts, greedy on the GPU)\n\n| sequences | ms/step | tok/s |\n|---:|---:|---:|\n");
   for (int n : {8, 32, 64, 128, 256}) {
+    if (quick && n != 64) continue;
     std::vector<ossgate::model::SeqId> ids;
     std::vector<std::vector<int32_t>> prompts;
     std::vector<SequenceStep> st;
@@ -437,6 +444,13 @@ int main(int argc, char** argv) {
     Out(absl::StrFormat("| %d | %.3f | %.0f |\n", n, t * 1e3, n / t));
     for (auto id : ids) b.kv().RemoveSequence(id);
     SamplePeak();
+  }
+  if (quick) {
+    SamplePeak();
+    Out(absl::StrFormat("\npeak device memory in use during the run (cudaMemGetInfo): %.2f GiB\n",
+                        g_peak_used / 1073741824.0));
+    if (const std::string out = absl::GetFlag(FLAGS_out); !out.empty()) std::ofstream(out) << g_report;
+    return 0;
   }
   // ---- where the GEMMs should switch from the small-batch path (every
   // weight tile read once per 8 tokens) to the large-batch one (64 tokens
