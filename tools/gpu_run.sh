@@ -3,16 +3,16 @@
 # with carry=["bundle"]): GPU tests, the whole-model accuracy comparisons,
 # the benchmark, an end-to-end run of both services + the worker on the GPU,
 # compute-sanitizer memcheck/racecheck; logs and a results table in $OUT.
-#   bash tools/gpu_run.sh [all|tests|bench|serve|e2e|medium|sanitize|serving|big] ...
+#   bash tools/gpu_run.sh [all|tests|bench|serve|e2e|medium|sanitize|serving|big|long] ...
 # Each step has its own time limit and the run stops starting new steps at
 # OSSGATE_DEADLINE seconds (default 570), so one call fits a 10-minute slot;
 # steps run in the order above (most informative first). "serving" (the
-# Poisson-arrival serving benchmark, about 4 minutes) and "big" (the 120b
-# shape, about 5 minutes) are not part of "all": name them, alone or with
-# others.
+# Poisson-arrival serving benchmark, about 4 minutes), "big" (the 120b
+# shape, about 5 minutes) and "long" (131,072-token context) are not part of
+# "all": name them, alone or with others.
 # Files in $OUT: summary.md (the table, printed last), tests.log, bench.md,
 # bench.log, serve.log, e2e.log, sanitizer.log, serving.md, serving.json,
-# big.log, bench-120b.md,
+# big.log, bench-120b.md, long.log, bench-long.md,
 # serving.log, nvidia-smi.txt.
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -212,6 +212,17 @@ if [[ " $modes " == *" big "* ]]; then
     --model="$big_dir/ossgate-120b.gguf" --quick --big_kv=false --out="$out/bench-120b.md"
   rm -f "$big_dir/ossgate-120b.gguf"
 fi
+# ------------------------------------------------------------------ long ----
+# Not in "all": the 20b shape at 131,072 tokens of context (prefill of
+# 32,768 and 131,040-token prompts, batch-1 decode at 131k). Report:
+# bench-long.md.
+if [[ " $modes " == *" long "* ]]; then
+  step "generate 20b-shape model" long.log 90 "$bin/ossgate-make-model" --preset=20b --vocab=placeholder:201088 \
+    --out=/tmp/ossgate-20b.gguf
+  step "long context (20b shape)" long.log 300 "$bin/gpu_bench" --model=/tmp/ossgate-20b.gguf --long_context \
+    --out="$out/bench-long.md"
+  rm -f /tmp/ossgate-20b.gguf
+fi
 # ---------------------------------------------------------------- serving ----
 # Not in "all" (about 4 minutes). vLLM benchmark_serving-style traffic through
 # both services (mTLS, provenance gate) to the worker on the CUDA backend: the
@@ -243,4 +254,5 @@ cat "$summary"
 [ -f "$out/bench.md" ] && cat "$out/bench.md"
 [ -f "$out/serving.md" ] && cat "$out/serving.md"
 [ -f "$out/bench-120b.md" ] && cat "$out/bench-120b.md"
+[ -f "$out/bench-long.md" ] && cat "$out/bench-long.md"
 exit 0

@@ -46,6 +46,9 @@ ABSL_FLAG(float, min_p, 0.0f, "--decode_only: min-p (0 = off)");
 ABSL_FLAG(bool, quick, false,
           "only the load, VRAM, a 512-token prefill, batch-1 decode at context 128 and aggregate decode at 64 "
           "sequences (the 120b shape, whose full run does not fit a 10-minute slot)");
+ABSL_FLAG(bool, long_context, false,
+          "only the load and the long-context measurements: prefill of 32,768 and 131,040-token prompts (chunked "
+          "into passes of 4,096 tokens), batch-1 decode at context 131,072");
 ABSL_FLAG(int, decode_only, 0,
           "if > 0: only prefill this many 128-token sequences, time --decode_steps batched decode steps and exit "
           "(for quick runs and for ncu: kernel launches are 243 per prefill, then 3 warm-up steps)");
@@ -319,12 +322,18 @@ int main(int argc, char** argv) {
     }
     pass_s = Since(t_pass);
   }
+  const bool long_context = absl::GetFlag(FLAGS_long_context);
   gpu::CudaBackendOptions opt;
   opt.kv.max_sequences = 256;
   opt.max_context = 8192 + 256;
   // One long sequence + 128 of up to 512 tokens (or 256 of up to 256).
   opt.kv.num_full_blocks = (8192 + 256) / 16 + 2 + 128 * 32;
   opt.max_step_tokens = 4096;
+  if (long_context) {
+    opt.kv.max_sequences = 1;
+    opt.max_context = 131072;  // the model's (clamped to it)
+    opt.kv.num_full_blocks = 131072 / 16 + 1;
+  }
   const int64_t rss_before = PeakRssBytes();
   Loaded loaded = LoadStreamed(path, opt);
   if (!loaded.backend) return 1;
@@ -343,6 +352,27 @@ int main(int argc, char** argv) {
       "%.0f MiB before the load, %.0f MiB after it (target < 1,536 MiB)\n\n",
       loaded.size / 1e9, loaded.size / 1e9 / pass_s, pass_s, loaded.stream_s, loaded.parse_s, loaded.create_s,
       loaded.total_s, loaded.total_s / pass_s, rss_before / 1048576.0, rss_peak / 1048576.0));
+  if (long_context) {
+    Out("## VRAM (1 sequence of up to 131,072 tokens, 4,096 tokens per pass)\n\n" + b.Vram().ToString() + "\n\n");
+    Bench lb{b, c.vocab_size};
+    Out("## Long context (one sequence; the prompt chunked into passes of 4,096 tokens)\n\n| measure | s | tok/s "
+        "|\n|---|---:|---:|\n");
+    for (int len : {32768, 131040}) {
+      b.kv().AddSequence(7000).IgnoreError();
+      const double t = lb.Prefill(7000, len);
+      Out(absl::StrFormat("| prefill, %d-token prompt | %.2f | %.0f |\n", len, t, len / t));
+      if (len == 131040) {
+        const double d = lb.Decode({7000}, 24);
+        Out(absl::StrFormat("| batch-1 decode at context %d-%d | %.5f | %.1f |\n", len, len + 27, d, 1.0 / d));
+      }
+      b.kv().RemoveSequence(7000);
+      SamplePeak();
+    }
+    Out(absl::StrFormat("\npeak device memory in use during the run (cudaMemGetInfo): %.2f GiB\n",
+                        g_peak_used / 1073741824.0));
+    if (const std::string out = absl::GetFlag(FLAGS_out); !out.empty()) std::ofstream(out) << g_report;
+    return 0;
+  }
   Out("## VRAM (this configuration: 256 sequences, 8,448-token context, 4,096 tokens per pass)\n\n" +
       b.Vram().ToString() + "\n\n");
 

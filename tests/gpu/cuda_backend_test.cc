@@ -118,6 +118,22 @@ TEST_F(TinyModel, PromptLogitsMatchCpuAtEveryPositionForEveryWeightType) {
   }
 }
 
+// Positions far beyond YaRN's original context (4,096; factor 32 over it,
+// as the 20b): a 17,000-token prompt, every position against the CPU
+// reference, full-attention layers reading the whole prefix, sliding ones
+// their 128-token window.
+TEST_F(TinyModel, PromptBeyondTheOriginalContextMatchesCpuAtEveryPosition) {
+  Load(128, 3, gguf::GgmlType::kQ8_0, gguf::GgmlType::kMXFP4, 200);
+  auto config = model::ReadModelConfig(*model_->file);
+  ASSERT_TRUE(config.ok());
+  ASSERT_GT(config->rope_scaling_factor, 1.0f);
+  ASSERT_EQ(config->rope_original_context, 4096);
+  const auto tokens = Tokens(17000, 200, 9);
+  const Attribution a = Attribute(*model_->file, tokens, "tiny, 3 layers, window 128, 17,000 tokens (YaRN)");
+  ExpectRoundingOnlyDifferences(a);
+  EXPECT_GE(a.gpu.argmax_equal, 17000 * 99 / 100);
+}
+
 // The default random model (updates larger than the residual stream) as a
 // reported stress case: the argmax still agrees almost everywhere.
 TEST_F(TinyModel, DefaultRandomModelStressCase) {
