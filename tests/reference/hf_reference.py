@@ -15,7 +15,9 @@ Runs on the GPU machine (torch + transformers installed there):
     python3 tests/reference/hf_reference.py --gguf tests/fixtures/hf_reference/tiny.gguf \
         --tokens 40 --seed 11 --out tests/fixtures/hf_reference/tiny
 writes tiny.json (metadata), tiny.tokens (sha256, vocab, prompt ids as plain text)
-and tiny.logits.bin (float32, [n, vocab]).
+and tiny.logits.bin (float32, [n, vocab]). With --every/--last only those
+positions' logits are kept, listed in tiny.positions (count, then the
+positions), so a 16,500-token prompt makes a fixture of a few hundred KB.
 """
 import argparse
 import hashlib
@@ -119,6 +121,10 @@ def main():
     ap.add_argument("--seed", type=int, default=0, help="seed of the random prompt")
     ap.add_argument("--out", required=True, help="output path prefix")
     ap.add_argument("--device", default="cuda")
+    ap.add_argument("--every", type=int, default=1,
+                    help="keep the logits of every N-th position (with --last: long prompts, small fixtures)")
+    ap.add_argument("--last", type=int, default=0, help="also keep the last M positions")
+    ap.add_argument("--no_cpu_check", action="store_true", help="skip the CPU cross-check of the GPU run")
     args = ap.parse_args()
 
     import torch
@@ -201,7 +207,10 @@ def main():
     tokens = rng.integers(0, V, size=args.tokens).tolist()
     ids = torch.tensor([tokens])
     results = {}
-    for device in ([args.device, "cpu"] if args.device != "cpu" else ["cpu"]):
+    devices = [args.device, "cpu"] if args.device != "cpu" else ["cpu"]
+    if args.no_cpu_check and len(devices) == 2 and torch.cuda.is_available():
+        devices = [args.device]
+    for device in devices:
         if device.startswith("cuda") and not torch.cuda.is_available():
             continue
         m = model.to(device)
@@ -213,13 +222,16 @@ def main():
         a_, b_ = results[args.device], results["cpu"]
         cross = float(max(np.linalg.norm(a_[i] - b_[i]) / np.linalg.norm(b_[i]) for i in range(len(tokens))))
 
-    ref.astype("<f4").tofile(args.out + ".logits.bin")
+    n = len(tokens)
+    keep = sorted(set(range(0, n, args.every)) | set(range(max(0, n - args.last), n)))
+    ref[keep].astype("<f4").tofile(args.out + ".logits.bin")
     info = {
         "gguf": args.gguf.split("/")[-1],
         "gguf_sha256": hashlib.sha256(data).hexdigest(),
         "tokens": tokens,
         "vocab": V,
         "positions": len(tokens),
+        "kept_positions": len(keep),
         "device": args.device if args.device in results else "cpu",
         "gpu_vs_cpu_max_rel_err": cross,
         "torch": torch.__version__,
@@ -231,7 +243,11 @@ def main():
     # Plain-text copy for the C++ test: sha256, vocab, then the prompt ids.
     with open(args.out + ".tokens", "w") as f:
         f.write(f"{info['gguf_sha256']} {V} {len(tokens)}\n" + " ".join(map(str, tokens)) + "\n")
-    print(f"{args.out}: {len(tokens)} positions x {V} logits, gpu-vs-cpu max rel err {cross}")
+    # The positions whose logits were kept, when not all of them.
+    if len(keep) != n:
+        with open(args.out + ".positions", "w") as f:
+            f.write(f"{len(keep)}\n" + " ".join(map(str, keep)) + "\n")
+    print(f"{args.out}: {len(keep)} of {n} positions x {V} logits, gpu-vs-cpu max rel err {cross}")
 
 
 if __name__ == "__main__":
