@@ -113,6 +113,7 @@ class DeviceModelImageImpl final : public DeviceModelImage {
     Free();
     header_.clear();
     finished_ = released_ = false;
+    next_slot_ = commit_slot_ = 0;
     size_ = size;
     size_t free = 0, total = 0;
     cudaMemGetInfo(&free, &total);
@@ -132,22 +133,28 @@ class DeviceModelImageImpl final : public DeviceModelImage {
     return absl::OkStatus();
   }
 
+  // Two buffers are lent at once (one being read, one being hashed) while
+  // the third one's copy to the device runs.
+  int MaxOutstanding() const override { return kRing - 1; }
+
   absl::StatusOr<std::span<uint8_t>> Next(uint64_t, uint64_t max) override {
-    if (cudaError_t e = cudaEventSynchronize(done_[slot_]); e != cudaSuccess) return CudaError("copy", e);
-    return std::span<uint8_t>(ring_[slot_], static_cast<size_t>(std::min(max, kRingBytes)));
+    if (cudaError_t e = cudaEventSynchronize(done_[next_slot_]); e != cudaSuccess) return CudaError("copy", e);
+    uint8_t* buf = ring_[next_slot_];
+    next_slot_ = (next_slot_ + 1) % kRing;
+    return std::span<uint8_t>(buf, static_cast<size_t>(std::min(max, kRingBytes)));
   }
 
   absl::Status Commit(uint64_t offset, uint64_t n) override {
+    uint8_t* buf = ring_[commit_slot_];
     if (offset < kHeaderKeepBytes) {
       const uint64_t keep = std::min(n, kHeaderKeepBytes - offset);
-      header_.insert(header_.end(), ring_[slot_], ring_[slot_] + keep);
+      header_.insert(header_.end(), buf, buf + keep);
     }
-    if (cudaError_t e = cudaMemcpyAsync(image_ + offset, ring_[slot_], n, cudaMemcpyHostToDevice, stream_);
-        e != cudaSuccess) {
+    if (cudaError_t e = cudaMemcpyAsync(image_ + offset, buf, n, cudaMemcpyHostToDevice, stream_); e != cudaSuccess) {
       return CudaError("copy to the device", e);
     }
-    if (cudaError_t e = cudaEventRecord(done_[slot_], stream_); e != cudaSuccess) return CudaError("event", e);
-    slot_ = (slot_ + 1) % kRing;
+    if (cudaError_t e = cudaEventRecord(done_[commit_slot_], stream_); e != cudaSuccess) return CudaError("event", e);
+    commit_slot_ = (commit_slot_ + 1) % kRing;
     return absl::OkStatus();
   }
 
@@ -311,7 +318,8 @@ class DeviceModelImageImpl final : public DeviceModelImage {
   cudaStream_t stream_ = nullptr;
   uint8_t* ring_[kRing] = {};
   cudaEvent_t done_[kRing] = {};
-  int slot_ = 0;
+  int next_slot_ = 0;    // the ring buffer Next lends next
+  int commit_slot_ = 0;  // the buffer the next Commit hands over (lent first)
   Vmm vmm_;
   bool vmm_ok_ = false;
   CUmemAllocationProp prop_{};

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <future>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -136,32 +137,69 @@ absl::StatusOr<FileDigest> StreamModelFile(const std::string& path, uint64_t max
   chunk_bytes = std::max<uint64_t>(chunk_bytes, 1);
   uint64_t done = 0, next_report = kReportEvery;
   auto seconds = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
-  while (done < size) {
-    auto buffer = sink.Next(done, std::min(chunk_bytes, size - done));
-    if (!buffer.ok()) return buffer.status();
-    // Fill the sink's buffer (short reads are normal for large requests).
+  // Fills a sink buffer with the file's bytes at `offset` (short reads are
+  // normal for large requests); pread, so a read may run on another thread
+  // while this one hashes the previous chunk.
+  auto fill = [&, fd](std::span<uint8_t> buf, uint64_t offset) -> absl::Status {
     uint64_t filled = 0;
-    while (filled < buffer->size()) {
-      const ssize_t got = ::read(fd, buffer->data() + filled, buffer->size() - filled);
+    while (filled < buf.size()) {
+      const ssize_t got = ::pread(fd, buf.data() + filled, buf.size() - filled, static_cast<off_t>(offset + filled));
       if (got < 0) {
         if (errno == EINTR) continue;
         return absl::InternalError(
-            absl::StrCat("read '", path, "' at byte ", done + filled, ": ", std::strerror(errno)));
+            absl::StrCat("read '", path, "' at byte ", offset + filled, ": ", std::strerror(errno)));
       }
       if (got == 0) {
-        return absl::DataLossError(absl::StrCat("model file '", path, "' shrank while being read (", done + filled,
+        return absl::DataLossError(absl::StrCat("model file '", path, "' shrank while being read (", offset + filled,
                                                 " of ", size, " bytes); it is being modified"));
       }
       filled += static_cast<uint64_t>(got);
     }
-    EVP_DigestUpdate(ctx.get(), buffer->data(), filled);
-    samples.Keep(done, buffer->data(), filled);
-    if (absl::Status s = sink.Commit(done, filled); !s.ok()) return s;
+    return absl::OkStatus();
+  };
+  // With a sink that lends two buffers at once, chunk i + 1 is read while
+  // chunk i is hashed and handed over: the load then costs about the larger
+  // of reading and hashing rather than their sum.
+  const bool pipelined = sink.MaxOutstanding() >= 2;
+  std::span<uint8_t> current;
+  std::future<absl::Status> current_read;
+  auto start = [&](uint64_t offset) -> absl::Status {
+    auto buffer = sink.Next(offset, std::min(chunk_bytes, size - offset));
+    if (!buffer.ok()) return buffer.status();
+    current = *buffer;
+    current_read = std::async(pipelined ? std::launch::async : std::launch::deferred, fill, current, offset);
+    return absl::OkStatus();
+  };
+  if (size > 0) {
+    if (absl::Status s = start(0); !s.ok()) return s;
+  }
+  while (done < size) {
+    const std::span<uint8_t> buffer = current;
+    if (absl::Status s = current_read.get(); !s.ok()) return s;
+    const uint64_t filled = buffer.size();
+    const bool more = done + filled < size;
+    if (pipelined && more) {
+      if (absl::Status s = start(done + filled); !s.ok()) return s;
+    }
+    EVP_DigestUpdate(ctx.get(), buffer.data(), filled);
+    samples.Keep(done, buffer.data(), filled);
+    if (absl::Status s = sink.Commit(done, filled); !s.ok()) {
+      if (pipelined && more) current_read.wait();
+      return s;
+    }
     done += filled;
+    if (!pipelined && more) {
+      if (absl::Status s = start(done); !s.ok()) return s;
+    }
     if (progress && (done >= next_report || done == size)) {
       progress({done, size, seconds()});
       next_report = done + kReportEvery;
     }
+  }
+  // A file that grew while we read it is also being modified (the offset
+  // was never moved: pread).
+  if (::lseek(fd, static_cast<off_t>(size), SEEK_SET) < 0) {
+    return absl::InternalError(absl::StrCat("seek '", path, "': ", std::strerror(errno)));
   }
   // A file that grew while we read it is also being modified.
   uint8_t extra;

@@ -40,6 +40,11 @@ class ModelSink {
   virtual absl::Status Commit(uint64_t offset, uint64_t n) = 0;
   // Every byte arrived (and the file did not change while it was read).
   virtual absl::Status Finish() = 0;
+  // Buffers the sink lends at once. With 2, the reader asks for the next
+  // buffer (Next) and reads into it on another thread before it commits the
+  // previous one, overlapping the read with the hashing; Next and Commit are
+  // still called from the caller's thread, in file order.
+  virtual int MaxOutstanding() const { return 1; }
 };
 
 // What a streamed read established about the bytes it delivered.
@@ -88,6 +93,7 @@ class HostModelSink : public ModelSink {
   absl::StatusOr<std::span<uint8_t>> Next(uint64_t offset, uint64_t max) override;
   absl::Status Commit(uint64_t, uint64_t) override { return absl::OkStatus(); }
   absl::Status Finish() override { return absl::OkStatus(); }
+  int MaxOutstanding() const override { return 2; }
   // The bytes with the digest of the read that filled them.
   ModelBytes Take(const FileDigest& digest);
 

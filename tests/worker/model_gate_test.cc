@@ -515,22 +515,32 @@ TEST(ReadModelFileTest, FileRewrittenInPlaceWhileReadIsRefused) {
 // reader asks for), copies them out on Commit, and can fail on a chosen call.
 class RecordingSink : public model::ModelSink {
  public:
-  explicit RecordingSink(size_t buffer_bytes, int fail_commit = -1)
-      : buffer_(buffer_bytes), fail_commit_(fail_commit) {}
+  explicit RecordingSink(size_t buffer_bytes, int fail_commit = -1, int outstanding = 1)
+      : buffers_{std::vector<uint8_t>(buffer_bytes), std::vector<uint8_t>(buffer_bytes)},
+        fail_commit_(fail_commit),
+        outstanding_(outstanding) {}
+  int MaxOutstanding() const override { return outstanding_; }
   absl::Status Begin(uint64_t size) override {
     size_ = size;
     ++begins;
     return absl::OkStatus();
   }
   absl::StatusOr<std::span<uint8_t>> Next(uint64_t offset, uint64_t max) override {
-    EXPECT_EQ(offset, received.size());
+    // The next buffer starts where the ones lent so far end.
+    EXPECT_EQ(offset, lent_end_ > 0 ? lent_end_ : received.size());
     asked_max = std::max(asked_max, max);
-    return std::span<uint8_t>(buffer_.data(), std::min<uint64_t>(max, buffer_.size()));
+    ++nexts_;
+    most_outstanding = std::max(most_outstanding, nexts_ - commits);
+    EXPECT_LE(nexts_ - commits, outstanding_);
+    std::vector<uint8_t>& b = buffers_[(nexts_ - 1) % 2];
+    const uint64_t n = std::min<uint64_t>(max, b.size());
+    lent_end_ = offset + n;
+    return std::span<uint8_t>(b.data(), n);
   }
   absl::Status Commit(uint64_t offset, uint64_t n) override {
     EXPECT_EQ(offset, received.size());
     if (commits++ == fail_commit_) return absl::ResourceExhaustedError("sink full");
-    received.append(reinterpret_cast<const char*>(buffer_.data()), n);
+    received.append(reinterpret_cast<const char*>(buffers_[(commits - 1) % 2].data()), n);
     return absl::OkStatus();
   }
   absl::Status Finish() override {
@@ -540,12 +550,15 @@ class RecordingSink : public model::ModelSink {
   }
   std::string received;
   uint64_t asked_max = 0;
-  int begins = 0, commits = 0, finishes = 0;
+  int begins = 0, commits = 0, finishes = 0, most_outstanding = 0;
 
  private:
-  std::vector<uint8_t> buffer_;
+  std::vector<uint8_t> buffers_[2];
   uint64_t size_ = 0;
+  uint64_t lent_end_ = 0;
+  int nexts_ = 0;
   int fail_commit_;
+  int outstanding_;
 };
 
 TEST(StreamModelFileTest, EveryByteReachesTheSinkInOrderAndIsHashed) {
@@ -553,28 +566,34 @@ TEST(StreamModelFileTest, EveryByteReachesTheSinkInOrderAndIsHashed) {
   std::string content(1000003, '\0');
   for (size_t i = 0; i < content.size(); ++i) content[i] = static_cast<char>((i * 2654435761u) >> 13);
   const std::string path = dir.Write("streamed.gguf", content);
-  RecordingSink sink(/*buffer_bytes=*/70000);
-  auto digest = model::StreamModelFile(path, uint64_t{1} << 40, sink, nullptr, /*chunk_bytes=*/100000);
-  ASSERT_TRUE(digest.ok()) << digest.status();
-  EXPECT_EQ(sink.received, content);
-  EXPECT_EQ(digest->sha256, token::Sha256Hex(content));
-  EXPECT_EQ(digest->size, content.size());
-  EXPECT_EQ(digest->path, path);
-  EXPECT_EQ(sink.asked_max, 100000u);
-  EXPECT_EQ(sink.commits, (1000003 + 69999) / 70000);
-  EXPECT_EQ(sink.begins, 1);
-  EXPECT_EQ(sink.finishes, 1);
+  // One buffer at a time, and two (the next chunk read while one is hashed).
+  for (int outstanding : {1, 2}) {
+    RecordingSink sink(/*buffer_bytes=*/70000, /*fail_commit=*/-1, outstanding);
+    auto digest = model::StreamModelFile(path, uint64_t{1} << 40, sink, nullptr, /*chunk_bytes=*/100000);
+    ASSERT_TRUE(digest.ok()) << digest.status();
+    EXPECT_EQ(sink.received, content);
+    EXPECT_EQ(digest->sha256, token::Sha256Hex(content));
+    EXPECT_EQ(digest->size, content.size());
+    EXPECT_EQ(digest->path, path);
+    EXPECT_EQ(sink.asked_max, 100000u);
+    EXPECT_EQ(sink.commits, (1000003 + 69999) / 70000);
+    EXPECT_EQ(sink.most_outstanding, outstanding);
+    EXPECT_EQ(sink.begins, 1);
+    EXPECT_EQ(sink.finishes, 1);
+  }
 }
 
 TEST(StreamModelFileTest, ASinkErrorStopsTheReadAndIsReturned) {
   TempDir dir;
   const std::string path = dir.Write("streamed.gguf", std::string(500000, 'x'));
-  RecordingSink sink(/*buffer_bytes=*/100000, /*fail_commit=*/2);
-  auto digest = model::StreamModelFile(path, uint64_t{1} << 40, sink);
-  ASSERT_FALSE(digest.ok());
-  EXPECT_EQ(digest.status().code(), absl::StatusCode::kResourceExhausted);
-  EXPECT_EQ(sink.received.size(), 200000u);
-  EXPECT_EQ(sink.finishes, 0);
+  for (int outstanding : {1, 2}) {
+    RecordingSink sink(/*buffer_bytes=*/100000, /*fail_commit=*/2, outstanding);
+    auto digest = model::StreamModelFile(path, uint64_t{1} << 40, sink);
+    ASSERT_FALSE(digest.ok());
+    EXPECT_EQ(digest.status().code(), absl::StatusCode::kResourceExhausted);
+    EXPECT_EQ(sink.received.size(), 200000u);
+    EXPECT_EQ(sink.finishes, 0);
+  }
 }
 
 TEST(StreamModelFileTest, ARewriteIsCaughtWhateverTheSinkKept) {
