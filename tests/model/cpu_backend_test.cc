@@ -292,6 +292,24 @@ TEST_F(CpuBackendTest, ForwardSampleRefusesPenaltiesAndKAllWithoutChangingState)
   EXPECT_EQ(backend->kv().Length(1), 5);
 }
 
+// The backend's logits at every position of a random prompt against the
+// float64 reference, within 1e-5.
+void ExpectPromptMatchesReference(const std::string& path, int n_tokens, uint32_t seed, const std::string& label) {
+  auto m = LoadModel(path);
+  ASSERT_NE(m, nullptr);
+  auto backend = MakeBackend(*m->file);
+  ASSERT_NE(backend, nullptr);
+  const auto tokens = RandomTokens(n_tokens, backend->config().vocab_size, seed);
+  ASSERT_TRUE(backend->kv().AddSequence(1).ok());
+  std::vector<float> logits;
+  SequenceStep step{1, tokens, model::Logits::kAll};
+  ASSERT_TRUE(backend->Forward({&step, 1}, &logits).ok());
+  const auto ref = ReferenceLogits(*m->file, backend->config(), tokens);
+  for (size_t t = 0; t < tokens.size(); ++t) {
+    EXPECT_LT(RelErr(&logits[t * backend->config().vocab_size], ref[t]), 1e-5) << label << " position " << t;
+  }
+}
+
 TEST(CpuBackendTypes, EveryDenseTypeMatchesTheReference) {
   for (auto type : {gguf::GgmlType::kF32, gguf::GgmlType::kF16, gguf::GgmlType::kBF16, gguf::GgmlType::kQ8_0}) {
     const std::string path = WriteTestModel(absl::StrCat("types", static_cast<int>(type)), [&](tools::RandomModelSpec& s) {
@@ -299,20 +317,7 @@ TEST(CpuBackendTypes, EveryDenseTypeMatchesTheReference) {
       s.small_type = type == gguf::GgmlType::kQ8_0 ? gguf::GgmlType::kF32 : type;
       s.expert_type = type == gguf::GgmlType::kQ8_0 ? gguf::GgmlType::kMXFP4 : type;
     });
-    auto m = LoadModel(path);
-    ASSERT_NE(m, nullptr);
-    auto backend = MakeBackend(*m->file);
-    ASSERT_NE(backend, nullptr);
-    const auto tokens = RandomTokens(12, backend->config().vocab_size, 8);
-    ASSERT_TRUE(backend->kv().AddSequence(1).ok());
-    std::vector<float> logits;
-    SequenceStep step{1, tokens, model::Logits::kAll};
-    ASSERT_TRUE(backend->Forward({&step, 1}, &logits).ok());
-    const auto ref = ReferenceLogits(*m->file, backend->config(), tokens);
-    for (size_t t = 0; t < tokens.size(); ++t) {
-      EXPECT_LT(RelErr(&logits[t * backend->config().vocab_size], ref[t]), 1e-5)
-          << "type " << gguf::GgmlTypeName(static_cast<uint32_t>(type)) << " position " << t;
-    }
+    ExpectPromptMatchesReference(path, 12, 8, absl::StrCat("type ", gguf::GgmlTypeName(static_cast<uint32_t>(type))));
     std::remove(path.c_str());
   }
 }
@@ -328,19 +333,10 @@ TEST(CpuBackendYarn, ShortOriginalContextMatchesTheClampedReference) {
     });
     auto m = LoadModel(path);
     ASSERT_NE(m, nullptr);
-    auto backend = MakeBackend(*m->file);
-    ASSERT_NE(backend, nullptr);
-    ASSERT_EQ(backend->config().rope_original_context, 64);
-    const auto tokens = RandomTokens(40, backend->config().vocab_size, 14);
-    ASSERT_TRUE(backend->kv().AddSequence(1).ok());
-    std::vector<float> logits;
-    SequenceStep step{1, tokens, model::Logits::kAll};
-    ASSERT_TRUE(backend->Forward({&step, 1}, &logits).ok());
-    const auto ref = ReferenceLogits(*m->file, backend->config(), tokens);
-    for (size_t t = 0; t < tokens.size(); ++t) {
-      EXPECT_LT(RelErr(&logits[t * backend->config().vocab_size], ref[t]), 1e-5)
-          << "head_dim " << head_dim << " position " << t;
-    }
+    auto config = model::ReadModelConfig(*m->file);
+    ASSERT_TRUE(config.ok());
+    ASSERT_EQ(config->rope_original_context, 64);
+    ExpectPromptMatchesReference(path, 40, 14, absl::StrCat("head_dim ", head_dim));
     std::remove(path.c_str());
   }
 }
