@@ -3,6 +3,8 @@
 // and the tokenizer built from the file's metadata, the steps between
 // ReadModelFile and a serving engine. Properties:
 //  - every rejection is InvalidArgument (a clear error, never a crash);
+//  - a header parsed from a prefix (the streaming load) asks for more bytes
+//    or agrees with the whole file's parse;
 //  - an accepted file keeps every tensor inside the input, and every bound
 //    weight matrix inside the tensor it came from;
 //  - a tokenizer built from the file encodes and decodes without leaving its
@@ -68,8 +70,33 @@ void CheckTokenizer(const text::Tokenizer& tok) {
 
 }  // namespace
 
+// The streaming load parses the header from a prefix kept on the host:
+// whatever the prefix, ParseHeader either asks for more (OutOfRange) or
+// agrees with Parse of the whole file, error message included.
+void CheckHeaderPrefix(const uint8_t* data, size_t size, const absl::StatusOr<gguf::GgufFile>& whole) {
+  const size_t k = size == 0 ? 0 : static_cast<size_t>(data[size - 1]) * size / 255;
+  const auto part = gguf::GgufFile::ParseHeader(std::span<const uint8_t>(data, k), size, data);
+  if (part.status().code() == absl::StatusCode::kOutOfRange) {
+    FUZZ_CHECK(k < size);
+    return;
+  }
+  FUZZ_CHECK(part.ok() == whole.ok());
+  if (!part.ok()) {
+    FUZZ_CHECK(part.status() == whole.status());
+    return;
+  }
+  FUZZ_CHECK(part->data_offset() == whole->data_offset());
+  FUZZ_CHECK(part->tensors().size() == whole->tensors().size());
+  FUZZ_CHECK(part->metadata().size() == whole->metadata().size());
+  for (size_t i = 0; i < part->tensors().size(); ++i) {
+    FUZZ_CHECK(part->tensors()[i].data == whole->tensors()[i].data);
+    FUZZ_CHECK(part->tensors()[i].name == whole->tensors()[i].name);
+  }
+}
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const auto file = gguf::GgufFile::Parse(std::span<const uint8_t>(data, size));
+  CheckHeaderPrefix(data, size, file);
   if (!file.ok()) {
     FUZZ_CHECK(file.status().code() == absl::StatusCode::kInvalidArgument);
     return 0;
