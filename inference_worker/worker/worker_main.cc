@@ -57,6 +57,9 @@ ABSL_FLAG(int, kv_blocks, 0,
 ABSL_FLAG(double, gpu_memory_fraction, 0.9,
           "CUDA backend: share of the GPU's total memory the worker may fill with weights, buffers and KV cache, in "
           "(0, 1]; with --kv_blocks=0 the KV cache gets what is left, at most max_sequences * max_context worth");
+ABSL_FLAG(bool, load_to_device, true,
+          "CUDA backend: stream the model file straight into GPU memory while it is hashed (the file never sits in "
+          "host memory); false reads it into host memory first");
 ABSL_FLAG(int, max_waiting, 64, "queued requests beyond the running ones; more get RESOURCE_EXHAUSTED");
 ABSL_FLAG(int, step_token_budget, 256, "tokens per engine step (decode tokens + prompt chunks)");
 ABSL_FLAG(int, drain_timeout_s, 30, "seconds to let running requests finish after SIGTERM");
@@ -101,7 +104,8 @@ Flags by purpose (descriptions and defaults below):
   HTTP API                   --http_listen --http_api_keys --http_max_body_bytes (TLS and client
                              roles as for gRPC; docs/http.md)
   Engine                     --backend --cuda_device --threads --max_sequences --max_context
-                             --kv_blocks --gpu_memory_fraction --max_waiting --step_token_budget
+                             --kv_blocks --gpu_memory_fraction --load_to_device --max_waiting
+                             --step_token_budget
                              --stall_timeout_s
   Operations                 --health_listen --metrics_listen --drain_timeout_s
   Tests only                 --testonly_pause_at_phase --testonly_pause_s
@@ -161,6 +165,7 @@ Example (as tools/demo.sh starts it, with the dev PKI of tools/certs/make_dev_pk
   c.max_context = absl::GetFlag(FLAGS_max_context);
   c.kv_blocks = absl::GetFlag(FLAGS_kv_blocks);
   c.gpu_memory_fraction = absl::GetFlag(FLAGS_gpu_memory_fraction);
+  c.load_to_device = absl::GetFlag(FLAGS_load_to_device);
   c.max_waiting = absl::GetFlag(FLAGS_max_waiting);
   c.step_token_budget = absl::GetFlag(FLAGS_step_token_budget);
   c.drain_timeout = absl::Seconds(absl::GetFlag(FLAGS_drain_timeout_s));

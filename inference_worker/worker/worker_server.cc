@@ -417,7 +417,12 @@ int RunWorker(const WorkerConfig& config) {
   // The file streams straight into device memory when the CUDA backend may
   // run (one read, no host copy of the model), else into host memory.
   std::string image_note;
-  std::unique_ptr<gpu::DeviceModelImage> image = DeviceImageFor(choice, &image_note);
+  std::unique_ptr<gpu::DeviceModelImage> image;
+  if (config.load_to_device) {
+    image = DeviceImageFor(choice, &image_note);
+  } else if (choice.kind != "cpu") {
+    image_note = "the model is read into host memory (--load_to_device=false)";
+  }
   if (!image_note.empty()) Log(image_note);
 
   // The gate, retried on rejection only when asked to wait for a new model.
