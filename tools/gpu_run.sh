@@ -3,13 +3,14 @@
 # with carry=["bundle"]): GPU tests, the whole-model accuracy comparisons,
 # the benchmark, an end-to-end run of both services + the worker on the GPU,
 # compute-sanitizer memcheck/racecheck; logs and a results table in $OUT.
-#   bash tools/gpu_run.sh [all|tests|bench|serve|e2e|medium|sanitize|serving|big|long] ...
+#   bash tools/gpu_run.sh [all|tests|bench|serve|e2e|medium|sanitize|serving|big|long|load] ...
 # Each step has its own time limit and the run stops starting new steps at
 # OSSGATE_DEADLINE seconds (default 570), so one call fits a 10-minute slot;
 # steps run in the order above (most informative first). "serving" (the
 # Poisson-arrival serving benchmark, about 4 minutes), "big" (the 120b
-# shape, about 5 minutes) and "long" (131,072-token context) are not part of
-# "all": name them, alone or with others.
+# shape, about 5 minutes), "long" (131,072-token context) and "load" (the
+# streaming-load tests and a quick 20b benchmark) are not part of "all":
+# name them, alone or with others.
 # Files in $OUT: summary.md (the table, printed last), tests.log, bench.md,
 # bench.log, serve.log, e2e.log, sanitizer.log, serving.md, serving.json,
 # big.log, bench-120b.md, long.log, bench-long.md,
@@ -162,6 +163,17 @@ if want tests; then
   step "streaming load: device repack and scan, backend from a device image" tests.log 90 \
     "$bin/gpu_streaming_load_test"
 fi
+# "load" (not in "all"; a short run when device time is scarce): the
+# streaming-load tests and the 20b's streaming load with a quick benchmark.
+if [[ " $modes " == *" load "* ]]; then
+  step "streaming load: device repack and scan, backend from a device image" tests.log 90 \
+    "$bin/gpu_streaming_load_test"
+  step "generate 20b-shape model" bench.log 90 "$bin/ossgate-make-model" --preset=20b --vocab=placeholder:201088 \
+    --out=/tmp/ossgate-20b.gguf
+  step "streaming load + quick benchmark (20b shape)" bench.log 200 "$bin/gpu_bench" --model=/tmp/ossgate-20b.gguf \
+    --quick --big_kv=false --out="$out/bench-quick.md"
+  rm -f /tmp/ossgate-20b.gguf
+fi
 if want bench; then
   step "generate 20b-shape model" bench.log 90 "$bin/ossgate-make-model" --preset=20b --vocab=placeholder:201088 \
     --out=/tmp/ossgate-20b.gguf
@@ -255,4 +267,5 @@ cat "$summary"
 [ -f "$out/serving.md" ] && cat "$out/serving.md"
 [ -f "$out/bench-120b.md" ] && cat "$out/bench-120b.md"
 [ -f "$out/bench-long.md" ] && cat "$out/bench-long.md"
+[ -f "$out/bench-quick.md" ] && cat "$out/bench-quick.md"
 exit 0
