@@ -74,7 +74,7 @@ if [[ "${1:-}" == "e2e-inner" ]]; then
     port=$(( 20000 + RANDOM % 20000 ))
     echo "== worker --backend=$backend (hash -> verify -> token check -> load)"
     t0=$(date +%s%N)
-    "$bin/inference_worker" --backend=$backend --listen=127.0.0.1:$port --tls_cert="$pki/server.pem" \
+    "$bin/inference_worker" --backend=$backend --load_to_device=true --listen=127.0.0.1:$port --tls_cert="$pki/server.pem" \
       --tls_key="$pki/server.key" --tls_client_ca="$pki/ca.pem" --model="$model" \
       --source_uri=ossgate://bundled/ossgate-small.gguf --worker_id=worker-1 --provenance="$prov" \
       --provenance_ca="$pki/ca.pem" --provenance_cert="$pki/worker-worker-1.pem" \
