@@ -87,16 +87,6 @@ class DiscardSink : public ossgate::model::ModelSink {
   std::vector<uint8_t> buf_;
 };
 
-// The process's peak resident set (VmHWM), in bytes.
-int64_t PeakRssBytes() {
-  std::ifstream in("/proc/self/status");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("VmHWM:", 0) == 0) return std::atoll(line.c_str() + 6) * 1024;
-  }
-  return -1;
-}
-
 // The worker's load path (backend_factory, worker_server): the file
 // streamed into a DeviceModelImage, parsed after the read, the backend made
 // from the image.
@@ -334,11 +324,11 @@ int main(int argc, char** argv) {
     opt.max_context = 131072;  // the model's (clamped to it)
     opt.kv.num_full_blocks = 131072 / 16 + 1;
   }
-  const int64_t rss_before = PeakRssBytes();
+  const int64_t rss_before = ossgate::model::PeakResidentBytes();
   Loaded loaded = LoadStreamed(path, opt);
   if (!loaded.backend) return 1;
   auto& backend = loaded.backend;
-  const int64_t rss_peak = PeakRssBytes();
+  const int64_t rss_peak = ossgate::model::PeakResidentBytes();
   gpu::CudaBackend& b = *backend;
   // A copy: the 24 GB section below runs after this backend is destroyed.
   const ossgate::model::ModelConfig c = b.config();

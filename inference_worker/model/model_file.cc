@@ -7,6 +7,8 @@
 #include <cerrno>
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <future>
 #include <vector>
@@ -247,6 +249,18 @@ ModelBytes HostModelSink::Take(const FileDigest& digest) {
   bytes_.path_ = digest.path;
   bytes_.sha256_ = digest.sha256;
   return std::move(bytes_);
+}
+
+int64_t PeakResidentBytes() {
+  std::FILE* f = std::fopen("/proc/self/status", "r");
+  if (!f) return -1;
+  char line[256];
+  int64_t kib = -1;
+  while (std::fgets(line, sizeof line, f)) {
+    if (std::strncmp(line, "VmHWM:", 6) == 0) kib = std::atoll(line + 6);
+  }
+  std::fclose(f);
+  return kib < 0 ? -1 : kib * 1024;
 }
 
 absl::StatusOr<ModelBytes> ReadModelFile(const std::string& path, uint64_t max_bytes,

@@ -101,6 +101,11 @@ class HostModelSink : public ModelSink {
   ModelBytes bytes_;
 };
 
+// The process's peak resident set (VmHWM of /proc/self/status) in bytes, or
+// -1 where unknown: what a load cost in host memory (the worker's ready line,
+// gpu_bench).
+int64_t PeakResidentBytes();
+
 // StreamModelFile into a HostModelSink.
 absl::StatusOr<ModelBytes> ReadModelFile(const std::string& path, uint64_t max_bytes = uint64_t{1} << 40,
                                          const std::function<void(const ReadProgress&)>& progress = nullptr);

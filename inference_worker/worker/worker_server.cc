@@ -37,20 +37,6 @@ namespace pb = ::ossgate::inference::v1;
 
 namespace {
 
-// The process's peak resident set (VmHWM) in MiB, for the ready line: the
-// streaming load keeps the model file out of host memory. -1 if unknown.
-int64_t PeakRssMib() {
-  std::FILE* f = std::fopen("/proc/self/status", "r");
-  if (!f) return -1;
-  char line[256];
-  int64_t kib = -1;
-  while (std::fgets(line, sizeof line, f)) {
-    if (std::strncmp(line, "VmHWM:", 6) == 0) kib = std::atoll(line + 6);
-  }
-  std::fclose(f);
-  return kib < 0 ? -1 : kib / 1024;
-}
-
 void Log(const std::string& msg) { LogLine(msg); }
 
 // Waits for SIGTERM/SIGINT on a dedicated thread (the signals are blocked in
@@ -518,7 +504,7 @@ int RunWorker(const WorkerConfig& config) {
                    " sha256=", vm->digest.sha256, " size=", vm->digest.size, " token_id=",
                    LogValue(vm->claims.token_id, 64),
                    " audit_log_index=", vm->claims.log_index, " verified_at=", absl::FormatTime(vm->verified_at),
-                   " load_seconds=", load_s, " peak_host_rss_mib=", PeakRssMib(), " backend=",
+                   " load_seconds=", load_s, " peak_host_rss_mib=", model::PeakResidentBytes() >> 20, " backend=",
                    (*backend)->Description(), " (health SERVING)"));
 
   const int sig = signals.Wait();

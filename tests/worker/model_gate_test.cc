@@ -635,6 +635,20 @@ TEST(StreamModelFileTest, ARewriteIsCaughtWhateverTheSinkKept) {
   ASSERT_TRUE(ok.ok()) << ok.status();
 }
 
+TEST(PeakResidentBytesTest, GrowsWithMemoryTheProcessTouches) {
+  const int64_t before = model::PeakResidentBytes();
+  ASSERT_GT(before, 0);
+  const size_t n = size_t{96} << 20;
+  std::vector<uint8_t> touched(n);
+  for (size_t i = 0; i < n; i += 4096) touched[i] = static_cast<uint8_t>(i / 4096 % 255 + 1);
+  const int64_t after = model::PeakResidentBytes();
+  // A peak: never lower, and at least the 96 MiB now resident (in bytes, not KiB).
+  EXPECT_GE(after, before);
+  EXPECT_GE(after, static_cast<int64_t>(n)) << before << " -> " << after;
+  EXPECT_LT(after, int64_t{64} << 30);
+  EXPECT_GT(touched[4096], 0);  // keeps the writes
+}
+
 TEST(TlsVerificationFailureTest, NamesCertificateFailuresOnly) {
   // Messages as gRPC (with OpenSSL) reports them.
   EXPECT_TRUE(TlsVerificationFailure(
