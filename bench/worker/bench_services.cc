@@ -51,9 +51,20 @@ absl::StatusOr<std::string> ResolveSourceDir(const std::string& flag) {
   return dir;
 }
 
-worker_test::Binaries ResolveBinaries(const std::string& bin_dir) {
-  if (bin_dir.empty()) return {PROVENANCE_SERVICE_BIN, PROVCTL_BIN, INFERENCE_WORKER_BIN};
-  return {bin_dir + "/provenance_service", bin_dir + "/provctl", bin_dir + "/inference_worker"};
+worker_test::Binaries ResolveBinaries(const std::string& bin_dir, const std::string& exe_dir) {
+  if (!bin_dir.empty()) {
+    return {bin_dir + "/provenance_service", bin_dir + "/provctl", bin_dir + "/inference_worker"};
+  }
+  const auto exists = [](const std::string& p) {
+    std::error_code ec;
+    return std::filesystem::is_regular_file(p, ec);
+  };
+  // A bundle or an install keeps the programs side by side.
+  const std::string d = exe_dir.empty() ? std::string(".") : exe_dir;
+  worker_test::Binaries side{d + "/provenance_service", d + "/provctl", d + "/inference_worker"};
+  if (exists(side.provenance_service) && exists(side.provctl) && exists(side.inference_worker)) return side;
+  // The build tree: paths relative to this program's folder, from CMake.
+  return {d + "/" + PROVENANCE_SERVICE_FROM_BENCH, d + "/" + PROVCTL_FROM_BENCH, d + "/" + INFERENCE_WORKER_FROM_BENCH};
 }
 
 absl::StatusOr<std::unique_ptr<BenchServices>> BenchServices::Start(const ServiceOptions& o) {
@@ -61,7 +72,7 @@ absl::StatusOr<std::unique_ptr<BenchServices>> BenchServices::Start(const Servic
   s->dir_ = std::make_unique<worker_test::TempDir>(o.temp_prefix);
   const worker_test::TempDir& dir = *s->dir_;
   if (dir.path().empty()) return absl::InternalError("cannot create a temporary directory ($TEST_TMPDIR or /tmp)");
-  const worker_test::Binaries bins = ResolveBinaries(o.bin_dir);
+  const worker_test::Binaries bins = ResolveBinaries(o.bin_dir, tools::ExecutableDir());
   for (const std::string& b : {bins.provenance_service, bins.provctl, bins.inference_worker}) {
     std::error_code ec;
     if (!std::filesystem::is_regular_file(b, ec)) {

@@ -23,9 +23,11 @@ namespace ossgate::worker_bench {
 // give the directory.
 absl::StatusOr<std::string> ResolveSourceDir(const std::string& flag);
 
-// provenance_service, provctl and inference_worker from `bin_dir`, or this
-// build's when it is empty.
-worker_test::Binaries ResolveBinaries(const std::string& bin_dir);
+// provenance_service, provctl and inference_worker from `bin_dir`; when it is
+// empty, from `exe_dir` (the benchmark's own folder: a bundle or an install)
+// if all three are there, else from the build tree, found relative to
+// `exe_dir` (no build path is compiled in: the build tree may have moved).
+worker_test::Binaries ResolveBinaries(const std::string& bin_dir, const std::string& exe_dir);
 
 struct ServiceOptions {
   std::string source_dir;  // from ResolveSourceDir
