@@ -9,7 +9,7 @@
 #include "absl/status/statusor.h"
 #include "inference_worker/gguf/gguf.h"
 #include "inference_worker/cuda/cuda_backend.h"
-#include "inference_worker/model/engine.h"
+#include "inference_worker/model/backend.h"
 #include "inference_worker/model/model_file.h"
 
 namespace ossgate {

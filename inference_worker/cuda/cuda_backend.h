@@ -20,7 +20,7 @@
 
 #include "absl/status/statusor.h"
 #include "inference_worker/gguf/gguf.h"
-#include "inference_worker/model/engine.h"
+#include "inference_worker/model/backend.h"
 #include "inference_worker/model/model_file.h"
 #include "inference_worker/model/sampler.h"
 #include "kernels/gemm_tuning.h"

@@ -11,7 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "inference_worker/gguf/gguf.h"
-#include "inference_worker/model/engine.h"
+#include "inference_worker/model/backend.h"
 #include "inference_worker/model/thread_pool.h"
 #include "inference_worker/model/weights.h"
 

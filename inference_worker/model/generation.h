@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "inference_worker/model/engine.h"
+#include "inference_worker/model/backend.h"
 #include "inference_worker/model/sampler.h"
 #include "inference_worker/text/harmony.h"
 #include "inference_worker/text/tokenizer.h"

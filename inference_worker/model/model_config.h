@@ -24,7 +24,7 @@ struct ModelConfig {
   // Ids the model never emits: those of tokenizer.ggml.token_type UNUSED (5),
   // the padding rows of the vocabulary (o200k_harmony: 200019..201087),
   // ascending. Every backend's logits hold -inf there (SuppressUnsampled in
-  // engine.h), so no sampler returns them.
+  // backend.h), so no sampler returns them.
   std::vector<int32_t> unsampled_tokens;
   int context_length = 0;    // gpt-oss.context_length
   int sliding_window = 0;    // gpt-oss.attention.sliding_window (tokens, current one included)

@@ -30,7 +30,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "inference_worker/model/engine.h"
+#include "inference_worker/model/backend.h"
 #include "inference_worker/model/generation.h"
 #include "inference_worker/serving/scheduler.h"
 #include "inference_worker/text/tokenizer.h"

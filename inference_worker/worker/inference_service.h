@@ -24,7 +24,7 @@
 #include "absl/status/statusor.h"
 #include "grpcpp/grpcpp.h"
 #include "inference_worker/gguf/gguf.h"
-#include "inference_worker/model/engine.h"
+#include "inference_worker/model/backend.h"
 #include "inference_worker/serving/engine.h"
 #include "inference_worker/text/tokenizer.h"
 #include "inference_worker/worker/request_builder.h"

@@ -19,7 +19,7 @@
 
 #include "absl/status/statusor.h"
 #include "inference_worker/gguf/gguf.h"
-#include "inference_worker/model/engine.h"
+#include "inference_worker/model/backend.h"
 #include "inference_worker/serving/engine.h"
 #include "inference_worker/text/harmony.h"
 #include "inference_worker/text/tokenizer.h"

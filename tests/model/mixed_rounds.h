@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "inference_worker/model/engine.h"
+#include "inference_worker/model/backend.h"
 #include "inference_worker/model/sampler.h"
 
 namespace ossgate::testing {

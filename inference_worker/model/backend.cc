@@ -1,4 +1,4 @@
-#include "inference_worker/model/engine.h"
+#include "inference_worker/model/backend.h"
 
 #include <limits>
 #include <set>
