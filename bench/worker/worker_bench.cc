@@ -29,6 +29,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -87,15 +88,59 @@ struct LevelResult {
   std::vector<double> ttft, itl;
 };
 
-// Closed-loop clients against `stub` for warm-up + window; samples inside
-// the window only.
-LevelResult RunLevel(pb::InferenceService::Stub* stub, int clients, const std::vector<int32_t>& prompt,
-                     double warmup_s, double window_s, int max_tokens, float temperature) {
-  const Clock::time_point start = Clock::now();
-  const Clock::time_point measure_from = start + std::chrono::duration_cast<Clock::duration>(
-                                                     std::chrono::duration<double>(warmup_s));
-  const Clock::time_point measure_to = measure_from + std::chrono::duration_cast<Clock::duration>(
-                                                          std::chrono::duration<double>(window_s));
+// The measurement window of a closed-loop level and one client's share of
+// it: first-token latency of requests sent inside the window, inter-token
+// latencies and tokens that arrive inside it.
+struct Window {
+  Clock::time_point from, to;
+  bool Inside(Clock::time_point t) const { return t >= from && t < to; }
+};
+
+struct ClientTally {
+  std::vector<double> ttft, itl;
+  int64_t tokens = 0;
+  int done = 0, errors = 0;
+};
+
+// One request's stream as the client sees it.
+class StreamTimer {
+ public:
+  StreamTimer(const Window& w, ClientTally* tally) : w_(w), tally_(tally), sent_(Clock::now()), last_(sent_) {}
+  // `n` tokens arrived at `now`.
+  void Tokens(Clock::time_point now, int64_t n) {
+    if (first_) {
+      if (w_.Inside(sent_)) tally_->ttft.push_back(Seconds(sent_, now));
+      first_ = false;
+    } else if (w_.Inside(now)) {
+      tally_->itl.push_back(Seconds(last_, now));
+    }
+    if (w_.Inside(now)) tally_->tokens += n;
+    last_ = now;
+  }
+  // A request that completed counts if its last token came inside the window.
+  void Completed() {
+    if (w_.Inside(last_)) ++tally_->done;
+  }
+
+ private:
+  const Window& w_;
+  ClientTally* tally_;
+  const Clock::time_point sent_;
+  Clock::time_point last_;
+  bool first_ = true;
+};
+
+// `clients` closed-loop clients for warm-up + window: each calls
+// `request(client, n, window, tally)` for its n-th request until the window
+// ends; samples inside the window only.
+LevelResult RunClosedLoop(int clients, double warmup_s, double window_s,
+                          const std::function<void(int, uint64_t, const Window&, ClientTally*)>& request) {
+  const auto after = [](Clock::time_point t, double s) {
+    return t + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
+  };
+  Window w;
+  w.from = after(Clock::now(), warmup_s);
+  w.to = after(w.from, window_s);
   std::mutex mu;
   LevelResult out;
   out.clients = clients;
@@ -103,58 +148,52 @@ LevelResult RunLevel(pb::InferenceService::Stub* stub, int clients, const std::v
   std::vector<std::thread> threads;
   for (int c = 0; c < clients; ++c) {
     threads.emplace_back([&, c] {
-      std::vector<double> ttft, itl;
-      int64_t tokens = 0;
-      int done = 0, errors = 0;
-      for (uint64_t n = 0; Clock::now() < measure_to; ++n) {
-        pb::GenerateRequest req;
-        for (int32_t id : prompt) req.mutable_token_ids()->add_ids(id);
-        req.set_max_tokens(max_tokens);
-        req.set_ignore_eos(true);
-        req.mutable_sampling()->set_temperature(temperature);
-        req.mutable_sampling()->set_seed(c * 100000 + n);
-        grpc::ClientContext ctx;
-        const Clock::time_point sent = Clock::now();
-        auto reader = stub->Generate(&ctx, req);
-        pb::GenerateResponse m;
-        Clock::time_point last = sent;
-        bool first = true, cancelled = false;
-        while (reader->Read(&m)) {
-          const Clock::time_point now = Clock::now();
-          if (m.token_ids_size() > 0) {
-            if (first) {
-              if (sent >= measure_from && sent < measure_to) ttft.push_back(Seconds(sent, now));
-              first = false;
-            } else if (now >= measure_from && now < measure_to) {
-              itl.push_back(Seconds(last, now));
-            }
-            if (now >= measure_from && now < measure_to) tokens += m.token_ids_size();
-            last = now;
-          }
-          if (now >= measure_to && !cancelled) {  // the window is over: stop this stream
-            ctx.TryCancel();
-            cancelled = true;
-          }
-        }
-        const grpc::Status s = reader->Finish();
-        if (s.ok()) {
-          if (last >= measure_from && last < measure_to) ++done;
-        } else if (!cancelled) {
-          ++errors;
-          std::fprintf(stderr, "client %d: %s\n", c, s.error_message().c_str());
-        }
-      }
+      ClientTally tally;
+      for (uint64_t n = 0; Clock::now() < w.to; ++n) request(c, n, w, &tally);
       std::lock_guard<std::mutex> lock(mu);
-      out.ttft.insert(out.ttft.end(), ttft.begin(), ttft.end());
-      out.itl.insert(out.itl.end(), itl.begin(), itl.end());
-      tokens_in_window += tokens;
-      out.requests += done;
-      out.errors += errors;
+      out.ttft.insert(out.ttft.end(), tally.ttft.begin(), tally.ttft.end());
+      out.itl.insert(out.itl.end(), tally.itl.begin(), tally.itl.end());
+      tokens_in_window += tally.tokens;
+      out.requests += tally.done;
+      out.errors += tally.errors;
     });
   }
   for (auto& t : threads) t.join();
   out.tokens_per_s = tokens_in_window / window_s;
   return out;
+}
+
+// Closed-loop clients against `stub` (gRPC Generate streams).
+LevelResult RunLevel(pb::InferenceService::Stub* stub, int clients, const std::vector<int32_t>& prompt,
+                     double warmup_s, double window_s, int max_tokens, float temperature) {
+  return RunClosedLoop(clients, warmup_s, window_s, [&](int c, uint64_t n, const Window& w, ClientTally* tally) {
+    pb::GenerateRequest req;
+    for (int32_t id : prompt) req.mutable_token_ids()->add_ids(id);
+    req.set_max_tokens(max_tokens);
+    req.set_ignore_eos(true);
+    req.mutable_sampling()->set_temperature(temperature);
+    req.mutable_sampling()->set_seed(c * 100000 + n);
+    grpc::ClientContext ctx;
+    StreamTimer timer(w, tally);
+    auto reader = stub->Generate(&ctx, req);
+    pb::GenerateResponse m;
+    bool cancelled = false;
+    while (reader->Read(&m)) {
+      const Clock::time_point now = Clock::now();
+      if (m.token_ids_size() > 0) timer.Tokens(now, m.token_ids_size());
+      if (now >= w.to && !cancelled) {  // the window is over: stop this stream
+        ctx.TryCancel();
+        cancelled = true;
+      }
+    }
+    const grpc::Status s = reader->Finish();
+    if (s.ok()) {
+      timer.Completed();
+    } else if (!cancelled) {
+      ++tally->errors;
+      std::fprintf(stderr, "client %d: %s\n", c, s.error_message().c_str());
+    }
+  });
 }
 
 // The same closed loop over the HTTP API: one HTTPS connection per client
@@ -163,88 +202,58 @@ LevelResult RunLevel(pb::InferenceService::Stub* stub, int clients, const std::v
 LevelResult RunLevelHttp(int port, const std::string& ca, const std::string& key, int clients,
                          const std::vector<int32_t>& prompt, double warmup_s, double window_s, int max_tokens,
                          float temperature) {
-  const Clock::time_point start = Clock::now();
-  const Clock::time_point measure_from = start + std::chrono::duration_cast<Clock::duration>(
-                                                     std::chrono::duration<double>(warmup_s));
-  const Clock::time_point measure_to = measure_from + std::chrono::duration_cast<Clock::duration>(
-                                                          std::chrono::duration<double>(window_s));
-  std::mutex mu;
-  LevelResult out;
-  out.clients = clients;
-  int64_t tokens_in_window = 0;
-  std::vector<std::thread> threads;
+  std::vector<std::unique_ptr<httplib::SSLClient>> conns;
   for (int c = 0; c < clients; ++c) {
-    threads.emplace_back([&, c] {
-      httplib::SSLClient cli("127.0.0.1", port);
-      cli.set_ca_cert_path(ca.c_str());
-      cli.enable_server_certificate_verification(true);
-      cli.set_read_timeout(120);
-      std::vector<double> ttft, itl;
-      int64_t tokens = 0;
-      int done = 0, errors = 0;
-      for (uint64_t n = 0; Clock::now() < measure_to; ++n) {
-        const nlohmann::json body = {{"model", "bench"},     {"prompt", prompt},           {"max_tokens", max_tokens},
-                                     {"ignore_eos", true},   {"temperature", temperature}, {"seed", c * 100000 + n},
-                                     {"stream", true}};
-        httplib::Request req;
-        req.method = "POST";
-        req.path = "/v1/completions";
-        req.set_header("Authorization", "Bearer " + key);
-        req.set_header("Content-Type", "application/json");
-        req.body = body.dump();
-        std::string pending;
-        const Clock::time_point sent = Clock::now();
-        Clock::time_point last = sent;
-        bool first = true, cancelled = false, finished = false;
-        req.content_receiver = [&](const char* data, size_t len, uint64_t, uint64_t) {
-          const Clock::time_point now = Clock::now();
-          pending.append(data, len);
-          for (size_t end; (end = pending.find("\n\n")) != std::string::npos; pending.erase(0, end + 2)) {
-            const std::string event = pending.substr(0, end);
-            if (event.rfind("data: ", 0) != 0) continue;
-            if (event == "data: [DONE]") {
-              finished = true;
-              continue;
-            }
-            const nlohmann::json j = nlohmann::json::parse(event.substr(6), nullptr, false);
-            if (j.is_discarded() || !j.contains("choices") || j["choices"].empty()) continue;
-            if (j["choices"][0].value("text", "").empty()) continue;
-            if (first) {
-              if (sent >= measure_from && sent < measure_to) ttft.push_back(Seconds(sent, now));
-              first = false;
-            } else if (now >= measure_from && now < measure_to) {
-              itl.push_back(Seconds(last, now));
-            }
-            if (now >= measure_from && now < measure_to) ++tokens;
-            last = now;
-          }
-          if (now >= measure_to) {  // the window is over: drop this stream
-            cancelled = true;
-            return false;
-          }
-          return true;
-        };
-        httplib::Response res;
-        httplib::Error error = httplib::Error::Success;
-        const bool ok = cli.send(req, res, error);
-        if (ok && res.status == 200 && finished) {
-          if (last >= measure_from && last < measure_to) ++done;
-        } else if (!cancelled) {
-          ++errors;
-          std::fprintf(stderr, "http client %d: %s status %d\n", c, httplib::to_string(error).c_str(), res.status);
-        }
-      }
-      std::lock_guard<std::mutex> lock(mu);
-      out.ttft.insert(out.ttft.end(), ttft.begin(), ttft.end());
-      out.itl.insert(out.itl.end(), itl.begin(), itl.end());
-      tokens_in_window += tokens;
-      out.requests += done;
-      out.errors += errors;
-    });
+    auto cli = std::make_unique<httplib::SSLClient>("127.0.0.1", port);
+    cli->set_ca_cert_path(ca.c_str());
+    cli->enable_server_certificate_verification(true);
+    cli->set_read_timeout(120);
+    conns.push_back(std::move(cli));
   }
-  for (auto& t : threads) t.join();
-  out.tokens_per_s = tokens_in_window / window_s;
-  return out;
+  return RunClosedLoop(clients, warmup_s, window_s, [&](int c, uint64_t n, const Window& w, ClientTally* tally) {
+    const nlohmann::json body = {{"model", "bench"},     {"prompt", prompt},           {"max_tokens", max_tokens},
+                                 {"ignore_eos", true},   {"temperature", temperature}, {"seed", c * 100000 + n},
+                                 {"stream", true}};
+    httplib::Request req;
+    req.method = "POST";
+    req.path = "/v1/completions";
+    req.set_header("Authorization", "Bearer " + key);
+    req.set_header("Content-Type", "application/json");
+    req.body = body.dump();
+    std::string pending;
+    StreamTimer timer(w, tally);
+    bool cancelled = false, finished = false;
+    req.content_receiver = [&](const char* data, size_t len, uint64_t, uint64_t) {
+      const Clock::time_point now = Clock::now();
+      pending.append(data, len);
+      for (size_t end; (end = pending.find("\n\n")) != std::string::npos; pending.erase(0, end + 2)) {
+        const std::string event = pending.substr(0, end);
+        if (event.rfind("data: ", 0) != 0) continue;
+        if (event == "data: [DONE]") {
+          finished = true;
+          continue;
+        }
+        const nlohmann::json j = nlohmann::json::parse(event.substr(6), nullptr, false);
+        if (j.is_discarded() || !j.contains("choices") || j["choices"].empty()) continue;
+        if (j["choices"][0].value("text", "").empty()) continue;
+        timer.Tokens(now, 1);
+      }
+      if (now >= w.to) {  // the window is over: drop this stream
+        cancelled = true;
+        return false;
+      }
+      return true;
+    };
+    httplib::Response res;
+    httplib::Error error = httplib::Error::Success;
+    const bool ok = conns[c]->send(req, res, error);
+    if (ok && res.status == 200 && finished) {
+      timer.Completed();
+    } else if (!cancelled) {
+      ++tally->errors;
+      std::fprintf(stderr, "http client %d: %s status %d\n", c, httplib::to_string(error).c_str(), res.status);
+    }
+  });
 }
 
 int Run() {
