@@ -30,9 +30,24 @@ std::string Sha256Hex(const std::vector<uint8_t>& bytes) {
 
 class HfReferenceTest : public ::testing::TestWithParam<std::string> {};
 
+// The GGUF a fixture was computed from: the "gguf" member of <base>.json
+// (several fixtures share one model file).
+std::string FixtureGguf(const std::string& dir, const std::string& base) {
+  std::ifstream in(base + ".json");
+  std::stringstream s;
+  s << in.rdbuf();
+  const std::string json = s.str();
+  const std::string key = "\"gguf\": \"";
+  const size_t at = json.find(key);
+  if (at == std::string::npos) return base + ".gguf";
+  const size_t end = json.find('"', at + key.size());
+  return dir + json.substr(at + key.size(), end - at - key.size());
+}
+
 TEST_P(HfReferenceTest, CpuBackendMatchesTransformersAtEveryPosition) {
-  const std::string base = std::string(OSSGATE_SOURCE_DIR) + "/tests/fixtures/hf_reference/" + GetParam();
-  auto model = LoadModel(base + ".gguf");
+  const std::string dir = std::string(OSSGATE_SOURCE_DIR) + "/tests/fixtures/hf_reference/";
+  const std::string base = dir + GetParam();
+  auto model = LoadModel(FixtureGguf(dir, base));
   ASSERT_NE(model, nullptr);
   std::ifstream meta(base + ".tokens");
   ASSERT_TRUE(meta.good()) << base << ".tokens";
@@ -93,7 +108,10 @@ TEST_P(HfReferenceTest, CpuBackendMatchesTransformersAtEveryPosition) {
   std::printf("%s: %zu of %d positions, max relative error %.3g\n", GetParam().c_str(), positions.size(), n, worst);
 }
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, HfReferenceTest, ::testing::Values("tiny", "window"));
+// "long": window.gguf (window 128, YaRN over an original context of 4,096)
+// at a 16,500-token prompt, logits kept at every 64th and the last 256
+// positions (the .positions file).
+INSTANTIATE_TEST_SUITE_P(Fixtures, HfReferenceTest, ::testing::Values("tiny", "window", "long"));
 
 }  // namespace
 }  // namespace ossgate::testing
