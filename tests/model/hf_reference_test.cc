@@ -108,10 +108,7 @@ TEST_P(HfReferenceTest, CpuBackendMatchesTransformersAtEveryPosition) {
   std::printf("%s: %zu of %d positions, max relative error %.3g\n", GetParam().c_str(), positions.size(), n, worst);
 }
 
-// "long": window.gguf (window 128, YaRN over an original context of 4,096)
-// at a 16,500-token prompt, logits kept at every 64th and the last 256
-// positions (the .positions file).
-INSTANTIATE_TEST_SUITE_P(Fixtures, HfReferenceTest, ::testing::Values("tiny", "window", "long"));
+INSTANTIATE_TEST_SUITE_P(Fixtures, HfReferenceTest, ::testing::Values("tiny", "window"));
 
 }  // namespace
 }  // namespace ossgate::testing

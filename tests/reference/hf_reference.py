@@ -125,6 +125,10 @@ def main():
                     help="keep the logits of every N-th position (with --last: long prompts, small fixtures)")
     ap.add_argument("--last", type=int, default=0, help="also keep the last M positions")
     ap.add_argument("--no_cpu_check", action="store_true", help="skip the CPU cross-check of the GPU run")
+    ap.add_argument("--rope_fp64", action="store_true",
+                    help="RoPE angles position * inv_freq in float64 (transformers multiplies in float32: at "
+                         "position 12,000 that is ~1e-3 rad off and the logits ~3e-4; the project computes them "
+                         "in float64)")
     args = ap.parse_args()
 
     import torch
@@ -172,6 +176,21 @@ def main():
     got = model.model.rotary_emb.inv_freq.double().numpy()
     assert np.allclose(got, want, rtol=1e-6), f"HF inv_freq differs from the spec: {got} vs {want}"
     assert abs(model.model.rotary_emb.attention_scaling - (0.1 * math.log(factor) + 1)) < 1e-6
+    if args.rope_fp64:
+        rotary = model.model.rotary_emb
+        original = rotary.forward
+        inv64 = torch.tensor(want, dtype=torch.float64)
+        scaling = 0.1 * math.log(factor) + 1 if factor > 1 else 1.0
+
+        def forward_fp64(x, position_ids):
+            cos32, _ = original(x, position_ids)  # only for the layout transformers expects
+            freqs = position_ids.to(torch.float64)[:, :, None] * inv64.to(x.device)[None, None, :]
+            if cos32.shape[-1] == 2 * freqs.shape[-1]:
+                freqs = torch.cat((freqs, freqs), dim=-1)
+            assert freqs.shape == cos32.shape, f"rotary layout {tuple(cos32.shape)} vs {tuple(freqs.shape)}"
+            return (freqs.cos() * scaling).to(x.dtype), (freqs.sin() * scaling).to(x.dtype)
+
+        rotary.forward = forward_fp64
 
     sd = {}
     T = lambda x: torch.tensor(np.ascontiguousarray(x), dtype=torch.float32)
@@ -234,6 +253,7 @@ def main():
         "kept_positions": len(keep),
         "device": args.device if args.device in results else "cpu",
         "gpu_vs_cpu_max_rel_err": cross,
+        "rope_angles": "float64" if args.rope_fp64 else "float32 (transformers)",
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "command": " ".join(sys.argv),
