@@ -57,10 +57,9 @@ ABSL_FLAG(int, kv_blocks, 0,
 ABSL_FLAG(double, gpu_memory_fraction, 0.9,
           "CUDA backend: share of the GPU's total memory the worker may fill with weights, buffers and KV cache, in "
           "(0, 1]; with --kv_blocks=0 the KV cache gets what is left, at most max_sequences * max_context worth");
-ABSL_FLAG(bool, load_to_device, false,
+ABSL_FLAG(bool, load_to_device, true,
           "CUDA backend: stream the model file straight into GPU memory while it is hashed (the file never sits in "
-          "host memory; off by default until its GPU tests have run on the GPU machine); false reads it into host "
-          "memory first");
+          "host memory); false reads it into host memory first");
 ABSL_FLAG(int, max_waiting, 64, "queued requests beyond the running ones; more get RESOURCE_EXHAUSTED");
 ABSL_FLAG(int, step_token_budget, 256, "tokens per engine step (decode tokens + prompt chunks)");
 ABSL_FLAG(int, drain_timeout_s, 30, "seconds to let running requests finish after SIGTERM");

@@ -50,7 +50,7 @@ struct WorkerConfig {
   int max_context = 4096;
   int kv_blocks = 0;  // 0 = CUDA: from gpu_memory_fraction; CPU: max_sequences * max_context worth
   double gpu_memory_fraction = 0.9;  // CUDA: share of the device memory for weights, buffers and KV cache
-  bool load_to_device = false;       // CUDA: stream the file into device memory (DeviceModelImage)
+  bool load_to_device = true;        // CUDA: stream the file into device memory (DeviceModelImage)
   int max_waiting = 64;
   int step_token_budget = 256;
   // A stream whose client accepts no output for this long is ended and its
