@@ -120,7 +120,10 @@ TEST(GgufReaderTest, KQuantTensorsParseWithTheirSuperBlockSizes) {
   QuantizeRow(GgmlType::kQ6_K, x.data(), data[1].data() + 1050, 256 * 5);
   ASSERT_EQ(*w.AddTensor("blk.0.ffn_down.weight", GgmlType::kQ4_K, {512, 3}), 864u);
   ASSERT_EQ(*w.AddTensor("output.weight", GgmlType::kQ6_K, {256, 5, 2}), 2100u);
-  EXPECT_FALSE(w.AddTensor("bad", GgmlType::kQ4_K, {32}).ok()) << "a Q4_K row must hold whole super-blocks";
+  const auto bad = w.AddTensor("bad", GgmlType::kQ4_K, {64});
+  ASSERT_FALSE(bad.ok()) << "a Q4_K row must hold whole super-blocks";
+  EXPECT_THAT(std::string(bad.status().message()),
+              ::testing::HasSubstr("ne[0]=64 is not a multiple of the Q4_K block size 256"));
   auto bytes = WriteToBytes(w, data);
   ASSERT_TRUE(bytes.ok()) << bytes.status();
   auto g = GgufFile::Parse(*bytes);
