@@ -59,21 +59,27 @@ void DequantizeQ4K(const BlockQ4_K& b, float* out) {
   }
 }
 
+// One pass per 16-element column of each half: the four elements that share
+// a ql/qh byte position (one per 32-element quarter) come out together, each
+// with a scale that is constant over the loop. This shape vectorises best of
+// those tried (1.6x the per-quarter loop; bench/model/dequant_bench).
 void DequantizeQ6K(const BlockQ6_K& b, float* out) {
   const float d = Fp16ToFloat(b.d);
   for (int h = 0; h < 2; ++h) {
+    const uint8_t* ql = b.ql + 64 * h;
     const uint8_t* qh = b.qh + 32 * h;
-    for (int k = 0; k < 4; ++k) {
-      const uint8_t* ql = b.ql + 64 * h + 32 * (k % 2);
-      const int nibble_shift = 4 * (k / 2), high_shift = 2 * k;
-      for (int s = 0; s < 2; ++s) {  // the two 16-element sub-blocks of the 32 elements
-        const float step = d * static_cast<float>(b.scales[8 * h + 2 * k + s]);
-        float* y = out + 128 * h + 32 * k + 16 * s;
-        for (int i = 0; i < 16; ++i) {
-          const int l = 16 * s + i;
-          const int q = ((ql[l] >> nibble_shift) & 0x0F) | (((qh[l] >> high_shift) & 3) << 4);
-          y[i] = step * static_cast<float>(q - 32);
-        }
+    const int8_t* sc = b.scales + 8 * h;
+    float* y = out + 128 * h;
+    for (int s = 0; s < 2; ++s) {  // elements 16s..16s+15 of each quarter k: sub-block 8h + 2k + s
+      const float step0 = d * static_cast<float>(sc[s]), step1 = d * static_cast<float>(sc[2 + s]);
+      const float step2 = d * static_cast<float>(sc[4 + s]), step3 = d * static_cast<float>(sc[6 + s]);
+      for (int i = 0; i < 16; ++i) {
+        const int l = 16 * s + i;
+        const int lo = ql[l], hi = ql[32 + l], top = qh[l];
+        y[l] = step0 * static_cast<float>(((lo & 0x0F) | ((top & 0x03) << 4)) - 32);
+        y[32 + l] = step1 * static_cast<float>(((hi & 0x0F) | ((top & 0x0C) << 2)) - 32);
+        y[64 + l] = step2 * static_cast<float>(((lo >> 4) | (top & 0x30)) - 32);
+        y[96 + l] = step3 * static_cast<float>(((hi >> 4) | ((top & 0xC0) >> 2)) - 32);
       }
     }
   }
