@@ -93,8 +93,21 @@ void DequantizeRow(GgmlType type, const void* src, float* dst, int64_t n) {
       std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
       return;
     case GgmlType::kF16: {
+      // Fp16ToFloat's branches keep the compiler from vectorising; this
+      // branch-free form gives the same bits for every pattern (ggml_types_test
+      // checks all 65536) at about 7x the speed (docs/perf.md). The half's
+      // exponent and mantissa moved into float's fields read as 2^-112 times
+      // its value (a subnormal half becomes a float subnormal), so an exact
+      // product with 2^112 restores it; exponent 31 (infinity, NaN) lands on
+      // float exponent 143 and is raised to 255 by the OR, mantissa kept.
       const auto* h = static_cast<const uint16_t*>(src);
-      for (int64_t i = 0; i < n; ++i) dst[i] = Fp16ToFloat(h[i]);
+      for (int64_t i = 0; i < n; ++i) {
+        const uint32_t bits = h[i];
+        const uint32_t magnitude = (bits & 0x7FFFu) << 13;
+        uint32_t out = std::bit_cast<uint32_t>(std::bit_cast<float>(magnitude) * 0x1p112f);
+        out |= magnitude >= (0x7C00u << 13) ? 0x7F800000u : 0u;
+        dst[i] = std::bit_cast<float>(((bits & 0x8000u) << 16) | out);
+      }
       return;
     }
     case GgmlType::kBF16: {
