@@ -206,7 +206,7 @@ absl::Status NonFiniteBlockError(const Matrix& m, int64_t bad) {
       "tensor '", m.name, "' has a non-finite ", quantized ? "block scale" : "value", " at ",
       m.n_mats > 1 ? absl::StrCat("matrix ", row / m.rows, ", ") : "", "row ", row % m.rows, ", ",
       quantized ? "block " : "column ", block, m.type == GgmlType::kMXFP4 ? " (E8M0 0xFF, NaN)" : "",
-      k_quant ? " (a 256-element super-block; its fp16 d or dmin)" : "",
+      k_quant ? " (a 256-element super-block's fp16 scale)" : "",
       "; the file is corrupt or was written wrongly: re-download it or convert it again"));
 }
 
