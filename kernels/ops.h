@@ -89,7 +89,7 @@ GemmPath ChooseGemmPath(const GemmParams& p);
 // x[t] = dequantized row tokens[t] of the raw GGUF embedding matrix.
 struct EmbedParams {
   const uint8_t* table = nullptr;  // raw ggml rows
-  int32_t type = 0;                // gguf::GgmlType id: F32, F16, BF16, Q8_0, MXFP4
+  int32_t type = 0;                // gguf::GgmlType id: F32, F16, BF16, Q8_0, Q4_K, Q6_K, MXFP4
   int64_t row_bytes = 0;
   int32_t d = 0;
   const int32_t* tokens = nullptr;
@@ -305,9 +305,9 @@ void InitKernels();
 // ---------------------------------------------------------- load-time ----
 
 // Tiles n_mats matrices of row_tiles x k_blocks tiles from the ggml rows of
-// `src` (device pointers, repack_tile.h) into codes/scales laid out as
-// [matrix][row tile][k block] (scales null for F16/BF16). Byte-identical to
-// the host RepackTiles.
+// `src` (device pointers, repack_tile.h; k-quant parts re-quantized into
+// Q8_0 tiles) into codes/scales laid out as [matrix][row tile][k block]
+// (scales null for F16/BF16). Byte-identical to the host RepackTiles.
 struct RepackParams {
   WFormat fmt = WFormat::kQ8_0;
   RepackSource src;
@@ -321,9 +321,10 @@ void LaunchRepackTiles(const RepackParams& p, cudaStream_t stream);
 
 // Lowers *first (initialise it to ~0) to the index of the first block of
 // `data` (a matrix of `blocks` blocks in ggml's row-major block sequence, in
-// format fmt: F32/F16/BF16 blocks are single values) whose scale (Q8_0 fp16
-// d, MXFP4 E8M0 0xFF) or value is not finite.
-void LaunchFirstBadBlock(WFormat fmt, const uint8_t* data, int64_t blocks, unsigned long long* first,
-                         cudaStream_t stream);
+// format fmt: F32/F16/BF16 blocks are single values; with a k-quant `enc`
+// the blocks are its 256-element super-blocks) whose scale (Q8_0 fp16 d,
+// Q4_K fp16 d or dmin, Q6_K fp16 d, MXFP4 E8M0 0xFF) or value is not finite.
+void LaunchFirstBadBlock(WFormat fmt, RowEncoding enc, const uint8_t* data, int64_t blocks,
+                         unsigned long long* first, cudaStream_t stream);
 
 }  // namespace ossgate::kernels

@@ -3,8 +3,11 @@
 #include "kernels/repack_tile.h"
 
 #include <algorithm>
+#include <cassert>
 #include <cmath>
+#include <cstddef>
 #include <cstring>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 
@@ -14,6 +17,13 @@ namespace {
 
 static_assert(sizeof(gguf::BlockQ8_0) == kQ8_0BlockBytes, "repack_tile.h's Q8_0 block is ggml's");
 static_assert(sizeof(gguf::BlockMxfp4) == kMxfp4BlockBytes, "repack_tile.h's MXFP4 block is ggml's");
+static_assert(sizeof(gguf::BlockQ4_K) == kQ4_KBlockBytes && offsetof(gguf::BlockQ4_K, dmin) == 2 &&
+                  offsetof(gguf::BlockQ4_K, scales) == 4 && offsetof(gguf::BlockQ4_K, qs) == 16,
+              "repack_tile.h's Q4_K block is ggml's");
+static_assert(sizeof(gguf::BlockQ6_K) == kQ6_KBlockBytes && offsetof(gguf::BlockQ6_K, qh) == 128 &&
+                  offsetof(gguf::BlockQ6_K, scales) == 192 && offsetof(gguf::BlockQ6_K, d) == 208,
+              "repack_tile.h's Q6_K block is ggml's");
+static_assert(gguf::kQK_K == kKQuantBlockElems && kKQuantBlockElems % kBlockK == 0, "k-quant super-block");
 
 // Undoubled E2M1 magnitudes {0, .5, 1, 1.5, 2, 3, 4, 6}.
 constexpr float kE2m1[8] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f};
@@ -24,7 +34,9 @@ inline float ClampHalfRange(float v) { return std::clamp(v, -65504.0f, 65504.0f)
 
 absl::StatusOr<WFormat> FormatForType(gguf::GgmlType type) {
   switch (type) {
-    case gguf::GgmlType::kQ8_0: return WFormat::kQ8_0;
+    case gguf::GgmlType::kQ8_0:
+    case gguf::GgmlType::kQ4_K:
+    case gguf::GgmlType::kQ6_K: return WFormat::kQ8_0;
     case gguf::GgmlType::kMXFP4: return WFormat::kMxfp4;
     case gguf::GgmlType::kF16: return WFormat::kF16;
     case gguf::GgmlType::kBF16: return WFormat::kBf16;
@@ -33,12 +45,45 @@ absl::StatusOr<WFormat> FormatForType(gguf::GgmlType type) {
   return absl::InvalidArgumentError(absl::StrCat("no CUDA weight layout for ggml type ", static_cast<int>(type)));
 }
 
+RowEncoding EncodingForType(gguf::GgmlType type) {
+  switch (type) {
+    case gguf::GgmlType::kQ4_K: return RowEncoding::kQ4_K;
+    case gguf::GgmlType::kQ6_K: return RowEncoding::kQ6_K;
+    default: return RowEncoding::kTileFormat;
+  }
+}
+
+namespace {
+
+// A k-quant row re-quantized into Q8_0 blocks at out, a row at a time: the
+// bytes RepackLane would write from the row (QuantizeQ8Block of the same
+// floats), at the CPU dequantizer's speed. Left to the lanes, every block
+// would be decoded element by element by each of the 4 lanes that read it.
+void RequantizeRow(RowEncoding enc, const uint8_t* row, int64_t k_blocks, std::vector<float>* values, uint8_t* out) {
+  values->resize(static_cast<size_t>(k_blocks * kBlockK));
+  gguf::DequantizeRow(enc == RowEncoding::kQ4_K ? gguf::GgmlType::kQ4_K : gguf::GgmlType::kQ6_K, row,
+                      values->data(), k_blocks * kBlockK);
+  for (int64_t kb = 0; kb < k_blocks; ++kb) QuantizeQ8Block(values->data() + kb * kBlockK, out + kb * kQ8_0BlockBytes);
+}
+
+}  // namespace
+
 void RepackTiles(WFormat fmt, int64_t k_blocks, const RowSource& src, int64_t rt_begin, int64_t rt_end,
                  uint8_t* codes, uint8_t* scales) {
   const int tile_bytes = TileCodeBytes(fmt), scale_bytes = TileScaleBytes(fmt);
+  std::vector<uint8_t> requantized;
+  std::vector<float> values;
   for (int64_t rt = rt_begin; rt < rt_end; ++rt) {
-    const uint8_t* rows[kTileRows];
-    for (int i = 0; i < kTileRows; ++i) rows[i] = src(rt * kTileRows + i);
+    RowRef rows[kTileRows];
+    for (int i = 0; i < kTileRows; ++i) {
+      rows[i] = src(rt * kTileRows + i);
+      if (rows[i].data == nullptr || rows[i].enc == RowEncoding::kTileFormat) continue;
+      assert(fmt == WFormat::kQ8_0);
+      const int64_t q8_row = k_blocks * kQ8_0BlockBytes;
+      requantized.resize(static_cast<size_t>(kTileRows * q8_row));
+      RequantizeRow(rows[i].enc, rows[i].data, k_blocks, &values, requantized.data() + i * q8_row);
+      rows[i] = RowRef(requantized.data() + i * q8_row);
+    }
     for (int64_t kb = 0; kb < k_blocks; ++kb) {
       const int64_t tile = (rt - rt_begin) * k_blocks + kb;
       uint8_t* ts = scales ? scales + tile * scale_bytes : nullptr;

@@ -1,6 +1,7 @@
 // The streaming load's device-side work on the verified file image: the
 // repack of ggml matrices into the tiled layout (the same per-lane function
-// as the host repacker, repack_tile.h, so the bytes are identical) and the
+// as the host repacker, repack_tile.h, so the bytes are identical; k-quant
+// blocks re-quantized into Q8_0 tiles on the way) and the
 // scan for non-finite scales that BindWeights does on the host for host
 // files. Both run once per load; they are bandwidth-bound byte shuffles.
 #include <algorithm>
@@ -26,15 +27,23 @@ __global__ void RepackTilesKernel(WFormat fmt, RepackSource src, int64_t n_mats,
        tile += warps) {
     const int64_t kb = tile % k_blocks, rt = (tile / k_blocks) % row_tiles, mat = tile / (k_blocks * row_tiles);
     const int r = lane / 4;
-    const uint8_t* lo = SourceRow(src, mat, rt * kTileRows + r);
-    const uint8_t* hi = SourceRow(src, mat, rt * kTileRows + r + 8);
+    const RowRef lo = SourceRow(src, mat, rt * kTileRows + r);
+    const RowRef hi = SourceRow(src, mat, rt * kTileRows + r + 8);
     // Tiles are ordered [matrix][row tile][k block] (layout.h).
     RepackLane(fmt, lo, hi, kb, lane, codes + tile * TileCodeBytes(fmt),
                scales ? scales + tile * TileScaleBytes(fmt) : nullptr);
   }
 }
 
-__device__ __forceinline__ bool BlockIsBad(WFormat fmt, const uint8_t* data, int64_t b) {
+__device__ __forceinline__ bool Fp16IsBad(const uint8_t* p) { return ((p[0] | (p[1] << 8)) & 0x7C00) == 0x7C00; }
+
+__device__ __forceinline__ bool BlockIsBad(WFormat fmt, RowEncoding enc, const uint8_t* data, int64_t b) {
+  // k-quant super-blocks: Q4_K's fp16 d and dmin lead the block, Q6_K's d ends it.
+  if (enc == RowEncoding::kQ4_K) {
+    const uint8_t* p = data + b * kQ4_KBlockBytes;
+    return Fp16IsBad(p) || Fp16IsBad(p + 2);
+  }
+  if (enc == RowEncoding::kQ6_K) return Fp16IsBad(data + b * kQ6_KBlockBytes + 208);
   switch (fmt) {
     case WFormat::kQ8_0: {
       const uint8_t* p = data + b * kQ8_0BlockBytes;
@@ -58,10 +67,11 @@ __device__ __forceinline__ bool BlockIsBad(WFormat fmt, const uint8_t* data, int
   return false;
 }
 
-__global__ void FirstBadBlockKernel(WFormat fmt, const uint8_t* data, int64_t blocks, unsigned long long* first) {
+__global__ void FirstBadBlockKernel(WFormat fmt, RowEncoding enc, const uint8_t* data, int64_t blocks,
+                                    unsigned long long* first) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t b = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; b < blocks; b += stride) {
-    if (BlockIsBad(fmt, data, b)) {
+    if (BlockIsBad(fmt, enc, data, b)) {
       atomicMin(first, static_cast<unsigned long long>(b));
       return;  // later blocks of this thread are larger
     }
@@ -86,10 +96,10 @@ void LaunchRepackTiles(const RepackParams& p, cudaStream_t stream) {
   CUDA_CHECK_LAUNCH();
 }
 
-void LaunchFirstBadBlock(WFormat fmt, const uint8_t* data, int64_t blocks, unsigned long long* first,
-                         cudaStream_t stream) {
+void LaunchFirstBadBlock(WFormat fmt, RowEncoding enc, const uint8_t* data, int64_t blocks,
+                         unsigned long long* first, cudaStream_t stream) {
   if (blocks == 0) return;
-  FirstBadBlockKernel<<<GridFor(kScanThreads, blocks), kScanThreads, 0, stream>>>(fmt, data, blocks, first);
+  FirstBadBlockKernel<<<GridFor(kScanThreads, blocks), kScanThreads, 0, stream>>>(fmt, enc, data, blocks, first);
   CUDA_CHECK_LAUNCH();
 }
 

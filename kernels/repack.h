@@ -9,21 +9,27 @@
 #include "absl/status/statusor.h"
 #include "inference_worker/gguf/ggml_types.h"
 #include "kernels/layout.h"
+#include "kernels/repack_tile.h"
 
 namespace ossgate::kernels {
 
-// The tiled format that stores `type` without changing its bits.
+// The tiled format of `type` on the device: the one that stores its bits
+// unchanged, or for the k-quants (Q4_K, Q6_K) Q8_0, their blocks
+// re-quantized on upload (repack_tile.h: RequantizeQ8Block).
 absl::StatusOr<WFormat> FormatForType(gguf::GgmlType type);
+// How rows of `type` are read when tiled into FormatForType(type).
+RowEncoding EncodingForType(gguf::GgmlType type);
 
-// Source of device row `dev_row` of a matrix being tiled: a pointer to the
-// ggml row (row_bytes of the matrix's type), or nullptr for a padding row,
-// which is stored as zeros.
-using RowSource = std::function<const uint8_t*(int64_t dev_row)>;
+// Source of device row `dev_row` of a matrix being tiled: the ggml row
+// (row_bytes of its type) and its encoding, or a null row for padding,
+// which is stored as zeros. A plain pointer converts to a row in the tile
+// format's own encoding.
+using RowSource = std::function<RowRef(int64_t dev_row)>;
 
-// Writes row tiles [rt_begin, rt_end) of a matrix with `k_blocks` blocks per
-// row, reading ggml rows through `src`. codes/scales point at the bytes of
-// tile rt_begin (so a range can be staged on its own). Thread-safe for
-// disjoint ranges.
+// Writes row tiles [rt_begin, rt_end) of a matrix with `k_blocks` blocks (of
+// 32) per row, reading ggml rows through `src`. codes/scales point at the
+// bytes of tile rt_begin (so a range can be staged on its own). Thread-safe
+// for disjoint ranges.
 void RepackTiles(WFormat fmt, int64_t k_blocks, const RowSource& src, int64_t rt_begin, int64_t rt_end,
                  uint8_t* codes, uint8_t* scales);
 

@@ -3,8 +3,14 @@
 // device repack kernel (repack.cu) that the streaming load uses, so both
 // produce the same bytes by construction (tests/gpu/repack_test.cc checks it).
 // No CUDA types: compiled by the host compiler and by nvcc.
+//
+// The k-quants (Q4_K, Q6_K) have no tile format of their own: each of their
+// 32-element blocks is re-quantized into a Q8_0 block on the way into Q8_0
+// tiles (RequantizeQ8Block), so the dense kernels run unchanged. The element
+// decoders below are also the device embedding lookup's.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 
@@ -18,37 +24,178 @@
 
 namespace ossgate::kernels {
 
-// ggml block layouts (ggml-common.h; spec §1.4): Q8_0 = fp16 d + 32 int8,
-// MXFP4 = E8M0 e + 16 bytes of nibbles (element j low, j + 16 high).
+// ggml block layouts (ggml-common.h; spec §1.4; docs/quant-formats.md):
+// Q8_0 = fp16 d + 32 int8, MXFP4 = E8M0 e + 16 bytes of nibbles (element j
+// low, j + 16 high), Q4_K and Q6_K = super-blocks of 256 elements (the
+// element decoders below state their layouts).
 inline constexpr int kQ8_0BlockBytes = 34;
 inline constexpr int kMxfp4BlockBytes = 17;
+inline constexpr int kKQuantBlockElems = 256;
+inline constexpr int kQ4_KBlockBytes = 144;
+inline constexpr int kQ6_KBlockBytes = 210;
+
+// How the ggml rows of a matrix are encoded: in the blocks of the tile format
+// itself (layout.h keeps their bits), or as a k-quant that is re-quantized
+// into Q8_0 tiles (the tile format must then be WFormat::kQ8_0).
+enum class RowEncoding : int32_t { kTileFormat = 0, kQ4_K = 1, kQ6_K = 2 };
+
+// One ggml row and its encoding; a null row is padding (stored as zeros).
+struct RowRef {
+  const uint8_t* data = nullptr;
+  RowEncoding enc = RowEncoding::kTileFormat;
+  OSSGATE_REPACK_HD RowRef() {}
+  OSSGATE_REPACK_HD RowRef(const uint8_t* d, RowEncoding e = RowEncoding::kTileFormat) : data(d), enc(e) {}
+};
 
 // Where the rows of a matrix being tiled come from: the ggml rows of one to
 // three tensors stacked (q, k and v fused into one matrix), or of a gate and
 // an up tensor interleaved per tile (gate_up). Pointers may be host or device
-// memory, matching where the repack runs.
+// memory, matching where the repack runs. The parts may differ in encoding
+// (a Q4_K_M file has Q4_K attn_q and attn_k but often a Q6_K attn_v) as long
+// as they share the tile format.
 struct RepackSource {
   const uint8_t* part[3] = {nullptr, nullptr, nullptr};  // matrix 0 of each part
   int64_t part_rows[3] = {0, 0, 0};                      // rows per matrix of each part
+  int64_t part_row_bytes[3] = {0, 0, 0};                 // ggml bytes of one row of each part
+  RowEncoding part_enc[3] = {RowEncoding::kTileFormat, RowEncoding::kTileFormat, RowEncoding::kTileFormat};
   int32_t n_parts = 1;
-  bool gate_up = false;   // part 0 = gate, part 1 = up; features = part_rows[0]
-  int64_t row_bytes = 0;  // ggml bytes of one row (every part)
+  bool gate_up = false;  // part 0 = gate, part 1 = up; features = part_rows[0]
 };
 
-// The ggml row behind device row `dev_row` of matrix `mat`, or nullptr for
-// a padding row (stored as zeros).
-OSSGATE_REPACK_HD inline const uint8_t* SourceRow(const RepackSource& s, int64_t mat, int64_t dev_row) {
+// The ggml row behind device row `dev_row` of matrix `mat` (null data for a
+// padding row).
+OSSGATE_REPACK_HD inline RowRef SourceRow(const RepackSource& s, int64_t mat, int64_t dev_row) {
   if (s.gate_up) {
     const int64_t rt = dev_row / kTileRows, i = dev_row % kTileRows;
     const int64_t f = rt * 8 + (i % 8), features = s.part_rows[0];
-    if (f >= features) return nullptr;
-    return s.part[i >= 8 ? 1 : 0] + (mat * features + f) * s.row_bytes;
+    if (f >= features) return RowRef();
+    const int p = i >= 8 ? 1 : 0;
+    return RowRef(s.part[p] + (mat * features + f) * s.part_row_bytes[p], s.part_enc[p]);
   }
   for (int p = 0; p < s.n_parts; ++p) {
-    if (dev_row < s.part_rows[p]) return s.part[p] + (mat * s.part_rows[p] + dev_row) * s.row_bytes;
+    if (dev_row < s.part_rows[p]) {
+      return RowRef(s.part[p] + (mat * s.part_rows[p] + dev_row) * s.part_row_bytes[p], s.part_enc[p]);
+    }
     dev_row -= s.part_rows[p];
   }
-  return nullptr;
+  return RowRef();
+}
+
+// ---- k-quant decoding and the re-quantization into Q8_0 ----
+
+// fp16 bits to float, exact, without CUDA types (finite inputs: the scales
+// were checked finite at load).
+OSSGATE_REPACK_HD inline float HalfBitsToFloat(uint16_t h) {
+  const int exp = (h >> 10) & 0x1F, mant = h & 0x3FF;
+  const float mag = exp == 0 ? static_cast<float>(mant) * 5.9604644775390625e-8f  // mant * 2^-24
+                             : ldexpf(static_cast<float>(1024 + mant), exp - 25);
+  return (h & 0x8000u) ? -mag : mag;
+}
+
+// Float in [0, 65504] to fp16 bits, rounded to nearest even (integer
+// arithmetic and rintf only, so host and device agree bit for bit).
+OSSGATE_REPACK_HD inline uint16_t NonNegativeFloatToHalfBits(float f) {
+  if (f < 6.103515625e-05f) return static_cast<uint16_t>(rintf(f * 16777216.0f));  // subnormal: units of 2^-24
+  uint32_t x;
+  std::memcpy(&x, &f, 4);
+  x += 0xFFFu + ((x >> 13) & 1u);  // round to nearest even on the 13 dropped bits
+  return static_cast<uint16_t>((x - 0x38000000u) >> 13);
+}
+
+OSSGATE_REPACK_HD inline uint16_t LoadU16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | (p[1] << 8)); }
+
+// Element e (0..255) of a Q4_K super-block (ggml-common.h block_q4_K,
+// ggml-quants.c dequantize_row_q4_K): fp16 d at byte 0, fp16 dmin at byte
+// 2, 12 bytes of 6-bit scales and mins at byte 4, 128 quant bytes at byte 16;
+// element e = 64g + r is the low (r < 32) or high nibble of quant byte
+// 32g + r % 32, in sub-block j = e / 32 with value d * sc_j * q - dmin * m_j.
+// Both products are exact in float, so the one rounding (the subtraction) is
+// the same whether or not the compiler fuses it: host, device and the CPU
+// dequantizer agree bit for bit.
+OSSGATE_REPACK_HD inline float Q4KValue(const uint8_t* block, int e) {
+  const uint8_t* scales = block + 4;
+  const int j = e / 32;
+  int sc, m;
+  if (j < 4) {
+    sc = scales[j] & 63;
+    m = scales[j + 4] & 63;
+  } else {
+    sc = (scales[j + 4] & 0x0F) | ((scales[j - 4] >> 6) << 4);
+    m = (scales[j + 4] >> 4) | ((scales[j] >> 6) << 4);
+  }
+  const int g = e / 64, r = e % 64;
+  const uint8_t byte = block[16 + 32 * g + r % 32];
+  const int q = r < 32 ? (byte & 0x0F) : (byte >> 4);
+  const float step = HalfBitsToFloat(LoadU16(block)) * static_cast<float>(sc);
+  const float off = HalfBitsToFloat(LoadU16(block + 2)) * static_cast<float>(m);
+  return step * static_cast<float>(q) - off;
+}
+
+// Element e of a Q6_K super-block (block_q6_K, dequantize_row_q6_K): 128
+// bytes ql, 64 bytes qh, 16 int8 scales at byte 192, fp16 d at byte 208;
+// element e = 128h + 32k + l has the low (k < 2) or high nibble of
+// ql[64h + 32(k % 2) + l] and bits 2k, 2k+1 of qh[32h + l]; value
+// d * scale_{e/16} * (q - 32), exact in float.
+OSSGATE_REPACK_HD inline float Q6KValue(const uint8_t* block, int e) {
+  const int h = e / 128, k = (e % 128) / 32, l = e % 32;
+  const uint8_t low = block[64 * h + 32 * (k % 2) + l];
+  const int q = ((k < 2 ? low : low >> 4) & 0x0F) | (((block[128 + 32 * h + l] >> (2 * k)) & 3) << 4);
+  const int scale = static_cast<int8_t>(block[192 + e / 16]);
+  return HalfBitsToFloat(LoadU16(block + 208)) * static_cast<float>(scale) * static_cast<float>(q - 32);
+}
+
+// The largest Q8_0 scale whose products with +-127 stay finite in fp16, the
+// precision the dense kernels decode Q8_0 tiles in (127 * 515.5 = 65468.5).
+inline constexpr float kMaxQ8Scale = 515.5f;
+
+// 32 values as a Q8_0 block (34 bytes at out: fp16 d, 32 int8): d = amax /
+// 127 rounded to fp16 (at most kMaxQ8Scale, so values beyond the fp16 range
+// saturate as BF16 tiles do), q = x / d rounded to nearest (even) and
+// clamped to +-127. Every step is an IEEE operation without a fusable
+// multiply-add, so host and device write the same bytes. The added error is
+// at most d / 2 per element, about 0.4% of the block's largest magnitude;
+// docs/quant-formats.md puts it next to the k-quants' own.
+// Written with the round-to-nearest-even of adding and subtracting 1.5 * 2^23
+// and integer clamps rather than library calls, so the host compiler
+// vectorises the loop (the host upload re-quantizes whole models here).
+OSSGATE_REPACK_HD inline void QuantizeQ8Block(const float* v, uint8_t* out) {
+  float amax = 0.0f;
+  for (int i = 0; i < 32; ++i) {
+    const float a = fabsf(v[i]);
+    amax = a > amax ? a : amax;
+  }
+  const float scale = amax / 127.0f;
+  const uint16_t d_bits = NonNegativeFloatToHalfBits(scale < kMaxQ8Scale ? scale : kMaxQ8Scale);
+  const float d = HalfBitsToFloat(d_bits);
+  out[0] = static_cast<uint8_t>(d_bits);
+  out[1] = static_cast<uint8_t>(d_bits >> 8);
+  if (!(d > 0.0f)) {
+    for (int i = 0; i < 32; ++i) out[2 + i] = 0;
+    return;
+  }
+  // x + kRound is x rounded to an integer (nearest even) for |x| < 2^22;
+  // |v / d| stays far below (about 127, at most 5.2e5 where the scale
+  // saturates), so rounding before clamping is exact.
+  constexpr float kRound = 12582912.0f;  // 1.5 * 2^23
+  for (int i = 0; i < 32; ++i) {
+    int q = static_cast<int>((v[i] / d + kRound) - kRound);
+    q = q > -127 ? q : -127;
+    q = q < 127 ? q : 127;
+    out[2 + i] = static_cast<uint8_t>(static_cast<int8_t>(q));
+  }
+}
+
+// Block kb (elements 32kb .. 32kb + 31) of a k-quant row re-quantized as a
+// Q8_0 block (QuantizeQ8Block of its exact values). The host repacker does
+// the same a row at a time (repack.cc), with the CPU's vectorised
+// dequantizer, whose floats are these decoders' bit for bit.
+OSSGATE_REPACK_HD inline void RequantizeQ8Block(RowEncoding enc, const uint8_t* row, int64_t kb, uint8_t* out) {
+  const bool q4 = enc == RowEncoding::kQ4_K;
+  const uint8_t* block = row + (kb / 8) * (q4 ? kQ4_KBlockBytes : kQ6_KBlockBytes);
+  const int e0 = 32 * static_cast<int>(kb % 8);
+  float v[32];
+  for (int i = 0; i < 32; ++i) v[i] = q4 ? Q4KValue(block, e0 + i) : Q6KValue(block, e0 + i);
+  QuantizeQ8Block(v, out);
 }
 
 // Where the magnitude (3 bits) and the sign of the MXFP4 code of pair q,
@@ -64,15 +211,30 @@ OSSGATE_REPACK_HD inline uint32_t Mxfp4BlockCode(const uint8_t* block, int e) {
 }
 
 // Writes lane `lane` (r = lane / 4, c = lane % 4) of tile k-block `kb` whose
-// rows r and r + 8 are `lo` and `hi` (nullptr: padding): its code bytes at
+// rows r and r + 8 are `lo` and `hi` (null data: padding): its code bytes at
 // tile_codes + lane * LaneCodeBytes, and for c == 0 the scale entry of row
-// pair r in tile_scales (Q8_0, MXFP4).
-OSSGATE_REPACK_HD inline void RepackLane(WFormat fmt, const uint8_t* lo, const uint8_t* hi, int64_t kb, int lane,
-                                  uint8_t* tile_codes, uint8_t* tile_scales) {
+// pair r in tile_scales (Q8_0, MXFP4). A k-quant row's block is first
+// re-quantized into a Q8_0 block, which is then tiled like a Q8_0 row's.
+OSSGATE_REPACK_HD inline void RepackLane(WFormat fmt, RowRef lo_ref, RowRef hi_ref, int64_t kb_in, int lane,
+                                         uint8_t* tile_codes, uint8_t* tile_scales) {
   const int r = lane / 4, c = lane % 4;
   uint8_t* dst = tile_codes + lane * LaneCodeBytes(fmt);
+  uint8_t requantized[2][kQ8_0BlockBytes];
+  const uint8_t* rows[2] = {lo_ref.data, hi_ref.data};
+  int64_t kbs[2] = {kb_in, kb_in};  // the block's index in rows[h]
   for (int h = 0; h < 2; ++h) {
-    const uint8_t* row = h ? hi : lo;
+    const RowRef& ref = h ? hi_ref : lo_ref;
+    if (ref.data != nullptr && ref.enc != RowEncoding::kTileFormat) {
+      RequantizeQ8Block(ref.enc, ref.data, kb_in, requantized[h]);
+      rows[h] = requantized[h];
+      kbs[h] = 0;
+    }
+  }
+  const uint8_t* lo = rows[0];
+  const uint8_t* hi = rows[1];
+  for (int h = 0; h < 2; ++h) {
+    const uint8_t* row = rows[h];
+    const int64_t kb = kbs[h];
     switch (fmt) {
       case WFormat::kQ8_0: {
         const uint8_t* qs = row ? row + kb * kQ8_0BlockBytes + 2 + 8 * c : nullptr;
@@ -107,14 +269,14 @@ OSSGATE_REPACK_HD inline void RepackLane(WFormat fmt, const uint8_t* lo, const u
   if (fmt == WFormat::kQ8_0) {
     // uint32 per r: fp16 d(row r) | fp16 d(row r + 8) << 16, little-endian.
     for (int h = 0; h < 2; ++h) {
-      const uint8_t* row = h ? hi : lo;
-      const uint8_t* d = row ? row + kb * kQ8_0BlockBytes : nullptr;
+      const uint8_t* row = rows[h];
+      const uint8_t* d = row ? row + kbs[h] * kQ8_0BlockBytes : nullptr;
       tile_scales[4 * r + 2 * h] = d ? d[0] : 0;
       tile_scales[4 * r + 2 * h + 1] = d ? d[1] : 0;
     }
   } else if (fmt == WFormat::kMxfp4) {
-    tile_scales[2 * r] = lo ? lo[kb * kMxfp4BlockBytes] : 0;
-    tile_scales[2 * r + 1] = hi ? hi[kb * kMxfp4BlockBytes] : 0;
+    tile_scales[2 * r] = lo ? lo[kb_in * kMxfp4BlockBytes] : 0;
+    tile_scales[2 * r + 1] = hi ? hi[kb_in * kMxfp4BlockBytes] : 0;
   }
 }
 

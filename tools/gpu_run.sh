@@ -159,7 +159,7 @@ if want tests; then
   step "repack layout (CPU)" tests.log 30 "$bin/repack_test"
   step "CPU reference: router recording and forcing (CPU)" tests.log 60 "$bin/cpu_reference_test"
   step "kernels vs CPU reference" tests.log 150 "$bin/gpu_kernels_test"
-  step "tiny + trained models vs CPU, invariance" tests.log 260 "$bin/gpu_backend_test"
+  step "tiny + trained + k-quant models vs CPU, invariance" tests.log 320 "$bin/gpu_backend_test"
   step "streaming load: device repack and scan, backend from a device image" tests.log 90 \
     "$bin/gpu_streaming_load_test"
 fi

@@ -6,7 +6,9 @@
 // load, DeviceModelImage) by a kernel on the device (kernels/repack.cu); for
 // a file in host memory on host threads (kernels/repack.h) copied through
 // two pinned staging buffers, so repacking overlaps the copies. Both write
-// each lane with the same function (kernels/repack_tile.h). q/k/v become one
+// each lane with the same function (kernels/repack_tile.h); Q4_K and Q6_K
+// matrices are re-quantized into Q8_0 tiles on the way (1.9x and 1.3x their
+// file bytes; docs/quant-formats.md). q/k/v become one
 // matrix and the gate/up experts one interleaved matrix. The router becomes fp32,
 // the embedding stays in raw ggml rows, norms, biases and sinks are fp32, and
 // the RoPE rotation of every position is computed once. Create
@@ -90,7 +92,7 @@ absl::StatusOr<TiledMatrix> CudaBackendImpl::UploadMatrix(WFormat fmt, int64_t r
         CUDA_CHECK(cudaEventSynchronize(done[which]));
         uint8_t* st = staging[which];
         for (int64_t r = 0; r < nr; ++r) {
-          std::memcpy(st + r * row_bytes, kernels::SourceRow(src, mat, r0 + r), row_bytes);
+          std::memcpy(st + r * row_bytes, kernels::SourceRow(src, mat, r0 + r).data, row_bytes);
         }
         CUDA_CHECK(cudaMemcpyAsync(codes + mat * size.codes + r0 * row_bytes, st, nr * row_bytes,
                                    cudaMemcpyHostToDevice, stream_));
@@ -134,12 +136,18 @@ float* CudaBackendImpl::UploadFloats(const std::vector<float>& v, int64_t* categ
 
 namespace {
 
+// Part p of a repack source: matrix m's rows, in m's encoding.
+void SetPart(kernels::RepackSource* s, int p, const model::Matrix& m) {
+  s->part[p] = m.data;
+  s->part_rows[p] = m.rows;
+  s->part_row_bytes[p] = static_cast<int64_t>(m.row_bytes);
+  s->part_enc[p] = kernels::EncodingForType(m.type);
+}
+
 // One matrix's rows as the repack reads them (n_mats matrices of rows rows).
 kernels::RepackSource Plain(const model::Matrix& m) {
   kernels::RepackSource s;
-  s.part[0] = m.data;
-  s.part_rows[0] = m.rows;
-  s.row_bytes = static_cast<int64_t>(m.row_bytes);
+  SetPart(&s, 0, m);
   return s;
 }
 
@@ -153,7 +161,8 @@ absl::Status CudaBackendImpl::CheckFiniteOnDevice(const model::Weights& w) {
   for (size_t i = 0; i < mats.size(); ++i) {
     auto fmt = kernels::FormatForType(mats[i]->type);
     if (!fmt.ok()) return fmt.status();
-    kernels::LaunchFirstBadBlock(*fmt, mats[i]->data, model::MatrixBlocks(*mats[i]), first + i, stream_);
+    kernels::LaunchFirstBadBlock(*fmt, kernels::EncodingForType(mats[i]->type), mats[i]->data,
+                                 model::MatrixBlocks(*mats[i]), first + i, stream_);
   }
   std::vector<unsigned long long> host(mats.size());
   CUDA_CHECK(cudaMemcpyAsync(host.data(), first, host.size() * sizeof(unsigned long long), cudaMemcpyDeviceToHost,
@@ -188,30 +197,39 @@ absl::Status CudaBackendImpl::Upload(const gguf::GgufFile& file, const model::We
   for (int l = 0; l < c.n_layers; ++l) {
     const model::LayerWeights& L = w.layers[l];
     LayerDev& d = layers_[l];
-    if (L.wq.type != L.wk.type || L.wq.type != L.wv.type) {
-      return absl::InvalidArgumentError(absl::StrCat("CUDA backend: layer ", l,
-                                                     ": attn_q, attn_k and attn_v must share one type (they are "
-                                                     "fused into one matrix)"));
-    }
     auto dense = format(L.wq);
+    auto k = format(L.wk);
+    auto v = format(L.wv);
     auto wo = format(L.wo);
     auto gate = format(L.gate_exps);
+    auto up = format(L.up_exps);
     auto down = format(L.down_exps);
-    if (!dense.ok()) return dense.status();
-    if (!wo.ok()) return wo.status();
-    if (!gate.ok()) return gate.status();
-    if (!down.ok()) return down.status();
-    if (L.gate_exps.type != L.up_exps.type) {
-      return absl::InvalidArgumentError(absl::StrCat("CUDA backend: layer ", l, ": gate and up experts differ in type"));
+    for (const auto* f : {&dense, &k, &v, &wo, &gate, &up, &down}) {
+      if (!f->ok()) return f->status();
+    }
+    // q, k and v are fused into one matrix, and so are gate and up: their
+    // types may differ (Q4_K_M files mix Q4_K and Q6_K) as long as they share
+    // a device format.
+    auto type_name = [](const model::Matrix& m) { return gguf::GgmlTypeName(static_cast<uint32_t>(m.type)); };
+    if (*k != *dense || *v != *dense) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "CUDA backend: layer ", l, ": attn_q, attn_k and attn_v (", type_name(L.wq), ", ", type_name(L.wk), ", ",
+          type_name(L.wv), ") are fused into one matrix and must share a device format: Q8_0, Q4_K and Q6_K go "
+          "together, every other type only with itself"));
+    }
+    if (*up != *gate) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "CUDA backend: layer ", l, ": ffn_gate_exps and ffn_up_exps (", type_name(L.gate_exps), ", ",
+          type_name(L.up_exps), ") are fused into one matrix and must share a device format: Q8_0, Q4_K and Q6_K "
+          "go together, every other type only with itself"));
     }
     if (*gate == WFormat::kF32 || *down == WFormat::kF32) {
       return absl::UnimplementedError(absl::StrCat("CUDA backend: F32 expert tensors (layer ", l,
                                                    ") are not supported; use MXFP4, Q8_0, BF16 or F16"));
     }
     kernels::RepackSource qkv_src = Plain(L.wq);
-    qkv_src.part[1] = L.wk.data;
-    qkv_src.part[2] = L.wv.data;
-    qkv_src.part_rows[1] = qkv_src.part_rows[2] = KV;
+    SetPart(&qkv_src, 1, L.wk);
+    SetPart(&qkv_src, 2, L.wv);
     qkv_src.n_parts = 3;
     auto qkv = UploadMatrix(*dense, Q + 2 * KV, D, 1, false, qkv_src, on_device, &vram_.weights_attention);
     if (!qkv.ok()) return qkv.status();
@@ -220,8 +238,7 @@ absl::Status CudaBackendImpl::Upload(const gguf::GgufFile& file, const model::We
     if (!o.ok()) return o.status();
     d.o = *o;
     kernels::RepackSource gu_src = Plain(L.gate_exps);
-    gu_src.part[1] = L.up_exps.data;
-    gu_src.part_rows[1] = F;
+    SetPart(&gu_src, 1, L.up_exps);
     gu_src.n_parts = 2;
     gu_src.gate_up = true;
     auto gu = UploadMatrix(*gate, F, D, E, true, gu_src, on_device, &vram_.weights_experts);

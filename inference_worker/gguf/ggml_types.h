@@ -1,7 +1,8 @@
 // ggml tensor element types and their on-disk block layouts, shared by the
 // GGUF reader/writer, the CPU reference backend and (as plain structs) the
 // CUDA kernels. Layouts follow ggml's ggml-common.h; see docs/gpt-oss-spec.md
-// §1-§2 of the project spec for the sources.
+// §1-§2 of the project spec for the sources, and docs/quant-formats.md for
+// the k-quants (Q4_K, Q6_K).
 #pragma once
 
 #include <bit>
@@ -13,12 +14,16 @@
 
 namespace ossgate::gguf {
 
-// ggml type ids as stored in GGUF tensor infos. Only the types gpt-oss files
-// use are supported; every other id is rejected by the reader.
+// ggml type ids as stored in GGUF tensor infos (ggml.h enum ggml_type). The
+// types gpt-oss files use, and the k-quants Q4_K and Q6_K of the official
+// Q4_K_M / Q6_K releases of other models; every other id is rejected by the
+// reader.
 enum class GgmlType : uint32_t {
   kF32 = 0,
   kF16 = 1,
   kQ8_0 = 8,
+  kQ4_K = 12,
+  kQ6_K = 14,
   kBF16 = 30,
   kMXFP4 = 39,
 };
@@ -36,6 +41,7 @@ const char* GgmlTypeName(uint32_t raw_type);
 
 inline constexpr int kQ8_0BlockElems = 32;
 inline constexpr int kMxfp4BlockElems = 32;
+inline constexpr int kQK_K = 256;  // elements of a k-quant super-block
 
 // Q8_0: fp16 scale d, then 32 int8 quants; value = d * q.
 struct BlockQ8_0 {
@@ -51,6 +57,52 @@ struct BlockMxfp4 {
   uint8_t qs[16];  // 32 packed 4-bit codes
 };
 static_assert(sizeof(BlockMxfp4) == 17, "MXFP4 block must be 17 bytes");
+
+// Q4_K (ggml type 12; ggml-common.h block_q4_K, ggml-quants.c
+// dequantize_row_q4_K): a super-block of 256 elements in 8 sub-blocks of 32.
+// Sub-block j has a 6-bit scale sc_j and a 6-bit min m_j (packed in scales[],
+// see Q4KScaleMin); element i of sub-block j is
+//   d * sc_j * q - dmin * m_j,  q the 4-bit quant.
+// Quants: qs[32g + l] holds element 64g + l in its low nibble and element
+// 64g + 32 + l in its high nibble (g = 0..3, l = 0..31), so sub-blocks 2g and
+// 2g + 1 share the 32 bytes of group g.
+struct BlockQ4_K {
+  uint16_t d;           // fp16 scale of the sub-block scales
+  uint16_t dmin;        // fp16 scale of the sub-block mins
+  uint8_t scales[12];   // 8 scales and 8 mins, 6 bits each
+  uint8_t qs[kQK_K / 2];
+};
+static_assert(sizeof(BlockQ4_K) == 144, "Q4_K block must be 144 bytes (4.5 bits per element)");
+
+// The 6-bit scale and min of sub-block j (0..7) of a Q4_K block. Sub-blocks
+// 0..3 keep theirs in the low 6 bits of scales[j] (scale) and scales[j + 4]
+// (min); sub-blocks 4..7 keep the low 4 bits in scales[j + 4] (scale in the
+// low nibble, min in the high one) and the top 2 bits in the spare top bits
+// of scales[j - 4] (scale) and scales[j] (min).
+inline void Q4KScaleMin(const uint8_t* scales, int j, int* sc, int* m) {
+  if (j < 4) {
+    *sc = scales[j] & 63;
+    *m = scales[j + 4] & 63;
+  } else {
+    *sc = (scales[j + 4] & 0x0F) | ((scales[j - 4] >> 6) << 4);
+    *m = (scales[j + 4] >> 4) | ((scales[j] >> 6) << 4);
+  }
+}
+
+// Q6_K (ggml type 14; ggml-common.h block_q6_K, ggml-quants.c
+// dequantize_row_q6_K): a super-block of 256 elements in 16 sub-blocks of 16
+// with an int8 scale each; element e is d * scales[e / 16] * (q - 32), q the
+// 6-bit quant. Element e = 128h + 32k + l (h = 0..1, k = 0..3, l = 0..31)
+// keeps its low 4 bits in ql[64h + 32(k % 2) + l] (low nibble for k < 2,
+// high nibble for k >= 2) and its top 2 bits in bits 2k, 2k + 1 of
+// qh[32h + l].
+struct BlockQ6_K {
+  uint8_t ql[kQK_K / 2];    // low 4 bits of the quants
+  uint8_t qh[kQK_K / 4];    // top 2 bits of the quants
+  int8_t scales[kQK_K / 16];
+  uint16_t d;               // fp16 super-block scale
+};
+static_assert(sizeof(BlockQ6_K) == 210, "Q6_K block must be 210 bytes (6.5625 bits per element)");
 
 // E2M1 values doubled so they fit int8 (ggml's kvalues_mxfp4); compensated by
 // the half scale 2^(e-128) below.
@@ -120,6 +172,23 @@ void DequantizeRow(GgmlType type, const void* src, float* dst, int64_t n);
 // 2^(e-127), ties toward the smaller magnitude as in ggml, beyond the largest
 // value it saturates. Q8_0: d = amax / 127 (stored as fp16), q = round(x / d)
 // clamped to +-127. Infinities saturate, NaN encodes as 0.
+//
+// The k-quants use a simple deterministic quantizer (not ggml's weighted
+// search; any valid block decodes the same everywhere), built so that every
+// finite element lies in its sub-block's representable range and so errs by
+// at most half a quantization step (plus float rounding):
+//   Q4_K: sub-block j covers [lo, hi] = [min(0, min x), max(0, max x)] with
+//         min m_j = ceil(-lo / dmin) and scale sc_j = ceil((hi + dmin m_j) /
+//         15 / d), where dmin and d are the fp16 values at or just above
+//         max_j(-lo) / 63 and max_j((hi + dmin m_j) / 15) / 63;
+//         q = round((x + dmin m_j) / (d sc_j)) in 0..15.
+//   Q6_K: sub-block s needs a step a_s = amax_s / 31.5; d is the fp16 value at
+//         or just above max_s(a_s) / 127, scale_s = ceil(a_s / d) in 0..127,
+//         q - 32 = round(x / (d scale_s)) in -32..31.
+// Only finite elements decide the ranges; infinities saturate to their
+// sub-block's extremes and NaN encodes as the value nearest 0. Scales
+// saturate at the largest fp16, so finite values beyond about 6.2e7 (Q4_K)
+// or 2.6e8 (Q6_K) clip.
 void QuantizeRow(GgmlType type, const float* src, void* dst, int64_t n);
 
 }  // namespace ossgate::gguf

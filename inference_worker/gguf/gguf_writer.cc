@@ -214,7 +214,8 @@ absl::StatusOr<uint64_t> GgufWriter::AddTensor(std::string name, GgmlType type, 
   }
   if (ne[0] % traits->block_elems != 0) {
     return absl::InvalidArgumentError(
-        absl::StrCat("tensor '", name, "': ne[0]=", ne[0], " is not a multiple of ", traits->block_elems));
+        absl::StrCat("tensor '", name, "': ne[0]=", ne[0], " is not a multiple of the ", traits->name, " block size ",
+                     traits->block_elems, "; pick dimensions that are, or another type"));
   }
   // The data section (with padding) must stay far below 2^63 so the reader's
   // int64 sizes and every offset sum fit.

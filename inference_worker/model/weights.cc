@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstddef>
 #include <cstring>
 #include <thread>
 
@@ -95,10 +96,30 @@ class Binder {
 };
 
 // The first non-finite scale or value of blocks [begin, end) of a matrix's
-// row-major block sequence, or -1. Q8_0: the fp16 scale d; MXFP4: the E8M0
-// byte (0xFF is NaN in the OCP MX format); F16 / BF16 / F32: every value.
+// row-major block sequence, or -1. Q8_0: the fp16 scale d; Q4_K: the fp16 d
+// and dmin of each super-block; Q6_K: its fp16 d; MXFP4: the E8M0 byte (0xFF
+// is NaN in the OCP MX format); F16 / BF16 / F32: every value. (A k-quant's
+// sub-block scales are small integers: always finite.)
 int64_t FirstBadBlock(const Matrix& m, int64_t begin, int64_t end) {
+  auto f16_bad_at = [&m](int64_t block, size_t block_bytes, size_t at) {
+    uint16_t v;
+    std::memcpy(&v, m.data + block * block_bytes + at, sizeof(v));
+    return (v & 0x7C00u) == 0x7C00u;
+  };
   switch (m.type) {
+    case GgmlType::kQ4_K:
+      for (int64_t b = begin; b < end; ++b) {
+        if (f16_bad_at(b, sizeof(gguf::BlockQ4_K), offsetof(gguf::BlockQ4_K, d)) ||
+            f16_bad_at(b, sizeof(gguf::BlockQ4_K), offsetof(gguf::BlockQ4_K, dmin))) {
+          return b;
+        }
+      }
+      return -1;
+    case GgmlType::kQ6_K:
+      for (int64_t b = begin; b < end; ++b) {
+        if (f16_bad_at(b, sizeof(gguf::BlockQ6_K), offsetof(gguf::BlockQ6_K, d))) return b;
+      }
+      return -1;
     case GgmlType::kQ8_0:
       for (int64_t b = begin; b < end; ++b) {
         uint16_t d;
@@ -179,11 +200,13 @@ absl::Status NonFiniteBlockError(const Matrix& m, int64_t bad) {
   const auto traits = gguf::GetTypeTraits(static_cast<uint32_t>(m.type));
   const int64_t per_row = m.cols / (traits ? traits->block_elems : 1);
   const int64_t row = bad / per_row, block = bad % per_row;
-  const bool quantized = m.type == GgmlType::kQ8_0 || m.type == GgmlType::kMXFP4;
+  const bool k_quant = m.type == GgmlType::kQ4_K || m.type == GgmlType::kQ6_K;
+  const bool quantized = m.type == GgmlType::kQ8_0 || m.type == GgmlType::kMXFP4 || k_quant;
   return absl::InvalidArgumentError(absl::StrCat(
       "tensor '", m.name, "' has a non-finite ", quantized ? "block scale" : "value", " at ",
       m.n_mats > 1 ? absl::StrCat("matrix ", row / m.rows, ", ") : "", "row ", row % m.rows, ", ",
       quantized ? "block " : "column ", block, m.type == GgmlType::kMXFP4 ? " (E8M0 0xFF, NaN)" : "",
+      k_quant ? " (a 256-element super-block's fp16 scale)" : "",
       "; the file is corrupt or was written wrongly: re-download it or convert it again"));
 }
 

@@ -1,5 +1,5 @@
 // Typed views of the gpt-oss tensors inside a parsed GGUF file (spec §4).
-// Matrices stay in their stored format (Q8_0, MXFP4, BF16, F16, F32) and are
+// Matrices stay in their stored format (Q8_0, Q4_K, Q6_K, MXFP4, BF16, F16, F32) and are
 // dequantized row by row where they are used; only the small 1-D tensors
 // (norms, biases, sinks) are converted to float once.
 #pragma once
@@ -57,7 +57,8 @@ struct Weights {
 // returns views into `file`'s bytes (which must outlive the Weights). A
 // missing tensor or a wrong shape is an InvalidArgument naming the tensor;
 // so is a non-finite value anywhere: every block scale of the quantized
-// matrices (Q8_0 d, MXFP4 E8M0 0xFF) and every element of the float tensors
+// matrices (Q8_0 d, Q4_K d and dmin, Q6_K d, MXFP4 E8M0 0xFF) and every
+// element of the float tensors
 // is checked (one parallel pass over the scales; docs/perf.md has its cost),
 // the error naming the tensor, matrix, row and block.
 struct BindOptions {
@@ -78,7 +79,7 @@ absl::StatusOr<Weights> BindWeights(const gguf::GgufFile& file, const ModelConfi
 std::vector<const Matrix*> AllMatrices(const Weights& w);
 // Blocks of a matrix in its row-major block sequence (elements for F32/F16/BF16).
 int64_t MatrixBlocks(const Matrix& m);
-// The error for a non-finite scale (Q8_0 d, MXFP4 E8M0 0xFF) or value at
+// The error for a non-finite scale (Q8_0 d, Q4_K d / dmin, Q6_K d, MXFP4 E8M0 0xFF) or value at
 // block `block` of m's row-major block sequence, naming matrix, row, block.
 absl::Status NonFiniteBlockError(const Matrix& m, int64_t block);
 

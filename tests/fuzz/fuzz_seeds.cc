@@ -126,6 +126,21 @@ void GgufSeeds() {
     const std::vector<uint8_t> a(*n, 0x11), b(*m, 0x22);
     if (!w.WriteTensorData(a).ok() || !w.WriteTensorData(b).ok() || !w.Finish().ok()) Fail("tensor data");
   }
+  {
+    // The k-quants: a Q4_K and a Q6_K matrix of two rows each, quantized
+    // from a ramp (finite scales, every field of the blocks in use).
+    gguf::GgufWriter w;
+    auto q4 = w.AddTensor("q4k", gguf::GgmlType::kQ4_K, {256, 2});
+    auto q6 = w.AddTensor("q6k", gguf::GgmlType::kQ6_K, {256, 2});
+    if (!q4.ok() || !q6.ok()) Fail("AddTensor");
+    std::vector<float> x(512);
+    for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(static_cast<int>(i % 97) - 40) / 16.0f;
+    std::vector<uint8_t> a(*q4), b(*q6);
+    gguf::QuantizeRow(gguf::GgmlType::kQ4_K, x.data(), a.data(), 512);
+    gguf::QuantizeRow(gguf::GgmlType::kQ6_K, x.data(), b.data(), 512);
+    if (auto s = w.Begin(Dir(target) + "/seed_kquants"); !s.ok()) Fail(std::string(s.message()));
+    if (!w.WriteTensorData(a).ok() || !w.WriteTensorData(b).ok() || !w.Finish().ok()) Fail("tensor data");
+  }
 }
 
 // Token stream in the harmony target's encoding: a special token as its

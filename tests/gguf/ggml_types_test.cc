@@ -158,6 +158,17 @@ TEST(Fp16Test, ToFloatMatchesReferenceForAll65536Values) {
   }
 }
 
+TEST(Fp16Test, RowDequantizationMatchesTheScalarConversionForAll65536Values) {
+  std::vector<uint16_t> all(65536);
+  for (uint32_t h = 0; h < 65536; ++h) all[h] = static_cast<uint16_t>(h);
+  std::vector<float> row(all.size());
+  DequantizeRow(GgmlType::kF16, all.data(), row.data(), static_cast<int64_t>(all.size()));
+  for (uint32_t h = 0; h < 65536; ++h) {
+    ASSERT_EQ(std::bit_cast<uint32_t>(row[h]), std::bit_cast<uint32_t>(Fp16ToFloat(static_cast<uint16_t>(h))))
+        << std::hex << h;
+  }
+}
+
 TEST(Fp16Test, FromFloatRoundsToNearestEvenIncludingSubnormalsAndOverflow) {
   std::vector<float> inputs;
   for (uint32_t h = 0; h < 0x7C00; ++h) {  // every finite half, the midpoint above it and its neighbours

@@ -48,6 +48,15 @@ FileSpec OneTensor(std::string name, uint32_t type, std::vector<int64_t> ne) {
   return s;
 }
 
+// A Q4_K tensor (2 rows of one super-block: 288 bytes) and a Q6_K one (2 rows:
+// 420 bytes, at offset 288, already 32-aligned).
+FileSpec KQuantSpec() {
+  FileSpec s;
+  s.AddTensor("q4k.weight", kTypeQ4_K, {256, 2});
+  s.AddTensor("q6k.weight", kTypeQ6_K, {256, 2});
+  return s;
+}
+
 void Truncate(Layout& l, uint64_t n) { l.bytes.resize(n); }
 
 // Overwrites 8 bytes little-endian at `at`.
@@ -305,6 +314,29 @@ std::vector<MalformedCase> Cases() {
   c.push_back({.name = "Q8_0RowNotBlockMultiple", .edit_spec = [](FileSpec& s) { s.tensors[1].ne = {48, 2}; },
                .field = "tensor 'b.weight' ne[0]", .problem = "ne[0] = 48 is not a multiple of the Q8_0 block size 32",
                .offset = [](const Layout& l) { return l.ne_at[1]; }});
+  c.push_back({.name = "UnsupportedGgmlTypeQ5_K", .edit_spec = [](FileSpec& s) { s.tensors[1].type = kTypeQ5_K; },
+               .field = "tensor 'b.weight' type",
+               .problem = "ggml type 13 (Q5_K) is not supported; supported: F32, F16, BF16, Q8_0, Q4_K, Q6_K, MXFP4",
+               .offset = [](const Layout& l) { return l.type_at[1]; }});
+  // A k-quant row must hold whole super-blocks of 256: 96 is three Q8_0
+  // blocks but not a Q4_K one.
+  c.push_back({.name = "Q4_KRowNotBlockMultiple", .make = [] { return KQuantSpec(); },
+               .edit_spec = [](FileSpec& s) { s.tensors[0].ne = {96, 2}; },
+               .field = "tensor 'q4k.weight' ne[0]",
+               .problem = "ne[0] = 96 is not a multiple of the Q4_K block size 256",
+               .offset = [](const Layout& l) { return l.ne_at[0]; }});
+  c.push_back({.name = "Q6_KRowNotBlockMultiple", .make = [] { return KQuantSpec(); },
+               .edit_spec = [](FileSpec& s) { s.tensors[1].ne = {384, 1}; },
+               .field = "tensor 'q6k.weight' ne[0]",
+               .problem = "ne[0] = 384 is not a multiple of the Q6_K block size 256",
+               .offset = [](const Layout& l) { return l.ne_at[1]; }});
+  // The data section one byte short of the last Q6_K block (420 bytes:
+  // 2 rows x 210).
+  c.push_back({.name = "Q6_KTensorOneByteShort", .make = [] { return KQuantSpec(); },
+               .edit_spec = [](FileSpec& s) { s.data_bytes = s.tensors[1].offset + 419; },
+               .field = "tensor 'q6k.weight' data",
+               .problem = "needs 420 bytes at data offset 288 but the data section holds 707 bytes",
+               .offset = [](const Layout& l) { return l.offset_at[1]; }});
   c.push_back({.name = "Mxfp4RowNotBlockMultiple", .edit_spec = [](FileSpec& s) { s.tensors[2].ne = {16, 3}; },
                .field = "tensor 'c.weight' ne[0]",
                .problem = "ne[0] = 16 is not a multiple of the MXFP4 block size 32",
@@ -367,7 +399,7 @@ Layout BuildCase(const MalformedCase& mc) {
 TEST(MalformedGgufSetup, UnbrokenFilesParse) {
   // The starting points are valid, so each rejection below is caused by its breakage alone.
   for (const FileSpec& spec : {BaseSpec(), OneKv(std::string(100, 'k'), enc::U32(1)), OneKv("some.key", enc::U64(5)),
-                               OneTensor(std::string(60, 'n'), kTypeF32, {32, 2, 2, 2})}) {
+                               OneTensor(std::string(60, 'n'), kTypeF32, {32, 2, 2, 2}), KQuantSpec()}) {
     const Layout l = Build(spec);
     ExactBuffer buf(l.bytes);
     EXPECT_TRUE(GgufFile::Parse(buf.span()).ok()) << GgufFile::Parse(buf.span()).status();

@@ -84,6 +84,56 @@ TEST(GgufReaderTest, BaseFileParsesWithExactLayout) {
   EXPECT_EQ(f->FindKey("missing"), nullptr);
 }
 
+// Q4_K and Q6_K tensors (ggml types 12 and 14) parse with their super-block
+// sizes, from the independent encoder and from GgufWriter, and their bytes
+// come back unchanged.
+TEST(GgufReaderTest, KQuantTensorsParseWithTheirSuperBlockSizes) {
+  FileSpec spec;
+  spec.kv.push_back({"general.architecture", enc::Str("qwen2")});
+  spec.AddTensor("blk.0.ffn_down.weight", kTypeQ4_K, {512, 3});  // 2 super-blocks x 144 B x 3 rows
+  spec.AddTensor("output.weight", kTypeQ6_K, {256, 5, 2});       // 1 x 210 B x 10 rows
+  const Layout l = Build(spec);
+  ExactBuffer buf(l.bytes);
+  auto f = GgufFile::Parse(buf.span());
+  ASSERT_TRUE(f.ok()) << f.status();
+  const TensorInfo& q4 = f->tensors()[0];
+  const TensorInfo& q6 = f->tensors()[1];
+  EXPECT_EQ(q4.type, GgmlType::kQ4_K);
+  EXPECT_EQ(q4.nbytes, 864u);
+  EXPECT_EQ(q4.row_bytes(), 288u);
+  EXPECT_EQ(q6.type, GgmlType::kQ6_K);
+  EXPECT_EQ(q6.offset, 864u);  // 864 = 27 * 32: already aligned
+  EXPECT_EQ(q6.nbytes, 2100u);
+  EXPECT_EQ(q6.row_bytes(), 210u);
+  EXPECT_EQ(q6.data, buf.span().data() + l.data_start + 864);
+  EXPECT_EQ(q6.data[q6.nbytes - 1], DataByte(864 + 2099));
+
+  // The writer agrees, and quantized rows survive the trip.
+  GgufWriter w;
+  std::vector<float> x(512 * 3);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = std::sin(0.37f * static_cast<float>(i));
+  std::vector<std::vector<uint8_t>> data(2);
+  data[0].resize(864);
+  data[1].resize(2100);
+  QuantizeRow(GgmlType::kQ4_K, x.data(), data[0].data(), 512 * 3);
+  QuantizeRow(GgmlType::kQ6_K, x.data(), data[1].data(), 256 * 5);
+  QuantizeRow(GgmlType::kQ6_K, x.data(), data[1].data() + 1050, 256 * 5);
+  ASSERT_EQ(*w.AddTensor("blk.0.ffn_down.weight", GgmlType::kQ4_K, {512, 3}), 864u);
+  ASSERT_EQ(*w.AddTensor("output.weight", GgmlType::kQ6_K, {256, 5, 2}), 2100u);
+  const auto bad = w.AddTensor("bad", GgmlType::kQ4_K, {64});
+  ASSERT_FALSE(bad.ok()) << "a Q4_K row must hold whole super-blocks";
+  EXPECT_THAT(std::string(bad.status().message()),
+              ::testing::HasSubstr("ne[0]=64 is not a multiple of the Q4_K block size 256"));
+  auto bytes = WriteToBytes(w, data);
+  ASSERT_TRUE(bytes.ok()) << bytes.status();
+  auto g = GgufFile::Parse(*bytes);
+  ASSERT_TRUE(g.ok()) << g.status();
+  std::vector<float> y(512 * 3);
+  DequantizeRow(GgmlType::kQ4_K, g->tensors()[0].data, y.data(), 512 * 3);
+  for (size_t i = 0; i < y.size(); ++i) ASSERT_NEAR(y[i], x[i], 0.1) << i;
+  EXPECT_TRUE(std::equal(data[1].begin(), data[1].end(), g->tensors()[1].data));
+}
+
 TEST(GgufReaderTest, WriterOutputMatchesIndependentEncoding) {
   const FileSpec spec = BaseSpec();
   const Layout l = Build(spec);

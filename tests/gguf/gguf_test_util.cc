@@ -20,6 +20,10 @@ uint64_t SpecTensorBytes(uint32_t type, const std::vector<int64_t>& ne) {
     case kTypeBF16: block_elems = 1, block_bytes = 2; break;
     case kTypeQ8_0: block_elems = 32, block_bytes = 34; break;
     case kTypeMXFP4: block_elems = 32, block_bytes = 17; break;
+    // k-quant super-blocks of 256 (ggml-common.h): Q4_K fp16 d, fp16 dmin,
+    // 12 scale bytes, 128 quant bytes; Q6_K 128 + 64 quant bytes, 16 scales, fp16 d.
+    case kTypeQ4_K: block_elems = 256, block_bytes = 2 + 2 + 12 + 128; break;
+    case kTypeQ6_K: block_elems = 256, block_bytes = 128 + 64 + 16 + 2; break;
     default: return 0;
   }
   uint64_t bytes = static_cast<uint64_t>(ne.at(0)) / block_elems * block_bytes;

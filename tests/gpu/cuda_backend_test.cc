@@ -19,6 +19,7 @@
 #include <fstream>
 #include <iterator>
 #include <map>
+#include <utility>
 
 #include "gtest/gtest.h"
 #include "inference_worker/cuda/cuda_backend.h"
@@ -30,6 +31,7 @@
 #include "inference_worker/text/tokenizer.h"
 #include "tests/gpu/accuracy.h"
 #include "tests/gpu/gpu_test_util.h"
+#include "tests/gpu/kquant_convert.h"
 #include "tests/model/mixed_rounds.h"
 #include "tests/model/test_models.h"
 
@@ -116,6 +118,128 @@ TEST_F(TinyModel, PromptLogitsMatchCpuAtEveryPositionForEveryWeightType) {
     std::remove(path_.c_str());
     path_.clear();
   }
+}
+
+// Q4_K / Q6_K models (d_model 256, the narrowest whose rows hold whole
+// super-blocks). The upload re-quantizes their matrices into Q8_0 tiles, so
+// the GPU computes the model of kquant_convert.h's converted file: bitwise
+// the same logits from both files, and against the CPU on the converted
+// file the usual rounding-only differences. kquant_model_test (CPU, in CI)
+// bounds the step from the converted model to the exact k-quant one.
+TEST_F(TinyModel, KQuantModelsRunAsTheirQ8Requantization) {
+  const std::pair<gguf::GgmlType, gguf::GgmlType> mixes[] = {{gguf::GgmlType::kQ4_K, gguf::GgmlType::kQ6_K},
+                                                             {gguf::GgmlType::kQ6_K, gguf::GgmlType::kQ4_K}};
+  for (const auto& [dense, experts] : mixes) {
+    const std::string label = absl::StrCat("tiny, d 256, 3 layers, window 8, dense ",
+                                           gguf::GgmlTypeName(static_cast<uint32_t>(dense)), ", experts ",
+                                           gguf::GgmlTypeName(static_cast<uint32_t>(experts)));
+    SCOPED_TRACE(label);
+    path_ = WriteTestModel(
+        "gpu_kquant",
+        [&](tools::RandomModelSpec& s) {
+          s.config.sliding_window = 8;
+          s.config.n_layers = 3;
+          s.config.d_model = 256;
+          s.config.n_heads = 4;
+          s.config.n_kv_heads = 2;
+          s.config.head_dim = 64;
+          s.config.d_ff = 256;
+          s.dense_type = dense;
+          s.expert_type = experts;
+          s.residual_scale = 1.0f / std::sqrt(6.0f);
+        },
+        200);
+    model_ = LoadModel(path_);
+    ASSERT_NE(model_, nullptr);
+    const std::string q8_path = TempPath("gpu_kquant_q8");
+    ASSERT_TRUE(WriteRequantizedCopy(*model_->file, q8_path).ok());
+    auto q8 = LoadModel(q8_path);
+    std::remove(q8_path.c_str());
+    ASSERT_NE(q8, nullptr);
+    const auto tokens = Tokens(500, 200, 4);
+    std::vector<float> from_kquant, from_q8;
+    for (auto [file, logits] : {std::pair{model_->file.get(), &from_kquant}, std::pair{q8->file.get(), &from_q8}}) {
+      auto b = MakeGpu(*file);
+      ASSERT_NE(b, nullptr);
+      ASSERT_TRUE(b->kv().AddSequence(1).ok());
+      SequenceStep step{1, tokens, Logits::kAll};
+      ASSERT_TRUE(b->Forward({&step, 1}, logits).ok());
+    }
+    ASSERT_EQ(from_kquant.size(), from_q8.size());
+    EXPECT_EQ(0, std::memcmp(from_kquant.data(), from_q8.data(), from_q8.size() * sizeof(float)))
+        << "the GPU's k-quant model is not its Q8_0 re-quantization";
+    const Attribution a = Attribute(*q8->file, tokens, label + " (converted to its Q8_0 tiles)", /*forced=*/true);
+    ExpectRoundingOnlyDifferences(a);
+    EXPECT_GE(a.gpu.argmax_equal, 495);
+    std::remove(path_.c_str());
+    path_.clear();
+  }
+}
+
+// q, k and v are fused into one matrix on the device: a Q4_K_M layer's
+// Q4_K q, Q6_K v (and a Q8_0 k) share the Q8_0 tiles and run; a BF16 v
+// cannot join them and is refused with a message naming the three types.
+TEST_F(TinyModel, MixedKQuantAttentionTypesFuseAndIncompatibleOnesAreRefused) {
+  path_ = WriteTestModel(
+      "gpu_kquant_mixed",
+      [&](tools::RandomModelSpec& s) {
+        s.config.sliding_window = 8;
+        s.config.n_layers = 2;
+        s.config.d_model = 256;
+        s.config.n_heads = 4;
+        s.config.n_kv_heads = 2;
+        s.config.head_dim = 64;
+        s.config.d_ff = 256;
+        s.dense_type = gguf::GgmlType::kQ4_K;
+        s.expert_type = gguf::GgmlType::kQ4_K;
+        s.residual_scale = 0.5f;
+      },
+      200);
+  model_ = LoadModel(path_);
+  ASSERT_NE(model_, nullptr);
+  const std::string mixed_path = TempPath("gpu_kquant_mixed_types");
+  ASSERT_TRUE(WriteRetypedCopy(*model_->file,
+                               {{"blk.0.attn_v.weight", gguf::GgmlType::kQ6_K},
+                                {"blk.1.attn_v.weight", gguf::GgmlType::kQ6_K},
+                                {"blk.1.attn_k.weight", gguf::GgmlType::kQ8_0},
+                                {"blk.1.ffn_down_exps.weight", gguf::GgmlType::kQ6_K},
+                                {"output.weight", gguf::GgmlType::kQ6_K}},
+                               mixed_path)
+                  .ok());
+  auto mixed = LoadModel(mixed_path);
+  std::remove(mixed_path.c_str());
+  ASSERT_NE(mixed, nullptr);
+  const std::string q8_path = TempPath("gpu_kquant_mixed_q8");
+  ASSERT_TRUE(WriteRequantizedCopy(*mixed->file, q8_path).ok());
+  auto q8 = LoadModel(q8_path);
+  std::remove(q8_path.c_str());
+  ASSERT_NE(q8, nullptr);
+  const auto tokens = Tokens(300, 200, 6);
+  std::vector<float> from_mixed, from_q8;
+  for (auto [file, logits] : {std::pair{mixed->file.get(), &from_mixed}, std::pair{q8->file.get(), &from_q8}}) {
+    auto b = MakeGpu(*file);
+    ASSERT_NE(b, nullptr);
+    ASSERT_TRUE(b->kv().AddSequence(1).ok());
+    SequenceStep step{1, tokens, Logits::kAll};
+    ASSERT_TRUE(b->Forward({&step, 1}, logits).ok());
+  }
+  EXPECT_EQ(0, std::memcmp(from_mixed.data(), from_q8.data(), from_q8.size() * sizeof(float)));
+  ExpectRoundingOnlyDifferences(Attribute(*q8->file, tokens, "mixed Q4_K/Q6_K/Q8_0 layers, converted", true));
+
+  const std::string bad_path = TempPath("gpu_kquant_mixed_bf16");
+  ASSERT_TRUE(WriteRetypedCopy(*model_->file, {{"blk.1.attn_v.weight", gguf::GgmlType::kBF16}}, bad_path).ok());
+  auto bad = LoadModel(bad_path);
+  std::remove(bad_path.c_str());
+  ASSERT_NE(bad, nullptr);
+  CudaBackendOptions o;
+  o.kv.max_sequences = 2;
+  o.max_context = 256;
+  auto refused = gpu::CreateCudaBackendImpl(*bad->file, o);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(std::string(refused.status().message()).find("layer 1: attn_q, attn_k and attn_v (Q4_K, Q4_K, BF16)"),
+            std::string::npos)
+      << refused.status();
 }
 
 // Positions far beyond YaRN's original context (4,096; factor 32 over it,

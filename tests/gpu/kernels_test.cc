@@ -101,13 +101,15 @@ DeviceTiled Tile(const std::vector<const model::Matrix*>& parts, bool gate_up) {
     for (int64_t mat = 0; mat < m.n_mats; ++mat) {
       kernels::RepackTiles(
           fmt, t.k_blocks,
-          [&](int64_t dev_row) -> const uint8_t* {
+          [&](int64_t dev_row) -> kernels::RowRef {
             if (gate_up) {
               bool is_up = false;
               const int64_t f = kernels::GateUpSourceRow(dev_row, rows, &is_up);
-              return f < 0 ? nullptr : parts[is_up ? 1 : 0]->Row(mat, f);
+              const model::Matrix& part = *parts[is_up ? 1 : 0];
+              return f < 0 ? kernels::RowRef() : kernels::RowRef(part.Row(mat, f), kernels::EncodingForType(part.type));
             }
-            return dev_row < rows ? m.Row(mat, dev_row) : nullptr;
+            return dev_row < rows ? kernels::RowRef(m.Row(mat, dev_row), kernels::EncodingForType(m.type))
+                                  : kernels::RowRef();
           },
           0, t.row_tiles, codes.data() + mat * size.codes, scales.empty() ? nullptr : scales.data() + mat * size.scales);
     }
@@ -147,19 +149,64 @@ struct GemmCase {
 
 class GemmTest : public ::testing::TestWithParam<GgmlType> {};
 
+// The matrix the device holds for w as an F32 matrix (what TiledValue
+// decodes from the host repack's tiles): for the k-quants, their Q8_0
+// re-quantization.
+std::vector<float> TiledValues(const HostWeights& w) {
+  const WFormat fmt = *kernels::FormatForType(w.type);
+  const kernels::TiledBytes size = kernels::TiledSize(fmt, w.rows, w.cols, false);
+  std::vector<uint8_t> codes(size.codes), scales(size.scales);
+  const int64_t kb = w.cols / kernels::kBlockK;
+  kernels::RepackTiles(
+      fmt, kb,
+      [&](int64_t r) {
+        return r < w.rows ? kernels::RowRef(w.view.Row(0, r), kernels::EncodingForType(w.type)) : kernels::RowRef();
+      },
+      0, kernels::RowTilesFor(w.rows, false), codes.data(), scales.empty() ? nullptr : scales.data());
+  std::vector<float> v(static_cast<size_t>(w.rows * w.cols));
+  for (int64_t r = 0; r < w.rows; ++r) {
+    for (int64_t c = 0; c < w.cols; ++c) {
+      v[r * w.cols + c] = kernels::TiledValue(fmt, kb, codes.data(), scales.empty() ? nullptr : scales.data(), r, c);
+    }
+  }
+  return v;
+}
+
 TEST_P(GemmTest, DenseMatchesCpuAndBothPathsAgreeBitwise) {
   const GgmlType type = GetParam();
+  const bool k_quant = type == GgmlType::kQ4_K || type == GgmlType::kQ6_K;
   std::mt19937 rng(FreshSeed());
-  for (auto [rows, cols] : std::vector<std::pair<int, int>>{{16, 32}, {37, 64}, {100, 96}, {257, 288}, {600, 2880}}) {
+  const std::vector<std::pair<int, int>> shapes =
+      k_quant ? std::vector<std::pair<int, int>>{{16, 256}, {37, 512}, {257, 768}, {600, 3072}}
+              : std::vector<std::pair<int, int>>{{16, 32}, {37, 64}, {100, 96}, {257, 288}, {600, 2880}};
+  for (auto [rows, cols] : shapes) {
     const HostWeights w = RandomWeights(type, rows, cols, 1, rng, 1.0f / std::sqrt(static_cast<float>(cols)));
     DeviceTiled dw = Tile({&w.view}, false);
     const std::vector<float> bias = RandomFloats(rows, rng, 0.1f);
     DevBuf<float> dbias(bias);
+    // k-quants: the device computes with their Q8_0 re-quantization; the
+    // kernels are checked against a CPU matmul of that matrix at the usual
+    // tolerance, and against the exact k-quant matrix at the one the
+    // re-quantization adds (about 0.6% for Q4_K, 0.3% for Q6_K: repack_test).
+    HostWeights tiled_w{GgmlType::kF32, rows, cols, 1, {}, {}};
+    if (k_quant) {
+      const std::vector<float> v = TiledValues(w);
+      tiled_w.bytes.resize(v.size() * sizeof(float));
+      std::memcpy(tiled_w.bytes.data(), v.data(), tiled_w.bytes.size());
+      tiled_w.view = w.view;
+      tiled_w.view.type = GgmlType::kF32;
+      tiled_w.view.row_bytes = static_cast<uint64_t>(cols) * sizeof(float);
+      tiled_w.view.data = tiled_w.bytes.data();
+    }
     for (int T : {1, 3, 8, 17, 64, 130}) {
       const Acts x = RandomActs(static_cast<int64_t>(T) * cols, rng);
       DevBuf<uint16_t> dx(x.h);
-      std::vector<float> want(static_cast<size_t>(T) * rows);
-      model::cpu::MatMul(w.view, 0, x.f.data(), T, bias.data(), want.data(), rows, Pool());
+      std::vector<float> want(static_cast<size_t>(T) * rows), exact;
+      model::cpu::MatMul(k_quant ? tiled_w.view : w.view, 0, x.f.data(), T, bias.data(), want.data(), rows, Pool());
+      if (k_quant) {
+        exact.resize(want.size());
+        model::cpu::MatMul(w.view, 0, x.f.data(), T, bias.data(), exact.data(), rows, Pool());
+      }
       std::vector<std::vector<float>> got;
       // The small path with 16-token passes (two n-tiles per decoded tile)
       // where T > 8, then with 8-token passes only, then the large path with
@@ -184,6 +231,10 @@ TEST_P(GemmTest, DenseMatchesCpuAndBothPathsAgreeBitwise) {
         const double err = RelErr(got.back(), want);
         EXPECT_LT(err, 2e-3) << "rows " << rows << " cols " << cols << " T " << T << " path "
                              << static_cast<int>(path);
+        if (k_quant) {
+          EXPECT_LT(RelErr(got.back(), exact), 1.5e-2)
+              << "against the exact k-quant matrix: rows " << rows << " cols " << cols << " T " << T;
+        }
       }
       kernels::SetGemmTuning({});
       for (size_t v = 1; v < got.size(); ++v) {
@@ -196,7 +247,7 @@ TEST_P(GemmTest, DenseMatchesCpuAndBothPathsAgreeBitwise) {
 
 INSTANTIATE_TEST_SUITE_P(Formats, GemmTest,
                          ::testing::Values(GgmlType::kQ8_0, GgmlType::kMXFP4, GgmlType::kF16, GgmlType::kBF16,
-                                           GgmlType::kF32),
+                                           GgmlType::kF32, GgmlType::kQ4_K, GgmlType::kQ6_K),
                          [](const ::testing::TestParamInfo<GgmlType>& p) {
                            return std::string(gguf::GetTypeTraits(static_cast<uint32_t>(p.param))->name);
                          });
@@ -935,8 +986,9 @@ TEST(RouterTest, TiesGoToTheLowerExpert) {
 
 TEST(EmbedTest, RowsMatchTheDequantizer) {
   std::mt19937 rng(FreshSeed());
-  for (GgmlType type : {GgmlType::kF32, GgmlType::kF16, GgmlType::kBF16, GgmlType::kQ8_0, GgmlType::kMXFP4}) {
-    const int d = 96, vocab = 50;
+  for (GgmlType type : {GgmlType::kF32, GgmlType::kF16, GgmlType::kBF16, GgmlType::kQ8_0, GgmlType::kMXFP4,
+                        GgmlType::kQ4_K, GgmlType::kQ6_K}) {
+    const int d = type == GgmlType::kQ4_K || type == GgmlType::kQ6_K ? 512 : 96, vocab = 50;
     const HostWeights w = RandomWeights(type, vocab, d, 1, rng, 1.0f);
     const std::vector<int32_t> tokens = {0, 49, 7, 7, 23};
     DevBuf<uint8_t> table(w.bytes);

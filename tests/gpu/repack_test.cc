@@ -3,8 +3,12 @@
 // value (exactly for MXFP4, up to the fp16 rounding the kernels apply for the
 // others), for every format, with
 // padding rows and fused gate/up tiles. CPU only: runs in CI.
+#include <algorithm>
+#include <bit>
 #include <cmath>
 #include <random>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -163,14 +167,14 @@ TEST(RepackSourceTest, SourceRowMatchesTheHostRowMapping) {
   qkv.part_rows[0] = 40;
   qkv.part_rows[1] = qkv.part_rows[2] = 8;
   qkv.n_parts = 3;
-  qkv.row_bytes = row_bytes;
+  for (int p = 0; p < 3; ++p) qkv.part_row_bytes[p] = row_bytes;
   for (int64_t mat = 0; mat < 3; ++mat) {
     for (int64_t r = 0; r < RowTilesFor(56, false) * kTileRows; ++r) {
       const uint8_t* want = r < 40 ? q.data() + (mat * 40 + r) * row_bytes
                             : r < 48 ? k.data() + (mat * 8 + r - 40) * row_bytes
                             : r < 56 ? v.data() + (mat * 8 + r - 48) * row_bytes
                                      : nullptr;
-      ASSERT_EQ(SourceRow(qkv, mat, r), want) << mat << " " << r;
+      ASSERT_EQ(SourceRow(qkv, mat, r).data, want) << mat << " " << r;
     }
   }
   const int64_t features = 21;
@@ -181,14 +185,247 @@ TEST(RepackSourceTest, SourceRowMatchesTheHostRowMapping) {
   gu.part_rows[0] = gu.part_rows[1] = features;
   gu.n_parts = 2;
   gu.gate_up = true;
-  gu.row_bytes = row_bytes;
+  gu.part_row_bytes[0] = gu.part_row_bytes[1] = row_bytes;
   for (int64_t mat = 0; mat < 2; ++mat) {
     for (int64_t r = 0; r < RowTilesFor(features, true) * kTileRows; ++r) {
       bool is_up = false;
       const int64_t f = GateUpSourceRow(r, features, &is_up);
       const uint8_t* want = f < 0 ? nullptr : (is_up ? up.data() : gate.data()) + (mat * features + f) * row_bytes;
-      ASSERT_EQ(SourceRow(gu, mat, r), want) << mat << " " << r;
+      ASSERT_EQ(SourceRow(gu, mat, r).data, want) << mat << " " << r;
     }
+  }
+}
+
+// --- k-quants: re-quantized into Q8_0 tiles ------------------------------------
+
+// The Q8_0 value the tiles must hold for element c of a k-quant row whose
+// exact values are `v` (DequantizeRow), by the rule of RequantizeQ8Block
+// restated: per 32-element block d = fp16(min(amax / 127, 515.5)), q = x / d
+// rounded to nearest even and clamped to +-127; the kernels then decode
+// fp16(d * q).
+float RequantizedDeviceValue(const float* v, int64_t c) {
+  const float* block = v + c / 32 * 32;
+  float amax = 0.0f;
+  for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(block[i]));
+  const float d = gguf::Fp16ToFloat(gguf::FloatToFp16(std::min(amax / 127.0f, 515.5f)));
+  const float q = d > 0.0f ? std::clamp(std::nearbyint(v[c] / d), -127.0f, 127.0f) : 0.0f;
+  return gguf::Fp16ToFloat(gguf::FloatToFp16(d * q));
+}
+
+// A k-quant matrix with rows of every kind the checks need: random rows of
+// widely varying scale, an all-zero row, one row of tiny values (fp16
+// subnormal super-block scales) and, for Q6_K, one beyond the fp16 range the
+// kernels compute in (it saturates).
+HostMatrix KQuantMatrix(GgmlType type, int64_t rows, int64_t cols, uint32_t seed) {
+  HostMatrix m = RandomMatrix(type, rows, cols, seed);
+  std::mt19937 rng(seed + 1);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<float> row(cols);
+  auto set_row = [&](int64_t r, float scale) {
+    for (float& v : row) v = dist(rng) * scale;
+    gguf::QuantizeRow(type, row.data(), m.bytes.data() + r * m.row_bytes, cols);
+    gguf::DequantizeRow(type, m.bytes.data() + r * m.row_bytes, m.values.data() + r * cols, cols);
+  };
+  set_row(0, 0.0f);
+  if (rows > 2) set_row(2, 1e-6f);
+  if (rows > 4 && type == GgmlType::kQ6_K) set_row(4, 3e5f);
+  return m;
+}
+
+class RepackKQuantTest : public ::testing::TestWithParam<GgmlType> {};
+
+TEST_P(RepackKQuantTest, TilesHoldTheQ8RequantizationWithinHalfAStep) {
+  const GgmlType type = GetParam();
+  auto fmt = FormatForType(type);
+  ASSERT_TRUE(fmt.ok());
+  ASSERT_EQ(*fmt, WFormat::kQ8_0);
+  ASSERT_EQ(EncodingForType(type), type == GgmlType::kQ4_K ? RowEncoding::kQ4_K : RowEncoding::kQ6_K);
+  int saturated = 0;
+  for (auto [rows, cols] : {std::pair<int64_t, int64_t>{16, 256}, {37, 512}, {50, 3072}}) {
+    const HostMatrix m = KQuantMatrix(type, rows, cols, static_cast<uint32_t>(rows * 7 + cols));
+    const TiledBytes size = TiledSize(*fmt, rows, cols, false);
+    std::vector<uint8_t> codes(size.codes), scales(size.scales);
+    const int64_t rt = RowTilesFor(rows, false), kb = cols / kBlockK;
+    RepackTiles(
+        *fmt, kb, [&](int64_t r) { return r < rows ? RowRef(m.Row(r), EncodingForType(type)) : RowRef(); }, 0, rt,
+        codes.data(), scales.data());
+    for (int64_t r = 0; r < rt * kTileRows; ++r) {
+      for (int64_t c = 0; c < cols; ++c) {
+        const float got = TiledValue(*fmt, kb, codes.data(), scales.data(), r, c);
+        if (r >= rows) {
+          ASSERT_EQ(got, 0.0f) << "padding row " << r;
+          continue;
+        }
+        const float* v = &m.values[r * cols];
+        ASSERT_EQ(got, RequantizedDeviceValue(v, c)) << "row " << r << " col " << c << " of " << rows << "x" << cols;
+        // What that rule costs: with s = amax / 127 and ds the fp16
+        // rounding of s (2^-11 relative, 2^-25 absolute below fp16's normal
+        // range), half a step (s + ds) / 2, or for a clamped element 127 ds,
+        // plus the fp16 rounding of the product; unless the value is beyond
+        // what fp16 products of +-127 reach, where it saturates.
+        double amax = 0;
+        for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(static_cast<double>(v[c / 32 * 32 + i])));
+        const double step = amax / 127;
+        if (step > 515.5) {
+          ASSERT_NEAR(std::fabs(got), std::min(std::fabs(static_cast<double>(v[c])), 65468.5), 1024.0);
+          ++saturated;
+          continue;
+        }
+        const double ds = std::max(step * std::ldexp(1.0, -11), std::ldexp(1.0, -25));
+        const double bound = std::max((step + ds) / 2, 127 * ds) +
+                             std::fabs(static_cast<double>(v[c])) * std::ldexp(1.0, -11) + std::ldexp(1.0, -25);
+        ASSERT_LE(std::fabs(got - static_cast<double>(v[c])), bound) << "row " << r << " col " << c;
+      }
+    }
+  }
+  EXPECT_EQ(saturated > 0, type == GgmlType::kQ6_K) << "the Q6_K test matrix holds values beyond the fp16 range";
+}
+
+// The cost of the re-quantization on what the kernels compute, y = W x:
+// relative RMS against the exact k-quant matrix (measured 0.57% for Q4_K,
+// 0.31% for Q6_K), small next to the k-quants' own error against the
+// unquantized weights (8% and 2%: tests/gguf/kquants_test.cc).
+TEST_P(RepackKQuantTest, RequantizationAddsLittleToAMatVec) {
+  const GgmlType type = GetParam();
+  const int64_t rows = 64, cols = 2048, kb = cols / kBlockK;
+  const HostMatrix m = RandomMatrix(type, rows, cols, 77);
+  const TiledBytes size = TiledSize(WFormat::kQ8_0, rows, cols, false);
+  std::vector<uint8_t> codes(size.codes), scales(size.scales);
+  RepackTiles(
+      WFormat::kQ8_0, kb, [&](int64_t r) { return RowRef(m.Row(r), EncodingForType(type)); }, 0,
+      RowTilesFor(rows, false), codes.data(), scales.data());
+  std::mt19937 rng(78);
+  std::normal_distribution<float> dist;
+  std::vector<double> x(cols);
+  for (double& v : x) v = dist(rng);
+  double err = 0, ref = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    double exact = 0, tiled = 0;
+    for (int64_t c = 0; c < cols; ++c) {
+      exact += m.values[r * cols + c] * x[c];
+      tiled += TiledValue(WFormat::kQ8_0, kb, codes.data(), scales.data(), r, c) * x[c];
+    }
+    err += (tiled - exact) * (tiled - exact);
+    ref += exact * exact;
+  }
+  const double rel = std::sqrt(err / ref);
+  EXPECT_LT(rel, 1e-2) << gguf::GgmlTypeName(static_cast<uint32_t>(type));
+  RecordProperty("requantization_rel_rms", std::to_string(rel));
+}
+
+INSTANTIATE_TEST_SUITE_P(KQuants, RepackKQuantTest, ::testing::Values(GgmlType::kQ4_K, GgmlType::kQ6_K),
+                         [](const ::testing::TestParamInfo<GgmlType>& p) {
+                           return std::string(gguf::GgmlTypeName(static_cast<uint32_t>(p.param)));
+                         });
+
+// The device repack kernel re-quantizes inside each lane (RepackLane with a
+// k-quant row, RequantizeQ8Block's element decoders), the host repacker a row
+// at a time (the CPU dequantizer); both must write the same bytes (the GPU
+// test compares the kernel with the host; this runs the kernel's function on
+// the host, in CI).
+TEST(RepackKQuantTest, LaneRequantizationEqualsTheRowwiseOne) {
+  for (GgmlType type : {GgmlType::kQ4_K, GgmlType::kQ6_K}) {
+    const int64_t rows = 21, cols = 768, kb_count = cols / kBlockK, rt_count = RowTilesFor(rows, false);
+    const HostMatrix m = KQuantMatrix(type, rows, cols, 31);
+    auto src = [&](int64_t r) { return r < rows ? RowRef(m.Row(r), EncodingForType(type)) : RowRef(); };
+    const TiledBytes size = TiledSize(WFormat::kQ8_0, rows, cols, false);
+    std::vector<uint8_t> codes(size.codes), scales(size.scales), lane_codes(size.codes, 0xAB),
+        lane_scales(size.scales, 0xAB);
+    RepackTiles(WFormat::kQ8_0, kb_count, src, 0, rt_count, codes.data(), scales.data());
+    for (int64_t rt = 0; rt < rt_count; ++rt) {
+      for (int64_t kb = 0; kb < kb_count; ++kb) {
+        const int64_t tile = rt * kb_count + kb;
+        for (int lane = 0; lane < 32; ++lane) {
+          RepackLane(WFormat::kQ8_0, src(rt * kTileRows + lane / 4), src(rt * kTileRows + lane / 4 + 8), kb, lane,
+                     lane_codes.data() + tile * TileCodeBytes(WFormat::kQ8_0),
+                     lane_scales.data() + tile * TileScaleBytes(WFormat::kQ8_0));
+        }
+      }
+    }
+    EXPECT_EQ(lane_codes, codes) << gguf::GgmlTypeName(static_cast<uint32_t>(type));
+    EXPECT_EQ(lane_scales, scales) << gguf::GgmlTypeName(static_cast<uint32_t>(type));
+  }
+}
+
+// A fused q/k/v matrix whose parts differ in encoding (Q4_K, Q6_K, Q8_0, as
+// in Q4_K_M files): the source descriptor carries each part's row size and
+// encoding to the lanes.
+TEST(RepackKQuantTest, MixedEncodingsFuseIntoOneQ8Matrix) {
+  const int64_t cols = 512, kb = cols / kBlockK;
+  const HostMatrix q = KQuantMatrix(GgmlType::kQ4_K, 24, cols, 5);
+  const HostMatrix k = KQuantMatrix(GgmlType::kQ6_K, 8, cols, 6);
+  const HostMatrix v = RandomMatrix(GgmlType::kQ8_0, 8, cols, 7);
+  RepackSource s;
+  const HostMatrix* parts[3] = {&q, &k, &v};
+  for (int p = 0; p < 3; ++p) {
+    s.part[p] = parts[p]->bytes.data();
+    s.part_rows[p] = parts[p]->rows;
+    s.part_row_bytes[p] = parts[p]->row_bytes;
+    s.part_enc[p] = EncodingForType(parts[p]->type);
+  }
+  s.n_parts = 3;
+  const int64_t rows = 40;
+  const TiledBytes size = TiledSize(WFormat::kQ8_0, rows, cols, false);
+  std::vector<uint8_t> codes(size.codes), scales(size.scales);
+  RepackTiles(
+      WFormat::kQ8_0, kb, [&](int64_t r) { return SourceRow(s, 0, r); }, 0, RowTilesFor(rows, false), codes.data(),
+      scales.data());
+  for (int64_t r = 0; r < 48; ++r) {
+    const int p = r < 24 ? 0 : r < 32 ? 1 : 2;
+    const int64_t pr = r - (p == 0 ? 0 : p == 1 ? 24 : 32);
+    for (int64_t c = 0; c < cols; ++c) {
+      const float got = TiledValue(WFormat::kQ8_0, kb, codes.data(), scales.data(), r, c);
+      if (r >= rows) {
+        ASSERT_EQ(got, 0.0f);
+        continue;
+      }
+      const float* vals = &parts[p]->values[pr * cols];
+      const float want = p == 2 ? DeviceValue(GgmlType::kQ8_0, vals[c]) : RequantizedDeviceValue(vals, c);
+      ASSERT_EQ(got, want) << "row " << r << " (part " << p << ") col " << c;
+    }
+  }
+}
+
+// The element decoders of repack_tile.h (also the device embedding lookup's)
+// give the CPU dequantizer's floats bit for bit, on random blocks with any
+// finite scales; the fp16 helpers match gguf's conversions.
+TEST(RepackKQuantTest, ElementDecodersMatchTheCpuDequantizer) {
+  std::mt19937 rng(21);
+  for (GgmlType type : {GgmlType::kQ4_K, GgmlType::kQ6_K}) {
+    const int block_bytes = type == GgmlType::kQ4_K ? kQ4_KBlockBytes : kQ6_KBlockBytes;
+    const std::vector<int> scale_at = type == GgmlType::kQ4_K ? std::vector<int>{0, 2} : std::vector<int>{208};
+    std::vector<uint8_t> bytes(400 * block_bytes);
+    for (uint8_t& b : bytes) b = static_cast<uint8_t>(rng());
+    for (int b = 0; b < 400; ++b) {
+      for (int at : scale_at) bytes[b * block_bytes + at + 1] &= 0xBF;  // exponent below 31: finite
+    }
+    std::vector<float> want(400 * 256);
+    gguf::DequantizeRow(type, bytes.data(), want.data(), 400 * 256);
+    for (int b = 0; b < 400; ++b) {
+      for (int e = 0; e < 256; ++e) {
+        const uint8_t* block = bytes.data() + b * block_bytes;
+        const float got = type == GgmlType::kQ4_K ? Q4KValue(block, e) : Q6KValue(block, e);
+        ASSERT_EQ(std::bit_cast<uint32_t>(got), std::bit_cast<uint32_t>(want[b * 256 + e]))
+            << gguf::GgmlTypeName(static_cast<uint32_t>(type)) << " block " << b << " element " << e;
+      }
+    }
+  }
+  for (uint32_t h = 0; h < 0x10000; ++h) {
+    if ((h & 0x7C00) == 0x7C00) continue;
+    ASSERT_EQ(std::bit_cast<uint32_t>(HalfBitsToFloat(static_cast<uint16_t>(h))),
+              std::bit_cast<uint32_t>(gguf::Fp16ToFloat(static_cast<uint16_t>(h))))
+        << std::hex << h;
+  }
+  std::uniform_real_distribution<float> scale(-30.0f, 10.0f);
+  for (int i = 0; i < 200000; ++i) {
+    const float f = std::min(65504.0f, std::exp2(scale(rng)));
+    ASSERT_EQ(NonNegativeFloatToHalfBits(f), gguf::FloatToFp16(f)) << std::hexfloat << f;
+  }
+  for (uint32_t h = 0; h < 0x7C00; ++h) {  // every finite half and the midpoints above it
+    const float v = gguf::Fp16ToFloat(static_cast<uint16_t>(h));
+    const float mid = h + 1 < 0x7C00 ? (v + gguf::Fp16ToFloat(static_cast<uint16_t>(h + 1))) / 2 : v;
+    ASSERT_EQ(NonNegativeFloatToHalfBits(v), h);
+    ASSERT_EQ(NonNegativeFloatToHalfBits(mid), gguf::FloatToFp16(mid)) << std::hex << h;
   }
 }
 

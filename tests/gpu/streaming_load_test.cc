@@ -42,32 +42,77 @@ struct Case {
   int64_t n_mats;
 };
 
+// The ggml encoding of each part of a source: a tile format's own blocks, or
+// (Q8_0 tiles) the k-quants, which the repack re-quantizes.
+struct Encoding {
+  WFormat fmt;
+  kernels::RowEncoding part_enc[3];
+};
+
+// Bytes of a row of k_blocks blocks (of 32) in encoding `enc` of `fmt`.
+int64_t RowBytesOf(WFormat fmt, kernels::RowEncoding enc, int64_t k_blocks) {
+  switch (enc) {
+    case kernels::RowEncoding::kQ4_K: return k_blocks / 8 * kernels::kQ4_KBlockBytes;
+    case kernels::RowEncoding::kQ6_K: return k_blocks / 8 * kernels::kQ6_KBlockBytes;
+    case kernels::RowEncoding::kTileFormat: break;
+  }
+  return fmt == WFormat::kQ8_0    ? k_blocks * kernels::kQ8_0BlockBytes
+         : fmt == WFormat::kMxfp4 ? k_blocks * kernels::kMxfp4BlockBytes
+                                  : k_blocks * 32 * 2;
+}
+
+// Random row bytes with finite fp16 super-block scales where the encoding
+// has them (as the load's scan guarantees before the repack runs).
+void RandomRows(std::mt19937& rng, kernels::RowEncoding enc, std::vector<uint8_t>* bytes) {
+  for (uint8_t& b : *bytes) b = static_cast<uint8_t>(rng());
+  const int block = enc == kernels::RowEncoding::kQ4_K ? kernels::kQ4_KBlockBytes
+                    : enc == kernels::RowEncoding::kQ6_K ? kernels::kQ6_KBlockBytes
+                                                         : 0;
+  if (block == 0) return;
+  const std::vector<int> scale_at = enc == kernels::RowEncoding::kQ4_K ? std::vector<int>{0, 2} : std::vector<int>{208};
+  for (size_t b = 0; b + block <= bytes->size(); b += block) {
+    for (int at : scale_at) (*bytes)[b + at + 1] &= 0xBF;  // fp16 exponent below 31
+  }
+}
+
 TEST(DeviceRepackTest, EqualsTheHostRepackerForEveryFormatAndSource) {
   std::mt19937 rng(FreshSeed());
-  const int64_t k_blocks = 3;
-  for (WFormat fmt : {WFormat::kQ8_0, WFormat::kMxfp4, WFormat::kF16, WFormat::kBf16}) {
-    const int64_t row_bytes = fmt == WFormat::kQ8_0    ? k_blocks * kernels::kQ8_0BlockBytes
-                              : fmt == WFormat::kMxfp4 ? k_blocks * kernels::kMxfp4BlockBytes
-                                                       : k_blocks * 32 * 2;
+  using kernels::RowEncoding;
+  constexpr RowEncoding kTile = RowEncoding::kTileFormat, kQ4 = RowEncoding::kQ4_K, kQ6 = RowEncoding::kQ6_K;
+  const Encoding encodings[] = {
+      {WFormat::kQ8_0, {kTile, kTile, kTile}}, {WFormat::kMxfp4, {kTile, kTile, kTile}},
+      {WFormat::kF16, {kTile, kTile, kTile}},  {WFormat::kBf16, {kTile, kTile, kTile}},
+      {WFormat::kQ8_0, {kQ4, kQ4, kQ4}},       {WFormat::kQ8_0, {kQ6, kQ6, kQ6}},
+      {WFormat::kQ8_0, {kQ4, kQ6, kTile}},  // a Q4_K_M layer: Q4_K q, Q6_K k (or v), Q8_0 v
+  };
+  for (const Encoding& e : encodings) {
+    const WFormat fmt = e.fmt;
+    // k-quant rows hold whole super-blocks of 8 blocks.
+    const bool k_quant = e.part_enc[0] != kTile || e.part_enc[1] != kTile;
+    const int64_t k_blocks = k_quant ? 16 : 3;
     for (const Case& c : {Case{"plain", {37, 0, 0}, 1, false, 2}, Case{"qkv", {40, 8, 8}, 3, false, 1},
                           Case{"gate_up", {21, 21, 0}, 2, true, 3}}) {
-      SCOPED_TRACE(::testing::Message() << "format " << static_cast<int>(fmt) << ", " << c.name);
+      SCOPED_TRACE(::testing::Message() << "format " << static_cast<int>(fmt) << ", encodings "
+                                        << static_cast<int>(e.part_enc[0]) << static_cast<int>(e.part_enc[1])
+                                        << static_cast<int>(e.part_enc[2]) << ", " << c.name);
       std::vector<std::vector<uint8_t>> host(c.n_parts);
       std::vector<DevBuf<uint8_t>> dev;
       RepackSource hs, ds;
       int64_t rows = 0;
       for (int p = 0; p < c.n_parts; ++p) {
+        const int64_t row_bytes = RowBytesOf(fmt, e.part_enc[p], k_blocks);
         host[p].resize(c.n_mats * c.part_rows[p] * row_bytes);
-        for (uint8_t& b : host[p]) b = static_cast<uint8_t>(rng());
+        RandomRows(rng, e.part_enc[p], &host[p]);
         dev.emplace_back(host[p]);
         hs.part[p] = host[p].data();
         ds.part[p] = dev.back().get();
         hs.part_rows[p] = ds.part_rows[p] = c.part_rows[p];
+        hs.part_row_bytes[p] = ds.part_row_bytes[p] = row_bytes;
+        hs.part_enc[p] = ds.part_enc[p] = e.part_enc[p];
         rows += c.part_rows[p];
       }
       hs.n_parts = ds.n_parts = c.n_parts;
       hs.gate_up = ds.gate_up = c.gate_up;
-      hs.row_bytes = ds.row_bytes = row_bytes;
       if (c.gate_up) rows = c.part_rows[0];
       const int64_t row_tiles = kernels::RowTilesFor(rows, c.gate_up);
       const kernels::TiledBytes size = kernels::TiledSize(fmt, rows, k_blocks * 32, c.gate_up);
@@ -99,24 +144,41 @@ TEST(DeviceRepackTest, EqualsTheHostRepackerForEveryFormatAndSource) {
 
 TEST(DeviceFiniteScanTest, FindsTheFirstNonFiniteBlockOfEachFormat) {
   std::mt19937 rng(FreshSeed());
+  using kernels::RowEncoding;
   struct Scan {
     WFormat fmt;
+    RowEncoding enc;
     int block_bytes;
-    std::vector<int64_t> bad;  // blocks made non-finite
-    std::vector<uint8_t> poison;  // the bytes written at a bad block's start
+    std::vector<int64_t> bad;     // blocks made non-finite
+    int poison_at;                // where in a bad block the poison goes
+    std::vector<uint8_t> poison;  // the bytes written there
   };
   const int64_t blocks = 100000;
-  for (const Scan& s : {Scan{WFormat::kMxfp4, 17, {77777, 333, 99999}, {0xFF}},
-                        Scan{WFormat::kQ8_0, 34, {5}, {0x00, 0x7C}},          // fp16 +inf
-                        Scan{WFormat::kF16, 2, {}, {}},                          // all finite
-                        Scan{WFormat::kBf16, 2, {4096, 100}, {0xC1, 0x7F}},     // bf16 NaN
-                        Scan{WFormat::kF32, 4, {blocks - 1}, {0, 0, 0x80, 0xFF}}}) {  // -inf
-    SCOPED_TRACE(static_cast<int>(s.fmt));
+  constexpr RowEncoding kTile = RowEncoding::kTileFormat;
+  for (const Scan& s : {Scan{WFormat::kMxfp4, kTile, 17, {77777, 333, 99999}, 0, {0xFF}},
+                        Scan{WFormat::kQ8_0, kTile, 34, {5}, 0, {0x00, 0x7C}},          // fp16 +inf
+                        Scan{WFormat::kF16, kTile, 2, {}, 0, {}},                          // all finite
+                        Scan{WFormat::kBf16, kTile, 2, {4096, 100}, 0, {0xC1, 0x7F}},     // bf16 NaN
+                        Scan{WFormat::kF32, kTile, 4, {blocks - 1}, 0, {0, 0, 0x80, 0xFF}},  // -inf
+                        Scan{WFormat::kQ8_0, RowEncoding::kQ4_K, 144, {9000, 70}, 0, {0x01, 0x7E}},  // d NaN
+                        Scan{WFormat::kQ8_0, RowEncoding::kQ4_K, 144, {blocks - 2}, 2, {0x00, 0xFC}},  // dmin -inf
+                        Scan{WFormat::kQ8_0, RowEncoding::kQ4_K, 144, {}, 0, {}},
+                        Scan{WFormat::kQ8_0, RowEncoding::kQ6_K, 210, {31337}, 208, {0x00, 0x7C}}}) {  // d +inf
+    SCOPED_TRACE(::testing::Message() << static_cast<int>(s.fmt) << " " << static_cast<int>(s.enc));
     std::vector<uint8_t> data(blocks * s.block_bytes);
     for (int64_t b = 0; b < blocks; ++b) {
       uint8_t* p = &data[b * s.block_bytes];
       for (int i = 0; i < s.block_bytes; ++i) p[i] = static_cast<uint8_t>(rng());
       // Finite: a small exponent in the scale/value bytes.
+      if (s.enc == RowEncoding::kQ4_K) {
+        p[1] &= 0x3F;
+        p[3] &= 0x3F;
+        continue;
+      }
+      if (s.enc == RowEncoding::kQ6_K) {
+        p[209] &= 0x3F;
+        continue;
+      }
       switch (s.fmt) {
         case WFormat::kMxfp4: p[0] = static_cast<uint8_t>(100 + rng() % 50); break;
         case WFormat::kQ8_0:
@@ -125,11 +187,13 @@ TEST(DeviceFiniteScanTest, FindsTheFirstNonFiniteBlockOfEachFormat) {
         case WFormat::kF32: p[3] &= 0x3F; break;
       }
     }
-    for (int64_t b : s.bad) std::copy(s.poison.begin(), s.poison.end(), data.begin() + b * s.block_bytes);
+    for (int64_t b : s.bad) {
+      std::copy(s.poison.begin(), s.poison.end(), data.begin() + b * s.block_bytes + s.poison_at);
+    }
     DevBuf<uint8_t> d(data);
     DevBuf<unsigned long long> first(1);
     first.Poison();
-    kernels::LaunchFirstBadBlock(s.fmt, d.get(), blocks, first.get(), nullptr);
+    kernels::LaunchFirstBadBlock(s.fmt, s.enc, d.get(), blocks, first.get(), nullptr);
     const unsigned long long got = first.Download()[0];
     const unsigned long long want =
         s.bad.empty() ? ~0ull : static_cast<unsigned long long>(*std::min_element(s.bad.begin(), s.bad.end()));
@@ -177,6 +241,13 @@ class StreamingLoad : public ::testing::Test {
     EXPECT_TRUE(b.Forward({&s, 1}, &logits).ok());
     return logits;
   }
+
+  // A backend made from the file streamed into a device image computes
+  // bitwise the logits of one made from the host bytes.
+  void ExpectTheDeviceImageGivesTheHostsLogits();
+  // `bad` (the model with a non-finite scale) is refused on the device with
+  // the message BindWeights gives on the host, before the repack.
+  void ExpectRefusedOnTheDeviceLikeOnTheHost(const std::vector<uint8_t>& bad);
 
   std::string path_;
   std::unique_ptr<LoadedModel> model_;
@@ -288,7 +359,7 @@ TEST(DeviceImageReleaseTest, PiecesAreFreedOnceAllTheirTensorsAreConsumed) {
   EXPECT_EQ((*image)->ResidentBytes(), 0u);
 }
 
-TEST_F(StreamingLoad, ABackendFromTheDeviceImageComputesTheSameLogitsAsFromHostBytes) {
+void StreamingLoad::ExpectTheDeviceImageGivesTheHostsLogits() {
   auto host = gpu::CreateCudaBackendImpl(*model_->file, Options());
   ASSERT_TRUE(host.ok()) << host.status();
   auto image = Stream(path_);
@@ -309,13 +380,11 @@ TEST_F(StreamingLoad, ABackendFromTheDeviceImageComputesTheSameLogitsAsFromHostB
   EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0) << "logits differ";
 }
 
-TEST_F(StreamingLoad, ANonFiniteScaleIsRefusedOnTheDeviceWithTheHostsMessage) {
-  const gguf::TensorInfo* t = model_->file->FindTensor("blk.1.ffn_down_exps.weight");
-  ASSERT_NE(t, nullptr);
-  ASSERT_EQ(t->type, gguf::GgmlType::kMXFP4);
-  const int64_t block = t->nbytes / 17 - 40;  // near the end of the last expert
-  std::vector<uint8_t> bad = model_->bytes;
-  bad[model_->file->data_offset() + t->offset + block * 17] = 0xFF;
+TEST_F(StreamingLoad, ABackendFromTheDeviceImageComputesTheSameLogitsAsFromHostBytes) {
+  ExpectTheDeviceImageGivesTheHostsLogits();
+}
+
+void StreamingLoad::ExpectRefusedOnTheDeviceLikeOnTheHost(const std::vector<uint8_t>& bad) {
   const std::string bad_path = TempPath("streaming_load_bad");
   std::ofstream(bad_path, std::ios::binary).write(reinterpret_cast<const char*>(bad.data()), bad.size());
   auto host_file = gguf::GgufFile::Parse(bad);
@@ -338,6 +407,61 @@ TEST_F(StreamingLoad, ANonFiniteScaleIsRefusedOnTheDeviceWithTheHostsMessage) {
   std::vector<uint8_t> back(image->size());
   ASSERT_TRUE(image->CopyToHost(0, back.size(), back.data()).ok());
   EXPECT_EQ(back, bad);
+}
+
+TEST_F(StreamingLoad, ANonFiniteScaleIsRefusedOnTheDeviceWithTheHostsMessage) {
+  const gguf::TensorInfo* t = model_->file->FindTensor("blk.1.ffn_down_exps.weight");
+  ASSERT_NE(t, nullptr);
+  ASSERT_EQ(t->type, gguf::GgmlType::kMXFP4);
+  const int64_t block = t->nbytes / 17 - 40;  // near the end of the last expert
+  std::vector<uint8_t> bad = model_->bytes;
+  bad[model_->file->data_offset() + t->offset + block * 17] = 0xFF;
+  ExpectRefusedOnTheDeviceLikeOnTheHost(bad);
+}
+
+// A k-quant model (Q4_K attention, embedding and unembedding, Q6_K experts;
+// d_model 256, the narrowest whose rows hold whole super-blocks): the device
+// re-quantizes its matrices into Q8_0 tiles exactly as the host does, and
+// scans the super-blocks' fp16 scales.
+class StreamingLoadKQuant : public StreamingLoad {
+ protected:
+  void SetUp() override {
+    path_ = WriteTestModel("streaming_load_kquant", [](tools::RandomModelSpec& s) {
+      s.config.sliding_window = 8;
+      s.config.n_layers = 2;
+      s.config.d_model = 256;
+      s.config.n_heads = 4;
+      s.config.n_kv_heads = 2;
+      s.config.head_dim = 64;
+      s.config.d_ff = 256;
+      s.residual_scale = 0.5f;
+      s.dense_type = gguf::GgmlType::kQ4_K;
+      s.expert_type = gguf::GgmlType::kQ6_K;
+    }, 200);
+    model_ = LoadModel(path_);
+    ASSERT_NE(model_, nullptr);
+  }
+};
+
+TEST_F(StreamingLoadKQuant, ABackendFromTheDeviceImageComputesTheSameLogitsAsFromHostBytes) {
+  ExpectTheDeviceImageGivesTheHostsLogits();
+}
+
+TEST_F(StreamingLoadKQuant, ANonFiniteSuperBlockScaleIsRefusedOnTheDeviceWithTheHostsMessage) {
+  struct Poison {
+    const char* tensor;
+    int at;  // byte of the fp16 scale in the super-block
+  };
+  for (const Poison& p : {Poison{"blk.1.attn_v.weight", 2}, Poison{"blk.0.ffn_up_exps.weight", 208}}) {
+    SCOPED_TRACE(p.tensor);
+    const gguf::TensorInfo* t = model_->file->FindTensor(p.tensor);
+    ASSERT_NE(t, nullptr);
+    const int block_bytes = t->type == gguf::GgmlType::kQ4_K ? 144 : 210;
+    const int64_t block = static_cast<int64_t>(t->nbytes) / block_bytes - 3;
+    std::vector<uint8_t> bad = model_->bytes;
+    bad[model_->file->data_offset() + t->offset + block * block_bytes + p.at + 1] = 0x7E;  // fp16 NaN
+    ExpectRefusedOnTheDeviceLikeOnTheHost(bad);
+  }
 }
 
 }  // namespace

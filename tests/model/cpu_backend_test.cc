@@ -5,6 +5,7 @@
 #include <cmath>
 #include <limits>
 #include <numeric>
+#include <utility>
 
 #include "gtest/gtest.h"
 #include "tests/model/mixed_rounds.h"
@@ -318,6 +319,30 @@ TEST(CpuBackendTypes, EveryDenseTypeMatchesTheReference) {
       s.expert_type = type == gguf::GgmlType::kQ8_0 ? gguf::GgmlType::kMXFP4 : type;
     });
     ExpectPromptMatchesReference(path, 12, 8, absl::StrCat("type ", gguf::GgmlTypeName(static_cast<uint32_t>(type))));
+    std::remove(path.c_str());
+  }
+}
+
+// The k-quants end to end: Q4_K attention/embedding/unembedding with Q6_K
+// experts and the reverse, at the smallest widths whose rows hold whole
+// 256-element super-blocks.
+TEST(CpuBackendTypes, KQuantModelsMatchTheReference) {
+  const std::pair<gguf::GgmlType, gguf::GgmlType> mixes[] = {{gguf::GgmlType::kQ4_K, gguf::GgmlType::kQ6_K},
+                                                             {gguf::GgmlType::kQ6_K, gguf::GgmlType::kQ4_K}};
+  for (const auto& [dense, experts] : mixes) {
+    const std::string label = absl::StrCat("dense ", gguf::GgmlTypeName(static_cast<uint32_t>(dense)), ", experts ",
+                                           gguf::GgmlTypeName(static_cast<uint32_t>(experts)));
+    const std::string name = absl::StrCat("kquants", static_cast<int>(dense));
+    const std::string path = WriteTestModel(name, [&](tools::RandomModelSpec& s) {
+      s.config.d_model = 256;
+      s.config.n_heads = 4;
+      s.config.n_kv_heads = 2;
+      s.config.head_dim = 64;
+      s.config.d_ff = 256;
+      s.dense_type = dense;
+      s.expert_type = experts;
+    });
+    ExpectPromptMatchesReference(path, 12, 9, label);
     std::remove(path.c_str());
   }
 }

@@ -168,6 +168,17 @@ std::vector<double> DecodeRow(gguf::GgmlType type, const uint8_t* p, int64_t n) 
         for (int j = 0; j < 32; ++j) out[32 * b + j] = d * static_cast<int8_t>(blk[2 + j]);
       }
       break;
+    case gguf::GgmlType::kQ4_K:
+    case gguf::GgmlType::kQ6_K: {
+      // The k-quant element decoding has its own float64 reference
+      // (tests/gguf/kquants_test.cc); here the matmul around it is under
+      // test, so the library's decoding (exact in float for Q6_K, one
+      // rounding for Q4_K) stands in.
+      std::vector<float> f(static_cast<size_t>(n));
+      gguf::DequantizeRow(type, p, f.data(), n);
+      for (int64_t i = 0; i < n; ++i) out[i] = f[i];
+      break;
+    }
     case gguf::GgmlType::kMXFP4:
       // 17-byte blocks: E8M0 e, then qs[16]; low nibble of qs[j] is element
       // j, high nibble element j + 16; value = E2M1(code) * 2^(e - 127).
@@ -191,6 +202,8 @@ int64_t ExpectedRowBytes(gguf::GgmlType type, int64_t cols) {
     case gguf::GgmlType::kBF16: return 2 * cols;
     case gguf::GgmlType::kQ8_0: return cols / 32 * 34;
     case gguf::GgmlType::kMXFP4: return cols / 32 * 17;
+    case gguf::GgmlType::kQ4_K: return cols / 256 * 144;
+    case gguf::GgmlType::kQ6_K: return cols / 256 * 210;
   }
   return 0;
 }
@@ -202,6 +215,8 @@ const char* TypeName(gguf::GgmlType t) {
     case gguf::GgmlType::kBF16: return "BF16";
     case gguf::GgmlType::kQ8_0: return "Q8_0";
     case gguf::GgmlType::kMXFP4: return "MXFP4";
+    case gguf::GgmlType::kQ4_K: return "Q4_K";
+    case gguf::GgmlType::kQ6_K: return "Q6_K";
   }
   return "?";
 }
@@ -249,6 +264,9 @@ TEST(MatMulTest, RowBytesAgreeWithTheSpecBlockSizes) {
                            gguf::GgmlType::kMXFP4}) {
     EXPECT_EQ(gguf::RowBytes(t, 2880), ExpectedRowBytes(t, 2880)) << TypeName(t);
   }
+  for (gguf::GgmlType t : {gguf::GgmlType::kQ4_K, gguf::GgmlType::kQ6_K}) {  // 2880 is not a multiple of 256
+    EXPECT_EQ(gguf::RowBytes(t, 3072), ExpectedRowBytes(t, 3072)) << TypeName(t);
+  }
   EXPECT_EQ(gguf::RowBytes(gguf::GgmlType::kMXFP4, 2880), 1530);  // spec §4
   EXPECT_EQ(gguf::RowBytes(gguf::GgmlType::kQ8_0, 4096), 4352);
 }
@@ -261,6 +279,8 @@ TEST(MatMulTest, EveryWeightTypeMatchesFloat64OfTheDequantizedValues) {
       {gguf::GgmlType::kQ8_0, 32, 7, 1},   {gguf::GgmlType::kQ8_0, 160, 33, 3},
       {gguf::GgmlType::kMXFP4, 32, 3, 1},  {gguf::GgmlType::kMXFP4, 2880, 11, 2},
       {gguf::GgmlType::kMXFP4, 96, 65, 4},
+      {gguf::GgmlType::kQ4_K, 256, 9, 1},  {gguf::GgmlType::kQ4_K, 768, 33, 3},
+      {gguf::GgmlType::kQ6_K, 256, 5, 2},  {gguf::GgmlType::kQ6_K, 512, 31, 1},
   };
   ThreadPool pool2(2);
   ThreadPool pool1(1);

@@ -179,5 +179,63 @@ TEST_F(WeightsFiniteTest, WithoutTheHostScanANonFiniteScaleBindsAndIsReportedAli
   EXPECT_EQ(model::AllMatrices(*bound).size(), 2u + 8u * config_.n_layers);
 }
 
+// The k-quants carry their fp16 scales per 256-element super-block: Q4_K d
+// (byte 0) and dmin (byte 2) of 144, Q6_K d (byte 208) of 210. Each is
+// scanned like a Q8_0 d; before, a NaN there bound silently.
+TEST(WeightsKQuantTest, ANonFiniteSuperBlockScaleIsRefused) {
+  const std::string path = WriteTestModel("weights_kquants", [](tools::RandomModelSpec& s) {
+    s.config.n_layers = 1;
+    s.config.d_model = 256;
+    s.config.n_heads = 4;
+    s.config.n_kv_heads = 2;
+    s.config.head_dim = 64;
+    s.config.d_ff = 256;
+    s.dense_type = gguf::GgmlType::kQ4_K;
+    s.expert_type = gguf::GgmlType::kQ6_K;
+  });
+  auto model = LoadModel(path);
+  std::remove(path.c_str());
+  ASSERT_NE(model, nullptr);
+  auto config = model::ReadModelConfig(*model->file);
+  ASSERT_TRUE(config.ok()) << config.status();
+  auto bound = model::BindWeights(*model->file, *config);
+  ASSERT_TRUE(bound.ok()) << bound.status();
+  ASSERT_EQ(bound->layers[0].wo.type, gguf::GgmlType::kQ4_K);
+  ASSERT_EQ(bound->layers[0].down_exps.type, gguf::GgmlType::kQ6_K);
+  struct Case {
+    const model::Matrix* m;
+    int64_t mat, row, block;
+    size_t at;        // byte of the fp16 scale in the block
+    uint16_t value;   // NaN or infinity
+  };
+  const model::LayerWeights& L = bound->layers[0];
+  for (const Case& c : {Case{&L.wo, 0, 7, 0, 0, 0x7E00}, Case{&L.wo, 0, 200, 0, 2, 0xFC00},
+                        Case{&bound->output, 0, 95, 0, 2, 0x7C01}, Case{&L.down_exps, 3, 250, 0, 208, 0x7C00},
+                        Case{&L.up_exps, 1, 17, 0, 208, 0xFE00}}) {
+    const model::Matrix& m = *c.m;
+    const auto traits = gguf::GetTypeTraits(static_cast<uint32_t>(m.type));
+    ASSERT_TRUE(traits.has_value());
+    const int64_t per_row = m.cols / traits->block_elems;
+    uint8_t* p = const_cast<uint8_t*>(m.data) + ((c.mat * m.rows + c.row) * per_row + c.block) * traits->block_bytes;
+    uint8_t saved[2] = {p[c.at], p[c.at + 1]};
+    p[c.at] = static_cast<uint8_t>(c.value);
+    p[c.at + 1] = static_cast<uint8_t>(c.value >> 8);
+    auto got = model::BindWeights(*model->file, *config);
+    p[c.at] = saved[0];
+    p[c.at + 1] = saved[1];
+    ASSERT_FALSE(got.ok()) << m.name << ": a non-finite scale at byte " << c.at << " was accepted";
+    const std::string msg(got.status().message());
+    EXPECT_THAT(msg, HasSubstr("tensor '" + m.name + "'"));
+    EXPECT_THAT(msg, HasSubstr(absl::StrCat("row ", c.row, ", block ", c.block, " (a 256-element super-block")));
+    if (m.n_mats > 1) EXPECT_THAT(msg, HasSubstr(absl::StrCat("matrix ", c.mat, ", ")));
+  }
+  // The largest finite scales are fine.
+  uint8_t* p = const_cast<uint8_t*>(L.wo.data);
+  const uint8_t saved[4] = {p[0], p[1], p[2], p[3]};
+  p[0] = 0xFF, p[1] = 0x7B, p[2] = 0xFF, p[3] = 0x7B;
+  EXPECT_TRUE(model::BindWeights(*model->file, *config).ok());
+  std::memcpy(p, saved, 4);
+}
+
 }  // namespace
 }  // namespace ossgate::testing

@@ -18,8 +18,12 @@ ABSL_FLAG(std::string, preset, "tiny", "dimensions: tiny, small, medium (4 layer
 ABSL_FLAG(std::string, vocab, "tiny",
           "tokenizer: 'tiny' (bytes + a few hundred merges + harmony specials), 'o200k' (the real gpt-oss vocabulary), "
           "'placeholder:N' (N dummy tokens, for forward-pass fixtures only) or a vocab file path");
-ABSL_FLAG(std::string, dense_type, "q8_0", "type of attention/embedding matrices: q8_0, bf16, f16, f32");
-ABSL_FLAG(std::string, expert_type, "mxfp4", "type of expert matrices: mxfp4, q8_0, bf16, f16, f32");
+ABSL_FLAG(std::string, dense_type, "q8_0",
+          "type of attention/embedding matrices: q8_0, q4_k, q6_k, bf16, f16, f32 (the k-quants need the matrices' "
+          "input widths, d_model and heads*head_dim, to be multiples of 256)");
+ABSL_FLAG(std::string, expert_type, "mxfp4",
+          "type of expert matrices: mxfp4, q8_0, q4_k, q6_k, bf16, f16, f32 (k-quants: d_model and d_ff multiples of "
+          "256)");
 ABSL_FLAG(uint64_t, seed, 1, "random seed");
 ABSL_FLAG(int, layers, 0, "override block_count");
 ABSL_FLAG(int, d_model, 0, "override embedding_length");
