@@ -9,8 +9,12 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "inference_worker/text/byte_level.h"
 #include "inference_worker/text/pretokenizer.h"
@@ -18,7 +22,8 @@
 namespace ossgate::text {
 namespace {
 
-constexpr absl::string_view kMagic = "ossgate-bpe-vocab 1";
+constexpr absl::string_view kMagic = "ossgate-bpe-vocab 1";  // gpt-oss vocabulary, no header keys
+constexpr absl::string_view kMagic2 = "ossgate-vocab 2";
 
 bool IsBpeType(int32_t t) { return t == static_cast<int32_t>(TokenType::kNormal) || t == static_cast<int32_t>(TokenType::kByte); }
 
@@ -75,22 +80,64 @@ absl::StatusOr<VocabSpec> ParseVocab(absl::string_view contents) {
   auto error = [&](absl::string_view what) {
     return absl::InvalidArgumentError(absl::StrCat("vocabulary file line ", reader.number(), ": ", what));
   };
-  if (!reader.Next(&line) || line != kMagic) {
-    return error(absl::StrCat("expected the header \"", kMagic, "\"; is this an ossgate vocabulary file (decompressed)?"));
+  if (!reader.Next(&line) || (line != kMagic && line != kMagic2)) {
+    return error(absl::StrCat("expected the header \"", kMagic2, "\" (or \"", kMagic,
+                              "\"); is this an ossgate vocabulary file (decompressed)?"));
   }
-  int64_t n_tokens = 0, n_merges = 0;
-  if (!reader.Next(&line) || !ParseCountLine(line, "tokens", &n_tokens)) return error("expected \"tokens <count>\"");
+  const bool v2 = line == kMagic2;
   VocabSpec spec;
+  if (!reader.Next(&line)) return error("expected \"tokens <count>\"");
+  // Version 2: "<key> <value>" lines up to "tokens".
+  while (v2 && !absl::StartsWith(line, "tokens ")) {
+    const size_t space = line.find(' ');
+    const absl::string_view key = line.substr(0, space);
+    const absl::string_view value = space == absl::string_view::npos ? absl::string_view() : line.substr(space + 1);
+    int32_t number = 0;
+    if (key == "model") {
+      spec.model = std::string(value);
+    } else if (key == "pre") {
+      spec.pre = std::string(value);
+    } else if (key == "bos" || key == "eos" || key == "unk" || key == "padding") {
+      if (!absl::SimpleAtoi(value, &number) || number < 0) return error(absl::StrCat("expected \"", key, " <id>\""));
+      (key == "bos" ? spec.bos_id : key == "eos" ? spec.eos_id : key == "unk" ? spec.unk_id : spec.padding_id) = number;
+    } else if (key == "add_bos" || key == "add_space_prefix") {
+      if (value != "0" && value != "1") return error(absl::StrCat("expected \"", key, " 0\" or \"", key, " 1\""));
+      (key == "add_bos" ? spec.add_bos : spec.add_space_prefix) = value == "1";
+    } else if (key == "rstrip") {
+      for (absl::string_view id : absl::StrSplit(value, ' ', absl::SkipEmpty())) {
+        if (!absl::SimpleAtoi(id, &number) || number < 0) return error("expected \"rstrip <id> <id> ...\"");
+        spec.rstrip_ids.push_back(number);
+      }
+    } else {
+      return error(absl::StrCat("unknown key \"", key,
+                                "\" (model, pre, bos, eos, unk, padding, add_bos, add_space_prefix, rstrip, tokens)"));
+    }
+    if (!reader.Next(&line)) return error("expected \"tokens <count>\"");
+  }
+  const bool scored = spec.model == kSentencePieceModel;
+  int64_t n_tokens = 0, n_merges = 0;
+  if (!ParseCountLine(line, "tokens", &n_tokens)) return error("expected \"tokens <count>\"");
   spec.tokens.reserve(n_tokens);
   spec.token_types.reserve(n_tokens);
+  if (scored) spec.scores.reserve(n_tokens);
   for (int64_t i = 0; i < n_tokens; ++i) {
     if (!reader.Next(&line)) return error(absl::StrCat("file ends after ", i, " of ", n_tokens, " tokens"));
-    const size_t space = line.find(' ');
+    size_t space = line.find(' ');
     int32_t type = 0;
     if (space == absl::string_view::npos || !absl::SimpleAtoi(line.substr(0, space), &type) || space + 1 == line.size()) {
-      return error("expected \"<type> <token text>\"");
+      return error(scored ? "expected \"<type> <score> <token text>\"" : "expected \"<type> <token text>\"");
     }
     spec.token_types.push_back(type);
+    if (scored) {
+      line.remove_prefix(space + 1);
+      space = line.find(' ');
+      float score = 0;
+      if (space == absl::string_view::npos || !absl::SimpleAtof(line.substr(0, space), &score) ||
+          space + 1 == line.size()) {
+        return error("expected \"<type> <score> <token text>\"");
+      }
+      spec.scores.push_back(score);
+    }
     spec.tokens.emplace_back(line.substr(space + 1));
   }
   if (!reader.Next(&line) || !ParseCountLine(line, "merges", &n_merges)) return error("expected \"merges <count>\"");
@@ -117,6 +164,8 @@ absl::StatusOr<VocabSpec> ParseVocab(absl::string_view contents) {
   }
   if (!reader.Next(&line) || line != "end") return error("expected \"end\" (truncated file?)");
   if (reader.Next(&line)) return error("unexpected content after \"end\"");
+  // Version 1 is the gpt-oss vocabulary, whose GGUF names the harmony tokens.
+  if (!v2) SetHarmonySpecialIds(&spec);
   return spec;
 }
 
@@ -124,8 +173,8 @@ absl::StatusOr<VocabSpec> LoadVocabFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     return absl::NotFoundError(absl::StrCat("cannot open vocabulary file ", path,
-                                            "; the build writes it from assets/tokenizer/*.vocab.xz (target "
-                                            "ossgate_o200k_vocab)"));
+                                            "; the build writes it from assets/tokenizer/*.vocab.xz (targets "
+                                            "ossgate_o200k_vocab, ossgate_qwen2_vocab, ossgate_phi3_vocab)"));
   }
   std::stringstream buffer;
   buffer << in.rdbuf();
@@ -138,15 +187,37 @@ absl::StatusOr<std::string> SerializeVocab(const VocabSpec& spec) {
   if (spec.token_types.size() != spec.tokens.size()) {
     return absl::InvalidArgumentError("token_types and tokens differ in length");
   }
+  const bool scored = spec.model == kSentencePieceModel;
+  if (scored && spec.scores.size() != spec.tokens.size()) {
+    return absl::InvalidArgumentError("a SentencePiece vocabulary needs one score per token");
+  }
+  for (absl::string_view v : {absl::string_view(spec.model), absl::string_view(spec.pre)}) {
+    if (v.empty() || v.find_first_of(" \r\n") != absl::string_view::npos) {
+      return absl::InvalidArgumentError(absl::StrCat("model and pre must be single words, got \"", v, "\""));
+    }
+  }
   absl::flat_hash_map<absl::string_view, int64_t> bpe_index;
-  std::string out = absl::StrCat(kMagic, "\ntokens ", spec.tokens.size(), "\n");
+  std::string out = absl::StrCat(kMagic2, "\nmodel ", spec.model, "\npre ", spec.pre, "\n");
+  for (auto [key, id] : {std::pair{"bos", spec.bos_id}, std::pair{"eos", spec.eos_id}, std::pair{"unk", spec.unk_id},
+                         std::pair{"padding", spec.padding_id}}) {
+    if (id >= 0) absl::StrAppend(&out, key, " ", id, "\n");
+  }
+  absl::StrAppend(&out, "add_bos ", spec.add_bos ? 1 : 0, "\n");
+  if (scored) absl::StrAppend(&out, "add_space_prefix ", spec.add_space_prefix ? 1 : 0, "\n");
+  if (!spec.rstrip_ids.empty()) absl::StrAppend(&out, "rstrip ", absl::StrJoin(spec.rstrip_ids, " "), "\n");
+  absl::StrAppend(&out, "tokens ", spec.tokens.size(), "\n");
   for (size_t i = 0; i < spec.tokens.size(); ++i) {
     const std::string& t = spec.tokens[i];
-    if (t.empty() || t.find_first_of("\r\n") != std::string::npos) {
-      return absl::InvalidArgumentError(absl::StrCat("token ", i, " is empty or holds a line break"));
+    if (t.empty() || t.find('\n') != std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat("token ", i, " is empty or holds a newline"));
     }
     if (IsBpeType(spec.token_types[i])) bpe_index.emplace(t, static_cast<int64_t>(i));
-    absl::StrAppend(&out, spec.token_types[i], " ", t, "\n");
+    if (scored) {
+      // %.9g round-trips every float.
+      absl::StrAppend(&out, spec.token_types[i], " ", absl::StrFormat("%.9g", spec.scores[i]), " ", t, "\n");
+    } else {
+      absl::StrAppend(&out, spec.token_types[i], " ", t, "\n");
+    }
   }
   absl::StrAppend(&out, "merges ", spec.merges.size(), "\n");
   int64_t prev = 0;
@@ -164,6 +235,19 @@ absl::StatusOr<std::string> SerializeVocab(const VocabSpec& spec) {
   }
   out += "end\n";
   return out;
+}
+
+void SetHarmonySpecialIds(VocabSpec* spec) {
+  auto find = [&](absl::string_view text) -> int32_t {
+    for (size_t i = 0; i < spec->tokens.size(); ++i) {
+      if (spec->tokens[i] == text) return static_cast<int32_t>(i);
+    }
+    return -1;
+  };
+  spec->bos_id = find("<|startoftext|>");
+  spec->eos_id = find("<|return|>");
+  spec->padding_id = find("<|endoftext|>");
+  spec->add_bos = false;
 }
 
 absl::string_view TinyVocabTrainingText() {
@@ -277,6 +361,7 @@ VocabSpec MakeTinyVocab() {
     spec.tokens.emplace_back(special);
     spec.token_types.push_back(static_cast<int32_t>(TokenType::kControl));
   }
+  SetHarmonySpecialIds(&spec);
   return spec;
 }
 

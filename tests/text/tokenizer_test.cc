@@ -420,16 +420,32 @@ TEST_F(GgufTokenizerTest, PreTokenizerKeyIsOptional) {
 }
 
 TEST_F(GgufTokenizerTest, RejectsOtherModels) {
-  absl::StatusOr<std::unique_ptr<Tokenizer>> tok = WriteAndLoad("llama", "gpt-4o", true);
+  absl::StatusOr<std::unique_ptr<Tokenizer>> tok = WriteAndLoad("bert", "gpt-4o", true);
   ASSERT_FALSE(tok.ok());
-  EXPECT_THAT(tok.status().message(), HasSubstr("\"llama\""));
+  EXPECT_THAT(tok.status().message(), HasSubstr("\"bert\""));
   EXPECT_THAT(tok.status().message(), HasSubstr("gpt2"));
+  EXPECT_THAT(tok.status().message(), HasSubstr("llama"));
 }
 
 TEST_F(GgufTokenizerTest, RejectsOtherPreTokenizers) {
-  absl::StatusOr<std::unique_ptr<Tokenizer>> tok = WriteAndLoad("gpt2", "qwen2", true);
+  absl::StatusOr<std::unique_ptr<Tokenizer>> tok = WriteAndLoad("gpt2", "llama3", true);
   ASSERT_FALSE(tok.ok());
+  EXPECT_THAT(tok.status().message(), HasSubstr("\"llama3\""));
   EXPECT_THAT(tok.status().message(), HasSubstr("qwen2"));
+}
+
+TEST_F(GgufTokenizerTest, AcceptsQwen2PreTokenizer) {
+  absl::StatusOr<std::unique_ptr<Tokenizer>> tok = WriteAndLoad("gpt2", "qwen2", true);
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  // Qwen2 splits digits one by one where o200k takes up to three.
+  std::unique_ptr<Tokenizer> o200k = MustCreate(MakeTinyVocab());
+  EXPECT_NE((*tok)->Encode("x 2024", false), o200k->Encode("x 2024", false));
+}
+
+TEST_F(GgufTokenizerTest, SentencePieceNeedsScores) {
+  absl::StatusOr<std::unique_ptr<Tokenizer>> tok = WriteAndLoad("llama", "default", true);
+  ASSERT_FALSE(tok.ok());
+  EXPECT_THAT(tok.status().message(), HasSubstr("tokenizer.ggml.scores"));
 }
 
 TEST_F(GgufTokenizerTest, RequiresModelAndTokenTypes) {
