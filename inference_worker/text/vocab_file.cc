@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <utility>
 #include <vector>
@@ -363,6 +364,77 @@ VocabSpec MakeTinyVocab() {
   }
   SetHarmonySpecialIds(&spec);
   return spec;
+}
+
+absl::StatusOr<VocabSpec> MakeTinyFamilyVocab(absl::string_view family) {
+  const VocabSpec base = MakeTinyVocab();
+  const auto control = static_cast<int32_t>(TokenType::kControl);
+  if (family == "qwen2") {
+    VocabSpec v;
+    v.pre = kQwen2PreTokenizer;
+    v.merges = base.merges;
+    for (size_t i = 0; i < base.tokens.size(); ++i) {
+      if (base.token_types[i] == control) continue;
+      v.tokens.push_back(base.tokens[i]);
+      v.token_types.push_back(base.token_types[i]);
+    }
+    const auto n = static_cast<int32_t>(v.tokens.size());
+    for (const char* special : {"<|endoftext|>", "<|im_start|>", "<|im_end|>"}) {
+      v.tokens.emplace_back(special);
+      v.token_types.push_back(control);
+    }
+    v.bos_id = v.padding_id = n;
+    v.eos_id = n + 2;
+    return v;
+  }
+  if (family != "phi3") {
+    return absl::InvalidArgumentError(absl::StrCat("no tiny vocabulary for family \"", family, "\" (qwen2, phi3)"));
+  }
+  VocabSpec v;
+  v.model = kSentencePieceModel;
+  v.pre = kDefaultPreTokenizer;
+  auto add = [&](std::string text, TokenType type, float score) {
+    v.tokens.push_back(std::move(text));
+    v.token_types.push_back(static_cast<int32_t>(type));
+    v.scores.push_back(score);
+  };
+  add("<unk>", TokenType::kControl, -1000);
+  add("<s>", TokenType::kControl, -1000);
+  add("</s>", TokenType::kUserDefined, -1000);
+  for (int b = 0; b < 256; ++b) add(absl::StrFormat("<0x%02X>", b), TokenType::kByte, 0);
+  // Learned pieces score -(order learned); single characters come last, as
+  // SentencePiece's trainer orders them.
+  std::vector<std::string> learned;
+  for (size_t i = 256; i < base.tokens.size(); ++i) {
+    if (base.token_types[i] == control) continue;
+    std::optional<std::string> bytes = ByteLevelToBytes(base.tokens[i]);
+    if (!bytes) continue;
+    std::string piece;
+    bool printable = true;
+    for (char c : *bytes) {
+      if (c == ' ') {
+        piece += "\xE2\x96\x81";
+      } else if (c > ' ' && c < 0x7F) {
+        piece.push_back(c);
+      } else {
+        printable = false;
+      }
+    }
+    if (printable) learned.push_back(std::move(piece));
+  }
+  float score = 0;
+  for (std::string& piece : learned) add(std::move(piece), TokenType::kNormal, score--);
+  add("\xE2\x96\x81", TokenType::kNormal, score--);
+  for (char c = '!'; c < 0x7F; ++c) add(std::string(1, c), TokenType::kNormal, score--);
+  v.eos_id = v.padding_id = static_cast<int32_t>(v.tokens.size());
+  for (const char* special : {"<|endoftext|>", "<|assistant|>", "<|system|>", "<|end|>", "<|user|>"}) {
+    add(special, TokenType::kControl, -1000);
+  }
+  v.bos_id = 1;
+  v.unk_id = 0;
+  v.add_bos = false;
+  v.rstrip_ids = Phi3RstripIds(v);
+  return v;
 }
 
 }  // namespace ossgate::text

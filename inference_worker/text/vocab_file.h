@@ -61,6 +61,20 @@ void SetHarmonySpecialIds(VocabSpec* spec);
 inline constexpr int kTinyVocabMerges = 300;
 VocabSpec MakeTinyVocab();
 
+// Small vocabularies of the other families, for tests and tiny models, built
+// from MakeTinyVocab's learned tokens (special ids differ from the real
+// vocabularies': look them up with SpecialTokenId):
+//   "qwen2": MakeTinyVocab's bytes and merges, pre "qwen2", then the CONTROL
+//            tokens <|endoftext|> (BOS, padding) <|im_start|> <|im_end|> (EOS).
+//   "phi3":  SentencePiece ("llama"): <unk> <s> </s> (USER_DEFINED), the 256
+//            <0xXX> byte tokens, "▁" and the printable ASCII characters, then
+//            MakeTinyVocab's ASCII tokens (spaces as "▁") scored in the order
+//            they were learned, then the CONTROL tokens <|endoftext|> (EOS,
+//            padding) <|assistant|> <|system|> <|end|> <|user|>, the rstrip
+//            ones as Phi3RstripIds says.
+// InvalidArgument for another family.
+absl::StatusOr<VocabSpec> MakeTinyFamilyVocab(absl::string_view family);
+
 // The English text MakeTinyVocab learns from.
 absl::string_view TinyVocabTrainingText();
 

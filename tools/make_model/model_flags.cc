@@ -85,6 +85,8 @@ absl::StatusOr<gguf::GgmlType> ParseGgmlType(const std::string& name) {
 
 absl::StatusOr<text::VocabSpec> LoadVocabByName(const std::string& name) {
   if (name == "tiny") return text::MakeTinyVocab();
+  if (name == "tiny-qwen2") return text::MakeTinyFamilyVocab("qwen2");
+  if (name == "tiny-phi3") return text::MakeTinyFamilyVocab("phi3");
   if (const VocabAsset* asset = FindVocabAssetByName(name)) {
     absl::StatusOr<std::string> path = FindVocabAsset(*asset, std::getenv(asset->env), ExecutableDir());
     if (!path.ok()) return path.status();

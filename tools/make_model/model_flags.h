@@ -13,7 +13,8 @@ namespace ossgate::tools {
 // "q8_0", "mxfp4", "bf16", "f16", "f32" (case-insensitive).
 absl::StatusOr<gguf::GgmlType> ParseGgmlType(const std::string& name);
 
-// "tiny", "o200k" (gpt-oss), "qwen2" (Qwen2.5), "phi3" (Phi-3-mini),
+// "tiny", "tiny-qwen2", "tiny-phi3" (MakeTinyVocab, MakeTinyFamilyVocab),
+// "o200k" (gpt-oss), "qwen2" (Qwen2.5), "phi3" (Phi-3-mini),
 // "placeholder:N" or the path of a vocab file. The real vocabularies are
 // found at run time (FindVocabAsset), never at a path compiled in: the tools
 // run from bundles and installs on other machines.
