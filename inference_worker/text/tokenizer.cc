@@ -92,6 +92,9 @@ class BpeTokenizer final : public Tokenizer {
   std::array<std::vector<int32_t>, 256> specials_by_first_byte_;  // longest first
   std::unique_ptr<PreTokenizer> pretokenizer_;
   bool nfc_ = false;  // Qwen2: NFC before pre-tokenization (tokenizer.json's normalizer)
+  // o200k: a piece that is a token is emitted whole, as tiktoken (and HF's
+  // ignore_merges) do. Qwen2's tokenizer.json merges every piece.
+  bool whole_piece_shortcut_ = true;
 };
 
 absl::StatusOr<std::unique_ptr<Tokenizer>> BpeTokenizer::Build(VocabSpec spec) {
@@ -120,6 +123,7 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> BpeTokenizer::Build(VocabSpec spec) {
   }
   auto tok = std::unique_ptr<BpeTokenizer>(new BpeTokenizer());
   tok->nfc_ = spec.pre == kQwen2PreTokenizer;
+  tok->whole_piece_shortcut_ = spec.pre == kO200kPreTokenizer;
   tok->types_ = std::move(spec.token_types);
   tok->offsets_.reserve(n + 1);
   tok->offsets_.push_back(0);
@@ -237,7 +241,7 @@ void BpeTokenizer::EncodePiece(absl::string_view piece, BpeScratch* s, std::vect
     piece.remove_prefix(kMaxPiece);
   }
   if (piece.empty()) return;
-  if (auto it = bpe_ids_.find(piece); it != bpe_ids_.end()) {
+  if (auto it = whole_piece_shortcut_ ? bpe_ids_.find(piece) : bpe_ids_.end(); it != bpe_ids_.end()) {
     out->push_back(it->second);  // whole piece is a token (tiktoken's shortcut)
     return;
   }
