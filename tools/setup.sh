@@ -8,6 +8,8 @@ packages=(
   build-essential cmake ninja-build pkg-config git xz-utils ca-certificates
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libssl-dev libpcre2-dev libsqlite3-dev
+  # NFC normalization of the Qwen2 tokenizer (inference_worker/text/normalize.cc)
+  libicu-dev
   libgtest-dev libgmock-dev libbenchmark-dev prometheus-cpp-dev
   # JSON Schemas of function tools (inference_worker/text/tool_schema.cc) and the
   # worker's OpenAI-compatible HTTP face (inference_worker/http)

@@ -316,6 +316,7 @@ bool ParseChat(const json& body, const std::string& body_text, OpenAiRequest* r,
         specs.push_back(std::move(spec));
       }
     }
+    if (!tools->empty()) s.harmony_only_fields.push_back("tools");
     absl::StatusOr<std::vector<text::ToolDefinition>> built = worker::BuildTools(specs, "tools", "function.");
     if (!built.ok()) {
       *err = ErrorFromStatus(built.status());
@@ -399,6 +400,8 @@ bool ParseChat(const json& body, const std::string& body_text, OpenAiRequest* r,
         return false;
       }
       if (reasoning && !reasoning->empty()) {
+        s.harmony_only_fields.push_back(
+            absl::StrCat(p, Field(m, "reasoning_content") != nullptr ? ".reasoning_content" : ".reasoning"));
         text::Message msg;
         msg.role = text::Role::kAssistant;
         msg.channel = "analysis";
@@ -406,6 +409,7 @@ bool ParseChat(const json& body, const std::string& body_text, OpenAiRequest* r,
         conv.messages.push_back(std::move(msg));
       }
       const bool has_calls = calls != nullptr && !calls->empty();
+      if (has_calls) s.harmony_only_fields.push_back(p + ".tool_calls");
       if (!content.empty()) {
         // Text beside tool calls is the commentary preamble the model wrote
         // before calling (SplitReply returns it as content).
@@ -451,6 +455,7 @@ bool ParseChat(const json& body, const std::string& body_text, OpenAiRequest* r,
       // The function's result, back to the model as the tool's message:
       // <|start|>functions.NAME to=assistant<|channel|>commentary<|message|>RESULT<|end|>
       turns_started = true;
+      s.harmony_only_fields.push_back(p + ".role");
       std::optional<std::string> call_id, name;
       if (!GetString(m, "tool_call_id", &call_id, err)) {
         err->param = p + ".tool_call_id";
@@ -499,6 +504,7 @@ bool ParseChat(const json& body, const std::string& body_text, OpenAiRequest* r,
   std::optional<std::string> effort;
   if (!GetString(body, "reasoning_effort", &effort, err)) return false;
   if (effort) {
+    s.harmony_only_fields.push_back("reasoning_effort");
     if (*effort == "low") {
       conv.reasoning = text::ReasoningEffort::kLow;
     } else if (*effort == "medium") {

@@ -10,6 +10,14 @@
 // channel is `reasoning_content` (message and delta), never `content`;
 // "final" and "commentary" text is `content`.
 //
+// For the other model families (Qwen2.5's ChatML, Phi-3) the same
+// Conversation is rendered in their chat format by the request builder:
+// system/developer messages become the system message, user and assistant
+// messages their turns, and the reply is plain content; the harmony-only
+// parameters (tools, reasoning_effort, an assistant's reasoning_content or
+// tool_calls, tool messages) are listed in GenerateSpec::harmony_only_fields
+// and refused there with a 400 naming the parameter.
+//
 // Chat messages become a harmony text::Conversation: leading system and
 // developer messages become the developer message's instructions (joined by
 // a blank line, in order; the gpt-oss chat template and openai-harmony's

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <optional>
 
 namespace ossgate::model {
 
@@ -61,7 +62,9 @@ SequenceState::SequenceState(const text::Tokenizer& tokenizer, std::vector<int32
       params_(std::move(params)),
       sampler_(params_.sampling),
       history_(prompt_),
-      decoder_(tokenizer),
+      // The prompt's last token tells the decoder whether the first generated
+      // one starts a text segment (SentencePiece's "▁" prefix is then dropped).
+      decoder_(tokenizer, prompt_.empty() ? std::nullopt : std::optional<int32_t>(prompt_.back())),
       harmony_(params_.harmony ? std::make_unique<text::HarmonyParser>(tokenizer) : nullptr),
       stops_(params_.stop_strings) {}
 

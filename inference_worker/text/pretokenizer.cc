@@ -20,6 +20,14 @@ const char kO200kPattern[] =
     "|[" OSSGATE_WS "]*[\\r\\n]+"
     "|[" OSSGATE_WS "]+(?![^" OSSGATE_WS "])"
     "|[" OSSGATE_WS "]+";
+const char kQwen2Pattern[] =
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)"
+    "|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+"
+    "|\\p{N}"
+    "| ?[^" OSSGATE_WS "\\p{L}\\p{N}]+[\\r\\n]*"
+    "|[" OSSGATE_WS "]*[\\r\\n]+"
+    "|[" OSSGATE_WS "]+(?![^" OSSGATE_WS "])"
+    "|[" OSSGATE_WS "]+";
 #undef OSSGATE_WS
 
 namespace {
@@ -29,15 +37,17 @@ pcre2_code* Code(void* p) { return static_cast<pcre2_code*>(p); }
 size_t CharLength(unsigned char lead) { return lead < 0x80 ? 1 : lead < 0xE0 ? 2 : lead < 0xF0 ? 3 : 4; }
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<PreTokenizer>> PreTokenizer::Create() {
+absl::StatusOr<std::unique_ptr<PreTokenizer>> PreTokenizer::Create() { return Create(kO200kPattern); }
+
+absl::StatusOr<std::unique_ptr<PreTokenizer>> PreTokenizer::Create(const char* pattern) {
   int error = 0;
   PCRE2_SIZE offset = 0;
-  pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(kO200kPattern), PCRE2_ZERO_TERMINATED,
+  pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern), PCRE2_ZERO_TERMINATED,
                                    PCRE2_UTF | PCRE2_UCP, &error, &offset, nullptr);
   if (code == nullptr) {
     PCRE2_UCHAR message[256];
     pcre2_get_error_message(error, message, sizeof(message));
-    return absl::InternalError(absl::StrCat("PCRE2 rejected the o200k pattern at offset ", offset, ": ",
+    return absl::InternalError(absl::StrCat("PCRE2 rejected the pre-tokenizer pattern at offset ", offset, ": ",
                                             reinterpret_cast<const char*>(message),
                                             "; PCRE2 must be built with Unicode support (libpcre2-8 >= 10.34)"));
   }

@@ -1,5 +1,6 @@
-// The o200k pre-tokenizer (spec §7.2): splits text into the pieces that BPE
-// then merges within. Internal to ossgate_text.
+// Regex pre-tokenizers of the byte-level BPE vocabularies: split text into
+// the pieces that BPE then merges within. o200k (gpt-oss, spec §7.2) and
+// Qwen2 (GGUF tokenizer.ggml.pre "qwen2"). Internal to ossgate_text.
 #pragma once
 
 #include <memory>
@@ -18,11 +19,24 @@ namespace ossgate::text {
 // U+0085; each of those would split some texts differently from tiktoken.
 extern const char kO200kPattern[];
 
+// The Qwen2 pattern (Qwen2/2.5/3 tokenizer.json, Split pre-tokenizer; the
+// same as llama.cpp's pre-tokenizer "qwen2"):
+//   (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
+// with `\s` spelled out as Unicode White_Space as in kO200kPattern: Hugging
+// Face tokenizers runs it through Oniguruma, whose `\s` on UTF-8 is that set.
+// Unlike o200k, digits are single pieces and a letter run takes no marks.
+extern const char kQwen2Pattern[];
+
 // Compiled pattern (PCRE2, UTF + UCP, JIT when the platform has it).
 // Immutable after Create; Split is thread-safe.
 class PreTokenizer {
  public:
+  // The o200k pre-tokenizer.
   static absl::StatusOr<std::unique_ptr<PreTokenizer>> Create();
+  // Any pattern (PCRE2 syntax) whose alternatives together match every
+  // character, as the patterns above do. InternalError naming the offset
+  // when PCRE2 rejects it.
+  static absl::StatusOr<std::unique_ptr<PreTokenizer>> Create(const char* pattern);
   ~PreTokenizer();
   PreTokenizer(const PreTokenizer&) = delete;
   PreTokenizer& operator=(const PreTokenizer&) = delete;

@@ -12,7 +12,9 @@
 #include "absl/strings/str_format.h"
 #include "inference_worker/gguf/gguf.h"
 #include "inference_worker/text/byte_level.h"
+#include "inference_worker/text/normalize.h"
 #include "inference_worker/text/pretokenizer.h"
+#include "inference_worker/text/sentencepiece_tokenizer.h"
 #include "inference_worker/text/utf8.h"
 
 namespace ossgate::text {
@@ -89,9 +91,24 @@ class BpeTokenizer final : public Tokenizer {
   absl::flat_hash_map<std::string, int32_t> special_ids_;      // text -> id
   std::array<std::vector<int32_t>, 256> specials_by_first_byte_;  // longest first
   std::unique_ptr<PreTokenizer> pretokenizer_;
+  bool nfc_ = false;  // Qwen2: NFC before pre-tokenization (tokenizer.json's normalizer)
+  // o200k: a piece that is a token is emitted whole, as tiktoken (and HF's
+  // ignore_merges) do. Qwen2's tokenizer.json merges every piece.
+  bool whole_piece_shortcut_ = true;
 };
 
 absl::StatusOr<std::unique_ptr<Tokenizer>> BpeTokenizer::Build(VocabSpec spec) {
+  const char* pattern = nullptr;
+  if (spec.pre == kO200kPreTokenizer) {
+    pattern = kO200kPattern;
+  } else if (spec.pre == kQwen2PreTokenizer) {
+    pattern = kQwen2Pattern;
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat("pre-tokenizer \"", spec.pre, "\" is not implemented for byte-level BPE; ossgate implements \"",
+                     kO200kPreTokenizer, "\" (o200k, gpt-oss) and \"", kQwen2PreTokenizer,
+                     "\" (Qwen2), and another split would give wrong token ids"));
+  }
   const size_t n = spec.tokens.size();
   if (n == 0) return absl::InvalidArgumentError("vocabulary has no tokens");
   if (n > static_cast<size_t>(std::numeric_limits<int32_t>::max())) {
@@ -105,6 +122,8 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> BpeTokenizer::Build(VocabSpec spec) {
     return absl::InvalidArgumentError("vocabulary has more than 2^31-1 merges");
   }
   auto tok = std::unique_ptr<BpeTokenizer>(new BpeTokenizer());
+  tok->nfc_ = spec.pre == kQwen2PreTokenizer;
+  tok->whole_piece_shortcut_ = spec.pre == kO200kPreTokenizer;
   tok->types_ = std::move(spec.token_types);
   tok->offsets_.reserve(n + 1);
   tok->offsets_.push_back(0);
@@ -207,7 +226,7 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> BpeTokenizer::Build(VocabSpec spec) {
     tok->merges_.try_emplace(PairKey(ia->second, ib->second), PairMerge{first, ic->second});
   }
 
-  absl::StatusOr<std::unique_ptr<PreTokenizer>> pre = PreTokenizer::Create();
+  absl::StatusOr<std::unique_ptr<PreTokenizer>> pre = PreTokenizer::Create(pattern);
   if (!pre.ok()) return pre.status();
   tok->pretokenizer_ = *std::move(pre);
   return std::unique_ptr<Tokenizer>(std::move(tok));
@@ -222,7 +241,7 @@ void BpeTokenizer::EncodePiece(absl::string_view piece, BpeScratch* s, std::vect
     piece.remove_prefix(kMaxPiece);
   }
   if (piece.empty()) return;
-  if (auto it = bpe_ids_.find(piece); it != bpe_ids_.end()) {
+  if (auto it = whole_piece_shortcut_ ? bpe_ids_.find(piece) : bpe_ids_.end(); it != bpe_ids_.end()) {
     out->push_back(it->second);  // whole piece is a token (tiktoken's shortcut)
     return;
   }
@@ -269,6 +288,13 @@ void BpeTokenizer::EncodePiece(absl::string_view piece, BpeScratch* s, std::vect
 }
 
 void BpeTokenizer::EncodeOrdinary(absl::string_view text, BpeScratch* scratch, std::vector<int32_t>* out) const {
+  // Hugging Face normalizes each text segment between special tokens on its
+  // own (special tokens are matched on the raw text), as here.
+  std::string normalized;
+  if (nfc_ && !IsNfc(text)) {
+    normalized = ToNfc(text);
+    text = normalized;
+  }
   pretokenizer_->Split(text, [&](absl::string_view piece) { EncodePiece(piece, scratch, out); });
 }
 
@@ -324,39 +350,118 @@ std::optional<int32_t> BpeTokenizer::SpecialTokenId(absl::string_view text) cons
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Create(VocabSpec spec) { return BpeTokenizer::Build(std::move(spec)); }
+absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Create(VocabSpec spec) {
+  if (spec.model == kByteLevelBpeModel) return BpeTokenizer::Build(std::move(spec));
+  if (spec.model == kSentencePieceModel) return CreateSentencePieceTokenizer(std::move(spec));
+  return absl::InvalidArgumentError(absl::StrCat("tokenizer model \"", spec.model, "\" is not implemented; ossgate implements \"",
+                                                 kByteLevelBpeModel, "\" (byte-level BPE: gpt-oss, Qwen2) and \"",
+                                                 kSentencePieceModel, "\" (SentencePiece BPE: Phi-3)"));
+}
+
+absl::StatusOr<std::vector<int32_t>> Tokenizer::EncodePieces(std::span<const PromptPiece> pieces) const {
+  std::vector<int32_t> out;
+  std::string text;
+  auto flush = [&] {
+    if (text.empty()) return;
+    std::vector<int32_t> ids = Encode(text, /*allow_special=*/false);
+    out.insert(out.end(), ids.begin(), ids.end());
+    text.clear();
+  };
+  for (const PromptPiece& p : pieces) {
+    if (!p.special) {
+      text += p.text;
+      continue;
+    }
+    std::optional<int32_t> id = SpecialTokenId(p.text);
+    if (!id) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("the vocabulary has no special token ", p.text, " that the chat format needs"));
+    }
+    flush();
+    out.push_back(*id);
+  }
+  flush();
+  return out;
+}
+
+std::vector<int32_t> Phi3RstripIds(const VocabSpec& spec) {
+  std::vector<int32_t> ids;
+  for (size_t i = 0; i < spec.tokens.size() && i < spec.token_types.size(); ++i) {
+    const std::string& t = spec.tokens[i];
+    if (IsSpecialType(spec.token_types[i]) && t != "<unk>" && t != "<s>" && t != "<|endoftext|>") {
+      ids.push_back(static_cast<int32_t>(i));
+    }
+  }
+  return ids;
+}
+
+namespace {
+
+absl::Status GgufError(absl::string_view key, const absl::Status& s, absl::string_view hint = "") {
+  return absl::InvalidArgumentError(absl::StrCat("GGUF ", key, ": ", s.message(), hint));
+}
+
+// Optional tokenizer.ggml.*_token_id: -1 when absent.
+absl::StatusOr<int32_t> OptionalId(const gguf::GgufFile& file, absl::string_view key, size_t n_tokens) {
+  if (file.FindKey(key) == nullptr) return -1;
+  absl::StatusOr<uint64_t> v = file.GetUint(key);
+  if (!v.ok()) return GgufError(key, v.status());
+  if (*v >= n_tokens) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("GGUF ", key, " = ", *v, " is not a token id (the vocabulary has ", n_tokens, " tokens)"));
+  }
+  return static_cast<int32_t>(*v);
+}
+
+absl::StatusOr<bool> OptionalBool(const gguf::GgufFile& file, absl::string_view key, bool fallback) {
+  const gguf::MetadataValue* v = file.FindKey(key);
+  if (v == nullptr) return fallback;
+  if (v->type != gguf::ValueType::kBool) {
+    return absl::InvalidArgumentError(absl::StrCat("GGUF ", key, " is of type ", gguf::ValueTypeName(v->type),
+                                                   "; expected bool"));
+  }
+  return v->integer != 0;
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromGguf(const gguf::GgufFile& file) {
   absl::StatusOr<std::string> model = file.GetString("tokenizer.ggml.model");
   if (!model.ok()) {
+    return GgufError("tokenizer.ggml.model", model.status(), "; the file must carry its tokenizer");
+  }
+  if (*model != kByteLevelBpeModel && *model != kSentencePieceModel) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "GGUF tokenizer.ggml.model: ", model.status().message(), "; the file must carry the gpt-oss tokenizer"));
-  }
-  if (*model != kByteLevelBpeModel) {
-    return absl::InvalidArgumentError(absl::StrCat("GGUF tokenizer.ggml.model is \"", *model,
-                                                   "\"; ossgate implements only \"gpt2\" (byte-level BPE, as gpt-oss uses)"));
-  }
-  if (file.FindKey("tokenizer.ggml.pre") != nullptr) {
-    absl::StatusOr<std::string> pre = file.GetString("tokenizer.ggml.pre");
-    if (!pre.ok()) return absl::InvalidArgumentError(absl::StrCat("GGUF tokenizer.ggml.pre: ", pre.status().message()));
-    if (*pre != kO200kPreTokenizer) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("GGUF tokenizer.ggml.pre is \"", *pre, "\"; ossgate implements only the o200k pre-tokenizer \"",
-                       kO200kPreTokenizer, "\" of gpt-oss, and other splits would give wrong token ids"));
-    }
+        "GGUF tokenizer.ggml.model is \"", *model, "\"; ossgate implements \"", kByteLevelBpeModel,
+        "\" (byte-level BPE, as gpt-oss and Qwen2 use) and \"", kSentencePieceModel,
+        "\" (SentencePiece BPE, as Phi-3 uses)"));
   }
   VocabSpec spec;
+  spec.model = *model;
+  spec.pre = *model == kByteLevelBpeModel ? kO200kPreTokenizer : kDefaultPreTokenizer;
+  if (file.FindKey("tokenizer.ggml.pre") != nullptr) {
+    absl::StatusOr<std::string> pre = file.GetString("tokenizer.ggml.pre");
+    if (!pre.ok()) return GgufError("tokenizer.ggml.pre", pre.status());
+    spec.pre = *pre;
+  }
+  if (*model == kByteLevelBpeModel && spec.pre != kO200kPreTokenizer && spec.pre != kQwen2PreTokenizer) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "GGUF tokenizer.ggml.pre is \"", spec.pre, "\"; ossgate implements the pre-tokenizers \"", kO200kPreTokenizer,
+        "\" (o200k, gpt-oss) and \"", kQwen2PreTokenizer,
+        "\" (Qwen2) of byte-level BPE, and other splits would give wrong token ids"));
+  }
+  if (*model == kSentencePieceModel && spec.pre != kDefaultPreTokenizer) {
+    return absl::InvalidArgumentError(absl::StrCat("GGUF tokenizer.ggml.pre is \"", spec.pre,
+                                                   "\"; ossgate implements SentencePiece only with the pre-tokenizer \"",
+                                                   kDefaultPreTokenizer, "\" (none, as Phi-3 uses)"));
+  }
   absl::StatusOr<const std::vector<std::string>*> tokens = file.GetStringArray("tokenizer.ggml.tokens");
-  if (!tokens.ok()) return absl::InvalidArgumentError(absl::StrCat("GGUF tokenizer.ggml.tokens: ", tokens.status().message()));
-  absl::StatusOr<const std::vector<std::string>*> merges = file.GetStringArray("tokenizer.ggml.merges");
-  if (!merges.ok()) return absl::InvalidArgumentError(absl::StrCat("GGUF tokenizer.ggml.merges: ", merges.status().message()));
+  if (!tokens.ok()) return GgufError("tokenizer.ggml.tokens", tokens.status());
   absl::StatusOr<const std::vector<int64_t>*> types = file.GetIntArray("tokenizer.ggml.token_type");
   if (!types.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("GGUF tokenizer.ggml.token_type: ", types.status().message(),
-                                                   "; without token types the special tokens are unknown"));
+    return GgufError("tokenizer.ggml.token_type", types.status(), "; without token types the special tokens are unknown");
   }
   spec.tokens = **tokens;
-  spec.merges = **merges;
   spec.token_types.reserve((*types)->size());
   for (size_t i = 0; i < (*types)->size(); ++i) {
     const int64_t t = (**types)[i];
@@ -365,11 +470,60 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromGguf(const gguf::GgufF
     }
     spec.token_types.push_back(static_cast<int32_t>(t));
   }
+  if (*model == kByteLevelBpeModel) {
+    absl::StatusOr<const std::vector<std::string>*> merges = file.GetStringArray("tokenizer.ggml.merges");
+    if (!merges.ok()) return GgufError("tokenizer.ggml.merges", merges.status());
+    spec.merges = **merges;
+    return Create(std::move(spec));
+  }
+
+  // SentencePiece.
+  const gguf::MetadataValue* scores = file.FindKey("tokenizer.ggml.scores");
+  if (scores == nullptr) {
+    return absl::InvalidArgumentError(
+        "GGUF tokenizer.ggml.scores is missing; a SentencePiece vocabulary needs its scores to order the merges");
+  }
+  if (scores->type != gguf::ValueType::kArray ||
+      (scores->array_type != gguf::ValueType::kFloat32 && scores->array_type != gguf::ValueType::kFloat64)) {
+    return absl::InvalidArgumentError("GGUF tokenizer.ggml.scores must be an array of float32");
+  }
+  spec.scores.reserve(scores->real_array.size());
+  for (double d : scores->real_array) spec.scores.push_back(static_cast<float>(d));
+  const size_t n = spec.tokens.size();
+  for (auto [key, field] : {std::pair{"tokenizer.ggml.bos_token_id", &spec.bos_id},
+                            std::pair{"tokenizer.ggml.eos_token_id", &spec.eos_id},
+                            std::pair{"tokenizer.ggml.unknown_token_id", &spec.unk_id},
+                            std::pair{"tokenizer.ggml.padding_token_id", &spec.padding_id}}) {
+    absl::StatusOr<int32_t> id = OptionalId(file, key, n);
+    if (!id.ok()) return id.status();
+    *field = *id;
+  }
+  // llama.cpp's defaults for SentencePiece: BOS added, "▁" prefix added.
+  absl::StatusOr<bool> add_bos = OptionalBool(file, "tokenizer.ggml.add_bos_token", true);
+  if (!add_bos.ok()) return add_bos.status();
+  absl::StatusOr<bool> add_space_prefix = OptionalBool(file, "tokenizer.ggml.add_space_prefix", true);
+  if (!add_space_prefix.ok()) return add_space_prefix.status();
+  spec.add_bos = *add_bos;
+  spec.add_space_prefix = *add_space_prefix;
+  // The rstrip flags of Phi-3's tokenizer.json are not in the GGUF; llama.cpp
+  // restores them by model name, we by architecture.
+  absl::StatusOr<std::string> arch = file.GetString("general.architecture");
+  if (arch.ok() && *arch == "phi3") spec.rstrip_ids = Phi3RstripIds(spec);
   return Create(std::move(spec));
 }
 
 std::string StreamDecoder::Push(int32_t id) {
-  pending_ += tokenizer_.TokenBytes(id);
+  std::string bytes = tokenizer_.TokenBytes(id);
+  if (tokenizer_.IsSpecial(id)) {
+    segment_start_ = true;
+  } else {
+    if (segment_start_ && tokenizer_.adds_space_prefix() && tokenizer_.token_type(id) == TokenType::kNormal &&
+        !bytes.empty() && bytes[0] == ' ') {
+      bytes.erase(0, 1);  // the dummy prefix Encode put before the segment
+    }
+    segment_start_ = false;
+  }
+  pending_ += bytes;
   std::string out;
   const auto* p = reinterpret_cast<const unsigned char*>(pending_.data());
   size_t i = 0;

@@ -4,13 +4,18 @@
 #include <cstdlib>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "inference_worker/text/byte_level.h"
 #include "inference_worker/text/pretokenizer.h"
@@ -18,7 +23,8 @@
 namespace ossgate::text {
 namespace {
 
-constexpr absl::string_view kMagic = "ossgate-bpe-vocab 1";
+constexpr absl::string_view kMagic = "ossgate-bpe-vocab 1";  // gpt-oss vocabulary, no header keys
+constexpr absl::string_view kMagic2 = "ossgate-vocab 2";
 
 bool IsBpeType(int32_t t) { return t == static_cast<int32_t>(TokenType::kNormal) || t == static_cast<int32_t>(TokenType::kByte); }
 
@@ -75,22 +81,64 @@ absl::StatusOr<VocabSpec> ParseVocab(absl::string_view contents) {
   auto error = [&](absl::string_view what) {
     return absl::InvalidArgumentError(absl::StrCat("vocabulary file line ", reader.number(), ": ", what));
   };
-  if (!reader.Next(&line) || line != kMagic) {
-    return error(absl::StrCat("expected the header \"", kMagic, "\"; is this an ossgate vocabulary file (decompressed)?"));
+  if (!reader.Next(&line) || (line != kMagic && line != kMagic2)) {
+    return error(absl::StrCat("expected the header \"", kMagic2, "\" (or \"", kMagic,
+                              "\"); is this an ossgate vocabulary file (decompressed)?"));
   }
-  int64_t n_tokens = 0, n_merges = 0;
-  if (!reader.Next(&line) || !ParseCountLine(line, "tokens", &n_tokens)) return error("expected \"tokens <count>\"");
+  const bool v2 = line == kMagic2;
   VocabSpec spec;
+  if (!reader.Next(&line)) return error("expected \"tokens <count>\"");
+  // Version 2: "<key> <value>" lines up to "tokens".
+  while (v2 && !absl::StartsWith(line, "tokens ")) {
+    const size_t space = line.find(' ');
+    const absl::string_view key = line.substr(0, space);
+    const absl::string_view value = space == absl::string_view::npos ? absl::string_view() : line.substr(space + 1);
+    int32_t number = 0;
+    if (key == "model") {
+      spec.model = std::string(value);
+    } else if (key == "pre") {
+      spec.pre = std::string(value);
+    } else if (key == "bos" || key == "eos" || key == "unk" || key == "padding") {
+      if (!absl::SimpleAtoi(value, &number) || number < 0) return error(absl::StrCat("expected \"", key, " <id>\""));
+      (key == "bos" ? spec.bos_id : key == "eos" ? spec.eos_id : key == "unk" ? spec.unk_id : spec.padding_id) = number;
+    } else if (key == "add_bos" || key == "add_space_prefix") {
+      if (value != "0" && value != "1") return error(absl::StrCat("expected \"", key, " 0\" or \"", key, " 1\""));
+      (key == "add_bos" ? spec.add_bos : spec.add_space_prefix) = value == "1";
+    } else if (key == "rstrip") {
+      for (absl::string_view id : absl::StrSplit(value, ' ', absl::SkipEmpty())) {
+        if (!absl::SimpleAtoi(id, &number) || number < 0) return error("expected \"rstrip <id> <id> ...\"");
+        spec.rstrip_ids.push_back(number);
+      }
+    } else {
+      return error(absl::StrCat("unknown key \"", key,
+                                "\" (model, pre, bos, eos, unk, padding, add_bos, add_space_prefix, rstrip, tokens)"));
+    }
+    if (!reader.Next(&line)) return error("expected \"tokens <count>\"");
+  }
+  const bool scored = spec.model == kSentencePieceModel;
+  int64_t n_tokens = 0, n_merges = 0;
+  if (!ParseCountLine(line, "tokens", &n_tokens)) return error("expected \"tokens <count>\"");
   spec.tokens.reserve(n_tokens);
   spec.token_types.reserve(n_tokens);
+  if (scored) spec.scores.reserve(n_tokens);
   for (int64_t i = 0; i < n_tokens; ++i) {
     if (!reader.Next(&line)) return error(absl::StrCat("file ends after ", i, " of ", n_tokens, " tokens"));
-    const size_t space = line.find(' ');
+    size_t space = line.find(' ');
     int32_t type = 0;
     if (space == absl::string_view::npos || !absl::SimpleAtoi(line.substr(0, space), &type) || space + 1 == line.size()) {
-      return error("expected \"<type> <token text>\"");
+      return error(scored ? "expected \"<type> <score> <token text>\"" : "expected \"<type> <token text>\"");
     }
     spec.token_types.push_back(type);
+    if (scored) {
+      line.remove_prefix(space + 1);
+      space = line.find(' ');
+      float score = 0;
+      if (space == absl::string_view::npos || !absl::SimpleAtof(line.substr(0, space), &score) ||
+          space + 1 == line.size()) {
+        return error("expected \"<type> <score> <token text>\"");
+      }
+      spec.scores.push_back(score);
+    }
     spec.tokens.emplace_back(line.substr(space + 1));
   }
   if (!reader.Next(&line) || !ParseCountLine(line, "merges", &n_merges)) return error("expected \"merges <count>\"");
@@ -117,6 +165,8 @@ absl::StatusOr<VocabSpec> ParseVocab(absl::string_view contents) {
   }
   if (!reader.Next(&line) || line != "end") return error("expected \"end\" (truncated file?)");
   if (reader.Next(&line)) return error("unexpected content after \"end\"");
+  // Version 1 is the gpt-oss vocabulary, whose GGUF names the harmony tokens.
+  if (!v2) SetHarmonySpecialIds(&spec);
   return spec;
 }
 
@@ -124,8 +174,8 @@ absl::StatusOr<VocabSpec> LoadVocabFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     return absl::NotFoundError(absl::StrCat("cannot open vocabulary file ", path,
-                                            "; the build writes it from assets/tokenizer/*.vocab.xz (target "
-                                            "ossgate_o200k_vocab)"));
+                                            "; the build writes it from assets/tokenizer/*.vocab.xz (targets "
+                                            "ossgate_o200k_vocab, ossgate_qwen2_vocab, ossgate_phi3_vocab)"));
   }
   std::stringstream buffer;
   buffer << in.rdbuf();
@@ -138,15 +188,37 @@ absl::StatusOr<std::string> SerializeVocab(const VocabSpec& spec) {
   if (spec.token_types.size() != spec.tokens.size()) {
     return absl::InvalidArgumentError("token_types and tokens differ in length");
   }
+  const bool scored = spec.model == kSentencePieceModel;
+  if (scored && spec.scores.size() != spec.tokens.size()) {
+    return absl::InvalidArgumentError("a SentencePiece vocabulary needs one score per token");
+  }
+  for (absl::string_view v : {absl::string_view(spec.model), absl::string_view(spec.pre)}) {
+    if (v.empty() || v.find_first_of(" \r\n") != absl::string_view::npos) {
+      return absl::InvalidArgumentError(absl::StrCat("model and pre must be single words, got \"", v, "\""));
+    }
+  }
   absl::flat_hash_map<absl::string_view, int64_t> bpe_index;
-  std::string out = absl::StrCat(kMagic, "\ntokens ", spec.tokens.size(), "\n");
+  std::string out = absl::StrCat(kMagic2, "\nmodel ", spec.model, "\npre ", spec.pre, "\n");
+  for (auto [key, id] : {std::pair{"bos", spec.bos_id}, std::pair{"eos", spec.eos_id}, std::pair{"unk", spec.unk_id},
+                         std::pair{"padding", spec.padding_id}}) {
+    if (id >= 0) absl::StrAppend(&out, key, " ", id, "\n");
+  }
+  absl::StrAppend(&out, "add_bos ", spec.add_bos ? 1 : 0, "\n");
+  if (scored) absl::StrAppend(&out, "add_space_prefix ", spec.add_space_prefix ? 1 : 0, "\n");
+  if (!spec.rstrip_ids.empty()) absl::StrAppend(&out, "rstrip ", absl::StrJoin(spec.rstrip_ids, " "), "\n");
+  absl::StrAppend(&out, "tokens ", spec.tokens.size(), "\n");
   for (size_t i = 0; i < spec.tokens.size(); ++i) {
     const std::string& t = spec.tokens[i];
-    if (t.empty() || t.find_first_of("\r\n") != std::string::npos) {
-      return absl::InvalidArgumentError(absl::StrCat("token ", i, " is empty or holds a line break"));
+    if (t.empty() || t.find('\n') != std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat("token ", i, " is empty or holds a newline"));
     }
     if (IsBpeType(spec.token_types[i])) bpe_index.emplace(t, static_cast<int64_t>(i));
-    absl::StrAppend(&out, spec.token_types[i], " ", t, "\n");
+    if (scored) {
+      // %.9g round-trips every float.
+      absl::StrAppend(&out, spec.token_types[i], " ", absl::StrFormat("%.9g", spec.scores[i]), " ", t, "\n");
+    } else {
+      absl::StrAppend(&out, spec.token_types[i], " ", t, "\n");
+    }
   }
   absl::StrAppend(&out, "merges ", spec.merges.size(), "\n");
   int64_t prev = 0;
@@ -164,6 +236,19 @@ absl::StatusOr<std::string> SerializeVocab(const VocabSpec& spec) {
   }
   out += "end\n";
   return out;
+}
+
+void SetHarmonySpecialIds(VocabSpec* spec) {
+  auto find = [&](absl::string_view text) -> int32_t {
+    for (size_t i = 0; i < spec->tokens.size(); ++i) {
+      if (spec->tokens[i] == text) return static_cast<int32_t>(i);
+    }
+    return -1;
+  };
+  spec->bos_id = find("<|startoftext|>");
+  spec->eos_id = find("<|return|>");
+  spec->padding_id = find("<|endoftext|>");
+  spec->add_bos = false;
 }
 
 absl::string_view TinyVocabTrainingText() {
@@ -277,7 +362,79 @@ VocabSpec MakeTinyVocab() {
     spec.tokens.emplace_back(special);
     spec.token_types.push_back(static_cast<int32_t>(TokenType::kControl));
   }
+  SetHarmonySpecialIds(&spec);
   return spec;
+}
+
+absl::StatusOr<VocabSpec> MakeTinyFamilyVocab(absl::string_view family) {
+  const VocabSpec base = MakeTinyVocab();
+  const auto control = static_cast<int32_t>(TokenType::kControl);
+  if (family == "qwen2") {
+    VocabSpec v;
+    v.pre = kQwen2PreTokenizer;
+    v.merges = base.merges;
+    for (size_t i = 0; i < base.tokens.size(); ++i) {
+      if (base.token_types[i] == control) continue;
+      v.tokens.push_back(base.tokens[i]);
+      v.token_types.push_back(base.token_types[i]);
+    }
+    const auto n = static_cast<int32_t>(v.tokens.size());
+    for (const char* special : {"<|endoftext|>", "<|im_start|>", "<|im_end|>"}) {
+      v.tokens.emplace_back(special);
+      v.token_types.push_back(control);
+    }
+    v.bos_id = v.padding_id = n;
+    v.eos_id = n + 2;
+    return v;
+  }
+  if (family != "phi3") {
+    return absl::InvalidArgumentError(absl::StrCat("no tiny vocabulary for family \"", family, "\" (qwen2, phi3)"));
+  }
+  VocabSpec v;
+  v.model = kSentencePieceModel;
+  v.pre = kDefaultPreTokenizer;
+  auto add = [&](std::string text, TokenType type, float score) {
+    v.tokens.push_back(std::move(text));
+    v.token_types.push_back(static_cast<int32_t>(type));
+    v.scores.push_back(score);
+  };
+  add("<unk>", TokenType::kControl, -1000);
+  add("<s>", TokenType::kControl, -1000);
+  add("</s>", TokenType::kUserDefined, -1000);
+  for (int b = 0; b < 256; ++b) add(absl::StrFormat("<0x%02X>", b), TokenType::kByte, 0);
+  // Learned pieces score -(order learned); single characters come last, as
+  // SentencePiece's trainer orders them.
+  std::vector<std::string> learned;
+  for (size_t i = 256; i < base.tokens.size(); ++i) {
+    if (base.token_types[i] == control) continue;
+    std::optional<std::string> bytes = ByteLevelToBytes(base.tokens[i]);
+    if (!bytes) continue;
+    std::string piece;
+    bool printable = true;
+    for (char c : *bytes) {
+      if (c == ' ') {
+        piece += "\xE2\x96\x81";
+      } else if (c > ' ' && c < 0x7F) {
+        piece.push_back(c);
+      } else {
+        printable = false;
+      }
+    }
+    if (printable) learned.push_back(std::move(piece));
+  }
+  float score = 0;
+  for (std::string& piece : learned) add(std::move(piece), TokenType::kNormal, score--);
+  add("\xE2\x96\x81", TokenType::kNormal, score--);
+  for (char c = '!'; c < 0x7F; ++c) add(std::string(1, c), TokenType::kNormal, score--);
+  v.eos_id = v.padding_id = static_cast<int32_t>(v.tokens.size());
+  for (const char* special : {"<|endoftext|>", "<|assistant|>", "<|system|>", "<|end|>", "<|user|>"}) {
+    add(special, TokenType::kControl, -1000);
+  }
+  v.bos_id = 1;
+  v.unk_id = 0;
+  v.add_bos = false;
+  v.rstrip_ids = Phi3RstripIds(v);
+  return v;
 }
 
 }  // namespace ossgate::text

@@ -143,6 +143,15 @@ absl::StatusOr<serving::GenerationRequest> InferenceServiceImpl::BuildRequest(co
       if (!conv.ok()) return conv.status();
       spec.prompt = GenerateSpec::Prompt::kConversation;
       spec.conversation = *std::move(conv);
+      // Harmony-only fields the Conversation cannot show (the builder checks
+      // its messages, instructions and date itself).
+      if (req.conversation().reasoning_effort() != pb::REASONING_EFFORT_UNSPECIFIED) {
+        spec.harmony_only_fields.push_back("conversation.reasoning_effort");
+      }
+      if (req.conversation().tools_size() > 0) spec.harmony_only_fields.push_back("conversation.tools");
+      if (req.conversation().tool_choice() != pb::TOOL_CHOICE_UNSPECIFIED) {
+        spec.harmony_only_fields.push_back("conversation.tool_choice");
+      }
       break;
     }
     default:

@@ -6,6 +6,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "inference_worker/text/chat_format.h"
 #include "inference_worker/text/tool_schema.h"
 
 namespace ossgate::worker {
@@ -14,6 +15,19 @@ namespace {
 
 absl::Status Invalid(const std::string& field, const std::string& problem) {
   return absl::InvalidArgumentError(absl::StrCat(field, ": ", problem));
+}
+
+// The chat format of the loaded model (harmony without a model file).
+absl::StatusOr<const text::ChatFormat*> FormatOf(const LoadedModelView& m) {
+  if (m.file == nullptr) return &text::HarmonyChatFormat();
+  absl::StatusOr<std::string> arch = m.file->GetString("general.architecture");
+  if (!arch.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the loaded model has no readable general.architecture: ", arch.status().message()));
+  }
+  absl::StatusOr<const text::ChatFormat*> format = text::ChatFormatForArchitecture(*arch);
+  if (!format.ok()) return absl::FailedPreconditionError(format.status().message());
+  return format;
 }
 
 }  // namespace
@@ -33,6 +47,9 @@ absl::StatusOr<serving::GenerationRequest> BuildGenerationRequest(const Generate
   serving::GenerationRequest out;
   const text::Tokenizer& tok = *m.tokenizer;
   const int vocab = m.config->vocab_size;
+  absl::StatusOr<const text::ChatFormat*> format_or = FormatOf(m);
+  if (!format_or.ok()) return format_or.status();
+  const text::ChatFormat& format = **format_or;
   if (!ValidRequestId(spec.request_id)) {
     return Invalid(names.request_id, "at most 128 characters from [A-Za-z0-9._:-]");
   }
@@ -47,7 +64,11 @@ absl::StatusOr<serving::GenerationRequest> BuildGenerationRequest(const Generate
         return Invalid(names.text,
                        absl::StrCat("the prompt is ", spec.text.size(), " bytes; the limit is ", kMaxPromptBytes));
       }
-      out.prompt = tok.Encode(spec.text, spec.allow_special_tokens);
+      if (tok.add_bos()) out.prompt.push_back(*tok.bos_id());
+      {
+        std::vector<int32_t> ids = tok.Encode(spec.text, spec.allow_special_tokens);
+        out.prompt.insert(out.prompt.end(), ids.begin(), ids.end());
+      }
       break;
     case GenerateSpec::Prompt::kTokenIds:
       prompt_field = names.token_ids;
@@ -77,10 +98,18 @@ absl::StatusOr<serving::GenerationRequest> BuildGenerationRequest(const Generate
         return Invalid(names.conversation,
                        absl::StrCat("the conversation is ", bytes, " bytes; the limit is ", kMaxPromptBytes));
       }
-      auto rendered = text::RenderForCompletion(tok, conv);
+      if (!format.harmony()) {
+        if (!spec.harmony_only_fields.empty()) {
+          return Invalid(spec.harmony_only_fields.front(),
+                         absl::StrCat("not supported by the loaded model family ", format.family(),
+                                      "; it is part of gpt-oss's harmony format"));
+        }
+        if (absl::Status s = format.CheckSupported(conv, absl::StrCat(names.conversation, ".")); !s.ok()) return s;
+      }
+      auto rendered = format.Render(tok, conv);
       if (!rendered.ok()) return Invalid(names.conversation, std::string(rendered.status().message()));
       out.prompt = *std::move(rendered);
-      out.params.harmony = true;
+      out.params.harmony = format.harmony();
       break;
     }
     case GenerateSpec::Prompt::kNone:
@@ -177,10 +206,13 @@ absl::StatusOr<serving::GenerationRequest> BuildGenerationRequest(const Generate
     }
     out.params.stop_token_ids.push_back(id);
   }
-  std::vector<const char*> default_stops = {"<|return|>", "<|call|>"};
-  if (!out.params.harmony) default_stops.push_back("<|endoftext|>");
-  if (out.params.harmony || !spec.ignore_eos) {
-    for (const char* name : default_stops) {
+  // A chat turn always ends at the family's end-of-turn tokens; a text
+  // prompt stops there too (harmony: also at <|endoftext|>) unless ignore_eos.
+  const bool conversation = spec.prompt == GenerateSpec::Prompt::kConversation;
+  std::vector<std::string> default_stops = format.StopTokens();
+  if (format.harmony() && !conversation) default_stops.push_back("<|endoftext|>");
+  if (conversation || !spec.ignore_eos) {
+    for (const std::string& name : default_stops) {
       if (auto id = tok.SpecialTokenId(name)) out.params.stop_token_ids.push_back(*id);
     }
   }

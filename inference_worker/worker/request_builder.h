@@ -2,7 +2,9 @@
 // request, shared by both faces of the worker (the gRPC InferenceService and
 // the OpenAI-compatible HTTP API): the ranges of the sampling parameters, the
 // limits on prompts, stops and log-probabilities, rendering a conversation
-// into harmony prompt tokens and the default stop tokens live here once.
+// in the loaded model family's chat format (text::ChatFormat, chosen by the
+// GGUF's general.architecture: harmony for gpt-oss, ChatML for Qwen2.5,
+// Phi-3's) and the default stop tokens live here once.
 //
 // Each face turns its wire format into a GenerateSpec (format-neutral, with
 // absent values left unset) and names its own fields in FieldNames, so an
@@ -57,6 +59,12 @@ struct GenerateSpec {
   bool allow_special_tokens = false;
   std::vector<int32_t> token_ids;  // kTokenIds
   text::Conversation conversation;  // kConversation (roles already checked by the face)
+  // Fields of the request that only the harmony format (gpt-oss) has, named
+  // as the face spells them ("reasoning_effort", "messages[2].tool_calls"),
+  // for what the Conversation cannot show (a reasoning effort equal to the
+  // default, tools dropped by tool_choice none). A model family with another
+  // chat format refuses the first with InvalidArgument.
+  std::vector<std::string> harmony_only_fields;
 
   std::optional<float> temperature, top_p, min_p, repetition_penalty, presence_penalty, frequency_penalty;
   std::optional<uint32_t> top_k;
@@ -113,6 +121,12 @@ absl::StatusOr<std::vector<text::ToolDefinition>> BuildTools(const std::vector<T
 
 // InvalidArgument("<field>: <problem>") for a bad request, naming the field
 // as `names` spells it; otherwise the engine request (owner left empty).
+// Conversations are rendered in the chat format of model.file's
+// general.architecture (harmony when there is no file, as in tests); a
+// family other than harmony refuses harmony-only fields, and its end-of-turn
+// tokens are the default stop tokens (conversations always stop there; text
+// prompts unless ignore_eos). A text prompt starts with BOS when the
+// tokenizer says so (add_bos_token).
 absl::StatusOr<serving::GenerationRequest> BuildGenerationRequest(const GenerateSpec& spec,
                                                                   const LoadedModelView& model,
                                                                   const FieldNames& names = FieldNames());

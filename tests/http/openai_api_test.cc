@@ -6,12 +6,17 @@
 // 256-token context.
 #include "inference_worker/http/openai_api.h"
 
+#include <fstream>
+#include <iterator>
 #include <memory>
+#include <span>
 #include <string>
 
 #include "absl/strings/match.h"
 #include "gtest/gtest.h"
+#include "inference_worker/gguf/gguf.h"
 #include "inference_worker/model/model_config.h"
+#include "inference_worker/text/chat_format.h"
 #include "inference_worker/text/harmony.h"
 #include "inference_worker/text/tool_schema.h"
 #include "inference_worker/text/vocab_file.h"
@@ -739,6 +744,155 @@ TEST_F(OpenAiApiTest, CompletionResponseAndStream) {
   std::vector<json> end = s.Stream(Final(model::FinishReason::kStop));
   ASSERT_EQ(end.size(), 1u);
   EXPECT_EQ(end[0]["choices"][0]["finish_reason"], "stop");
+}
+
+// ---- Other model families ------------------------------------------------------
+//
+// A model view whose GGUF says general.architecture "qwen2" or "phi3", with
+// the tiny vocabulary of that family: chats are rendered in its format, the
+// harmony-only parameters are refused naming the parameter.
+class OpenAiFamilyTest : public OpenAiApiTest {
+ protected:
+  void Use(const char* arch) {
+    absl::StatusOr<text::VocabSpec> spec = text::MakeTinyFamilyVocab(arch);
+    ASSERT_TRUE(spec.ok()) << spec.status();
+    family_tok_ = *text::Tokenizer::Create(*spec);
+    gguf::GgufWriter w;
+    w.SetString("general.architecture", arch);
+    const std::string path = ::testing::TempDir() + "/openai_family_test.gguf";
+    ASSERT_TRUE(w.Begin(path).ok());
+    ASSERT_TRUE(w.Finish().ok());
+    std::ifstream in(path, std::ios::binary);
+    bytes_.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    absl::StatusOr<gguf::GgufFile> file =
+        gguf::GgufFile::Parse(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(bytes_.data()), bytes_.size()));
+    ASSERT_TRUE(file.ok()) << file.status();
+    file_ = std::make_unique<gguf::GgufFile>(*std::move(file));
+    config_.vocab_size = family_tok_->vocab_size();
+    view_.file = file_.get();
+    view_.tokenizer = family_tok_.get();
+    view_.config = &config_;
+    view_.context_length = 512;
+    format_ = *text::ChatFormatForArchitecture(arch);
+  }
+  absl::StatusOr<serving::GenerationRequest> Build(Endpoint e, const json& body) {
+    auto r = ParseRequest(e, body.dump());
+    if (auto* err = std::get_if<ApiError>(&r)) return absl::InvalidArgumentError(err->param + ": " + err->message);
+    const OpenAiRequest& req = std::get<OpenAiRequest>(r);
+    return worker::BuildGenerationRequest(req.spec, view_, req.names);
+  }
+  std::vector<int32_t> Ids(const std::vector<const char*>& specials) {
+    std::vector<int32_t> ids;
+    for (const char* s : specials) ids.push_back(*family_tok_->SpecialTokenId(s));
+    return ids;
+  }
+  static json Messages(json extra = json::object()) {
+    json j = {{"model", "m"},
+              {"messages", json::array({{{"role", "system"}, {"content", "Be brief."}},
+                                        {{"role", "user"}, {"content", "Hi"}},
+                                        {{"role", "assistant"}, {"content", "Hello."}},
+                                        {{"role", "user"}, {"content", "Bye"}}})}};
+    j.update(extra);
+    return j;
+  }
+
+  std::unique_ptr<text::Tokenizer> family_tok_;
+  std::string bytes_;
+  std::unique_ptr<gguf::GgufFile> file_;
+  const text::ChatFormat* format_ = nullptr;
+};
+
+TEST_F(OpenAiFamilyTest, QwenChatIsChatMlWithItsStops) {
+  Use("qwen2");
+  auto built = Build(Endpoint::kChatCompletions, Messages());
+  ASSERT_TRUE(built.ok()) << built.status();
+  const std::string text =
+      "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello.<|im_end|>\n"
+      "<|im_start|>user\nBye<|im_end|>\n<|im_start|>assistant\n";
+  EXPECT_EQ(built->prompt, family_tok_->Encode(text, true));
+  EXPECT_FALSE(built->params.harmony);  // plain text reply
+  EXPECT_EQ(built->params.stop_token_ids, Ids({"<|im_end|>", "<|endoftext|>"}));
+  // Without a system message, Qwen's default one.
+  auto plain = Build(Endpoint::kChatCompletions, Chat());
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_EQ(family_tok_->Decode(plain->prompt),
+            "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n"
+            "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+  // ignore_eos does not end a chat turn's stops.
+  auto no_eos = Build(Endpoint::kChatCompletions, Messages({{"ignore_eos", true}}));
+  ASSERT_TRUE(no_eos.ok());
+  EXPECT_EQ(no_eos->params.stop_token_ids, Ids({"<|im_end|>", "<|endoftext|>"}));
+}
+
+TEST_F(OpenAiFamilyTest, Phi3ChatAndCompletionStops) {
+  Use("phi3");
+  auto built = Build(Endpoint::kChatCompletions, Messages());
+  ASSERT_TRUE(built.ok()) << built.status();
+  EXPECT_EQ(built->prompt,
+            family_tok_->Encode("<|system|>\nBe brief.<|end|>\n<|user|>\nHi<|end|>\n<|assistant|>\nHello.<|end|>\n"
+                         "<|user|>\nBye<|end|>\n<|assistant|>\n",
+                         true));
+  EXPECT_EQ(built->prompt.back(), *family_tok_->SpecialTokenId("<|assistant|>"));
+  EXPECT_EQ(built->params.stop_token_ids, Ids({"<|end|>", "<|endoftext|>"}));
+  auto completion = Build(Endpoint::kCompletions, Completion());
+  ASSERT_TRUE(completion.ok()) << completion.status();
+  EXPECT_EQ(completion->prompt, family_tok_->Encode("Once upon a time", false));  // add_bos_token false: no <s>
+  EXPECT_EQ(completion->params.stop_token_ids, Ids({"<|end|>", "<|endoftext|>"}));
+  auto no_eos = Build(Endpoint::kCompletions, Completion({{"ignore_eos", true}}));
+  ASSERT_TRUE(no_eos.ok());
+  EXPECT_TRUE(no_eos->params.stop_token_ids.empty());
+}
+
+TEST_F(OpenAiFamilyTest, HarmonyOnlyParametersAreRefusedByName) {
+  for (const char* arch : {"qwen2", "phi3"}) {
+    Use(arch);
+    const json call = {{"id", "c1"}, {"type", "function"}, {"function", {{"name", "f"}, {"arguments", "{}"}}}};
+    const json tool = {{"type", "function"}, {"function", {{"name", "f"}, {"parameters", {{"type", "object"}}}}}};
+    struct Case {
+      json body;
+      std::string param;
+    } cases[] = {
+        {Chat({{"reasoning_effort", "low"}}), "reasoning_effort"},
+        {Chat({{"tools", json::array({tool})}}), "tools"},
+        {Chat({{"messages", json::array({{{"role", "user"}, {"content", "Hi"}},
+                                         {{"role", "assistant"}, {"content", "x"}, {"reasoning_content", "think"}}})}}),
+         "messages[1].reasoning_content"},
+        {Chat({{"messages", json::array({{{"role", "user"}, {"content", "Hi"}},
+                                         {{"role", "assistant"}, {"tool_calls", json::array({call})}},
+                                         {{"role", "tool"}, {"tool_call_id", "c1"}, {"content", "1"}}})}}),
+         "messages[1].tool_calls"},
+    };
+    for (const Case& c : cases) {
+      auto built = Build(Endpoint::kChatCompletions, c.body);
+      ASSERT_FALSE(built.ok()) << arch << " accepted " << c.body.dump();
+      const ApiError e = ErrorFromStatus(built.status());
+      EXPECT_EQ(e.status, 400);
+      EXPECT_EQ(e.param, c.param) << e.message;
+      EXPECT_TRUE(absl::StrContains(e.message, "not supported by the loaded model family")) << e.message;
+      EXPECT_TRUE(absl::StrContains(e.message, format_->family())) << e.message;
+    }
+    // tool_choice alone (no tools) asks for nothing harmony-only.
+    EXPECT_TRUE(Build(Endpoint::kChatCompletions, Chat({{"tool_choice", "none"}})).ok());
+  }
+}
+
+TEST_F(OpenAiFamilyTest, PlainRepliesAreContent) {
+  Use("qwen2");
+  OpenAiRequest r = Parse(Endpoint::kChatCompletions, Chat());
+  ResponseBuilder b(r, "chatcmpl-1", 1, "m", *family_tok_);
+  serving::OutputChunk c;
+  c.text = "Hello there.";
+  c.tokens = {5};
+  b.Add(c);
+  serving::OutputChunk f;
+  f.final = true;
+  f.finish = model::FinishReason::kStop;
+  b.Add(f);
+  auto body = b.Response();
+  ASSERT_TRUE(std::holds_alternative<json>(body));
+  const json& message = std::get<json>(body)["choices"][0]["message"];
+  EXPECT_EQ(message["content"], "Hello there.");
+  EXPECT_TRUE(message["reasoning_content"].is_null());
 }
 
 }  // namespace

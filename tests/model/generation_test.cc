@@ -520,5 +520,24 @@ TEST_F(SequenceStateTest, HarmonyToolCallEndsWithToolCallAndTextCarriesItsRecipi
   EXPECT_STREQ(FinishReasonName(FinishReason::kToolCall), "tool_calls");
 }
 
+// SentencePiece's "▁" before a chat answer's first word is the segment
+// prefix, not text; after a text prompt it is a real space.
+TEST(SentencePieceSequenceTest, PrefixSpaceDependsOnThePromptsLastToken) {
+  absl::StatusOr<text::VocabSpec> spec = text::MakeTinyFamilyVocab("phi3");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  absl::StatusOr<std::unique_ptr<text::Tokenizer>> tok = text::Tokenizer::Create(*spec);
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  const std::vector<int32_t> the = (*tok)->Encode("the", false);  // "▁the"
+  ASSERT_EQ(the.size(), 1u);
+  GenerationParams params;
+  params.max_tokens = 4;
+  const int32_t assistant = *(*tok)->SpecialTokenId("<|assistant|>");
+  SequenceState chat(**tok, {assistant}, params);
+  EXPECT_EQ(chat.Accept(the[0]).text, "the");
+  EXPECT_EQ(chat.Accept(the[0]).text, " the");
+  SequenceState completion(**tok, the, params);
+  EXPECT_EQ(completion.Accept(the[0]).text, " the");
+}
+
 }  // namespace
 }  // namespace ossgate::model

@@ -420,16 +420,32 @@ TEST_F(GgufTokenizerTest, PreTokenizerKeyIsOptional) {
 }
 
 TEST_F(GgufTokenizerTest, RejectsOtherModels) {
-  absl::StatusOr<std::unique_ptr<Tokenizer>> tok = WriteAndLoad("llama", "gpt-4o", true);
+  absl::StatusOr<std::unique_ptr<Tokenizer>> tok = WriteAndLoad("bert", "gpt-4o", true);
   ASSERT_FALSE(tok.ok());
-  EXPECT_THAT(tok.status().message(), HasSubstr("\"llama\""));
+  EXPECT_THAT(tok.status().message(), HasSubstr("\"bert\""));
   EXPECT_THAT(tok.status().message(), HasSubstr("gpt2"));
+  EXPECT_THAT(tok.status().message(), HasSubstr("llama"));
 }
 
 TEST_F(GgufTokenizerTest, RejectsOtherPreTokenizers) {
-  absl::StatusOr<std::unique_ptr<Tokenizer>> tok = WriteAndLoad("gpt2", "qwen2", true);
+  absl::StatusOr<std::unique_ptr<Tokenizer>> tok = WriteAndLoad("gpt2", "llama3", true);
   ASSERT_FALSE(tok.ok());
+  EXPECT_THAT(tok.status().message(), HasSubstr("\"llama3\""));
   EXPECT_THAT(tok.status().message(), HasSubstr("qwen2"));
+}
+
+TEST_F(GgufTokenizerTest, AcceptsQwen2PreTokenizer) {
+  absl::StatusOr<std::unique_ptr<Tokenizer>> tok = WriteAndLoad("gpt2", "qwen2", true);
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  // Qwen2 splits digits one by one where o200k takes up to three.
+  std::unique_ptr<Tokenizer> o200k = MustCreate(MakeTinyVocab());
+  EXPECT_NE((*tok)->Encode("x 2024", false), o200k->Encode("x 2024", false));
+}
+
+TEST_F(GgufTokenizerTest, SentencePieceNeedsScores) {
+  absl::StatusOr<std::unique_ptr<Tokenizer>> tok = WriteAndLoad("llama", "default", true);
+  ASSERT_FALSE(tok.ok());
+  EXPECT_THAT(tok.status().message(), HasSubstr("tokenizer.ggml.scores"));
 }
 
 TEST_F(GgufTokenizerTest, RequiresModelAndTokenTypes) {
@@ -439,6 +455,39 @@ TEST_F(GgufTokenizerTest, RequiresModelAndTokenTypes) {
   tok = WriteAndLoad("gpt2", "gpt-4o", false);
   ASSERT_FALSE(tok.ok());
   EXPECT_THAT(tok.status().message(), HasSubstr("token_type"));
+}
+
+TEST(Qwen2TokenizerTest, NormalizesToNfcPerTextSegment) {
+  absl::StatusOr<VocabSpec> spec = MakeTinyFamilyVocab("qwen2");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  std::unique_ptr<Tokenizer> tok = MustCreate(*spec);
+  // "e" + U+0301 COMBINING ACUTE is "\u00e9" in NFC; o200k would keep them apart.
+  EXPECT_EQ(tok->Encode("caf" "e\xCC\x81", false), tok->Encode("caf\xC3\xA9", false));
+  EXPECT_EQ(tok->Decode(tok->Encode("caf" "e\xCC\x81", false)), "caf\xC3\xA9");
+  std::unique_ptr<Tokenizer> o200k = MustCreate(MakeTinyVocab());
+  EXPECT_NE(o200k->Encode("caf" "e\xCC\x81", false), o200k->Encode("caf\xC3\xA9", false));
+  // Specials are matched on the raw text, the text between them normalized.
+  const std::vector<int32_t> ids = tok->Encode("<|im_start|>e\xCC\x81<|im_end|>", true);
+  ASSERT_GE(ids.size(), 3u);
+  EXPECT_EQ(ids.front(), *tok->SpecialTokenId("<|im_start|>"));
+  EXPECT_EQ(ids.back(), *tok->SpecialTokenId("<|im_end|>"));
+  EXPECT_EQ(tok->Decode(ids), "<|im_start|>\xC3\xA9<|im_end|>");
+}
+
+TEST(Qwen2TokenizerTest, SplitsLikeTheQwen2Pattern) {
+  absl::StatusOr<std::unique_ptr<PreTokenizer>> pre = PreTokenizer::Create(kQwen2Pattern);
+  ASSERT_TRUE(pre.ok()) << pre.status();
+  auto split = [&](absl::string_view text) {
+    std::vector<std::string> pieces;
+    (*pre)->Split(text, [&](absl::string_view p) { pieces.emplace_back(p); });
+    return pieces;
+  };
+  // Digits one by one; contractions on their own; letters without marks' help.
+  EXPECT_THAT(split("In 2024 it's"), ElementsAre("In", " ", "2", "0", "2", "4", " it", "'s"));
+  EXPECT_THAT(split("x'\xC5\xBF"), ElementsAre("x", "'\xC5\xBF"));  // 's by Unicode case folding (\u017f)
+  // U+0085 is White_Space (in JavaScript's \s it is not: " \u0085" would be one piece).
+  EXPECT_THAT(split("a \xC2\x85" "b"), ElementsAre("a", " ", "\xC2\x85" "b"));
+  EXPECT_THAT(split("a\n\n  b"), ElementsAre("a", "\n\n", " ", " b"));
 }
 
 TEST(VocabFileTest, SerializeParseRoundTrip) {
@@ -456,6 +505,33 @@ TEST(VocabFileTest, SerializeParseRoundTrip) {
   absl::StatusOr<VocabSpec> loaded = LoadVocabFile(path);
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   EXPECT_EQ(loaded->merges, spec.merges);
+}
+
+TEST(VocabFileTest, Version2KeepsModelScoresAndSpecialIds) {
+  absl::StatusOr<VocabSpec> spec = MakeTinyFamilyVocab("phi3");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  spec->scores[300] = -0.123456789f;  // an arbitrary float must round-trip
+  absl::StatusOr<std::string> text = SerializeVocab(*spec);
+  ASSERT_TRUE(text.ok()) << text.status();
+  EXPECT_THAT(*text, ::testing::StartsWith("ossgate-vocab 2\nmodel llama\npre default\n"));
+  absl::StatusOr<VocabSpec> back = ParseVocab(*text);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->model, "llama");
+  EXPECT_EQ(back->tokens, spec->tokens);
+  EXPECT_EQ(back->token_types, spec->token_types);
+  EXPECT_EQ(back->scores, spec->scores);
+  EXPECT_EQ(back->rstrip_ids, spec->rstrip_ids);
+  EXPECT_EQ(back->bos_id, spec->bos_id);
+  EXPECT_EQ(back->eos_id, spec->eos_id);
+  EXPECT_EQ(back->unk_id, spec->unk_id);
+  EXPECT_EQ(back->add_bos, spec->add_bos);
+  // Defects name their line.
+  std::string bad = *text;
+  bad.replace(bad.find("add_bos 0"), 9, "add_bos 7");
+  EXPECT_THAT(ParseVocab(bad).status().message(), HasSubstr("line 8"));
+  bad = *text;
+  bad.replace(bad.find("pre default"), 11, "colour red");
+  EXPECT_THAT(ParseVocab(bad).status().message(), HasSubstr("unknown key \"colour\""));
 }
 
 TEST(VocabFileTest, ReportsDefectsWithLineNumbers) {

@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <tuple>
 #include <utility>
 
 #include "gmock/gmock.h"
@@ -91,6 +92,25 @@ TEST(O200kVocabCandidatesTest, NearestFirstAndBounded) {
   EXPECT_EQ(c[1], "/a/b/c/d/e/share/ossgate/tokenizer/o200k_harmony.vocab");
   EXPECT_EQ(c[6], "/a/b/assets/tokenizer/o200k_harmony.vocab");
   EXPECT_TRUE(O200kVocabCandidates("").empty());
+}
+
+TEST(FindVocabAssetTest, EveryFamilyHasItsFileAndVariable) {
+  const fs::path prefix = TempDir("family_install");
+  fs::create_directories(prefix / "bin");
+  for (const auto& [name, file, env] : {std::tuple{"qwen2", "qwen2.5.vocab", "OSSGATE_QWEN2_VOCAB"},
+                                        std::tuple{"phi3", "phi3-mini.vocab", "OSSGATE_PHI3_VOCAB"}}) {
+    const VocabAsset* asset = FindVocabAssetByName(name);
+    ASSERT_NE(asset, nullptr) << name;
+    absl::StatusOr<std::string> path = FindVocabAsset(*asset, nullptr, (prefix / "bin").string());
+    ASSERT_FALSE(path.ok());
+    EXPECT_THAT(path.status().message(), HasSubstr(env));
+    EXPECT_THAT(path.status().message(), HasSubstr(file));
+    Touch(prefix / "share/ossgate/tokenizer" / file);
+    path = FindVocabAsset(*asset, nullptr, (prefix / "bin").string());
+    ASSERT_TRUE(path.ok()) << path.status();
+    EXPECT_EQ(fs::path(*path), prefix / "share/ossgate/tokenizer" / file);
+  }
+  EXPECT_EQ(FindVocabAssetByName("llama"), nullptr);
 }
 
 }  // namespace

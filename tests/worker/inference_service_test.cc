@@ -5,12 +5,16 @@
 // recipient and content type of a tool call's arguments, TOOL_CALLS).
 #include "inference_worker/worker/inference_service.h"
 
+#include <fstream>
+#include <iterator>
 #include <memory>
+#include <span>
 #include <string>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "inference_worker/gguf/gguf.h"
 #include "inference_worker/text/harmony.h"
 #include "inference_worker/text/tool_schema.h"
 #include "inference_worker/text/vocab_file.h"
@@ -147,6 +151,80 @@ TEST_F(InferenceServiceTest, ToolCallChunksBecomeMessagesWithRecipientAndToolCal
   const pb::GenerateResponse e = InferenceServiceImpl::ToResponse(end, "r", 0);
   EXPECT_EQ(e.final().finish_reason(), pb::FINISH_REASON_ERROR);
   EXPECT_EQ(e.final().error(), "INTERNAL: step 3: x");
+}
+
+// A Phi-3 model (general.architecture "phi3"): the conversation in Phi-3's
+// format; the harmony-only fields refused naming the proto field.
+class InferenceServiceFamilyTest : public InferenceServiceTest {
+ protected:
+  void SetUp() override {
+    InferenceServiceTest::SetUp();
+    absl::StatusOr<text::VocabSpec> spec = text::MakeTinyFamilyVocab("phi3");
+    ASSERT_TRUE(spec.ok()) << spec.status();
+    tokenizer_ = *text::Tokenizer::Create(*spec);
+    config_.vocab_size = tokenizer_->vocab_size();
+    view_.tokenizer = tokenizer_.get();
+    gguf::GgufWriter w;
+    w.SetString("general.architecture", "phi3");
+    const std::string path = ::testing::TempDir() + "/inference_service_family_test.gguf";
+    ASSERT_TRUE(w.Begin(path).ok());
+    ASSERT_TRUE(w.Finish().ok());
+    std::ifstream in(path, std::ios::binary);
+    bytes_.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    file_ = std::make_unique<gguf::GgufFile>(*gguf::GgufFile::Parse(
+        std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(bytes_.data()), bytes_.size())));
+    view_.file = file_.get();
+  }
+  static pb::GenerateRequest Chat() {
+    pb::GenerateRequest r;
+    pb::ChatMessage* m = r.mutable_conversation()->add_messages();
+    m->set_role(pb::ROLE_USER);
+    m->set_content("Hi");
+    return r;
+  }
+  std::string bytes_;
+  std::unique_ptr<gguf::GgufFile> file_;
+};
+
+TEST_F(InferenceServiceFamilyTest, RendersPhi3) {
+  pb::GenerateRequest req = Chat();
+  req.mutable_conversation()->set_developer_instructions("Be brief.");
+  absl::StatusOr<serving::GenerationRequest> r = InferenceServiceImpl::BuildRequest(req, view_);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->prompt, tokenizer_->Encode("<|system|>\nBe brief.<|end|>\n<|user|>\nHi<|end|>\n<|assistant|>\n", true));
+  EXPECT_FALSE(r->params.harmony);
+}
+
+TEST_F(InferenceServiceFamilyTest, RefusesHarmonyOnlyFieldsByName) {
+  struct Case {
+    void (*edit)(pb::GenerateRequest*);
+    const char* field;
+  } cases[] = {
+      {[](pb::GenerateRequest* r) { r->mutable_conversation()->set_reasoning_effort(pb::REASONING_EFFORT_LOW); },
+       "conversation.reasoning_effort"},
+      {[](pb::GenerateRequest* r) {
+         r->mutable_conversation()->add_tools()->set_name("f");
+         r->mutable_conversation()->set_tool_choice(pb::TOOL_CHOICE_NONE);
+       },
+       "conversation.tools"},
+      {[](pb::GenerateRequest* r) { r->mutable_conversation()->set_current_date("2025-06-28"); },
+       "conversation.current_date"},
+      {[](pb::GenerateRequest* r) {
+         pb::ChatMessage* m = r->mutable_conversation()->add_messages();
+         m->set_role(pb::ROLE_ASSISTANT);
+         m->set_channel("analysis");
+       },
+       "conversation.messages[1].channel"},
+  };
+  for (const Case& c : cases) {
+    pb::GenerateRequest req = Chat();
+    c.edit(&req);
+    absl::StatusOr<serving::GenerationRequest> r = InferenceServiceImpl::BuildRequest(req, view_);
+    ASSERT_FALSE(r.ok()) << c.field;
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_TRUE(absl::StartsWith(r.status().message(), absl::StrCat(c.field, ":"))) << r.status();
+    EXPECT_TRUE(absl::StrContains(r.status().message(), "Phi-3")) << r.status();
+  }
 }
 
 }  // namespace

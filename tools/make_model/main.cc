@@ -17,6 +17,8 @@ ABSL_FLAG(std::string, out, "", "output GGUF path (required)");
 ABSL_FLAG(std::string, preset, "tiny", "dimensions: tiny, small, medium (4 layers at 20b width), 20b, 120b");
 ABSL_FLAG(std::string, vocab, "tiny",
           "tokenizer: 'tiny' (bytes + a few hundred merges + harmony specials), 'o200k' (the real gpt-oss vocabulary), "
+          "'qwen2' (Qwen2.5's), 'phi3' (Phi-3-mini's), 'tiny-qwen2' and 'tiny-phi3' (small vocabularies with those "
+          "families' special tokens), "
           "'placeholder:N' (N dummy tokens, for forward-pass fixtures only) or a vocab file path");
 ABSL_FLAG(std::string, dense_type, "q8_0",
           "type of attention/embedding matrices: q8_0, q4_k, q6_k, bf16, f16, f32 (the k-quants need the matrices' "

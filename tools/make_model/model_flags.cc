@@ -15,9 +15,20 @@
 namespace ossgate::tools {
 namespace {
 
-constexpr char kO200kEnv[] = "OSSGATE_O200K_VOCAB";
+constexpr VocabAsset kAssets[] = {
+    {"o200k", "o200k_harmony.vocab", "OSSGATE_O200K_VOCAB"},
+    {"qwen2", "qwen2.5.vocab", "OSSGATE_QWEN2_VOCAB"},
+    {"phi3", "phi3-mini.vocab", "OSSGATE_PHI3_VOCAB"},
+};
 
 }  // namespace
+
+const VocabAsset* FindVocabAssetByName(const std::string& name) {
+  for (const VocabAsset& a : kAssets) {
+    if (name == a.name) return &a;
+  }
+  return nullptr;
+}
 
 std::string ExecutableDir() {
   std::error_code ec;
@@ -26,6 +37,10 @@ std::string ExecutableDir() {
 }
 
 std::vector<std::string> O200kVocabCandidates(const std::string& exe_dir) {
+  return VocabCandidates(kAssets[0].file, exe_dir);
+}
+
+std::vector<std::string> VocabCandidates(const std::string& file, const std::string& exe_dir) {
   // The build tree puts the decompressed asset in <build>/assets/tokenizer and
   // the tools one or two folders below <build>; an install puts it in
   // <prefix>/share/ossgate/tokenizer next to <prefix>/bin.
@@ -33,8 +48,8 @@ std::vector<std::string> O200kVocabCandidates(const std::string& exe_dir) {
   if (exe_dir.empty()) return out;
   std::filesystem::path dir(exe_dir);
   for (int up = 0; up < 4 && !dir.empty(); ++up) {
-    out.push_back((dir / "assets/tokenizer/o200k_harmony.vocab").string());
-    out.push_back((dir / "share/ossgate/tokenizer/o200k_harmony.vocab").string());
+    out.push_back((dir / "assets/tokenizer" / file).string());
+    out.push_back((dir / "share/ossgate/tokenizer" / file).string());
     if (dir == dir.parent_path()) break;
     dir = dir.parent_path();
   }
@@ -42,16 +57,20 @@ std::vector<std::string> O200kVocabCandidates(const std::string& exe_dir) {
 }
 
 absl::StatusOr<std::string> FindO200kVocab(const char* env_value, const std::string& exe_dir) {
+  return FindVocabAsset(kAssets[0], env_value, exe_dir);
+}
+
+absl::StatusOr<std::string> FindVocabAsset(const VocabAsset& asset, const char* env_value, const std::string& exe_dir) {
   if (env_value != nullptr && *env_value != '\0') return std::string(env_value);
-  const std::vector<std::string> candidates = O200kVocabCandidates(exe_dir);
+  const std::vector<std::string> candidates = VocabCandidates(asset.file, exe_dir);
   for (const std::string& c : candidates) {
     std::error_code ec;
     if (std::filesystem::is_regular_file(c, ec)) return c;
   }
   return absl::NotFoundError(absl::StrCat(
-      "the o200k vocabulary was not found next to this program (looked for ",
+      "the ", asset.name, " vocabulary was not found next to this program (looked for ",
       candidates.empty() ? std::string("nothing: the program's folder is unknown") : absl::StrJoin(candidates, ", "),
-      "); set ", kO200kEnv, " to the decompressed assets/tokenizer/o200k_harmony.vocab.xz, or pass --vocab=<path>"));
+      "); set ", asset.env, " to the decompressed assets/tokenizer/", asset.file, ".xz, or pass --vocab=<path>"));
 }
 
 absl::StatusOr<gguf::GgmlType> ParseGgmlType(const std::string& name) {
@@ -69,8 +88,10 @@ absl::StatusOr<gguf::GgmlType> ParseGgmlType(const std::string& name) {
 
 absl::StatusOr<text::VocabSpec> LoadVocabByName(const std::string& name) {
   if (name == "tiny") return text::MakeTinyVocab();
-  if (name == "o200k") {
-    absl::StatusOr<std::string> path = FindO200kVocab(std::getenv(kO200kEnv), ExecutableDir());
+  if (name == "tiny-qwen2") return text::MakeTinyFamilyVocab("qwen2");
+  if (name == "tiny-phi3") return text::MakeTinyFamilyVocab("phi3");
+  if (const VocabAsset* asset = FindVocabAssetByName(name)) {
+    absl::StatusOr<std::string> path = FindVocabAsset(*asset, std::getenv(asset->env), ExecutableDir());
     if (!path.ok()) return path.status();
     return text::LoadVocabFile(*path);
   }

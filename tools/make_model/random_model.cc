@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "inference_worker/gguf/gguf.h"
 #include "inference_worker/model/thread_pool.h"
+#include "inference_worker/text/tokenizer_metadata.h"
 
 namespace ossgate::tools {
 
@@ -202,21 +203,7 @@ absl::Status WriteRandomModel(const RandomModelSpec& spec_in, const text::VocabS
     w.SetFloat32("gpt-oss.rope.scaling.factor", c.rope_scaling_factor);
     w.SetUint32("gpt-oss.rope.scaling.original_context_length", c.rope_original_context);
   }
-  w.SetString("tokenizer.ggml.model", "gpt2");
-  w.SetString("tokenizer.ggml.pre", "gpt-4o");
-  w.SetStringArray("tokenizer.ggml.tokens", vocab.tokens);
-  w.SetInt32Array("tokenizer.ggml.token_type", vocab.token_types);
-  w.SetStringArray("tokenizer.ggml.merges", vocab.merges);
-  auto special = [&](const std::string& text) -> int {
-    for (size_t i = 0; i < vocab.tokens.size(); ++i) {
-      if (vocab.tokens[i] == text) return static_cast<int>(i);
-    }
-    return -1;
-  };
-  if (int id = special("<|startoftext|>"); id >= 0) w.SetUint32("tokenizer.ggml.bos_token_id", id);
-  if (int id = special("<|return|>"); id >= 0) w.SetUint32("tokenizer.ggml.eos_token_id", id);
-  if (int id = special("<|endoftext|>"); id >= 0) w.SetUint32("tokenizer.ggml.padding_token_id", id);
-  w.SetBool("tokenizer.ggml.add_bos_token", false);
+  if (absl::Status s = text::WriteTokenizerMetadata(vocab, w); !s.ok()) return s;
 
   const std::vector<TensorPlan> plans = PlanTensors(spec);
   for (const TensorPlan& p : plans) {
