@@ -61,6 +61,10 @@ absl::StatusOr<gguf::GgmlType> ParseGgmlType(const std::string& name) {
   if (n == "bf16") return gguf::GgmlType::kBF16;
   if (n == "f16") return gguf::GgmlType::kF16;
   if (n == "f32") return gguf::GgmlType::kF32;
+  // The k-quants (q4_k, q6_k) belong here once gguf::GgmlType and
+  // gguf::QuantizeRow have them: the generator asks the type for its block
+  // size and quantizes float rows through QuantizeRow, so nothing else in
+  // it changes.
   return absl::InvalidArgumentError(absl::StrCat("unknown tensor type '", name, "' (q8_0, mxfp4, bf16, f16, f32)"));
 }
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -178,8 +179,9 @@ std::vector<TensorPlan> PlanTensors(const RandomModelSpec& spec) {
 }
 
 // general.file_type (llama.cpp's LlamaFileType) of a dense model whose
-// matrices are all `type`; 0 when the type has no such code here.
-uint32_t DenseFileType(GgmlType type) {
+// matrices are all `type`; none for a type without a code here (the
+// k-quants' mixes, e.g. MOSTLY_Q4_K_M = 15, once the generator writes them).
+std::optional<uint32_t> DenseFileType(GgmlType type) {
   switch (type) {
     case GgmlType::kF32:
       return 0;  // ALL_F32
@@ -190,7 +192,7 @@ uint32_t DenseFileType(GgmlType type) {
     case GgmlType::kBF16:
       return 32;  // MOSTLY_BF16
     default:
-      return 0;
+      return std::nullopt;
   }
 }
 
@@ -225,7 +227,7 @@ void WriteGptOssKeys(const RandomModelSpec& spec, gguf::GgufWriter& w) {
 void WriteDenseKeys(const RandomModelSpec& spec, gguf::GgufWriter& w) {
   const model::ModelConfig& c = spec.config;
   const std::string p = absl::StrCat(model::FamilyName(c.family), ".");
-  w.SetUint32("general.file_type", DenseFileType(spec.dense_type));
+  if (auto file_type = DenseFileType(spec.dense_type)) w.SetUint32("general.file_type", *file_type);
   w.SetUint32(p + "block_count", c.n_layers);
   w.SetUint32(p + "context_length", c.context_length);
   w.SetUint32(p + "embedding_length", c.d_model);
