@@ -165,9 +165,12 @@ absl::Status TensorBinder::Vec(const std::string& name, std::initializer_list<in
 
 absl::Status CheckTensorCount(const gguf::GgufFile& file, const ModelConfig& c, int expected) {
   if (file.tensors().size() == static_cast<size_t>(expected)) return absl::OkStatus();
+  // The dense families' count depends on output.weight: say which case applied.
+  const char* variant = c.family == Family::kGptOss ? ""
+                        : c.tied_embeddings         ? " with tied embeddings"
+                                                    : " with an output.weight";
   return absl::InvalidArgumentError(absl::StrCat("the file holds ", file.tensors().size(), " tensors but a ",
-                                                 c.n_layers, "-layer ", FamilyName(c.family), " model",
-                                                 c.family == Family::kGptOss ? "" : (c.tied_embeddings ? " with tied embeddings" : " with an output.weight"),
+                                                 c.n_layers, "-layer ", FamilyName(c.family), " model", variant,
                                                  " has ", expected));
 }
 

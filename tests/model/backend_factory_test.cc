@@ -141,7 +141,8 @@ TEST(BackendFactoryTest, TheCudaBackendRefusesQwen2AndPhi3AndAutoRunsThemOnTheCp
     auto refused = CreateBackend(*loaded->file, choice);
     ASSERT_FALSE(refused.ok());
     EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnimplemented);
-    for (const std::string& part : std::vector<std::string>{"CUDA backend does not run " + family, "gpt-oss only", "--backend=cpu"}) {
+    const std::vector<std::string> parts = {"CUDA backend does not run " + family, "gpt-oss only", "--backend=cpu"};
+    for (const std::string& part : parts) {
       EXPECT_TRUE(absl::StrContains(refused.status().message(), part)) << refused.status();
     }
     choice.kind = "auto";

@@ -37,7 +37,9 @@ int Argmax(const float* v, int n) { return static_cast<int>(std::max_element(v, 
 
 std::vector<int32_t> RandomTokens(int n, int vocab, uint64_t seed) {
   std::vector<int32_t> t(n);
-  for (int i = 0; i < n; ++i) t[i] = static_cast<int32_t>((tools::HashUniform(seed, 99, i) + 1.0f) * 0.5f * vocab) % vocab;
+  for (int i = 0; i < n; ++i) {
+    t[i] = static_cast<int32_t>((tools::HashUniform(seed, 99, i) + 1.0f) * 0.5f * vocab) % vocab;
+  }
   return t;
 }
 

@@ -316,7 +316,8 @@ TEST_F(DenseFileTest, AnUnknownArchitectureIsRefusedListingTheSupportedOnes) {
 TEST_F(DenseFileTest, InconsistentHeadsAreRefused) {
   FileSpec s = Qwen2Spec(1, 32, 2, 1, 64, 8, true);
   s.keys["qwen2.attention.head_count_kv"] = 3u;
-  ExpectRefused(ReadConfig(s), {"qwen2.attention.head_count (2) must be a multiple of qwen2.attention.head_count_kv (3)"});
+  ExpectRefused(ReadConfig(s),
+                {"qwen2.attention.head_count (2) must be a multiple of qwen2.attention.head_count_kv (3)"});
   s = Qwen2Spec(1, 32, 2, 1, 64, 8, true);
   s.keys["qwen2.attention.head_count"] = 3u;  // 32 / 3 is no head size
   ExpectRefused(ReadConfig(s), {"qwen2.embedding_length (32) is not a multiple of qwen2.attention.head_count (3)",

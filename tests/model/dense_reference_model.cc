@@ -111,7 +111,8 @@ std::vector<std::vector<double>> DenseReferenceLogits(const gguf::GgufFile& f, c
       const Mat gate_up = Tensor2d(f, p + "ffn_up.weight");  // gate, up = chunk(2, dim=-1)
       gate = Slice(gate_up, 0, F), up = Slice(gate_up, F, F);
     } else {
-      wq = Tensor2d(f, p + "attn_q.weight"), wk = Tensor2d(f, p + "attn_k.weight"), wv = Tensor2d(f, p + "attn_v.weight");
+      wq = Tensor2d(f, p + "attn_q.weight"), wk = Tensor2d(f, p + "attn_k.weight");
+      wv = Tensor2d(f, p + "attn_v.weight");
       bq = Tensor1d(f, p + "attn_q.bias"), bk = Tensor1d(f, p + "attn_k.bias"), bv = Tensor1d(f, p + "attn_v.bias");
       gate = Tensor2d(f, p + "ffn_gate.weight"), up = Tensor2d(f, p + "ffn_up.weight");
     }

@@ -36,12 +36,14 @@ ABSL_FLAG(int, layers, 0, "override block_count");
 ABSL_FLAG(int, d_model, 0, "override embedding_length");
 ABSL_FLAG(int, heads, 0, "override attention.head_count");
 ABSL_FLAG(int, kv_heads, 0, "override attention.head_count_kv");
-ABSL_FLAG(int, head_dim, 0, "override the head size (qwen2/phi3 write attention.key_length only if it is not d_model/heads)");
+ABSL_FLAG(int, head_dim, 0,
+          "override the head size (qwen2/phi3 write attention.key_length only if it is not d_model / heads)");
 ABSL_FLAG(int, experts, 0, "gpt-oss: override expert_count");
 ABSL_FLAG(int, d_ff, 0, "override expert_feed_forward_length (qwen2/phi3: feed_forward_length)");
 ABSL_FLAG(int, window, 0, "override attention.sliding_window (gpt-oss, phi3)");
 ABSL_FLAG(int, rope_original_context, 0,
-          "gpt-oss: override rope.scaling.original_context_length (YaRN; presets use 4096); below ~201 (beta_fast * 2 pi) "
+          "gpt-oss: override rope.scaling.original_context_length (YaRN; presets use 4096); below ~201 "
+          "(beta_fast * 2 pi) "
           "the correction range is clamped, as HF transformers does");
 ABSL_FLAG(int, threads, 0, "generator threads (0 = all cores)");
 ABSL_FLAG(std::string, name, "ossgate-random", "general.name");
