@@ -80,7 +80,9 @@ absl::Status ReadDenseKeys(const gguf::GgufFile& f, ModelConfig* c) {
   if (c->head_dim % 2 != 0) {
     return absl::InvalidArgumentError(absl::StrCat("the head size ", c->head_dim, " is odd; RoPE needs it even"));
   }
-  OSSGATE_TRY(ReadRequiredFloat(f, p + "rope.freq_base", &c->rope_theta));
+  // Absent means 10,000, llama.cpp's default (early Phi-3 conversions lack the key).
+  c->rope_theta = 10000.0f;
+  OSSGATE_TRY(ReadOptionalFloat(f, p + "rope.freq_base", &c->rope_theta));
   if (!(c->rope_theta > 1.0f)) {
     return absl::InvalidArgumentError(absl::StrCat(p, "rope.freq_base must be > 1, found ", c->rope_theta));
   }

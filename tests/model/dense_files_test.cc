@@ -334,17 +334,30 @@ TEST_F(DenseFileTest, InconsistentHeadsAreRefused) {
   ExpectRefused(ReadConfig(p), {"phi3.rope.dimension_count = 12", "partial rotary"});
 }
 
-TEST_F(DenseFileTest, HeadCountKvDefaultsToHeadCountAsLlamaCppReadsIt) {
+// Optional keys default as llama.cpp reads them: no grouping, RoPE base
+// 10,000 (early Phi-3 conversions lack rope.freq_base).
+TEST_F(DenseFileTest, OptionalKeysDefaultAsLlamaCppReadsThem) {
   FileSpec s = Qwen2Spec(1, 32, 2, 2, 64, 8, true);
   s.keys.erase("qwen2.attention.head_count_kv");
   auto c = ReadConfig(s);
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->n_kv_heads, 2);
+  FileSpec p = Phi3Spec(1, 32, 2, 2, 64, 8);
+  p.keys["phi3.rope.freq_base"] = 500.0f;
+  c = ReadConfig(p);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_FLOAT_EQ(c->rope_theta, 500.0f);
+  p.keys.erase("phi3.rope.freq_base");
+  c = ReadConfig(p);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_FLOAT_EQ(c->rope_theta, 10000.0f);
+  p.keys["phi3.rope.freq_base"] = 1.0f;
+  ExpectRefused(ReadConfig(p), {"phi3.rope.freq_base must be > 1"});
 }
 
 TEST_F(DenseFileTest, EachMissingRequiredKeyIsRefusedNamingIt) {
   for (const char* key : {"qwen2.block_count", "qwen2.context_length", "qwen2.embedding_length",
-                          "qwen2.feed_forward_length", "qwen2.attention.head_count", "qwen2.rope.freq_base",
+                          "qwen2.feed_forward_length", "qwen2.attention.head_count",
                           "qwen2.attention.layer_norm_rms_epsilon"}) {
     SCOPED_TRACE(key);
     FileSpec s = Qwen2Spec(1, 32, 2, 1, 64, 8, true);
