@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "inference_worker/cuda/cuda_backend.h"
 #include "inference_worker/model/cpu_backend.h"
+#include "inference_worker/model/model_config.h"
 
 namespace ossgate {
 
@@ -13,6 +14,22 @@ absl::Status CheckKind(const BackendChoice& c) {
     return absl::InvalidArgumentError(absl::StrCat("backend: unknown kind '", c.kind, "' (auto, cpu, cuda)"));
   }
   return absl::OkStatus();
+}
+
+// The CUDA backend runs gpt-oss only (its kernels are the MoE's): a qwen2 or
+// phi3 file is refused with "cuda" and goes to the CPU with "auto". Files
+// whose config does not read get the CUDA backend's own error.
+absl::Status CudaRunsFamily(const gguf::GgufFile& file) {
+  auto config = model::ReadModelConfig(file);
+  if (!config.ok() || config->family == model::Family::kGptOss) return absl::OkStatus();
+  const char* family = model::FamilyName(config->family);
+  return absl::UnimplementedError(absl::StrCat("the CUDA backend does not run ", family,
+                                               " models yet (general.architecture \"", family,
+                                               "\"; it runs gpt-oss only): use --backend=cpu or --backend=auto"));
+}
+
+std::string FallbackNote(const absl::Status& cuda) {
+  return absl::StrCat("CUDA backend unavailable (", cuda.message(), "); using the CPU backend");
 }
 
 gpu::CudaBackendOptions CudaOptions(const BackendChoice& c) {
@@ -40,14 +57,18 @@ absl::StatusOr<CreatedBackend> CreateBackendFromImage(gpu::DeviceModelImage& ima
                                                       model::ModelBytes* host_bytes,
                                                       std::optional<gguf::GgufFile>* host_file) {
   if (absl::Status s = CheckKind(c); !s.ok()) return s;
-  auto b = gpu::CreateCudaBackendFromImage(image, file, CudaOptions(c));
-  if (b.ok()) {
-    CreatedBackend out;
-    out.backend = *std::move(b);
-    out.kind = "cuda";
-    return out;
+  absl::Status unavailable = CudaRunsFamily(file);
+  if (unavailable.ok()) {
+    auto b = gpu::CreateCudaBackendFromImage(image, file, CudaOptions(c));
+    if (b.ok()) {
+      CreatedBackend out;
+      out.backend = *std::move(b);
+      out.kind = "cuda";
+      return out;
+    }
+    unavailable = b.status();
   }
-  if (c.kind == "cuda") return b.status();
+  if (c.kind == "cuda") return unavailable;
   // "auto": the verified bytes come back to the host for the CPU backend.
   model::HostModelSink host;
   if (absl::Status s = host.Begin(image.size()); !s.ok()) return s;
@@ -55,7 +76,7 @@ absl::StatusOr<CreatedBackend> CreateBackendFromImage(gpu::DeviceModelImage& ima
   if (!buffer.ok()) return buffer.status();
   // (After a failure late in the CUDA backend's creation the device copy is
   // gone: its error is the one to report.)
-  if (!image.CopyToHost(0, image.size(), buffer->data()).ok()) return b.status();
+  if (!image.CopyToHost(0, image.size(), buffer->data()).ok()) return unavailable;
   *host_bytes = host.Take(digest);
   auto parsed = gguf::GgufFile::Parse(host_bytes->bytes());
   if (!parsed.ok()) return parsed.status();
@@ -64,7 +85,7 @@ absl::StatusOr<CreatedBackend> CreateBackendFromImage(gpu::DeviceModelImage& ima
   cpu.kind = "cpu";
   auto created = CreateBackend(**host_file, cpu);
   if (!created.ok()) return created.status();
-  created->note = absl::StrCat("CUDA backend unavailable (", b.status().message(), "); using the CPU backend");
+  created->note = FallbackNote(unavailable);
   return created;
 }
 
@@ -72,14 +93,18 @@ absl::StatusOr<CreatedBackend> CreateBackend(const gguf::GgufFile& file, const B
   if (absl::Status s = CheckKind(c); !s.ok()) return s;
   CreatedBackend out;
   if (c.kind != "cpu") {
-    auto b = gpu::CreateCudaBackend(file, CudaOptions(c));
-    if (b.ok()) {
-      out.backend = *std::move(b);
-      out.kind = "cuda";
-      return out;
+    absl::Status unavailable = CudaRunsFamily(file);
+    if (unavailable.ok()) {
+      auto b = gpu::CreateCudaBackend(file, CudaOptions(c));
+      if (b.ok()) {
+        out.backend = *std::move(b);
+        out.kind = "cuda";
+        return out;
+      }
+      unavailable = b.status();
     }
-    if (c.kind == "cuda") return b.status();
-    out.note = absl::StrCat("CUDA backend unavailable (", b.status().message(), "); using the CPU backend");
+    if (c.kind == "cuda") return unavailable;
+    out.note = FallbackNote(unavailable);
   }
   model::CpuBackendOptions o;
   o.n_threads = c.cpu_threads;

@@ -1,5 +1,8 @@
 // Chooses and creates the engine backend: the CUDA backend when asked for
 // (or, with "auto", when a usable GPU is present), else the CPU reference.
+// The CUDA backend runs gpt-oss files only: a qwen2 or phi3 file is refused
+// with kind "cuda" (Unimplemented, naming the family) and runs on the CPU
+// with "auto" (the note says why).
 #pragma once
 
 #include <memory>

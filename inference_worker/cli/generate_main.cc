@@ -1,5 +1,5 @@
-// ossgate-generate: loads a gpt-oss GGUF (CUDA backend when available, else
-// the CPU reference) and streams a
+// ossgate-generate: loads a gpt-oss, qwen2 or phi3 GGUF (CUDA backend when
+// available for gpt-oss, else the CPU reference) and streams a
 // completion (--prompt) or a harmony chat answer (--chat) to the terminal.
 // Local tool: it does not consult the provenance service (the worker does).
 //
@@ -81,7 +81,7 @@ int main(int argc, char** argv) {
   usage.contains_help_flags = IsMainFile;
   usage.normalize_filename = SourcePath;
   absl::SetFlagsUsageConfig(usage);
-  absl::SetProgramUsageMessage(R"(streams a completion or a chat answer from a gpt-oss GGUF, locally
+  absl::SetProgramUsageMessage(R"(streams a completion or a chat answer from a gpt-oss, qwen2 or phi3 GGUF, locally
 (no provenance check: a development tool; the worker is the verified path).
 
 Flags by purpose (descriptions and defaults below):

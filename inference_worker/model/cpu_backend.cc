@@ -75,171 +75,262 @@ float* CpuBackend::KvRow(bool value, int layer, KvSlot slot) {
          static_cast<size_t>(slot.offset) * kv_dim;
 }
 
+// One step's flattened tokens and activation buffers, shared by the blocks.
+struct CpuBackend::StepState {
+  std::span<const SequenceStep> steps;
+  std::vector<FlatToken> toks;
+  std::vector<int64_t> step_first;      // index of each step's first token
+  std::vector<int32_t> step_start_pos;  // each step's sequence length before the step
+  int64_t max_pos = 0;                  // longest visible context in this step
+  // (T, D) residual stream, normed input and block output; (T, Q) q and the
+  // attention output; (T, KV) k and v.
+  std::vector<float> x, h, proj, q, attn, k, v;
+  // gpt-oss: router logits (T, E), chosen experts and weights (T, top-k),
+  // the weighted expert sum (T, D).
+  std::vector<float> router, moe, top_w;
+  std::vector<int32_t> top_ids;
+  // qwen2, phi3: (T, F) gate and up projections and silu(gate) * up.
+  std::vector<float> gate, up, act;
+
+  int64_t T() const { return static_cast<int64_t>(toks.size()); }
+};
+
+struct CpuBackend::AttentionWeights {
+  const float* norm;                   // (D)
+  const Matrix *wq, *wk, *wv, *wo;
+  const float *bq, *bk, *bv, *bo;      // null: the family has no such bias
+  const float* sinks;                  // (H) sink logits; null: plain softmax
+};
+
+namespace {
+
+const float* OrNull(const std::vector<float>& v) { return v.empty() ? nullptr : v.data(); }
+
+}  // namespace
+
 absl::Status CpuBackend::Forward(std::span<const SequenceStep> steps, std::vector<float>* logits) {
   const ModelConfig& c = config_;
   if (absl::Status st = ValidateAndReserve(steps, c.vocab_size, max_context_, kv_); !st.ok()) return st;
 
   // Flatten the batch.
-  std::vector<FlatToken> toks;
-  std::vector<int64_t> step_first;  // index of each step's first token
-  std::vector<int32_t> step_start_pos;
+  StepState s;
+  s.steps = steps;
   for (size_t i = 0; i < steps.size(); ++i) {
-    step_first.push_back(static_cast<int64_t>(toks.size()));
+    s.step_first.push_back(static_cast<int64_t>(s.toks.size()));
     const int start = kv_.Length(steps[i].seq);
-    step_start_pos.push_back(start);
+    s.step_start_pos.push_back(start);
     for (size_t j = 0; j < steps[i].tokens.size(); ++j) {
-      toks.push_back({steps[i].tokens[j], static_cast<int32_t>(start + j), static_cast<int32_t>(i)});
+      s.toks.push_back({steps[i].tokens[j], static_cast<int32_t>(start + j), static_cast<int32_t>(i)});
     }
   }
-  const int64_t T = static_cast<int64_t>(toks.size());
-  int64_t max_pos = 0;  // longest visible context in this step
-  for (const FlatToken& t : toks) max_pos = std::max<int64_t>(max_pos, t.pos + 1);
-  const int64_t D = c.d_model, Q = c.q_dim(), KV = c.kv_dim(), hd = c.head_dim;
-  const int group = c.n_heads / c.n_kv_heads;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-
-  std::vector<float> x(T * D), h(T * D), q(T * Q), k(T * KV), v(T * KV), attn(T * Q), proj(T * D);
-  std::vector<float> router(T * c.n_experts), moe(T * D);
-  std::vector<int32_t> top_ids(T * c.n_experts_used);
-  std::vector<float> top_w(T * c.n_experts_used);
+  const int64_t T = s.T();
+  for (const FlatToken& t : s.toks) s.max_pos = std::max<int64_t>(s.max_pos, t.pos + 1);
+  const int64_t D = c.d_model, Q = c.q_dim(), KV = c.kv_dim();
+  for (std::vector<float>* b : {&s.x, &s.h, &s.proj}) b->resize(T * D);
+  for (std::vector<float>* b : {&s.q, &s.attn}) b->resize(T * Q);
+  for (std::vector<float>* b : {&s.k, &s.v}) b->resize(T * KV);
 
   pool_.ParallelFor(T, pool_.GrainFor(T, D), [&](int64_t b, int64_t e) {
     for (int64_t t = b; t < e; ++t) {
-      gguf::DequantizeRow(weights_.token_embd.type, weights_.token_embd.Row(0, toks[t].id), &x[t * D], D);
+      gguf::DequantizeRow(weights_.token_embd.type, weights_.token_embd.Row(0, s.toks[t].id), &s.x[t * D], D);
     }
   });
 
   for (int l = 0; l < c.n_layers; ++l) {
-    const LayerWeights& L = weights_.layers[l];
-    const bool sliding = c.IsSlidingLayer(l);
-
-    // Attention block.
-    pool_.ParallelFor(T, pool_.GrainFor(T, 2 * D), [&](int64_t b, int64_t e) {
-      for (int64_t t = b; t < e; ++t) cpu::RmsNorm(&x[t * D], L.attn_norm.data(), c.rms_eps, D, &h[t * D]);
-    });
-    cpu::MatMul(L.wq, 0, h.data(), T, L.bq.data(), q.data(), Q, pool_);
-    cpu::MatMul(L.wk, 0, h.data(), T, L.bk.data(), k.data(), KV, pool_);
-    cpu::MatMul(L.wv, 0, h.data(), T, L.bv.data(), v.data(), KV, pool_);
-    pool_.ParallelFor(T, pool_.GrainFor(T, 8 * (Q + KV)), [&](int64_t b, int64_t e) {
-      for (int64_t t = b; t < e; ++t) {
-        cpu::ApplyRope(&q[t * Q], c.n_heads, c.head_dim, toks[t].pos, rope_);
-        cpu::ApplyRope(&k[t * KV], c.n_kv_heads, c.head_dim, toks[t].pos, rope_);
+    switch (c.family) {
+      case Family::kGptOss: {  // attention with biases and sinks, then the mixture of experts
+        const LayerWeights& L = weights_.layers[l];
+        const AttentionWeights attention{L.attn_norm.data(), &L.wq,      &L.wk,      &L.wv,      &L.wo,
+                                         L.bq.data(),        L.bk.data(), L.bv.data(), L.bo.data(), L.sinks.data()};
+        AttentionBlock(l, attention, s);
+        MoeBlock(l, L, s);
+        break;
       }
-    });
-    // Work of one (token, head) task: 2 passes over its visible keys.
-    const int64_t max_visible = sliding ? std::min<int64_t>(c.sliding_window, max_pos) : max_pos;
-    pool_.ParallelFor(T * c.n_heads, pool_.GrainFor(T * c.n_heads, 2 * hd * max_visible), [&](int64_t b, int64_t e) {
-      thread_local std::vector<const float*> keys, values;
-      thread_local std::vector<float> scratch;
-      for (int64_t task = b; task < e; ++task) {
-        const int64_t t = task / c.n_heads;
-        const int head = static_cast<int>(task % c.n_heads);
-        const int g = head / group;
-        const FlatToken& tok = toks[t];
-        const SeqId seq = steps[tok.step].seq;
-        const int start = step_start_pos[tok.step];
-        const int lo = sliding ? std::max(0, tok.pos - c.sliding_window + 1) : 0;
-        keys.clear();
-        values.clear();
-        for (int j = lo; j <= tok.pos; ++j) {
-          if (j >= start) {  // written in this step: still in the activation buffers
-            const int64_t row = step_first[tok.step] + (j - start);
-            keys.push_back(&k[row * KV + g * hd]);
-            values.push_back(&v[row * KV + g * hd]);
-          } else {
-            const KvSlot slot = sliding ? kv_.WindowSlot(seq, j) : kv_.FullSlot(seq, j);
-            keys.push_back(KvRow(false, l, slot) + g * hd);
-            values.push_back(KvRow(true, l, slot) + g * hd);
-          }
-        }
-        scratch.resize(keys.size());
-        cpu::AttentionWithSink(&q[t * Q + head * hd], keys.data(), values.data(), static_cast<int64_t>(keys.size()),
-                               c.head_dim, scale, L.sinks[head], scratch.data(), &attn[t * Q + head * hd]);
-      }
-    });
-    // Cache this step's K/V. A sliding ring may be shorter than a long chunk:
-    // later positions then overwrite earlier ones, leaving the last window.
-    for (int64_t t = 0; t < T; ++t) {
-      const SeqId seq = steps[toks[t].step].seq;
-      const KvSlot slot = sliding ? kv_.WindowSlot(seq, toks[t].pos) : kv_.FullSlot(seq, toks[t].pos);
-      std::copy_n(&k[t * KV], KV, KvRow(false, l, slot));
-      std::copy_n(&v[t * KV], KV, KvRow(true, l, slot));
-    }
-    cpu::MatMul(L.wo, 0, attn.data(), T, L.bo.data(), proj.data(), D, pool_);
-    for (int64_t i = 0; i < T * D; ++i) x[i] += proj[i];
-
-    // Mixture of experts.
-    pool_.ParallelFor(T, pool_.GrainFor(T, 2 * D), [&](int64_t b, int64_t e) {
-      for (int64_t t = b; t < e; ++t) cpu::RmsNorm(&x[t * D], L.post_attn_norm.data(), c.rms_eps, D, &h[t * D]);
-    });
-    cpu::MatMul(L.router, 0, h.data(), T, L.router_b.data(), router.data(), c.n_experts, pool_);
-    std::vector<std::vector<std::pair<int64_t, float>>> by_expert(c.n_experts);  // (token, weight)
-    for (int64_t t = 0; t < T; ++t) {
-      int32_t* ids = &top_ids[t * c.n_experts_used];
-      float* w = &top_w[t * c.n_experts_used];
-      cpu::RouterTopK(&router[t * c.n_experts], c.n_experts, c.n_experts_used, ids, w);
-      if (router_hook_) {
-        router_hook_(l, steps[toks[t].step].seq, toks[t].pos, {&router[t * c.n_experts], static_cast<size_t>(c.n_experts)},
-                     {ids, static_cast<size_t>(c.n_experts_used)});
-        for (int i = 0; i < c.n_experts_used; ++i) {
-          if (ids[i] < 0 || ids[i] >= c.n_experts) {
-            std::fprintf(stderr, "CpuBackend: the router hook chose expert %d of %d\n", ids[i], c.n_experts);
-            std::abort();
-          }
-        }
-        cpu::RouterSoftmax(&router[t * c.n_experts], c.n_experts_used, ids, w);
-      }
-      for (int i = 0; i < c.n_experts_used; ++i) by_expert[ids[i]].emplace_back(t, w[i]);
-    }
-    std::fill(moe.begin(), moe.end(), 0.0f);
-    std::vector<float> xe, gate, up, act, ye;
-    for (int ex = 0; ex < c.n_experts; ++ex) {
-      const auto& members = by_expert[ex];
-      if (members.empty()) continue;
-      const int64_t n = static_cast<int64_t>(members.size());
-      const int64_t F = c.d_ff;
-      xe.resize(n * D);
-      gate.resize(n * F);
-      up.resize(n * F);
-      act.resize(n * F);
-      ye.resize(n * D);
-      for (int64_t i = 0; i < n; ++i) std::copy_n(&h[members[i].first * D], D, &xe[i * D]);
-      cpu::MatMul(L.gate_exps, ex, xe.data(), n, &L.gate_b[ex * F], gate.data(), F, pool_);
-      cpu::MatMul(L.up_exps, ex, xe.data(), n, &L.up_b[ex * F], up.data(), F, pool_);
-      for (int64_t i = 0; i < n; ++i) {
-        cpu::ClampedSwiGlu(&gate[i * F], &up[i * F], F, c.swiglu_alpha, c.swiglu_limit, &act[i * F]);
-      }
-      cpu::MatMul(L.down_exps, ex, act.data(), n, &L.down_b[ex * D], ye.data(), D, pool_);
-      for (int64_t i = 0; i < n; ++i) {
-        const float w = members[i].second;
-        float* dst = &moe[members[i].first * D];
-        for (int64_t d = 0; d < D; ++d) dst[d] += w * ye[i * D + d];
+      case Family::kQwen2:
+      case Family::kPhi3: {  // plain attention (qwen2: q/k/v biases), then the SiLU-gated FFN
+        const DenseLayerWeights& L = weights_.dense_layers[l];
+        const AttentionWeights attention{L.attn_norm.data(), &L.wq,         &L.wk,         &L.wv, &L.wo,
+                                         OrNull(L.bq),       OrNull(L.bk), OrNull(L.bv), nullptr, nullptr};
+        AttentionBlock(l, attention, s);
+        DenseFfnBlock(L, s);
+        break;
       }
     }
-    for (int64_t i = 0; i < T * D; ++i) x[i] += moe[i];
   }
 
-  // Final norm and unembedding of the rows the caller wants.
+  // Final norm and unembedding (output.weight, or token_embd when tied) of
+  // the rows the caller wants.
   std::vector<int64_t> out_rows;
   for (size_t i = 0; i < steps.size(); ++i) {
     const int64_t n = static_cast<int64_t>(steps[i].tokens.size());
     if (steps[i].logits == Logits::kAll) {
-      for (int64_t j = 0; j < n; ++j) out_rows.push_back(step_first[i] + j);
+      for (int64_t j = 0; j < n; ++j) out_rows.push_back(s.step_first[i] + j);
     } else if (steps[i].logits == Logits::kLast) {
-      out_rows.push_back(step_first[i] + n - 1);
+      out_rows.push_back(s.step_first[i] + n - 1);
     }
   }
   const int64_t R = static_cast<int64_t>(out_rows.size());
   std::vector<float> final_h(R * D);
   for (int64_t r = 0; r < R; ++r) {
-    cpu::RmsNorm(&x[out_rows[r] * D], weights_.output_norm.data(), c.rms_eps, D, &final_h[r * D]);
+    cpu::RmsNorm(&s.x[out_rows[r] * D], weights_.output_norm.data(), c.rms_eps, D, &final_h[r * D]);
   }
   logits->resize(static_cast<size_t>(R) * c.vocab_size);
   cpu::MatMul(weights_.output, 0, final_h.data(), R, nullptr, logits->data(), c.vocab_size, pool_);
   SuppressUnsampled(c, logits->data(), R);
 
-  for (const SequenceStep& s : steps) kv_.Commit(s.seq, static_cast<int>(s.tokens.size()));
+  for (const SequenceStep& st : steps) kv_.Commit(st.seq, static_cast<int>(st.tokens.size()));
   return absl::OkStatus();
+}
+
+void CpuBackend::AttentionBlock(int l, const AttentionWeights& w, StepState& s) {
+  const ModelConfig& c = config_;
+  const int64_t T = s.T(), D = c.d_model, Q = c.q_dim(), KV = c.kv_dim(), hd = c.head_dim;
+  const int group = c.n_heads / c.n_kv_heads;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const bool sliding = c.IsSlidingLayer(l);
+  std::vector<float>&x = s.x, &h = s.h, &q = s.q, &k = s.k, &v = s.v, &attn = s.attn, &proj = s.proj;
+  const std::vector<FlatToken>& toks = s.toks;
+
+  pool_.ParallelFor(T, pool_.GrainFor(T, 2 * D), [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) cpu::RmsNorm(&x[t * D], w.norm, c.rms_eps, D, &h[t * D]);
+  });
+  cpu::MatMul(*w.wq, 0, h.data(), T, w.bq, q.data(), Q, pool_);
+  cpu::MatMul(*w.wk, 0, h.data(), T, w.bk, k.data(), KV, pool_);
+  cpu::MatMul(*w.wv, 0, h.data(), T, w.bv, v.data(), KV, pool_);
+  pool_.ParallelFor(T, pool_.GrainFor(T, 8 * (Q + KV)), [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) {
+      cpu::ApplyRope(&q[t * Q], c.n_heads, c.head_dim, toks[t].pos, rope_);
+      cpu::ApplyRope(&k[t * KV], c.n_kv_heads, c.head_dim, toks[t].pos, rope_);
+    }
+  });
+  // Work of one (token, head) task: 2 passes over its visible keys.
+  const int64_t max_visible = sliding ? std::min<int64_t>(c.sliding_window, s.max_pos) : s.max_pos;
+  pool_.ParallelFor(T * c.n_heads, pool_.GrainFor(T * c.n_heads, 2 * hd * max_visible), [&](int64_t b, int64_t e) {
+    thread_local std::vector<const float*> keys, values;
+    thread_local std::vector<float> scratch;
+    for (int64_t task = b; task < e; ++task) {
+      const int64_t t = task / c.n_heads;
+      const int head = static_cast<int>(task % c.n_heads);
+      const int g = head / group;
+      const FlatToken& tok = toks[t];
+      const SeqId seq = s.steps[tok.step].seq;
+      const int start = s.step_start_pos[tok.step];
+      const int lo = sliding ? std::max(0, tok.pos - c.sliding_window + 1) : 0;
+      keys.clear();
+      values.clear();
+      for (int j = lo; j <= tok.pos; ++j) {
+        if (j >= start) {  // written in this step: still in the activation buffers
+          const int64_t row = s.step_first[tok.step] + (j - start);
+          keys.push_back(&k[row * KV + g * hd]);
+          values.push_back(&v[row * KV + g * hd]);
+        } else {
+          const KvSlot slot = sliding ? kv_.WindowSlot(seq, j) : kv_.FullSlot(seq, j);
+          keys.push_back(KvRow(false, l, slot) + g * hd);
+          values.push_back(KvRow(true, l, slot) + g * hd);
+        }
+      }
+      scratch.resize(keys.size());
+      const int64_t n_keys = static_cast<int64_t>(keys.size());
+      float* out = &attn[t * Q + head * hd];
+      if (w.sinks) {
+        cpu::AttentionWithSink(&q[t * Q + head * hd], keys.data(), values.data(), n_keys, c.head_dim, scale,
+                               w.sinks[head], scratch.data(), out);
+      } else {
+        cpu::Attention(&q[t * Q + head * hd], keys.data(), values.data(), n_keys, c.head_dim, scale, scratch.data(),
+                       out);
+      }
+    }
+  });
+  // Cache this step's K/V. A sliding ring may be shorter than a long chunk:
+  // later positions then overwrite earlier ones, leaving the last window.
+  for (int64_t t = 0; t < T; ++t) {
+    const SeqId seq = s.steps[toks[t].step].seq;
+    const KvSlot slot = sliding ? kv_.WindowSlot(seq, toks[t].pos) : kv_.FullSlot(seq, toks[t].pos);
+    std::copy_n(&k[t * KV], KV, KvRow(false, l, slot));
+    std::copy_n(&v[t * KV], KV, KvRow(true, l, slot));
+  }
+  cpu::MatMul(*w.wo, 0, attn.data(), T, w.bo, proj.data(), D, pool_);
+  for (int64_t i = 0; i < T * D; ++i) x[i] += proj[i];
+}
+
+void CpuBackend::MoeBlock(int l, const LayerWeights& L, StepState& s) {
+  const ModelConfig& c = config_;
+  const int64_t T = s.T(), D = c.d_model;
+  std::vector<float>&x = s.x, &h = s.h, &router = s.router, &moe = s.moe, &top_w = s.top_w;
+  std::vector<int32_t>& top_ids = s.top_ids;
+  router.resize(T * c.n_experts);
+  moe.resize(T * D);
+  top_ids.resize(T * c.n_experts_used);
+  top_w.resize(T * c.n_experts_used);
+
+  pool_.ParallelFor(T, pool_.GrainFor(T, 2 * D), [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) cpu::RmsNorm(&x[t * D], L.post_attn_norm.data(), c.rms_eps, D, &h[t * D]);
+  });
+  cpu::MatMul(L.router, 0, h.data(), T, L.router_b.data(), router.data(), c.n_experts, pool_);
+  std::vector<std::vector<std::pair<int64_t, float>>> by_expert(c.n_experts);  // (token, weight)
+  for (int64_t t = 0; t < T; ++t) {
+    int32_t* ids = &top_ids[t * c.n_experts_used];
+    float* w = &top_w[t * c.n_experts_used];
+    cpu::RouterTopK(&router[t * c.n_experts], c.n_experts, c.n_experts_used, ids, w);
+    if (router_hook_) {
+      router_hook_(l, s.steps[s.toks[t].step].seq, s.toks[t].pos,
+                   {&router[t * c.n_experts], static_cast<size_t>(c.n_experts)},
+                   {ids, static_cast<size_t>(c.n_experts_used)});
+      for (int i = 0; i < c.n_experts_used; ++i) {
+        if (ids[i] < 0 || ids[i] >= c.n_experts) {
+          std::fprintf(stderr, "CpuBackend: the router hook chose expert %d of %d\n", ids[i], c.n_experts);
+          std::abort();
+        }
+      }
+      cpu::RouterSoftmax(&router[t * c.n_experts], c.n_experts_used, ids, w);
+    }
+    for (int i = 0; i < c.n_experts_used; ++i) by_expert[ids[i]].emplace_back(t, w[i]);
+  }
+  std::fill(moe.begin(), moe.end(), 0.0f);
+  std::vector<float> xe, gate, up, act, ye;
+  for (int ex = 0; ex < c.n_experts; ++ex) {
+    const auto& members = by_expert[ex];
+    if (members.empty()) continue;
+    const int64_t n = static_cast<int64_t>(members.size());
+    const int64_t F = c.d_ff;
+    xe.resize(n * D);
+    gate.resize(n * F);
+    up.resize(n * F);
+    act.resize(n * F);
+    ye.resize(n * D);
+    for (int64_t i = 0; i < n; ++i) std::copy_n(&h[members[i].first * D], D, &xe[i * D]);
+    cpu::MatMul(L.gate_exps, ex, xe.data(), n, &L.gate_b[ex * F], gate.data(), F, pool_);
+    cpu::MatMul(L.up_exps, ex, xe.data(), n, &L.up_b[ex * F], up.data(), F, pool_);
+    for (int64_t i = 0; i < n; ++i) {
+      cpu::ClampedSwiGlu(&gate[i * F], &up[i * F], F, c.swiglu_alpha, c.swiglu_limit, &act[i * F]);
+    }
+    cpu::MatMul(L.down_exps, ex, act.data(), n, &L.down_b[ex * D], ye.data(), D, pool_);
+    for (int64_t i = 0; i < n; ++i) {
+      const float w = members[i].second;
+      float* dst = &moe[members[i].first * D];
+      for (int64_t d = 0; d < D; ++d) dst[d] += w * ye[i * D + d];
+    }
+  }
+  for (int64_t i = 0; i < T * D; ++i) x[i] += moe[i];
+}
+
+void CpuBackend::DenseFfnBlock(const DenseLayerWeights& L, StepState& s) {
+  const ModelConfig& c = config_;
+  const int64_t T = s.T(), D = c.d_model, F = c.d_ff;
+  std::vector<float>&x = s.x, &h = s.h, &gate = s.gate, &up = s.up, &act = s.act, &proj = s.proj;
+  gate.resize(T * F);
+  up.resize(T * F);
+  act.resize(T * F);
+  pool_.ParallelFor(T, pool_.GrainFor(T, 2 * D), [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) cpu::RmsNorm(&x[t * D], L.ffn_norm.data(), c.rms_eps, D, &h[t * D]);
+  });
+  cpu::MatMul(L.gate, 0, h.data(), T, nullptr, gate.data(), F, pool_);
+  cpu::MatMul(L.up, 0, h.data(), T, nullptr, up.data(), F, pool_);
+  pool_.ParallelFor(T, pool_.GrainFor(T, 4 * F), [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) cpu::SiluGlu(&gate[t * F], &up[t * F], F, &act[t * F]);
+  });
+  cpu::MatMul(L.down, 0, act.data(), T, nullptr, proj.data(), D, pool_);
+  for (int64_t i = 0; i < T * D; ++i) x[i] += proj[i];
 }
 
 }  // namespace ossgate::model

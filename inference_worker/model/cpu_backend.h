@@ -1,6 +1,7 @@
-// The CPU reference backend: the exact gpt-oss forward pass (spec §5) in
-// float32 over weights used in place (rows dequantized on the fly), with a
-// paged KV cache in float32. Multi-threaded over rows, tokens and heads.
+// The CPU reference backend: the exact forward pass of every family (gpt-oss:
+// spec §5; qwen2, phi3: HF transformers' Qwen2/Phi3ForCausalLM) in float32
+// over weights used in place (rows dequantized on the fly), with a paged KV
+// cache in float32. Multi-threaded over rows, tokens and heads.
 #pragma once
 
 #include <functional>
@@ -38,7 +39,7 @@ class CpuBackend final : public Backend {
   absl::Status Forward(std::span<const SequenceStep> steps, std::vector<float>* logits) override;
 
   // Diagnostics (the GPU accuracy tests): called for every token of every
-  // MoE layer after the router, with the token's router logits and the
+  // MoE layer (gpt-oss) after the router, with the token's router logits and the
   // chosen expert ids in rank order, which the hook may replace by other
   // distinct experts (e.g. another backend's choice); the routing weights are
   // then the softmax of the chosen experts' logits (cpu::RouterSoftmax), as
@@ -49,6 +50,19 @@ class CpuBackend final : public Backend {
 
  private:
   CpuBackend(ModelConfig config, Weights weights, const CpuBackendOptions& options, int max_context);
+
+  struct StepState;         // one Forward step: its tokens and activations (cpu_backend.cc)
+  struct AttentionWeights;  // one layer's attention tensors, whatever the family
+
+  // The blocks of a layer; each adds its output to the residual stream s.x.
+  // Attention: norm, q/k/v (+ biases where the family has them), RoPE,
+  // causal attention over the cache (the window on sliding layers, sink
+  // logits for gpt-oss), output projection; this step's K/V are cached.
+  void AttentionBlock(int layer, const AttentionWeights& w, StepState& s);
+  // gpt-oss: norm, router top-k, clamped-SwiGLU experts, weighted sum.
+  void MoeBlock(int layer, const LayerWeights& L, StepState& s);
+  // qwen2, phi3: norm, down(silu(gate(h)) * up(h)).
+  void DenseFfnBlock(const DenseLayerWeights& L, StepState& s);
 
   // K or V storage of layer `layer` for the block of `slot`.
   float* KvRow(bool value, int layer, KvSlot slot);

@@ -73,14 +73,18 @@ void ApplyRope(float* v, int n_heads, int head_dim, int64_t pos, const RopeTable
   }
 }
 
-void AttentionWithSink(const float* q, const float* const* keys, const float* const* values, int64_t n_keys,
-                       int head_dim, float scale, float sink, float* scratch, float* out) {
-  float max_logit = sink;
+namespace {
+
+// Softmax attention of one query over n_keys keys, with an extra sink
+// column (dropped from the output) when `sink` is not null.
+void SoftmaxAttention(const float* q, const float* const* keys, const float* const* values, int64_t n_keys,
+                      int head_dim, float scale, const float* sink, float* scratch, float* out) {
+  float max_logit = sink ? *sink : -std::numeric_limits<float>::infinity();
   for (int64_t j = 0; j < n_keys; ++j) {
     scratch[j] = scale * Dot(q, keys[j], head_dim);
     max_logit = std::max(max_logit, scratch[j]);
   }
-  double denom = std::exp(static_cast<double>(sink) - max_logit);
+  double denom = sink ? std::exp(static_cast<double>(*sink) - max_logit) : 0.0;
   for (int64_t j = 0; j < n_keys; ++j) {
     scratch[j] = std::exp(scratch[j] - max_logit);
     denom += scratch[j];
@@ -92,6 +96,18 @@ void AttentionWithSink(const float* q, const float* const* keys, const float* co
     const float* vj = values[j];
     for (int d = 0; d < head_dim; ++d) out[d] += a * vj[d];
   }
+}
+
+}  // namespace
+
+void AttentionWithSink(const float* q, const float* const* keys, const float* const* values, int64_t n_keys,
+                       int head_dim, float scale, float sink, float* scratch, float* out) {
+  SoftmaxAttention(q, keys, values, n_keys, head_dim, scale, &sink, scratch, out);
+}
+
+void Attention(const float* q, const float* const* keys, const float* const* values, int64_t n_keys, int head_dim,
+               float scale, float* scratch, float* out) {
+  SoftmaxAttention(q, keys, values, n_keys, head_dim, scale, nullptr, scratch, out);
 }
 
 void RouterTopK(const float* logits, int n_experts, int k, int32_t* ids, float* weights) {
@@ -126,6 +142,10 @@ void ClampedSwiGlu(const float* gate, const float* up, int64_t n, float alpha, f
     const float u = std::clamp(up[i], -limit, limit);
     out[i] = g / (1.0f + std::exp(-alpha * g)) * (u + 1.0f);
   }
+}
+
+void SiluGlu(const float* gate, const float* up, int64_t n, float* out) {
+  for (int64_t i = 0; i < n; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
 
 }  // namespace ossgate::model::cpu

@@ -1,6 +1,7 @@
-// The operations of the gpt-oss forward pass on the CPU, in float32 (spec
-// §5). Each is a plain function over row-major float arrays so tests can
-// compare it with a float64 implementation.
+// The operations of the forward passes on the CPU, in float32 (gpt-oss: spec
+// §5; qwen2 and phi3: plain attention and the SiLU-gated FFN). Each is a
+// plain function over row-major float arrays so tests can compare it with a
+// float64 implementation.
 #pragma once
 
 #include <cstdint>
@@ -34,6 +35,10 @@ void ApplyRope(float* v, int n_heads, int head_dim, int64_t pos, const RopeTable
 // keys[j] / values[j] point to head_dim floats. scratch holds n_keys floats.
 void AttentionWithSink(const float* q, const float* const* keys, const float* const* values, int64_t n_keys,
                        int head_dim, float scale, float sink, float* scratch, float* out);
+// The same without a sink (qwen2, phi3): out = sum_j softmax(s)_j * v_j.
+// n_keys >= 1 (a query always sees itself).
+void Attention(const float* q, const float* const* keys, const float* const* values, int64_t n_keys, int head_dim,
+               float scale, float* scratch, float* out);
 
 // The router: top-k of `logits` (ties to the lower index) and the softmax of
 // the chosen logits. Writes k ids and weights.
@@ -45,5 +50,9 @@ void RouterSoftmax(const float* logits, int k, const int32_t* ids, float* weight
 
 // a = min(g, limit) * sigmoid(alpha * min(g, limit)) * (clamp(u, -limit, limit) + 1).
 void ClampedSwiGlu(const float* gate, const float* up, int64_t n, float alpha, float limit, float* out);
+
+// a = silu(g) * u = g * sigmoid(g) * u: the dense families' FFN activation
+// (HF's act_fn(gate) * up with hidden_act "silu").
+void SiluGlu(const float* gate, const float* up, int64_t n, float* out);
 
 }  // namespace ossgate::model::cpu

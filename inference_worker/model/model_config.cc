@@ -6,17 +6,17 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "inference_worker/model/families.h"
 
 namespace ossgate::model {
 
-namespace {
-
-constexpr char kArch[] = "gpt-oss";
+namespace internal {
 
 absl::Status ReadPositiveInt(const gguf::GgufFile& f, const std::string& key, int max_value, int* out) {
   auto v = f.GetUint(key);
   if (!v.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(v.status().message(), " (required gpt-oss hyperparameter)"));
+    const std::string arch = key.substr(0, key.find('.'));
+    return absl::InvalidArgumentError(absl::StrCat(v.status().message(), " (required ", arch, " hyperparameter)"));
   }
   if (*v == 0 || *v > static_cast<uint64_t>(max_value)) {
     return absl::InvalidArgumentError(absl::StrCat("GGUF metadata key '", key, "' = ", *v, " is out of range 1..", max_value));
@@ -33,6 +33,15 @@ absl::Status ReadOptionalFloat(const gguf::GgufFile& f, const std::string& key, 
   *out = static_cast<float>(*v);
   return absl::OkStatus();
 }
+
+}  // namespace internal
+
+namespace {
+
+using internal::ReadOptionalFloat;
+using internal::ReadPositiveInt;
+
+constexpr Family kFamilies[] = {Family::kGptOss, Family::kQwen2, Family::kPhi3};
 
 absl::Status ReadTokenRows(const gguf::GgufFile& f, ModelConfig* c) {
   // A tokenizer shorter or longer than the embedding leaves rows without a
@@ -68,24 +77,40 @@ absl::Status ReadTokenRows(const gguf::GgufFile& f, ModelConfig* c) {
 
 }  // namespace
 
-std::string ModelConfig::DebugString() const {
-  return absl::StrFormat(
-      "layers=%d d_model=%d heads=%d kv_heads=%d head_dim=%d experts=%d top_k=%d d_ff=%d vocab=%d ctx=%d "
-      "window=%d rope_theta=%g yarn_factor=%g orig_ctx=%d",
-      n_layers, d_model, n_heads, n_kv_heads, head_dim, n_experts, n_experts_used, d_ff, vocab_size,
-      context_length, sliding_window, rope_theta, rope_scaling_factor, rope_original_context);
+const char* FamilyName(Family family) {
+  switch (family) {
+    case Family::kGptOss:
+      return "gpt-oss";
+    case Family::kQwen2:
+      return "qwen2";
+    case Family::kPhi3:
+      return "phi3";
+  }
+  return "unknown";
 }
 
-absl::StatusOr<ModelConfig> ReadModelConfig(const gguf::GgufFile& f) {
-  auto arch = f.GetString("general.architecture");
-  if (!arch.ok()) return absl::InvalidArgumentError(absl::StrCat(arch.status().message(), "; not a model GGUF"));
-  if (*arch != kArch) {
-    return absl::InvalidArgumentError(absl::StrCat("unsupported model architecture '", *arch,
-                                                   "': ossgate serves gpt-oss models only (general.architecture = \"",
-                                                   kArch, "\")"));
+std::string ModelConfig::DebugString() const {
+  if (family == Family::kGptOss) {
+    return absl::StrFormat(
+        "arch=gpt-oss layers=%d d_model=%d heads=%d kv_heads=%d head_dim=%d experts=%d top_k=%d d_ff=%d vocab=%d "
+        "ctx=%d window=%d rope_theta=%g yarn_factor=%g orig_ctx=%d",
+        n_layers, d_model, n_heads, n_kv_heads, head_dim, n_experts, n_experts_used, d_ff, vocab_size,
+        context_length, sliding_window, rope_theta, rope_scaling_factor, rope_original_context);
   }
-  const std::string p = absl::StrCat(kArch, ".");
-  ModelConfig c;
+  return absl::StrFormat(
+      "arch=%s layers=%d d_model=%d heads=%d kv_heads=%d head_dim=%d d_ff=%d vocab=%d ctx=%d window=%d "
+      "rope_theta=%g rms_eps=%g tied_embeddings=%s",
+      FamilyName(family), n_layers, d_model, n_heads, n_kv_heads, head_dim, d_ff, vocab_size, context_length,
+      sliding_window, rope_theta, rms_eps, tied_embeddings ? "yes" : "no");
+}
+
+namespace internal {
+
+// The gpt-oss keys (spec §3): every size explicit, head_dim from key_length,
+// YaRN scaling.
+absl::Status ReadGptOssKeys(const gguf::GgufFile& f, ModelConfig* out) {
+  const std::string p = "gpt-oss.";
+  ModelConfig& c = *out;
   constexpr int kBig = 1 << 20;
   if (auto s = ReadPositiveInt(f, p + "block_count", 4096, &c.n_layers); !s.ok()) return s;
   if (auto s = ReadPositiveInt(f, p + "embedding_length", kBig, &c.d_model); !s.ok()) return s;
@@ -157,6 +182,40 @@ absl::StatusOr<ModelConfig> ReadModelConfig(const gguf::GgufFile& f) {
     return absl::InvalidArgumentError(absl::StrCat("expert_used_count (", c.n_experts_used, ") exceeds expert_count (",
                                                    c.n_experts, ")"));
   }
+  return absl::OkStatus();
+}
+
+}  // namespace internal
+
+absl::StatusOr<ModelConfig> ReadModelConfig(const gguf::GgufFile& f) {
+  auto arch = f.GetString("general.architecture");
+  if (!arch.ok()) return absl::InvalidArgumentError(absl::StrCat(arch.status().message(), "; not a model GGUF"));
+  ModelConfig c;
+  bool known = false;
+  for (Family family : kFamilies) {
+    if (*arch == FamilyName(family)) {
+      c.family = family;
+      known = true;
+    }
+  }
+  if (!known) {
+    return absl::InvalidArgumentError(absl::StrCat("unsupported model architecture '", *arch,
+                                                   "': ossgate serves gpt-oss, qwen2 and phi3 models "
+                                                   "(general.architecture = \"gpt-oss\", \"qwen2\" or \"phi3\")"));
+  }
+  absl::Status read;
+  switch (c.family) {
+    case Family::kGptOss:
+      read = internal::ReadGptOssKeys(f, &c);
+      break;
+    case Family::kQwen2:
+      read = internal::ReadQwen2Keys(f, &c);
+      break;
+    case Family::kPhi3:
+      read = internal::ReadPhi3Keys(f, &c);
+      break;
+  }
+  if (!read.ok()) return read;
   const gguf::TensorInfo* embd = f.FindTensor("token_embd.weight");
   if (!embd) return absl::InvalidArgumentError("tensor 'token_embd.weight' is missing");
   if (embd->n_dims != 2 || embd->ne[1] > (1 << 24)) {

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "inference_worker/model/families.h"
 
 namespace ossgate::model {
 
@@ -25,75 +26,6 @@ std::string Shape(std::initializer_list<int64_t> ne) {
   }
   return s + "]";
 }
-
-class Binder {
- public:
-  Binder(const gguf::GgufFile& f, const BindOptions& o) : f_(f), o_(o) {}
-
-  absl::StatusOr<const TensorInfo*> Find(const std::string& name, std::initializer_list<int64_t> ne) {
-    const TensorInfo* t = f_.FindTensor(name);
-    if (!t) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("tensor '", name, "' is missing; the file is not a complete gpt-oss model"));
-    }
-    bool ok = static_cast<size_t>(t->n_dims) == ne.size();
-    int i = 0;
-    for (int64_t d : ne) ok = ok && t->ne[i++] == d;
-    if (!ok) {
-      return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' has shape ", t->ShapeString(), ", expected ",
-                                                     Shape(ne), " for this model's metadata"));
-    }
-    return t;
-  }
-
-  absl::Status Mat(const std::string& name, std::initializer_list<int64_t> ne, Matrix* out) {
-    auto t = Find(name, ne);
-    if (!t.ok()) return t.status();
-    const TensorInfo* ti = *t;
-    out->type = ti->type;
-    out->cols = ti->ne[0];
-    out->rows = ti->ne[1];
-    out->n_mats = ti->ne[2];
-    out->row_bytes = static_cast<uint64_t>(gguf::RowBytes(ti->type, ti->ne[0]));
-    out->data = ti->data;
-    out->name = name;
-    return absl::OkStatus();
-  }
-
-  // 1-D or 2-D small tensor converted to float; must be F32, F16 or BF16.
-  absl::Status Vec(const std::string& name, std::initializer_list<int64_t> ne, std::vector<float>* out) {
-    auto t = Find(name, ne);
-    if (!t.ok()) return t.status();
-    const TensorInfo* ti = *t;
-    if (ti->type != GgmlType::kF32 && ti->type != GgmlType::kF16 && ti->type != GgmlType::kBF16) {
-      return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' has type ",
-                                                     gguf::GgmlTypeName(static_cast<uint32_t>(ti->type)),
-                                                     "; norms, biases and sinks must be F32, F16 or BF16"));
-    }
-    out->resize(static_cast<size_t>(ti->elements()));
-    const uint8_t* bytes = ti->data;
-    std::vector<uint8_t> fetched;
-    if (o_.fetch) {
-      if (absl::Status s = o_.fetch(*ti, &fetched); !s.ok()) return s;
-      if (fetched.size() != ti->nbytes) {
-        return absl::InternalError(absl::StrCat("tensor '", name, "': fetched ", fetched.size(), " of ", ti->nbytes,
-                                                " bytes"));
-      }
-      bytes = fetched.data();
-    }
-    gguf::DequantizeRow(ti->type, bytes, out->data(), ti->elements());
-    for (float v : *out) {
-      if (!std::isfinite(v)) {
-        return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' contains a non-finite value"));
-      }
-    }
-    return absl::OkStatus();
-  }
-
- private:
-  const gguf::GgufFile& f_;
-  const BindOptions& o_;
-};
 
 // The first non-finite scale or value of blocks [begin, end) of a matrix's
 // row-major block sequence, or -1. Q8_0: the fp16 scale d; Q4_K: the fp16 d
@@ -191,6 +123,80 @@ absl::Status CheckFinite(const std::vector<const Matrix*>& mats) {
 
 }  // namespace
 
+namespace internal {
+
+absl::StatusOr<const TensorInfo*> TensorBinder::Find(const std::string& name, std::initializer_list<int64_t> ne) {
+  const TensorInfo* t = f_.FindTensor(name);
+  if (!t) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tensor '", name, "' is missing; the file is not a complete ", FamilyName(family_), " model"));
+  }
+  bool ok = static_cast<size_t>(t->n_dims) == ne.size();
+  int i = 0;
+  for (int64_t d : ne) ok = ok && t->ne[i++] == d;
+  if (!ok) {
+    return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' has shape ", t->ShapeString(), ", expected ",
+                                                   Shape(ne), " for this model's metadata"));
+  }
+  return t;
+}
+
+absl::Status TensorBinder::Mat(const std::string& name, std::initializer_list<int64_t> ne, Matrix* out) {
+  auto t = Find(name, ne);
+  if (!t.ok()) return t.status();
+  const TensorInfo* ti = *t;
+  out->type = ti->type;
+  out->cols = ti->ne[0];
+  out->rows = ti->ne[1];
+  out->n_mats = ti->ne[2];
+  out->row_bytes = static_cast<uint64_t>(gguf::RowBytes(ti->type, ti->ne[0]));
+  out->data = ti->data;
+  out->name = name;
+  return absl::OkStatus();
+}
+
+absl::Status TensorBinder::Vec(const std::string& name, std::initializer_list<int64_t> ne, std::vector<float>* out) {
+  auto t = Find(name, ne);
+  if (!t.ok()) return t.status();
+  const TensorInfo* ti = *t;
+  if (ti->type != GgmlType::kF32 && ti->type != GgmlType::kF16 && ti->type != GgmlType::kBF16) {
+    return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' has type ",
+                                                   gguf::GgmlTypeName(static_cast<uint32_t>(ti->type)),
+                                                   "; norms, biases and sinks must be F32, F16 or BF16"));
+  }
+  out->resize(static_cast<size_t>(ti->elements()));
+  const uint8_t* bytes = ti->data;
+  std::vector<uint8_t> fetched;
+  if (o_.fetch) {
+    if (absl::Status s = o_.fetch(*ti, &fetched); !s.ok()) return s;
+    if (fetched.size() != ti->nbytes) {
+      return absl::InternalError(absl::StrCat("tensor '", name, "': fetched ", fetched.size(), " of ", ti->nbytes,
+                                              " bytes"));
+    }
+    bytes = fetched.data();
+  }
+  gguf::DequantizeRow(ti->type, bytes, out->data(), ti->elements());
+  for (float v : *out) {
+    if (!std::isfinite(v)) {
+      return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' contains a non-finite value"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckTensorCount(const gguf::GgufFile& file, const ModelConfig& c, int expected) {
+  if (file.tensors().size() == static_cast<size_t>(expected)) return absl::OkStatus();
+  // The dense families' count depends on output.weight: say which case applied.
+  const char* variant = c.family == Family::kGptOss ? ""
+                        : c.tied_embeddings         ? " with tied embeddings"
+                                                    : " with an output.weight";
+  return absl::InvalidArgumentError(absl::StrCat("the file holds ", file.tensors().size(), " tensors but a ",
+                                                 c.n_layers, "-layer ", FamilyName(c.family), " model", variant,
+                                                 " has ", expected));
+}
+
+}  // namespace internal
+
 int64_t MatrixBlocks(const Matrix& m) {
   const auto traits = gguf::GetTypeTraits(static_cast<uint32_t>(m.type));
   return m.cols / (traits ? traits->block_elems : 1) * m.rows * m.n_mats;
@@ -199,30 +205,35 @@ int64_t MatrixBlocks(const Matrix& m) {
 absl::Status NonFiniteBlockError(const Matrix& m, int64_t bad) {
   const auto traits = gguf::GetTypeTraits(static_cast<uint32_t>(m.type));
   const int64_t per_row = m.cols / (traits ? traits->block_elems : 1);
-  const int64_t row = bad / per_row, block = bad % per_row;
+  const int64_t row = bad / per_row, block = bad % per_row;  // row counts through the stacked matrices
   const bool k_quant = m.type == GgmlType::kQ4_K || m.type == GgmlType::kQ6_K;
   const bool quantized = m.type == GgmlType::kQ8_0 || m.type == GgmlType::kMXFP4 || k_quant;
   return absl::InvalidArgumentError(absl::StrCat(
       "tensor '", m.name, "' has a non-finite ", quantized ? "block scale" : "value", " at ",
-      m.n_mats > 1 ? absl::StrCat("matrix ", row / m.rows, ", ") : "", "row ", row % m.rows, ", ",
+      m.n_mats > 1 ? absl::StrCat("matrix ", row / m.rows, ", ") : "", "row ", m.first_row + row % m.rows, ", ",
       quantized ? "block " : "column ", block, m.type == GgmlType::kMXFP4 ? " (E8M0 0xFF, NaN)" : "",
       k_quant ? " (a 256-element super-block's fp16 scale)" : "",
       "; the file is corrupt or was written wrongly: re-download it or convert it again"));
 }
 
 std::vector<const Matrix*> AllMatrices(const Weights& w) {
-  std::vector<const Matrix*> mats = {&w.token_embd, &w.output};
+  std::vector<const Matrix*> mats = {&w.token_embd};
+  if (w.output.data != w.token_embd.data) mats.push_back(&w.output);
   for (const LayerWeights& L : w.layers) {
     for (const Matrix* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.router, &L.gate_exps, &L.up_exps, &L.down_exps}) {
       mats.push_back(m);
     }
   }
+  for (const DenseLayerWeights& L : w.dense_layers) {
+    for (const Matrix* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.gate, &L.up, &L.down}) mats.push_back(m);
+  }
   return mats;
 }
 
-absl::StatusOr<Weights> BindWeights(const gguf::GgufFile& file, const ModelConfig& c, const BindOptions& options) {
-  Binder b(file, options);
-  Weights w;
+namespace internal {
+
+absl::Status BindGptOss(const gguf::GgufFile& file, const ModelConfig& c, TensorBinder& b, Weights* out) {
+  Weights& w = *out;
   const int64_t D = c.d_model, V = c.vocab_size, Q = c.q_dim(), KV = c.kv_dim(), E = c.n_experts, F = c.d_ff;
 #define OSSGATE_TRY(expr) \
   if (absl::Status s = (expr); !s.ok()) return s
@@ -259,16 +270,35 @@ absl::StatusOr<Weights> BindWeights(const gguf::GgufFile& file, const ModelConfi
     OSSGATE_TRY(b.Vec(p + "ffn_down_exps.bias", {D, E}, &L.down_b));
   }
 #undef OSSGATE_TRY
+  return absl::OkStatus();
+}
+
+}  // namespace internal
+
+absl::StatusOr<Weights> BindWeights(const gguf::GgufFile& file, const ModelConfig& c, const BindOptions& options) {
+  internal::TensorBinder b(file, options, c.family);
+  Weights w;
+  absl::Status bound;
+  int expected_tensors = 0;
+  switch (c.family) {
+    case Family::kGptOss:
+      bound = internal::BindGptOss(file, c, b, &w);
+      expected_tensors = ExpectedTensorCount(c.n_layers);
+      break;
+    case Family::kQwen2:
+      bound = internal::BindQwen2(file, c, b, &w);
+      expected_tensors = Qwen2TensorCount(c.n_layers, c.tied_embeddings);
+      break;
+    case Family::kPhi3:
+      bound = internal::BindPhi3(file, c, b, &w);
+      expected_tensors = Phi3TensorCount(c.n_layers, c.tied_embeddings);
+      break;
+  }
+  if (!bound.ok()) return bound;
   if (options.check_matrices) {
     if (absl::Status s = CheckFinite(AllMatrices(w)); !s.ok()) return s;
   }
-  if (file.tensors().size() != static_cast<size_t>(ExpectedTensorCount(c.n_layers))) {
-    // Extra tensors are harmless to the math but mean the file is not what its
-    // metadata says; refuse rather than silently ignore them.
-    return absl::InvalidArgumentError(absl::StrCat("the file holds ", file.tensors().size(), " tensors but a ",
-                                                   c.n_layers, "-layer gpt-oss model has ",
-                                                   ExpectedTensorCount(c.n_layers)));
-  }
+  if (absl::Status s = internal::CheckTensorCount(file, c, expected_tensors); !s.ok()) return s;
   return w;
 }
 

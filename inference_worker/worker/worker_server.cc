@@ -145,7 +145,7 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(const
 pb::ModelInfo BuildModelInfo(const gguf::GgufFile& file, const model::ModelConfig& c, const VerifiedModel& vm,
                              const model::Backend& backend, int context, int max_seqs, absl::Time loaded_at) {
   pb::ModelInfo info;
-  info.set_architecture("gpt-oss");
+  info.set_architecture(model::FamilyName(c.family));
   if (auto name = file.GetString("general.name"); name.ok()) info.set_name(*name);
   info.set_n_layers(c.n_layers);
   info.set_d_model(c.d_model);
@@ -500,7 +500,8 @@ int RunWorker(const WorkerConfig& config) {
   set_health(true);
   // The name comes from the file and the claims from the token: quoted
   // unless plain.
-  Log(absl::StrCat("ready: model ", LogValue(view.info.name(), 128), " source=", LogValue(vm->claims.source_uri),
+  Log(absl::StrCat("ready: model ", LogValue(view.info.name(), 128), " architecture=", view.info.architecture(),
+                   " source=", LogValue(vm->claims.source_uri),
                    " sha256=", vm->digest.sha256, " size=", vm->digest.size, " token_id=",
                    LogValue(vm->claims.token_id, 64),
                    " audit_log_index=", vm->claims.log_index, " verified_at=", absl::FormatTime(vm->verified_at),

@@ -98,6 +98,24 @@ void GgufSeeds() {
     const std::string path = Dir(target) + "/seed_model";
     if (auto s = tools::WriteRandomModel(spec, ByteVocab(), path); !s.ok()) Fail(std::string(s.message()));
   }
+  // The dense families: qwen2 (biases, tied embeddings) and phi3 (fused
+  // attn_qkv and ffn_up, window), one layer each.
+  for (const std::string family : {"qwen2", "phi3"}) {
+    tools::RandomModelSpec spec;
+    if (!tools::ApplyPreset(family + "-tiny", &spec.config).ok()) Fail("preset");
+    spec.config.n_layers = 1;
+    spec.config.d_model = 32;
+    spec.config.n_heads = 2;
+    spec.config.n_kv_heads = 1;
+    spec.config.head_dim = 16;
+    spec.config.d_ff = 32;
+    spec.config.context_length = 256;
+    if (family == "phi3") spec.config.sliding_window = 16;
+    spec.threads = 1;
+    spec.name = "fuzz-seed-" + family;
+    const std::string path = Dir(target) + "/seed_model_" + family;
+    if (auto s = tools::WriteRandomModel(spec, ByteVocab(), path); !s.ok()) Fail(std::string(s.message()));
+  }
   auto write = [&](gguf::GgufWriter& w, const std::string& name) {
     if (auto s = w.Begin(Dir(target) + "/" + name); !s.ok()) Fail(std::string(s.message()));
     if (auto s = w.Finish(); !s.ok()) Fail(std::string(s.message()));

@@ -41,7 +41,17 @@ void CheckWeights(const model::Weights& w, const model::ModelConfig& c, const ui
   CheckMatrix(w.output, data, size);
   FUZZ_CHECK(w.token_embd.rows == c.vocab_size && w.token_embd.cols == c.d_model);
   FUZZ_CHECK(static_cast<int>(w.output_norm.size()) == c.d_model);
-  FUZZ_CHECK(static_cast<int>(w.layers.size()) == c.n_layers);
+  // One layer list per family: gpt-oss's MoE layers or the dense ones.
+  const bool gpt_oss = c.family == model::Family::kGptOss;
+  FUZZ_CHECK(static_cast<int>(w.layers.size()) == (gpt_oss ? c.n_layers : 0));
+  FUZZ_CHECK(static_cast<int>(w.dense_layers.size()) == (gpt_oss ? 0 : c.n_layers));
+  FUZZ_CHECK((w.output.data == w.token_embd.data) == c.tied_embeddings);
+  for (const model::DenseLayerWeights& l : w.dense_layers) {
+    for (const model::Matrix* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.gate, &l.up, &l.down}) CheckMatrix(*m, data, size);
+    FUZZ_CHECK(l.wq.rows == c.q_dim() && l.wk.rows == c.kv_dim() && l.wv.rows == c.kv_dim());
+    FUZZ_CHECK(l.gate.rows == c.d_ff && l.up.rows == c.d_ff && l.down.rows == c.d_model && l.wo.rows == c.d_model);
+    FUZZ_CHECK(static_cast<int>(l.attn_norm.size()) == c.d_model && static_cast<int>(l.ffn_norm.size()) == c.d_model);
+  }
   for (const model::LayerWeights& l : w.layers) {
     for (const model::Matrix* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.router, &l.gate_exps, &l.up_exps, &l.down_exps}) {
       CheckMatrix(*m, data, size);

@@ -2,7 +2,9 @@
 // a model streamed into a DeviceModelImage (here a fake one in host memory
 // behind the same interface) whose CUDA backend cannot be made falls back,
 // with kind "auto", to the CPU backend over the verified bytes copied back,
-// and fails with kind "cuda"; "cpu" never asks for a device image.
+// and fails with kind "cuda"; "cpu" never asks for a device image. The CUDA
+// backend runs gpt-oss only: qwen2 and phi3 files are refused with "cuda"
+// and run on the CPU with "auto", on any machine.
 #include "inference_worker/backend_factory.h"
 
 #include <cstdio>
@@ -120,6 +122,64 @@ TEST(BackendFactoryTest, TheCpuBackendNeverAsksForADeviceImage) {
   choice.kind = "auto";
   EXPECT_EQ(DeviceImageFor(choice, &note), nullptr);
   EXPECT_TRUE(absl::StrContains(note, "host memory")) << note;
+}
+
+// Before the family check, "cuda" answered a qwen2 file with whatever the
+// CUDA backend said (here: no device, or no CUDA in the build) and, on a
+// GPU, would have bound a dense model as gpt-oss.
+TEST(BackendFactoryTest, TheCudaBackendRefusesQwen2AndPhi3AndAutoRunsThemOnTheCpu) {
+  for (const std::string family : {"qwen2", "phi3"}) {
+    SCOPED_TRACE(family);
+    const std::string path = WritePresetModel("factory_" + family, family + "-tiny", [](tools::RandomModelSpec&) {});
+    auto loaded = LoadModel(path);
+    ASSERT_NE(loaded, nullptr);
+
+    BackendChoice choice;
+    choice.max_sequences = 1;
+    choice.max_context = 64;
+    choice.kind = "cuda";
+    auto refused = CreateBackend(*loaded->file, choice);
+    ASSERT_FALSE(refused.ok());
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnimplemented);
+    const std::vector<std::string> parts = {"CUDA backend does not run " + family, "gpt-oss only", "--backend=cpu"};
+    for (const std::string& part : parts) {
+      EXPECT_TRUE(absl::StrContains(refused.status().message(), part)) << refused.status();
+    }
+    choice.kind = "auto";
+    auto created = CreateBackend(*loaded->file, choice);
+    ASSERT_TRUE(created.ok()) << created.status();
+    EXPECT_EQ(created->kind, "cpu");
+    EXPECT_EQ(model::FamilyName(created->backend->config().family), family);
+    EXPECT_TRUE(absl::StrContains(created->note, "CUDA backend unavailable (the CUDA backend does not run " + family))
+        << created->note;
+
+    // The streaming load: the same answers from a device image, whose bytes
+    // come back to the host for "auto" and stay put for "cuda".
+    HostImage image;
+    auto digest = model::StreamModelFile(path, uint64_t{1} << 40, image);
+    ASSERT_TRUE(digest.ok()) << digest.status();
+    auto header = gguf::GgufFile::ParseHeader(loaded->bytes, loaded->bytes.size(), loaded->bytes.data());
+    ASSERT_TRUE(header.ok()) << header.status();
+    model::ModelBytes host_bytes;
+    std::optional<gguf::GgufFile> host_file;
+    choice.kind = "cuda";
+    auto refused_image = CreateBackendFromImage(image, *header, choice, *digest, &host_bytes, &host_file);
+    ASSERT_FALSE(refused_image.ok());
+    EXPECT_EQ(refused_image.status(), refused.status());
+    EXPECT_EQ(image.copies, 0);
+    choice.kind = "auto";
+    auto from_image = CreateBackendFromImage(image, *header, choice, *digest, &host_bytes, &host_file);
+    ASSERT_TRUE(from_image.ok()) << from_image.status();
+    EXPECT_EQ(from_image->kind, "cpu");
+    EXPECT_EQ(image.copies, 1);
+    EXPECT_EQ(from_image->note, created->note);
+    ASSERT_TRUE(from_image->backend->kv().AddSequence(1).ok());
+    std::vector<int32_t> prompt = {1, 2, 3};
+    std::vector<float> logits;
+    model::SequenceStep step{1, prompt, model::Logits::kLast};
+    EXPECT_TRUE(from_image->backend->Forward({&step, 1}, &logits).ok());
+    std::remove(path.c_str());
+  }
 }
 
 }  // namespace

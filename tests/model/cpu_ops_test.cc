@@ -807,6 +807,37 @@ void CheckRouter(const std::vector<float>& logits, int k, const std::string& wha
   EXPECT_NEAR(total, 1.0, 1e-6) << what;
 }
 
+// The dense families' attention (no sink): the float64 softmax over the
+// keys alone, for the shapes the sink version is checked on.
+TEST(AttentionTest, MatchesFloat64PlainSoftmaxForManyShapes) {
+  uint64_t seed = 500;
+  for (int head_dim : {1, 16, 96}) {
+    for (int64_t n_keys : {1, 2, 5, 129, 2047}) {
+      const AttnInputs in = RandomAttention(n_keys, head_dim, seed++);
+      const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+      // A sink of -inf contributes exp(-inf) = 0: the plain softmax.
+      const AttnRef want = ReferenceAttention(in.q, in.k, in.v, scale, -std::numeric_limits<double>::infinity());
+      std::vector<float> scratch(n_keys, std::numeric_limits<float>::quiet_NaN());
+      std::vector<float> out(head_dim, std::numeric_limits<float>::quiet_NaN());
+      Attention(in.q.data(), in.kp.data(), in.vp.data(), n_keys, head_dim, scale, scratch.data(), out.data());
+      ExpectAttentionNear(out, want, in, "head_dim=" + std::to_string(head_dim) + " n_keys=" + std::to_string(n_keys));
+    }
+  }
+}
+
+TEST(AttentionTest, OneKeyGivesItsValueAndLargeLogitsDoNotOverflow) {
+  const AttnInputs one = RandomAttention(1, 32, 77, 40.0f);
+  std::vector<float> scratch(1), out(32);
+  Attention(one.q.data(), one.kp.data(), one.vp.data(), 1, 32, 0.125f, scratch.data(), out.data());
+  for (int i = 0; i < 32; ++i) EXPECT_EQ(out[i], one.v[0][i]) << i;
+  const AttnInputs in = RandomAttention(37, 64, 8, 40.0f);
+  const AttnRef want = ReferenceAttention(in.q, in.k, in.v, 0.125, -std::numeric_limits<double>::infinity());
+  std::vector<float> scratch2(37), got(64);
+  Attention(in.q.data(), in.kp.data(), in.vp.data(), 37, 64, 0.125f, scratch2.data(), got.data());
+  for (float x : got) ASSERT_TRUE(std::isfinite(x));
+  ExpectAttentionNear(got, want, in, "large logits");
+}
+
 TEST(RouterTopKTest, MatchesReferenceForSeveralExpertCounts) {
   uint64_t seed = 11;
   for (int n : {4, 7, 32, 128}) {
@@ -919,6 +950,27 @@ TEST(ClampedSwiGluTest, HonoursTheGivenAlphaAndLimit) {
     const double gc = std::min<double>(g[i], 3.0), uc = std::clamp<double>(u[i], -3.0, 3.0);
     EXPECT_NEAR(out[i], gc / (1 + std::exp(-gc)) * (uc + 1), 1e-5) << i;
   }
+}
+
+// silu(g) * u (HF's act_fn(gate) * up for hidden_act "silu"): no clamp, no
+// alpha, no +1 on up, unlike gpt-oss's clamped SwiGLU.
+TEST(SiluGluTest, MatchesFloat64AndIsNotTheClampedSwiGlu) {
+  for (int64_t n : {1, 5, 64, 4864}) {
+    const std::vector<float> g = RandomVector(n, 170 + n, -12.0f, 12.0f);
+    const std::vector<float> u = RandomVector(n, 190 + n, -12.0f, 12.0f);
+    std::vector<float> out(n, std::numeric_limits<float>::quiet_NaN());
+    SiluGlu(g.data(), u.data(), n, out.data());
+    for (int64_t i = 0; i < n; ++i) {
+      const double want = double(g[i]) / (1.0 + std::exp(-double(g[i]))) * u[i];
+      EXPECT_NEAR(out[i], want, 32 * kU * std::fabs(want) + 1e-37) << "g=" << g[i] << " u=" << u[i];
+    }
+  }
+  const float g = 10.0f, u = 0.0f, g2 = 2.0f, u2 = 10.0f;
+  float out;
+  SiluGlu(&g, &u, 1, &out);
+  EXPECT_EQ(out, 0.0f);  // no +1 on up
+  SiluGlu(&g2, &u2, 1, &out);
+  EXPECT_NEAR(out, 2.0 / (1.0 + std::exp(-2.0)) * 10.0, 1e-5);  // neither clamped nor alpha-scaled
 }
 
 }  // namespace

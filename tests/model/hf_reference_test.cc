@@ -1,8 +1,14 @@
-// The CPU backend against logits recorded from Hugging Face transformers'
-// GptOssForCausalLM (float32, eager) on the same weights: the independent
-// reference of the model core. Fixtures: tests/fixtures/hf_reference/, made
-// by tests/reference/hf_reference.py (see docs/testing.md to regenerate).
+// The CPU backend against logits recorded from Hugging Face transformers
+// (GptOssForCausalLM, Qwen2ForCausalLM or Phi3ForCausalLM by the file's
+// architecture; float32, eager) on the same weights: the independent
+// reference of the model core. Fixtures: every <name>.tokens in
+// tests/fixtures/hf_reference/ with its <name>.gguf, made by
+// tests/reference/hf_reference.py (see docs/testing.md to regenerate); a
+// <name>.greedy file adds HF's greedy continuation, which the backend must
+// reproduce decoding one token at a time.
+#include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <sstream>
@@ -106,9 +112,64 @@ TEST_P(HfReferenceTest, CpuBackendMatchesTransformersAtEveryPosition) {
   }
   RecordProperty("max_rel_err", std::to_string(worst));
   std::printf("%s: %zu of %d positions, max relative error %.3g\n", GetParam().c_str(), positions.size(), n, worst);
+
+  // HF's greedy continuation, when the fixture has one: the prompt in one
+  // step, then one token per step through the KV cache.
+  std::ifstream greedy_file(base + ".greedy");
+  if (!greedy_file.good()) return;
+  int n_prompt = 0, n_greedy = 0;
+  greedy_file >> n_prompt >> n_greedy;
+  std::vector<int32_t> want_greedy(n_greedy);
+  for (int32_t& t : want_greedy) greedy_file >> t;
+  ASSERT_TRUE(greedy_file && n_prompt == n && n_greedy > 0) << "malformed " << base << ".greedy";
+  model::CpuBackendOptions g;
+  g.n_threads = 2;
+  g.kv.max_sequences = 1;
+  g.max_context = n + n_greedy;
+  auto decoder = model::CpuBackend::Create(*model->file, g);
+  ASSERT_TRUE(decoder.ok()) << decoder.status();
+  ASSERT_TRUE((*decoder)->kv().AddSequence(1).ok());
+  std::vector<int32_t> next = tokens;
+  for (int i = 0; i < n_greedy; ++i) {
+    model::SequenceStep s{1, next, model::Logits::kLast};
+    ASSERT_TRUE((*decoder)->Forward({&s, 1}, &got).ok());
+    const int32_t argmax = static_cast<int32_t>(std::max_element(got.begin(), got.end()) - got.begin());
+    ASSERT_EQ(argmax, want_greedy[i]) << "greedy token " << i << " of " << n_greedy;
+    next = {argmax};
+  }
+  std::printf("%s: %d greedy tokens equal\n", GetParam().c_str(), n_greedy);
 }
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, HfReferenceTest, ::testing::Values("tiny", "window"));
+// Every fixture in the folder: <name>.tokens beside <name>.gguf.
+std::vector<std::string> Fixtures() {
+  std::vector<std::string> names;
+  const std::filesystem::path dir = std::filesystem::path(OSSGATE_SOURCE_DIR) / "tests/fixtures/hf_reference";
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    if (entry.path().extension() == ".tokens") names.push_back(entry.path().stem().string());
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+// gtest names allow letters, digits and underscores only.
+std::string FixtureName(const ::testing::TestParamInfo<std::string>& fixture) {
+  std::string name = fixture.param;
+  for (char& c : name) {
+    if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+  }
+  return name;
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, HfReferenceTest, ::testing::ValuesIn(Fixtures()), FixtureName);
+
+// The two gpt-oss fixtures are committed; a folder listing that lost them
+// would silently test nothing.
+TEST(HfReferenceFixturesTest, TheCommittedFixturesAreFound) {
+  const std::vector<std::string> names = Fixtures();
+  for (const char* name : {"tiny", "window"}) {
+    EXPECT_NE(std::find(names.begin(), names.end(), name), names.end()) << name;
+  }
+}
 
 }  // namespace
 }  // namespace ossgate::testing

@@ -1,4 +1,5 @@
-// Helpers that write small random gpt-oss models for tests and load them.
+// Helpers that write small random models (gpt-oss, qwen2, phi3) for tests
+// and load them.
 #pragma once
 
 #include <cstdint>
@@ -49,11 +50,13 @@ inline std::string TempPath(const std::string& name) {
   return absl::StrCat(dir ? dir : "/tmp", "/ossgate_", name, "_", ::getpid(), ".gguf");
 }
 
-// Writes a random model of the "tiny" preset with overrides applied by `tweak`.
+// Writes a random model of `preset` (tools::ApplyPreset: "tiny", "qwen2-tiny",
+// "phi3-tiny", ...) with overrides applied by `tweak`.
 template <typename Tweak>
-std::string WriteTestModel(const std::string& name, Tweak tweak, int vocab = 96, uint64_t seed = 7) {
+std::string WritePresetModel(const std::string& name, const std::string& preset, Tweak tweak, int vocab = 96,
+                             uint64_t seed = 7) {
   tools::RandomModelSpec spec;
-  EXPECT_TRUE(tools::ApplyPreset("tiny", &spec.config).ok());
+  EXPECT_TRUE(tools::ApplyPreset(preset, &spec.config).ok()) << preset;
   spec.seed = seed;
   spec.threads = 2;
   tweak(spec);
@@ -61,6 +64,12 @@ std::string WriteTestModel(const std::string& name, Tweak tweak, int vocab = 96,
   const absl::Status s = tools::WriteRandomModel(spec, PlaceholderVocab(vocab), path);
   EXPECT_TRUE(s.ok()) << s;
   return path;
+}
+
+// Writes a random model of the gpt-oss "tiny" preset with overrides applied by `tweak`.
+template <typename Tweak>
+std::string WriteTestModel(const std::string& name, Tweak tweak, int vocab = 96, uint64_t seed = 7) {
+  return WritePresetModel(name, "tiny", tweak, vocab, seed);
 }
 
 }  // namespace ossgate::testing

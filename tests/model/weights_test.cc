@@ -237,5 +237,52 @@ TEST(WeightsKQuantTest, ANonFiniteSuperBlockScaleIsRefused) {
   std::memcpy(p, saved, 4);
 }
 
+// qwen2 and phi3: every matrix, phi3's row-range views of attn_qkv and
+// ffn_up included, is scanned; the error names the file's tensor and its
+// row in that tensor (a view's first row added).
+TEST(DenseWeightsFiniteTest, ANonFiniteScaleInAnyMatrixOrViewIsRefusedWithTheTensorsRow) {
+  for (const std::string preset : {"qwen2-tiny", "phi3-tiny"}) {
+    SCOPED_TRACE(preset);
+    const std::string path = WritePresetModel("dense_finite", preset, [](tools::RandomModelSpec& s) {
+      s.config.n_kv_heads = 2;
+      s.config.tied_embeddings = false;
+    });
+    auto model = LoadModel(path);
+    std::remove(path.c_str());
+    ASSERT_NE(model, nullptr);
+    auto config = model::ReadModelConfig(*model->file);
+    ASSERT_TRUE(config.ok()) << config.status();
+    auto bound = model::BindWeights(*model->file, *config);
+    ASSERT_TRUE(bound.ok()) << bound.status();
+    const std::vector<const model::Matrix*> mats = model::AllMatrices(*bound);
+    ASSERT_EQ(mats.size(), 2u + 7u * config->n_layers);
+    int views = 0;
+    std::mt19937 rng(11);
+    for (const model::Matrix* m : mats) {
+      ASSERT_EQ(m->type, gguf::GgmlType::kQ8_0) << m->name;
+      views += m->first_row > 0;
+      const int64_t per_row = m->cols / 32;
+      const int64_t row = static_cast<int64_t>(rng() % m->rows), block = static_cast<int64_t>(rng() % per_row);
+      const int64_t file_row = m->first_row + row;
+      const gguf::TensorInfo* t = model->file->FindTensor(m->name);
+      ASSERT_NE(t, nullptr) << m->name;
+      uint8_t* p = const_cast<uint8_t*>(t->data) + (file_row * per_row + block) * sizeof(gguf::BlockQ8_0);
+      uint16_t saved;
+      std::memcpy(&saved, p, 2);
+      const uint16_t f16_inf = 0x7C00;
+      std::memcpy(p, &f16_inf, 2);
+      auto got = model::BindWeights(*model->file, *config);
+      std::memcpy(p, &saved, 2);
+      ASSERT_FALSE(got.ok()) << m->name << " row " << file_row << " was accepted";
+      const std::string msg(got.status().message());
+      EXPECT_THAT(msg, HasSubstr("tensor '" + m->name + "'"));
+      EXPECT_THAT(msg, HasSubstr(absl::StrCat("row ", file_row, ", block ", block)));
+    }
+    // phi3: k and v of attn_qkv, up of ffn_up start past row 0.
+    EXPECT_EQ(views, preset == "phi3-tiny" ? 3 * config->n_layers : 0);
+    EXPECT_TRUE(model::BindWeights(*model->file, *config).ok());  // restored
+  }
+}
+
 }  // namespace
 }  // namespace ossgate::testing

@@ -1320,6 +1320,56 @@ TEST_F(WorkerE2eTest, TokenizeDetokenizeRoundTrip) {
   EXPECT_TRUE(absl::StartsWith(s.error_message(), absl::StrCat("token_ids[", ids.size(), "]:"))) << s.error_message();
 }
 
+// qwen2 and phi3 files load through the same provenance gate onto the CPU
+// backend (the CUDA backend runs gpt-oss only); GetModelInfo and the ready
+// line name the family, and a greedy completion equals the engine's on the
+// same file.
+TEST_F(WorkerE2eTest, ServesQwen2AndPhi3FilesNamingTheFamily) {
+  for (const std::string family : {"qwen2", "phi3"}) {
+    SCOPED_TRACE(family);
+    const std::string file = family + ".gguf", path = *dir_ / file;
+    tools::RandomModelSpec spec;
+    ASSERT_TRUE(tools::ApplyPreset(family + "-tiny", &spec.config).ok());
+    spec.seed = 20251207;
+    spec.threads = 2;
+    spec.name = "worker-e2e-" + family;
+    ASSERT_TRUE(tools::WriteRandomModel(spec, text::MakeTinyVocab(), path).ok());
+    ASSERT_TRUE(prov_->TrustFile(kSource, file, path).ok());
+    WorkerSpec ws;
+    ws.model_path = path;
+    ws.source_uri = absl::StrCat(kSource, "/", file);
+    ws.flags = {"--max_sequences=2", absl::StrCat("--max_context=", kContext), "--threads=2"};
+    auto w = WorkerProcess::Spawn(Bins(), *prov_, ws, *dir_ / (family + "-worker.log"), ClientIdentity());
+    ASSERT_TRUE(w.ok()) << w.status();
+    ASSERT_TRUE((*w)->WaitServing(absl::Seconds(120)).ok()) << (*w)->Log();
+    auto stub = pb::InferenceService::NewStub((*w)->channel());
+
+    pb::ModelInfo info;
+    {
+      grpc::ClientContext ctx;
+      ASSERT_TRUE(stub->GetModelInfo(&ctx, pb::GetModelInfoRequest(), &info).ok());
+    }
+    EXPECT_EQ(info.architecture(), family);
+    EXPECT_EQ(info.name(), spec.name);
+    EXPECT_EQ(info.n_experts(), 0u);
+    EXPECT_EQ(info.d_ff(), 128u);
+    EXPECT_EQ(info.backend(), "cpu");
+    EXPECT_TRUE(absl::StrContains((*w)->Log(), "architecture=" + family)) << (*w)->Log();
+
+    auto ref = Reference::Load(path);
+    ASSERT_TRUE(ref.ok()) << ref.status();
+    Spec s;
+    s.request_id = "greedy-" + family;
+    s.text = "The lighthouse keeper looked at the sea and said";
+    s.max_tokens = 24;
+    s.temperature = 0.0f;
+    const StreamResult got = RunStream(stub.get(), ToProto(s));
+    const model::GenerationResult want = (*ref)->Generate(PromptOf(s, **ref), ToParams(s, **ref));
+    ExpectSameAsDirect(got, want, static_cast<int>(PromptOf(s, **ref).size()), family);
+    EXPECT_FALSE(want.tokens.empty());
+  }
+}
+
 TEST_F(WorkerE2eTest, ModelInfoCarriesProvenanceAndQuantization) {
   pb::ModelInfo info;
   {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -93,7 +94,7 @@ void GenerateRows(const TensorPlan& p, uint64_t seed, uint64_t stream, int64_t r
   }
 }
 
-std::vector<TensorPlan> PlanTensors(const RandomModelSpec& spec) {
+std::vector<TensorPlan> PlanGptOss(const RandomModelSpec& spec) {
   const model::ModelConfig& c = spec.config;
   const int64_t D = c.d_model, V = c.vocab_size, Q = c.q_dim(), KV = c.kv_dim(), E = c.n_experts, F = c.d_ff;
   const float inv_d = 1.0f / std::sqrt(static_cast<float>(D));
@@ -130,14 +131,165 @@ std::vector<TensorPlan> PlanTensors(const RandomModelSpec& spec) {
   return t;
 }
 
+// qwen2 and phi3, with the tensor names and shapes llama.cpp's converter
+// writes: q/k/v with biases (qwen2) or one attn_qkv (phi3), gate/up/down
+// (qwen2) or one ffn_up holding gate then up (phi3), output.weight unless
+// the embeddings are tied. Every matrix in the dense type.
+std::vector<TensorPlan> PlanDense(const RandomModelSpec& spec) {
+  const model::ModelConfig& c = spec.config;
+  const int64_t D = c.d_model, V = c.vocab_size, Q = c.q_dim(), KV = c.kv_dim(), F = c.d_ff;
+  const float inv_d = 1.0f / std::sqrt(static_cast<float>(D));
+  const GgmlType dense = spec.dense_type, small = spec.small_type;
+  const float rs = spec.residual_scale;
+  const float wo_std = 1.0f / std::sqrt(static_cast<float>(Q)) * rs;
+  const float down_std = 0.5f / std::sqrt(static_cast<float>(F)) * rs;
+  const bool phi3 = c.family == model::Family::kPhi3;
+  std::vector<TensorPlan> t;
+  t.push_back({"token_embd.weight", dense, {D, V}, 0.0f, 1.0f});
+  for (int l = 0; l < c.n_layers; ++l) {
+    const std::string p = absl::StrCat("blk.", l, ".");
+    t.push_back({p + "attn_norm.weight", small, {D}, 1.0f, 0.1f});
+    if (phi3) {
+      t.push_back({p + "attn_qkv.weight", dense, {D, Q + 2 * KV}, 0.0f, inv_d});
+    } else {
+      // Biases large enough that a pass ignoring them is visibly wrong.
+      t.push_back({p + "attn_q.weight", dense, {D, Q}, 0.0f, inv_d});
+      t.push_back({p + "attn_q.bias", small, {Q}, 0.0f, 0.2f});
+      t.push_back({p + "attn_k.weight", dense, {D, KV}, 0.0f, inv_d});
+      t.push_back({p + "attn_k.bias", small, {KV}, 0.0f, 0.2f});
+      t.push_back({p + "attn_v.weight", dense, {D, KV}, 0.0f, inv_d});
+      t.push_back({p + "attn_v.bias", small, {KV}, 0.0f, 0.2f});
+    }
+    t.push_back({p + "attn_output.weight", dense, {Q, D}, 0.0f, wo_std});
+    t.push_back({p + "ffn_norm.weight", small, {D}, 1.0f, 0.1f});
+    if (phi3) {
+      t.push_back({p + "ffn_up.weight", dense, {D, 2 * F}, 0.0f, 2.0f * inv_d});
+    } else {
+      t.push_back({p + "ffn_gate.weight", dense, {D, F}, 0.0f, 2.0f * inv_d});
+      t.push_back({p + "ffn_up.weight", dense, {D, F}, 0.0f, 2.0f * inv_d});
+    }
+    t.push_back({p + "ffn_down.weight", dense, {F, D}, 0.0f, down_std});
+  }
+  t.push_back({"output_norm.weight", small, {D}, 1.0f, 0.1f});
+  if (!c.tied_embeddings) t.push_back({"output.weight", dense, {D, V}, 0.0f, 2.0f * inv_d});
+  return t;
+}
+
+std::vector<TensorPlan> PlanTensors(const RandomModelSpec& spec) {
+  return spec.config.family == model::Family::kGptOss ? PlanGptOss(spec) : PlanDense(spec);
+}
+
+// general.file_type (llama.cpp's LlamaFileType) of a dense model whose
+// matrices are all `type`; none for a type without a code here (the
+// k-quants' mixes, e.g. MOSTLY_Q4_K_M = 15, once the generator writes them).
+std::optional<uint32_t> DenseFileType(GgmlType type) {
+  switch (type) {
+    case GgmlType::kF32:
+      return 0;  // ALL_F32
+    case GgmlType::kF16:
+      return 1;  // MOSTLY_F16
+    case GgmlType::kQ8_0:
+      return 7;  // MOSTLY_Q8_0
+    case GgmlType::kBF16:
+      return 32;  // MOSTLY_BF16
+    default:
+      return std::nullopt;
+  }
+}
+
+void WriteGptOssKeys(const RandomModelSpec& spec, gguf::GgufWriter& w) {
+  const model::ModelConfig& c = spec.config;
+  if (spec.expert_type == GgmlType::kMXFP4) w.SetUint32("general.file_type", 38);  // MOSTLY_MXFP4_MOE
+  w.SetUint32("gpt-oss.block_count", c.n_layers);
+  w.SetUint32("gpt-oss.context_length", c.context_length);
+  w.SetUint32("gpt-oss.embedding_length", c.d_model);
+  w.SetUint32("gpt-oss.feed_forward_length", c.d_ff);
+  w.SetUint32("gpt-oss.expert_feed_forward_length", c.d_ff);
+  w.SetUint32("gpt-oss.attention.head_count", c.n_heads);
+  w.SetUint32("gpt-oss.attention.head_count_kv", c.n_kv_heads);
+  w.SetUint32("gpt-oss.attention.key_length", c.head_dim);
+  w.SetUint32("gpt-oss.attention.value_length", c.head_dim);
+  w.SetFloat32("gpt-oss.attention.layer_norm_rms_epsilon", c.rms_eps);
+  w.SetUint32("gpt-oss.attention.sliding_window", c.sliding_window);
+  w.SetUint32("gpt-oss.expert_count", c.n_experts);
+  w.SetUint32("gpt-oss.expert_used_count", c.n_experts_used);
+  w.SetFloat32("gpt-oss.rope.freq_base", c.rope_theta);
+  if (c.rope_scaling_factor > 1.0f) {
+    w.SetString("gpt-oss.rope.scaling.type", "yarn");
+    w.SetFloat32("gpt-oss.rope.scaling.factor", c.rope_scaling_factor);
+    w.SetUint32("gpt-oss.rope.scaling.original_context_length", c.rope_original_context);
+  }
+}
+
+// The keys convert_hf_to_gguf.py writes for Qwen2Model (TextModel's) and
+// Phi3MiniModel: head sizes only when they differ from D / H (the converter
+// writes them only when the HF config names a head_dim); phi3 adds the
+// rotated dimensions, the original context and the window.
+void WriteDenseKeys(const RandomModelSpec& spec, gguf::GgufWriter& w) {
+  const model::ModelConfig& c = spec.config;
+  const std::string p = absl::StrCat(model::FamilyName(c.family), ".");
+  if (auto file_type = DenseFileType(spec.dense_type)) w.SetUint32("general.file_type", *file_type);
+  w.SetUint32(p + "block_count", c.n_layers);
+  w.SetUint32(p + "context_length", c.context_length);
+  w.SetUint32(p + "embedding_length", c.d_model);
+  w.SetUint32(p + "feed_forward_length", c.d_ff);
+  w.SetUint32(p + "attention.head_count", c.n_heads);
+  w.SetUint32(p + "attention.head_count_kv", c.n_kv_heads);
+  if (c.head_dim * c.n_heads != c.d_model) {
+    w.SetUint32(p + "attention.key_length", c.head_dim);
+    w.SetUint32(p + "attention.value_length", c.head_dim);
+  }
+  w.SetFloat32(p + "rope.freq_base", c.rope_theta);
+  w.SetFloat32(p + "attention.layer_norm_rms_epsilon", c.rms_eps);
+  if (c.family == model::Family::kPhi3) {
+    w.SetUint32(p + "rope.dimension_count", c.head_dim);
+    w.SetUint32(p + "rope.scaling.original_context_length", c.context_length);
+    w.SetUint32(p + "attention.sliding_window", c.sliding_window);
+  }
+}
+
 }  // namespace
+
+std::vector<TensorSpec> RandomModelTensors(const RandomModelSpec& spec, int vocab_size) {
+  RandomModelSpec sized = spec;
+  sized.config.vocab_size = vocab_size;
+  std::vector<TensorSpec> out;
+  for (const TensorPlan& p : PlanTensors(sized)) out.push_back({p.name, p.type, p.ne});
+  return out;
+}
 
 float HashUniform(uint64_t seed, uint64_t stream, uint64_t index) {
   return static_cast<float>(static_cast<int64_t>(Hash3(seed, stream, index) >> 40) - (1 << 23)) / 8388608.0f;
 }
 
 absl::Status ApplyPreset(const std::string& preset, model::ModelConfig* c) {
-  // Fields shared by every preset (the gpt-oss values).
+  if (preset == "qwen2-tiny" || preset == "qwen2.5-0.5b") {
+    // Qwen2.5-0.5B's hyperparameters (its config.json); the tiny one keeps
+    // everything but the sizes.
+    *c = model::ModelConfig{};
+    c->family = model::Family::kQwen2;
+    c->rope_theta = 1000000.0f, c->rms_eps = 1e-6f, c->context_length = 32768, c->tied_embeddings = true;
+    if (preset == "qwen2-tiny") {
+      c->n_layers = 2, c->d_model = 64, c->n_heads = 4, c->n_kv_heads = 2, c->head_dim = 16, c->d_ff = 128;
+    } else {
+      c->n_layers = 24, c->d_model = 896, c->n_heads = 14, c->n_kv_heads = 2, c->head_dim = 64, c->d_ff = 4864;
+    }
+    return absl::OkStatus();
+  }
+  if (preset == "phi3-tiny" || preset == "phi3-mini") {
+    // Phi-3-mini-4k-instruct's (window 2047 as its config.json says).
+    *c = model::ModelConfig{};
+    c->family = model::Family::kPhi3;
+    c->rope_theta = 10000.0f, c->rms_eps = 1e-5f, c->context_length = 4096, c->sliding_window = 2047;
+    if (preset == "phi3-tiny") {
+      c->n_layers = 2, c->d_model = 64, c->n_heads = 4, c->n_kv_heads = 4, c->head_dim = 16, c->d_ff = 128;
+    } else {
+      c->n_layers = 32, c->d_model = 3072, c->n_heads = 32, c->n_kv_heads = 32, c->head_dim = 96, c->d_ff = 8192;
+    }
+    return absl::OkStatus();
+  }
+  // Fields shared by every gpt-oss preset.
+  *c = model::ModelConfig{};
   c->rope_theta = 150000.0f;
   c->rope_scaling_factor = 32.0f;
   c->rope_original_context = 4096;
@@ -160,7 +312,9 @@ absl::Status ApplyPreset(const std::string& preset, model::ModelConfig* c) {
     c->n_experts = preset == "20b" ? 32 : 128;
     c->d_ff = 2880;
   } else {
-    return absl::NotFoundError(absl::StrCat("unknown preset '", preset, "' (tiny, small, medium, 20b, 120b)"));
+    return absl::NotFoundError(absl::StrCat("unknown preset '", preset,
+                                              "' (gpt-oss: tiny, small, medium, 20b, 120b; qwen2: qwen2-tiny, "
+                                              "qwen2.5-0.5b; phi3: phi3-tiny, phi3-mini)"));
   }
   return absl::OkStatus();
 }
@@ -172,40 +326,40 @@ absl::Status WriteRandomModel(const RandomModelSpec& spec_in, const text::VocabS
   if (c.vocab_size == 0 || vocab.token_types.size() != vocab.tokens.size()) {
     return absl::InvalidArgumentError("vocabulary is empty or token_types has the wrong length");
   }
-  if (c.d_model % 32 != 0 || c.q_dim() % 32 != 0 || c.d_ff % 32 != 0) {
-    return absl::InvalidArgumentError("d_model, heads*head_dim and d_ff must be multiples of 32 (block size)");
+  if (c.n_layers <= 0 || c.d_model <= 0 || c.n_heads <= 0 || c.n_kv_heads <= 0 || c.head_dim <= 0 || c.d_ff <= 0) {
+    return absl::InvalidArgumentError("layers, d_model, heads, kv_heads, head_dim and d_ff must be positive");
+  }
+  if (c.n_heads % c.n_kv_heads != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("heads (", c.n_heads, ") must be a multiple of kv_heads (", c.n_kv_heads, ")"));
   }
   if (!(spec.residual_scale > 0.0f) || !std::isfinite(spec.residual_scale)) {
     return absl::InvalidArgumentError("residual_scale must be a positive finite number");
   }
 
   gguf::GgufWriter w;
-  w.SetString("general.architecture", "gpt-oss");
+  w.SetString("general.architecture", model::FamilyName(c.family));
   w.SetString("general.name", spec.name);
   w.SetUint32("general.quantization_version", 2);
-  if (spec.expert_type == GgmlType::kMXFP4) w.SetUint32("general.file_type", 38);  // MOSTLY_MXFP4_MOE
-  w.SetUint32("gpt-oss.block_count", c.n_layers);
-  w.SetUint32("gpt-oss.context_length", c.context_length);
-  w.SetUint32("gpt-oss.embedding_length", c.d_model);
-  w.SetUint32("gpt-oss.feed_forward_length", c.d_ff);
-  w.SetUint32("gpt-oss.expert_feed_forward_length", c.d_ff);
-  w.SetUint32("gpt-oss.attention.head_count", c.n_heads);
-  w.SetUint32("gpt-oss.attention.head_count_kv", c.n_kv_heads);
-  w.SetUint32("gpt-oss.attention.key_length", c.head_dim);
-  w.SetUint32("gpt-oss.attention.value_length", c.head_dim);
-  w.SetFloat32("gpt-oss.attention.layer_norm_rms_epsilon", c.rms_eps);
-  w.SetUint32("gpt-oss.attention.sliding_window", c.sliding_window);
-  w.SetUint32("gpt-oss.expert_count", c.n_experts);
-  w.SetUint32("gpt-oss.expert_used_count", c.n_experts_used);
-  w.SetFloat32("gpt-oss.rope.freq_base", c.rope_theta);
-  if (c.rope_scaling_factor > 1.0f) {
-    w.SetString("gpt-oss.rope.scaling.type", "yarn");
-    w.SetFloat32("gpt-oss.rope.scaling.factor", c.rope_scaling_factor);
-    w.SetUint32("gpt-oss.rope.scaling.original_context_length", c.rope_original_context);
+  if (c.family == model::Family::kGptOss) {
+    WriteGptOssKeys(spec, w);
+  } else {
+    WriteDenseKeys(spec, w);
   }
   if (absl::Status s = text::WriteTokenizerMetadata(vocab, w); !s.ok()) return s;
 
   const std::vector<TensorPlan> plans = PlanTensors(spec);
+  // Every row must hold whole blocks of its type (32 elements for Q8_0 and
+  // MXFP4; the k-quants' 256 once gguf::QuantizeRow writes them).
+  for (const TensorPlan& p : plans) {
+    const auto traits = gguf::GetTypeTraits(static_cast<uint32_t>(p.type));
+    if (!traits) return absl::InvalidArgumentError(absl::StrCat("tensor '", p.name, "': unsupported type"));
+    if (p.ne[0] % traits->block_elems != 0) {
+      return absl::InvalidArgumentError(absl::StrCat("tensor '", p.name, "' has rows of ", p.ne[0], " elements, not a ",
+                                                     "multiple of the ", traits->name, " block (", traits->block_elems,
+                                                     "): choose sizes that are"));
+    }
+  }
   for (const TensorPlan& p : plans) {
     auto added = w.AddTensor(p.name, p.type, p.ne);
     if (!added.ok()) return added.status();

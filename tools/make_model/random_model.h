@@ -1,12 +1,15 @@
-// Writes gpt-oss GGUF files with seeded random weights, for tests and
-// benchmarks: any dimensions up to the real 20b/120b shapes, in the official
-// dtype layout (MXFP4 experts, Q8_0 or BF16 dense, F32 small tensors), with
+// Writes GGUF files with seeded random weights, for tests and benchmarks:
+// gpt-oss (any dimensions up to the real 20b/120b shapes, in the official
+// dtype layout: MXFP4 experts, Q8_0 or BF16 dense, F32 small tensors), qwen2
+// and phi3 (the tensor names, shapes and metadata keys llama.cpp's
+// convert_hf_to_gguf.py writes, up to Qwen2.5-0.5B and Phi-3-mini-4k), with
 // scales that keep activations well-behaved. Tensors are generated in
 // parallel and streamed to disk, so the full 20b shape needs little memory.
 #pragma once
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "inference_worker/gguf/ggml_types.h"
@@ -16,9 +19,14 @@
 namespace ossgate::tools {
 
 struct RandomModelSpec {
-  model::ModelConfig config;  // vocab_size is taken from the vocabulary
-  gguf::GgmlType dense_type = gguf::GgmlType::kQ8_0;   // attention, embedding, unembedding
-  gguf::GgmlType expert_type = gguf::GgmlType::kMXFP4;
+  // family picks the layout; vocab_size is taken from the vocabulary;
+  // tied_embeddings (qwen2, phi3) leaves output.weight out.
+  model::ModelConfig config;
+  // gpt-oss: attention, embedding, unembedding; qwen2, phi3: every matrix.
+  // Any type gguf::QuantizeRow writes (the rows' lengths must be multiples
+  // of its block).
+  gguf::GgmlType dense_type = gguf::GgmlType::kQ8_0;
+  gguf::GgmlType expert_type = gguf::GgmlType::kMXFP4;  // gpt-oss experts
   gguf::GgmlType small_type = gguf::GgmlType::kF32;    // norms, biases, sinks, router
   uint64_t seed = 1;
   std::string name = "ossgate-random";
@@ -31,9 +39,22 @@ struct RandomModelSpec {
   float residual_scale = 1.0f;
 };
 
-// Presets: "tiny" (2 layers, d 64), "small" (4 layers, d 128), "medium" (4
-// layers at the real width 2880), "20b", "120b". Unknown name -> NotFound.
+// Presets, each setting config->family. gpt-oss: "tiny" (2 layers, d 64),
+// "small" (4 layers, d 128), "medium" (4 layers at the real width 2880),
+// "20b", "120b". qwen2: "qwen2-tiny" (2 layers, d 64, 4 heads over 2 KV
+// heads, tied), "qwen2.5-0.5b". phi3: "phi3-tiny" (2 layers, d 64, 4 heads,
+// window 2047), "phi3-mini" (Phi-3-mini-4k). Unknown name -> NotFound.
 absl::Status ApplyPreset(const std::string& preset, model::ModelConfig* config);
+
+// One tensor WriteRandomModel writes: name, type, shape (GGUF ne order).
+struct TensorSpec {
+  std::string name;
+  gguf::GgmlType type;
+  std::vector<int64_t> ne;
+};
+// The tensors WriteRandomModel(spec, a vocabulary of vocab_size) writes, in
+// file order, without writing anything.
+std::vector<TensorSpec> RandomModelTensors(const RandomModelSpec& spec, int vocab_size);
 
 // Writes the model with the given vocabulary (tokens, merges, types) as its
 // tokenizer metadata. The vocabulary size sets the embedding rows.
