@@ -216,6 +216,7 @@ void PasetoSeeds() {
   c.model_size = 12345;
   c.source_uri = "hf://openai/gpt-oss-20b/gpt-oss-20b-MXFP4.gguf";
   c.model_name = "gpt-oss-20b";
+  c.model_family = "gpt-oss";
   c.policy_version = 9;
   c.log_index = 42;
   c.log_origin = "ossgate.local/provenance";

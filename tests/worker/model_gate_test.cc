@@ -83,6 +83,7 @@ class FakeProvenance final : public ProvenanceClient {
     c.model_size = request.size;
     c.source_uri = request.source_uri;
     c.model_name = request.name;
+    c.model_family = "gpt-oss";
     c.policy_version = 3;
     c.log_index = 41;
     c.log_origin = "gate.test/provenance";
@@ -263,6 +264,7 @@ TEST_F(ModelGateTest, RejectedVerdictWithATokenIsStillRefused) {
     c.model_size = content_.size();
     c.source_uri = kSource;
     c.model_name = "gate-test";
+    c.model_family = "gpt-oss";
     c.log_origin = "gate.test/provenance";
     c.issued_at = absl::FromUnixSeconds(absl::ToUnixSeconds(absl::Now()));
     c.not_before = c.issued_at;
