@@ -293,7 +293,7 @@ class ProvenanceServices::Verification final
     claims.model_size = r.record.req_size;
     claims.source_uri = r.record.req_source_uri;
     claims.model_name = r.record.req_name;
-    claims.model_family = std::string(token::kLegacyModelFamily);
+    claims.model_family = d.family;  // ApprovedFamily: never empty for an approval
     claims.policy_version = r.record.policy_version;
     claims.log_index = r.index;
     claims.log_origin = ctx_.ledger->log_origin();
