@@ -174,16 +174,29 @@ absl::StatusOr<int> Store::ReadSchemaVersion() {
 absl::Status Store::Migrate() {
   auto read = ReadSchemaVersion();
   if (!read.ok()) return read.status();
-  const int version = *read;
-  if (version > kSchemaVersion) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "database schema version ", version, " is newer than this binary's (", kSchemaVersion, ")"));
+  if (*read == kSchemaVersion) {
+    schema_version_ = kSchemaVersion;
+    return absl::OkStatus();
   }
-  schema_version_ = version;
-  if (version == kSchemaVersion) return absl::OkStatus();
   // Step by step from the stored version (0: a new, empty database), all in
-  // one transaction: a crash leaves the old version intact.
+  // one transaction: a crash leaves the old version intact. The version is
+  // read again inside it, in case another connection migrated meanwhile.
   if (auto s = Exec("BEGIN IMMEDIATE"); !s.ok()) return s;
+  read = ReadSchemaVersion();
+  if (!read.ok()) {
+    Rollback();
+    return read.status();
+  }
+  const int version = *read;
+  if (version >= kSchemaVersion) {
+    Rollback();
+    if (version > kSchemaVersion) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "database schema version ", version, " is newer than this binary's (", kSchemaVersion, ")"));
+    }
+    schema_version_ = kSchemaVersion;
+    return absl::OkStatus();
+  }
   absl::Status s;
   if (version < 1) s = Exec(kSchemaV1);
   if (s.ok() && version < 2) s = Exec(kMigrateV2);
