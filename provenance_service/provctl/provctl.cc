@@ -327,10 +327,11 @@ int TrustCommand(const std::string& sub) {
   uint64_t size = 0;
   std::string family = absl::GetFlag(FLAGS_family);
   if (sub == "add-file") {
-    if (auto st = ResolveDigest(&sha, &size); !st.ok()) return Fail(st);
+    // The family first: reading a header is quick, hashing a model is not.
     auto resolved = ResolveFamily();
     if (!resolved.ok()) return Fail(resolved.status());
     family = *resolved;
+    if (auto st = ResolveDigest(&sha, &size); !st.ok()) return Fail(st);
   }
   auto stub = Stub<pb::RegistryService>();
   if (!stub.ok()) return Fail(stub.status());
