@@ -133,7 +133,9 @@ absl::StatusOr<VerifiedModel> LoadVerifiedModel(const GateConfig& config, Proven
         absl::StrCat("approval token rejected: ", EscapeControl(claims.status().message()), "; model not loaded"));
   }
   say(absl::StrCat("phase=verified token_id=", LogValue(claims->token_id, 64), " key_id=", LogValue(claims->key_id, 64),
-                   " log_index=", claims->log_index, " expires=", token::FormatTokenTime(claims->expires_at)));
+                   " log_index=", claims->log_index, " family=", claims->model_family,
+                   claims->model_family_implied ? " (token without a family claim)" : "",
+                   " expires=", token::FormatTokenTime(claims->expires_at)));
 
   VerifiedModel out;
   if (!sink) out.bytes = host.Take(*bytes);
@@ -143,6 +145,34 @@ absl::StatusOr<VerifiedModel> LoadVerifiedModel(const GateConfig& config, Proven
   out.matched_source = verdict->matched_source;
   out.verified_at = verified_at;
   return out;
+}
+
+absl::Status CheckApprovedFamily(const token::ApprovalClaims& claims, const gguf::GgufFile& file) {
+  // The claim passed IsModelFamily in the verifier: safe to show as is. The
+  // architecture is the file's own text: quoted.
+  const std::string approved =
+      absl::StrCat("model family \"", claims.model_family, "\"",
+                   claims.model_family_implied
+                       ? " (the token names no family: a provenance service older than model families issued it, "
+                         "and those approved gpt-oss models only)"
+                       : "");
+  const std::string approval = absl::StrCat("token ", LogValue(claims.token_id, 64), ", audit log index ",
+                                            claims.log_index);
+  auto arch = file.GetString("general.architecture");
+  if (!arch.ok()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the approval (", approval, ") is for ", approved,
+        " but the file has no general.architecture string to check it against (", EscapeControl(arch.status().message()),
+        "); model not loaded"));
+  }
+  if (*arch != claims.model_family) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "the approval (", approval, ") is for ", approved, " but the file's general.architecture is ", Quote(*arch, 64),
+        "; model not loaded. If the file is such a model from a trusted source, have the registry name its family "
+        "(provctl trust set-family --source=<source> --path=<path> --sha256=", claims.model_sha256, " --family=",
+        token::IsModelFamily(*arch) ? *arch : "<family>", ")"));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace ossgate::worker

@@ -10,7 +10,9 @@
 //      a key id (16 lowercase hex digits) before it selects a pinned key;
 //      then signature with that key, issuer, audience = own worker id, model
 //      hash and size = what this process computed, time window.
-//   4. Only then hand out the bytes; the caller parses exactly these bytes.
+//   4. Only then hand out the bytes; the caller parses exactly these bytes
+//      and, before binding anything to them, checks with CheckApprovedFamily
+//      that the file is of the model family the approval names.
 #pragma once
 
 #include <cstdint>
@@ -22,6 +24,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "inference_worker/gguf/gguf.h"
 #include "inference_worker/model/model_file.h"
 #include "provenance_service/token/approval_token.h"
 
@@ -94,5 +97,15 @@ using GateLog = std::function<void(const std::string&)>;
 absl::StatusOr<VerifiedModel> LoadVerifiedModel(const GateConfig& config, ProvenanceClient& client,
                                                 const GateLog& log, std::function<absl::Time()> now = absl::Now,
                                                 model::ModelSink* sink = nullptr);
+
+// The approval names a model family (token claim model_family; gpt-oss for a
+// token without one, as services before families issued): a file approved
+// as one family must not be served as another. Call after parsing the
+// approved bytes and before anything is bound to them. PermissionDenied
+// naming both when the file's general.architecture differs from the
+// approved family (a registry matter: the admin names the file's family,
+// provctl trust set-family); FailedPrecondition when the file has no
+// general.architecture string.
+absl::Status CheckApprovedFamily(const token::ApprovalClaims& claims, const gguf::GgufFile& file);
 
 }  // namespace ossgate::worker

@@ -414,9 +414,33 @@ int RunWorker(const WorkerConfig& config) {
   // The gate, retried on rejection only when asked to wait for a new model.
   const auto t_load = std::chrono::steady_clock::now();
   absl::StatusOr<VerifiedModel> vm;
+  std::optional<gguf::GgufFile> file;
   for (;;) {
     vm = LoadVerifiedModel(gate, **client, [](const std::string& line) { Log(line); }, absl::Now, image.get());
-    if (vm.ok()) break;
+    if (vm.ok()) {
+      // Parsed only now, from exactly the bytes the token approved, and
+      // checked to be of the family the approval names before anything is
+      // bound to them.
+      Log("phase=parsing");
+      absl::Status family;
+      {
+        auto parsed = image ? image->ParseHeader() : gguf::GgufFile::Parse(vm->bytes.bytes());
+        if (!parsed.ok()) {
+          Log(absl::StrCat("MODEL NOT LOADED: ", parsed.status().message()));
+          server->Shutdown();
+          return 4;
+        }
+        family = CheckApprovedFamily(vm->claims, *parsed);
+        if (family.ok()) file.emplace(*std::move(parsed));
+      }
+      if (family.ok()) break;
+      if (family.code() != absl::StatusCode::kPermissionDenied) {  // no architecture at all: a broken file
+        Log(absl::StrCat("MODEL NOT LOADED: ", family.message()));
+        server->Shutdown();
+        return 4;
+      }
+      vm = family;  // approved as another family: refused like a rejection (the registry can fix it)
+    }
     Log(absl::StrCat("MODEL NOT LOADED: ", vm.status().message()));
     not_ready(absl::StrCat("the model was not approved: ", vm.status().message(),
                            config.wait_for_model ? " (retrying)" : ""));
@@ -428,18 +452,6 @@ int RunWorker(const WorkerConfig& config) {
     absl::SleepFor(config.retry_interval);  // a signal meanwhile ends the process (SignalWatcher)
   }
 
-  // Parsed only now, from exactly the bytes the token approved.
-  Log("phase=parsing");
-  std::optional<gguf::GgufFile> file;
-  {
-    auto parsed = image ? image->ParseHeader() : gguf::GgufFile::Parse(vm->bytes.bytes());
-    if (!parsed.ok()) {
-      Log(absl::StrCat("MODEL NOT LOADED: ", parsed.status().message()));
-      server->Shutdown();
-      return 4;
-    }
-    file.emplace(*std::move(parsed));
-  }
   auto tokenizer = text::Tokenizer::FromGguf(*file);
   if (!tokenizer.ok()) {
     Log(absl::StrCat("MODEL NOT LOADED: tokenizer: ", tokenizer.status().message()));

@@ -29,6 +29,7 @@ const std::vector<Field>& Fields() {
         {"caller", &AuditRecord::caller, nullptr, true},
         {"description", &AuditRecord::description},
         {"detail", &AuditRecord::detail},
+        {"family", &AuditRecord::family},
         {"matched_path", &AuditRecord::matched_path},
         {"matched_source", &AuditRecord::matched_source},
         {"policy_version", nullptr, &AuditRecord::policy_version},

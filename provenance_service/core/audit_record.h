@@ -56,8 +56,13 @@ struct AuditRecord {
 
   uint64_t policy_version = 0;
 
+  // kVerifyModel, accepted: the model family the approval is for.
+  // kRegistryChange: the family the change gives its entry (add_source,
+  // add_file, set_family). Empty in records written before families.
+  std::string family;
+
   // kRegistryChange.
-  std::string action;  // add_source, revoke_source, add_file, revoke_file
+  std::string action;  // add_source, revoke_source, add_file, revoke_file, set_family
   std::string target_uri;
   std::string target_path;
   std::string target_sha256;

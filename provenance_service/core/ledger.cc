@@ -36,6 +36,7 @@ absl::StatusOr<RegistryChange> ChangeFromRecord(const AuditRecord& r) {
   c.size = r.target_size;
   c.description = r.description;
   c.reason = r.revoke_reason;
+  c.family = r.family;
   return c;
 }
 
@@ -312,6 +313,7 @@ void Ledger::ProcessBatch(std::vector<Item> items) {
       }
       r.policy_version = view.policy_version;
       if (d.reason == VerifyReason::kVerified) {
+        r.family = d.family;
         r.token_id = Sanitize(s.token_id, kMaxStoredField);
         r.token_exp_us = r.time_us + static_cast<uint64_t>(absl::ToInt64Microseconds(s.token_ttl));
         r.token_key_id = Sanitize(s.token_key_id, kMaxStoredField);
@@ -327,6 +329,7 @@ void Ledger::ProcessBatch(std::vector<Item> items) {
       r.target_size = s.change.size;
       r.description = Sanitize(s.change.description, kMaxTextLength);
       r.revoke_reason = Sanitize(s.change.reason, kMaxTextLength);
+      r.family = Sanitize(s.change.family, kMaxStoredField);
       if (s.rejection) {
         r.verdict = Verdict::kRejected;
         r.reason = *s.rejection;

@@ -105,7 +105,8 @@ absl::StatusOr<LogVerifyReport> VerifyStoredLog(Store& store, const NoteVerifier
     }
     if (row.time_us != record->time_us || row.kind != RecordKindName(record->kind) ||
         row.verdict != VerdictName(record->verdict) || row.caller != record->caller ||
-        row.sha256 != record->SubjectSha256() || row.source != record->SubjectSource()) {
+        row.sha256 != record->SubjectSha256() || row.source != record->SubjectSource() ||
+        row.family != record->family) {
       fail(row.index, true, absl::StrCat("record ", row.index, ": query columns disagree with the record"));
       return false;
     }

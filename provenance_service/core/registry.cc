@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "provenance_service/token/approval_token.h"
 #include "provenance_service/token/sha256.h"
 
 namespace ossgate::provenance {
@@ -132,6 +133,7 @@ Decision Evaluate(const RegistryState& state, const VerifyRequest& request) {
     if (f->size == request.size) {
       pick(f, 0);
       d.reason = VerifyReason::kVerified;
+      d.family = ApprovedFamily(state, *f);
       return d;
     }
   }
@@ -161,6 +163,23 @@ Decision Evaluate(const RegistryState& state, const VerifyRequest& request) {
   return d;
 }
 
+std::string ApprovedFamily(const RegistryState& state, const FileEntry& file) {
+  if (!file.family.empty()) return file.family;
+  auto source = state.sources.find(file.key.source_uri);
+  if (source != state.sources.end() && !source->second.family.empty()) return source->second.family;
+  return std::string(token::kLegacyModelFamily);
+}
+
+absl::Status ValidateFamily(std::string_view field, std::string_view family, bool required) {
+  if (family.empty() && !required) return absl::OkStatus();
+  if (!token::IsModelFamily(family)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        std::string(field), family.empty() ? ": required" : ": not a model family",
+        " (the model's GGUF general.architecture: 1..64 characters of [a-z0-9._-], e.g. gpt-oss, qwen2, phi3)"));
+  }
+  return absl::OkStatus();
+}
+
 // ---- changes ----
 
 std::string_view ChangeActionName(ChangeAction a) {
@@ -169,13 +188,14 @@ std::string_view ChangeActionName(ChangeAction a) {
     case ChangeAction::kRevokeSource: return "revoke_source";
     case ChangeAction::kAddFile: return "add_file";
     case ChangeAction::kRevokeFile: return "revoke_file";
+    case ChangeAction::kSetFamily: return "set_family";
   }
   return "unknown";
 }
 
 std::optional<ChangeAction> ChangeActionFromName(std::string_view name) {
-  for (ChangeAction a : {ChangeAction::kAddSource, ChangeAction::kRevokeSource,
-                         ChangeAction::kAddFile, ChangeAction::kRevokeFile}) {
+  for (ChangeAction a : {ChangeAction::kAddSource, ChangeAction::kRevokeSource, ChangeAction::kAddFile,
+                         ChangeAction::kRevokeFile, ChangeAction::kSetFamily}) {
     if (ChangeActionName(a) == name) return a;
   }
   return std::nullopt;
@@ -185,6 +205,19 @@ absl::Status ValidateRegistryChange(const RegistryChange& c) {
   const bool is_source = c.action == ChangeAction::kAddSource || c.action == ChangeAction::kRevokeSource;
   const char* uri_field = is_source ? "uri" : "source_uri";
   if (auto s = ParseSourceUri(c.uri); !s.ok()) return FieldError(uri_field, s.status());
+  if (c.action == ChangeAction::kSetFamily) {
+    // The source itself (no sha256, no path) or one of its file entries.
+    if (c.sha256.empty()) {
+      if (!c.path.empty()) {
+        return absl::InvalidArgumentError(
+            "path: must be empty without a sha256 (the change then names the source; give sha256 to name a file)");
+      }
+    } else {
+      if (auto s = ValidateRelativePath(c.path); !s.ok()) return FieldError("path", s);
+      if (auto s = ValidateSha("sha256", c.sha256); !s.ok()) return s;
+    }
+    return ValidateFamily("family", c.family, /*required=*/true);
+  }
   if (!is_source) {
     if (auto s = ValidateRelativePath(c.path); !s.ok()) return FieldError("path", s);
     if (auto s = ValidateSha("sha256", c.sha256); !s.ok()) return s;
@@ -192,10 +225,14 @@ absl::Status ValidateRegistryChange(const RegistryChange& c) {
   switch (c.action) {
     case ChangeAction::kAddSource:
       if (auto s = ValidateText(c.description, false); !s.ok()) return FieldError("description", s);
+      if (auto s = ValidateFamily("family", c.family, false); !s.ok()) return s;
       break;
     case ChangeAction::kAddFile:
       if (c.size == 0) return absl::InvalidArgumentError("size_bytes: must be > 0");
       if (auto s = ValidateText(c.description, false); !s.ok()) return FieldError("description", s);
+      if (auto s = ValidateFamily("family", c.family, false); !s.ok()) return s;
+      break;
+    case ChangeAction::kSetFamily:  // checked above
       break;
     case ChangeAction::kRevokeSource:
     case ChangeAction::kRevokeFile:
@@ -228,6 +265,7 @@ ChangeResult ApplyChange(RegistryState* state, const RegistryChange& c, std::str
       SourceEntry e;
       e.uri = c.uri;
       e.description = c.description;
+      e.family = c.family;
       e.added_us = time_us;
       e.added_by = std::string(caller);
       e.added_log_index = log_index;
@@ -277,6 +315,7 @@ ChangeResult ApplyChange(RegistryState* state, const RegistryChange& c, std::str
       e.key = key;
       e.size = c.size;
       e.description = c.description;
+      e.family = c.family;
       e.added_us = time_us;
       e.added_by = std::string(caller);
       e.added_log_index = log_index;
@@ -300,6 +339,45 @@ ChangeResult ApplyChange(RegistryState* state, const RegistryChange& c, std::str
       e.revoked_by = std::string(caller);
       r.file = e;
       state->files.Put(e.key, e);
+      break;
+    }
+    case ChangeAction::kSetFamily: {
+      auto src = state->sources.find(c.uri);
+      if (src == state->sources.end()) {
+        return fail("not_found", absl::NotFoundError(absl::StrCat("source ", c.uri, " is not registered")));
+      }
+      if (c.sha256.empty()) {
+        r.source = src->second;
+        if (src->second.revoked) {
+          return fail("revoked", absl::FailedPreconditionError(absl::StrCat("source ", c.uri, " is revoked")));
+        }
+        if (src->second.family == c.family) {
+          return fail("already_exists", absl::AlreadyExistsError(absl::StrCat(
+                                            "source ", c.uri, " is already registered for family ", c.family)));
+        }
+        SourceEntry e = src->second;
+        e.family = c.family;
+        r.source = e;
+        state->sources.Put(c.uri, std::move(e));
+        break;
+      }
+      auto it = state->files.find(FileKey{c.uri, c.path, c.sha256});
+      if (it == state->files.end()) return fail("not_found", absl::NotFoundError("no such file entry"));
+      r.file = it->second;
+      if (it->second.revoked || src->second.revoked) {
+        return fail("revoked", absl::FailedPreconditionError(it->second.revoked
+                                                                 ? "file entry is revoked"
+                                                                 : absl::StrCat("source ", c.uri, " is revoked")));
+      }
+      if (it->second.family == c.family) {
+        return fail("already_exists",
+                    absl::AlreadyExistsError(absl::StrCat("file entry is already registered for family ", c.family)));
+      }
+      FileEntry e = it->second;
+      e.family = c.family;
+      r.file = e;
+      FileKey key = e.key;  // not e.key: the entry is moved into the map
+      state->files.Put(std::move(key), std::move(e));
       break;
     }
   }

@@ -5,6 +5,14 @@
 // is covered by the log's Merkle tree and rebuilt from the log at startup.
 // Policy (Evaluate) is a pure function of (registry, request).
 //
+// Model families: a source or file entry may name the model family (GGUF
+// general.architecture, e.g. "gpt-oss", "qwen2", "phi3") its files are. An
+// approval names the family of the file entry that decided it, else of that
+// entry's source, else gpt-oss: entries written before families existed
+// (and entries still added without one) approved gpt-oss models, the only
+// family the worker served then (ApprovedFamily). set_family changes give an
+// existing entry a family.
+//
 // Thread-safety: RegistryState is a plain value. The ledger publishes
 // immutable snapshots (shared_ptr<const RegistryState>) to readers and
 // applies a batch's changes to a private copy. Copies are O(1) and share
@@ -28,6 +36,9 @@ namespace ossgate::provenance {
 struct SourceEntry {
   std::string uri;
   std::string description;
+  // Family of the source's files; empty = none named (files name their own,
+  // or are gpt-oss).
+  std::string family;
   bool revoked = false;
   std::string revoke_reason;
   uint64_t added_us = 0;
@@ -51,6 +62,8 @@ struct FileEntry {
   FileKey key;
   uint64_t size = 0;
   std::string description;
+  // Empty = the source's family (ApprovedFamily).
+  std::string family;
   bool revoked = false;
   std::string revoke_reason;
   uint64_t added_us = 0;
@@ -102,6 +115,8 @@ struct Decision {
   std::optional<FileEntry> file;
   // Path of the file relative to the matched source.
   std::string relative_path;
+  // kVerified: the model family the approval is for (ApprovedFamily).
+  std::string family;
 };
 
 // `request` must have passed ValidateVerifyRequest. Rules (first match wins):
@@ -116,10 +131,19 @@ struct Decision {
 //  5. Otherwise kUnknownHash.
 Decision Evaluate(const RegistryState& state, const VerifyRequest& request);
 
+// The model family an approval of `file` names: the entry's family, else its
+// source's, else token::kLegacyModelFamily ("gpt-oss").
+std::string ApprovedFamily(const RegistryState& state, const FileEntry& file);
+
+// INVALID_ARGUMENT "<field>: ..." unless `family` is a model family
+// (token::IsModelFamily); empty is allowed unless `required`.
+absl::Status ValidateFamily(std::string_view field, std::string_view family, bool required);
 // ---- changes ----
 
-enum class ChangeAction { kAddSource, kRevokeSource, kAddFile, kRevokeFile };
-std::string_view ChangeActionName(ChangeAction a);  // "add_source", ...
+// kSetFamily names a source (empty sha256 and path) or a file entry (uri,
+// path, sha256) and the family it gets.
+enum class ChangeAction { kAddSource, kRevokeSource, kAddFile, kRevokeFile, kSetFamily };
+std::string_view ChangeActionName(ChangeAction a);  // "add_source", ..., "set_family"
 std::optional<ChangeAction> ChangeActionFromName(std::string_view name);
 
 struct RegistryChange {
@@ -130,6 +154,7 @@ struct RegistryChange {
   uint64_t size = 0;
   std::string description;
   std::string reason;  // revocations
+  std::string family;  // add_source, add_file (optional), set_family (required)
 };
 
 // INVALID_ARGUMENT naming the bad field.

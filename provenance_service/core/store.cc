@@ -46,7 +46,9 @@ Hash ColumnHash(sqlite3_stmt* s, int i) {
   return h;
 }
 
-constexpr const char* kRecordColumns = "idx, record, leaf_hash, time_us, kind, verdict, caller, sha256, source";
+constexpr char kRecordColumns[] = "idx, record, leaf_hash, time_us, kind, verdict, caller, sha256, source, family";
+// Schema 1 (read-only) has no family column: every record there has none.
+constexpr char kRecordColumnsV1[] = "idx, record, leaf_hash, time_us, kind, verdict, caller, sha256, source, ''";
 
 StoredRecord ReadRecordRow(sqlite3_stmt* s) {
   StoredRecord r;
@@ -59,6 +61,7 @@ StoredRecord ReadRecordRow(sqlite3_stmt* s) {
   r.caller = ColumnString(s, 6);
   r.sha256 = ColumnString(s, 7);
   r.source = ColumnString(s, 8);
+  r.family = ColumnString(s, 9);
   return r;
 }
 
@@ -100,6 +103,12 @@ CREATE TABLE checkpoints(
   time_us INTEGER NOT NULL);
 )sql";
 
+// Schema 1 -> 2: model families. Records written before have no family.
+constexpr char kMigrateV2[] = R"sql(
+ALTER TABLE records ADD COLUMN family TEXT NOT NULL DEFAULT '';
+CREATE INDEX records_family ON records(family);
+)sql";
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& path, bool read_only) {
@@ -120,13 +129,16 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& path, bool
     if (auto s = store->Exec("PRAGMA synchronous=FULL"); !s.ok()) return s;
     if (auto s = store->Migrate(); !s.ok()) return s;
   } else {
-    auto v = store->Prepare("PRAGMA user_version");
-    if (!v.ok()) return v.status();
-    StmtScope scope(*v);
-    if (sqlite3_step(*v) != SQLITE_ROW || sqlite3_column_int(*v, 0) != kSchemaVersion) {
-      return absl::FailedPreconditionError(absl::StrCat(path, ": not an ossgate provenance database (schema ", kSchemaVersion, ")"));
+    auto version = store->ReadSchemaVersion();
+    if (!version.ok()) return version.status();
+    if (*version < kOldestSchemaVersion || *version > kSchemaVersion) {
+      return absl::FailedPreconditionError(absl::StrCat(path, ": not an ossgate provenance database of schema ",
+                                                        kOldestSchemaVersion, "..", kSchemaVersion, " (its user_version is ",
+                                                        *version, ")"));
     }
+    store->schema_version_ = *version;
   }
+  store->PrepareSql();
   return store;
 }
 
@@ -151,29 +163,59 @@ absl::Status Store::Exec(const char* sql) {
 
 absl::Status Store::ExecForTest(const std::string& sql) { return Exec(sql.c_str()); }
 
-absl::Status Store::Migrate() {
+absl::StatusOr<int> Store::ReadSchemaVersion() {
   auto v = Prepare("PRAGMA user_version");
   if (!v.ok()) return v.status();
-  int version;
-  {
-    StmtScope scope(*v);
-    if (sqlite3_step(*v) != SQLITE_ROW) return Error("user_version");
-    version = sqlite3_column_int(*v, 0);
+  StmtScope scope(*v);
+  if (sqlite3_step(*v) != SQLITE_ROW) return Error("user_version");
+  return sqlite3_column_int(*v, 0);
+}
+
+absl::Status Store::Migrate() {
+  auto read = ReadSchemaVersion();
+  if (!read.ok()) return read.status();
+  if (*read == kSchemaVersion) {
+    schema_version_ = kSchemaVersion;
+    return absl::OkStatus();
   }
-  if (version == kSchemaVersion) return absl::OkStatus();
-  if (version > kSchemaVersion) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "database schema version ", version, " is newer than this binary's (", kSchemaVersion, ")"));
-  }
-  // version 0: empty database. Future versions migrate step by step here.
+  // Step by step from the stored version (0: a new, empty database), all in
+  // one transaction: a crash leaves the old version intact. The version is
+  // read again inside it, in case another connection migrated meanwhile.
   if (auto s = Exec("BEGIN IMMEDIATE"); !s.ok()) return s;
-  auto s = Exec(kSchemaV1);
-  if (s.ok()) s = Exec("PRAGMA user_version=1");
+  read = ReadSchemaVersion();
+  if (!read.ok()) {
+    Rollback();
+    return read.status();
+  }
+  const int version = *read;
+  if (version >= kSchemaVersion) {
+    Rollback();
+    if (version > kSchemaVersion) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "database schema version ", version, " is newer than this binary's (", kSchemaVersion, ")"));
+    }
+    schema_version_ = kSchemaVersion;
+    return absl::OkStatus();
+  }
+  absl::Status s;
+  if (version < 1) s = Exec(kSchemaV1);
+  if (s.ok() && version < 2) s = Exec(kMigrateV2);
+  if (s.ok()) s = Exec(absl::StrCat("PRAGMA user_version=", kSchemaVersion).c_str());
+  if (s.ok()) s = Exec("COMMIT");
   if (!s.ok()) {
     Rollback();
     return s;
   }
-  return Exec("COMMIT");
+  schema_version_ = kSchemaVersion;
+  return absl::OkStatus();
+}
+
+void Store::PrepareSql() {
+  record_columns_ = schema_version_ >= 2 ? kRecordColumns : kRecordColumnsV1;
+  get_record_sql_ = absl::StrCat("SELECT ", record_columns_, " FROM records WHERE idx = ?1");
+  scan_records_sql_ = absl::StrCat("SELECT ", record_columns_, " FROM records WHERE idx >= ?1 ORDER BY idx");
+  scan_registry_sql_ = absl::StrCat("SELECT ", record_columns_,
+                                    " FROM records WHERE kind = 'registry_change' AND verdict = 'accepted' ORDER BY idx");
 }
 
 absl::StatusOr<sqlite3_stmt*> Store::Prepare(const char* sql) {
@@ -216,8 +258,8 @@ void Store::Rollback() { sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr
 absl::Status Store::InsertRecord(uint64_t index, const std::string& bytes, const Hash& leaf,
                                  const AuditRecord& r) {
   auto st = Prepare(
-      "INSERT INTO records(idx, record, leaf_hash, time_us, kind, verdict, caller, sha256, source) "
-      "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
+      "INSERT INTO records(idx, record, leaf_hash, time_us, kind, verdict, caller, sha256, source, family) "
+      "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)");
   if (!st.ok()) return st.status();
   StmtScope scope(*st);
   BindU64(*st, 1, index);
@@ -229,6 +271,7 @@ absl::Status Store::InsertRecord(uint64_t index, const std::string& bytes, const
   BindText(*st, 7, r.caller);
   BindText(*st, 8, r.SubjectSha256());
   BindText(*st, 9, r.SubjectSource());
+  BindText(*st, 10, r.family);
   if (sqlite3_step(*st) != SQLITE_DONE) return Error("insert record");
   return absl::OkStatus();
 }
@@ -271,8 +314,7 @@ absl::StatusOr<uint64_t> Store::RecordCount() {
 }
 
 absl::StatusOr<std::optional<StoredRecord>> Store::GetRecord(uint64_t index) {
-  static const std::string sql = absl::StrCat("SELECT ", kRecordColumns, " FROM records WHERE idx = ?1");
-  auto st = Prepare(sql.c_str());
+  auto st = Prepare(get_record_sql_.c_str());
   if (!st.ok()) return st.status();
   StmtScope scope(*st);
   BindU64(*st, 1, index);
@@ -283,9 +325,7 @@ absl::StatusOr<std::optional<StoredRecord>> Store::GetRecord(uint64_t index) {
 }
 
 absl::Status Store::ScanRecords(uint64_t begin, const std::function<bool(const StoredRecord&)>& fn) {
-  static const std::string sql =
-      absl::StrCat("SELECT ", kRecordColumns, " FROM records WHERE idx >= ?1 ORDER BY idx");
-  auto st = Prepare(sql.c_str());
+  auto st = Prepare(scan_records_sql_.c_str());
   if (!st.ok()) return st.status();
   StmtScope scope(*st);
   BindU64(*st, 1, begin);
@@ -299,10 +339,7 @@ absl::Status Store::ScanRecords(uint64_t begin, const std::function<bool(const S
 
 absl::Status Store::ScanAppliedRegistryChanges(
     const std::function<absl::Status(const StoredRecord&)>& fn) {
-  static const std::string sql = absl::StrCat(
-      "SELECT ", kRecordColumns,
-      " FROM records WHERE kind = 'registry_change' AND verdict = 'accepted' ORDER BY idx");
-  auto st = Prepare(sql.c_str());
+  auto st = Prepare(scan_registry_sql_.c_str());
   if (!st.ok()) return st.status();
   StmtScope scope(*st);
   for (;;) {
@@ -317,7 +354,7 @@ absl::StatusOr<std::vector<StoredRecord>> Store::Query(const RecordFilter& f,
                                                        std::optional<uint64_t> after, int limit) {
   // Built per call (the filter shape varies); every value is bound, never
   // spliced into the SQL text.
-  std::string sql = absl::StrCat("SELECT ", kRecordColumns, " FROM records WHERE idx >= ?1");
+  std::string sql = absl::StrCat("SELECT ", record_columns_, " FROM records WHERE idx >= ?1");
   if (f.start_time_us) sql += " AND time_us >= ?2";
   if (f.end_time_us) sql += " AND time_us < ?3";
   if (!f.sha256.empty()) sql += " AND sha256 = ?4";
@@ -325,6 +362,8 @@ absl::StatusOr<std::vector<StoredRecord>> Store::Query(const RecordFilter& f,
   if (!f.verdict.empty()) sql += " AND verdict = ?6";
   if (!f.caller.empty()) sql += " AND caller = ?7";
   if (!f.kind.empty()) sql += " AND kind = ?8";
+  // Schema 1 has no family column, and none of its records a family.
+  if (!f.family.empty()) sql += schema_version_ >= 2 ? " AND family = ?10" : " AND 0";
   sql += " ORDER BY idx LIMIT ?9";
   sqlite3_stmt* st = nullptr;
   if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &st, nullptr) != SQLITE_OK) return Error("prepare query");
@@ -337,6 +376,7 @@ absl::StatusOr<std::vector<StoredRecord>> Store::Query(const RecordFilter& f,
   if (!f.verdict.empty()) BindText(st, 6, f.verdict);
   if (!f.caller.empty()) BindText(st, 7, f.caller);
   if (!f.kind.empty()) BindText(st, 8, f.kind);
+  if (!f.family.empty() && schema_version_ >= 2) BindText(st, 10, f.family);
   sqlite3_bind_int(st, 9, limit);
   std::vector<StoredRecord> out;
   for (;;) {

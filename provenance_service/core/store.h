@@ -1,14 +1,20 @@
 // SQLite storage of the audit log (records, Merkle tree nodes, signed
 // checkpoints) and metadata. One Store is one database connection.
 //
-// Schema (version 1, PRAGMA user_version):
+// Schema (version 2, PRAGMA user_version):
 //   meta(key TEXT PRIMARY KEY, value TEXT)      log origin, verifier key, ...
 //   records(idx INTEGER PRIMARY KEY, record BLOB, leaf_hash BLOB,
-//           time_us, kind, verdict, caller, sha256, source)
+//           time_us, kind, verdict, caller, sha256, source, family)
 //       record = canonical bytes (audit_record.h); the other columns are
 //       derived from it for queries and checked by the log verifier.
 //   tree_nodes(level, idx, hash) WITHOUT ROWID   perfect subtrees, level >= 1
 //   checkpoints(tree_size INTEGER PRIMARY KEY, root_hash BLOB, note TEXT, time_us)
+//
+// Version 1 (before model families) had no `family` column. Opening such a
+// database for writing migrates it in one transaction: the column is added
+// with '' for every existing row, which is what their records say (they
+// have no family field), so no record, hash or checkpoint changes. Opened
+// read-only (provctl audit verify) it is read as it is, family ''.
 //
 // The database runs in WAL mode with synchronous=FULL: a committed
 // transaction is on stable storage when Commit returns.
@@ -34,7 +40,9 @@ struct sqlite3_stmt;
 
 namespace ossgate::provenance {
 
-inline constexpr int kSchemaVersion = 1;
+inline constexpr int kSchemaVersion = 2;
+// The oldest schema Open still reads (and, unless read_only, migrates).
+inline constexpr int kOldestSchemaVersion = 1;
 
 struct StoredRecord {
   uint64_t index = 0;
@@ -47,6 +55,7 @@ struct StoredRecord {
   std::string caller;
   std::string sha256;
   std::string source;
+  std::string family;
 };
 
 struct StoredCheckpoint {
@@ -64,12 +73,14 @@ struct RecordFilter {
   std::string verdict;  // "accepted"/"rejected" or empty
   std::string caller;
   std::string kind;     // "verify_model"/"registry_change" or empty
+  std::string family;   // exact model family as recorded, or empty
 };
 
 class Store {
  public:
-  // Opens (creating if needed, unless read_only) and migrates the schema.
-  // FAILED_PRECONDITION if the database has a newer schema version.
+  // Opens (creating if needed, unless read_only) and migrates the schema
+  // (unless read_only). FAILED_PRECONDITION if the database has a newer
+  // schema version, or is no ossgate database.
   static absl::StatusOr<std::unique_ptr<Store>> Open(const std::string& path, bool read_only = false);
   ~Store();
   Store(const Store&) = delete;
@@ -106,6 +117,9 @@ class Store {
   absl::StatusOr<std::optional<StoredCheckpoint>> CheckpointAt(uint64_t tree_size);
   absl::Status ScanCheckpoints(const std::function<bool(const StoredCheckpoint&)>& fn);
 
+  // The schema version as opened (after migration unless read_only).
+  int schema_version() const { return schema_version_; }
+
   // Test hook for tamper tests: runs arbitrary SQL.
   absl::Status ExecForTest(const std::string& sql);
 
@@ -113,10 +127,19 @@ class Store {
   explicit Store(sqlite3* db) : db_(db) {}
   absl::Status Exec(const char* sql);
   absl::Status Migrate();
+  absl::StatusOr<int> ReadSchemaVersion();
+  // Builds the SELECTs for the schema version opened.
+  void PrepareSql();
   absl::StatusOr<sqlite3_stmt*> Prepare(const char* sql);
   absl::Status Error(const char* what) const;
 
   sqlite3* db_;
+  int schema_version_ = 0;
+  // Record SELECTs for this schema version (cached by their text's address).
+  std::string record_columns_;
+  std::string get_record_sql_;
+  std::string scan_records_sql_;
+  std::string scan_registry_sql_;
   // Cached prepared statements, keyed by SQL text pointer.
   std::vector<std::pair<const char*, sqlite3_stmt*>> stmts_;
 };

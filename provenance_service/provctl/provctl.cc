@@ -2,7 +2,9 @@
 // docs/provenance.md ("CLI"). Tables by default, --json for machine output.
 // Flags may be spelled with '-' or '_' (--lfs-pointer == --lfs_pointer).
 #include <cstdio>
+#include <fstream>
 #include <iostream>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -14,12 +16,14 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "google/protobuf/util/json_util.h"
+#include "inference_worker/gguf/gguf.h"
 #include "ossgate/provenance/v1/provenance.grpc.pb.h"
 #include "provenance_service/client/client.h"
 #include "provenance_service/core/checkpoint.h"
 #include "provenance_service/core/lfs_pointer.h"
 #include "provenance_service/core/log_verifier.h"
 #include "provenance_service/core/merkle.h"
+#include "provenance_service/core/model_uri.h"
 #include "provenance_service/core/store.h"
 #include "provenance_service/token/approval_token.h"
 #include "provenance_service/token/ed25519.h"
@@ -51,6 +55,9 @@ ABSL_FLAG(std::string, lfs_pointer, "", "take sha256 and size from this Git LFS 
 ABSL_FLAG(std::string, file, "", "hash this local file for sha256 and size");
 ABSL_FLAG(std::string, description, "", "free-text description");
 ABSL_FLAG(std::string, reason, "", "revocation reason");
+ABSL_FLAG(std::string, family, "",
+          "model family (the model's GGUF general.architecture, e.g. gpt-oss, qwen2, phi3): trust add-source, "
+          "add-file (default with --file: read from the file's header), set-family; audit query: filter");
 ABSL_FLAG(bool, files, false, "trust list: list files instead of sources");
 ABSL_FLAG(bool, include_revoked, false, "trust list: include revoked entries");
 // verify.
@@ -85,12 +92,14 @@ constexpr char kUsage[] = R"(provctl: operator CLI for the ossgate provenance se
 
   provctl keygen --out=PREFIX [--name=LOG_ORIGIN]
   provctl trust list [--files] [--source=URI] [--sha256=H] [--include_revoked]
-  provctl trust add-source --uri=URI [--description=TEXT]
+  provctl trust add-source --uri=URI [--description=TEXT] [--family=F]
   provctl trust revoke-source --uri=URI --reason=TEXT
-  provctl trust add-file --source=URI [--path=P] (--sha256=H --size=N | --lfs-pointer=FILE | --file=PATH)
+  provctl trust add-file --source=URI [--path=P] (--sha256=H --size=N | --lfs-pointer=FILE | --file=PATH) [--family=F]
+  provctl trust set-family --source=URI [--path=P --sha256=H] --family=F   (the source, or one file entry)
   provctl trust revoke-file --source=URI [--path=P] --sha256=H --reason=TEXT
   provctl verify --name=N --source=URI (--sha256=H --size=N | --file=PATH) --worker_id=W [--token_out=F]
-  provctl audit query [--since=T] [--until=T] [--sha256=H] [--source=URI] [--verdict=V] [--caller=C] [--kind=K] [--limit=N]
+  provctl audit query [--since=T] [--until=T] [--sha256=H] [--source=URI] [--verdict=V] [--caller=C] [--kind=K]
+                      [--family=F] [--limit=N]
   provctl audit proof --index=N --log_key=VKEY          (inclusion proof, verified locally)
   provctl audit consistency --trusted_checkpoint=FILE --log_key=VKEY
   provctl audit verify --db=FILE --log_key=VKEY [--trusted_checkpoint=FILE]   (offline, whole log)
@@ -101,6 +110,9 @@ constexpr char kUsage[] = R"(provctl: operator CLI for the ossgate provenance se
 Connection flags: --server --ca --cert --key [--server_name_override] [--timeout]
 Development:      --insecure_dev_loopback --dev_identity=spiffe://ossgate/role/<role>/<id>
 Output:           tables by default, --json for JSON. Exit status: 0 ok, 1 failure/rejection, 2 usage.
+Families: a file is approved for one model family (the GGUF general.architecture the worker checks): the
+family of its entry, else of its source, else gpt-oss (entries written before families). add-file --file reads
+it from the file's header unless --family names it (a family the header contradicts is refused).
 )";
 
 int Fail(const absl::Status& s) {
@@ -215,6 +227,66 @@ absl::Status ResolveDigest(std::string* sha, uint64_t* size) {
   return absl::OkStatus();
 }
 
+// general.architecture from the GGUF header of `path`, read with the
+// worker's hostile-input reader from as much of the file's start as the
+// header needs (never the tensor data).
+absl::StatusOr<std::string> ReadGgufArchitecture(const std::string& path) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path));
+  const auto end = in.tellg();
+  if (end < 0) return absl::InternalError(absl::StrCat("cannot size ", path));
+  const uint64_t size = static_cast<uint64_t>(end);
+  constexpr uint64_t kMaxHeaderBytes = uint64_t{1} << 30;
+  std::vector<uint8_t> prefix;
+  for (uint64_t want = std::min<uint64_t>(size, 1 << 20);; want = std::min(size, want * 4)) {
+    const uint64_t have = prefix.size();
+    prefix.resize(want);
+    in.seekg(static_cast<std::streamoff>(have));
+    if (!in.read(reinterpret_cast<char*>(prefix.data() + have), static_cast<std::streamsize>(want - have))) {
+      return absl::DataLossError(absl::StrCat("cannot read ", path));
+    }
+    auto header = gguf::GgufFile::ParseHeader(std::span<const uint8_t>(prefix), size, prefix.data());
+    if (header.ok()) {
+      auto arch = header->GetString("general.architecture");
+      if (!arch.ok()) return absl::InvalidArgumentError(absl::StrCat(path, ": ", arch.status().message()));
+      if (!token::IsModelFamily(*arch)) {
+        return absl::InvalidArgumentError(absl::StrCat(path, ": general.architecture \"", Sanitize(*arch, 64),
+                                                       "\" is not a model family name"));
+      }
+      return *arch;
+    }
+    if (header.status().code() != absl::StatusCode::kOutOfRange || want == size || want >= kMaxHeaderBytes) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ": ", header.status().message()));
+    }
+  }
+}
+
+// The family for add-file: --family, or the header of --file; both must agree.
+absl::StatusOr<std::string> ResolveFamily() {
+  const std::string family = absl::GetFlag(FLAGS_family);
+  const std::string file = absl::GetFlag(FLAGS_file);
+  if (file.empty()) return family;  // the service checks its form; empty = the source's
+  auto arch = ReadGgufArchitecture(file);
+  if (!arch.ok()) {
+    if (!family.empty()) return family;  // not readable as GGUF, but named explicitly
+    return absl::InvalidArgumentError(absl::StrCat(
+        "cannot read the model family from --file: ", arch.status().message(),
+        "; pass --family=F (the model's GGUF general.architecture, e.g. gpt-oss, qwen2, phi3) to name it"));
+  }
+  if (!family.empty() && family != *arch) {
+    return absl::InvalidArgumentError(absl::StrCat("--family=", family, " contradicts ", file,
+                                                   ": its general.architecture is ", *arch,
+                                                   " (a file is approved for the family its header names)"));
+  }
+  return *arch;
+}
+
+// "qwen2", "qwen2 (source)" or "gpt-oss (default)": what approvals name and why.
+std::string FamilyColumn(const pb::TrustedFile& f) {
+  if (!f.family().empty()) return f.family();
+  return absl::StrCat(f.approved_family(), f.approved_family() == token::kLegacyModelFamily ? " (default)" : " (source)");
+}
+
 // ---- commands ----
 
 int Keygen() {
@@ -241,6 +313,11 @@ int Keygen() {
 void PrintChange(const pb::RegistryChangeResponse& r) {
   if (absl::GetFlag(FLAGS_json)) return PrintJson(r);
   std::cout << "applied: audit record " << r.log_index() << ", policy version " << r.policy_version() << "\n";
+  if (r.has_file()) {
+    std::cout << "  approvals of this file name model family " << FamilyColumn(r.file()) << "\n";
+  } else if (r.has_source() && !r.source().family().empty()) {
+    std::cout << "  model family of the source's files: " << r.source().family() << "\n";
+  }
 }
 
 int TrustCommand(const std::string& sub) {
@@ -248,7 +325,12 @@ int TrustCommand(const std::string& sub) {
   // per-call deadline starts after it.
   std::string sha;
   uint64_t size = 0;
+  std::string family = absl::GetFlag(FLAGS_family);
   if (sub == "add-file") {
+    // The family first: reading a header is quick, hashing a model is not.
+    auto resolved = ResolveFamily();
+    if (!resolved.ok()) return Fail(resolved.status());
+    family = *resolved;
     if (auto st = ResolveDigest(&sha, &size); !st.ok()) return Fail(st);
   }
   auto stub = Stub<pb::RegistryService>();
@@ -259,6 +341,7 @@ int TrustCommand(const std::string& sub) {
     pb::AddSourceRequest req;
     req.set_uri(absl::GetFlag(FLAGS_uri));
     req.set_description(absl::GetFlag(FLAGS_description));
+    req.set_family(family);
     pb::RegistryChangeResponse resp;
     grpc::Status s = (*stub)->AddSource(&ctx, req, &resp);
     if (!s.ok()) return Fail(s);
@@ -282,8 +365,21 @@ int TrustCommand(const std::string& sub) {
     req.set_sha256(sha);
     req.set_size_bytes(size);
     req.set_description(absl::GetFlag(FLAGS_description));
+    req.set_family(family);
     pb::RegistryChangeResponse resp;
     grpc::Status s = (*stub)->AddFile(&ctx, req, &resp);
+    if (!s.ok()) return Fail(s);
+    PrintChange(resp);
+    return 0;
+  }
+  if (sub == "set-family") {
+    pb::SetFamilyRequest req;
+    req.set_source_uri(absl::GetFlag(FLAGS_source));
+    req.set_path(absl::GetFlag(FLAGS_path));
+    req.set_sha256(absl::GetFlag(FLAGS_sha256));
+    req.set_family(family);
+    pb::RegistryChangeResponse resp;
+    grpc::Status s = (*stub)->SetFamily(&ctx, req, &resp);
     if (!s.ok()) return Fail(s);
     PrintChange(resp);
     return 0;
@@ -311,9 +407,10 @@ int TrustCommand(const std::string& sub) {
       PrintJson(resp);
       return 0;
     }
-    Table t({"SOURCE", "STATUS", "ADDED", "ADDED BY", "DESCRIPTION"});
+    Table t({"SOURCE", "FAMILY", "STATUS", "ADDED", "ADDED BY", "DESCRIPTION"});
     for (const auto& src : resp.sources()) {
-      t.Add({src.uri(), src.revoked() ? "revoked: " + src.revoke_reason() : "trusted", FormatTime(src.added_at()),
+      t.Add({src.uri(), src.family().empty() ? "-" : src.family(),
+             src.revoked() ? "revoked: " + src.revoke_reason() : "trusted", FormatTime(src.added_at()),
              src.added_by(), src.description()});
     }
     t.Print();
@@ -332,10 +429,10 @@ int TrustCommand(const std::string& sub) {
       PrintJson(resp);
       return 0;
     }
-    Table t({"SOURCE", "PATH", "SHA256", "SIZE", "STATUS", "ADDED BY"});
+    Table t({"SOURCE", "PATH", "SHA256", "SIZE", "FAMILY", "STATUS", "ADDED BY"});
     for (const auto& f : resp.files()) {
       t.Add({f.source_uri(), f.path().empty() ? "*" : f.path(), f.sha256(), std::to_string(f.size_bytes()),
-             f.revoked() ? "revoked: " + f.revoke_reason() : "trusted", f.added_by()});
+             FamilyColumn(f), f.revoked() ? "revoked: " + f.revoke_reason() : "trusted", f.added_by()});
     }
     t.Print();
     return 0;
@@ -372,6 +469,7 @@ int Verify() {
               << "  audit record " << resp.log_index() << "  policy version " << resp.policy_version() << "\n";
     if (!resp.detail().empty()) std::cout << "  " << resp.detail() << "\n";
     if (resp.verified()) {
+      std::cout << "  model family " << resp.model_family() << "\n";
       std::cout << "  token key " << resp.token_key_id() << ", expires " << FormatTime(resp.token_expires_at())
                 << "\n  " << resp.approval_token() << "\n";
     }
@@ -404,6 +502,7 @@ int AuditQuery() {
   req.set_model_sha256(absl::GetFlag(FLAGS_sha256));
   req.set_source_uri(absl::GetFlag(FLAGS_source));
   req.set_caller(absl::GetFlag(FLAGS_caller));
+  req.set_family(absl::GetFlag(FLAGS_family));
   const std::string verdict = absl::GetFlag(FLAGS_verdict);
   if (verdict == "accepted") req.set_verdict(pb::VERDICT_ACCEPTED);
   else if (verdict == "rejected") req.set_verdict(pb::VERDICT_REJECTED);
@@ -431,6 +530,7 @@ int AuditQuery() {
                                   ? absl::StrCat(d.request().source_uri(), " ", Short(d.request().sha256(), 12))
                                   : absl::StrCat(d.action(), " ", d.target_uri(), d.target_path().empty() ? "" : "/",
                                                  d.target_path());
+        if (!d.family().empty()) absl::StrAppend(&subject, " family=", d.family());
         t.Add({std::to_string(e.index()), FormatTime(d.time()),
                d.kind() == pb::RECORD_KIND_VERIFY_MODEL ? "verify" : "registry",
                d.verdict() == pb::VERDICT_ACCEPTED ? "accepted" : "rejected", d.reason(), d.caller(), subject});
@@ -636,6 +736,8 @@ int TokenVerify() {
   if (!claims.ok()) return Fail(claims.status());
   std::cout << "VALID token " << claims->token_id << " for worker " << claims->worker_id << "\n  model "
             << claims->model_sha256 << " (" << claims->model_size << " bytes) from " << claims->source_uri
+            << "\n  model family " << claims->model_family
+            << (claims->model_family_implied ? " (no family claim: a token of a service before families)" : "")
             << "\n  audit record " << claims->log_index << " in " << claims->log_origin << ", expires "
             << token::FormatTokenTime(claims->expires_at) << "\n";
   return 0;

@@ -123,6 +123,7 @@ RegistryChange ToRegistryChange(const pb::AddSourceRequest& r) {
   c.action = ChangeAction::kAddSource;
   c.uri = r.uri();
   c.description = r.description();
+  c.family = r.family();
   return c;
 }
 
@@ -142,6 +143,7 @@ RegistryChange ToRegistryChange(const pb::AddFileRequest& r) {
   c.sha256 = r.sha256();
   c.size = r.size_bytes();
   c.description = r.description();
+  c.family = r.family();
   return c;
 }
 
@@ -152,6 +154,16 @@ RegistryChange ToRegistryChange(const pb::RevokeFileRequest& r) {
   c.path = r.path();
   c.sha256 = r.sha256();
   c.reason = r.reason();
+  return c;
+}
+
+RegistryChange ToRegistryChange(const pb::SetFamilyRequest& r) {
+  RegistryChange c;
+  c.action = ChangeAction::kSetFamily;
+  c.uri = r.source_uri();
+  c.path = r.path();
+  c.sha256 = r.sha256();
+  c.family = r.family();
   return c;
 }
 
@@ -231,9 +243,11 @@ absl::StatusOr<RecordPage> ValidateQueryRecords(const pb::QueryRecordsRequest& r
   if (r.caller().size() > kMaxCallerLength) {
     return absl::InvalidArgumentError(absl::StrCat("caller: longer than ", kMaxCallerLength, " bytes"));
   }
+  if (auto s = ValidateFamily("family", r.family(), /*required=*/false); !s.ok()) return s;
   f.sha256 = r.model_sha256();
   f.source = r.source_uri();
   f.caller = r.caller();
+  f.family = r.family();
   switch (r.verdict()) {
     case pb::VERDICT_UNSPECIFIED: break;
     case pb::VERDICT_ACCEPTED: f.verdict = "accepted"; break;

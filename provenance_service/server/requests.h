@@ -45,6 +45,7 @@ RegistryChange ToRegistryChange(const v1::AddSourceRequest& request);
 RegistryChange ToRegistryChange(const v1::RevokeSourceRequest& request);
 RegistryChange ToRegistryChange(const v1::AddFileRequest& request);
 RegistryChange ToRegistryChange(const v1::RevokeFileRequest& request);
+RegistryChange ToRegistryChange(const v1::SetFamilyRequest& request);
 
 // Page size of a list request: 0 means 100, more than 1000 is refused.
 absl::StatusOr<uint32_t> ValidatePageSize(uint32_t requested);

@@ -94,6 +94,7 @@ pb::Reason ToProto(VerifyReason r) {
 void FillSource(const SourceEntry& e, pb::TrustedSource* out) {
   out->set_uri(e.uri);
   out->set_description(e.description);
+  out->set_family(e.family);
   out->set_revoked(e.revoked);
   out->set_revoke_reason(e.revoke_reason);
   SetTime(e.added_us, out->mutable_added_at());
@@ -103,12 +104,15 @@ void FillSource(const SourceEntry& e, pb::TrustedSource* out) {
   out->set_added_log_index(e.added_log_index);
 }
 
-void FillFile(const FileEntry& e, pb::TrustedFile* out) {
+// `approved_family`: what approvals of the entry name (ApprovedFamily).
+void FillFile(const FileEntry& e, const std::string& approved_family, pb::TrustedFile* out) {
   out->set_source_uri(e.key.source_uri);
   out->set_path(e.key.path);
   out->set_sha256(e.key.sha256);
   out->set_size_bytes(e.size);
   out->set_description(e.description);
+  out->set_family(e.family);
+  out->set_approved_family(approved_family);
   out->set_revoked(e.revoked);
   out->set_revoke_reason(e.revoke_reason);
   SetTime(e.added_us, out->mutable_added_at());
@@ -146,6 +150,7 @@ void FillRecord(const AuditRecord& r, pb::AuditRecord* out) {
   out->set_target_size_bytes(r.target_size);
   out->set_description(r.description);
   out->set_revoke_reason(r.revoke_reason);
+  out->set_family(r.family);
 }
 
 std::string RandomHex(size_t bytes) {
@@ -282,8 +287,15 @@ class ProvenanceServices::Verification final
     resp->set_log_index(r.index);
     resp->set_policy_version(r.record.policy_version);
     if (d.source) FillSource(*d.source, resp->mutable_matched_source());
-    if (d.file) FillFile(*d.file, resp->mutable_matched_file());
+    if (d.file) {
+      // An approval's family is the decision's; for a refusal, what the entry
+      // would approve as now.
+      FillFile(*d.file,
+               d.reason == VerifyReason::kVerified ? d.family : ApprovedFamily(*ctx_.ledger->registry(), *d.file),
+               resp->mutable_matched_file());
+    }
     if (d.reason != VerifyReason::kVerified) return absl::OkStatus();
+    resp->set_model_family(d.family);
 
     token::ApprovalClaims claims;
     claims.issuer = ctx_.token_issuer;
@@ -293,6 +305,7 @@ class ProvenanceServices::Verification final
     claims.model_size = r.record.req_size;
     claims.source_uri = r.record.req_source_uri;
     claims.model_name = r.record.req_name;
+    claims.model_family = d.family;  // ApprovedFamily: never empty for an approval
     claims.policy_version = r.record.policy_version;
     claims.log_index = r.index;
     claims.log_origin = ctx_.ledger->log_origin();
@@ -324,7 +337,8 @@ using RawRegistryService = pb::RegistryService::WithRawCallbackMethod_AddSource<
     pb::RegistryService::WithRawCallbackMethod_RevokeSource<pb::RegistryService::WithRawCallbackMethod_GetSource<
         pb::RegistryService::WithRawCallbackMethod_ListSources<pb::RegistryService::WithRawCallbackMethod_AddFile<
             pb::RegistryService::WithRawCallbackMethod_RevokeFile<pb::RegistryService::WithRawCallbackMethod_GetFile<
-                pb::RegistryService::WithRawCallbackMethod_ListFiles<pb::RegistryService::Service>>>>>>>>;
+                pb::RegistryService::WithRawCallbackMethod_ListFiles<
+                    pb::RegistryService::WithRawCallbackMethod_SetFamily<pb::RegistryService::Service>>>>>>>>>;
 
 class ProvenanceServices::Registry final : public RawRegistryService {
  public:
@@ -345,6 +359,10 @@ class ProvenanceServices::Registry final : public RawRegistryService {
   grpc::ServerUnaryReactor* RevokeFile(grpc::CallbackServerContext* sctx, const grpc::ByteBuffer* raw,
                                        grpc::ByteBuffer* out) override {
     return Change<pb::RevokeFileRequest>(sctx, raw, ChangeAction::kRevokeFile, "RevokeFile", out);
+  }
+  grpc::ServerUnaryReactor* SetFamily(grpc::CallbackServerContext* sctx, const grpc::ByteBuffer* raw,
+                                      grpc::ByteBuffer* out) override {
+    return Change<pb::SetFamilyRequest>(sctx, raw, ChangeAction::kSetFamily, "SetFamily", out);
   }
 
   grpc::ServerUnaryReactor* GetSource(grpc::CallbackServerContext* sctx, const grpc::ByteBuffer* raw,
@@ -389,7 +407,7 @@ class ProvenanceServices::Registry final : public RawRegistryService {
           auto reg = ctx_.ledger->registry();
           auto it = reg->files.find(FileKey{req.source_uri(), req.path(), req.sha256()});
           if (it == reg->files.end()) return absl::NotFoundError("no such file entry");
-          FillFile(it->second, resp);
+          FillFile(it->second, ApprovedFamily(*reg, it->second), resp);
           return absl::OkStatus();
         });
   }
@@ -413,7 +431,7 @@ class ProvenanceServices::Registry final : public RawRegistryService {
               resp->set_next_page_token(FilePageToken(FileKey{last.source_uri(), last.path(), last.sha256()}));
               break;
             }
-            FillFile(f, resp->add_files());
+            FillFile(f, ApprovedFamily(*reg, f), resp->add_files());
           }
           return absl::OkStatus();
         });
@@ -443,7 +461,7 @@ class ProvenanceServices::Registry final : public RawRegistryService {
       sub.rejection = "malformed_request";
     }
     sub.rejection_detail = std::string(refusal.message());
-    ctx_.ledger->SubmitChange(std::move(sub), [reactor, out, refusal](absl::StatusOr<ChangeOutcome> r) {
+    ctx_.ledger->SubmitChange(std::move(sub), [this, reactor, out, refusal](absl::StatusOr<ChangeOutcome> r) {
       if (!r.ok()) {
         reactor->Finish(ToGrpcStatus(r.status()));
         return;
@@ -456,7 +474,9 @@ class ProvenanceServices::Registry final : public RawRegistryService {
       resp.set_log_index(r->index);
       resp.set_policy_version(r->policy_version);
       if (r->result.source) FillSource(*r->result.source, resp.mutable_source());
-      if (r->result.file) FillFile(*r->result.file, resp.mutable_file());
+      if (r->result.file) {
+        FillFile(*r->result.file, ApprovedFamily(*ctx_.ledger->registry(), *r->result.file), resp.mutable_file());
+      }
       Reply(reactor, r->result.status.ok() ? absl::OkStatus() : WithRecordIndex(r->result.status, r->index), resp,
             out);
     });

@@ -56,6 +56,16 @@ std::string Footer(std::string_view kid) {
 
 }  // namespace
 
+bool IsModelFamily(std::string_view family) {
+  if (family.empty() || family.size() > 64) return false;
+  auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
+  if (!alnum(family[0])) return false;
+  for (char c : family) {
+    if (!alnum(c) && c != '.' && c != '_' && c != '-') return false;
+  }
+  return true;
+}
+
 std::string TokenKeyId(const Ed25519PublicKey& key) { return Sha256Hex(key.raw()).substr(0, 16); }
 
 std::string FormatTokenTime(absl::Time t) {
@@ -79,8 +89,8 @@ absl::StatusOr<absl::Time> ParseTokenTime(std::string_view s) {
 }
 
 std::string EncodeApprovalClaims(const ApprovalClaims& c) {
-  return json::ObjectWriter()
-      .String("typ", kApprovalTokenType)
+  json::ObjectWriter w;
+  w.String("typ", kApprovalTokenType)
       .String("iss", c.issuer)
       .String("aud", c.worker_id)
       .String("sub", absl::StrCat("sha256:", c.model_sha256))
@@ -92,8 +102,9 @@ std::string EncodeApprovalClaims(const ApprovalClaims& c) {
       .String("model_sha256", c.model_sha256)
       .String("model_size", json::Number(c.model_size))
       .String("source_uri", c.source_uri)
-      .String("model_name", c.model_name)
-      .String("policy_version", json::Number(c.policy_version))
+      .String("model_name", c.model_name);
+  if (!c.model_family.empty()) w.String("model_family", c.model_family);
+  return w.String("policy_version", json::Number(c.policy_version))
       .String("log_index", json::Number(c.log_index))
       .String("log_origin", c.log_origin)
       .Finish();
@@ -113,6 +124,11 @@ absl::StatusOr<std::string> ApprovalTokenSigner::Sign(ApprovalClaims claims) con
   }
   if (!IsSha256Hex(claims.model_sha256)) {
     return absl::InvalidArgumentError("approval claims: model_sha256 is not 64 lowercase hex");
+  }
+  if (!IsModelFamily(claims.model_family)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "approval claims: model_family \"", claims.model_family,
+        "\" is not a model family (1..64 characters of [a-z0-9._-], e.g. gpt-oss, qwen2, phi3)"));
   }
   if (claims.expires_at <= claims.issued_at || claims.not_before > claims.expires_at) {
     return absl::InvalidArgumentError("approval claims: inconsistent iat/nbf/exp");
@@ -186,6 +202,17 @@ absl::StatusOr<ApprovalClaims> ApprovalTokenVerifier::Verify(std::string_view to
   std::string sub;
   OSSGATE_ASSIGN_OR_RETURN(sub, RequireString(p, "sub"));
 #undef OSSGATE_ASSIGN_OR_RETURN
+  // Signed, so not forged; absent only in tokens of services older than
+  // families, which approved gpt-oss only.
+  if (const json::Value* family = p.Find("model_family"); family == nullptr) {
+    c.model_family = std::string(kLegacyModelFamily);
+    c.model_family_implied = true;
+  } else if (!family->is_string() || !IsModelFamily(family->text())) {
+    return absl::InvalidArgumentError(
+        "claim \"model_family\" is not a model family (a string of 1..64 characters of [a-z0-9._-])");
+  } else {
+    c.model_family = family->text();
+  }
 
   if (c.key_id != *footer_kid) return absl::UnauthenticatedError("kid claim differs from footer");
   if (c.worker_id != expect.worker_id) {

@@ -15,6 +15,8 @@
 //     model_size     file size in bytes
 //     source_uri     source URI the worker declared
 //     model_name     model name the worker declared
+//     model_family   model family (GGUF general.architecture) the approval is
+//                    for, e.g. "gpt-oss", "qwen2", "phi3"
 //     policy_version registry policy version of the decision
 //     log_index      audit log index of the decision record
 //     log_origin     audit log origin (checkpoint first line)
@@ -42,6 +44,15 @@ namespace ossgate::token {
 
 inline constexpr std::string_view kApprovalTokenType = "ossgate.model-approval.v1";
 
+// What an approval that names no model family is for. Tokens and registry
+// entries written before families existed approved gpt-oss models only (the
+// only architecture the worker served then), so that is what they mean.
+inline constexpr std::string_view kLegacyModelFamily = "gpt-oss";
+
+// A model family as GGUF spells general.architecture: 1..64 characters of
+// [a-z0-9._-], the first a letter or digit ("gpt-oss", "qwen2", "phi3").
+bool IsModelFamily(std::string_view family);
+
 struct ApprovalClaims {
   std::string issuer;        // iss
   std::string worker_id;     // aud; also the implicit assertion
@@ -51,6 +62,11 @@ struct ApprovalClaims {
   uint64_t model_size = 0;   // bytes
   std::string source_uri;
   std::string model_name;
+  // The family the file was approved as (IsModelFamily). Required to sign.
+  std::string model_family;
+  // Set by the verifier for a token without a model_family claim (issued by
+  // a service older than families): model_family is then kLegacyModelFamily.
+  bool model_family_implied = false;
   uint64_t policy_version = 0;
   uint64_t log_index = 0;
   std::string log_origin;
@@ -67,7 +83,8 @@ std::string FormatTokenTime(absl::Time t);
 // Accepts RFC 3339 with "Z" or a numeric offset and optional fraction.
 absl::StatusOr<absl::Time> ParseTokenTime(std::string_view s);
 
-// Serialises claims to the canonical payload JSON (keys in the order above).
+// Serialises claims to the canonical payload JSON (keys in the order above;
+// model_family is left out when empty, as tokens before families had it).
 std::string EncodeApprovalClaims(const ApprovalClaims& claims);
 
 class ApprovalTokenSigner {
@@ -79,7 +96,8 @@ class ApprovalTokenSigner {
   const Ed25519PublicKey& public_key() const { return key_->public_key(); }
 
   // Signs `claims` with claims.key_id replaced by this signer's key id.
-  // INVALID_ARGUMENT if a required claim is empty or times are inconsistent.
+  // INVALID_ARGUMENT if a required claim (model_family included) is empty or
+  // malformed, or times are inconsistent.
   absl::StatusOr<std::string> Sign(ApprovalClaims claims) const;
 
  private:
@@ -118,7 +136,12 @@ class ApprovalTokenVerifier {
 
   // Verifies signature (key chosen by footer kid among pinned keys only),
   // token type, kid, audience and implicit assertion, issuer, time window and
-  // the expectations. Errors: INVALID_ARGUMENT (malformed), UNAUTHENTICATED
+  // the expectations. A token without a model_family claim reads as
+  // kLegacyModelFamily (model_family_implied); a model_family claim that is
+  // present but not a family is INVALID_ARGUMENT. The family is not compared
+  // with anything here: the worker knows the file's architecture only after
+  // it parsed the approved bytes (model_gate.h, CheckApprovedFamily).
+  // Errors: INVALID_ARGUMENT (malformed), UNAUTHENTICATED
   // (unknown key, bad signature, wrong audience/issuer/model),
   // DEADLINE_EXCEEDED (expired), FAILED_PRECONDITION (not yet valid).
   absl::StatusOr<ApprovalClaims> Verify(std::string_view token,

@@ -393,6 +393,11 @@ function checkConfigMaps(repo, objects, render, where) {
   for (const [k, text] of entries) {
     const value = (key) => new RegExp(`^${key}=(.*)$`, "m").exec(text)?.[1];
     check(value("source") && value("pointer"), `${where} registry ${k}`, "source= and pointer= required");
+    for (const key of ["family", "source_family"]) {
+      const family = value(key);
+      check(family === undefined || /^[a-z0-9][a-z0-9._-]{0,63}$/.test(family), `${where} registry ${k}`,
+        `${key}=${family} is not a model family (a GGUF general.architecture such as gpt-oss, qwen2, phi3)`);
+    }
     const pointer = reg.data[value("pointer")];
     if (pointer === undefined) {
       console.log(`note: ${render.name}: registry ${k}: pointer ${value("pointer")} comes from ConfigMap ossgate-registry-pointers (operator)`);
@@ -663,6 +668,10 @@ async function selfTest(repo, objects, binFlags, patterns) {
       const reg = objs.find((o) => o.metadata.name === "ossgate-registry");
       reg.data["ossgate-small.gguf.pointer"] = reg.data["ossgate-small.gguf.pointer"].replace(/size \d+/, "size 12");
     }, /does not match models/],
+    ["registry entry with a malformed family", (objs) => {
+      const reg = objs.find((o) => o.metadata.name === "ossgate-registry");
+      reg.data["ossgate-small.entry"] = reg.data["ossgate-small.entry"].replace(/^family=.*$/m, "family=GPT OSS");
+    }, /is not a model family/],
   ];
   const quiet = console.log;
   for (const [name, mutate, expected] of cases) {

@@ -249,6 +249,7 @@ void PasetoSeeds() {
   c.model_size = 12345;
   c.source_uri = "hf://openai/gpt-oss-20b/gpt-oss-20b-MXFP4.gguf";
   c.model_name = "gpt-oss-20b";
+  c.model_family = "gpt-oss";
   c.policy_version = 9;
   c.log_index = 42;
   c.log_origin = "ossgate.local/provenance";
@@ -354,6 +355,7 @@ void ProvenanceSeeds() {
   pb::AddSourceRequest add_source;
   add_source.set_uri("hf://Qwen/Qwen2.5");
   add_source.set_description("a publisher");
+  add_source.set_family("qwen2");
   write("seed_add_source", 1, add_source);
   pb::RevokeSourceRequest revoke_source;
   revoke_source.set_uri("file:///srv/models");
@@ -396,6 +398,7 @@ void ProvenanceSeeds() {
   query.set_caller("spiffe://ossgate/role/worker/w1");
   query.set_verdict(pb::VERDICT_REJECTED);
   query.set_kind(pb::RECORD_KIND_VERIFY_MODEL);
+  query.set_family("gpt-oss");
   query.set_page_token(token::Base64UrlEncode("p1:2"));
   write("seed_query", 9, query);
   pb::GetCheckpointRequest checkpoint;
@@ -410,6 +413,11 @@ void ProvenanceSeeds() {
   consistency.set_to_size(9);
   write("seed_consistency", 12, consistency);
   write("seed_list_keys", 13, pb::ListPublicKeysRequest());
+  pb::SetFamilyRequest set_family;
+  set_family.set_source_uri("ossgate://test");
+  set_family.set_sha256(sha);
+  set_family.set_family("qwen2");
+  write("seed_set_family", 14, set_family);
 }
 
 }  // namespace

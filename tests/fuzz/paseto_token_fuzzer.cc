@@ -9,8 +9,8 @@
 //   3  JSON text                     -> json::Parse (strings re-quote to themselves)
 //   4  RFC 3339 time                 -> ParseTokenTime (a parsed time formats back)
 // Properties: errors carry the documented codes; an accepted token matches
-// the expectations and its time window, and changing any byte of it makes
-// verification fail.
+// the expectations and its time window, names a model family (gpt-oss when it
+// has no family claim), and changing any byte of it makes verification fail.
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -65,6 +65,9 @@ void CheckToken(std::string_view token) {
     FUZZ_CHECK(claims->worker_id == fuzz::kFuzzWorkerId && claims->issuer == fuzz::kFuzzIssuer);
     FUZZ_CHECK(claims->key_id == fuzz::FuzzTokenKeyId());
     FUZZ_CHECK(token::IsSha256Hex(claims->model_sha256));
+    // A family of the documented form; a token without the claim reads as gpt-oss.
+    FUZZ_CHECK(token::IsModelFamily(claims->model_family));
+    FUZZ_CHECK(!claims->model_family_implied || claims->model_family == token::kLegacyModelFamily);
     FUZZ_CHECK(claims->issued_at < claims->expires_at && claims->not_before <= claims->expires_at);
     FUZZ_CHECK(now < claims->expires_at + absl::Seconds(30));
     // Any other byte string must fail: flip each byte in turn (a bounded

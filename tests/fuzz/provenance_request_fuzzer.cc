@@ -3,7 +3,7 @@
 // request messages; the rest are its bytes, decoded by ParseRequest as the
 // service does and then run through what the service runs:
 //   ModelDescriptor                     validation, then the policy (Evaluate)
-//   Add/Revoke Source/File requests     validation, then ApplyChange on a copy
+//   Add/Revoke Source/File, SetFamily   validation, then ApplyChange on a copy
 //                                       of a registry
 //   Get/List Sources/Files              page parameters and tokens, lookups
 //   QueryRecords                        filter and page validation
@@ -17,7 +17,8 @@
 //  - validation refusals are INVALID_ARGUMENT naming a field;
 //  - a registry change never alters the registry it was copied from, bumps
 //    the policy version exactly when applied, and an applied change is
-//    visible; a verified decision matches a registered, unrevoked file;
+//    visible (with the family it names); a verified decision matches a
+//    registered, unrevoked file and names its approved family;
 //  - page tokens round-trip; proofs the ledger returns verify.
 #include <unistd.h>
 
@@ -39,6 +40,7 @@
 #include "provenance_service/core/merkle.h"
 #include "provenance_service/core/registry.h"
 #include "provenance_service/server/requests.h"
+#include "provenance_service/token/approval_token.h"
 #include "provenance_service/token/sha256.h"
 #include "tests/fuzz/fuzz_check.h"
 
@@ -146,7 +148,8 @@ void CheckChange(const RegistryChange& change) {
   const absl::Status valid = ValidateRegistryChange(change);
   if (!valid.ok()) {
     FUZZ_CHECK(valid.code() == absl::StatusCode::kInvalidArgument);
-    FUZZ_CHECK(NamesOneOf(valid, {"uri", "source_uri", "path", "sha256", "size_bytes", "description", "reason"}));
+    FUZZ_CHECK(
+        NamesOneOf(valid, {"uri", "source_uri", "path", "sha256", "size_bytes", "description", "reason", "family"}));
     return;
   }
   const RegistryState& base = Registry();
@@ -157,17 +160,23 @@ void CheckChange(const RegistryChange& change) {
   FUZZ_CHECK(base.policy_version == version && base.sources.size() == sources && base.files.size() == files);
   if (r.reason == "applied") {
     FUZZ_CHECK(r.status.ok() && copy.policy_version == version + 1);
-    if (change.action == ChangeAction::kAddSource || change.action == ChangeAction::kRevokeSource) {
+    const bool names_source = change.action == ChangeAction::kAddSource ||
+                              change.action == ChangeAction::kRevokeSource ||
+                              (change.action == ChangeAction::kSetFamily && change.sha256.empty());
+    if (names_source) {
       auto it = copy.sources.find(change.uri);
       FUZZ_CHECK(it != copy.sources.end());
       FUZZ_CHECK(it->second.revoked == (change.action == ChangeAction::kRevokeSource));
       auto old = base.sources.find(change.uri);
       FUZZ_CHECK(old == base.sources.end() || !old->second.revoked);  // the base copy did not change
+      if (change.action != ChangeAction::kRevokeSource) FUZZ_CHECK(it->second.family == change.family);
     } else {
       auto it = copy.files.find(FileKey{change.uri, change.path, change.sha256});
       FUZZ_CHECK(it != copy.files.end());
       FUZZ_CHECK(it->second.revoked == (change.action == ChangeAction::kRevokeFile));
+      if (change.action != ChangeAction::kRevokeFile) FUZZ_CHECK(it->second.family == change.family);
     }
+    if (change.action == ChangeAction::kSetFamily) FUZZ_CHECK(ossgate::token::IsModelFamily(change.family));
   } else {
     FUZZ_CHECK(!r.status.ok() && copy.policy_version == version);
     FUZZ_CHECK(r.reason == "already_exists" || r.reason == "not_found" || r.reason == "revoked" ||
@@ -190,6 +199,9 @@ void CheckVerify(const pb::ModelDescriptor& m) {
     FUZZ_CHECK(d.file->key.sha256 == req.sha256 && d.file->size == req.size);
     FUZZ_CHECK(d.file->key.source_uri == d.source->uri);
     FUZZ_CHECK(d.file->key.path.empty() || d.file->key.path == d.relative_path);
+    FUZZ_CHECK(ossgate::token::IsModelFamily(d.family) && d.family == ApprovedFamily(Registry(), *d.file));
+  } else {
+    FUZZ_CHECK(d.family.empty());
   }
 }
 
@@ -227,7 +239,7 @@ void CheckQuery(const pb::QueryRecordsRequest& r) {
   if (!page.ok()) {
     FUZZ_CHECK(page.status().code() == absl::StatusCode::kInvalidArgument);
     FUZZ_CHECK(NamesOneOf(page.status(), {"page_size", "page_token", "start_time", "end_time", "model_sha256",
-                                          "source_uri", "caller", "verdict", "kind"}));
+                                          "source_uri", "caller", "verdict", "kind", "family"}));
     return;
   }
   FUZZ_CHECK(page->size >= 1 && page->size <= 1000);
@@ -302,7 +314,7 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   const std::string_view bytes(reinterpret_cast<const char*>(data + 1), size - 1);
-  switch (data[0] % 14) {
+  switch (data[0] % 15) {
     case 0: {
       pb::ModelDescriptor m;
       if (Decode(bytes, &m)) CheckVerify(m);
@@ -371,6 +383,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case 13: {
       pb::ListPublicKeysRequest m;
       (void)Decode(bytes, &m);
+      break;
+    }
+    case 14: {
+      pb::SetFamilyRequest m;
+      if (Decode(bytes, &m)) CheckChange(ToRegistryChange(m));
       break;
     }
   }

@@ -54,6 +54,29 @@ TEST(AuditRecordTest, CanonicalRoundTrip) {
   EXPECT_EQ(back->detail, r.detail);
 }
 
+TEST(AuditRecordTest, FamilyIsAFieldOfItsOwnLeftOutWhenEmpty) {
+  AuditRecord r = SampleVerifyRecord();
+  const std::string without = EncodeRecord(r);
+  // Records before families had no such key; they encode as they always did.
+  EXPECT_EQ(without.find("family"), std::string::npos) << without;
+  r.family = "qwen2";
+  const std::string with = EncodeRecord(r);
+  EXPECT_NE(with.find(R"("caller":"spiffe://ossgate/role/worker/w1","family":"qwen2","kind":"verify_model")"),
+            std::string::npos)
+      << with;
+  auto back = DecodeRecord(with);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->family, "qwen2");
+  EXPECT_EQ(EncodeRecord(*back), with);
+  auto old = DecodeRecord(without);
+  ASSERT_TRUE(old.ok()) << old.status();
+  EXPECT_EQ(old->family, "");
+  // An explicitly empty family is not canonical.
+  std::string empty = without;
+  empty.insert(empty.find("\"kind\""), "\"family\":\"\",");
+  EXPECT_FALSE(DecodeRecord(empty).ok()) << empty;
+}
+
 TEST(AuditRecordTest, RejectsNonCanonicalForms) {
   std::string bytes = EncodeRecord(SampleVerifyRecord());
   EXPECT_FALSE(DecodeRecord(bytes + " ").ok());
@@ -326,6 +349,47 @@ TEST_F(LedgerTest, RegistryChangesAndRefusalsAreLogged) {
   EXPECT_EQ(ledger_->registry()->policy_version, version);
 }
 
+TEST_F(LedgerTest, FamiliesAreRecordedReplayedAndQueryable) {
+  ChangeOutcome src = Change({ChangeAction::kAddSource, "hf://Qwen/Qwen2.5-1.5B-Instruct-GGUF", "", "", 0, "", "", "qwen2"});
+  ASSERT_EQ(src.result.reason, "applied");
+  EXPECT_EQ(src.record.family, "qwen2");
+  ChangeOutcome file = Change({ChangeAction::kAddFile, "hf://Qwen/Qwen2.5-1.5B-Instruct-GGUF", "q.gguf", sha_, 42});
+  ASSERT_EQ(file.result.reason, "applied");
+  EXPECT_EQ(file.record.family, "");  // as requested; approvals take the source's
+  VerifyResult ok = Verify({"q", "hf://Qwen/Qwen2.5-1.5B-Instruct-GGUF/q.gguf", sha_, 42, "w1"});
+  ASSERT_EQ(ok.decision.reason, VerifyReason::kVerified);
+  EXPECT_EQ(ok.decision.family, "qwen2");
+  EXPECT_EQ(ok.record.family, "qwen2");
+  VerifyResult refused = Verify({"q", "hf://Qwen/Qwen2.5-1.5B-Instruct-GGUF/q.gguf", sha_, 43, "w1"});
+  EXPECT_EQ(refused.record.family, "");  // only approvals name a family
+  // The file entry gets a family of its own (the admin's word), logged.
+  ChangeOutcome set = Change({ChangeAction::kSetFamily, "hf://Qwen/Qwen2.5-1.5B-Instruct-GGUF", "q.gguf", sha_, 0, "",
+                              "", "phi3"});
+  ASSERT_EQ(set.result.reason, "applied") << set.result.status;
+  EXPECT_EQ(set.record.action, "set_family");
+  EXPECT_EQ(set.record.family, "phi3");
+  EXPECT_EQ(set.record.target_sha256, sha_);
+  EXPECT_EQ(Verify({"q", "hf://Qwen/Qwen2.5-1.5B-Instruct-GGUF/q.gguf", sha_, 42, "w2"}).record.family, "phi3");
+  // Rebuilt from the log: the families come back.
+  Reopen();
+  auto reg = ledger_->registry();
+  EXPECT_EQ(reg->sources.find("hf://Qwen/Qwen2.5-1.5B-Instruct-GGUF")->second.family, "qwen2");
+  EXPECT_EQ(reg->files.find(FileKey{"hf://Qwen/Qwen2.5-1.5B-Instruct-GGUF", "q.gguf", sha_})->second.family, "phi3");
+  EXPECT_EQ(Verify({"q", "hf://Qwen/Qwen2.5-1.5B-Instruct-GGUF/q.gguf", sha_, 42, "w3"}).decision.family, "phi3");
+  // Queries by family: the seeded qwen2 sources, the added one and the approval.
+  RecordFilter f;
+  f.family = "qwen2";
+  auto qwen = ledger_->Query(f, std::nullopt, 100);
+  ASSERT_TRUE(qwen.ok()) << qwen.status();
+  ASSERT_EQ(qwen->size(), 4u);
+  EXPECT_EQ(qwen->at(2).index, src.index);
+  EXPECT_EQ(qwen->at(3).index, ok.index);
+  for (const StoredRecord& row : *qwen) EXPECT_EQ(row.family, "qwen2");
+  f.family = "phi3";
+  f.kind = "verify_model";
+  EXPECT_EQ(ledger_->Query(f, std::nullopt, 100)->size(), 2u);
+}
+
 // ---- tamper detection ----
 
 class TamperTest : public LedgerTest {
@@ -410,6 +474,18 @@ TEST_F(TamperTest, QueryColumnTamperingIsReported) {
   LogVerifyReport r = Run();
   EXPECT_FALSE(r.ok);
   EXPECT_EQ(*r.first_bad_index, 12u);
+}
+
+TEST_F(TamperTest, FamilyColumnTamperingIsReported) {
+  // Record 15 is an approval of a gpt-oss file; claiming another family in
+  // the query column (to hide it from a family query) is caught.
+  auto row = store_->GetRecord(15);
+  ASSERT_TRUE(row.ok() && row->has_value());
+  ASSERT_EQ((*row)->family, "gpt-oss");
+  ASSERT_TRUE(store_->ExecForTest("UPDATE records SET family = 'qwen2' WHERE idx = 15").ok());
+  LogVerifyReport r = Run();
+  EXPECT_FALSE(r.ok);
+  EXPECT_EQ(*r.first_bad_index, 15u);
 }
 
 TEST_F(TamperTest, TruncationIsCaughtWithATrustedCheckpoint) {

@@ -244,6 +244,120 @@ TEST_F(IntegrationTest, AdminAddsWorkerVerifiesAuditorProves) {
   EXPECT_EQ(old_cp.note(), cp.note());
 }
 
+// An approval names its family in the response and the signed token; the
+// admin sets families (the worker may not); auditors see and query them.
+TEST_F(IntegrationTest, ApprovalsNameTheFamilyTheRegistryGivesTheFile) {
+  auto admin = pb::RegistryService::NewStub(Channel("admin-admin-1"));
+  // The seeded Qwen GGUF source names qwen2, so its files are qwen2 models.
+  pb::TrustedSource qwen_source;
+  pb::GetSourceRequest get;
+  get.set_uri("hf://Qwen/Qwen2.5-0.5B-Instruct-GGUF");
+  ASSERT_TRUE(admin->GetSource(Ctx().get(), get, &qwen_source).ok());
+  EXPECT_EQ(qwen_source.family(), "qwen2");
+  const std::string content = "a qwen2 gguf";
+  pb::AddFileRequest add;
+  add.set_source_uri("hf://Qwen/Qwen2.5-0.5B-Instruct-GGUF");
+  add.set_path("qwen2.5-0.5b-instruct-q4_k_m.gguf");
+  add.set_sha256(token::Sha256Hex(content));
+  add.set_size_bytes(content.size());
+  pb::RegistryChangeResponse change;
+  ASSERT_TRUE(admin->AddFile(Ctx().get(), add, &change).ok());
+  EXPECT_EQ(change.file().family(), "");
+  EXPECT_EQ(change.file().approved_family(), "qwen2");
+
+  auto worker_channel = Channel("worker-worker-1");
+  auto verify = [&](pb::VerifyModelResponse* resp) {
+    pb::ModelDescriptor d;
+    d.set_name("qwen");
+    d.set_source_uri("hf://Qwen/Qwen2.5-0.5B-Instruct-GGUF/qwen2.5-0.5b-instruct-q4_k_m.gguf");
+    d.set_sha256(token::Sha256Hex(content));
+    d.set_size_bytes(content.size());
+    d.set_worker_id("worker-1");
+    grpc::Status s = pb::VerificationService::NewStub(worker_channel)->VerifyModel(Ctx().get(), d, resp);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    ASSERT_TRUE(resp->verified()) << resp->detail();
+  };
+  pb::ListPublicKeysResponse keys;
+  ASSERT_TRUE(pb::KeyService::NewStub(worker_channel)->ListPublicKeys(Ctx().get(), {}, &keys).ok());
+  token::ApprovalTokenVerifier tv;
+  tv.AddKey(*token::Ed25519PublicKey::FromRaw(keys.token_keys(0).ed25519_public_key()));
+  const token::ApprovalExpectations expect{"worker-1", "ossgate-provenance", token::Sha256Hex(content),
+                                           content.size()};
+  pb::VerifyModelResponse resp;
+  verify(&resp);
+  EXPECT_EQ(resp.model_family(), "qwen2");
+  EXPECT_EQ(resp.matched_file().approved_family(), "qwen2");
+  auto claims = tv.Verify(resp.approval_token(), expect, absl::Now());
+  ASSERT_TRUE(claims.ok()) << claims.status();
+  EXPECT_EQ(claims->model_family, "qwen2");
+  EXPECT_FALSE(claims->model_family_implied);
+
+  // A worker may not set a family; the refusal is recorded.
+  pb::SetFamilyRequest set;
+  set.set_source_uri(add.source_uri());
+  set.set_path(add.path());
+  set.set_sha256(add.sha256());
+  set.set_family("phi3");
+  grpc::Status s = pb::RegistryService::NewStub(worker_channel)->SetFamily(Ctx().get(), set, &change);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED) << s.error_message();
+  EXPECT_NE(s.error_message().find("audit record"), std::string::npos) << s.error_message();
+  // The admin may; later approvals name the new family.
+  s = admin->SetFamily(Ctx().get(), set, &change);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(change.file().family(), "phi3");
+  EXPECT_EQ(change.file().approved_family(), "phi3");
+  const uint64_t set_index = change.log_index();
+  EXPECT_EQ(admin->SetFamily(Ctx().get(), set, &change).error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  set.set_family("Phi-3");
+  s = admin->SetFamily(Ctx().get(), set, &change);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(s.error_message().rfind("family: not a model family", 0), 0u) << s.error_message();
+  verify(&resp);
+  EXPECT_EQ(resp.model_family(), "phi3");
+  claims = tv.Verify(resp.approval_token(), expect, absl::Now());
+  ASSERT_TRUE(claims.ok()) << claims.status();
+  EXPECT_EQ(claims->model_family, "phi3");
+  pb::ListFilesRequest list;
+  list.set_sha256(add.sha256());
+  pb::ListFilesResponse files;
+  ASSERT_TRUE(admin->ListFiles(Ctx().get(), list, &files).ok());
+  ASSERT_EQ(files.files_size(), 1);
+  EXPECT_EQ(files.files(0).approved_family(), "phi3");
+
+  // The auditor finds by family what was done to or with phi3: the three
+  // seeded phi3 sources, the change and the approval (and, among refused
+  // records, the worker's attempt and the repeated change).
+  pb::QueryRecordsRequest q;
+  q.set_family("phi3");
+  q.set_verdict(pb::VERDICT_ACCEPTED);
+  auto entries = Query(q);
+  ASSERT_EQ(entries.size(), 5u);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(entries[i].decoded().caller(), "system:default-registry");
+    EXPECT_EQ(entries[i].decoded().target_uri().rfind("hf://microsoft/Phi-3-mini-", 0), 0u);
+  }
+  EXPECT_EQ(entries[3].index(), set_index);
+  EXPECT_EQ(entries[3].decoded().action(), "set_family");
+  EXPECT_EQ(entries[3].decoded().family(), "phi3");
+  EXPECT_EQ(entries[4].index(), resp.log_index());
+  EXPECT_EQ(entries[4].decoded().family(), "phi3");
+  EXPECT_NE(entries[4].record().find("\"family\":\"phi3\""), std::string::npos) << entries[4].record();
+  q.set_verdict(pb::VERDICT_REJECTED);
+  entries = Query(q);
+  ASSERT_EQ(entries.size(), 2u);
+  EXPECT_EQ(entries[0].decoded().reason(), "permission_denied");
+  EXPECT_EQ(entries[1].decoded().reason(), "already_exists");
+  q.set_family("not a family");
+  auto ctx = Ctx();
+  auto reader = pb::AuditService::NewStub(Channel("auditor-auditor-1"))->QueryRecords(ctx.get(), q);
+  pb::QueryRecordsResponse msg;
+  while (reader->Read(&msg)) {
+  }
+  s = reader->Finish();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(s.error_message().rfind("family:", 0), 0u) << s.error_message();
+}
+
 TEST_F(IntegrationTest, PolicyRejectionsAreAnswersNotErrors) {
   const std::string content = "another model";
   RegisterFile("other.gguf", content);

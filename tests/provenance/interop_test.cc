@@ -120,6 +120,9 @@ TEST_F(InteropTest, ServiceTokenVerifiesWithNpmPaseto) {
   EXPECT_EQ(claims->Find("aud")->text(), "node-worker");
   EXPECT_EQ(claims->Find("model_sha256")->text(), token::Sha256Hex("interop model"));
   EXPECT_EQ(claims->Find("typ")->text(), token::kApprovalTokenType);
+  // A file registered without a family, in a source without one: gpt-oss.
+  ASSERT_NE(claims->Find("model_family"), nullptr) << out;
+  EXPECT_EQ(claims->Find("model_family")->text(), "gpt-oss");
   EXPECT_EQ(parsed->Find("footer")->text(), absl::StrCat("{\"kid\":\"", token::TokenKeyId(token_key_->public_key()), "\"}"));
 
   // Wrong implicit assertion / audience: another worker.
@@ -141,6 +144,7 @@ TEST_F(InteropTest, NpmSignedTokenVerifiesWithOursAndTamperingIsRejected) {
   c.model_size = 13;
   c.source_uri = "ossgate://bundled/interop.gguf";
   c.model_name = "interop";
+  c.model_family = "qwen2";
   c.policy_version = 1;
   c.log_index = 7;
   c.log_origin = "ossgate.local/provenance";
@@ -164,6 +168,7 @@ TEST_F(InteropTest, NpmSignedTokenVerifiesWithOursAndTamperingIsRejected) {
   auto claims = verifier.Verify(tok, expect, absl::Now());
   ASSERT_TRUE(claims.ok()) << claims.status() << "\n" << tok;
   EXPECT_EQ(claims->log_index, 7u);
+  EXPECT_EQ(claims->model_family, "qwen2");
   // Same bytes as our own signer (Ed25519 is deterministic, payload identical).
   token::ApprovalTokenSigner signer(std::make_shared<const token::Ed25519PrivateKey>(
       *token::Ed25519PrivateKey::FromSeed(token_key_->Seed())));

@@ -2,6 +2,7 @@
 // reason, registry change rules, the default registry and LFS pointers.
 #include <string>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "provenance_service/core/default_registry.h"
@@ -195,6 +196,97 @@ TEST(RegistryValidationTest, NamesTheBadField) {
   EXPECT_EQ(field_of({ChangeAction::kRevokeSource, "hf://a", "", "", 0, "", ""}).substr(0, 7), "reason:");
 }
 
+TEST(RegistryValidationTest, FamiliesHaveTheFormOfAnArchitecture) {
+  auto message = [](RegistryChange c) { return std::string(ValidateRegistryChange(c).message()); };
+  // Optional when adding, of the form of a GGUF general.architecture if given.
+  EXPECT_TRUE(ValidateRegistryChange({ChangeAction::kAddSource, "hf://a", "", "", 0, "", "", ""}).ok());
+  EXPECT_TRUE(ValidateRegistryChange({ChangeAction::kAddSource, "hf://a", "", "", 0, "", "", "qwen2"}).ok());
+  EXPECT_TRUE(ValidateRegistryChange({ChangeAction::kAddFile, "hf://a", "x", kShaA, 1, "", "", "phi3"}).ok());
+  for (const char* bad : {"Qwen2", "qwen 2", "-x", "phi3\n"}) {
+    EXPECT_EQ(message({ChangeAction::kAddSource, "hf://a", "", "", 0, "", "", bad}).substr(0, 24),
+              "family: not a model fami")
+        << bad;
+    EXPECT_EQ(message({ChangeAction::kAddFile, "hf://a", "x", kShaA, 1, "", "", bad}).substr(0, 7), "family:") << bad;
+  }
+  // set_family: the source (no sha256, no path) or a file entry; family required.
+  EXPECT_TRUE(ValidateRegistryChange({ChangeAction::kSetFamily, "hf://a", "", "", 0, "", "", "qwen2"}).ok());
+  EXPECT_TRUE(ValidateRegistryChange({ChangeAction::kSetFamily, "hf://a", "x.gguf", kShaA, 0, "", "", "qwen2"}).ok());
+  EXPECT_TRUE(ValidateRegistryChange({ChangeAction::kSetFamily, "hf://a", "", kShaA, 0, "", "", "qwen2"}).ok());
+  EXPECT_EQ(message({ChangeAction::kSetFamily, "hf://a", "", "", 0, "", "", ""}).substr(0, 16), "family: required");
+  EXPECT_EQ(message({ChangeAction::kSetFamily, "hf://a", "x.gguf", "", 0, "", "", "qwen2"}).substr(0, 5), "path:");
+  EXPECT_EQ(message({ChangeAction::kSetFamily, "hf://a", "x", "nothex", 0, "", "", "qwen2"}).substr(0, 7), "sha256:");
+  EXPECT_EQ(message({ChangeAction::kSetFamily, "upload://a", "", "", 0, "", "", "qwen2"}).substr(0, 11), "source_uri:");
+  EXPECT_EQ(ChangeActionName(ChangeAction::kSetFamily), "set_family");
+  EXPECT_EQ(ChangeActionFromName("set_family"), ChangeAction::kSetFamily);
+}
+
+// The family an approval names: the file entry's, else its source's, else
+// gpt-oss (entries written before families, and entries added without one).
+TEST_F(PolicyTest, ApprovedFamilyIsTheFilesElseItsSourcesElseGptOss) {
+  Apply({ChangeAction::kAddSource, "hf://Qwen/Qwen2.5-0.5B-Instruct-GGUF", "", "", 0, "", "", "qwen2"});
+  const std::string q4 = token::Sha256Hex("q4"), q8 = token::Sha256Hex("q8");
+  Apply({ChangeAction::kAddFile, "hf://Qwen/Qwen2.5-0.5B-Instruct-GGUF", "q4.gguf", q4, 10});
+  // A file of a family of its own in a source of another (the admin's word).
+  Apply({ChangeAction::kAddFile, "hf://Qwen/Qwen2.5-0.5B-Instruct-GGUF", "odd.gguf", q8, 11, "", "", "phi3"});
+  Decision d = Check("hf://Qwen/Qwen2.5-0.5B-Instruct-GGUF/q4.gguf", q4, 10);
+  ASSERT_EQ(d.reason, VerifyReason::kVerified) << d.detail;
+  EXPECT_EQ(d.family, "qwen2");  // from the source
+  d = Check("hf://Qwen/Qwen2.5-0.5B-Instruct-GGUF/odd.gguf", q8, 11);
+  ASSERT_EQ(d.reason, VerifyReason::kVerified) << d.detail;
+  EXPECT_EQ(d.family, "phi3");  // the file's own
+  // Neither names one: gpt-oss. (hf://Qwen is a publisher-level source
+  // without a family, and its entry has none.)
+  d = Check("hf://Qwen/Qwen2.5-0.5B-Instruct/q.gguf", kShaB, 200);
+  ASSERT_EQ(d.reason, VerifyReason::kVerified) << d.detail;
+  EXPECT_EQ(d.family, "gpt-oss");
+  EXPECT_EQ(Check("hf://openai/gpt-oss-20b/model.gguf", kShaA, 100).family, "gpt-oss");
+  // Only approvals name a family.
+  EXPECT_EQ(Check("hf://Qwen/Qwen2.5-0.5B-Instruct-GGUF/q4.gguf", q4, 11).family, "");
+  EXPECT_EQ(Check("upload://x/q4.gguf", q4, 10).family, "");
+}
+
+TEST_F(PolicyTest, SetFamilyNamesTheFamilyOfASourceOrAFileEntry) {
+  const uint64_t v = state_.policy_version;
+  // A file entry: its approvals name the new family at once.
+  RegistryChange file{ChangeAction::kSetFamily, "hf://Qwen", "", kShaB, 0, "", "", "qwen2"};
+  ChangeResult r = ApplyChange(&state_, file, "admin", 2, 7);
+  ASSERT_TRUE(r.status.ok()) << r.status;
+  EXPECT_EQ(r.reason, "applied");
+  ASSERT_TRUE(r.file.has_value());
+  EXPECT_EQ(r.file->family, "qwen2");
+  EXPECT_EQ(r.file->size, 200u);              // the rest of the entry is kept
+  EXPECT_EQ(r.file->added_log_index, 0u);     // as added, not as changed
+  EXPECT_EQ(state_.policy_version, v + 1);
+  EXPECT_EQ(Check("hf://Qwen/Qwen2.5-0.5B-Instruct/q.gguf", kShaB, 200).family, "qwen2");
+  // The same family again: already so, nothing changes.
+  r = ApplyChange(&state_, file, "admin", 3, 8);
+  EXPECT_EQ(r.status.code(), absl::StatusCode::kAlreadyExists) << r.status;
+  EXPECT_EQ(r.reason, "already_exists");
+  EXPECT_EQ(state_.policy_version, v + 1);
+  // A source: files without a family of their own follow it.
+  r = ApplyChange(&state_, {ChangeAction::kSetFamily, "hf://openai/gpt-oss-20b", "", "", 0, "", "", "phi3"}, "admin",
+                  4, 9);
+  ASSERT_TRUE(r.status.ok()) << r.status;
+  ASSERT_TRUE(r.source.has_value());
+  EXPECT_EQ(r.source->family, "phi3");
+  EXPECT_EQ(Check("hf://openai/gpt-oss-20b/model.gguf", kShaA, 100).family, "phi3");
+  // Unknown entries, revoked ones.
+  EXPECT_EQ(ApplyChange(&state_, {ChangeAction::kSetFamily, "hf://nobody", "", "", 0, "", "", "qwen2"}, "a", 5, 10)
+                .status.code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(ApplyChange(&state_, {ChangeAction::kSetFamily, "hf://Qwen", "x.gguf", kShaB, 0, "", "", "qwen2"}, "a", 5, 10)
+                .reason,
+            "not_found");
+  Apply({ChangeAction::kRevokeFile, "file:///srv/models", "a.gguf", kShaA, 0, "", "bad"});
+  r = ApplyChange(&state_, {ChangeAction::kSetFamily, "file:///srv/models", "a.gguf", kShaA, 0, "", "", "qwen2"}, "a",
+                  6, 11);
+  EXPECT_EQ(r.status.code(), absl::StatusCode::kFailedPrecondition) << r.status;
+  EXPECT_EQ(r.reason, "revoked");
+  Apply({ChangeAction::kRevokeSource, "file:///srv/models", "", "", 0, "", "gone"});
+  r = ApplyChange(&state_, {ChangeAction::kSetFamily, "file:///srv/models", "", "", 0, "", "", "qwen2"}, "a", 7, 12);
+  EXPECT_EQ(r.reason, "revoked");
+}
+
 TEST(DefaultRegistryTest, SeedsPublishersWithoutHashes) {
   RegistryState state;
   for (const RegistryChange& c : DefaultRegistryChanges()) {
@@ -202,13 +294,61 @@ TEST(DefaultRegistryTest, SeedsPublishersWithoutHashes) {
     ASSERT_TRUE(ApplyChange(&state, c, kDefaultRegistryCaller, 0, 0).status.ok()) << c.uri;
   }
   EXPECT_TRUE(state.files.empty());
-  for (const char* uri : {"hf://openai/gpt-oss-20b", "hf://openai/gpt-oss-120b", "hf://Qwen/Qwen2.5-0.5B-Instruct",
-                          "hf://microsoft/Phi-3-mini-4k-instruct", "hf://microsoft/Phi-3-mini-128k-instruct",
-                          "ossgate://bundled"}) {
-    EXPECT_TRUE(state.sources.count(uri)) << uri;
+  // The official repositories of the three families, each with its family
+  // (the GGUF general.architecture of its files); the bundled collection none.
+  const std::pair<const char*, const char*> seeds[] = {
+      {"hf://openai/gpt-oss-20b", "gpt-oss"},
+      {"hf://openai/gpt-oss-120b", "gpt-oss"},
+      {"hf://ggml-org/gpt-oss-20b-GGUF", "gpt-oss"},
+      {"hf://ggml-org/gpt-oss-120b-GGUF", "gpt-oss"},
+      {"hf://Qwen/Qwen2.5-0.5B-Instruct", "qwen2"},
+      {"hf://Qwen/Qwen2.5-0.5B-Instruct-GGUF", "qwen2"},
+      {"hf://microsoft/Phi-3-mini-4k-instruct", "phi3"},
+      {"hf://microsoft/Phi-3-mini-4k-instruct-gguf", "phi3"},
+      {"hf://microsoft/Phi-3-mini-128k-instruct", "phi3"},
+      {"ossgate://bundled", ""},
+  };
+  EXPECT_EQ(state.sources.size(), std::size(seeds));
+  for (const auto& [uri, family] : seeds) {
+    auto it = state.sources.find(uri);
+    ASSERT_NE(it, state.sources.end()) << uri;
+    EXPECT_EQ(it->second.family, family) << uri;
+    EXPECT_FALSE(it->second.revoked) << uri;
   }
   VerifyRequest req{"gpt-oss-20b", "hf://openai/gpt-oss-20b/gpt-oss-20b-MXFP4.gguf", kShaA, 1, "w"};
   EXPECT_EQ(Evaluate(state, req).reason, VerifyReason::kUnknownHash);
+}
+
+TEST(DefaultRegistryTest, FilesAddedToTheSeededSourcesAreApprovedForTheirFamily) {
+  RegistryState state;
+  for (const RegistryChange& c : DefaultRegistryChanges()) ApplyChange(&state, c, kDefaultRegistryCaller, 0, 0);
+  // The file names of the official repositories; hashes made up (the real
+  // ones are registered by operators from the LFS pointers).
+  const struct {
+    const char* source;
+    const char* path;
+    const char* family;
+  } files[] = {
+      {"hf://ggml-org/gpt-oss-20b-GGUF", "gpt-oss-20b-MXFP4.gguf", "gpt-oss"},
+      {"hf://Qwen/Qwen2.5-0.5B-Instruct-GGUF", "qwen2.5-0.5b-instruct-q4_k_m.gguf", "qwen2"},
+      {"hf://Qwen/Qwen2.5-0.5B-Instruct-GGUF", "qwen2.5-0.5b-instruct-q8_0.gguf", "qwen2"},
+      {"hf://Qwen/Qwen2.5-0.5B-Instruct-GGUF", "qwen2.5-0.5b-instruct-fp16.gguf", "qwen2"},
+      {"hf://microsoft/Phi-3-mini-4k-instruct-gguf", "Phi-3-mini-4k-instruct-q4.gguf", "phi3"},
+      {"hf://microsoft/Phi-3-mini-4k-instruct-gguf", "Phi-3-mini-4k-instruct-fp16.gguf", "phi3"},
+      {"ossgate://bundled", "ossgate-small.gguf", "gpt-oss"},  // no family anywhere: gpt-oss
+  };
+  for (const auto& f : files) {
+    const std::string sha = token::Sha256Hex(f.path);
+    RegistryChange add{ChangeAction::kAddFile, f.source, f.path, sha, 1000};
+    ASSERT_TRUE(ValidateRegistryChange(add).ok());
+    ASSERT_TRUE(ApplyChange(&state, add, "admin", 1, 1).status.ok()) << f.path;
+    const std::string revision = "0123456789abcdef0123456789abcdef01234567";
+    const std::string uri = absl::StrCat(f.source, absl::StartsWith(f.source, "hf://") ? "@" + revision : "", "/",
+                                         f.path);
+    Decision d = Evaluate(state, {"m", uri, sha, 1000, "w"});
+    ASSERT_EQ(d.reason, VerifyReason::kVerified) << uri << ": " << d.detail;
+    EXPECT_EQ(d.family, f.family) << uri;
+  }
 }
 
 TEST(LfsPointerTest, ParsesHuggingFacePointer) {

@@ -118,6 +118,46 @@ TEST(QueryValidationTest, NamesTheField) {
   ASSERT_TRUE(page.ok());
   EXPECT_EQ(page->filter.verdict, "accepted");
   EXPECT_EQ(page->filter.kind, "registry_change");
+  EXPECT_EQ(page->filter.family, "");
+  q.set_family("Qwen2");
+  EXPECT_EQ(Message(ValidateQueryRecords(q).status()).rfind("family: not a model family", 0), 0u);
+  q.set_family("qwen2");
+  page = ValidateQueryRecords(q);
+  ASSERT_TRUE(page.ok()) << page.status();
+  EXPECT_EQ(page->filter.family, "qwen2");
+}
+
+TEST(RegistryRequestTest, FamiliesReachTheChange) {
+  pb::AddSourceRequest source;
+  source.set_uri("hf://Qwen/Qwen2.5-0.5B-Instruct-GGUF");
+  source.set_family("qwen2");
+  RegistryChange c = ToRegistryChange(source);
+  EXPECT_EQ(c.action, ChangeAction::kAddSource);
+  EXPECT_EQ(c.family, "qwen2");
+  pb::AddFileRequest file;
+  file.set_source_uri("ossgate://bundled");
+  file.set_path("m.gguf");
+  file.set_sha256(std::string(64, 'a'));
+  file.set_size_bytes(3);
+  file.set_family("phi3");
+  c = ToRegistryChange(file);
+  EXPECT_EQ(c.action, ChangeAction::kAddFile);
+  EXPECT_EQ(c.family, "phi3");
+  EXPECT_TRUE(ValidateRegistryChange(c).ok());
+  pb::SetFamilyRequest set;
+  set.set_source_uri("ossgate://bundled");
+  set.set_path("m.gguf");
+  set.set_sha256(std::string(64, 'a'));
+  set.set_family("gpt-oss");
+  c = ToRegistryChange(set);
+  EXPECT_EQ(c.action, ChangeAction::kSetFamily);
+  EXPECT_EQ(c.uri, "ossgate://bundled");
+  EXPECT_EQ(c.path, "m.gguf");
+  EXPECT_EQ(c.sha256, std::string(64, 'a'));
+  EXPECT_EQ(c.family, "gpt-oss");
+  EXPECT_TRUE(ValidateRegistryChange(c).ok());
+  set.clear_family();
+  EXPECT_EQ(Message(ValidateRegistryChange(ToRegistryChange(set))).rfind("family: required", 0), 0u);
 }
 
 }  // namespace

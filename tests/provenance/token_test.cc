@@ -177,6 +177,7 @@ class ApprovalTokenTest : public ::testing::Test {
     claims_.model_size = 5;
     claims_.source_uri = "hf://openai/gpt-oss-20b/model.gguf";
     claims_.model_name = "gpt-oss-20b";
+    claims_.model_family = "gpt-oss";
     claims_.policy_version = 3;
     claims_.log_index = 42;
     claims_.log_origin = "ossgate.local/provenance";
@@ -212,7 +213,105 @@ TEST_F(ApprovalTokenTest, RoundTrip) {
   EXPECT_EQ(c->model_size, 5u);
   EXPECT_EQ(c->expires_at, now_ + absl::Minutes(5));
   EXPECT_EQ(c->source_uri, claims_.source_uri);
+  EXPECT_EQ(c->model_family, "gpt-oss");
+  EXPECT_FALSE(c->model_family_implied);
   EXPECT_EQ(signer_->key_id().size(), 16u);
+}
+
+// Signs `payload` as the service would (footer kid, worker id as implicit
+// assertion) but with a payload the signer would not write.
+std::string SignRaw(const Ed25519PrivateKey& key, const std::string& kid, const std::string& payload,
+                    const std::string& worker_id) {
+  return paseto::SignV4Public(key, payload, json::ObjectWriter().String("kid", kid).Finish(), worker_id);
+}
+
+TEST_F(ApprovalTokenTest, FamilyClaimRoundTripsForEachFamily) {
+  for (const char* family : {"gpt-oss", "qwen2", "phi3"}) {
+    claims_.model_family = family;
+    const std::string t = Token();
+    // In the payload as a claim of its own, between model_name and policy_version.
+    const std::string payload = *Base64UrlDecode(t.substr(10, t.find('.', 10) - 10));
+    EXPECT_NE(payload.find(absl::StrCat("\"model_name\":\"gpt-oss-20b\",\"model_family\":\"", family,
+                                        "\",\"policy_version\"")),
+              std::string::npos)
+        << payload;
+    auto c = verifier_.Verify(t, expect_, now_);
+    ASSERT_TRUE(c.ok()) << c.status();
+    EXPECT_EQ(c->model_family, family);
+    EXPECT_FALSE(c->model_family_implied);
+  }
+}
+
+TEST_F(ApprovalTokenTest, TokenWithoutFamilyClaimReadsAsGptOss) {
+  // What a service older than families signed: the same claims, no family.
+  claims_.key_id = signer_->key_id();
+  claims_.model_family.clear();
+  const std::string payload = EncodeApprovalClaims(claims_);
+  ASSERT_EQ(payload.find("model_family"), std::string::npos) << payload;
+  auto c = verifier_.Verify(SignRaw(*key_, signer_->key_id(), payload, "worker-1"), expect_, now_);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->model_family, kLegacyModelFamily);
+  EXPECT_EQ(c->model_family, "gpt-oss");
+  EXPECT_TRUE(c->model_family_implied);
+}
+
+TEST(PreviousVersionTokenTest, TokenIssuedBeforeFamiliesVerifiesAsGptOss) {
+  // Issued by the provenance service of the version before families
+  // (tests/provenance/fixtures/schema_v1: the approval of record 16).
+  const std::string dir = std::string(OSSGATE_SOURCE_DIR) + "/tests/provenance/fixtures/schema_v1/";
+  auto text = ReadSmallFile(dir + "token.txt", 4096);
+  ASSERT_TRUE(text.ok()) << text.status();
+  auto key = Ed25519PublicKey::LoadPemFile(dir + "token.pub.pem");
+  ASSERT_TRUE(key.ok()) << key.status();
+  ApprovalTokenVerifier verifier;
+  verifier.AddKey(*std::move(key));
+  ApprovalExpectations expect;
+  expect.worker_id = "w1";
+  expect.model_sha256 = Sha256Hex("previous-version gpt-oss model");
+  expect.model_size = 30;
+  // Judged at the time it was valid (issued 2026-12-07T05:38:32Z for 5 minutes).
+  auto c = verifier.Verify(*text, expect, *ParseTokenTime("2026-12-07T05:39:00Z"));
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->model_family, "gpt-oss");
+  EXPECT_TRUE(c->model_family_implied);
+  EXPECT_EQ(c->log_index, 16u);
+}
+
+TEST_F(ApprovalTokenTest, FamilyClaimThatIsNoFamilyIsInvalidEvenWhenSigned) {
+  // Signed with the pinned key, so only the claim's form can be wrong.
+  claims_.key_id = signer_->key_id();
+  claims_.model_family = "qwen2";
+  const std::string good = EncodeApprovalClaims(claims_);
+  const std::string field = "\"model_family\":\"qwen2\"";
+  ASSERT_NE(good.find(field), std::string::npos);
+  for (const std::string& bad : {std::string("\"model_family\":\"\""), std::string("\"model_family\":\"Qwen2\""),
+                                 std::string("\"model_family\":\"qwen 2\""), std::string("\"model_family\":2"),
+                                 std::string("\"model_family\":null"), std::string("\"model_family\":\"-qwen2\"")}) {
+    std::string payload = good;
+    payload.replace(payload.find(field), field.size(), bad);
+    auto c = verifier_.Verify(SignRaw(*key_, signer_->key_id(), payload, "worker-1"), expect_, now_);
+    ASSERT_FALSE(c.ok()) << bad;
+    EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument) << bad << ": " << c.status();
+    EXPECT_NE(c.status().message().find("model_family"), std::string::npos) << c.status();
+  }
+}
+
+TEST_F(ApprovalTokenTest, FamilyClaimCannotBeChangedOrRemovedAfterSigning) {
+  claims_.model_family = "qwen2";
+  const std::string t = Token();
+  const std::string body = *Base64UrlDecode(t.substr(10, t.find('.', 10) - 10));
+  const std::string sig = body.substr(body.size() - 64);
+  const std::string rest = t.substr(t.find('.', 10));
+  ApprovalClaims altered = claims_;
+  altered.key_id = signer_->key_id();
+  // Relabelled as gpt-oss, and stripped (which would read as gpt-oss).
+  for (const char* family : {"gpt-oss", ""}) {
+    altered.model_family = family;
+    const std::string forged = absl::StrCat("v4.public.", Base64UrlEncode(EncodeApprovalClaims(altered) + sig), rest);
+    auto c = verifier_.Verify(forged, expect_, now_);
+    ASSERT_FALSE(c.ok()) << family;
+    EXPECT_EQ(c.status().code(), absl::StatusCode::kUnauthenticated) << c.status();
+  }
 }
 
 TEST_F(ApprovalTokenTest, ExpiredWithinAndBeyondLeeway) {
@@ -311,6 +410,25 @@ TEST_F(ApprovalTokenTest, SignerRejectsIncompleteClaims) {
   SetUp();
   claims_.expires_at = claims_.issued_at;
   EXPECT_FALSE(signer_->Sign(claims_).ok());
+  // A family is required and must have the form of one.
+  for (const char* family : {"", "GPT-OSS", "gpt oss", ".qwen2"}) {
+    SetUp();
+    claims_.model_family = family;
+    auto t = signer_->Sign(claims_);
+    ASSERT_FALSE(t.ok()) << family;
+    EXPECT_NE(t.status().message().find("model_family"), std::string::npos) << t.status();
+  }
+}
+
+TEST(ModelFamilyTest, Form) {
+  for (const char* ok : {"gpt-oss", "qwen2", "phi3", "llama", "qwen2moe", "command-r", "a", "x.y_z"}) {
+    EXPECT_TRUE(IsModelFamily(ok)) << ok;
+  }
+  for (const char* bad : {"", "Qwen2", "-qwen", ".x", "qwen 2", "qwen/2", "qwen2\n", "\xc3\xa9"}) {
+    EXPECT_FALSE(IsModelFamily(bad)) << bad;
+  }
+  EXPECT_TRUE(IsModelFamily(std::string(64, 'a')));
+  EXPECT_FALSE(IsModelFamily(std::string(65, 'a')));
 }
 
 TEST(TokenTimeTest, ParsesRfc3339Forms) {

@@ -22,12 +22,15 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
+#include "inference_worker/gguf/gguf.h"
 #include "inference_worker/model/model_file.h"
 #include "inference_worker/worker/grpc_provenance_client.h"
 #include "inference_worker/worker/tls_probe.h"
 #include "provenance_service/token/approval_token.h"
 #include "provenance_service/token/ed25519.h"
 #include "provenance_service/token/encoding.h"
+#include "provenance_service/token/json.h"
+#include "provenance_service/token/paseto.h"
 #include "provenance_service/token/sha256.h"
 
 namespace ossgate::worker {
@@ -83,6 +86,7 @@ class FakeProvenance final : public ProvenanceClient {
     c.model_size = request.size;
     c.source_uri = request.source_uri;
     c.model_name = request.name;
+    c.model_family = "gpt-oss";
     c.policy_version = 3;
     c.log_index = 41;
     c.log_origin = "gate.test/provenance";
@@ -263,6 +267,7 @@ TEST_F(ModelGateTest, RejectedVerdictWithATokenIsStillRefused) {
     c.model_size = content_.size();
     c.source_uri = kSource;
     c.model_name = "gate-test";
+    c.model_family = "gpt-oss";
     c.log_origin = "gate.test/provenance";
     c.issued_at = absl::FromUnixSeconds(absl::ToUnixSeconds(absl::Now()));
     c.not_before = c.issued_at;
@@ -349,6 +354,134 @@ TEST_F(ModelGateTest, FileIsReadOnceAndTheHashedBytesAreReturned) {
   std::ifstream in(config_.model_path, std::ios::binary);
   std::string now((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   EXPECT_EQ(now, swapped);
+}
+
+// ---- model family ----
+
+// A GGUF file whose general.architecture is `arch` (none when empty), with
+// one small tensor so it looks like a model.
+std::string WriteGguf(const TempDir& dir, const std::string& name, const std::string& arch) {
+  gguf::GgufWriter w;
+  if (!arch.empty()) w.SetString("general.architecture", arch);
+  w.SetString("general.name", name);
+  EXPECT_TRUE(w.AddTensor("token_embd.weight", gguf::GgmlType::kF32, {4, 2}).ok());
+  const std::string path = dir.path() + "/" + name + ".gguf";
+  EXPECT_TRUE(w.Begin(path).ok());
+  const std::vector<uint8_t> data(4 * 2 * sizeof(float), 0);
+  EXPECT_TRUE(w.WriteTensorData(data).ok());
+  EXPECT_TRUE(w.Finish().ok());
+  return path;
+}
+
+// What the worker does with approved bytes before binding anything to them:
+// parse, then check the family.
+absl::Status ParseAndCheckFamily(const VerifiedModel& vm) {
+  auto file = gguf::GgufFile::Parse(vm.bytes.bytes());
+  if (!file.ok()) return file.status();
+  return CheckApprovedFamily(vm.claims, *file);
+}
+
+TEST_F(ModelGateTest, FileOfAnotherFamilyThanApprovedIsRefusedNamingBoth) {
+  struct Case {
+    const char* file_arch;
+    const char* approved;
+  } cases[] = {{"qwen2", "gpt-oss"}, {"gpt-oss", "qwen2"}, {"phi3", "qwen2"}, {"qwen2", "phi3"}};
+  for (const Case& c : cases) {
+    config_.model_path = WriteGguf(dir_, c.file_arch, c.file_arch);
+    fake_.tweak = [&](token::ApprovalClaims& claims) { claims.model_family = c.approved; };
+    auto vm = Run();
+    ASSERT_TRUE(vm.ok()) << vm.status();  // the token is valid: it is the file that differs
+    EXPECT_EQ(vm->claims.model_family, c.approved);
+    const absl::Status s = ParseAndCheckFamily(*vm);
+    ASSERT_FALSE(s.ok()) << c.file_arch << " approved as " << c.approved;
+    EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied) << s;
+    const std::string msg(s.message());
+    EXPECT_TRUE(absl::StrContains(msg, absl::StrCat("is for model family \"", c.approved, "\""))) << msg;
+    EXPECT_TRUE(absl::StrContains(msg, absl::StrCat("general.architecture is \"", c.file_arch, "\""))) << msg;
+    EXPECT_TRUE(absl::StrContains(msg, "model not loaded")) << msg;
+    EXPECT_TRUE(absl::StrContains(msg, "audit log index 41")) << msg;
+    EXPECT_TRUE(absl::StrContains(msg, absl::StrCat("--family=", c.file_arch))) << msg;
+    EXPECT_TRUE(absl::StrContains(msg, vm->digest.sha256)) << msg;
+  }
+}
+
+TEST_F(ModelGateTest, FileOfTheApprovedFamilyPasses) {
+  for (const char* family : {"gpt-oss", "qwen2", "phi3"}) {
+    config_.model_path = WriteGguf(dir_, family, family);
+    fake_.tweak = [&](token::ApprovalClaims& claims) { claims.model_family = family; };
+    auto vm = Run();
+    ASSERT_TRUE(vm.ok()) << vm.status();
+    EXPECT_TRUE(ParseAndCheckFamily(*vm).ok()) << family << ": " << ParseAndCheckFamily(*vm);
+    // The log names the approved family.
+    EXPECT_TRUE(std::any_of(log_.begin(), log_.end(), [&](const std::string& line) {
+      return absl::StartsWith(line, "phase=verified") && absl::StrContains(line, absl::StrCat(" family=", family, " "));
+    }));
+  }
+}
+
+TEST_F(ModelGateTest, TokenWithoutAFamilyApprovesGptOssOnly) {
+  // A token of a provenance service older than families: no family claim.
+  auto legacy_token = [&](const std::string& path) {
+    auto bytes = model::ReadModelFile(path);
+    EXPECT_TRUE(bytes.ok()) << bytes.status();
+    token::ApprovalClaims c;
+    c.issuer = kIssuer;
+    c.worker_id = kWorkerId;
+    c.token_id = "0123456789abcdef0123456789abcdef";
+    c.key_id = signer_.key_id();
+    c.model_sha256 = bytes->sha256();
+    c.model_size = bytes->size();
+    c.source_uri = kSource;
+    c.model_name = "gate-test";
+    c.log_index = 12;
+    c.log_origin = "gate.test/provenance";
+    c.issued_at = absl::FromUnixSeconds(absl::ToUnixSeconds(absl::Now()));
+    c.not_before = c.issued_at;
+    c.expires_at = c.issued_at + absl::Minutes(5);
+    Verdict v;
+    v.verified = true;
+    v.reason = "REASON_VERIFIED";
+    v.approval_token = token::paseto::SignV4Public(
+        *key_, token::EncodeApprovalClaims(c), token::json::ObjectWriter().String("kid", c.key_id).Finish(), kWorkerId);
+    return v;
+  };
+  config_.model_path = WriteGguf(dir_, "old-gpt-oss", "gpt-oss");
+  fake_.verdict_override = legacy_token(config_.model_path);
+  auto vm = Run();
+  ASSERT_TRUE(vm.ok()) << vm.status();
+  EXPECT_EQ(vm->claims.model_family, "gpt-oss");
+  EXPECT_TRUE(vm->claims.model_family_implied);
+  EXPECT_TRUE(ParseAndCheckFamily(*vm).ok()) << ParseAndCheckFamily(*vm);
+
+  config_.model_path = WriteGguf(dir_, "old-qwen2", "qwen2");
+  fake_.verdict_override = legacy_token(config_.model_path);
+  vm = Run();
+  ASSERT_TRUE(vm.ok()) << vm.status();
+  const absl::Status s = ParseAndCheckFamily(*vm);
+  EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied) << s;
+  EXPECT_TRUE(absl::StrContains(s.message(), "is for model family \"gpt-oss\" (the token names no family")) << s;
+  EXPECT_TRUE(absl::StrContains(s.message(), "general.architecture is \"qwen2\"")) << s;
+}
+
+TEST_F(ModelGateTest, FileWithoutArchitectureCannotBeMatchedToTheApproval) {
+  config_.model_path = WriteGguf(dir_, "anonymous", "");
+  auto vm = Run();
+  ASSERT_TRUE(vm.ok()) << vm.status();
+  const absl::Status s = ParseAndCheckFamily(*vm);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+  EXPECT_TRUE(absl::StrContains(s.message(), "model family \"gpt-oss\"")) << s;
+  EXPECT_TRUE(absl::StrContains(s.message(), "no general.architecture")) << s;
+}
+
+TEST_F(ModelGateTest, ArchitectureTextOfTheFileIsQuotedInTheRefusal) {
+  config_.model_path = WriteGguf(dir_, "odd", "qwen2\nphase=verified family=gpt-oss");
+  auto vm = Run();
+  ASSERT_TRUE(vm.ok()) << vm.status();
+  const absl::Status s = ParseAndCheckFamily(*vm);
+  EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied) << s;
+  EXPECT_TRUE(absl::StrContains(s.message(), "\"qwen2\\x0aphase=verified")) << s;
+  EXPECT_TRUE(absl::StrContains(s.message(), "--family=<family>")) << s;  // not a family: no command to paste
+  for (char ch : std::string(s.message())) EXPECT_NE(ch, '\n');
 }
 
 // Whether `s` holds a byte that would break a log line or a terminal.

@@ -53,6 +53,8 @@
 #include "ossgate/provenance/v1/provenance.grpc.pb.h"
 #include "provenance_service/token/approval_token.h"
 #include "provenance_service/token/ed25519.h"
+#include "provenance_service/token/encoding.h"
+#include "provenance_service/token/sha256.h"
 #include "tests/worker/worker_harness.h"
 #include "tools/make_model/random_model.h"
 
@@ -979,6 +981,65 @@ TEST_F(WorkerE2eTest, TamperedModelIsRefused) {
   spec.model_path = tampered;
   spec.source_uri = "ossgate://worker-tests/tampered.gguf";
   ExpectRefused(spec, "tampered.log", "REASON_HASH_MISMATCH");
+}
+
+// Registers `path` (a file of this suite's source) by hash and size as a
+// file of `family`, whatever its header says.
+void TrustAs(const ProvenanceProcess& prov, const std::string& name, const std::string& path, const std::string& family) {
+  uint64_t size = 0;
+  auto digest = token::Sha256File(path, &size);
+  ASSERT_TRUE(digest.ok()) << digest.status();
+  auto added = prov.Provctl({"trust", "add-file", std::string("--source=") + kSource, "--path=" + name,
+                             "--sha256=" + token::HexEncode(*digest), absl::StrCat("--size=", size),
+                             "--family=" + family});
+  ASSERT_TRUE(added.ok()) << added.status();
+  ASSERT_TRUE(absl::StrContains(*added, "model family " + family)) << *added;
+}
+
+// A refusal for the family must come before anything is bound to the bytes.
+void ExpectNothingLoaded(const std::string& log) {
+  EXPECT_TRUE(absl::StrContains(log, "phase=parsing")) << log;
+  EXPECT_FALSE(absl::StrContains(log, "phase=uploading")) << log;
+  EXPECT_FALSE(absl::StrContains(log, "tokenizer")) << log;
+  EXPECT_FALSE(absl::StrContains(log, "kv_cache:")) << log;
+}
+
+TEST_F(WorkerE2eTest, QwenFileApprovedAsGptOssIsRefusedBeforeLoading) {
+  // A GGUF whose general.architecture is qwen2, approved as a gpt-oss file.
+  const std::string path = *dir_ / "qwen2-as-gpt-oss.gguf";
+  gguf::GgufWriter w;
+  w.SetString("general.architecture", "qwen2");
+  w.SetString("general.name", "not-gpt-oss");
+  ASSERT_TRUE(w.AddTensor("token_embd.weight", gguf::GgmlType::kF32, {8, 4}).ok());
+  ASSERT_TRUE(w.Begin(path).ok());
+  ASSERT_TRUE(w.WriteTensorData(std::vector<uint8_t>(8 * 4 * sizeof(float), 0)).ok());
+  ASSERT_TRUE(w.Finish().ok());
+  TrustAs(*prov_, "qwen2-as-gpt-oss.gguf", path, "gpt-oss");
+  WorkerSpec spec;
+  spec.model_path = path;
+  spec.source_uri = "ossgate://worker-tests/qwen2-as-gpt-oss.gguf";
+  ExpectRefused(spec, "family-qwen2-as-gpt-oss.log",
+                "is for model family \"gpt-oss\" but the file's general.architecture is \"qwen2\"");
+  ExpectNothingLoaded(worker_test::ReadFile(*dir_ / "family-qwen2-as-gpt-oss.log").value_or(""));
+}
+
+TEST_F(WorkerE2eTest, GptOssFileApprovedAsQwen2IsRefusedBeforeLoading) {
+  // The suite's gpt-oss model, registered at another path as a qwen2 file
+  // (provctl would refuse that with --file: its header says gpt-oss).
+  TrustAs(*prov_, "gpt-oss-as-qwen2.gguf", model_path_, "qwen2");
+  WorkerSpec spec;
+  spec.model_path = model_path_;
+  spec.source_uri = "ossgate://worker-tests/gpt-oss-as-qwen2.gguf";
+  ExpectRefused(spec, "family-gpt-oss-as-qwen2.log",
+                "is for model family \"qwen2\" but the file's general.architecture is \"gpt-oss\"");
+  ExpectNothingLoaded(worker_test::ReadFile(*dir_ / "family-gpt-oss-as-qwen2.log").value_or(""));
+  // Registered from its header (provctl --file), the same bytes load: the
+  // suite's worker, whose approval names gpt-oss.
+  EXPECT_TRUE(absl::StrContains(worker_->Log(), "phase=verified")) << worker_->Log();
+  EXPECT_TRUE(absl::StrContains(worker_->Log(), " family=gpt-oss ")) << worker_->Log();
+  EXPECT_TRUE(absl::StrContains(worker_->Log(), "ready: model \"worker-e2e-tiny\" family=gpt-oss") ||
+              absl::StrContains(worker_->Log(), "ready: model worker-e2e-tiny family=gpt-oss"))
+      << worker_->Log();
 }
 
 TEST_F(WorkerE2eTest, WorkerIdDifferentFromItsCertificateIsRefused) {

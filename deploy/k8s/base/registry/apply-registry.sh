@@ -9,10 +9,14 @@
 #   source=hf://ggml-org/gpt-oss-20b-GGUF     source the file belongs to
 #   add_source=true                           add the source if it is not trusted yet
 #   source_description=...                    its description
+#   source_family=gpt-oss                     model family of a source it adds (optional)
 #   path=gpt-oss-20b-MXFP4.gguf               file path inside the source
 #   pointer=gpt-oss-20b-MXFP4.gguf.pointer    LFS pointer (oid sha256 + size), looked up
 #                                             in REGISTRY_DIR, then in POINTER_DIR
 #   description=...                           description of the file entry
+#   family=gpt-oss                            model family (GGUF general.architecture) of
+#                                             the file; optional: else the source's, else
+#                                             gpt-oss (docs/provenance.md, "Model families")
 #
 # Idempotent: entries already present are skipped (listing them does not add
 # to the audit log; every add does, also a refused one). Needs provctl and a
@@ -60,7 +64,8 @@ for entry in "$REGISTRY_DIR"/*.entry; do
     if ctl trust list --json | grep -F -q "\"$source\""; then
       echo "apply-registry: $name: source $source already trusted"
     else
-      ctl trust add-source --uri="$source" --description="$(value source_description "$entry")" || status=1
+      ctl trust add-source --uri="$source" --description="$(value source_description "$entry")" \
+        --family="$(value source_family "$entry")" || status=1
     fi
   fi
   ptr=""
@@ -79,7 +84,7 @@ for entry in "$REGISTRY_DIR"/*.entry; do
     continue
   fi
   ctl trust add-file --source="$source" --path="$path" --lfs-pointer="$ptr" \
-    --description="$(value description "$entry")" || status=1
+    --description="$(value description "$entry")" --family="$(value family "$entry")" || status=1
 done
 echo "apply-registry: $found entries, exit $status"
 exit "$status"
