@@ -1037,8 +1037,8 @@ TEST_F(WorkerE2eTest, GptOssFileApprovedAsQwen2IsRefusedBeforeLoading) {
   // suite's worker, whose approval names gpt-oss.
   EXPECT_TRUE(absl::StrContains(worker_->Log(), "phase=verified")) << worker_->Log();
   EXPECT_TRUE(absl::StrContains(worker_->Log(), " family=gpt-oss ")) << worker_->Log();
-  EXPECT_TRUE(absl::StrContains(worker_->Log(), "ready: model \"worker-e2e-tiny\" family=gpt-oss") ||
-              absl::StrContains(worker_->Log(), "ready: model worker-e2e-tiny family=gpt-oss"))
+  EXPECT_TRUE(absl::StrContains(worker_->Log(), "ready: model \"worker-e2e-tiny\" architecture=gpt-oss") ||
+              absl::StrContains(worker_->Log(), "ready: model worker-e2e-tiny architecture=gpt-oss"))
       << worker_->Log();
 }
 
