@@ -3,7 +3,6 @@
 #include "absl/strings/str_cat.h"
 #include "inference_worker/cuda/cuda_backend.h"
 #include "inference_worker/model/cpu_backend.h"
-#include "inference_worker/model/model_config.h"
 
 namespace ossgate {
 
@@ -14,18 +13,6 @@ absl::Status CheckKind(const BackendChoice& c) {
     return absl::InvalidArgumentError(absl::StrCat("backend: unknown kind '", c.kind, "' (auto, cpu, cuda)"));
   }
   return absl::OkStatus();
-}
-
-// The CUDA backend runs gpt-oss only (its kernels are the MoE's): a qwen2 or
-// phi3 file is refused with "cuda" and goes to the CPU with "auto". Files
-// whose config does not read get the CUDA backend's own error.
-absl::Status CudaRunsFamily(const gguf::GgufFile& file) {
-  auto config = model::ReadModelConfig(file);
-  if (!config.ok() || config->family == model::Family::kGptOss) return absl::OkStatus();
-  const char* family = model::FamilyName(config->family);
-  return absl::UnimplementedError(absl::StrCat("the CUDA backend does not run ", family,
-                                               " models yet (general.architecture \"", family,
-                                               "\"; it runs gpt-oss only): use --backend=cpu or --backend=auto"));
 }
 
 std::string FallbackNote(const absl::Status& cuda) {
@@ -57,17 +44,14 @@ absl::StatusOr<CreatedBackend> CreateBackendFromImage(gpu::DeviceModelImage& ima
                                                       model::ModelBytes* host_bytes,
                                                       std::optional<gguf::GgufFile>* host_file) {
   if (absl::Status s = CheckKind(c); !s.ok()) return s;
-  absl::Status unavailable = CudaRunsFamily(file);
-  if (unavailable.ok()) {
-    auto b = gpu::CreateCudaBackendFromImage(image, file, CudaOptions(c));
-    if (b.ok()) {
-      CreatedBackend out;
-      out.backend = *std::move(b);
-      out.kind = "cuda";
-      return out;
-    }
-    unavailable = b.status();
+  auto b = gpu::CreateCudaBackendFromImage(image, file, CudaOptions(c));
+  if (b.ok()) {
+    CreatedBackend out;
+    out.backend = *std::move(b);
+    out.kind = "cuda";
+    return out;
   }
+  const absl::Status unavailable = b.status();
   if (c.kind == "cuda") return unavailable;
   // "auto": the verified bytes come back to the host for the CPU backend.
   model::HostModelSink host;
@@ -93,18 +77,14 @@ absl::StatusOr<CreatedBackend> CreateBackend(const gguf::GgufFile& file, const B
   if (absl::Status s = CheckKind(c); !s.ok()) return s;
   CreatedBackend out;
   if (c.kind != "cpu") {
-    absl::Status unavailable = CudaRunsFamily(file);
-    if (unavailable.ok()) {
-      auto b = gpu::CreateCudaBackend(file, CudaOptions(c));
-      if (b.ok()) {
-        out.backend = *std::move(b);
-        out.kind = "cuda";
-        return out;
-      }
-      unavailable = b.status();
+    auto b = gpu::CreateCudaBackend(file, CudaOptions(c));
+    if (b.ok()) {
+      out.backend = *std::move(b);
+      out.kind = "cuda";
+      return out;
     }
-    if (c.kind == "cuda") return unavailable;
-    out.note = FallbackNote(unavailable);
+    if (c.kind == "cuda") return b.status();
+    out.note = FallbackNote(b.status());
   }
   model::CpuBackendOptions o;
   o.n_threads = c.cpu_threads;

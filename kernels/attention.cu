@@ -109,7 +109,8 @@ __global__ void __launch_bounds__(WARPS * 32, 1) AttentionKernel(const AttnParam
     const int rr = r + 8 * h;
     tok[h] = cta_tok0 + warp * tpw + rr / G;
     head[h] = kvh * G + rr % G;
-    valid[h] = tok[h] <= cta_tok1;
+    // With G not dividing 16 (Qwen2.5: 7) a warp's last 16 - tpw * G rows are padding.
+    valid[h] = rr < tpw * G && tok[h] <= cta_tok1;
     pos[h] = start + tok[h];
     lo[h] = p.sliding ? max(0, pos[h] - p.window + 1) : 0;
     sink2[h] = __fmul_rn(p.sinks[head[h]], kLog2e);
@@ -371,15 +372,17 @@ void LaunchDecodeHd(const AttnParams& p, cudaStream_t stream) {
 
 void CheckShape(const AttnParams& p) {
   const int g = p.n_kv_heads > 0 ? p.n_heads / p.n_kv_heads : 0;
-  if (g <= 0 || p.n_heads % p.n_kv_heads != 0 || 16 % g != 0) {
-    std::fprintf(stderr, "attention: q heads per KV head (%d) must divide 16\n", g);
+  if (g <= 0 || p.n_heads % p.n_kv_heads != 0 || g > 16) {
+    std::fprintf(stderr, "attention: q heads per KV head (%d) must be 1 to 16\n", g);
     std::abort();
   }
 }
 
 }  // namespace
 
-int AttentionPrefillTokensPerItem(int n_heads, int n_kv_heads) { return kPrefillWarps * 16 / (n_heads / n_kv_heads); }
+int AttentionPrefillTokensPerItem(int n_heads, int n_kv_heads) {
+  return kPrefillWarps * (16 / (n_heads / n_kv_heads));  // whole tokens per warp
+}
 
 void LaunchAttentionPrefill(const AttnParams& p, cudaStream_t stream) {
   if (p.max_items <= 0) return;
@@ -388,8 +391,9 @@ void LaunchAttentionPrefill(const AttnParams& p, cudaStream_t stream) {
     case 16: return LaunchPrefillHd<16>(p, stream);
     case 32: return LaunchPrefillHd<32>(p, stream);
     case 64: return LaunchPrefillHd<64>(p, stream);
+    case 96: return LaunchPrefillHd<96>(p, stream);
   }
-  std::fprintf(stderr, "attention: head_dim %d not supported (16, 32, 64)\n", p.head_dim);
+  std::fprintf(stderr, "attention: head_dim %d not supported (16, 32, 64, 96)\n", p.head_dim);
   std::abort();
 }
 
@@ -400,8 +404,9 @@ void LaunchAttentionDecode(const AttnParams& p, cudaStream_t stream) {
     case 16: return LaunchDecodeHd<16>(p, stream);
     case 32: return LaunchDecodeHd<32>(p, stream);
     case 64: return LaunchDecodeHd<64>(p, stream);
+    case 96: return LaunchDecodeHd<96>(p, stream);
   }
-  std::fprintf(stderr, "attention: head_dim %d not supported (16, 32, 64)\n", p.head_dim);
+  std::fprintf(stderr, "attention: head_dim %d not supported (16, 32, 64, 96)\n", p.head_dim);
   std::abort();
 }
 

@@ -151,6 +151,15 @@ __device__ __forceinline__ float SwiGlu(float g, float u, float alpha, float lim
   return g / (1.0f + expf(-alpha * g)) * (u + 1.0f);
 }
 
+// The gate/up epilogue's activation: gpt-oss's clamped SwiGLU, or the
+// dense families' silu(gate) * up; a null bias adds nothing.
+__device__ __forceinline__ float GatedUnit(const GemmParams& p, float g, float u, int64_t bi) {
+  if (p.bias_gate) g = __fadd_rn(g, p.bias_gate[bi]);
+  if (p.bias_up) u = __fadd_rn(u, p.bias_up[bi]);
+  if (p.silu_glu) return __fmul_rn(__fdiv_rn(g, __fadd_rn(1.0f, expf(-g))), u);
+  return SwiGlu(g, u, p.swiglu_alpha, p.swiglu_limit);
+}
+
 __device__ __forceinline__ half_t ToHalfBits(float v) {
   const __half h = __float2half_rn(v);
   return *reinterpret_cast<const half_t*>(&h);
@@ -332,9 +341,8 @@ __global__ void __launch_bounds__(kSmallMaxWarps * 32, 1) GemmSmallBatchKernel(c
         const int f = rt * 8 + i, bb = b0 + tok;
         if (bb < b_end && f < p.w.rows) {
           const int64_t bi = static_cast<int64_t>(mat) * p.w.rows + f;
-          const float g = __fadd_rn(chunk_sum(i, tok), p.bias_gate[bi]);
-          const float u = __fadd_rn(chunk_sum(i + 8, tok), p.bias_up[bi]);
-          p.out_f16[static_cast<int64_t>(bb) * p.ldo + f] = ToHalfBits(SwiGlu(g, u, p.swiglu_alpha, p.swiglu_limit));
+          p.out_f16[static_cast<int64_t>(bb) * p.ldo + f] =
+              ToHalfBits(GatedUnit(p, chunk_sum(i, tok), chunk_sum(i + 8, tok), bi));
         }
       }
     }
@@ -494,9 +502,7 @@ __global__ void __launch_bounds__(kW * 32, 1) GemmLargeBatchKernel(const GemmPar
         const int bb = tok + e;
         if (bb < b_end && f < p.w.rows) {
           const int64_t bi = static_cast<int64_t>(mat) * p.w.rows + f;
-          const float g = __fadd_rn(acc[j][e], p.bias_gate[bi]);
-          const float u = __fadd_rn(acc[j][2 + e], p.bias_up[bi]);
-          p.out_f16[static_cast<int64_t>(bb) * p.ldo + f] = ToHalfBits(SwiGlu(g, u, p.swiglu_alpha, p.swiglu_limit));
+          p.out_f16[static_cast<int64_t>(bb) * p.ldo + f] = ToHalfBits(GatedUnit(p, acc[j][e], acc[j][2 + e], bi));
         }
       }
     }

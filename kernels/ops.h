@@ -71,6 +71,9 @@ struct GemmParams {
   GemmEpilogue epilogue = GemmEpilogue::kStoreF32;
   float swiglu_alpha = 1.702f;
   float swiglu_limit = 7.0f;
+  // kSwiGlu of the dense families (qwen2, phi3): silu(gate) * up, no clamp;
+  // bias_gate / bias_up may then be null.
+  bool silu_glu = false;
   bool moe = false;  // use `groups` (w.n_mats experts)
   MoeGroups groups;
   // MoE: the routing was complete when the previous kernel started (e.g. the

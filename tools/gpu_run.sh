@@ -162,6 +162,7 @@ if want tests; then
   step "tiny + trained + k-quant models vs CPU, invariance" tests.log 320 "$bin/gpu_backend_test"
   step "streaming load: device repack and scan, backend from a device image" tests.log 90 \
     "$bin/gpu_streaming_load_test"
+  step "dense families (qwen2, phi3) vs CPU" tests.log 120 "$bin/gpu_dense_families_test"
 fi
 # "load" (not in "all"; a short run when device time is scarce): the
 # streaming-load tests and the 20b's streaming load with a quick benchmark.
@@ -257,7 +258,7 @@ echo "total: $(( $(date +%s) - start )) s" >> "$summary"
 # Short digest of the numbers that matter.
 {
   echo
-  grep -hE "^#### accuracy|GPU \(bf16 KV\) vs CPU \||GPU with fp16 KV vs CPU|forced to the GPU|positions with equal routing|^\| GPU|near-ties|greedy continuations|stress case:" \
+  grep -hE "^#### accuracy|^#### dense family|GPU \(bf16 KV\) vs CPU \||GPU with fp16 KV vs CPU|forced to the GPU|positions with equal routing|^\| GPU|near-ties|greedy continuations|stress case:" \
     "$out"/tests.log 2>/dev/null
   grep -hE "FAILED|Failure|ERROR SUMMARY|RACECHECK SUMMARY|IDENTICAL|DIFFER" "$out"/tests.log "$out"/sanitizer.log \
     "$out"/e2e.log 2>/dev/null | head -30

@@ -101,12 +101,13 @@ absl::StatusOr<std::unique_ptr<CudaBackendImpl>> CudaBackendImpl::Create(const g
         "CUDA backend: block_size, max_sequences, max_context and max_step_tokens must be positive");
   }
   if (absl::Status s = ValidateGpuMemoryFraction(options.gpu_memory_fraction); !s.ok()) return s;
-  if (c.head_dim != 16 && c.head_dim != 32 && c.head_dim != 64) {
-    return absl::UnimplementedError(absl::StrCat("CUDA backend: head_dim ", c.head_dim, " (supported: 16, 32, 64)"));
+  if (c.head_dim != 16 && c.head_dim != 32 && c.head_dim != 64 && c.head_dim != 96) {
+    return absl::UnimplementedError(
+        absl::StrCat("CUDA backend: head_dim ", c.head_dim, " (supported: 16, 32, 64, 96)"));
   }
   const int group = c.n_heads / c.n_kv_heads;
-  if (16 % group != 0) {
-    return absl::UnimplementedError(absl::StrCat("CUDA backend: ", group, " query heads per KV head (must divide 16)"));
+  if (group > 16) {
+    return absl::UnimplementedError(absl::StrCat("CUDA backend: ", group, " query heads per KV head (at most 16)"));
   }
   if (c.d_model % 32 != 0 || c.q_dim() % 32 != 0 || c.d_ff % 32 != 0) {
     return absl::UnimplementedError("CUDA backend: d_model, heads * head_dim and d_ff must be multiples of 32");
@@ -262,7 +263,9 @@ absl::Status CudaBackendImpl::AllocateBuffers() {
   tokens_per_item_ = kernels::AttentionPrefillTokensPerItem(c.n_heads, c.n_kv_heads);
   max_prefill_items_ = max_tokens_ / tokens_per_item_ + max_seqs_;
 
-  const int64_t T = max_tokens_, P = T * K;
+  // P: (token, expert) pair slots of the MoE; a dense family's FFN uses
+  // act_ and y_ as one row per token.
+  const int64_t T = max_tokens_, P = T * std::max<int64_t>(K, 1);
   int64_t* act = &vram_.activations;
   x_ = mem_.Device<float>(T * D, act);
   h16_ = mem_.Device<kernels::half_t>(T * D, act);

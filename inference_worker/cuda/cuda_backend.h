@@ -58,6 +58,7 @@ struct CudaBackendOptions {
 struct VramReport {
   int64_t weights_attention = 0;    // q/k/v/o matrices and their biases
   int64_t weights_experts = 0;      // gate/up/down experts and their biases
+  int64_t weights_ffn = 0;          // the dense families' gate/up/down
   int64_t weights_router = 0;       // router matrices and biases
   int64_t weights_embedding = 0;    // token_embd
   int64_t weights_unembedding = 0;  // output
@@ -66,8 +67,8 @@ struct VramReport {
   int64_t activations = 0;  // per-pass buffers (sized by max_step_tokens) and logits
   int64_t workspace = 0;    // step metadata, attention split states, routing
   int64_t weights() const {
-    return weights_attention + weights_experts + weights_router + weights_embedding + weights_unembedding +
-           weights_small;
+    return weights_attention + weights_experts + weights_ffn + weights_router + weights_embedding +
+           weights_unembedding + weights_small;
   }
   int64_t total() const { return weights() + kv_cache + activations + workspace; }
   std::string ToString() const;

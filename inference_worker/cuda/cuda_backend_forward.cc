@@ -261,6 +261,10 @@ void CudaBackendImpl::EnqueueLayers(const PassShape& shape) {
     np.h32 = h32_;
     if (Runs(kAddNorm)) kernels::LaunchAddNorm(np, s);
     Mark("add+norm");
+    if (c.family != model::Family::kGptOss) {
+      EnqueueDenseFfn(l, T);
+      continue;
+    }
 
     kernels::RouterParams rt;
     rt.h = h32_;
@@ -348,6 +352,47 @@ void CudaBackendImpl::EnqueueLayers(const PassShape& shape) {
     if (Runs(kCombineNorm)) kernels::LaunchAddNorm(np, s);
     Mark("moe_combine+norm");
   }
+}
+
+// qwen2, phi3: x += down(silu(gate(h)) * up(h)), then the next layer's
+// norm. One dense GEMM for gate and up (interleaved per tile, the SiLU gate
+// applied in its epilogue), one for down.
+void CudaBackendImpl::EnqueueDenseFfn(int l, int T) {
+  const model::ModelConfig& c = config_;
+  const LayerDev& L = layers_[l];
+  cudaStream_t s = stream_;
+  kernels::GemmParams g;
+  g.w = L.gate_up;
+  g.x = h16_;
+  g.ldx = c.d_model;
+  g.n_b = T;
+  g.out_f16 = act_;
+  g.ldo = c.d_ff;
+  g.epilogue = kernels::GemmEpilogue::kSwiGlu;
+  g.silu_glu = true;
+  if (Runs(kGateUp)) kernels::LaunchGemm(g, s);
+  Mark("ffn_gate_up");
+
+  g = kernels::GemmParams();
+  g.w = L.down;
+  g.x = act_;
+  g.ldx = c.d_ff;
+  g.n_b = T;
+  g.out_f32 = y_;
+  g.ldo = c.d_model;
+  if (Runs(kDown)) kernels::LaunchGemm(g, s);
+  Mark("ffn_down");
+
+  kernels::AddNormParams np;
+  np.x = x_;
+  np.d = c.d_model;
+  np.n_tokens = T;
+  np.add = y_;
+  np.norm_w = l + 1 < c.n_layers ? layers_[l + 1].attn_norm : output_norm_;
+  np.eps = c.rms_eps;
+  np.h16 = h16_;
+  if (Runs(kCombineNorm)) kernels::LaunchAddNorm(np, s);
+  Mark("ffn_add+norm");
 }
 
 void CudaBackendImpl::EnqueueLogits(int first_out_row, int n_rows) {

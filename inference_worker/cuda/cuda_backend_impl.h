@@ -43,6 +43,10 @@ using model::Logits;
 using model::SequenceStep;
 
 constexpr int kStageBytes = 64 << 20;  // pinned staging buffer for the upload (x2)
+// The sink logit of the families without attention sinks: exp(-1e30 - m)
+// is exactly 0 for every finite m, and two empty split states still merge
+// to a finite state (an infinite sink would give inf - inf).
+constexpr float kNoSink = -1e30f;
 
 inline int NextPow2(int v) {
   int p = 1;
@@ -211,7 +215,15 @@ class CudaBackendImpl final : public CudaBackend {
   absl::Status CheckFiniteOnDevice(const model::Weights& w);
   absl::StatusOr<TiledMatrix> UploadMatrix(WFormat fmt, int64_t rows, int64_t cols, int64_t n_mats, bool gate_up,
                                            const kernels::RepackSource& src, bool on_device, int64_t* category);
+  // nullptr for an empty vector (an absent bias).
   float* UploadFloats(const std::vector<float>& v, int64_t* category);
+  // q/k/v fused into d->qkv and o into d->o, with the format checks.
+  absl::Status UploadAttention(int l, const model::Matrix& wq, const model::Matrix& wk, const model::Matrix& wv,
+                               const model::Matrix& wo, bool on_device, LayerDev* d);
+  // gate/up interleaved into d->gate_up and down into d->down: n_mats
+  // experts (gpt-oss) or one matrix (the dense families).
+  absl::Status UploadGatedFfn(int l, const model::Matrix& gate, const model::Matrix& up, const model::Matrix& down,
+                              int64_t n_mats, bool on_device, LayerDev* d);
 
   // The forward pass (cuda_backend_forward.cc).
   absl::Status Validate(std::span<const SequenceStep> steps);
@@ -219,6 +231,8 @@ class CudaBackendImpl final : public CudaBackend {
   PassShape FillMeta(std::span<const SequenceStep> steps, const std::vector<PassSeq>& pass, bool pad_for_graph);
   void UploadMeta(const PassShape& shape);
   void EnqueueLayers(const PassShape& shape);
+  // The feed-forward half of a dense (qwen2, phi3) layer over T rows.
+  void EnqueueDenseFfn(int l, int T);
   void EnqueueLogits(int first_out_row, int n_rows);
   void RunPass(const PassShape& shape, bool graph);
 

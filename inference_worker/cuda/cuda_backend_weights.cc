@@ -128,6 +128,7 @@ absl::StatusOr<TiledMatrix> CudaBackendImpl::UploadMatrix(WFormat fmt, int64_t r
 }
 
 float* CudaBackendImpl::UploadFloats(const std::vector<float>& v, int64_t* category) {
+  if (v.empty()) return nullptr;  // an absent bias stays absent (the kernels skip null)
   float* d = mem_.Device<float>(static_cast<int64_t>(v.size()), category);
   if (!d) return nullptr;
   CUDA_CHECK(cudaMemcpy(d, v.data(), v.size() * sizeof(float), cudaMemcpyHostToDevice));
@@ -150,6 +151,8 @@ kernels::RepackSource Plain(const model::Matrix& m) {
   SetPart(&s, 0, m);
   return s;
 }
+
+const char* TypeName(const model::Matrix& m) { return gguf::GgmlTypeName(static_cast<uint32_t>(m.type)); }
 
 }  // namespace
 
@@ -175,11 +178,78 @@ absl::Status CudaBackendImpl::CheckFiniteOnDevice(const model::Weights& w) {
   return absl::OkStatus();
 }
 
+absl::Status CudaBackendImpl::UploadAttention(int l, const model::Matrix& wq, const model::Matrix& wk,
+                                              const model::Matrix& wv, const model::Matrix& wo, bool on_device,
+                                              LayerDev* d) {
+  const int64_t D = config_.d_model, Q = config_.q_dim(), KV = config_.kv_dim();
+  auto dense = kernels::FormatForType(wq.type);
+  auto k = kernels::FormatForType(wk.type);
+  auto v = kernels::FormatForType(wv.type);
+  auto o_fmt = kernels::FormatForType(wo.type);
+  for (const auto* f : {&dense, &k, &v, &o_fmt}) {
+    if (!f->ok()) return f->status();
+  }
+  // q, k and v are fused into one matrix: their types may differ (Q4_K_M
+  // files mix Q4_K and Q6_K) as long as they share a device format.
+  if (*k != *dense || *v != *dense) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "CUDA backend: layer ", l, ": attn_q, attn_k and attn_v (", TypeName(wq), ", ", TypeName(wk), ", ",
+        TypeName(wv), ") are fused into one matrix and must share a device format: Q8_0, Q4_K and Q6_K go "
+        "together, every other type only with itself"));
+  }
+  kernels::RepackSource qkv_src = Plain(wq);
+  SetPart(&qkv_src, 1, wk);
+  SetPart(&qkv_src, 2, wv);
+  qkv_src.n_parts = 3;
+  auto qkv = UploadMatrix(*dense, Q + 2 * KV, D, 1, false, qkv_src, on_device, &vram_.weights_attention);
+  if (!qkv.ok()) return qkv.status();
+  d->qkv = *qkv;
+  auto o = UploadMatrix(*o_fmt, D, Q, 1, false, Plain(wo), on_device, &vram_.weights_attention);
+  if (!o.ok()) return o.status();
+  d->o = *o;
+  return absl::OkStatus();
+}
+
+absl::Status CudaBackendImpl::UploadGatedFfn(int l, const model::Matrix& gate, const model::Matrix& up,
+                                             const model::Matrix& down, int64_t n_mats, bool on_device,
+                                             LayerDev* d) {
+  const int64_t D = config_.d_model, F = config_.d_ff;
+  auto g = kernels::FormatForType(gate.type);
+  auto u = kernels::FormatForType(up.type);
+  auto dn_fmt = kernels::FormatForType(down.type);
+  for (const auto* f : {&g, &u, &dn_fmt}) {
+    if (!f->ok()) return f->status();
+  }
+  // gate and up become one interleaved matrix (layout.h).
+  if (*u != *g) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "CUDA backend: layer ", l, ": ", gate.name, " and ", up.name, " (", TypeName(gate), ", ", TypeName(up),
+        ") are fused into one matrix and must share a device format: Q8_0, Q4_K and Q6_K go together, every other "
+        "type only with itself"));
+  }
+  if (*g == WFormat::kF32 || *dn_fmt == WFormat::kF32) {
+    return absl::UnimplementedError(absl::StrCat("CUDA backend: F32 feed-forward tensors (layer ", l,
+                                                 ") are not supported; use MXFP4, Q8_0, Q4_K, Q6_K, BF16 or F16"));
+  }
+  int64_t* category = n_mats > 1 ? &vram_.weights_experts : &vram_.weights_ffn;
+  kernels::RepackSource gu_src = Plain(gate);
+  SetPart(&gu_src, 1, up);
+  gu_src.n_parts = 2;
+  gu_src.gate_up = true;
+  auto gu = UploadMatrix(*g, F, D, n_mats, true, gu_src, on_device, category);
+  if (!gu.ok()) return gu.status();
+  d->gate_up = *gu;
+  auto dn = UploadMatrix(*dn_fmt, D, F, n_mats, false, Plain(down), on_device, category);
+  if (!dn.ok()) return dn.status();
+  d->down = *dn;
+  return absl::OkStatus();
+}
+
 absl::Status CudaBackendImpl::Upload(const gguf::GgufFile& file, const model::Weights& w,
                                      DeviceModelImage* image) {
   const bool on_device = image != nullptr;
   const model::ModelConfig& c = config_;
-  const int64_t D = c.d_model, Q = c.q_dim(), KV = c.kv_dim(), E = c.n_experts, F = c.d_ff;
+  const int64_t D = c.d_model, E = c.n_experts;
   auto format = [](const model::Matrix& m) { return kernels::FormatForType(m.type); };
   // The bytes of a small matrix on the host (copied back for device images).
   std::vector<uint8_t> fetched;
@@ -195,78 +265,49 @@ absl::Status CudaBackendImpl::Upload(const gguf::GgufFile& file, const model::We
   };
   layers_.resize(c.n_layers);
   for (int l = 0; l < c.n_layers; ++l) {
-    const model::LayerWeights& L = w.layers[l];
     LayerDev& d = layers_[l];
-    auto dense = format(L.wq);
-    auto k = format(L.wk);
-    auto v = format(L.wv);
-    auto wo = format(L.wo);
-    auto gate = format(L.gate_exps);
-    auto up = format(L.up_exps);
-    auto down = format(L.down_exps);
-    for (const auto* f : {&dense, &k, &v, &wo, &gate, &up, &down}) {
-      if (!f->ok()) return f->status();
+    if (c.family == model::Family::kGptOss) {
+      const model::LayerWeights& L = w.layers[l];
+      if (absl::Status st = UploadAttention(l, L.wq, L.wk, L.wv, L.wo, on_device, &d); !st.ok()) return st;
+      if (absl::Status st = UploadGatedFfn(l, L.gate_exps, L.up_exps, L.down_exps, E, on_device, &d); !st.ok()) {
+        return st;
+      }
+      std::vector<float> qkv_b(L.bq);
+      qkv_b.insert(qkv_b.end(), L.bk.begin(), L.bk.end());
+      qkv_b.insert(qkv_b.end(), L.bv.begin(), L.bv.end());
+      d.qkv_bias = UploadFloats(qkv_b, &vram_.weights_attention);
+      d.o_bias = UploadFloats(L.bo, &vram_.weights_attention);
+      d.attn_norm = UploadFloats(L.attn_norm, &vram_.weights_small);
+      d.post_norm = UploadFloats(L.post_attn_norm, &vram_.weights_small);
+      d.sinks = UploadFloats(L.sinks, &vram_.weights_small);
+      std::vector<float> router(static_cast<size_t>(E * D));
+      auto router_bytes = host_bytes(L.router);
+      if (!router_bytes.ok()) return router_bytes.status();
+      for (int64_t e = 0; e < E; ++e) {
+        gguf::DequantizeRow(L.router.type, *router_bytes + e * L.router.row_bytes, &router[e * D], D);
+      }
+      d.router_w = UploadFloats(router, &vram_.weights_router);
+      d.router_b = UploadFloats(L.router_b, &vram_.weights_router);
+      d.gate_b = UploadFloats(L.gate_b, &vram_.weights_experts);
+      d.up_b = UploadFloats(L.up_b, &vram_.weights_experts);
+      d.down_b = UploadFloats(L.down_b, &vram_.weights_experts);
+    } else {
+      // qwen2, phi3: no sinks (a sink logit of -1e30 adds exactly nothing to
+      // any softmax, and keeps the merge of empty split states finite), no
+      // o bias, q/k/v biases for qwen2 only, the dense SiLU-gated FFN.
+      const model::DenseLayerWeights& L = w.dense_layers[l];
+      if (absl::Status st = UploadAttention(l, L.wq, L.wk, L.wv, L.wo, on_device, &d); !st.ok()) return st;
+      if (absl::Status st = UploadGatedFfn(l, L.gate, L.up, L.down, 1, on_device, &d); !st.ok()) return st;
+      if (!L.bq.empty()) {
+        std::vector<float> qkv_b(L.bq);
+        qkv_b.insert(qkv_b.end(), L.bk.begin(), L.bk.end());
+        qkv_b.insert(qkv_b.end(), L.bv.begin(), L.bv.end());
+        d.qkv_bias = UploadFloats(qkv_b, &vram_.weights_attention);
+      }
+      d.attn_norm = UploadFloats(L.attn_norm, &vram_.weights_small);
+      d.post_norm = UploadFloats(L.ffn_norm, &vram_.weights_small);
+      d.sinks = UploadFloats(std::vector<float>(c.n_heads, kNoSink), &vram_.weights_small);
     }
-    // q, k and v are fused into one matrix, and so are gate and up: their
-    // types may differ (Q4_K_M files mix Q4_K and Q6_K) as long as they share
-    // a device format.
-    auto type_name = [](const model::Matrix& m) { return gguf::GgmlTypeName(static_cast<uint32_t>(m.type)); };
-    if (*k != *dense || *v != *dense) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "CUDA backend: layer ", l, ": attn_q, attn_k and attn_v (", type_name(L.wq), ", ", type_name(L.wk), ", ",
-          type_name(L.wv), ") are fused into one matrix and must share a device format: Q8_0, Q4_K and Q6_K go "
-          "together, every other type only with itself"));
-    }
-    if (*up != *gate) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "CUDA backend: layer ", l, ": ffn_gate_exps and ffn_up_exps (", type_name(L.gate_exps), ", ",
-          type_name(L.up_exps), ") are fused into one matrix and must share a device format: Q8_0, Q4_K and Q6_K "
-          "go together, every other type only with itself"));
-    }
-    if (*gate == WFormat::kF32 || *down == WFormat::kF32) {
-      return absl::UnimplementedError(absl::StrCat("CUDA backend: F32 expert tensors (layer ", l,
-                                                   ") are not supported; use MXFP4, Q8_0, BF16 or F16"));
-    }
-    kernels::RepackSource qkv_src = Plain(L.wq);
-    SetPart(&qkv_src, 1, L.wk);
-    SetPart(&qkv_src, 2, L.wv);
-    qkv_src.n_parts = 3;
-    auto qkv = UploadMatrix(*dense, Q + 2 * KV, D, 1, false, qkv_src, on_device, &vram_.weights_attention);
-    if (!qkv.ok()) return qkv.status();
-    d.qkv = *qkv;
-    auto o = UploadMatrix(*wo, D, Q, 1, false, Plain(L.wo), on_device, &vram_.weights_attention);
-    if (!o.ok()) return o.status();
-    d.o = *o;
-    kernels::RepackSource gu_src = Plain(L.gate_exps);
-    SetPart(&gu_src, 1, L.up_exps);
-    gu_src.n_parts = 2;
-    gu_src.gate_up = true;
-    auto gu = UploadMatrix(*gate, F, D, E, true, gu_src, on_device, &vram_.weights_experts);
-    if (!gu.ok()) return gu.status();
-    d.gate_up = *gu;
-    auto dn = UploadMatrix(*down, D, F, E, false, Plain(L.down_exps), on_device, &vram_.weights_experts);
-    if (!dn.ok()) return dn.status();
-    d.down = *dn;
-
-    std::vector<float> qkv_b(L.bq);
-    qkv_b.insert(qkv_b.end(), L.bk.begin(), L.bk.end());
-    qkv_b.insert(qkv_b.end(), L.bv.begin(), L.bv.end());
-    d.qkv_bias = UploadFloats(qkv_b, &vram_.weights_attention);
-    d.o_bias = UploadFloats(L.bo, &vram_.weights_attention);
-    d.attn_norm = UploadFloats(L.attn_norm, &vram_.weights_small);
-    d.post_norm = UploadFloats(L.post_attn_norm, &vram_.weights_small);
-    d.sinks = UploadFloats(L.sinks, &vram_.weights_small);
-    std::vector<float> router(static_cast<size_t>(E * D));
-    auto router_bytes = host_bytes(L.router);
-    if (!router_bytes.ok()) return router_bytes.status();
-    for (int64_t e = 0; e < E; ++e) {
-      gguf::DequantizeRow(L.router.type, *router_bytes + e * L.router.row_bytes, &router[e * D], D);
-    }
-    d.router_w = UploadFloats(router, &vram_.weights_router);
-    d.router_b = UploadFloats(L.router_b, &vram_.weights_router);
-    d.gate_b = UploadFloats(L.gate_b, &vram_.weights_experts);
-    d.up_b = UploadFloats(L.up_b, &vram_.weights_experts);
-    d.down_b = UploadFloats(L.down_b, &vram_.weights_experts);
     if (mem_.failed()) return absl::ResourceExhaustedError("CUDA backend: out of device memory while uploading");
     if (on_device) {
       // The layer's tensors are repacked: their part of the file's device

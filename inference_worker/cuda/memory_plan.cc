@@ -14,7 +14,7 @@ namespace {
 
 // Memory::Device (cuda_backend_impl.h) allocates at least one byte.
 int64_t Alloc(int64_t bytes) { return std::max<int64_t>(1, bytes); }
-int64_t Floats(size_t n) { return Alloc(static_cast<int64_t>(n) * 4); }
+int64_t Floats(size_t n) { return n == 0 ? 0 : Alloc(static_cast<int64_t>(n) * 4); }  // none: nullptr
 
 // A tiled stack: codes and scales are two allocations (scales only when the
 // format has them), as in UploadMatrix.
@@ -28,18 +28,37 @@ int64_t Tiled(kernels::WFormat f, int64_t rows, int64_t cols, int64_t n_mats, bo
 absl::StatusOr<WeightBytes> PlanWeightBytes(const model::ModelConfig& c, const model::Weights& w, int max_context) {
   const int64_t D = c.d_model, Q = c.q_dim(), KV = c.kv_dim(), E = c.n_experts, F = c.d_ff;
   WeightBytes b;
+  // What UploadAttention and UploadGatedFfn allocate for one layer.
+  auto attention = [&](const model::Matrix& wq, const model::Matrix& wo) -> absl::Status {
+    auto dense = kernels::FormatForType(wq.type);
+    auto o = kernels::FormatForType(wo.type);
+    if (!dense.ok()) return dense.status();
+    if (!o.ok()) return o.status();
+    b.attention += Tiled(*dense, Q + 2 * KV, D, 1, false) + Tiled(*o, D, Q, 1, false);
+    return absl::OkStatus();
+  };
+  auto ffn = [&](const model::Matrix& gate, const model::Matrix& down, int64_t n_mats,
+                 int64_t* category) -> absl::Status {
+    auto g = kernels::FormatForType(gate.type);
+    auto dn = kernels::FormatForType(down.type);
+    if (!g.ok()) return g.status();
+    if (!dn.ok()) return dn.status();
+    *category += Tiled(*g, F, D, n_mats, true) + Tiled(*dn, D, F, n_mats, false);
+    return absl::OkStatus();
+  };
   for (int l = 0; l < c.n_layers; ++l) {
-    const model::LayerWeights& L = w.layers[l];
-    auto dense = kernels::FormatForType(L.wq.type);
-    auto wo = kernels::FormatForType(L.wo.type);
-    auto gate = kernels::FormatForType(L.gate_exps.type);
-    auto down = kernels::FormatForType(L.down_exps.type);
-    for (const auto* f : {&dense, &wo, &gate, &down}) {
-      if (!f->ok()) return f->status();
+    if (c.family != model::Family::kGptOss) {
+      const model::DenseLayerWeights& L = w.dense_layers[l];
+      if (absl::Status s = attention(L.wq, L.wo); !s.ok()) return s;
+      if (absl::Status s = ffn(L.gate, L.down, 1, &b.ffn); !s.ok()) return s;
+      b.attention += Floats(L.bq.size() + L.bk.size() + L.bv.size());
+      b.small += Floats(L.attn_norm.size()) + Floats(L.ffn_norm.size()) + Floats(static_cast<size_t>(c.n_heads));
+      continue;
     }
-    b.attention += Tiled(*dense, Q + 2 * KV, D, 1, false) + Tiled(*wo, D, Q, 1, false);
+    const model::LayerWeights& L = w.layers[l];
+    if (absl::Status s = attention(L.wq, L.wo); !s.ok()) return s;
+    if (absl::Status s = ffn(L.gate_exps, L.down_exps, E, &b.experts); !s.ok()) return s;
     b.attention += Floats(L.bq.size() + L.bk.size() + L.bv.size()) + Floats(L.bo.size());
-    b.experts += Tiled(*gate, F, D, E, true) + Tiled(*down, D, F, E, false);
     b.experts += Floats(L.gate_b.size()) + Floats(L.up_b.size()) + Floats(L.down_b.size());
     b.router += Floats(static_cast<size_t>(E * D)) + Floats(L.router_b.size());
     b.small += Floats(L.attn_norm.size()) + Floats(L.post_attn_norm.size()) + Floats(L.sinks.size());

@@ -21,11 +21,12 @@ namespace ossgate::gpu {
 struct WeightBytes {
   int64_t attention = 0;    // fused q/k/v, o, their biases
   int64_t experts = 0;      // fused gate/up, down, their biases
+  int64_t ffn = 0;          // the dense families' fused gate/up and down
   int64_t router = 0;       // fp32 router matrix and bias
   int64_t embedding = 0;    // token_embd in its raw ggml rows
   int64_t unembedding = 0;  // output, tiled
   int64_t small = 0;        // norms, sinks, inv_freq, RoPE table of max_context x head_dim floats
-  int64_t total() const { return attention + experts + router + embedding + unembedding + small; }
+  int64_t total() const { return attention + experts + ffn + router + embedding + unembedding + small; }
 };
 
 // What Upload will allocate for `w` with a RoPE table of `max_context`

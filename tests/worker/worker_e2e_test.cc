@@ -1382,7 +1382,7 @@ TEST_F(WorkerE2eTest, TokenizeDetokenizeRoundTrip) {
 }
 
 // qwen2 and phi3 files load through the same provenance gate onto the CPU
-// backend (the CUDA backend runs gpt-oss only); GetModelInfo and the ready
+// backend (this machine has no GPU); GetModelInfo and the ready
 // line name the family, and a greedy completion equals the engine's on the
 // same file.
 TEST_F(WorkerE2eTest, ServesQwen2AndPhi3FilesNamingTheFamily) {
