@@ -22,6 +22,8 @@
 #include <cmath>
 #include <condition_variable>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <latch>
 #include <map>
@@ -36,12 +38,16 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
+#include "httplib.h"
 #include "gtest/gtest.h"
 #include "inference_worker/client/health_check.h"
 #include "inference_worker/gguf/gguf.h"
+#include "inference_worker/http/api_keys.h"
 #include "inference_worker/model/cpu_backend.h"
 #include "inference_worker/model/generation.h"
 #include "inference_worker/model/model_file.h"
@@ -56,6 +62,8 @@
 #include "provenance_service/token/encoding.h"
 #include "provenance_service/token/sha256.h"
 #include "tests/worker/worker_harness.h"
+#include "nlohmann/json.hpp"
+#include "tools/make_model/model_flags.h"
 #include "tools/make_model/random_model.h"
 
 namespace ossgate::worker {
@@ -1428,6 +1436,243 @@ TEST_F(WorkerE2eTest, ServesQwen2AndPhi3FilesNamingTheFamily) {
     const model::GenerationResult want = (*ref)->Generate(PromptOf(s, **ref), ToParams(s, **ref));
     ExpectSameAsDirect(got, want, static_cast<int>(PromptOf(s, **ref).size()), family);
     EXPECT_FALSE(want.tokens.empty());
+  }
+}
+
+// ---- The dense families with their real vocabularies -----------------------
+
+// The chat template of `family` written out as text (Qwen2.5-Instruct's
+// ChatML and Phi-3-mini-4k-instruct's template), for a system message and
+// one user message, ending with the generation prompt; and the family's
+// end-of-turn token. Written here from the model cards, not taken from
+// chat_format.cc.
+struct FamilyChat {
+  std::string prompt_text;
+  std::string end_of_turn;
+};
+FamilyChat FamilyChatOf(const std::string& family, const std::string& system, const std::string& user) {
+  if (family == "qwen2") {
+    return {absl::StrCat("<|im_start|>system\n", system, "<|im_end|>\n<|im_start|>user\n", user,
+                         "<|im_end|>\n<|im_start|>assistant\n"),
+            "<|im_end|>"};
+  }
+  return {absl::StrCat("<|system|>\n", system, "<|end|>\n<|user|>\n", user, "<|end|>\n<|assistant|>\n"), "<|end|>"};
+}
+
+// Exchanges two rows of a row-major 2-D tensor in a GGUF file in place (any
+// row-wise type: whole quantization blocks move).
+absl::Status SwapTensorRows(const std::string& path, const gguf::GgufFile& file, const std::string& tensor,
+                            int64_t a, int64_t b) {
+  const gguf::TensorInfo* t = file.FindTensor(tensor);
+  if (t == nullptr) return absl::NotFoundError(absl::StrCat("no tensor ", tensor, " in ", path));
+  const uint64_t row = t->nbytes / static_cast<uint64_t>(t->ne[1]);
+  const uint64_t base = file.data_offset() + t->offset;
+  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+  std::string ra(row, '\0'), rb(row, '\0');
+  f.seekg(static_cast<std::streamoff>(base + a * row)).read(ra.data(), static_cast<std::streamsize>(row));
+  f.seekg(static_cast<std::streamoff>(base + b * row)).read(rb.data(), static_cast<std::streamsize>(row));
+  f.seekp(static_cast<std::streamoff>(base + a * row)).write(rb.data(), static_cast<std::streamsize>(row));
+  f.seekp(static_cast<std::streamoff>(base + b * row)).write(ra.data(), static_cast<std::streamsize>(row));
+  f.close();
+  if (!f) return absl::InternalError(absl::StrCat("cannot rewrite rows of ", tensor, " in ", path));
+  return absl::OkStatus();
+}
+
+// One server-sent-events chat stream of the HTTP face, put together.
+struct HttpChatStream {
+  int status = -1;
+  std::string body, content, finish_reason;
+  int prompt_tokens = -1, completion_tokens = -1;
+  bool done = false;
+};
+HttpChatStream ParseChatStream(int status, const std::string& body) {
+  HttpChatStream out;
+  out.status = status;
+  out.body = body;
+  for (absl::string_view line : absl::StrSplit(body, '\n')) {
+    if (!absl::ConsumePrefix(&line, "data: ")) continue;
+    if (line == "[DONE]") {
+      out.done = true;
+      continue;
+    }
+    const nlohmann::json chunk = nlohmann::json::parse(line, nullptr, false);
+    if (chunk.is_discarded()) continue;
+    if (chunk.contains("choices")) {
+      for (const auto& c : chunk["choices"]) {
+        if (c.contains("delta") && c["delta"].contains("content") && c["delta"]["content"].is_string()) {
+          out.content += c["delta"]["content"].get<std::string>();
+        }
+        if (c.contains("finish_reason") && c["finish_reason"].is_string()) out.finish_reason = c["finish_reason"];
+      }
+    }
+    if (chunk.contains("usage") && chunk["usage"].is_object()) {
+      out.prompt_tokens = chunk["usage"].value("prompt_tokens", -1);
+      out.completion_tokens = chunk["usage"].value("completion_tokens", -1);
+    }
+  }
+  return out;
+}
+
+// A Qwen2-shaped and a Phi-3-shaped model, each written with the family's
+// real vocabulary (the decompressed assets, found at run time like the
+// tools find them), registered from its header (provctl trust add-file
+// --file: the approval names the family), loaded through the gate, and
+// chatted with over gRPC and over the HTTP face.
+//
+// The model's output head is edited so that greedy decoding emits the
+// family's end-of-turn token after a few ordinary tokens: the rows of the
+// token the unedited model would emit at step k and of the end-of-turn
+// token are exchanged in output.weight (untied, so the prompt's embeddings
+// are unchanged and steps before k keep their tokens). The worker must then
+// stop there with finish STOP, and its tokens must equal the engine's run
+// in-process on the template's prompt tokenized by the real tokenizer: a
+// wrong template, a wrong tokenizer or a missing stop token breaks both.
+TEST_F(WorkerE2eTest, DenseFamiliesWithRealVocabulariesChatOverGrpcAndHttp) {
+  const std::string system = "You are terse.";
+  // No special-token text in the messages: the expected prompt is the whole
+  // template tokenized with special tokens allowed.
+  const std::string user = "Name one colour, please.";
+  const std::string api_key = "sk-ossgate-family-e2e-41c7";
+  const std::string keys_path = *dir_ / "family_api_keys";
+  ASSERT_TRUE(worker_test::WriteFile(keys_path, absl::StrCat("family-e2e ", http::Sha256Hex(api_key), "\n")).ok());
+  for (const std::string family : {"qwen2", "phi3"}) {
+    SCOPED_TRACE(family);
+    auto vocab = tools::LoadVocabByName(family);
+    ASSERT_TRUE(vocab.ok()) << vocab.status();
+    const std::string plain = *dir_ / (family + "-real-vocab.gguf");
+    tools::RandomModelSpec spec;
+    ASSERT_TRUE(tools::ApplyPreset(family + "-tiny", &spec.config).ok());
+    spec.config.tied_embeddings = false;
+    spec.seed = 20251210;
+    spec.threads = 2;
+    spec.name = "worker-e2e-real-" + family;
+    ASSERT_TRUE(tools::WriteRandomModel(spec, *vocab, plain).ok());
+
+    const FamilyChat chat = FamilyChatOf(family, system, user);
+    std::vector<int32_t> prompt;
+    std::vector<int32_t> family_stops;
+    int32_t end_of_turn = -1;
+    std::vector<int32_t> plain_tokens;
+    {
+      auto ref = Reference::Load(plain);
+      ASSERT_TRUE(ref.ok()) << ref.status();
+      EXPECT_EQ((*ref)->vocab_size(), family == "qwen2" ? 151936 : 32064);
+      prompt = (*ref)->tokenizer().Encode(chat.prompt_text, /*allow_special=*/true);
+      end_of_turn = (*ref)->Special(chat.end_of_turn.c_str());
+      family_stops = {end_of_turn, (*ref)->Special("<|endoftext|>")};
+      // One end-of-turn token after each of the system and user turns.
+      EXPECT_EQ(std::count(prompt.begin(), prompt.end(), end_of_turn), 2);
+      model::GenerationParams p;
+      p.max_tokens = 16;
+      p.sampling.temperature = 0.0f;
+      plain_tokens = (*ref)->Generate(prompt, p).tokens;
+    }
+    ASSERT_EQ(plain_tokens.size(), 16u);
+    // k: the first step (after at least one token) whose token is new.
+    size_t k = 0;
+    for (size_t j = 1; j < plain_tokens.size() && k == 0; ++j) {
+      if (std::find(plain_tokens.begin(), plain_tokens.begin() + j, plain_tokens[j]) == plain_tokens.begin() + j) {
+        k = j;
+      }
+    }
+    ASSERT_GT(k, 0u) << "greedy decoding repeats one token; pick another seed";
+    for (size_t j = 0; j <= k; ++j) {
+      ASSERT_TRUE(std::find(family_stops.begin(), family_stops.end(), plain_tokens[j]) == family_stops.end());
+    }
+    const std::vector<int32_t> before_stop(plain_tokens.begin(), plain_tokens.begin() + k);
+
+    const std::string file = family + "-stops.gguf", path = *dir_ / file;
+    std::filesystem::copy_file(plain, path, std::filesystem::copy_options::overwrite_existing);
+    {
+      auto ref = Reference::Load(plain);
+      ASSERT_TRUE(ref.ok()) << ref.status();
+      ASSERT_TRUE(SwapTensorRows(path, (*ref)->file(), "output.weight", plain_tokens[k], end_of_turn).ok());
+    }
+    auto ref = Reference::Load(path);
+    ASSERT_TRUE(ref.ok()) << ref.status();
+    model::GenerationParams greedy;
+    greedy.max_tokens = 16;
+    greedy.sampling.temperature = 0.0f;
+    greedy.stop_token_ids = family_stops;
+    const model::GenerationResult want = (*ref)->Generate(prompt, greedy);
+    ASSERT_EQ(want.finish, model::FinishReason::kStop);
+    ASSERT_EQ(std::vector<int32_t>(want.tokens.begin(), want.tokens.begin() + k), before_stop);
+    const std::string want_text = (*ref)->tokenizer().Decode(before_stop);
+
+    ASSERT_TRUE(prov_->TrustFile(kSource, file, path).ok());
+    auto http_port = worker_test::PickFreePort();
+    ASSERT_TRUE(http_port.ok()) << http_port.status();
+    WorkerSpec ws;
+    ws.model_path = path;
+    ws.source_uri = absl::StrCat(kSource, "/", file);
+    ws.flags = {"--max_sequences=1", absl::StrCat("--max_context=", kContext), "--threads=2",
+                absl::StrCat("--http_listen=127.0.0.1:", *http_port), "--http_api_keys=" + keys_path,
+                "--model_name=" + spec.name};
+    auto w = WorkerProcess::Spawn(Bins(), *prov_, ws, *dir_ / (family + "-real-vocab-worker.log"), ClientIdentity());
+    ASSERT_TRUE(w.ok()) << w.status();
+    ASSERT_TRUE((*w)->WaitServing(absl::Seconds(120)).ok()) << (*w)->Log();
+    // The gate: the approval names the family the header does.
+    EXPECT_TRUE(absl::StrContains((*w)->Log(), " family=" + family + " ")) << (*w)->Log();
+    EXPECT_TRUE(absl::StrContains((*w)->Log(), "architecture=" + family)) << (*w)->Log();
+    auto stub = pb::InferenceService::NewStub((*w)->channel());
+
+    // gRPC.
+    pb::GenerateRequest req;
+    req.set_request_id("real-vocab-" + family);
+    pb::Conversation* c = req.mutable_conversation();
+    c->set_developer_instructions(system);
+    pb::ChatMessage* m = c->add_messages();
+    m->set_role(pb::ROLE_USER);
+    m->set_content(user);
+    req.set_max_tokens(16);
+    req.mutable_sampling()->set_temperature(0.0f);
+    const StreamResult got = RunStream(stub.get(), req);
+    ExpectSameAsDirect(got, want, static_cast<int>(prompt.size()), family + " grpc");
+    EXPECT_EQ(got.final.finish_reason(), pb::FINISH_REASON_STOP);
+    EXPECT_EQ(got.text, want_text);
+
+    // Harmony's reasoning effort is refused, naming the field.
+    c->set_reasoning_effort(pb::REASONING_EFFORT_LOW);
+    const StreamResult refused = RunStream(stub.get(), req);
+    EXPECT_EQ(refused.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_TRUE(absl::StartsWith(refused.status.error_message(), "conversation.reasoning_effort"))
+        << refused.status.error_message();
+    EXPECT_TRUE(absl::StrContains(refused.status.error_message(), "not supported by the loaded model family"))
+        << refused.status.error_message();
+
+    // The HTTP face, streaming.
+    httplib::SSLClient client("127.0.0.1", *http_port);
+    client.set_ca_cert_path((prov_->pki() + "/ca.pem").c_str());
+    client.enable_server_certificate_verification(true);
+    client.set_connection_timeout(10);
+    client.set_read_timeout(60);
+    const httplib::Headers auth = {{"Authorization", "Bearer " + api_key}};
+    nlohmann::json body = {{"model", spec.name},
+                           {"messages", nlohmann::json::array({{{"role", "system"}, {"content", system}},
+                                                               {{"role", "user"}, {"content", user}}})},
+                           {"max_tokens", 16},
+                           {"temperature", 0},
+                           {"stream", true},
+                           {"stream_options", {{"include_usage", true}}}};
+    httplib::Result r = client.Post("/v1/chat/completions", auth, body.dump(), "application/json");
+    ASSERT_TRUE(r) << httplib::to_string(r.error());
+    const HttpChatStream http = ParseChatStream(r->status, r->body);
+    EXPECT_EQ(http.status, 200) << http.body;
+    EXPECT_EQ(http.content, want_text) << http.body;
+    EXPECT_EQ(http.finish_reason, "stop") << http.body;
+    EXPECT_EQ(http.prompt_tokens, static_cast<int>(prompt.size())) << http.body;
+    EXPECT_EQ(http.completion_tokens, static_cast<int>(want.tokens.size())) << http.body;
+    EXPECT_TRUE(http.done) << http.body;
+
+    body["reasoning_effort"] = "low";
+    httplib::Result e = client.Post("/v1/chat/completions", auth, body.dump(), "application/json");
+    ASSERT_TRUE(e) << httplib::to_string(e.error());
+    EXPECT_EQ(e->status, 400) << e->body;
+    const nlohmann::json err = nlohmann::json::parse(e->body, nullptr, false);
+    ASSERT_TRUE(err.contains("error")) << e->body;
+    EXPECT_EQ(err["error"]["param"], "reasoning_effort") << e->body;
+    EXPECT_TRUE(absl::StrContains(err["error"]["message"].get<std::string>(), "not supported by the loaded model family"))
+        << e->body;
   }
 }
 
