@@ -3,7 +3,7 @@
 # with carry=["bundle"]): GPU tests, the whole-model accuracy comparisons,
 # the benchmark, an end-to-end run of both services + the worker on the GPU,
 # compute-sanitizer memcheck/racecheck; logs and a results table in $OUT.
-#   bash tools/gpu_run.sh [all|tests|bench|serve|e2e|medium|sanitize|serving|big|long|load] ...
+#   bash tools/gpu_run.sh [all|tests|bench|serve|e2e|medium|sanitize|serving|big|long|load|families] ...
 # Each step has its own time limit and the run stops starting new steps at
 # OSSGATE_DEADLINE seconds (default 570), so one call fits a 10-minute slot;
 # steps run in the order above (most informative first). "serving" (the
@@ -224,6 +224,24 @@ if [[ " $modes " == *" big "* ]]; then
   step "benchmark (120b shape, streaming load, quick)" big.log 240 "$bin/gpu_bench" \
     --model="$big_dir/ossgate-120b.gguf" --quick --big_kv=false --out="$out/bench-120b.md"
   rm -f "$big_dir/ossgate-120b.gguf"
+fi
+# ------------------------------------------------------------- families ----
+# Not in "all": the other trusted families at full shape (issue 15): the
+# Qwen2.5-0.5B shape in Q8_0 (its 896-wide matrices hold no 256-element
+# k-quant super-blocks) and the Phi-3-mini-4k shape with every matrix Q4_K,
+# each benchmarked briefly (gpu_bench --quick: 512-token prefill, batch-1
+# decode at context 128, 64 sequences). Reports: bench-qwen2.md, bench-phi3.md.
+if [[ " $modes " == *" families "* ]]; then
+  step "generate Qwen2.5-0.5B-shape model (Q8_0)" families.log 60 "$bin/ossgate-make-model" \
+    --preset=qwen2.5-0.5b --vocab=placeholder:151936 --dense_type=q8_0 --out=/tmp/ossgate-qwen2.gguf
+  step "benchmark (Qwen2.5-0.5B shape, quick)" families.log 120 "$bin/gpu_bench" \
+    --model=/tmp/ossgate-qwen2.gguf --quick --big_kv=false --out="$out/bench-qwen2.md"
+  rm -f /tmp/ossgate-qwen2.gguf
+  step "generate Phi-3-mini-shape model (Q4_K)" families.log 150 "$bin/ossgate-make-model" \
+    --preset=phi3-mini --vocab=placeholder:32064 --dense_type=q4_k --out=/tmp/ossgate-phi3.gguf
+  step "benchmark (Phi-3-mini shape, Q4_K, quick)" families.log 150 "$bin/gpu_bench" \
+    --model=/tmp/ossgate-phi3.gguf --quick --big_kv=false --out="$out/bench-phi3.md"
+  rm -f /tmp/ossgate-phi3.gguf
 fi
 # ------------------------------------------------------------------ long ----
 # Not in "all": the 20b shape at 131,072 tokens of context (prefill of

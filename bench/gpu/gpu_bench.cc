@@ -35,7 +35,7 @@
 #include "kernels/cuda_check.h"
 #include "kernels/layout.h"
 
-ABSL_FLAG(std::string, model, "", "gpt-oss GGUF to benchmark (required)");
+ABSL_FLAG(std::string, model, "", "GGUF to benchmark (gpt-oss, qwen2 or phi3; required)");
 ABSL_FLAG(std::string, out, "", "markdown results file (optional)");
 ABSL_FLAG(int, decode_steps, 64, "decode steps timed per measurement");
 ABSL_FLAG(bool, big_kv, true, "also check the 24 GB configuration (32,768-token KV cache)");
@@ -163,10 +163,11 @@ std::vector<int32_t> Prompt(int n, int vocab, uint32_t seed) {
   return t;
 }
 
-// Bytes a batch-1 decode step must read: the weights it touches (dense
-// layers, 4 experts per layer, router, unembedding, one embedding row) and
-// the KV cache up to `ctx`.
-double DecodeBytesFor(const ossgate::model::ModelConfig& c, int ctx) {
+// Bytes a batch-1 decode step must read: the weights it touches (gpt-oss:
+// dense layers, 4 experts per layer, router, unembedding, one embedding
+// row; the dense families: every weight on the device but the embedding
+// table, of which one row) and the KV cache up to `ctx`.
+double DecodeBytesFor(const ossgate::model::ModelConfig& c, int ctx, const gpu::VramReport& vram) {
   using ossgate::kernels::TiledSize;
   using ossgate::kernels::WFormat;
   auto tiled = [](WFormat f, int64_t rows, int64_t cols, bool gu) {
@@ -179,6 +180,9 @@ double DecodeBytesFor(const ossgate::model::ModelConfig& c, int ctx) {
                      c.n_experts_used * (tiled(WFormat::kMxfp4, F, D, true) + tiled(WFormat::kMxfp4, D, F, false) +
                                          4.0 * (2 * F + D));
   double bytes = per_layer * c.n_layers + tiled(WFormat::kQ8_0, c.vocab_size, D, false) + D / 32.0 * 34;
+  if (c.family != ossgate::model::Family::kGptOss) {
+    bytes = static_cast<double>(vram.weights() - vram.weights_embedding) + D * 2.0;
+  }
   int full = 0, sliding = 0;
   for (int l = 0; l < c.n_layers; ++l) (c.IsSlidingLayer(l) ? sliding : full)++;
   bytes += 2.0 * 2 * KV * (static_cast<double>(full) * ctx + static_cast<double>(sliding) * std::min(ctx, c.sliding_window));
@@ -414,7 +418,7 @@ int main(int argc, char** argv) {
     b.kv().AddSequence(2000).IgnoreError();
     bench.Prefill(2000, ctx);
     const double t = bench.Decode({2000}, steps);
-    const double bytes_tok = DecodeBytesFor(c, ctx + steps / 2);
+    const double bytes_tok = DecodeBytesFor(c, ctx + steps / 2, b.Vram());
     Out(absl::StrFormat("| %d | %.3f | %.1f | %.3g | %.0f | %.0f |\n", ctx, t * 1e3, 1.0 / t, bytes_tok,
                         bytes_tok / t / 1e9, copy_gbs * 1e9 / bytes_tok));
     b.kv().RemoveSequence(2000);
