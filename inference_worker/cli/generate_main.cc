@@ -23,14 +23,16 @@
 #include "inference_worker/backend_factory.h"
 #include "inference_worker/model/generation.h"
 #include "inference_worker/model/model_file.h"
+#include "inference_worker/text/chat_format.h"
 #include "inference_worker/text/harmony.h"
 #include "inference_worker/text/tokenizer.h"
 
 ABSL_FLAG(std::string, model, "", "path of the GGUF model (required)");
 ABSL_FLAG(std::string, prompt, "", "raw text to continue (completion mode)");
-ABSL_FLAG(std::string, chat, "", "user message, rendered in the harmony chat format");
+ABSL_FLAG(std::string, chat, "", "user message, rendered in the file's chat format (gpt-oss: harmony; qwen2: ChatML; "
+          "phi3: Phi-3's)");
 ABSL_FLAG(std::string, instructions, "", "developer instructions for --chat");
-ABSL_FLAG(std::string, reasoning, "low", "reasoning effort for --chat: low, medium, high");
+ABSL_FLAG(std::string, reasoning, "low", "reasoning effort for --chat: low, medium, high (harmony only)");
 ABSL_FLAG(bool, show_analysis, true, "print the analysis channel of --chat answers (dimmed)");
 ABSL_FLAG(bool, allow_special, false, "parse special-token strings such as <|start|> in --prompt");
 ABSL_FLAG(int, max_tokens, 128, "maximum number of generated tokens");
@@ -121,6 +123,11 @@ Example:
 
   std::vector<int32_t> prompt;
   const bool chat = !chat_text.empty();
+  // The chat format of the file's family (harmony, ChatML, Phi-3).
+  auto arch = file->GetString("general.architecture");
+  auto format = text::ChatFormatForArchitecture(arch.ok() ? *arch : "");
+  if (chat && !format.ok()) return Fail(format.status());
+  std::vector<std::string> stops = {"<|return|>", "<|call|>", "<|endoftext|>"};
   if (chat) {
     text::Conversation conv;
     const std::string effort = absl::GetFlag(FLAGS_reasoning);
@@ -132,9 +139,18 @@ Example:
     user.role = text::Role::kUser;
     user.content = chat_text;
     conv.messages.push_back(std::move(user));
-    auto rendered = text::RenderForCompletion(**tokenizer, conv);
-    if (!rendered.ok()) return Fail(rendered.status());
-    prompt = *std::move(rendered);
+    if ((*format)->harmony()) {
+      auto rendered = text::RenderForCompletion(**tokenizer, conv);
+      if (!rendered.ok()) return Fail(rendered.status());
+      prompt = *std::move(rendered);
+    } else {
+      auto rendered = (*format)->Render(**tokenizer, conv);
+      if (!rendered.ok()) return Fail(rendered.status());
+      prompt = *std::move(rendered);
+      stops = (*format)->StopTokens();
+    }
+    std::fprintf(stderr, "chat format: %s, %zu prompt tokens\n", std::string((*format)->name()).c_str(),
+                 prompt.size());
   } else {
     prompt = (*tokenizer)->Encode(prompt_text, absl::GetFlag(FLAGS_allow_special));
   }
@@ -147,12 +163,12 @@ Example:
   params.sampling.min_p = absl::GetFlag(FLAGS_min_p);
   params.sampling.repetition_penalty = absl::GetFlag(FLAGS_repetition_penalty);
   params.sampling.seed = absl::GetFlag(FLAGS_seed);
-  for (const char* stop : {"<|return|>", "<|call|>", "<|endoftext|>"}) {
+  for (const std::string& stop : stops) {
     if (auto id = (*tokenizer)->SpecialTokenId(stop)) params.stop_token_ids.push_back(*id);
   }
   if (params.max_tokens < 1) return Fail(absl::InvalidArgumentError("--max_tokens must be at least 1"));
 
-  params.harmony = chat;
+  params.harmony = chat && (*format)->harmony();
   const bool tty = ::isatty(STDOUT_FILENO);
   const bool show_analysis = absl::GetFlag(FLAGS_show_analysis);
   std::string shown_channel;
@@ -172,7 +188,7 @@ Example:
   for (;;) {
     const model::SequenceState::StepResult r = *std::move(taken);
     last = r.token;
-    if (chat) {
+    if (params.harmony) {
       if (!r.text.empty() && (r.channel != "analysis" || show_analysis)) {
         if (r.channel != shown_channel) {
           std::printf("%s%s[%s]%s ", shown_channel.empty() ? "" : "\n", tty ? "\033[1m" : "", r.channel.c_str(),

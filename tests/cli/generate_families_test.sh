@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # ossgate-generate streams a completion from a qwen2 and a phi3 file on the
-# CPU backend (random tiny models with the tiny vocabulary), refuses them on
-# the CUDA backend naming the family, and falls back to the CPU with "auto".
+# CPU backend (random tiny models with the tiny vocabulary), meets the CUDA
+# backend like a gpt-oss file, falls back to the CPU with "auto", and answers
+# --chat in the family's chat format (models with the tiny-qwen2 / tiny-phi3
+# vocabularies, which hold the ChatML / Phi-3 special tokens and no harmony
+# ones: rendering harmony would fail).
 # Usage: generate_families_test.sh OSSGATE_MAKE_MODEL OSSGATE_GENERATE
 set -uo pipefail
 make_model=$1 generate=$2
@@ -47,6 +50,20 @@ for family in qwen2 phi3; do
   if (( rc != 0 )); then echo "FAIL: $family on auto exited $rc"; cat "$dir/err"; fail=1; fi
   expect "$family auto" "$dir/err" "using the CPU backend"
   expect "$family auto" "$dir/err" "backend: cpu"
+done
+for pair in "qwen2 chatml" "phi3 phi3"; do
+  set -- $pair
+  family=$1 format=$2
+  model=$dir/$family-chat.gguf
+  if ! "$make_model" --family=$family --vocab=tiny-$family --seed=4 --out="$model" >"$dir/make.out" 2>&1; then
+    echo "FAIL: make-model --family=$family --vocab=tiny-$family"; cat "$dir/make.out"; fail=1; continue
+  fi
+  "$generate" --model="$model" --chat="Hello there" --instructions="Be brief." --max_tokens=8 --backend=cpu \
+    --threads=1 >"$dir/out" 2>"$dir/err"
+  rc=$?
+  if (( rc != 0 )); then echo "FAIL: $family --chat exited $rc"; cat "$dir/err"; fail=1; fi
+  expect "$family chat" "$dir/err" "chat format: $format,"
+  if grep -q '^\[' "$dir/out"; then echo "FAIL: $family chat printed harmony channel markers"; fail=1; fi
 done
 if (( fail )); then exit 1; fi
 echo "ok"
