@@ -54,6 +54,8 @@ cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_
   -DCMAKE_CXX_COMPILER=clang++ -DOSSGATE_FUZZ=ON -DOSSGATE_CUDA=OFF >/dev/null
 cmake --build "$build" -j "$jobs" --target "${targets[@]/%/_fuzzer}"
 export OSSGATE_O200K_VOCAB="$build/assets/tokenizer/o200k_harmony.vocab"
+export OSSGATE_QWEN2_VOCAB="$build/assets/tokenizer/qwen2.5.vocab"
+export OSSGATE_PHI3_VOCAB="$build/assets/tokenizer/phi3-mini.vocab"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
