@@ -21,9 +21,11 @@ ABSL_FLAG(std::string, cert, "", "PEM client certificate (when the worker requir
 ABSL_FLAG(std::string, key, "", "PEM private key of --cert");
 ABSL_FLAG(std::string, server_name, "", "expected TLS name of the worker (default: host of --server)");
 ABSL_FLAG(bool, insecure_dev_loopback, false, "development only: plaintext to a loopback worker");
-ABSL_FLAG(std::string, chat, "", "user message (harmony chat)");
-ABSL_FLAG(std::string, instructions, "", "developer instructions for --chat");
-ABSL_FLAG(std::string, reasoning, "low", "reasoning effort for --chat: low, medium, high");
+ABSL_FLAG(std::string, chat, "", "user message (rendered in the loaded model's chat format)");
+ABSL_FLAG(std::string, instructions, "", "developer instructions for --chat (the system message of ChatML / Phi-3)");
+ABSL_FLAG(std::string, reasoning, "",
+          "reasoning effort for --chat: low, medium or high (gpt-oss's harmony format only); empty: low for a "
+          "gpt-oss model, none for other families (which refuse one)");
 ABSL_FLAG(std::string, prompt, "", "raw text prompt (completion)");
 ABSL_FLAG(int, max_tokens, 128, "maximum generated tokens");
 ABSL_FLAG(float, temperature, 0.0f, "sampling temperature (0 = greedy)");
@@ -96,10 +98,30 @@ int main(int argc, char** argv) {
     m->set_role(pb::ROLE_USER);
     m->set_content(chat);
     c->set_developer_instructions(absl::GetFlag(FLAGS_instructions));
-    const std::string r = absl::GetFlag(FLAGS_reasoning);
-    c->set_reasoning_effort(r == "high" ? pb::REASONING_EFFORT_HIGH
-                            : r == "medium" ? pb::REASONING_EFFORT_MEDIUM
-                                            : pb::REASONING_EFFORT_LOW);
+    std::string r = absl::GetFlag(FLAGS_reasoning);
+    if (r.empty()) {
+      // Harmony's reasoning effort exists only for gpt-oss; ask which family
+      // the worker serves.
+      grpc::ClientContext ctx;
+      pb::ModelInfo info;
+      const grpc::Status s = stub->GetModelInfo(&ctx, pb::GetModelInfoRequest(), &info);
+      if (!s.ok()) {
+        std::fprintf(stderr, "error: GetModelInfo (to pick the reasoning effort; pass --reasoning to skip it): %s\n",
+                     s.error_message().c_str());
+        return 1;
+      }
+      if (info.architecture() == "gpt-oss") r = "low";
+    }
+    if (r == "low") {
+      c->set_reasoning_effort(pb::REASONING_EFFORT_LOW);
+    } else if (r == "medium") {
+      c->set_reasoning_effort(pb::REASONING_EFFORT_MEDIUM);
+    } else if (r == "high") {
+      c->set_reasoning_effort(pb::REASONING_EFFORT_HIGH);
+    } else if (!r.empty()) {
+      std::fprintf(stderr, "error: --reasoning must be low, medium or high, got \"%s\"\n", r.c_str());
+      return 2;
+    }
   } else {
     req.set_text(absl::GetFlag(FLAGS_prompt));
   }

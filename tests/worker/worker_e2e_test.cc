@@ -1389,6 +1389,17 @@ TEST_F(WorkerE2eTest, TokenizeDetokenizeRoundTrip) {
   EXPECT_TRUE(absl::StartsWith(s.error_message(), absl::StrCat("token_ids[", ids.size(), "]:"))) << s.error_message();
 }
 
+// Runs a client command line with PYTHONPATH set to the generated stubs;
+// returns its stdout (the streamed text), stderr goes to `err_file`.
+std::string RunClient(const std::vector<std::string>& argv, const std::string& out_file) {
+  std::string cmd = absl::StrCat("PYTHONPATH='", OSSGATE_PYTHON_STUBS_DIR, "'");
+  for (const std::string& a : argv) absl::StrAppend(&cmd, " '", a, "'");
+  absl::StrAppend(&cmd, " >'", out_file, "' 2>'", out_file, ".err'");
+  const int rc = std::system(cmd.c_str());
+  EXPECT_EQ(rc, 0) << cmd << "\n" << worker_test::ReadFile(out_file + ".err").value_or("");
+  return worker_test::ReadFile(out_file).value_or("");
+}
+
 // qwen2 and phi3 files load through the same provenance gate onto the CPU
 // backend (this machine has no GPU); GetModelInfo and the ready
 // line name the family, and a greedy completion equals the engine's on the
@@ -1640,6 +1651,21 @@ TEST_F(WorkerE2eTest, DenseFamiliesWithRealVocabulariesChatOverGrpcAndHttp) {
     EXPECT_TRUE(absl::StrContains(refused.status.error_message(), "not supported by the loaded model family"))
         << refused.status.error_message();
 
+    // Both command-line clients chat with it: they send gpt-oss's reasoning
+    // effort only to a gpt-oss model (or when it is asked for).
+    const ClientTls tls = ClientIdentity();
+    for (const bool python : {false, true}) {
+      std::vector<std::string> argv = {OSSGATE_CLIENT_BIN};
+      if (python) argv = {"/usr/bin/python3", std::string(OSSGATE_SOURCE_DIR) + "/tools/client/ossgate_client.py"};
+      argv.insert(argv.end(), {absl::StrCat("--server=127.0.0.1:", (*w)->port()), "--ca=" + tls.ca_path,
+                               "--cert=" + tls.cert_path, "--key=" + tls.key_path, "--chat=" + user,
+                               "--instructions=" + system, "--max_tokens=16"});
+      const std::string out = *dir_ / absl::StrCat(family, python ? "-py" : "-cpp", "-client.out");
+      EXPECT_EQ(RunClient(argv, out), want_text + "\n") << (python ? "python" : "c++");
+      EXPECT_TRUE(absl::StrContains(worker_test::ReadFile(out + ".err").value_or(""), "finish: FINISH_REASON_STOP"))
+          << (python ? "python" : "c++");
+    }
+
     // The HTTP face, streaming.
     httplib::SSLClient client("127.0.0.1", *http_port);
     client.set_ca_cert_path((prov_->pki() + "/ca.pem").c_str());
@@ -1746,17 +1772,6 @@ TEST_F(WorkerE2eTest, ModelInfoCarriesProvenanceAndQuantization) {
 }
 
 // ---- Clients ---------------------------------------------------------------
-
-// Runs a client command line with PYTHONPATH set to the generated stubs;
-// returns its stdout (the streamed text), stderr goes to `err_file`.
-std::string RunClient(const std::vector<std::string>& argv, const std::string& out_file) {
-  std::string cmd = absl::StrCat("PYTHONPATH='", OSSGATE_PYTHON_STUBS_DIR, "'");
-  for (const std::string& a : argv) absl::StrAppend(&cmd, " '", a, "'");
-  absl::StrAppend(&cmd, " >'", out_file, "' 2>'", out_file, ".err'");
-  const int rc = std::system(cmd.c_str());
-  EXPECT_EQ(rc, 0) << cmd << "\n" << worker_test::ReadFile(out_file + ".err").value_or("");
-  return worker_test::ReadFile(out_file).value_or("");
-}
 
 TEST_F(WorkerE2eTest, PythonClientStreamsTheSameTextAsTheCppClient) {
   const ClientTls tls = ClientIdentity();

@@ -54,10 +54,12 @@ def parse_args(argv):
     p.add_argument("--server_name", default="", help="expected TLS name of the worker (default: host of --server)")
     p.add_argument("--insecure_dev_loopback", type=absl_bool, nargs="?", const=True, default=False,
                    help="development only: plaintext to a loopback worker")
-    p.add_argument("--chat", default="", help="user message (harmony chat)")
-    p.add_argument("--instructions", default="", help="developer instructions for --chat")
-    p.add_argument("--reasoning", default="low", choices=["low", "medium", "high"],
-                   help="reasoning effort for --chat")
+    p.add_argument("--chat", default="", help="user message (rendered in the loaded model's chat format)")
+    p.add_argument("--instructions", default="",
+                   help="developer instructions for --chat (the system message of ChatML / Phi-3)")
+    p.add_argument("--reasoning", default="", choices=["", "low", "medium", "high"],
+                   help="reasoning effort for --chat (gpt-oss's harmony format only); empty: low for a gpt-oss "
+                        "model, none for other families (which refuse one)")
     p.add_argument("--prompt", default="", help="raw text prompt (completion)")
     p.add_argument("--max_tokens", type=int, default=128, help="maximum generated tokens")
     p.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (0 = greedy)")
@@ -126,7 +128,8 @@ def wait_ready(channel, seconds):
     return 1
 
 
-def build_request(args):
+def build_request(args, architecture):
+    """The request; `architecture` (GetModelInfo's) picks the default reasoning effort of a chat."""
     req = pb.GenerateRequest()
     if args.chat:
         conv = req.conversation
@@ -134,11 +137,13 @@ def build_request(args):
         msg.role = pb.ROLE_USER
         msg.content = args.chat
         conv.developer_instructions = args.instructions
-        conv.reasoning_effort = {
-            "low": pb.REASONING_EFFORT_LOW,
-            "medium": pb.REASONING_EFFORT_MEDIUM,
-            "high": pb.REASONING_EFFORT_HIGH,
-        }[args.reasoning]
+        reasoning = args.reasoning or ("low" if architecture == "gpt-oss" else "")
+        if reasoning:
+            conv.reasoning_effort = {
+                "low": pb.REASONING_EFFORT_LOW,
+                "medium": pb.REASONING_EFFORT_MEDIUM,
+                "high": pb.REASONING_EFFORT_HIGH,
+            }[reasoning]
     else:
         req.text = args.prompt
     req.max_tokens = args.max_tokens
@@ -152,7 +157,16 @@ def stream(stub, args):
     out = sys.stdout
     channel_shown = ""
     final = None
-    call = stub.Generate(build_request(args), timeout=args.timeout_s or None)
+    architecture = ""
+    if args.chat and not args.reasoning:
+        # Harmony's reasoning effort exists only for gpt-oss; ask which family the worker serves.
+        try:
+            architecture = stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=args.timeout_s or None).architecture
+        except grpc.RpcError as e:
+            sys.stderr.write("error: GetModelInfo (to pick the reasoning effort; pass --reasoning to skip it): %s\n" %
+                             e.details())
+            return 1
+    call = stub.Generate(build_request(args, architecture), timeout=args.timeout_s or None)
     try:
         for resp in call:
             if resp.text and (resp.channel != "analysis" or args.show_analysis):
