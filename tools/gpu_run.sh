@@ -49,7 +49,10 @@ if [[ "${1:-}" == "e2e-inner" ]]; then
     pki=$state/pki
     bash "$root/tools/certs/make_dev_pki.sh" "$pki" worker:worker-1 admin:admin-1 auditor:auditor-1 client:gpu-client
   fi
-  model=$root/models/ossgate-small.gguf
+  # Another model than the bundled one: OSSGATE_E2E_MODEL (its file name is
+  # the path registered under ossgate://bundled), e.g. the families step.
+  model=${OSSGATE_E2E_MODEL:-$root/models/ossgate-small.gguf}
+  file=$(basename "$model")
   question=${OSSGATE_E2E_QUESTION:-"Tell me a short story about a lighthouse keeper."}
   "$bin/provctl" keygen --out="$state/token" >/dev/null
   "$bin/provctl" keygen --out="$state/checkpoint" --name=ossgate.local/provenance >"$state/log_key.txt"
@@ -67,16 +70,16 @@ if [[ "${1:-}" == "e2e-inner" ]]; then
   prov=127.0.0.1:$(cat "$state/prov.port")
   admin=(--server="$prov" --ca="$pki/ca.pem" --cert="$pki/admin-admin-1.pem" --key="$pki/admin-admin-1.key")
   auditor=(--server="$prov" --ca="$pki/ca.pem" --cert="$pki/auditor-auditor-1.pem" --key="$pki/auditor-auditor-1.key")
-  echo "== trust the bundled trained model"
-  "$bin/provctl" trust add-file "${admin[@]}" --source=ossgate://bundled --path=ossgate-small.gguf --file="$model" \
+  echo "== trust $file"
+  "$bin/provctl" trust add-file "${admin[@]}" --source=ossgate://bundled --path="$file" --file="$model" \
     --description="ossgate bundled default model" 2>&1 | sed 's/^/   /'
-  for backend in cuda cpu; do
+  for backend in ${OSSGATE_E2E_BACKENDS:-cuda cpu}; do  # (cpu alone: a dry run of this script without a GPU)
     port=$(( 20000 + RANDOM % 20000 ))
     echo "== worker --backend=$backend (hash -> verify -> token check -> load)"
     t0=$(date +%s%N)
     "$bin/inference_worker" --backend=$backend --load_to_device=true --listen=127.0.0.1:$port --tls_cert="$pki/server.pem" \
       --tls_key="$pki/server.key" --tls_client_ca="$pki/ca.pem" --model="$model" \
-      --source_uri=ossgate://bundled/ossgate-small.gguf --worker_id=worker-1 --provenance="$prov" \
+      --source_uri="ossgate://bundled/$file" --worker_id=worker-1 --provenance="$prov" \
       --provenance_ca="$pki/ca.pem" --provenance_cert="$pki/worker-worker-1.pem" \
       --provenance_key="$pki/worker-worker-1.key" --pinned_keys="$state/token.pub.pem" --max_sequences=4 \
       --max_context=2048 2>"$state/worker-$backend.log" &
@@ -231,7 +234,19 @@ fi
 # k-quant super-blocks) and the Phi-3-mini-4k shape with every matrix Q4_K,
 # each benchmarked briefly (gpu_bench --quick: 512-token prefill, batch-1
 # decode at context 128, 64 sequences). Reports: bench-qwen2.md, bench-phi3.md.
+# First a small model of each family with its real vocabulary streams a chat
+# answer (ChatML, Phi-3's format) through both services on the CUDA and the
+# CPU backend (the e2e step's script; log: families-e2e.log).
 if [[ " $modes " == *" families "* ]]; then
+  for fam in qwen2:qwen2.5 phi3:phi3-mini; do
+    f=${fam%%:*} vocab=/tmp/ossgate-${fam#*:}.vocab
+    xz -dc "$root/assets/tokenizer/${fam#*:}.vocab.xz" > "$vocab"
+    step "generate $f-tiny model (real vocabulary)" families-e2e.log 60 "$bin/ossgate-make-model" \
+      --preset=$f-tiny --vocab="$vocab" --out=/tmp/ossgate-$f-tiny.gguf
+    step "e2e: services + worker --backend=cuda vs cpu ($f-tiny)" families-e2e.log 120 \
+      env OSSGATE_E2E_MODEL=/tmp/ossgate-$f-tiny.gguf bash "$0" e2e-inner
+    rm -f /tmp/ossgate-$f-tiny.gguf "$vocab"
+  done
   step "generate Qwen2.5-0.5B-shape model (Q8_0)" families.log 60 "$bin/ossgate-make-model" \
     --preset=qwen2.5-0.5b --vocab=placeholder:151936 --dense_type=q8_0 --out=/tmp/ossgate-qwen2.gguf
   step "benchmark (Qwen2.5-0.5B shape, quick)" families.log 120 "$bin/gpu_bench" \
