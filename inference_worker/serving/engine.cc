@@ -205,10 +205,12 @@ void Engine::Loop() {
   std::vector<float> logits;
   std::vector<int32_t> sampled;
   const int vocab = backend_.config().vocab_size;
+  double last_step_end = -1;  // when the previous backend call returned; < 0 after a wait for work
   for (;;) {
     std::vector<ScheduledSeq> plan;
     std::vector<model::SequenceStep> steps;
     std::vector<model::StepSampling> sampling;  // one per step (ForwardSample)
+    StepStats stats;
     // Whether a sequence of the plan needs its logits on the host: log
     // probabilities are computed from them and penalties need the history.
     // Then the whole step runs through Forward and every sequence samples on
@@ -251,6 +253,7 @@ void Engine::Loop() {
       plan = scheduler_.Schedule();
       if (plan.empty()) {
         // Nothing runnable: wait for work, or poll paused streams.
+        last_step_end = -1;
         if (active_.empty()) {
           cv_.wait(lock, [&] { return stop_ || !active_.empty(); });
         } else {
@@ -265,13 +268,24 @@ void Engine::Loop() {
                          s.samples ? model::Logits::kLast : model::Logits::kNone});
         sampling.push_back(s.samples ? a.state->NextSampling() : model::StepSampling{});
         if (s.samples && (a.request.logprobs >= 0 || a.state->NeedsHostLogits())) host_logits = true;
+        const int prompt_len = static_cast<int>(a.request.prompt.size());
+        const int prefill = std::clamp(prompt_len - s.first_token, 0, s.n_tokens);
+        stats.prefill_tokens += prefill;
+        stats.decode_tokens += s.n_tokens - prefill;
       }
+      stats.sequences = static_cast<int>(plan.size());
     }
 
     // The step itself runs without the lock: Submit may add entries to
     // active_, but only this thread removes them or touches their tokens.
+    const double step_start = Now();
     const absl::Status status =
         host_logits ? backend_.Forward(steps, &logits) : backend_.ForwardSample(steps, sampling, &sampled);
+    const double step_end = Now();
+    stats.backend_seconds = step_end - step_start;
+    stats.host_seconds = last_step_end >= 0 ? step_start - last_step_end : -1;
+    last_step_end = step_end;
+    if (observer_) observer_->OnStep(stats);
 
     std::lock_guard<std::mutex> lock(mu_);
     size_t row = 0;

@@ -143,6 +143,23 @@ struct EngineStats {
   uint64_t stalled = 0;  // requests ended because their consumer stopped taking output
 };
 
+// One engine step, as observed (metrics, benchmarks). A sequence's tokens
+// are prefill while they are its prompt's, decode after (the generated
+// tokens fed back, one per step).
+struct StepStats {
+  int sequences = 0;
+  int prefill_tokens = 0;
+  int decode_tokens = 0;
+  // The backend call (Forward or ForwardSample: the model on every token
+  // of the step and the sampling).
+  double backend_seconds = 0;
+  // The engine's own time since the previous step's backend call returned:
+  // that step's outputs (tokens through SequenceState, chunks to the streams)
+  // and this step's scheduling. Negative when the engine waited for work in
+  // between (nothing to attribute).
+  double host_seconds = -1;
+};
+
 // Observes finished requests and token timing (metrics); called on the
 // engine thread.
 class EngineObserver {
@@ -154,6 +171,8 @@ class EngineObserver {
   // A request is being ended because its consumer took no output for the
   // stall timeout (OnFinished follows with kCancelled).
   virtual void OnStalled() {}
+  // A step ran (after its backend call, before its outputs are handled).
+  virtual void OnStep(const StepStats& step) {}
 };
 
 class Engine {

@@ -16,6 +16,15 @@ prometheus::Histogram::BucketBoundaries LatencyBuckets() {
   return {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
 }
 
+// Engine steps: from a small model's decode step (a fraction of a
+// millisecond) to long prefill chunks.
+prometheus::Histogram::BucketBoundaries StepBuckets() {
+  return {0.0005, 0.001, 0.002, 0.004, 0.006, 0.008, 0.01, 0.0125, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
+}
+prometheus::Histogram::BucketBoundaries HostBuckets() {
+  return {0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1};
+}
+
 }  // namespace
 
 WorkerMetrics::WorkerMetrics() : registry_(std::make_shared<prometheus::Registry>()) {
@@ -72,9 +81,42 @@ WorkerMetrics::WorkerMetrics() : registry_(std::make_shared<prometheus::Registry
                        .Help("Duration of the last model load (hash, verify, parse, upload)")
                        .Register(*registry_)
                        .Add({});
+  auto& steps = prometheus::BuildHistogram()
+                    .Name("ossgate_worker_step_seconds")
+                    .Help(
+                        "Backend time of an engine step (the model over the step's tokens and the sampling), by kind: "
+                        "decode (generated tokens only), prefill (prompt tokens only), mixed")
+                    .Register(*registry_);
+  step_decode_ = &steps.Add({{"kind", "decode"}}, StepBuckets());
+  step_prefill_ = &steps.Add({{"kind", "prefill"}}, StepBuckets());
+  step_mixed_ = &steps.Add({{"kind", "mixed"}}, StepBuckets());
+  step_host_ = &prometheus::BuildHistogram()
+                    .Name("ossgate_worker_step_host_seconds")
+                    .Help(
+                        "The engine's own time between two back-to-back steps (outputs of the one, scheduling of the "
+                        "next), when the backend waits on it")
+                    .Register(*registry_)
+                    .Add({}, HostBuckets());
+  auto& step_tokens = prometheus::BuildCounter()
+                          .Name("ossgate_worker_step_tokens_total")
+                          .Help("Tokens run through the model in engine steps, by kind (prefill: prompt tokens; "
+                                "decode: generated tokens fed back)")
+                          .Register(*registry_);
+  step_prefill_tokens_ = &step_tokens.Add({{"kind", "prefill"}});
+  step_decode_tokens_ = &step_tokens.Add({{"kind", "decode"}});
 }
 
 WorkerMetrics::~WorkerMetrics() { StopWatching(); }
+
+void WorkerMetrics::OnStep(const serving::StepStats& step) {
+  prometheus::Histogram* h = step.prefill_tokens == 0  ? step_decode_
+                             : step.decode_tokens == 0 ? step_prefill_
+                                                       : step_mixed_;
+  h->Observe(step.backend_seconds);
+  if (step.host_seconds >= 0) step_host_->Observe(step.host_seconds);
+  step_prefill_tokens_->Increment(step.prefill_tokens);
+  step_decode_tokens_->Increment(step.decode_tokens);
+}
 
 void WorkerMetrics::StopWatching() {
   stop_.store(true);

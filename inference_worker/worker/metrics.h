@@ -2,7 +2,9 @@
 // the metrics port: request counters (finished by finish reason, refused by
 // gRPC code; HTTP API requests by route and status), token counters, time-to-first-token and inter-token latency
 // histograms, running/waiting/paused sequences, streams ended because their
-// client stopped reading, KV block usage, model load duration.
+// client stopped reading, KV block usage, model load duration; per engine
+// step its backend time by kind (decode, prefill, mixed), the engine's host
+// time between steps and the prefill and decode tokens.
 #pragma once
 
 #include <atomic>
@@ -43,6 +45,7 @@ class WorkerMetrics final : public serving::EngineObserver, public ServiceObserv
   }
   void OnFinished(model::FinishReason reason, const serving::Usage& usage) override;
   void OnStalled() override { stalled_->Increment(); }
+  void OnStep(const serving::StepStats& step) override;
 
   // ServiceObserver (gRPC threads).
   void OnGenerateRefused(grpc::StatusCode code) override;
@@ -68,6 +71,12 @@ class WorkerMetrics final : public serving::EngineObserver, public ServiceObserv
   prometheus::Gauge* kv_used_;
   prometheus::Gauge* kv_total_;
   prometheus::Gauge* load_seconds_;
+  prometheus::Histogram* step_decode_;
+  prometheus::Histogram* step_prefill_;
+  prometheus::Histogram* step_mixed_;
+  prometheus::Histogram* step_host_;
+  prometheus::Counter* step_prefill_tokens_;
+  prometheus::Counter* step_decode_tokens_;
   std::atomic<bool> stop_{false};
   std::thread watcher_;
 };

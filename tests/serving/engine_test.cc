@@ -332,6 +332,61 @@ TEST_F(EngineTest, BackendSamplingStreamsEqualHostSampling) {
   EXPECT_GT(counting.mixed_forward_sample_calls.load(), 0);
 }
 
+// Records the engine's steps (engine thread only; read after the engine
+// stopped).
+class StepObserver final : public serving::EngineObserver {
+ public:
+  void OnFirstToken(double) override {}
+  void OnToken(double) override {}
+  void OnFinished(FinishReason, const serving::Usage& usage) override {
+    generated += usage.generated_tokens;
+    ++finished;
+  }
+  void OnStep(const serving::StepStats& step) override { steps.push_back(step); }
+  std::vector<serving::StepStats> steps;
+  int generated = 0, finished = 0;
+};
+
+// Every step is reported with its prefill and decode tokens: the prefill
+// tokens add up to the prompts (chunked by a budget of 6 tokens), the decode
+// tokens to the generated tokens fed back (all but each request's last),
+// and some steps mix both; every step has a backend time, and steps that
+// follow one another have a host time.
+TEST_F(EngineTest, StepsReportTheirPrefillAndDecodeTokensAndTimes) {
+  serving::EngineOptions o;
+  o.scheduler.max_running = 3;
+  o.scheduler.step_token_budget = 6;
+  StepObserver observer;
+  const std::vector<int> prompt_lens = {13, 7, 20, 5};
+  {
+    serving::Engine engine(*engine_backend_, *tokenizer_, o, &observer);
+    std::vector<std::shared_ptr<serving::RequestStream>> streams;
+    for (size_t i = 0; i < prompt_lens.size(); ++i) {
+      serving::GenerationRequest r = Request(absl::StrCat("r", i), Prompt(prompt_lens[i], 70 + i), 0.0f, 0, 9);
+      auto s = engine.Submit(r);
+      ASSERT_TRUE(s.ok()) << s.status();
+      streams.push_back(*s);
+    }
+    for (auto& s : streams) EXPECT_EQ(Drain(*s).tokens.size(), 9u);
+  }
+  ASSERT_EQ(observer.finished, 4);
+  int prefill = 0, decode = 0, mixed = 0, with_host = 0;
+  for (const serving::StepStats& st : observer.steps) {
+    EXPECT_GT(st.sequences, 0);
+    EXPECT_LE(st.prefill_tokens + st.decode_tokens, 6);
+    EXPECT_LE(st.decode_tokens, st.sequences);  // one generated token per sequence
+    EXPECT_GT(st.backend_seconds, 0.0);
+    prefill += st.prefill_tokens;
+    decode += st.decode_tokens;
+    mixed += st.prefill_tokens > 0 && st.decode_tokens > 0;
+    with_host += st.host_seconds >= 0;
+  }
+  EXPECT_EQ(prefill, 13 + 7 + 20 + 5);
+  EXPECT_EQ(decode, observer.generated - 4);
+  EXPECT_GT(mixed, 0);
+  EXPECT_GT(with_host, static_cast<int>(observer.steps.size()) / 2);
+}
+
 // Requests that need host logits next to ones that do not: steps with a
 // penalised or log-probability request run Forward and sample every
 // sequence on the host, the others sample in the backend; the streams are

@@ -1340,6 +1340,22 @@ TEST_F(WorkerE2eTest, MetricsCountRequestsTokensAndLatencies) {
   const auto prompt = MetricValue(text, "ossgate_worker_tokens_total{kind=\"prompt\"}");
   ASSERT_TRUE(prompt.has_value()) << text;
   EXPECT_GT(*prompt, 0.0);
+  // Engine steps: the prompt in one prefill step, then one decode step per
+  // generated token fed back (11 of the 12).
+  EXPECT_EQ(MetricValue(text, "ossgate_worker_step_tokens_total{kind=\"prefill\"}"), *prompt) << text;
+  EXPECT_EQ(MetricValue(text, "ossgate_worker_step_tokens_total{kind=\"decode\"}"), 11.0) << text;
+  EXPECT_EQ(MetricValue(text, "ossgate_worker_step_seconds_count{kind=\"prefill\"}"), 1.0) << text;
+  EXPECT_EQ(MetricValue(text, "ossgate_worker_step_seconds_count{kind=\"decode\"}"), 11.0) << text;
+  EXPECT_EQ(MetricValue(text, "ossgate_worker_step_seconds_count{kind=\"mixed\"}"), 0.0) << text;
+  // Host time between back-to-back steps: after the prefill step for every
+  // decode step, unless a paused stream made the engine wait in between.
+  const auto host_steps = MetricValue(text, "ossgate_worker_step_host_seconds_count");
+  ASSERT_TRUE(host_steps.has_value()) << text;
+  EXPECT_GE(*host_steps, 1.0);
+  EXPECT_LE(*host_steps, 11.0);
+  const auto decode_s = MetricValue(text, "ossgate_worker_step_seconds_sum{kind=\"decode\"}");
+  ASSERT_TRUE(decode_s.has_value()) << text;
+  EXPECT_GT(*decode_s, 0.0);
   const auto load = MetricValue(text, "ossgate_worker_model_load_seconds");
   ASSERT_TRUE(load.has_value()) << text;
   EXPECT_GT(*load, 0.0);
