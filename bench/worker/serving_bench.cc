@@ -373,11 +373,56 @@ void StreamCall::OnDone(const grpc::Status& status) {
   level_->Ended();
 }
 
+// The worker's engine steps over a level: the differences of its /metrics
+// counters (ossgate_worker_step_*) between the level's start and end.
+struct EngineSteps {
+  bool ok = false;                     // both scrapes answered
+  double count[3] = {0, 0, 0};         // decode, mixed, prefill steps
+  double seconds[3] = {0, 0, 0};       // their backend time
+  double host_count = 0, host_seconds = 0;
+  double prefill_tokens = 0, decode_tokens = 0;
+};
+constexpr const char* kStepKinds[3] = {"decode", "mixed", "prefill"};
+
+// The step counters of one /metrics scrape (as an EngineSteps of totals).
+EngineSteps ScrapeSteps(int port) {
+  EngineSteps t;
+  const std::string text = worker_test::HttpGetMetrics(port);
+  if (text.empty()) return t;
+  auto value = [&](const std::string& name) { return worker_test::MetricValue(text, name).value_or(0.0); };
+  for (int k = 0; k < 3; ++k) {
+    const std::string label = absl::StrCat("{kind=\"", kStepKinds[k], "\"}");
+    t.count[k] = value("ossgate_worker_step_seconds_count" + label);
+    t.seconds[k] = value("ossgate_worker_step_seconds_sum" + label);
+  }
+  t.host_count = value("ossgate_worker_step_host_seconds_count");
+  t.host_seconds = value("ossgate_worker_step_host_seconds_sum");
+  t.prefill_tokens = value("ossgate_worker_step_tokens_total{kind=\"prefill\"}");
+  t.decode_tokens = value("ossgate_worker_step_tokens_total{kind=\"decode\"}");
+  t.ok = true;
+  return t;
+}
+
+EngineSteps StepsBetween(const EngineSteps& a, const EngineSteps& b) {
+  EngineSteps d;
+  d.ok = a.ok && b.ok;
+  for (int k = 0; k < 3; ++k) {
+    d.count[k] = b.count[k] - a.count[k];
+    d.seconds[k] = b.seconds[k] - a.seconds[k];
+  }
+  d.host_count = b.host_count - a.host_count;
+  d.host_seconds = b.host_seconds - a.host_seconds;
+  d.prefill_tokens = b.prefill_tokens - a.prefill_tokens;
+  d.decode_tokens = b.decode_tokens - a.decode_tokens;
+  return d;
+}
+
 struct LevelResult {
   std::string label;
   double rate = 0;  // 0 for the closed loop
   int streams = 0;  // closed loop only
   LevelMetrics metrics;
+  EngineSteps steps;
 };
 
 void ReportErrors(const std::string& label, const std::vector<RequestRecord>& records) {
@@ -484,6 +529,33 @@ std::string MarkdownTable(const std::vector<LevelResult>& levels) {
   return t;
 }
 
+// Where the worker's time went, per level: its engine steps by kind (mean
+// backend time), the engine's host time between back-to-back steps, and the
+// share of prompt tokens in what the model ran.
+std::string StepsTable(const std::vector<LevelResult>& levels) {
+  std::string t =
+      "| load | steps | decode steps | mean ms | mixed steps | mean ms | prefill steps | mean ms | host µs/step | "
+      "prompt share of tokens | decode tokens/step |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+  auto mean_ms = [](double seconds, double n) { return n > 0 ? absl::StrFormat("%.2f", seconds / n * 1e3) : "—"; };
+  for (const LevelResult& l : levels) {
+    const EngineSteps& e = l.steps;
+    if (!e.ok) {
+      absl::StrAppend(&t, "| ", l.label, " | (no /metrics answer) | | | | | | | | | |\n");
+      continue;
+    }
+    const double steps = e.count[0] + e.count[1] + e.count[2];
+    const double tokens = e.prefill_tokens + e.decode_tokens;
+    absl::StrAppend(&t, "| ", l.label, " | ", absl::StrFormat("%.0f", steps), " | ",
+                    absl::StrFormat("%.0f", e.count[0]), " | ", mean_ms(e.seconds[0], e.count[0]), " | ",
+                    absl::StrFormat("%.0f", e.count[1]), " | ", mean_ms(e.seconds[1], e.count[1]), " | ",
+                    absl::StrFormat("%.0f", e.count[2]), " | ", mean_ms(e.seconds[2], e.count[2]), " | ",
+                    e.host_count > 0 ? absl::StrFormat("%.0f", e.host_seconds / e.host_count * 1e6) : "—", " | ",
+                    tokens > 0 ? absl::StrFormat("%.1f%%", 100.0 * e.prefill_tokens / tokens) : "—", " | ",
+                    steps > 0 ? absl::StrFormat("%.1f", e.decode_tokens / steps) : "—", " |\n");
+  }
+  return t;
+}
+
 std::string JsonString(const std::string& s) {
   std::string out = "\"";
   for (char ch : s) {
@@ -521,7 +593,19 @@ std::string Json(const std::string& model, const std::string& workload, const st
                                     m.output_throughput),
                     ", \"ttft_ms\": ", JsonQuantiles(m.ttft_s), ", \"tpot_ms\": ", JsonQuantiles(m.tpot_s),
                     ", \"itl_ms\": ", JsonQuantiles(m.itl_s), ", \"e2el_ms\": ", JsonQuantiles(m.e2el_s),
-                    ", \"send_lag_ms\": ", JsonQuantiles(m.send_lag_s), "}");
+                    ", \"send_lag_ms\": ", JsonQuantiles(m.send_lag_s));
+    const EngineSteps& e = l.steps;
+    if (e.ok) {
+      absl::StrAppend(&j, ", \"engine_steps\": {");
+      for (int k = 0; k < 3; ++k) {
+        absl::StrAppend(&j, absl::StrFormat("\"%s\": {\"count\": %.0f, \"seconds\": %.6f}, ", kStepKinds[k],
+                                            e.count[k], e.seconds[k]));
+      }
+      absl::StrAppend(&j, absl::StrFormat("\"host\": {\"count\": %.0f, \"seconds\": %.6f}, \"prefill_tokens\": %.0f, "
+                                          "\"decode_tokens\": %.0f}",
+                                          e.host_count, e.host_seconds, e.prefill_tokens, e.decode_tokens));
+    }
+    absl::StrAppend(&j, "}");
   }
   return j + "\n  ]\n}\n";
 }
@@ -550,6 +634,9 @@ int Run() {
     if (auto s = WriteText(p, ""); !s.ok()) return Fail(s, 2);
   }
 
+  // The worker's /metrics, scraped around each level (engine steps).
+  auto metrics_port = worker_test::PickFreePort();
+  if (!metrics_port.ok()) return Fail(metrics_port.status(), 1);
   ServiceOptions so;
   so.source_dir = c.source_dir;
   so.bin_dir = absl::GetFlag(FLAGS_bin_dir);
@@ -557,6 +644,7 @@ int Run() {
   so.preset = absl::GetFlag(FLAGS_preset);
   so.vocab = absl::GetFlag(FLAGS_vocab);
   so.worker_flags = c.worker_flags;
+  so.worker_flags.push_back(absl::StrCat("--metrics_listen=127.0.0.1:", *metrics_port));
   so.temp_prefix = "serving_bench";
   auto services = BenchServices::Start(so);
   if (!services.ok()) return Fail(services.status(), 1);
@@ -600,7 +688,8 @@ int Run() {
     if (!out_path.empty()) {
       const std::string report =
           absl::StrCat("# Serving benchmark (Poisson arrivals)\n\n- date: ", date, "\n- ", model, "\n- worker flags: `",
-                       absl::StrJoin(c.worker_flags, " "), "`\n- workload: ", workload, "\n\n", MarkdownTable(levels));
+                       absl::StrJoin(c.worker_flags, " "), "`\n- workload: ", workload, "\n\n", MarkdownTable(levels),
+                       "\nEngine steps (the worker's /metrics over each level):\n\n", StepsTable(levels));
       if (auto s = WriteText(out_path, report); !s.ok()) return s;
     }
     if (!json_path.empty()) return WriteText(json_path, Json(model, workload, levels));
@@ -613,7 +702,9 @@ int Run() {
     r.rate = rate;
     r.streams = streams;
     std::fprintf(stderr, "serving_bench: level %s\n", r.label.c_str());
+    const EngineSteps before = ScrapeSteps(*metrics_port);
     RunLevel(c, pool, stubs, rate, streams, index++, &r);
+    r.steps = StepsBetween(before, ScrapeSteps(*metrics_port));
     const LevelMetrics& m = r.metrics;
     std::fprintf(stderr, "serving_bench: %s: %d sent, %d done, %d errors, %d unfinished, %.0f output tok/s\n",
                  r.label.c_str(), m.sent, m.completed, m.errors, m.unfinished, m.output_throughput);
@@ -627,7 +718,7 @@ int Run() {
     const int n = c.closed_loop_streams;
     if (auto s = run(0, n, absl::StrFormat("closed loop, %d streams", n)); !s.ok()) return Fail(s, 1);
   }
-  std::printf("%s", MarkdownTable(levels).c_str());
+  std::printf("%s\n%s", MarkdownTable(levels).c_str(), StepsTable(levels).c_str());
   return 0;
 }
 

@@ -19,7 +19,9 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 cat "$tmp/report.md"
 
 # | load | sent | done | errors | unfinished | duration s | req/s | output tok/s | TTFT p50 ms | ...
-rows=$(grep -E '^\| (Poisson|closed loop)' "$tmp/report.md") || fail "no result rows in the report"
+rows=$(sed '/^Engine steps/q' "$tmp/report.md" | grep -E '^\| (Poisson|closed loop)') || fail "no result rows in the report"
+steps=$(sed -n '/^Engine steps/,$p' "$tmp/report.md" | grep -E '^\| (Poisson|closed loop)') || fail "no engine-step rows"
+[[ $(wc -l <<<"$steps") -eq 2 ]] || fail "expected 2 engine-step rows: $steps"
 [[ $(wc -l <<<"$rows") -eq 2 ]] || fail "expected 2 rows (Poisson 20 req/s, closed loop): $rows"
 grep -q '^| Poisson 20 req/s |' <<<"$rows" || fail "no Poisson row: $rows"
 grep -q '^| closed loop, 2 streams |' <<<"$rows" || fail "no closed-loop row: $rows"
@@ -40,6 +42,13 @@ for l in levels:
     assert abs(l["output_throughput"] - 24 / l["duration_s"]) < 0.01 * l["output_throughput"] + 0.01, l
     assert 0 < l["ttft_ms"]["p50"] <= l["ttft_ms"]["p99"] <= l["e2el_ms"]["max"], l
     assert l["tpot_ms"]["p50"] > 0 and l["itl_ms"]["p50"] > 0, l
+    # The worker's engine steps over the level (its /metrics): every prompt
+    # token prefilled, every output token but each request's last fed back.
+    e = l["engine_steps"]
+    assert e["prefill_tokens"] == l["input_tokens"], (e, l["input_tokens"])
+    assert e["decode_tokens"] == l["output_tokens"] - l["completed"], e
+    steps = sum(e[k]["count"] for k in ("decode", "mixed", "prefill"))
+    assert steps >= 4 and all(e[k]["seconds"] >= 0 for k in ("decode", "mixed", "prefill")), e
 assert levels[0]["rate"] == 20 and levels[0]["streams"] is None, levels[0]
 assert levels[1]["rate"] is None and levels[1]["streams"] == 2, levels[1]
 print("json ok")

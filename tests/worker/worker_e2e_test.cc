@@ -1262,38 +1262,6 @@ TEST_F(WorkerE2eTest, RequestLargerThanTheKvPoolIsInvalidArgumentNamingMaxTokens
 
 // ---- Metrics -----------------------------------------------------------------
 
-// GET http://127.0.0.1:port/metrics over a plain socket; the body or "".
-std::string HttpGetMetrics(int port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return "";
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  std::string response;
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
-    const std::string req = "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-    if (::write(fd, req.data(), req.size()) == static_cast<ssize_t>(req.size())) {
-      char buf[4096];
-      ssize_t n;
-      while ((n = ::read(fd, buf, sizeof(buf))) > 0) response.append(buf, static_cast<size_t>(n));
-    }
-  }
-  ::close(fd);
-  const size_t body = response.find("\r\n\r\n");
-  return body == std::string::npos ? "" : response.substr(body + 4);
-}
-
-// The value of the sample line `name` (with labels, exactly as exposed).
-std::optional<double> MetricValue(const std::string& text, const std::string& name) {
-  size_t at = 0;
-  while ((at = text.find(name + " ", at)) != std::string::npos) {
-    if (at == 0 || text[at - 1] == '\n') return std::strtod(text.c_str() + at + name.size() + 1, nullptr);
-    at += name.size();
-  }
-  return std::nullopt;
-}
-
 TEST_F(WorkerE2eTest, MetricsCountRequestsTokensAndLatencies) {
   auto port = worker_test::PickFreePort();
   ASSERT_TRUE(port.ok()) << port.status();
@@ -1325,41 +1293,41 @@ TEST_F(WorkerE2eTest, MetricsCountRequestsTokensAndLatencies) {
 
   // The engine observes the finish before the last message is written, so a
   // scrape right after the stream ends sees it.
-  const std::string text = HttpGetMetrics(*port);
+  const std::string text = worker_test::HttpGetMetrics(*port);
   ASSERT_FALSE(text.empty()) << "no /metrics answer on port " << *port;
-  EXPECT_EQ(MetricValue(text, "ossgate_worker_tokens_total{kind=\"generated\"}"), 12.0) << text;
-  EXPECT_EQ(MetricValue(text, "ossgate_worker_requests_total{finish_reason=\"length\"}"), 1.0) << text;
-  EXPECT_EQ(MetricValue(text, "ossgate_worker_requests_total{finish_reason=\"refused\",reason=\"invalid_argument\"}"),
+  EXPECT_EQ(worker_test::MetricValue(text, "ossgate_worker_tokens_total{kind=\"generated\"}"), 12.0) << text;
+  EXPECT_EQ(worker_test::MetricValue(text, "ossgate_worker_requests_total{finish_reason=\"length\"}"), 1.0) << text;
+  EXPECT_EQ(worker_test::MetricValue(text, "ossgate_worker_requests_total{finish_reason=\"refused\",reason=\"invalid_argument\"}"),
             2.0)
       << text;
-  EXPECT_EQ(MetricValue(text, "ossgate_worker_requests_total{finish_reason=\"refused\",reason=\"permission_denied\"}"),
+  EXPECT_EQ(worker_test::MetricValue(text, "ossgate_worker_requests_total{finish_reason=\"refused\",reason=\"permission_denied\"}"),
             1.0)
       << text;
-  EXPECT_EQ(MetricValue(text, "ossgate_worker_time_to_first_token_seconds_count"), 1.0) << text;
-  EXPECT_EQ(MetricValue(text, "ossgate_worker_inter_token_latency_seconds_count"), 11.0) << text;
-  const auto prompt = MetricValue(text, "ossgate_worker_tokens_total{kind=\"prompt\"}");
+  EXPECT_EQ(worker_test::MetricValue(text, "ossgate_worker_time_to_first_token_seconds_count"), 1.0) << text;
+  EXPECT_EQ(worker_test::MetricValue(text, "ossgate_worker_inter_token_latency_seconds_count"), 11.0) << text;
+  const auto prompt = worker_test::MetricValue(text, "ossgate_worker_tokens_total{kind=\"prompt\"}");
   ASSERT_TRUE(prompt.has_value()) << text;
   EXPECT_GT(*prompt, 0.0);
   // Engine steps: the prompt in one prefill step, then one decode step per
   // generated token fed back (11 of the 12).
-  EXPECT_EQ(MetricValue(text, "ossgate_worker_step_tokens_total{kind=\"prefill\"}"), *prompt) << text;
-  EXPECT_EQ(MetricValue(text, "ossgate_worker_step_tokens_total{kind=\"decode\"}"), 11.0) << text;
-  EXPECT_EQ(MetricValue(text, "ossgate_worker_step_seconds_count{kind=\"prefill\"}"), 1.0) << text;
-  EXPECT_EQ(MetricValue(text, "ossgate_worker_step_seconds_count{kind=\"decode\"}"), 11.0) << text;
-  EXPECT_EQ(MetricValue(text, "ossgate_worker_step_seconds_count{kind=\"mixed\"}"), 0.0) << text;
+  EXPECT_EQ(worker_test::MetricValue(text, "ossgate_worker_step_tokens_total{kind=\"prefill\"}"), *prompt) << text;
+  EXPECT_EQ(worker_test::MetricValue(text, "ossgate_worker_step_tokens_total{kind=\"decode\"}"), 11.0) << text;
+  EXPECT_EQ(worker_test::MetricValue(text, "ossgate_worker_step_seconds_count{kind=\"prefill\"}"), 1.0) << text;
+  EXPECT_EQ(worker_test::MetricValue(text, "ossgate_worker_step_seconds_count{kind=\"decode\"}"), 11.0) << text;
+  EXPECT_EQ(worker_test::MetricValue(text, "ossgate_worker_step_seconds_count{kind=\"mixed\"}"), 0.0) << text;
   // Host time between back-to-back steps: after the prefill step for every
   // decode step, unless a paused stream made the engine wait in between.
-  const auto host_steps = MetricValue(text, "ossgate_worker_step_host_seconds_count");
+  const auto host_steps = worker_test::MetricValue(text, "ossgate_worker_step_host_seconds_count");
   ASSERT_TRUE(host_steps.has_value()) << text;
   EXPECT_GE(*host_steps, 1.0);
   EXPECT_LE(*host_steps, 11.0);
-  const auto decode_s = MetricValue(text, "ossgate_worker_step_seconds_sum{kind=\"decode\"}");
+  const auto decode_s = worker_test::MetricValue(text, "ossgate_worker_step_seconds_sum{kind=\"decode\"}");
   ASSERT_TRUE(decode_s.has_value()) << text;
   EXPECT_GT(*decode_s, 0.0);
-  const auto load = MetricValue(text, "ossgate_worker_model_load_seconds");
+  const auto load = worker_test::MetricValue(text, "ossgate_worker_model_load_seconds");
   ASSERT_TRUE(load.has_value()) << text;
   EXPECT_GT(*load, 0.0);
-  const auto kv_total = MetricValue(text, "ossgate_worker_kv_blocks{kind=\"total\"}");
+  const auto kv_total = worker_test::MetricValue(text, "ossgate_worker_kv_blocks{kind=\"total\"}");
   ASSERT_TRUE(kv_total.has_value()) << text;
   EXPECT_GT(*kv_total, 0.0);
 }
@@ -1941,8 +1909,8 @@ std::shared_ptr<grpc::Channel> SmallWindowChannel(int port, const ClientTls& tls
 bool WaitForMetric(int port, const std::string& name, double value, absl::Duration timeout, std::string* last) {
   const absl::Time end = absl::Now() + timeout;
   for (;;) {
-    *last = HttpGetMetrics(port);
-    if (MetricValue(*last, name) == value) return true;
+    *last = worker_test::HttpGetMetrics(port);
+    if (worker_test::MetricValue(*last, name) == value) return true;
     if (absl::Now() > end) return false;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));  // poll interval
   }
@@ -2004,7 +1972,7 @@ TEST_F(WorkerE2eTest, ClientsThatStopReadingLoseTheirSlotsAfterTheStallTimeout) 
   ASSERT_TRUE(WaitForMetric(*metrics_port, stalled_total, 3, absl::Seconds(60), &metrics)) << metrics;
   EXPECT_EQ(stalled2.Finish().status.error_code(), grpc::StatusCode::CANCELLED);
   ASSERT_TRUE(WaitForMetric(*metrics_port, paused, 0, absl::Seconds(60), &metrics)) << metrics;
-  EXPECT_EQ(MetricValue(metrics, "ossgate_worker_requests_total{finish_reason=\"cancelled\"}"), 3.0) << metrics;
+  EXPECT_EQ(worker_test::MetricValue(metrics, "ossgate_worker_requests_total{finish_reason=\"cancelled\"}"), 3.0) << metrics;
 }
 
 // ---- Hardening: identities -------------------------------------------------

@@ -85,6 +85,13 @@ class Process {
 // An unused TCP port on 127.0.0.1 at the time of the call.
 absl::StatusOr<int> PickFreePort();
 
+// GET http://127.0.0.1:port/metrics (Prometheus text) over a plain socket;
+// the body, or "" when nothing answers.
+std::string HttpGetMetrics(int port);
+// The value of the sample line `name` (with labels, exactly as exposed, e.g.
+// `ossgate_worker_step_seconds_count{kind="decode"}`) in a /metrics body.
+std::optional<double> MetricValue(const std::string& text, const std::string& name);
+
 // TLS material for one client identity.
 struct ClientTls {
   std::string ca_path, cert_path, key_path;
