@@ -3,17 +3,19 @@
 # with carry=["bundle"]): GPU tests, the whole-model accuracy comparisons,
 # the benchmark, an end-to-end run of both services + the worker on the GPU,
 # compute-sanitizer memcheck/racecheck; logs and a results table in $OUT.
-#   bash tools/gpu_run.sh [all|tests|bench|serve|e2e|medium|sanitize|serving|big|long|load|families] ...
+#   bash tools/gpu_run.sh [all|tests|bench|serve|e2e|medium|sanitize|serving|big|long|load|families|profile] ...
 # Each step has its own time limit and the run stops starting new steps at
 # OSSGATE_DEADLINE seconds (default 570), so one call fits a 10-minute slot;
 # steps run in the order above (most informative first). "serving" (the
 # Poisson-arrival serving benchmark, about 4 minutes), "big" (the 120b
-# shape, about 5 minutes), "long" (131,072-token context) and "load" (the
-# streaming-load tests and a quick 20b benchmark) are not part of "all":
-# name them, alone or with others.
+# shape, about 5 minutes), "long" (131,072-token context), "load" (the
+# streaming-load tests and a quick 20b benchmark), "families" (Qwen2.5 and
+# Phi-3) and "profile" (ncu counters of the main kernels) are not part of
+# "all": name them, alone or with others.
 # Files in $OUT: summary.md (the table, printed last), tests.log, bench.md,
 # bench.log, serve.log, e2e.log, sanitizer.log, serving.md, serving.json,
-# big.log, bench-120b.md, long.log, bench-long.md,
+# big.log, bench-120b.md, long.log, bench-long.md, families.log,
+# families-e2e.log, bench-qwen2.md, bench-phi3.md, profile.log, ncu-*.txt,
 # serving.log, nvidia-smi.txt.
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -31,6 +33,14 @@ export TEST_TMPDIR=${TEST_TMPDIR:-/tmp/ossgate-gpu}
 export OSSGATE_SOURCE_DIR=$root  # tests read models/ and tests/quality/data/ from here
 mkdir -p "$TEST_TMPDIR"
 bin=$bundle/bin
+
+# to-file FILE CMD...: runs CMD with its output in FILE (for step, which
+# logs to its own file).
+if [[ "${1:-}" == "to-file" ]]; then
+  f=$2
+  shift 2
+  exec "$@" > "$f" 2>&1
+fi
 
 # ------------------------------------------------------------------ e2e ----
 # The GPU-machine equivalent of tools/demo.sh (which builds, so cannot run
@@ -285,6 +295,37 @@ if [[ " $modes " == *" serving "* ]]; then
     --rates=4,16,64 --closed_loop_streams=128 --duration_s=20 --num_requests=200 --drain_s=20 \
     --prompt_len=lognormal:512:0.8:64:4096 --output_len=lognormal:256:0.8:32:1024 --temperature=1 --seed=0 \
     --max_sequences=128 --step_token_budget=2048 --out="$out/serving.md" --json_out="$out/serving.json"
+fi
+# ---------------------------------------------------------------- profile ----
+# Not in "all" (about 4 minutes). Hardware counters (Nsight Compute: speed of
+# light, memory workload, warp stalls, occupancy, scheduler, launch) of the
+# kernels that decide issue 11's targets, on the 20b shape: the expert and
+# dense GEMMs of a 128-sequence decode step (the prefill of 128-token prompts
+# runs the same MoE tiles, so kernels are taken after the first 48), the
+# batch-1 decode kernels (small-batch GEMMs, attention, router) and a 512-token
+# prefill's large-batch GEMMs. Reports: ncu-decode128.txt, ncu-batch1.txt,
+# ncu-prefill.txt. Clocks are left alone (--clock-control none).
+if [[ " $modes " == *" profile "* ]]; then
+  ncu=$(command -v ncu || ls /usr/local/cuda*/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+  if [[ -z "$ncu" ]]; then
+    echo "| profile | skipped (no ncu) | 0 |" >> "$summary"
+  else
+    sections=(--section SpeedOfLight --section MemoryWorkloadAnalysis --section WarpStateStats --section Occupancy
+              --section LaunchStats --section SchedulerStats --section ComputeWorkloadAnalysis)
+    step "generate 20b-shape model" profile.log 90 "$bin/ossgate-make-model" --preset=20b \
+      --vocab=placeholder:201088 --out=/dev/shm/ossgate-20b.gguf
+    model=/dev/shm/ossgate-20b.gguf
+    step "ncu: large-batch GEMMs, 128 sequences" profile.log 150 bash "$0" to-file "$out/ncu-decode128.txt" "$ncu" \
+      --clock-control none --kernel-name regex:GemmLargeBatch --launch-skip 48 --launch-count 6 "${sections[@]}" \
+      "$bin/gpu_bench" --model=$model --decode_only=128 --big_kv=false --decode_steps=2
+    step "ncu: batch-1 decode kernels" profile.log 120 bash "$0" to-file "$out/ncu-batch1.txt" "$ncu" \
+      --clock-control none --kernel-name regex:'GemmSmall|Attention|Router' --launch-skip 40 --launch-count 12 \
+      "${sections[@]}" "$bin/gpu_bench" --model=$model --decode_only=1 --big_kv=false --decode_steps=3
+    step "ncu: 512-token prefill GEMMs" profile.log 120 bash "$0" to-file "$out/ncu-prefill.txt" "$ncu" \
+      --clock-control none --kernel-name regex:GemmLargeBatch --launch-count 4 "${sections[@]}" \
+      "$bin/gpu_bench" --model=$model --quick --big_kv=false
+    rm -f /dev/shm/ossgate-20b.gguf
+  fi
 fi
 echo >> "$summary"
 echo "total: $(( $(date +%s) - start )) s" >> "$summary"
