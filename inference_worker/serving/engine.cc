@@ -38,14 +38,69 @@ void RequestStream::SetNotify(std::function<void()> notify) {
 }
 
 void RequestStream::Push(OutputChunk chunk) {
-  std::function<void()> notify;
+  Enqueue(std::move(chunk));
+  Notify();
+}
+
+void RequestStream::Enqueue(OutputChunk chunk) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     queue_.push_back(std::move(chunk));
-    notify = notify_;
   }
   cv_.notify_all();
+}
+
+void RequestStream::Notify() {
+  std::function<void()> notify;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    notify = notify_;
+  }
   if (notify) notify();
+}
+
+// ---- StreamNotifier ------------------------------------------------------
+
+StreamNotifier::StreamNotifier() : thread_([this] { Run(); }) {}
+
+StreamNotifier::~StreamNotifier() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+void StreamNotifier::Schedule(std::vector<std::shared_ptr<RequestStream>>& streams) {
+  bool added = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& s : streams) {
+      if (s->notify_queued().exchange(true)) continue;  // already waiting: its callback sees this chunk too
+      queue_.push_back(std::move(s));
+      added = true;
+    }
+  }
+  streams.clear();
+  if (added) cv_.notify_one();
+}
+
+void StreamNotifier::Run() {
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+    if (queue_.empty()) return;  // stop_, nothing left
+    std::shared_ptr<RequestStream> s = std::move(queue_.front());
+    queue_.pop_front();
+    lock.unlock();
+    // Cleared before the callback: a chunk pushed from here on queues the
+    // stream again, so no chunk is left without a callback after it.
+    s->notify_queued().store(false);
+    s->Notify();
+    s.reset();
+    lock.lock();
+  }
 }
 
 size_t RequestStream::pending() const {
@@ -114,7 +169,8 @@ Engine::Engine(model::Backend& backend, const text::Tokenizer& tokenizer, const 
       options_(options),
       observer_(observer),
       epoch_(std::chrono::steady_clock::now()),
-      scheduler_(options.scheduler, backend.kv()) {
+      scheduler_(options.scheduler, backend.kv()),
+      notifier_(std::make_unique<StreamNotifier>()) {
   thread_ = std::thread([this] { Loop(); });
 }
 
@@ -131,6 +187,7 @@ void Engine::Stop() {
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+  notifier_.reset();  // runs the callbacks still queued (the final chunks), then stops
 }
 
 absl::StatusOr<std::shared_ptr<RequestStream>> Engine::Submit(GenerationRequest request) {
@@ -196,7 +253,8 @@ void Engine::Finish(SeqId id, Active& a, FinishReason reason, const absl::Status
   c.usage.queued = (a.admitted >= 0 ? a.admitted : now) - a.submitted;
   ++stats_.requests_finished;
   if (observer_) observer_->OnFinished(reason, c.usage);
-  a.stream->Push(std::move(c));
+  a.stream->Enqueue(std::move(c));
+  to_notify_.push_back(a.stream);
   scheduler_.Remove(id);
   by_request_.erase(OwnedId{a.request.owner, a.request.request_id});
 }
@@ -249,6 +307,9 @@ void Engine::Loop() {
         ++it;
       }
       stats_.paused = paused;
+      // The final chunks of requests ended above go out before anything
+      // else happens (a wait, the step, or the end of the loop).
+      if (!to_notify_.empty()) notifier_->Schedule(to_notify_);
       if (stop_) return;
       plan = scheduler_.Schedule();
       if (plan.empty()) {
@@ -360,15 +421,15 @@ void Engine::Loop() {
       if (a.request.logprobs >= 0) {  // then host_logits
         c.logprobs.push_back(ComputeLogprobs(lg, a.request.params.sampling.temperature, r.token, a.request.logprobs));
       }
-      if (r.finish == FinishReason::kNone) {
-        a.stream->Push(std::move(c));
-        continue;
-      }
-      a.stream->Push(std::move(c));
+      a.stream->Enqueue(std::move(c));
+      to_notify_.push_back(a.stream);
+      if (r.finish == FinishReason::kNone) continue;
       stats_.prompt_tokens += a.request.prompt.size();
       Finish(s.id, a, r.finish);
       active_.erase(it);
     }
+    // The step's outputs, handed to the notifier at once.
+    if (!to_notify_.empty()) notifier_->Schedule(to_notify_);
   }
 }
 

@@ -83,8 +83,9 @@ struct OutputChunk {
 };
 
 // Output of one request. The engine pushes chunks; the consumer pops them.
-// The consumer's notify callback runs on the engine thread with no lock
-// held; it must be quick (e.g. schedule a gRPC write).
+// The consumer's notify callback runs with no lock held, on the engine's
+// notifier thread (not the step loop: a gRPC write started from the
+// callback may serialize and send inline); it must not block for long.
 class RequestStream {
  public:
   explicit RequestStream(std::string request_id) : request_id_(std::move(request_id)) {}
@@ -103,11 +104,17 @@ class RequestStream {
   // should then drop its transport stream (the client is not reading).
   bool stalled() const { return stalled_.load(); }
 
-  // Producer side.
+  // Producer side. Push queues a chunk and runs the notify callback on the
+  // calling thread; Enqueue only queues it (WaitPop wakes), leaving Notify to
+  // the producer (the engine: its notifier thread).
   void Push(OutputChunk chunk);
+  void Enqueue(OutputChunk chunk);
+  void Notify();
   size_t pending() const;
   bool cancelled() const { return cancelled_.load(); }
   void MarkStalled() { stalled_.store(true); }
+  // Set while the stream waits in a notifier's queue (one entry at a time).
+  std::atomic<bool>& notify_queued() { return notify_queued_; }
 
  private:
   const std::string request_id_;
@@ -117,6 +124,28 @@ class RequestStream {
   std::function<void()> notify_;        // guarded by mu_
   std::atomic<bool> cancelled_{false};
   std::atomic<bool> stalled_{false};
+  std::atomic<bool> notify_queued_{false};
+};
+
+// Runs the notify callbacks of streams on its own thread, so the engine's
+// step loop hands a step's outputs over with one wake-up instead of running
+// every consumer's write. A stream already waiting in the queue is not
+// queued twice (its callback pops whatever is there by then). The destructor
+// runs what is queued, then stops.
+class StreamNotifier {
+ public:
+  StreamNotifier();
+  ~StreamNotifier();
+  // Queues the streams' callbacks (empties `streams`).
+  void Schedule(std::vector<std::shared_ptr<RequestStream>>& streams);
+
+ private:
+  void Run();
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::shared_ptr<RequestStream>> queue_;  // guarded by mu_
+  bool stop_ = false;                                 // guarded by mu_
+  std::thread thread_;
 };
 
 struct EngineOptions {
@@ -215,6 +244,10 @@ class Engine {
   const EngineOptions options_;
   EngineObserver* const observer_;
   const std::chrono::steady_clock::time_point epoch_;
+  // Streams given a chunk since the last hand-over to notifier_ (engine
+  // thread only). Declared before thread_: the loop uses it.
+  std::vector<std::shared_ptr<RequestStream>> to_notify_;
+  std::unique_ptr<StreamNotifier> notifier_;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

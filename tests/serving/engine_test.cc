@@ -11,11 +11,13 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cmath>
 #include <cstdio>
 #include <limits>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -385,6 +387,103 @@ TEST_F(EngineTest, StepsReportTheirPrefillAndDecodeTokensAndTimes) {
   EXPECT_EQ(decode, observer.generated - 4);
   EXPECT_GT(mixed, 0);
   EXPECT_GT(with_host, static_cast<int>(observer.steps.size()) / 2);
+}
+
+// Remembers the thread that runs the backend's steps (the engine's loop).
+class ThreadRecordingBackend final : public model::Backend {
+ public:
+  explicit ThreadRecordingBackend(model::Backend& inner) : inner_(inner) {}
+  const model::ModelConfig& config() const override { return inner_.config(); }
+  std::string Description() const override { return inner_.Description(); }
+  model::KvBlockManager& kv() override { return inner_.kv(); }
+  absl::Status Forward(std::span<const model::SequenceStep> steps, std::vector<float>* logits) override {
+    Record();
+    return inner_.Forward(steps, logits);
+  }
+  absl::Status ForwardSample(std::span<const model::SequenceStep> steps,
+                             std::span<const model::StepSampling> sampling, std::vector<int32_t>* tokens) override {
+    Record();
+    return inner_.ForwardSample(steps, sampling, tokens);
+  }
+  std::thread::id loop_thread() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return loop_;
+  }
+
+ private:
+  void Record() {
+    std::lock_guard<std::mutex> lock(mu_);
+    loop_ = std::this_thread::get_id();
+  }
+  model::Backend& inner_;
+  std::mutex mu_;
+  std::thread::id loop_;
+};
+
+// Consumers that read only when their notify callback runs (as the gRPC
+// reactor does) get every chunk, the final one included: no chunk is left
+// without a callback after it, however the callbacks coalesce. The
+// callbacks run off the step loop's thread (a gRPC write started there would
+// delay the next step).
+TEST_F(EngineTest, NotifyDrivenConsumersGetEveryChunkWithCallbacksOffTheStepLoop) {
+  ThreadRecordingBackend backend(*engine_backend_);
+  serving::EngineOptions o;
+  o.scheduler.max_running = 4;
+  o.scheduler.step_token_budget = 16;
+  struct Consumer {
+    std::mutex mu;
+    std::condition_variable cv;
+    int rings = 0;
+    std::set<std::thread::id> threads;
+  };
+  constexpr int kRequests = 6, kTokens = 24;
+  std::vector<Consumer> consumers(kRequests);
+  std::vector<int> tokens(kRequests, 0);
+  std::vector<bool> finished(kRequests, false);
+  {
+    serving::Engine engine(backend, *tokenizer_, o);
+    std::vector<std::thread> readers;
+    for (int i = 0; i < kRequests; ++i) {
+      auto s = engine.Submit(Request(absl::StrCat("n", i), Prompt(5 + 3 * i, 90 + i), 0.7f, 100 + i, kTokens));
+      ASSERT_TRUE(s.ok()) << s.status();
+      std::shared_ptr<serving::RequestStream> stream = *s;
+      Consumer& c = consumers[i];
+      stream->SetNotify([&c] {
+        std::lock_guard<std::mutex> lock(c.mu);
+        ++c.rings;
+        c.threads.insert(std::this_thread::get_id());
+        c.cv.notify_all();
+      });
+      readers.emplace_back([&, i, stream] {
+        Consumer& c = consumers[i];
+        int handled = 0;  // callbacks seen before the last read
+        // The first read needs no callback (chunks may precede SetNotify);
+        // every later one waits for a callback after the previous read.
+        for (bool first = true; !finished[i]; first = false) {
+          if (!first) {
+            std::unique_lock<std::mutex> lock(c.mu);
+            if (!c.cv.wait_for(lock, std::chrono::seconds(30), [&] { return c.rings > handled; })) {
+              ADD_FAILURE() << "request " << i << ": a chunk came without a callback after it";
+              return;
+            }
+            handled = c.rings;
+          }
+          while (auto chunk = stream->Pop()) {
+            tokens[i] += static_cast<int>(chunk->tokens.size());
+            if (chunk->final) finished[i] = true;
+          }
+        }
+      });
+    }
+    for (auto& t : readers) t.join();
+  }
+  const std::thread::id loop = backend.loop_thread();
+  for (int i = 0; i < kRequests; ++i) {
+    EXPECT_TRUE(finished[i]) << i;
+    EXPECT_EQ(tokens[i], kTokens) << i;
+    EXPECT_GT(consumers[i].rings, 0) << i;
+    EXPECT_EQ(consumers[i].threads.count(loop), 0u) << "request " << i << ": a callback ran on the step loop";
+  }
 }
 
 // Requests that need host logits next to ones that do not: steps with a
