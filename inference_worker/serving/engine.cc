@@ -169,8 +169,8 @@ Engine::Engine(model::Backend& backend, const text::Tokenizer& tokenizer, const 
       options_(options),
       observer_(observer),
       epoch_(std::chrono::steady_clock::now()),
-      scheduler_(options.scheduler, backend.kv()),
-      notifier_(std::make_unique<StreamNotifier>()) {
+      notifier_(std::make_unique<StreamNotifier>()),
+      scheduler_(options.scheduler, backend.kv()) {
   thread_ = std::thread([this] { Loop(); });
 }
 
