@@ -95,8 +95,10 @@ void StreamNotifier::Run() {
     queue_.pop_front();
     lock.unlock();
     // Cleared before the callback: a chunk pushed from here on queues the
-    // stream again, so no chunk is left without a callback after it.
-    s->notify_queued().store(false);
+    // stream again, so no chunk is left without a callback after it. (An
+    // exchange, not a store: it reads the producer's exchange(true), so
+    // every chunk enqueued before that is visible to the callback's Pop.)
+    s->notify_queued().exchange(false);
     s->Notify();
     s.reset();
     lock.lock();
