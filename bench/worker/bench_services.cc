@@ -159,4 +159,50 @@ std::vector<int32_t> PromptTokenPool(pb::InferenceService::Stub* stub, uint32_t 
   return pool;
 }
 
+EngineSteps ScrapeSteps(int port) {
+  EngineSteps t;
+  const std::string text = worker_test::HttpGetMetrics(port);
+  if (text.empty()) return t;
+  auto value = [&](const std::string& name) { return worker_test::MetricValue(text, name).value_or(0.0); };
+  for (int k = 0; k < 3; ++k) {
+    const std::string label = absl::StrCat("{kind=\"", kStepKinds[k], "\"}");
+    t.count[k] = value("ossgate_worker_step_seconds_count" + label);
+    t.seconds[k] = value("ossgate_worker_step_seconds_sum" + label);
+  }
+  t.host_count = value("ossgate_worker_step_host_seconds_count");
+  t.host_seconds = value("ossgate_worker_step_host_seconds_sum");
+  t.prefill_tokens = value("ossgate_worker_step_tokens_total{kind=\"prefill\"}");
+  t.decode_tokens = value("ossgate_worker_step_tokens_total{kind=\"decode\"}");
+  t.ok = true;
+  return t;
+}
+
+EngineSteps StepsBetween(const EngineSteps& a, const EngineSteps& b) {
+  EngineSteps d;
+  d.ok = a.ok && b.ok;
+  for (int k = 0; k < 3; ++k) {
+    d.count[k] = b.count[k] - a.count[k];
+    d.seconds[k] = b.seconds[k] - a.seconds[k];
+  }
+  d.host_count = b.host_count - a.host_count;
+  d.host_seconds = b.host_seconds - a.host_seconds;
+  d.prefill_tokens = b.prefill_tokens - a.prefill_tokens;
+  d.decode_tokens = b.decode_tokens - a.decode_tokens;
+  return d;
+}
+
+std::string StepsCells(const EngineSteps& e) {
+  if (!e.ok) return "(no /metrics answer) | | | | | | | | | |";
+  auto mean_ms = [](double seconds, double n) { return n > 0 ? absl::StrFormat("%.2f", seconds / n * 1e3) : "—"; };
+  const double steps = e.count[0] + e.count[1] + e.count[2];
+  const double tokens = e.prefill_tokens + e.decode_tokens;
+  return absl::StrCat(absl::StrFormat("%.0f", steps), " | ", absl::StrFormat("%.0f", e.count[0]), " | ",
+                      mean_ms(e.seconds[0], e.count[0]), " | ", absl::StrFormat("%.0f", e.count[1]), " | ",
+                      mean_ms(e.seconds[1], e.count[1]), " | ", absl::StrFormat("%.0f", e.count[2]), " | ",
+                      mean_ms(e.seconds[2], e.count[2]), " | ",
+                      e.host_count > 0 ? absl::StrFormat("%.0f", e.host_seconds / e.host_count * 1e6) : "—", " | ",
+                      tokens > 0 ? absl::StrFormat("%.1f%%", 100.0 * e.prefill_tokens / tokens) : "—", " | ",
+                      steps > 0 ? absl::StrFormat("%.1f", e.decode_tokens / steps) : "—", " |");
+}
+
 }  // namespace ossgate::worker_bench

@@ -29,6 +29,28 @@ absl::StatusOr<std::string> ResolveSourceDir(const std::string& flag);
 // `exe_dir` (no build path is compiled in: the build tree may have moved).
 worker_test::Binaries ResolveBinaries(const std::string& bin_dir, const std::string& exe_dir);
 
+// The worker's engine steps over a stretch of a benchmark: the differences
+// of its /metrics counters (ossgate_worker_step_*) between two scrapes
+// (start the worker with --metrics_listen).
+struct EngineSteps {
+  bool ok = false;                // both scrapes answered
+  double count[3] = {0, 0, 0};    // decode, mixed, prefill steps (kStepKinds)
+  double seconds[3] = {0, 0, 0};  // their backend time
+  double host_count = 0, host_seconds = 0;
+  double prefill_tokens = 0, decode_tokens = 0;
+};
+inline constexpr const char* kStepKinds[3] = {"decode", "mixed", "prefill"};
+// The step counters of one /metrics scrape of 127.0.0.1:port (totals).
+EngineSteps ScrapeSteps(int port);
+EngineSteps StepsBetween(const EngineSteps& a, const EngineSteps& b);
+// One markdown row's cells after the label: steps, decode steps, mean ms,
+// mixed steps, mean ms, prefill steps, mean ms, host µs/step, prompt share
+// of tokens, decode tokens/step.
+std::string StepsCells(const EngineSteps& e);
+inline constexpr const char* kStepsHeader =
+    "steps | decode steps | mean ms | mixed steps | mean ms | prefill steps | mean ms | host µs/step | prompt share "
+    "of tokens | decode tokens/step |";
+
 struct ServiceOptions {
   std::string source_dir;  // from ResolveSourceDir
   std::string bin_dir;     // see ResolveBinaries

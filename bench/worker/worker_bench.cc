@@ -40,6 +40,7 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "bench/worker/bench_services.h"
 #include "httplib.h"
@@ -318,6 +319,13 @@ int Run() {
     so.worker_flags.push_back("--http_api_keys=" + http_dir / "keys");
     so.worker_flags.push_back("--model_name=bench");
   }
+  // The worker's /metrics, scraped around each level (engine steps).
+  auto metrics_port = worker_test::PickFreePort();
+  if (!metrics_port.ok()) {
+    std::fprintf(stderr, "%s\n", metrics_port.status().ToString().c_str());
+    return 1;
+  }
+  so.worker_flags.push_back(absl::StrCat("--metrics_listen=127.0.0.1:", *metrics_port));
   auto services = BenchServices::Start(so);
   if (!services.ok()) {
     std::fprintf(stderr, "%s\n", services.status().ToString().c_str());
@@ -354,11 +362,13 @@ int Run() {
     return v.empty() ? 0.0 : sum / static_cast<double>(v.size());
   };
   int errors = 0;
+  std::string steps_table;  // rows of the engine-step table, printed after the main one
   for (int clients : levels) {
     for (float temperature : temperatures) {
       double itl_mean[2] = {0, 0};  // grpc, http
       for (const bool http_run : {false, true}) {
         if (http_run ? !http_face : !grpc_face) continue;
+        const EngineSteps before = ScrapeSteps(*metrics_port);
         LevelResult r =
             http_run ? RunLevelHttp(http_port, (*services)->CaPath(), http_key, clients, prompt,
                                     absl::GetFlag(FLAGS_warmup_seconds), absl::GetFlag(FLAGS_seconds), max_tokens,
@@ -371,6 +381,9 @@ int Run() {
                     1e3 * Percentile(r.itl, 0.5), 1e3 * Percentile(r.itl, 0.99), r.errors,
                     (grpc_face && http_face) ? (http_run ? " http" : " grpc") : "");
         std::fflush(stdout);
+        absl::StrAppend(&steps_table, absl::StrFormat("| %g | %d%s | ", temperature, clients,
+                                                      (grpc_face && http_face) ? (http_run ? " http" : " grpc") : ""),
+                        StepsCells(StepsBetween(before, ScrapeSteps(*metrics_port))), "\n");
         itl_mean[http_run ? 1 : 0] = mean(r.itl);
         errors += r.errors;
       }
@@ -380,6 +393,9 @@ int Run() {
       }
     }
   }
+  std::printf("\nEngine steps (the worker's /metrics over each level, warm-up included):\n\n| temperature | streams | %s\n"
+              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n%s",
+              kStepsHeader, steps_table.c_str());
   return errors == 0 ? 0 : 1;
 }
 
