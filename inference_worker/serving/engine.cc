@@ -37,11 +37,6 @@ void RequestStream::SetNotify(std::function<void()> notify) {
   notify_ = std::move(notify);
 }
 
-void RequestStream::Push(OutputChunk chunk) {
-  Enqueue(std::move(chunk));
-  Notify();
-}
-
 void RequestStream::Enqueue(OutputChunk chunk) {
   {
     std::lock_guard<std::mutex> lock(mu_);

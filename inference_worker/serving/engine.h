@@ -104,10 +104,8 @@ class RequestStream {
   // should then drop its transport stream (the client is not reading).
   bool stalled() const { return stalled_.load(); }
 
-  // Producer side. Push queues a chunk and runs the notify callback on the
-  // calling thread; Enqueue only queues it (WaitPop wakes), leaving Notify to
-  // the producer (the engine: its notifier thread).
-  void Push(OutputChunk chunk);
+  // Producer side. Enqueue queues a chunk (WaitPop wakes); Notify runs the
+  // consumer's callback, which the engine leaves to its notifier thread.
   void Enqueue(OutputChunk chunk);
   void Notify();
   size_t pending() const;
