@@ -110,6 +110,11 @@ absl::StatusOr<std::unique_ptr<BenchServices>> BenchServices::Start(const Servic
   ws.model_path = model;
   ws.source_uri = "ossgate://bench/" + file_name;
   ws.flags = o.worker_flags;
+  // /metrics on loopback, scraped by Steps().
+  auto metrics_port = worker_test::PickFreePort();
+  if (!metrics_port.ok()) return metrics_port.status();
+  s->metrics_port_ = *metrics_port;
+  ws.flags.push_back(absl::StrCat("--metrics_listen=127.0.0.1:", s->metrics_port_));
   auto worker =
       worker_test::WorkerProcess::Spawn(bins, *s->prov_, ws, dir / "worker.log", s->prov_->Identity("client-bench"));
   if (!worker.ok()) return worker.status();
@@ -159,9 +164,9 @@ std::vector<int32_t> PromptTokenPool(pb::InferenceService::Stub* stub, uint32_t 
   return pool;
 }
 
-EngineSteps ScrapeSteps(int port) {
+EngineSteps BenchServices::Steps() const {
   EngineSteps t;
-  const std::string text = worker_test::HttpGetMetrics(port);
+  const std::string text = worker_test::HttpGetMetrics(metrics_port_);
   if (text.empty()) return t;
   auto value = [&](const std::string& name) { return worker_test::MetricValue(text, name).value_or(0.0); };
   for (int k = 0; k < 3; ++k) {

@@ -31,7 +31,7 @@ worker_test::Binaries ResolveBinaries(const std::string& bin_dir, const std::str
 
 // The worker's engine steps over a stretch of a benchmark: the differences
 // of its /metrics counters (ossgate_worker_step_*) between two scrapes
-// (start the worker with --metrics_listen).
+// (BenchServices::Steps).
 struct EngineSteps {
   bool ok = false;                // both scrapes answered
   double count[3] = {0, 0, 0};    // decode, mixed, prefill steps (kStepKinds)
@@ -40,8 +40,6 @@ struct EngineSteps {
   double prefill_tokens = 0, decode_tokens = 0;
 };
 inline constexpr const char* kStepKinds[3] = {"decode", "mixed", "prefill"};
-// The step counters of one /metrics scrape of 127.0.0.1:port (totals).
-EngineSteps ScrapeSteps(int port);
 EngineSteps StepsBetween(const EngineSteps& a, const EngineSteps& b);
 // One markdown row's cells after the label: steps, decode steps, mean ms,
 // mixed steps, mean ms, prefill steps, mean ms, host µs/step, prompt share
@@ -64,9 +62,10 @@ struct ServiceOptions {
   std::string temp_prefix = "worker_bench";
 };
 
-// provenance_service and inference_worker on loopback with mutual TLS; the
-// model is trusted with `provctl trust add-file` and the worker loads it
-// only after the gate approved it. Start returns once the worker is SERVING.
+// provenance_service and inference_worker on loopback with mutual TLS (and
+// the worker's /metrics on plain loopback); the model is trusted with
+// `provctl trust add-file` and the worker loads it only after the gate
+// approved it. Start returns once the worker is SERVING.
 // The destructor stops the worker (SIGTERM, then the harness kills what is
 // left) and removes the temporary directory. Start and the destructor must
 // run on the same thread (the children die with the thread that spawned
@@ -88,6 +87,9 @@ class BenchServices {
   std::string WorkerLog() const { return worker_->Log(); }
   // The CA of the worker's certificate (for HTTPS clients of --http_listen).
   std::string CaPath() const { return prov_->pki() + "/ca.pem"; }
+  // The worker's engine-step counters now (totals), from its /metrics (the
+  // worker listens on a loopback port of its own); ok false if no answer.
+  EngineSteps Steps() const;
 
  private:
   BenchServices() = default;
@@ -98,6 +100,7 @@ class BenchServices {
   std::unique_ptr<worker_test::WorkerProcess> worker_;
   std::unique_ptr<ossgate::inference::v1::InferenceService::Stub> stub_;
   ossgate::inference::v1::ModelInfo info_;
+  int metrics_port_ = 0;
 };
 
 // Token ids of ordinary English text in the served model's tokenizer (the

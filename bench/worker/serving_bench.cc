@@ -572,9 +572,6 @@ int Run() {
     if (auto s = WriteText(p, ""); !s.ok()) return Fail(s, 2);
   }
 
-  // The worker's /metrics, scraped around each level (engine steps).
-  auto metrics_port = worker_test::PickFreePort();
-  if (!metrics_port.ok()) return Fail(metrics_port.status(), 1);
   ServiceOptions so;
   so.source_dir = c.source_dir;
   so.bin_dir = absl::GetFlag(FLAGS_bin_dir);
@@ -582,7 +579,6 @@ int Run() {
   so.preset = absl::GetFlag(FLAGS_preset);
   so.vocab = absl::GetFlag(FLAGS_vocab);
   so.worker_flags = c.worker_flags;
-  so.worker_flags.push_back(absl::StrCat("--metrics_listen=127.0.0.1:", *metrics_port));
   so.temp_prefix = "serving_bench";
   auto services = BenchServices::Start(so);
   if (!services.ok()) return Fail(services.status(), 1);
@@ -640,9 +636,9 @@ int Run() {
     r.rate = rate;
     r.streams = streams;
     std::fprintf(stderr, "serving_bench: level %s\n", r.label.c_str());
-    const EngineSteps before = ScrapeSteps(*metrics_port);
+    const EngineSteps before = (*services)->Steps();
     RunLevel(c, pool, stubs, rate, streams, index++, &r);
-    r.steps = StepsBetween(before, ScrapeSteps(*metrics_port));
+    r.steps = StepsBetween(before, (*services)->Steps());
     const LevelMetrics& m = r.metrics;
     std::fprintf(stderr, "serving_bench: %s: %d sent, %d done, %d errors, %d unfinished, %.0f output tok/s\n",
                  r.label.c_str(), m.sent, m.completed, m.errors, m.unfinished, m.output_throughput);

@@ -319,13 +319,6 @@ int Run() {
     so.worker_flags.push_back("--http_api_keys=" + http_dir / "keys");
     so.worker_flags.push_back("--model_name=bench");
   }
-  // The worker's /metrics, scraped around each level (engine steps).
-  auto metrics_port = worker_test::PickFreePort();
-  if (!metrics_port.ok()) {
-    std::fprintf(stderr, "%s\n", metrics_port.status().ToString().c_str());
-    return 1;
-  }
-  so.worker_flags.push_back(absl::StrCat("--metrics_listen=127.0.0.1:", *metrics_port));
   auto services = BenchServices::Start(so);
   if (!services.ok()) {
     std::fprintf(stderr, "%s\n", services.status().ToString().c_str());
@@ -368,7 +361,7 @@ int Run() {
       double itl_mean[2] = {0, 0};  // grpc, http
       for (const bool http_run : {false, true}) {
         if (http_run ? !http_face : !grpc_face) continue;
-        const EngineSteps before = ScrapeSteps(*metrics_port);
+        const EngineSteps before = (*services)->Steps();
         LevelResult r =
             http_run ? RunLevelHttp(http_port, (*services)->CaPath(), http_key, clients, prompt,
                                     absl::GetFlag(FLAGS_warmup_seconds), absl::GetFlag(FLAGS_seconds), max_tokens,
@@ -383,7 +376,7 @@ int Run() {
         std::fflush(stdout);
         absl::StrAppend(&steps_table, absl::StrFormat("| %g | %d%s | ", temperature, clients,
                                                       (grpc_face && http_face) ? (http_run ? " http" : " grpc") : ""),
-                        StepsCells(StepsBetween(before, ScrapeSteps(*metrics_port))), "\n");
+                        StepsCells(StepsBetween(before, (*services)->Steps())), "\n");
         itl_mean[http_run ? 1 : 0] = mean(r.itl);
         errors += r.errors;
       }
