@@ -37,7 +37,8 @@ namespace {
 using model::FinishReason;
 using model::GenerationParams;
 
-// Passes every call to a backend and counts the two kinds of step.
+// Passes every call to a backend, counts the two kinds of step and
+// remembers the thread that runs them (the engine's step loop).
 class CountingBackend final : public model::Backend {
  public:
   explicit CountingBackend(model::Backend& inner) : inner_(inner) {}
@@ -46,11 +47,13 @@ class CountingBackend final : public model::Backend {
   model::KvBlockManager& kv() override { return inner_.kv(); }
   absl::Status Forward(std::span<const model::SequenceStep> steps, std::vector<float>* logits) override {
     ++forward_calls;
+    RecordThread();
     return inner_.Forward(steps, logits);
   }
   absl::Status ForwardSample(std::span<const model::SequenceStep> steps,
                              std::span<const model::StepSampling> sampling, std::vector<int32_t>* tokens) override {
     ++forward_sample_calls;
+    RecordThread();
     bool prompt_chunk = false, samples = false;
     for (const model::SequenceStep& s : steps) {
       prompt_chunk |= s.logits == model::Logits::kNone;
@@ -62,8 +65,18 @@ class CountingBackend final : public model::Backend {
   std::atomic<int> forward_calls{0};
   std::atomic<int> forward_sample_calls{0};
   std::atomic<int> mixed_forward_sample_calls{0};  // kNone and kLast steps in one batch
+  std::thread::id loop_thread() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return loop_;
+  }
 
  private:
+  void RecordThread() {
+    std::lock_guard<std::mutex> lock(mu_);
+    loop_ = std::this_thread::get_id();
+  }
+  std::mutex mu_;
+  std::thread::id loop_;
   model::Backend& inner_;
 };
 
@@ -389,44 +402,13 @@ TEST_F(EngineTest, StepsReportTheirPrefillAndDecodeTokensAndTimes) {
   EXPECT_GT(with_host, static_cast<int>(observer.steps.size()) / 2);
 }
 
-// Remembers the thread that runs the backend's steps (the engine's loop).
-class ThreadRecordingBackend final : public model::Backend {
- public:
-  explicit ThreadRecordingBackend(model::Backend& inner) : inner_(inner) {}
-  const model::ModelConfig& config() const override { return inner_.config(); }
-  std::string Description() const override { return inner_.Description(); }
-  model::KvBlockManager& kv() override { return inner_.kv(); }
-  absl::Status Forward(std::span<const model::SequenceStep> steps, std::vector<float>* logits) override {
-    Record();
-    return inner_.Forward(steps, logits);
-  }
-  absl::Status ForwardSample(std::span<const model::SequenceStep> steps,
-                             std::span<const model::StepSampling> sampling, std::vector<int32_t>* tokens) override {
-    Record();
-    return inner_.ForwardSample(steps, sampling, tokens);
-  }
-  std::thread::id loop_thread() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return loop_;
-  }
-
- private:
-  void Record() {
-    std::lock_guard<std::mutex> lock(mu_);
-    loop_ = std::this_thread::get_id();
-  }
-  model::Backend& inner_;
-  std::mutex mu_;
-  std::thread::id loop_;
-};
-
 // Consumers that read only when their notify callback runs (as the gRPC
 // reactor does) get every chunk, the final one included: no chunk is left
 // without a callback after it, however the callbacks coalesce. The
 // callbacks run off the step loop's thread (a gRPC write started there would
 // delay the next step).
 TEST_F(EngineTest, NotifyDrivenConsumersGetEveryChunkWithCallbacksOffTheStepLoop) {
-  ThreadRecordingBackend backend(*engine_backend_);
+  CountingBackend backend(*engine_backend_);
   serving::EngineOptions o;
   o.scheduler.max_running = 4;
   o.scheduler.step_token_budget = 16;
