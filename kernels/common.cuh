@@ -1,5 +1,5 @@
 // Device helpers shared by the kernel files: tensor-core mma, fp16/bf16
-// conversions, the MXFP4 and Q8_0 decoders, and warp reductions.
+// conversions, the MXFP4, Q4_K and Q8_0 decoders, and warp reductions.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -99,6 +99,20 @@ __device__ __forceinline__ void DecodeMxfp4Raw(uint32_t w, uint32_t (&h)[4]) {
   h[1] = (w << 8) & (kMag | kSign);
   h[2] = ((w << 5) & kMag) | ((w << 7) & kSign);
   h[3] = ((w >> 3) & kMag) | ((w << 15) & kSign);
+}
+
+// 8 Q4_K codes of one row (the tiled bit order of layout.h: the code of
+// column 2q + h at bit 4q + 16h) times the sub-block scale sc (0..63) -> the 4
+// fp16 pairs of its two k-steps, each value the fp16 subnormal
+// q * sc * 2^-24. Exact: q * sc <= 945 fits the 10 mantissa bits, and one
+// integer multiply scales both halves (no carry across them). d, dmin and
+// the 2^24 are applied to the chunk's fp32 sums (see gemm.cu).
+__device__ __forceinline__ void DecodeQ4K(uint32_t w, uint32_t sc, uint32_t (&h)[4]) {
+  constexpr uint32_t kCodes = 0x000F000Fu;
+  h[0] = (w & kCodes) * sc;
+  h[1] = ((w >> 4) & kCodes) * sc;
+  h[2] = ((w >> 8) & kCodes) * sc;
+  h[3] = ((w >> 12) & kCodes) * sc;
 }
 
 // fp32 2^(e - 127) of an E8M0 byte held at bits [shift, shift + 8) of `bits`

@@ -1,5 +1,5 @@
 // Block-scaled GEMM on tensor cores: y = W x with W in its file format
-// (Q8_0, MXFP4, F16, BF16; tiled by layout.h) and x in fp16. The weights are
+// (Q8_0, MXFP4, Q4_K, F16, BF16; tiled by layout.h) and x in fp16. The weights are
 // the mma A operand (16 output rows per tile), the tokens the B operand (8 per
 // n-tile), so a single token still uses tensor cores and the result of every
 // output element depends only on its row and its token.
@@ -11,8 +11,11 @@
 // element (exact, and half the decode instructions). Accumulation follows
 // the canonical order of layout.h: per chunk of 8 blocks an mma chain from
 // zero (MXFP4: per block a 2-mma chain from zero, then acc = fma(partial,
-// 2^(e-127), acc) in block order, and the chunk sum times 2^14), chunk sums
-// added in order, then the bias. Both kernels below follow it exactly, so
+// 2^(e-127), acc) in block order, and the chunk sum times 2^14; Q4_K, whose
+// chunk is one super-block: the codes times sc as exact fp16 subnormals
+// q * sc * 2^-24 in one chain, the mins m * 2^-24 against the same
+// activations in a second, and the chunk sum d * 2^24 * codes - dmin * 2^24 *
+// mins), chunk sums added in order, then the bias. Both kernels below follow it exactly, so
 // they are interchangeable bit for bit:
 //   - small batch: one CTA of 1, 2, 4 or 8 warps per row tile, the chunks
 //     split among the warps (split-K), each warp streaming its chunks through
@@ -51,7 +54,13 @@ template <WFormat F>
 inline constexpr int kChunkScaleBytes = kChunkBlocks * TileScaleBytes(F);
 template <WFormat F>
 inline constexpr int kStageBytes = kChunkCodeBytes<F> + kChunkScaleBytes<F>;
-static_assert(kStageBytes<WFormat::kMxfp4> % 16 == 0 && kStageBytes<WFormat::kQ8_0> % 16 == 0, "stage alignment");
+static_assert(kStageBytes<WFormat::kMxfp4> % 16 == 0 && kStageBytes<WFormat::kQ8_0> % 16 == 0 &&
+                  kStageBytes<WFormat::kQ4K> % 16 == 0 && kChunkScaleBytes<WFormat::kQ4K> % 16 == 0,
+              "stage alignment");
+// Floats of a chunk accumulator (C fragment: [0..1] row r, [2..3] row r + 8):
+// Q4_K keeps a second chain for the mins.
+template <WFormat F>
+inline constexpr int kAccN = F == WFormat::kQ4K ? 8 : 4;
 constexpr int SmallPartBytes(int nchunks, int n_tiles) { return nchunks * kTileRows * kSmallTokens * n_tiles * 4; }
 // One stage of B (8 blocks of kt tokens), in 16-byte units; two per CTA.
 constexpr int LargeStageUint4(int kt) { return kChunkBlocks * kt * 4; }
@@ -69,6 +78,11 @@ template <>
 struct TileRaw<WFormat::kMxfp4> {
   uint2 q;
   uint32_t e;
+};
+template <>
+struct TileRaw<WFormat::kQ4K> {
+  uint2 q;
+  uint32_t s;  // sc(r) | sc(r + 8) << 8 | m(r) << 16 | m(r + 8) << 24
 };
 template <>
 struct TileRaw<WFormat::kF16> {
@@ -89,6 +103,10 @@ __device__ __forceinline__ void LoadTile(const TiledMatrix& w, int mat, int rt, 
   } else if constexpr (F == WFormat::kMxfp4) {
     t.q = __ldg(reinterpret_cast<const uint2*>(codes));
     t.e = __ldg(reinterpret_cast<const uint16_t*>(w.scales + mat * w.mat_scale_bytes + tile * 16 + (lane >> 2) * 2));
+  } else if constexpr (F == WFormat::kQ4K) {
+    t.q = __ldg(reinterpret_cast<const uint2*>(codes));
+    t.s = __ldg(reinterpret_cast<const uint32_t*>(w.scales + mat * w.mat_scale_bytes + tile * TileScaleBytes(F) +
+                                                  (lane >> 2) * 4));
   } else {
     t.r0 = __ldg(reinterpret_cast<const uint4*>(codes));
     t.r1 = __ldg(reinterpret_cast<const uint4*>(codes + 16));
@@ -108,6 +126,9 @@ __device__ __forceinline__ void DecodeTile(const TileRaw<F>& t, uint32_t (&a)[8]
   } else if constexpr (F == WFormat::kMxfp4) {
     DecodeMxfp4Raw(t.q.x, p0);  // unscaled: see MmaBlock
     DecodeMxfp4Raw(t.q.y, p1);
+  } else if constexpr (F == WFormat::kQ4K) {
+    DecodeQ4K(t.q.x, t.s & 0xFFu, p0);  // times sc; d and dmin per chunk: ChunkValue
+    DecodeQ4K(t.q.y, (t.s >> 8) & 0xFFu, p1);
   } else if constexpr (F == WFormat::kF16) {
     p0[0] = t.r0.x, p0[1] = t.r0.y, p0[2] = t.r0.z, p0[3] = t.r0.w;
     p1[0] = t.r1.x, p1[1] = t.r1.y, p1[2] = t.r1.z, p1[3] = t.r1.w;
@@ -124,10 +145,27 @@ __device__ __forceinline__ void DecodeTile(const TileRaw<F>& t, uint32_t (&a)[8]
 // One block's products added to a chunk accumulator (C fragment: acc[0..1]
 // row r, acc[2..3] row r + 8). MXFP4: the block's 2-mma chain starts from
 // zero and its fp32 partial is scaled by the rows' 2^(e-127) in one FMA each;
-// other formats chain the mma straight into the accumulator.
+// Q4_K: the codes times sc chain into acc[0..3] and the block's min m (an A
+// operand of m * 2^-24 in every column, so the mma sums m * x over the
+// block) into acc[4..7]; other formats chain the mma straight into the
+// accumulator.
 template <WFormat F>
-__device__ __forceinline__ void MmaBlock(float (&acc)[4], const uint32_t (&a)[8], const TileRaw<F>& t, uint4 b) {
-  if constexpr (F == WFormat::kMxfp4) {
+__device__ __forceinline__ void MmaBlock(float (&acc)[kAccN<F>], const uint32_t (&a)[8], const TileRaw<F>& t,
+                                         uint4 b) {
+  if constexpr (F == WFormat::kQ4K) {
+    float codes[4] = {acc[0], acc[1], acc[2], acc[3]};
+    float mins[4] = {acc[4], acc[5], acc[6], acc[7]};
+    MmaF16(codes, a[0], a[1], a[2], a[3], b.x, b.y);
+    MmaF16(codes, a[4], a[5], a[6], a[7], b.z, b.w);
+    const uint32_t m0 = ((t.s >> 16) & 0xFFu) * 0x00010001u, m1 = (t.s >> 24) * 0x00010001u;
+    MmaF16(mins, m0, m1, m0, m1, b.x, b.y);
+    MmaF16(mins, m0, m1, m0, m1, b.z, b.w);
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      acc[e] = codes[e];
+      acc[4 + e] = mins[e];
+    }
+  } else if constexpr (F == WFormat::kMxfp4) {
     float p[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     MmaF16(p, a[0], a[1], a[2], a[3], b.x, b.y);
     MmaF16(p, a[4], a[5], a[6], a[7], b.z, b.w);
@@ -144,6 +182,44 @@ __device__ __forceinline__ void MmaBlock(float (&acc)[4], const uint32_t (&a)[8]
 // Factor of a chunk sum: MXFP4 values were decoded as E2M1 * 2^-14.
 template <WFormat F>
 inline constexpr float kChunkScale = F == WFormat::kMxfp4 ? 16384.0f : 1.0f;
+
+// What a chunk's sums need besides its tiles: for Q4_K the fp16 d and dmin
+// of rows r and r + 8 (low and high half of each word), which tiles r / 2 and
+// r / 2 + 4 of the chunk carry (layout.h); nothing for the other formats.
+template <WFormat F>
+struct ChunkScales {};
+template <>
+struct ChunkScales<WFormat::kQ4K> {
+  uint32_t lo = 0, hi = 0;
+};
+// `first_tile_scales` points at the scales of the chunk's first tile (global
+// or shared memory).
+template <WFormat F>
+__device__ __forceinline__ void LoadChunkScales(const uint8_t* first_tile_scales, int lane, ChunkScales<F>& cs) {
+  if constexpr (F == WFormat::kQ4K) {
+    const int r = lane >> 2;
+    const uint8_t* p = first_tile_scales + (r >> 1) * TileScaleBytes(F) + kQ4KSuperScaleOffset + (r & 1) * 4;
+    cs.lo = *reinterpret_cast<const uint32_t*>(p);
+    cs.hi = *reinterpret_cast<const uint32_t*>(p + 4 * TileScaleBytes(F));
+  }
+}
+__device__ __forceinline__ float HalfBitsToFloatDev(uint32_t bits) {
+  return __half2float(__ushort_as_half(static_cast<unsigned short>(bits)));
+}
+// Element e of the C fragment of a finished chunk accumulator: the canonical
+// chunk sum. Q4_K: d * codes - dmin * mins, both chains times 2^24 (the
+// subnormal decoding), each product and the difference rounded once.
+template <WFormat F>
+__device__ __forceinline__ float ChunkValue(const float (&acc)[kAccN<F>], int e, const ChunkScales<F>& cs) {
+  if constexpr (F == WFormat::kQ4K) {
+    const uint32_t dd = e < 2 ? cs.lo : cs.hi;
+    const float d = HalfBitsToFloatDev(dd & 0xFFFFu) * 16777216.0f;
+    const float dmin = HalfBitsToFloatDev(dd >> 16) * 16777216.0f;
+    return __fsub_rn(__fmul_rn(acc[e], d), __fmul_rn(acc[4 + e], dmin));
+  } else {
+    return acc[e] * kChunkScale<F>;
+  }
+}
 
 __device__ __forceinline__ float SwiGlu(float g, float u, float alpha, float limit) {
   g = fminf(g, limit);
@@ -204,6 +280,9 @@ __device__ __forceinline__ void TileFromStage(const uint8_t* stage, int i, int l
   } else if constexpr (F == WFormat::kMxfp4) {
     t.q = *reinterpret_cast<const uint2*>(codes);
     t.e = *reinterpret_cast<const uint16_t*>(scales + (lane >> 2) * 2);
+  } else if constexpr (F == WFormat::kQ4K) {
+    t.q = *reinterpret_cast<const uint2*>(codes);
+    t.s = *reinterpret_cast<const uint32_t*>(scales + (lane >> 2) * 4);
   } else {
     t.r0 = *reinterpret_cast<const uint4*>(codes);
     t.r1 = *reinterpret_cast<const uint4*>(codes + 16);
@@ -294,9 +373,12 @@ __global__ void __launch_bounds__(kSmallMaxWarps * 32, 1) GemmSmallBatchKernel(c
       issue(j + kSmallStages - 1);
       const uint8_t* stage = ring + (j % kSmallStages) * kStageBytes<F>;
       // Each tile is decoded once for all n-tiles of the pass.
-      float acc[kNT][4];
+      float acc[kNT][kAccN<F>];
 #pragma unroll
-      for (int t = 0; t < kNT; ++t) acc[t][0] = acc[t][1] = acc[t][2] = acc[t][3] = 0.0f;
+      for (int t = 0; t < kNT; ++t) {
+#pragma unroll
+        for (int e = 0; e < kAccN<F>; ++e) acc[t][e] = 0.0f;
+      }
 #pragma unroll
       for (int i = 0; i < kChunkBlocks; ++i) {
         if (i < nb) {
@@ -308,14 +390,16 @@ __global__ void __launch_bounds__(kSmallMaxWarps * 32, 1) GemmSmallBatchKernel(c
           for (int t = 0; t < kNT; ++t) MmaBlock<F>(acc[t], a, tl, xb[t][i]);
         }
       }
+      ChunkScales<F> cs;
+      LoadChunkScales<F>(stage + kChunkCodeBytes<F>, lane, cs);
       float* dst = part + ch * (kTileRows * kPass);
 #pragma unroll
       for (int t = 0; t < kNT; ++t) {
         const int col = t * kSmallTokens + 2 * c;
-        dst[r * kPass + col] = acc[t][0] * kChunkScale<F>;
-        dst[r * kPass + col + 1] = acc[t][1] * kChunkScale<F>;
-        dst[(r + 8) * kPass + col] = acc[t][2] * kChunkScale<F>;
-        dst[(r + 8) * kPass + col + 1] = acc[t][3] * kChunkScale<F>;
+        dst[r * kPass + col] = ChunkValue<F>(acc[t], 0, cs);
+        dst[r * kPass + col + 1] = ChunkValue<F>(acc[t], 1, cs);
+        dst[(r + 8) * kPass + col] = ChunkValue<F>(acc[t], 2, cs);
+        dst[(r + 8) * kPass + col + 1] = ChunkValue<F>(acc[t], 3, cs);
       }
     }
     CpAsyncWait<0>();  // (only empty groups remain) no copy outlives the pass
@@ -413,7 +497,7 @@ __global__ void __launch_bounds__(kW * 32, 1) GemmLargeBatchKernel(const GemmPar
     }
     CpAsyncCommit();
   };
-  auto load_weights = [&](int ch, TileRaw<F>(&raw)[kChunkBlocks]) {
+  auto load_weights = [&](int ch, TileRaw<F>(&raw)[kChunkBlocks], ChunkScales<F>& cs) {
     if (!has_rows) return;
     const int kb0 = ch * kChunkBlocks;
     const int nb = min(kChunkBlocks, kb_total - kb0);
@@ -421,23 +505,29 @@ __global__ void __launch_bounds__(kW * 32, 1) GemmLargeBatchKernel(const GemmPar
     for (int i = 0; i < kChunkBlocks; ++i) {
       if (i < nb) LoadTile<F>(p.w, mat, rt, kb0 + i, lane, raw[i]);
     }
+    if constexpr (F == WFormat::kQ4K) {
+      const int64_t tile0 = static_cast<int64_t>(rt) * p.w.k_blocks + kb0;
+      LoadChunkScales<F>(p.w.scales + mat * p.w.mat_scale_bytes + tile0 * TileScaleBytes(F), lane, cs);
+    }
   };
 
   float acc[kNT][4];
-  float part[kNT][4];
+  float part[kNT][kAccN<F>];
 #pragma unroll
   for (int j = 0; j < kNT; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.0f;
   TileRaw<F> raw[kChunkBlocks];
-  if constexpr (kPrefetch) load_weights(0, raw);
+  ChunkScales<F> cs;
+  if constexpr (kPrefetch) load_weights(0, raw, cs);
   load_stage(0, 0);
   for (int ch = 0; ch < nchunks; ++ch) {
     if (ch + 1 < nchunks) load_stage(ch + 1, (ch + 1) & 1);
     const int nb = min(kChunkBlocks, kb_total - ch * kChunkBlocks);
     TileRaw<F> next[kChunkBlocks];
+    ChunkScales<F> next_cs;
     if constexpr (kPrefetch) {
-      if (ch + 1 < nchunks) load_weights(ch + 1, next);
+      if (ch + 1 < nchunks) load_weights(ch + 1, next, next_cs);
     } else {
-      load_weights(ch, raw);
+      load_weights(ch, raw, cs);
     }
     if (ch + 1 < nchunks) {
       CpAsyncWait<1>();
@@ -448,7 +538,10 @@ __global__ void __launch_bounds__(kW * 32, 1) GemmLargeBatchKernel(const GemmPar
     if (has_rows) {
       const uint4* st = sb + (ch & 1) * kStage;
 #pragma unroll
-      for (int j = 0; j < kNT; ++j) part[j][0] = part[j][1] = part[j][2] = part[j][3] = 0.0f;
+      for (int j = 0; j < kNT; ++j) {
+#pragma unroll
+        for (int e = 0; e < kAccN<F>; ++e) part[j][e] = 0.0f;
+      }
 #pragma unroll
       for (int i = 0; i < kChunkBlocks; ++i) {
         if (i < nb) {
@@ -464,19 +557,20 @@ __global__ void __launch_bounds__(kW * 32, 1) GemmLargeBatchKernel(const GemmPar
 #pragma unroll
         for (int j = 0; j < kNT; ++j) {
 #pragma unroll
-          for (int e = 0; e < 4; ++e) acc[j][e] = part[j][e] * kChunkScale<F>;
+          for (int e = 0; e < 4; ++e) acc[j][e] = ChunkValue<F>(part[j], e, cs);
         }
       } else {
 #pragma unroll
         for (int j = 0; j < kNT; ++j) {
 #pragma unroll
-          for (int e = 0; e < 4; ++e) acc[j][e] = __fadd_rn(acc[j][e], part[j][e] * kChunkScale<F>);
+          for (int e = 0; e < 4; ++e) acc[j][e] = __fadd_rn(acc[j][e], ChunkValue<F>(part[j], e, cs));
         }
       }
     }
     if constexpr (kPrefetch) {
 #pragma unroll
       for (int i = 0; i < kChunkBlocks; ++i) raw[i] = next[i];
+      cs = next_cs;
     }
     __syncthreads();
   }
@@ -630,7 +724,7 @@ void LaunchTyped(const GemmParams& p, GemmPath path, cudaStream_t stream) {
   } else if (path == GemmPath::kSmallBatch) {
     // Deeper rings only for one pass over the tokens (decode of a few
     // sequences); passes over more tokens keep more CTAs resident instead.
-    if constexpr (F == WFormat::kMxfp4 || F == WFormat::kQ8_0) {
+    if constexpr (F == WFormat::kMxfp4 || F == WFormat::kQ8_0 || F == WFormat::kQ4K) {
       const int forced = StagesOverride() ? StagesOverride() : (p.n_b <= kSmallTokens ? 0 : 3);
       if (forced == 6 || forced == 0) {
         const SmallConfig c6 = ChooseSmall<F, EPI, 6>(p);
@@ -665,6 +759,7 @@ void LaunchEpi(const GemmParams& p, GemmPath path, cudaStream_t stream) {
   switch (p.w.fmt) {
     case WFormat::kQ8_0: return LaunchTyped<WFormat::kQ8_0, EPI>(p, path, stream);
     case WFormat::kMxfp4: return LaunchTyped<WFormat::kMxfp4, EPI>(p, path, stream);
+    case WFormat::kQ4K: return LaunchTyped<WFormat::kQ4K, EPI>(p, path, stream);
     case WFormat::kF16: return LaunchTyped<WFormat::kF16, EPI>(p, path, stream);
     case WFormat::kBf16: return LaunchTyped<WFormat::kBf16, EPI>(p, path, stream);
     case WFormat::kF32: break;
@@ -683,7 +778,7 @@ void SetLargeSmem() {
                                   g_smem_optin));
   CUDA_CHECK(cudaFuncSetAttribute(GemmSmallBatchKernel<F, EPI, 3, 2>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                   g_smem_optin));
-  if constexpr (F == WFormat::kMxfp4 || F == WFormat::kQ8_0) {
+  if constexpr (F == WFormat::kMxfp4 || F == WFormat::kQ8_0 || F == WFormat::kQ4K) {
     CUDA_CHECK(cudaFuncSetAttribute(GemmSmallBatchKernel<F, EPI, 4, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                     g_smem_optin));
     CUDA_CHECK(cudaFuncSetAttribute(GemmSmallBatchKernel<F, EPI, 6, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -744,6 +839,11 @@ void LaunchGemm(const GemmParams& p, cudaStream_t stream) {
     std::fprintf(stderr, "LaunchGemm: ldx (%d) must be a multiple of 8 and cols (%d) of 32\n", p.ldx, p.w.cols);
     std::abort();
   }
+  if (p.w.fmt == WFormat::kQ4K && p.w.cols % kQ4KSuperBlockCols != 0) {
+    std::fprintf(stderr, "LaunchGemm: Q4_K tiles need cols (%d) in whole super-blocks of %d\n", p.w.cols,
+                 kQ4KSuperBlockCols);
+    std::abort();
+  }
   if (p.w.fmt == WFormat::kF32) {
     if (p.moe || p.epilogue != GemmEpilogue::kStoreF32) {
       std::fprintf(stderr, "LaunchGemm: F32 weights support only dense kStoreF32\n");
@@ -771,6 +871,8 @@ void InitGemmKernels() {
   SetLargeSmem<WFormat::kQ8_0, GemmEpilogue::kSwiGlu>();
   SetLargeSmem<WFormat::kMxfp4, GemmEpilogue::kStoreF32>();
   SetLargeSmem<WFormat::kMxfp4, GemmEpilogue::kSwiGlu>();
+  SetLargeSmem<WFormat::kQ4K, GemmEpilogue::kStoreF32>();
+  SetLargeSmem<WFormat::kQ4K, GemmEpilogue::kSwiGlu>();
   SetLargeSmem<WFormat::kF16, GemmEpilogue::kStoreF32>();
   SetLargeSmem<WFormat::kF16, GemmEpilogue::kSwiGlu>();
   SetLargeSmem<WFormat::kBf16, GemmEpilogue::kStoreF32>();

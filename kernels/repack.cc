@@ -35,14 +35,39 @@ inline float ClampHalfRange(float v) { return std::clamp(v, -65504.0f, 65504.0f)
 absl::StatusOr<WFormat> FormatForType(gguf::GgmlType type) {
   switch (type) {
     case gguf::GgmlType::kQ8_0:
-    case gguf::GgmlType::kQ4_K:
     case gguf::GgmlType::kQ6_K: return WFormat::kQ8_0;
+    case gguf::GgmlType::kQ4_K: return WFormat::kQ4K;
     case gguf::GgmlType::kMXFP4: return WFormat::kMxfp4;
     case gguf::GgmlType::kF16: return WFormat::kF16;
     case gguf::GgmlType::kBF16: return WFormat::kBf16;
     case gguf::GgmlType::kF32: return WFormat::kF32;
   }
   return absl::InvalidArgumentError(absl::StrCat("no CUDA weight layout for ggml type ", static_cast<int>(type)));
+}
+
+absl::StatusOr<WFormat> FusedFormatForTypes(const std::vector<gguf::GgmlType>& types) {
+  WFormat fused = WFormat::kF32;
+  bool first = true, k_quant_mix = false;
+  for (gguf::GgmlType t : types) {
+    absl::StatusOr<WFormat> f = FormatForType(t);
+    if (!f.ok()) return f.status();
+    if (first) {
+      fused = *f;
+      first = false;
+    } else if (*f != fused) {
+      // Q4_K next to Q8_0 or Q6_K: every part re-quantized into Q8_0 tiles.
+      const auto q8_family = [](WFormat x) { return x == WFormat::kQ8_0 || x == WFormat::kQ4K; };
+      if (!q8_family(*f) || !q8_family(fused)) {
+        std::string names;
+        for (gguf::GgmlType n : types) absl::StrAppend(&names, names.empty() ? "" : ", ", gguf::GgmlTypeName(static_cast<uint32_t>(n)));
+        return absl::InvalidArgumentError(absl::StrCat(
+            "tensors of types ", names, " are fused into one device matrix and must share a format: Q8_0, Q4_K "
+            "and Q6_K go together, every other type only with itself"));
+      }
+      k_quant_mix = true;
+    }
+  }
+  return k_quant_mix ? WFormat::kQ8_0 : fused;
 }
 
 RowEncoding EncodingForType(gguf::GgmlType type) {
@@ -78,6 +103,10 @@ void RepackTiles(WFormat fmt, int64_t k_blocks, const RowSource& src, int64_t rt
     for (int i = 0; i < kTileRows; ++i) {
       rows[i] = src(rt * kTileRows + i);
       if (rows[i].data == nullptr || rows[i].enc == RowEncoding::kTileFormat) continue;
+      if (fmt == WFormat::kQ4K) {
+        assert(rows[i].enc == RowEncoding::kQ4_K);
+        continue;  // moved as it is (RepackQ4KLane)
+      }
       assert(fmt == WFormat::kQ8_0);
       const int64_t q8_row = k_blocks * kQ8_0BlockBytes;
       requantized.resize(static_cast<size_t>(kTileRows * q8_row));
@@ -131,6 +160,23 @@ float TiledValue(WFormat fmt, int64_t k_blocks, const uint8_t* codes, const uint
       uint16_t b;
       std::memcpy(&b, lane + 16 * h + 2 * j, 2);
       return gguf::Fp16ToFloat(gguf::FloatToFp16(ClampHalfRange(gguf::Bf16ToFloat(b))));
+    }
+    case WFormat::kQ4K: {
+      uint32_t w, sw;
+      std::memcpy(&w, lane + 4 * h, 4);
+      std::memcpy(&sw, ts + 4 * r, 4);
+      const int q = static_cast<int>((w >> (4 * (j / 2) + 16 * (j % 2))) & 0xFu);
+      const int sc = static_cast<int>((sw >> (8 * h)) & 0xFFu), m = static_cast<int>((sw >> (16 + 8 * h)) & 0xFFu);
+      // d and dmin of tile row i: in tile i / 2 of the chunk, pair i % 2.
+      const uint8_t* chunk_scales = scales + (rt * k_blocks + kb / kChunkBlocks * kChunkBlocks + i / 2) * TileScaleBytes(WFormat::kQ4K);
+      uint16_t d, dmin;
+      std::memcpy(&d, chunk_scales + kQ4KSuperScaleOffset + 4 * (i % 2), 2);
+      std::memcpy(&dmin, chunk_scales + kQ4KSuperScaleOffset + 4 * (i % 2) + 2, 2);
+      // The ggml value, exactly as Q4KValue (the device works on the codes
+      // times sc and m with d and dmin applied per chunk: see gemm.cu).
+      const float step = gguf::Fp16ToFloat(d) * static_cast<float>(sc);
+      const float off = gguf::Fp16ToFloat(dmin) * static_cast<float>(m);
+      return step * static_cast<float>(q) - off;
     }
     case WFormat::kF32: break;
   }

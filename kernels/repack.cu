@@ -63,6 +63,7 @@ __device__ __forceinline__ bool BlockIsBad(WFormat fmt, RowEncoding enc, const u
       const uint32_t v = p[0] | (p[1] << 8) | (p[2] << 16) | (static_cast<uint32_t>(p[3]) << 24);
       return (v & 0x7F800000u) == 0x7F800000u;
     }
+    case WFormat::kQ4K: break;  // Q4_K rows: checked by their encoding above
   }
   return false;
 }

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "inference_worker/gguf/ggml_types.h"
@@ -14,9 +15,14 @@
 namespace ossgate::kernels {
 
 // The tiled format of `type` on the device: the one that stores its bits
-// unchanged, or for the k-quants (Q4_K, Q6_K) Q8_0, their blocks
-// re-quantized on upload (repack_tile.h: RequantizeQ8Block).
+// unchanged (Q4_K: WFormat::kQ4K), or for Q6_K Q8_0, its blocks re-quantized
+// on upload (repack_tile.h: RequantizeQ8Block).
 absl::StatusOr<WFormat> FormatForType(gguf::GgmlType type);
+// The tiled format of one matrix fused from rows of these types (q/k/v,
+// gate/up): their common format, or Q8_0 where Q8_0, Q4_K and Q6_K mix (a
+// Q4_K_M file's Q4_K attn_q next to a Q6_K attn_v: every k-quant part
+// re-quantized); an error naming the types for any other mix.
+absl::StatusOr<WFormat> FusedFormatForTypes(const std::vector<gguf::GgmlType>& types);
 // How rows of `type` are read when tiled into FormatForType(type).
 RowEncoding EncodingForType(gguf::GgmlType type);
 

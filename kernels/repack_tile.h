@@ -4,10 +4,12 @@
 // produce the same bytes by construction (tests/gpu/repack_test.cc checks it).
 // No CUDA types: compiled by the host compiler and by nvcc.
 //
-// The k-quants (Q4_K, Q6_K) have no tile format of their own: each of their
+// Q4_K has a tile format of its own (layout.h: its codes, 6-bit scales and
+// mins and fp16 super-block scales, moved). Q6_K has none: each of its
 // 32-element blocks is re-quantized into a Q8_0 block on the way into Q8_0
-// tiles (RequantizeQ8Block), so the dense kernels run unchanged. The element
-// decoders below are also the device embedding lookup's.
+// tiles (RequantizeQ8Block), as are Q4_K rows fused into one matrix with Q6_K
+// or Q8_0 rows (a Q4_K_M file's attn_q/attn_k next to a Q6_K attn_v). The
+// element decoders below are also the device embedding lookup's.
 #pragma once
 
 #include <cmath>
@@ -35,8 +37,9 @@ inline constexpr int kQ4_KBlockBytes = 144;
 inline constexpr int kQ6_KBlockBytes = 210;
 
 // How the ggml rows of a matrix are encoded: in the blocks of the tile format
-// itself (layout.h keeps their bits), or as a k-quant that is re-quantized
-// into Q8_0 tiles (the tile format must then be WFormat::kQ8_0).
+// itself (layout.h keeps their bits), or as a k-quant, which is re-quantized
+// into Q8_0 tiles (WFormat::kQ8_0) or, for Q4_K rows in WFormat::kQ4K tiles,
+// moved as it is.
 enum class RowEncoding : int32_t { kTileFormat = 0, kQ4_K = 1, kQ6_K = 2 };
 
 // One ggml row and its encoding; a null row is padding (stored as zeros).
@@ -112,23 +115,30 @@ OSSGATE_REPACK_HD inline uint16_t LoadU16(const uint8_t* p) { return static_cast
 // Both products are exact in float, so the one rounding (the subtraction) is
 // the same whether or not the compiler fuses it: host, device and the CPU
 // dequantizer agree bit for bit.
-OSSGATE_REPACK_HD inline float Q4KValue(const uint8_t* block, int e) {
+// The 6-bit scale and min of sub-block j (0..7) of a Q4_K super-block
+// (ggml-quants.c get_scale_min_k4).
+OSSGATE_REPACK_HD inline void Q4KScaleMin(const uint8_t* block, int j, int* sc, int* m) {
   const uint8_t* scales = block + 4;
-  const int j = e / 32;
-  int sc, m;
   if (j < 4) {
-    sc = scales[j] & 63;
-    m = scales[j + 4] & 63;
+    *sc = scales[j] & 63;
+    *m = scales[j + 4] & 63;
   } else {
-    sc = (scales[j + 4] & 0x0F) | ((scales[j - 4] >> 6) << 4);
-    m = (scales[j + 4] >> 4) | ((scales[j] >> 6) << 4);
+    *sc = (scales[j + 4] & 0x0F) | ((scales[j - 4] >> 6) << 4);
+    *m = (scales[j + 4] >> 4) | ((scales[j] >> 6) << 4);
   }
+}
+// The 4-bit code of element e.
+OSSGATE_REPACK_HD inline int Q4KCode(const uint8_t* block, int e) {
   const int g = e / 64, r = e % 64;
   const uint8_t byte = block[16 + 32 * g + r % 32];
-  const int q = r < 32 ? (byte & 0x0F) : (byte >> 4);
+  return r < 32 ? (byte & 0x0F) : (byte >> 4);
+}
+OSSGATE_REPACK_HD inline float Q4KValue(const uint8_t* block, int e) {
+  int sc, m;
+  Q4KScaleMin(block, e / 32, &sc, &m);
   const float step = HalfBitsToFloat(LoadU16(block)) * static_cast<float>(sc);
   const float off = HalfBitsToFloat(LoadU16(block + 2)) * static_cast<float>(m);
-  return step * static_cast<float>(q) - off;
+  return step * static_cast<float>(Q4KCode(block, e)) - off;
 }
 
 // Element e of a Q6_K super-block (block_q6_K, dequantize_row_q6_K): 128
@@ -210,13 +220,56 @@ OSSGATE_REPACK_HD inline uint32_t Mxfp4BlockCode(const uint8_t* block, int e) {
   return e < 16 ? (block[1 + e] & 0x0Fu) : (block[1 + e - 16] >> 4);
 }
 
+// Lane `lane` of a Q4_K tile (layout.h) from Q4_K rows lo and hi (null:
+// padding, zeros): the codes of columns 8c .. 8c + 7 of block kb of each row;
+// lane c == 0 writes the rows' sc/m word, lanes c == 1 and c == 2 the d/dmin
+// pair of row r and of row r + 8 when the tile (place kb % 8 in its chunk)
+// is the one that carries it.
+OSSGATE_REPACK_HD inline void RepackQ4KLane(const uint8_t* lo, const uint8_t* hi, int64_t kb, int lane,
+                                            uint8_t* tile_codes, uint8_t* tile_scales) {
+  const int r = lane / 4, c = lane % 4;
+  const int64_t super = kb / 8;
+  const int j = static_cast<int>(kb % 8);
+  const uint8_t* blocks[2] = {lo ? lo + super * kQ4_KBlockBytes : nullptr,
+                              hi ? hi + super * kQ4_KBlockBytes : nullptr};
+  uint8_t* dst = tile_codes + lane * LaneCodeBytes(WFormat::kQ4K);
+  for (int h = 0; h < 2; ++h) {
+    uint32_t w = 0;
+    if (blocks[h]) {
+      for (int q = 0; q < 4; ++q) {
+        for (int half = 0; half < 2; ++half) {
+          w |= static_cast<uint32_t>(Q4KCode(blocks[h], 32 * j + 8 * c + 2 * q + half)) << (4 * q + 16 * half);
+        }
+      }
+    }
+    for (int b = 0; b < 4; ++b) dst[4 * h + b] = static_cast<uint8_t>(w >> (8 * b));
+  }
+  if (c == 0) {
+    for (int h = 0; h < 2; ++h) {
+      int sc = 0, m = 0;
+      if (blocks[h]) Q4KScaleMin(blocks[h], j, &sc, &m);
+      tile_scales[4 * r + h] = static_cast<uint8_t>(sc);
+      tile_scales[4 * r + 2 + h] = static_cast<uint8_t>(m);
+    }
+  } else if (c <= 2) {
+    const int row = c == 1 ? r : r + 8;  // the row whose d/dmin this lane may carry
+    if (row / 2 == j) {
+      const uint8_t* b = blocks[c - 1];
+      uint8_t* out = tile_scales + kQ4KSuperScaleOffset + 4 * (row % 2);
+      for (int i = 0; i < 4; ++i) out[i] = b ? b[i] : 0;  // fp16 d, fp16 dmin: the block's first 4 bytes
+    }
+  }
+}
+
 // Writes lane `lane` (r = lane / 4, c = lane % 4) of tile k-block `kb` whose
 // rows r and r + 8 are `lo` and `hi` (null data: padding): its code bytes at
 // tile_codes + lane * LaneCodeBytes, and for c == 0 the scale entry of row
-// pair r in tile_scales (Q8_0, MXFP4). A k-quant row's block is first
-// re-quantized into a Q8_0 block, which is then tiled like a Q8_0 row's.
+// pair r in tile_scales (Q8_0, MXFP4; Q4_K: RepackQ4KLane). A k-quant row's
+// block is first re-quantized into a Q8_0 block, which is then tiled like a
+// Q8_0 row's, unless the tile format is Q4_K and the rows are Q4_K.
 OSSGATE_REPACK_HD inline void RepackLane(WFormat fmt, RowRef lo_ref, RowRef hi_ref, int64_t kb_in, int lane,
                                          uint8_t* tile_codes, uint8_t* tile_scales) {
+  if (fmt == WFormat::kQ4K) return RepackQ4KLane(lo_ref.data, hi_ref.data, kb_in, lane, tile_codes, tile_scales);
   const int r = lane / 4, c = lane % 4;
   uint8_t* dst = tile_codes + lane * LaneCodeBytes(fmt);
   uint8_t requantized[2][kQ8_0BlockBytes];
@@ -262,7 +315,8 @@ OSSGATE_REPACK_HD inline void RepackLane(WFormat fmt, RowRef lo_ref, RowRef hi_r
         for (int j = 0; j < 16; ++j) dst[16 * h + j] = v ? v[j] : 0;
         break;
       }
-      case WFormat::kF32: break;
+      case WFormat::kF32:
+      case WFormat::kQ4K: break;
     }
   }
   if (c != 0) return;

@@ -182,16 +182,15 @@ absl::Status CudaBackendImpl::UploadAttention(int l, const model::Matrix& wq, co
                                               const model::Matrix& wv, const model::Matrix& wo, bool on_device,
                                               LayerDev* d) {
   const int64_t D = config_.d_model, Q = config_.q_dim(), KV = config_.kv_dim();
-  auto dense = kernels::FormatForType(wq.type);
-  auto k = kernels::FormatForType(wk.type);
-  auto v = kernels::FormatForType(wv.type);
   auto o_fmt = kernels::FormatForType(wo.type);
-  for (const auto* f : {&dense, &k, &v, &o_fmt}) {
-    if (!f->ok()) return f->status();
+  if (!o_fmt.ok()) return o_fmt.status();
+  for (const model::Matrix* m : {&wq, &wk, &wv}) {
+    if (auto f = kernels::FormatForType(m->type); !f.ok()) return f.status();
   }
   // q, k and v are fused into one matrix: their types may differ (Q4_K_M
   // files mix Q4_K and Q6_K) as long as they share a device format.
-  if (*k != *dense || *v != *dense) {
+  auto dense = kernels::FusedFormatForTypes({wq.type, wk.type, wv.type});
+  if (!dense.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "CUDA backend: layer ", l, ": attn_q, attn_k and attn_v (", TypeName(wq), ", ", TypeName(wk), ", ",
         TypeName(wv), ") are fused into one matrix and must share a device format: Q8_0, Q4_K and Q6_K go "
@@ -214,14 +213,13 @@ absl::Status CudaBackendImpl::UploadGatedFfn(int l, const model::Matrix& gate, c
                                              const model::Matrix& down, int64_t n_mats, bool on_device,
                                              LayerDev* d) {
   const int64_t D = config_.d_model, F = config_.d_ff;
-  auto g = kernels::FormatForType(gate.type);
-  auto u = kernels::FormatForType(up.type);
-  auto dn_fmt = kernels::FormatForType(down.type);
-  for (const auto* f : {&g, &u, &dn_fmt}) {
-    if (!f->ok()) return f->status();
+  for (const model::Matrix* m : {&gate, &up, &down}) {
+    if (auto f = kernels::FormatForType(m->type); !f.ok()) return f.status();
   }
+  auto dn_fmt = kernels::FormatForType(down.type);
   // gate and up become one interleaved matrix (layout.h).
-  if (*u != *g) {
+  auto g = kernels::FusedFormatForTypes({gate.type, up.type});
+  if (!g.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "CUDA backend: layer ", l, ": ", gate.name, " and ", up.name, " (", TypeName(gate), ", ", TypeName(up),
         ") are fused into one matrix and must share a device format: Q8_0, Q4_K and Q6_K go together, every other "

@@ -29,17 +29,18 @@ absl::StatusOr<WeightBytes> PlanWeightBytes(const model::ModelConfig& c, const m
   const int64_t D = c.d_model, Q = c.q_dim(), KV = c.kv_dim(), E = c.n_experts, F = c.d_ff;
   WeightBytes b;
   // What UploadAttention and UploadGatedFfn allocate for one layer.
-  auto attention = [&](const model::Matrix& wq, const model::Matrix& wo) -> absl::Status {
-    auto dense = kernels::FormatForType(wq.type);
+  auto attention = [&](const model::Matrix& wq, const model::Matrix& wk, const model::Matrix& wv,
+                       const model::Matrix& wo) -> absl::Status {
+    auto dense = kernels::FusedFormatForTypes({wq.type, wk.type, wv.type});
     auto o = kernels::FormatForType(wo.type);
     if (!dense.ok()) return dense.status();
     if (!o.ok()) return o.status();
     b.attention += Tiled(*dense, Q + 2 * KV, D, 1, false) + Tiled(*o, D, Q, 1, false);
     return absl::OkStatus();
   };
-  auto ffn = [&](const model::Matrix& gate, const model::Matrix& down, int64_t n_mats,
+  auto ffn = [&](const model::Matrix& gate, const model::Matrix& up, const model::Matrix& down, int64_t n_mats,
                  int64_t* category) -> absl::Status {
-    auto g = kernels::FormatForType(gate.type);
+    auto g = kernels::FusedFormatForTypes({gate.type, up.type});
     auto dn = kernels::FormatForType(down.type);
     if (!g.ok()) return g.status();
     if (!dn.ok()) return dn.status();
@@ -49,15 +50,15 @@ absl::StatusOr<WeightBytes> PlanWeightBytes(const model::ModelConfig& c, const m
   for (int l = 0; l < c.n_layers; ++l) {
     if (c.family != model::Family::kGptOss) {
       const model::DenseLayerWeights& L = w.dense_layers[l];
-      if (absl::Status s = attention(L.wq, L.wo); !s.ok()) return s;
-      if (absl::Status s = ffn(L.gate, L.down, 1, &b.ffn); !s.ok()) return s;
+      if (absl::Status s = attention(L.wq, L.wk, L.wv, L.wo); !s.ok()) return s;
+      if (absl::Status s = ffn(L.gate, L.up, L.down, 1, &b.ffn); !s.ok()) return s;
       b.attention += Floats(L.bq.size() + L.bk.size() + L.bv.size());
       b.small += Floats(L.attn_norm.size()) + Floats(L.ffn_norm.size()) + Floats(static_cast<size_t>(c.n_heads));
       continue;
     }
     const model::LayerWeights& L = w.layers[l];
-    if (absl::Status s = attention(L.wq, L.wo); !s.ok()) return s;
-    if (absl::Status s = ffn(L.gate_exps, L.down_exps, E, &b.experts); !s.ok()) return s;
+    if (absl::Status s = attention(L.wq, L.wk, L.wv, L.wo); !s.ok()) return s;
+    if (absl::Status s = ffn(L.gate_exps, L.up_exps, L.down_exps, E, &b.experts); !s.ok()) return s;
     b.attention += Floats(L.bq.size() + L.bk.size() + L.bv.size()) + Floats(L.bo.size());
     b.experts += Floats(L.gate_b.size()) + Floats(L.up_b.size()) + Floats(L.down_b.size());
     b.router += Floats(static_cast<size_t>(E * D)) + Floats(L.router_b.size());

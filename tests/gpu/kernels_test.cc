@@ -150,8 +150,8 @@ struct GemmCase {
 class GemmTest : public ::testing::TestWithParam<GgmlType> {};
 
 // The matrix the device holds for w as an F32 matrix (what TiledValue
-// decodes from the host repack's tiles): for the k-quants, their Q8_0
-// re-quantization.
+// decodes from the host repack's tiles): for Q6_K its Q8_0 re-quantization,
+// for Q4_K (own tiles) its exact values.
 std::vector<float> TiledValues(const HostWeights& w) {
   const WFormat fmt = *kernels::FormatForType(w.type);
   const kernels::TiledBytes size = kernels::TiledSize(fmt, w.rows, w.cols, false);
@@ -184,10 +184,11 @@ TEST_P(GemmTest, DenseMatchesCpuAndBothPathsAgreeBitwise) {
     DeviceTiled dw = Tile({&w.view}, false);
     const std::vector<float> bias = RandomFloats(rows, rng, 0.1f);
     DevBuf<float> dbias(bias);
-    // k-quants: the device computes with their Q8_0 re-quantization; the
-    // kernels are checked against a CPU matmul of that matrix at the usual
-    // tolerance, and against the exact k-quant matrix at the one the
-    // re-quantization adds (about 0.6% for Q4_K, 0.3% for Q6_K: repack_test).
+    // k-quants: the device computes Q6_K with its Q8_0 re-quantization and
+    // Q4_K exactly (its own tiles); the kernels are checked against a CPU
+    // matmul of that matrix at the usual tolerance, and against the exact
+    // k-quant matrix at the one the re-quantization adds (about 0.3% for
+    // Q6_K: repack_test; for Q4_K the two checks are the same).
     HostWeights tiled_w{GgmlType::kF32, rows, cols, 1, {}, {}};
     if (k_quant) {
       const std::vector<float> v = TiledValues(w);

@@ -1,10 +1,13 @@
 // The model the CUDA backend computes for a file with k-quant matrices: the
-// same file with every Q4_K / Q6_K matrix it tiles (all but the embedding,
-// which the device gathers in its raw form) converted to Q8_0 by
-// RequantizeQ8Block, the function the upload uses (kernels/repack_tile.h).
-// Its Q8_0 blocks are the bytes of the device tiles, so the GPU runs the two
-// files alike, and the CPU backend on it gives the CPU counterpart of the
-// GPU's k-quant model. Test code.
+// same file with every k-quant matrix the upload re-quantizes converted to
+// Q8_0 by RequantizeQ8Block, the function the upload uses
+// (kernels/repack_tile.h): every Q6_K matrix it tiles (all but the embedding,
+// which the device gathers in its raw form), and Q4_K matrices fused with a
+// part of another type (q/k/v, gate/up: kernels::FusedFormatForTypes); other
+// Q4_K matrices keep their own tiles and stay. Its Q8_0 blocks are the bytes
+// of the device tiles, so the GPU runs the two files alike, and the CPU
+// backend on it gives the CPU counterpart of the GPU's k-quant model. Test
+// code.
 #pragma once
 
 #include <map>
@@ -24,9 +27,24 @@ inline absl::Status WriteRequantizedCopy(const gguf::GgufFile& src, const std::s
   for (const auto& [key, value] : src.metadata()) {
     if (absl::Status s = w.SetValue(key, value); !s.ok()) return s;
   }
-  auto converted = [](const gguf::TensorInfo& t) {
+  // The tensors fused with t on the device: blk.N.attn_{q,k,v}.weight, and
+  // blk.N.ffn_{gate,up}[_exps].weight.
+  auto fusion_group = [](const std::string& name) -> std::string {
+    const size_t dot = name.find('.', name.find('.') + 1);  // after "blk.N"
+    if (name.rfind("blk.", 0) != 0 || dot == std::string::npos) return name;
+    const std::string layer = name.substr(0, dot), rest = name.substr(dot + 1);
+    if (rest == "attn_q.weight" || rest == "attn_k.weight" || rest == "attn_v.weight") return layer + ".qkv";
+    if (rest == "ffn_gate.weight" || rest == "ffn_up.weight") return layer + ".gate_up";
+    if (rest == "ffn_gate_exps.weight" || rest == "ffn_up_exps.weight") return layer + ".gate_up_exps";
+    return name;
+  };
+  std::map<std::string, std::vector<gguf::GgmlType>> group_types;
+  for (const gguf::TensorInfo& t : src.tensors()) group_types[fusion_group(t.name)].push_back(t.type);
+  auto converted = [&](const gguf::TensorInfo& t) {
     const kernels::RowEncoding enc = kernels::EncodingForType(t.type);
-    return enc != kernels::RowEncoding::kTileFormat && t.name != "token_embd.weight";
+    if (enc == kernels::RowEncoding::kTileFormat || t.name == "token_embd.weight") return false;
+    const absl::StatusOr<kernels::WFormat> fmt = kernels::FusedFormatForTypes(group_types[fusion_group(t.name)]);
+    return fmt.ok() && *fmt == kernels::WFormat::kQ8_0;
   };
   for (const gguf::TensorInfo& t : src.tensors()) {
     std::vector<int64_t> ne(t.ne.begin(), t.ne.begin() + t.n_dims);

@@ -1,5 +1,6 @@
-// What the CUDA backend's re-quantization of Q4_K / Q6_K matrices into Q8_0
-// tiles costs a whole model, measured on the CPU (kquant_convert.h): the CPU
+// What the CUDA backend's re-quantization of k-quant matrices into Q8_0 tiles
+// (every Q6_K matrix; Q4_K ones only where fused with another type, else
+// they keep their own tiles) costs a whole model, measured on the CPU (kquant_convert.h): the CPU
 // backend on a k-quant model against the same model with its tiled matrices
 // converted as the upload converts them. The GPU tests compare the GPU with
 // the converted model (bitwise for the GPU, at the Q8_0 tolerances against
@@ -67,13 +68,22 @@ TEST(KQuantRequantization, ConvertedModelKeepsTheKQuantModelsLogits) {
     auto q8 = LoadModel(q8_path);
     std::remove(q8_path.c_str());
     ASSERT_NE(q8, nullptr);
-    int converted = 0;
+    // Q6_K matrices become Q8_0; Q4_K ones keep their own tiles (no q/k/v or
+    // gate/up part of another type here).
+    int converted = 0, kept_q4k = 0;
     for (const gguf::TensorInfo& t : q8->file->tensors()) {
-      if (t.type == gguf::GgmlType::kQ8_0) ++converted;
-      EXPECT_TRUE((t.type != gguf::GgmlType::kQ4_K && t.type != gguf::GgmlType::kQ6_K) || t.name == "token_embd.weight")
-          << t.name;
+      if (t.name == "token_embd.weight") continue;
+      converted += t.type == gguf::GgmlType::kQ8_0;
+      kept_q4k += t.type == gguf::GgmlType::kQ4_K;
+      EXPECT_NE(t.type, gguf::GgmlType::kQ6_K) << t.name;
     }
-    EXPECT_EQ(converted, 3 * 7 + 1) << "q, k, v, o, gate, up, down per layer, and the unembedding";
+    if (dense == gguf::GgmlType::kQ6_K) {
+      EXPECT_EQ(converted, 3 * 4 + 1) << "q, k, v, o per layer, and the unembedding";
+      EXPECT_EQ(kept_q4k, 3 * 3) << "the experts' gate, up, down per layer";
+    } else {
+      EXPECT_EQ(converted, 3 * 3) << "the experts' gate, up, down per layer";
+      EXPECT_EQ(kept_q4k, 3 * 4 + 1) << "q, k, v, o per layer, and the unembedding";
+    }
 
     std::mt19937 rng(5);
     std::vector<int32_t> tokens(200);
@@ -101,7 +111,7 @@ TEST(KQuantRequantization, ConvertedModelKeepsTheKQuantModelsLogits) {
     std::sort(rels.begin(), rels.end());
     const double mean = sum / static_cast<double>(rels.size()), median = rels[rels.size() / 2],
                  p90 = rels[rels.size() * 9 / 10], worst = rels.back();
-    std::printf("%s: logits of the Q8_0-tiled model vs the k-quant model: relative error mean %.2e, median %.2e, "
+    std::printf("%s: logits of the device-tiled model vs the k-quant model: relative error mean %.2e, median %.2e, "
                 "p90 %.2e, worst %.2e; same argmax %d/%zu\n",
                 label.c_str(), mean, median, p90, worst, same_argmax, tokens.size());
     // The worst positions are those where a router near a tie picked

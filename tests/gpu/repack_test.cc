@@ -234,24 +234,25 @@ HostMatrix KQuantMatrix(GgmlType type, int64_t rows, int64_t cols, uint32_t seed
 
 class RepackKQuantTest : public ::testing::TestWithParam<GgmlType> {};
 
+// (Q6_K always goes this way; Q4_K where it is fused with Q6_K or Q8_0 rows,
+// as in MixedEncodingsFuseIntoOneQ8Matrix below, else into its own tiles.)
 TEST_P(RepackKQuantTest, TilesHoldTheQ8RequantizationWithinHalfAStep) {
   const GgmlType type = GetParam();
-  auto fmt = FormatForType(type);
-  ASSERT_TRUE(fmt.ok());
-  ASSERT_EQ(*fmt, WFormat::kQ8_0);
+  ASSERT_EQ(*FormatForType(type), type == GgmlType::kQ4_K ? WFormat::kQ4K : WFormat::kQ8_0);
+  constexpr WFormat kFmt = WFormat::kQ8_0;
   ASSERT_EQ(EncodingForType(type), type == GgmlType::kQ4_K ? RowEncoding::kQ4_K : RowEncoding::kQ6_K);
   int saturated = 0;
   for (auto [rows, cols] : {std::pair<int64_t, int64_t>{16, 256}, {37, 512}, {50, 3072}}) {
     const HostMatrix m = KQuantMatrix(type, rows, cols, static_cast<uint32_t>(rows * 7 + cols));
-    const TiledBytes size = TiledSize(*fmt, rows, cols, false);
+    const TiledBytes size = TiledSize(kFmt, rows, cols, false);
     std::vector<uint8_t> codes(size.codes), scales(size.scales);
     const int64_t rt = RowTilesFor(rows, false), kb = cols / kBlockK;
     RepackTiles(
-        *fmt, kb, [&](int64_t r) { return r < rows ? RowRef(m.Row(r), EncodingForType(type)) : RowRef(); }, 0, rt,
+        kFmt, kb, [&](int64_t r) { return r < rows ? RowRef(m.Row(r), EncodingForType(type)) : RowRef(); }, 0, rt,
         codes.data(), scales.data());
     for (int64_t r = 0; r < rt * kTileRows; ++r) {
       for (int64_t c = 0; c < cols; ++c) {
-        const float got = TiledValue(*fmt, kb, codes.data(), scales.data(), r, c);
+        const float got = TiledValue(kFmt, kb, codes.data(), scales.data(), r, c);
         if (r >= rows) {
           ASSERT_EQ(got, 0.0f) << "padding row " << r;
           continue;
@@ -384,6 +385,70 @@ TEST(RepackKQuantTest, MixedEncodingsFuseIntoOneQ8Matrix) {
       ASSERT_EQ(got, want) << "row " << r << " (part " << p << ") col " << c;
     }
   }
+}
+
+// --- Q4_K in its own tiles ---------------------------------------------------
+
+// Every element of Q4_K tiles decodes to the ggml value exactly (the codes, the
+// 6-bit scales and mins and the super-block d and dmin are moved, not
+// re-quantized), for plain matrices with padding rows, a fused gate/up matrix,
+// and rows with zero and fp16-subnormal super-block scales.
+TEST(RepackQ4KTest, TilesHoldTheGgmlValuesExactly) {
+  for (auto [rows, cols] : {std::pair<int64_t, int64_t>{16, 256}, {37, 512}, {50, 3072}}) {
+    const HostMatrix m = KQuantMatrix(GgmlType::kQ4_K, rows, cols, static_cast<uint32_t>(rows * 3 + cols));
+    const TiledBytes size = TiledSize(WFormat::kQ4K, rows, cols, false);
+    ASSERT_EQ(size.codes + size.scales, RowTilesFor(rows, false) * (cols / kBlockK) * (256 + 40));
+    std::vector<uint8_t> codes(size.codes, 0xA5), scales(size.scales, 0xA5);  // no byte left unwritten
+    const int64_t rt = RowTilesFor(rows, false), kb = cols / kBlockK;
+    RepackTiles(
+        WFormat::kQ4K, kb, [&](int64_t r) { return r < rows ? RowRef(m.Row(r), RowEncoding::kQ4_K) : RowRef(); },
+        0, rt, codes.data(), scales.data());
+    for (int64_t r = 0; r < rt * kTileRows; ++r) {
+      for (int64_t c = 0; c < cols; ++c) {
+        const float got = TiledValue(WFormat::kQ4K, kb, codes.data(), scales.data(), r, c);
+        const float want = r < rows ? m.values[r * cols + c] : 0.0f;
+        ASSERT_EQ(got, want) << "row " << r << " col " << c << " of " << rows << "x" << cols;
+      }
+    }
+  }
+  const int64_t features = 20, cols = 512, kb = cols / kBlockK;
+  const HostMatrix gate = KQuantMatrix(GgmlType::kQ4_K, features, cols, 11);
+  const HostMatrix up = KQuantMatrix(GgmlType::kQ4_K, features, cols, 12);
+  const TiledBytes size = TiledSize(WFormat::kQ4K, features, cols, true);
+  std::vector<uint8_t> codes(size.codes, 0x5A), scales(size.scales, 0x5A);
+  const int64_t rt = RowTilesFor(features, true);
+  RepackTiles(
+      WFormat::kQ4K, kb,
+      [&](int64_t dev_row) {
+        bool is_up = false;
+        const int64_t f = GateUpSourceRow(dev_row, features, &is_up);
+        return f < 0 ? RowRef() : RowRef((is_up ? up : gate).Row(f), RowEncoding::kQ4_K);
+      },
+      0, rt, codes.data(), scales.data());
+  for (int64_t dev_row = 0; dev_row < rt * kTileRows; ++dev_row) {
+    const int64_t f = (dev_row / 16) * 8 + dev_row % 8;
+    const bool is_up = dev_row % 16 >= 8;
+    for (int64_t c = 0; c < cols; ++c) {
+      const float want = f < features ? (is_up ? up : gate).values[f * cols + c] : 0.0f;
+      ASSERT_EQ(TiledValue(WFormat::kQ4K, kb, codes.data(), scales.data(), dev_row, c), want)
+          << "device row " << dev_row << " col " << c;
+    }
+  }
+}
+
+// The format of a fused matrix: Q4_K alone keeps its tiles; mixed with Q6_K or
+// Q8_0 (a Q4_K_M layer), every part goes to Q8_0; other mixes are refused
+// with the types named.
+TEST(RepackQ4KTest, FusedFormatFollowsTheMix) {
+  using G = GgmlType;
+  EXPECT_EQ(*FusedFormatForTypes({G::kQ4_K, G::kQ4_K, G::kQ4_K}), WFormat::kQ4K);
+  EXPECT_EQ(*FusedFormatForTypes({G::kQ4_K, G::kQ4_K, G::kQ6_K}), WFormat::kQ8_0);
+  EXPECT_EQ(*FusedFormatForTypes({G::kQ4_K, G::kQ8_0}), WFormat::kQ8_0);
+  EXPECT_EQ(*FusedFormatForTypes({G::kQ6_K, G::kQ6_K}), WFormat::kQ8_0);
+  EXPECT_EQ(*FusedFormatForTypes({G::kMXFP4, G::kMXFP4}), WFormat::kMxfp4);
+  const absl::StatusOr<WFormat> bad = FusedFormatForTypes({G::kQ4_K, G::kF16});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("Q4_K, F16"), std::string::npos) << bad.status();
 }
 
 // The element decoders of repack_tile.h (also the device embedding lookup's)

@@ -83,6 +83,7 @@ TEST(DeviceRepackTest, EqualsTheHostRepackerForEveryFormatAndSource) {
       {WFormat::kQ8_0, {kTile, kTile, kTile}}, {WFormat::kMxfp4, {kTile, kTile, kTile}},
       {WFormat::kF16, {kTile, kTile, kTile}},  {WFormat::kBf16, {kTile, kTile, kTile}},
       {WFormat::kQ8_0, {kQ4, kQ4, kQ4}},       {WFormat::kQ8_0, {kQ6, kQ6, kQ6}},
+      {WFormat::kQ4K, {kQ4, kQ4, kQ4}},  // Q4_K rows moved into Q4_K tiles
       {WFormat::kQ8_0, {kQ4, kQ6, kTile}},  // a Q4_K_M layer: Q4_K q, Q6_K k (or v), Q8_0 v
   };
   for (const Encoding& e : encodings) {
@@ -185,6 +186,7 @@ TEST(DeviceFiniteScanTest, FindsTheFirstNonFiniteBlockOfEachFormat) {
         case WFormat::kF16: p[1] &= 0x3F; break;
         case WFormat::kBf16: p[1] &= 0x3F; break;
         case WFormat::kF32: p[3] &= 0x3F; break;
+        case WFormat::kQ4K: break;  // (its rows are Q4_K: handled above)
       }
     }
     for (int64_t b : s.bad) {
