@@ -24,6 +24,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "inference_worker/cuda/cuda_backend_impl.h"
+#include "inference_worker/cuda/memory_plan.h"
 #include "kernels/repack.h"
 
 namespace ossgate::gpu::internal {
@@ -152,7 +153,6 @@ kernels::RepackSource Plain(const model::Matrix& m) {
   return s;
 }
 
-const char* TypeName(const model::Matrix& m) { return gguf::GgmlTypeName(static_cast<uint32_t>(m.type)); }
 
 }  // namespace
 
@@ -184,18 +184,10 @@ absl::Status CudaBackendImpl::UploadAttention(int l, const model::Matrix& wq, co
   const int64_t D = config_.d_model, Q = config_.q_dim(), KV = config_.kv_dim();
   auto o_fmt = kernels::FormatForType(wo.type);
   if (!o_fmt.ok()) return o_fmt.status();
-  for (const model::Matrix* m : {&wq, &wk, &wv}) {
-    if (auto f = kernels::FormatForType(m->type); !f.ok()) return f.status();
-  }
   // q, k and v are fused into one matrix: their types may differ (Q4_K_M
   // files mix Q4_K and Q6_K) as long as they share a device format.
-  auto dense = kernels::FusedFormatForTypes({wq.type, wk.type, wv.type});
-  if (!dense.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "CUDA backend: layer ", l, ": attn_q, attn_k and attn_v (", TypeName(wq), ", ", TypeName(wk), ", ",
-        TypeName(wv), ") are fused into one matrix and must share a device format: Q8_0, Q4_K and Q6_K go "
-        "together, every other type only with itself"));
-  }
+  auto dense = FusedFormat(l, "attn_q, attn_k and attn_v", {&wq, &wk, &wv});
+  if (!dense.ok()) return dense.status();
   kernels::RepackSource qkv_src = Plain(wq);
   SetPart(&qkv_src, 1, wk);
   SetPart(&qkv_src, 2, wv);
@@ -213,18 +205,11 @@ absl::Status CudaBackendImpl::UploadGatedFfn(int l, const model::Matrix& gate, c
                                              const model::Matrix& down, int64_t n_mats, bool on_device,
                                              LayerDev* d) {
   const int64_t D = config_.d_model, F = config_.d_ff;
-  for (const model::Matrix* m : {&gate, &up, &down}) {
-    if (auto f = kernels::FormatForType(m->type); !f.ok()) return f.status();
-  }
   auto dn_fmt = kernels::FormatForType(down.type);
+  if (!dn_fmt.ok()) return dn_fmt.status();
   // gate and up become one interleaved matrix (layout.h).
-  auto g = kernels::FusedFormatForTypes({gate.type, up.type});
-  if (!g.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "CUDA backend: layer ", l, ": ", gate.name, " and ", up.name, " (", TypeName(gate), ", ", TypeName(up),
-        ") are fused into one matrix and must share a device format: Q8_0, Q4_K and Q6_K go together, every other "
-        "type only with itself"));
-  }
+  auto g = FusedFormat(l, absl::StrCat(gate.name, " and ", up.name), {&gate, &up});
+  if (!g.ok()) return g.status();
   if (*g == WFormat::kF32 || *dn_fmt == WFormat::kF32) {
     return absl::UnimplementedError(absl::StrCat("CUDA backend: F32 feed-forward tensors (layer ", l,
                                                  ") are not supported; use MXFP4, Q8_0, Q4_K, Q6_K, BF16 or F16"));

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -25,22 +27,39 @@ int64_t Tiled(kernels::WFormat f, int64_t rows, int64_t cols, int64_t n_mats, bo
 
 }  // namespace
 
+absl::StatusOr<kernels::WFormat> FusedFormat(int layer, const std::string& names,
+                                             std::initializer_list<const model::Matrix*> parts) {
+  std::vector<gguf::GgmlType> types;
+  std::string type_names;
+  for (const model::Matrix* m : parts) {
+    if (auto f = kernels::FormatForType(m->type); !f.ok()) return f.status();
+    types.push_back(m->type);
+    absl::StrAppend(&type_names, type_names.empty() ? "" : ", ", gguf::GgmlTypeName(static_cast<uint32_t>(m->type)));
+  }
+  absl::StatusOr<kernels::WFormat> f = kernels::FusedFormatForTypes(types);
+  if (f.ok()) return f;
+  return absl::InvalidArgumentError(absl::StrCat(
+      "CUDA backend: layer ", layer, ": ", names, " (", type_names,
+      ") are fused into one matrix and must share a device format: Q8_0, Q4_K and Q6_K go together, every other "
+      "type only with itself"));
+}
+
 absl::StatusOr<WeightBytes> PlanWeightBytes(const model::ModelConfig& c, const model::Weights& w, int max_context) {
   const int64_t D = c.d_model, Q = c.q_dim(), KV = c.kv_dim(), E = c.n_experts, F = c.d_ff;
   WeightBytes b;
   // What UploadAttention and UploadGatedFfn allocate for one layer.
-  auto attention = [&](const model::Matrix& wq, const model::Matrix& wk, const model::Matrix& wv,
+  auto attention = [&](int l, const model::Matrix& wq, const model::Matrix& wk, const model::Matrix& wv,
                        const model::Matrix& wo) -> absl::Status {
-    auto dense = kernels::FusedFormatForTypes({wq.type, wk.type, wv.type});
+    auto dense = FusedFormat(l, "attn_q, attn_k and attn_v", {&wq, &wk, &wv});
     auto o = kernels::FormatForType(wo.type);
     if (!dense.ok()) return dense.status();
     if (!o.ok()) return o.status();
     b.attention += Tiled(*dense, Q + 2 * KV, D, 1, false) + Tiled(*o, D, Q, 1, false);
     return absl::OkStatus();
   };
-  auto ffn = [&](const model::Matrix& gate, const model::Matrix& up, const model::Matrix& down, int64_t n_mats,
-                 int64_t* category) -> absl::Status {
-    auto g = kernels::FusedFormatForTypes({gate.type, up.type});
+  auto ffn = [&](int l, const model::Matrix& gate, const model::Matrix& up, const model::Matrix& down,
+                 int64_t n_mats, int64_t* category) -> absl::Status {
+    auto g = FusedFormat(l, absl::StrCat(gate.name, " and ", up.name), {&gate, &up});
     auto dn = kernels::FormatForType(down.type);
     if (!g.ok()) return g.status();
     if (!dn.ok()) return dn.status();
@@ -50,15 +69,15 @@ absl::StatusOr<WeightBytes> PlanWeightBytes(const model::ModelConfig& c, const m
   for (int l = 0; l < c.n_layers; ++l) {
     if (c.family != model::Family::kGptOss) {
       const model::DenseLayerWeights& L = w.dense_layers[l];
-      if (absl::Status s = attention(L.wq, L.wk, L.wv, L.wo); !s.ok()) return s;
-      if (absl::Status s = ffn(L.gate, L.up, L.down, 1, &b.ffn); !s.ok()) return s;
+      if (absl::Status s = attention(l, L.wq, L.wk, L.wv, L.wo); !s.ok()) return s;
+      if (absl::Status s = ffn(l, L.gate, L.up, L.down, 1, &b.ffn); !s.ok()) return s;
       b.attention += Floats(L.bq.size() + L.bk.size() + L.bv.size());
       b.small += Floats(L.attn_norm.size()) + Floats(L.ffn_norm.size()) + Floats(static_cast<size_t>(c.n_heads));
       continue;
     }
     const model::LayerWeights& L = w.layers[l];
-    if (absl::Status s = attention(L.wq, L.wk, L.wv, L.wo); !s.ok()) return s;
-    if (absl::Status s = ffn(L.gate_exps, L.up_exps, L.down_exps, E, &b.experts); !s.ok()) return s;
+    if (absl::Status s = attention(l, L.wq, L.wk, L.wv, L.wo); !s.ok()) return s;
+    if (absl::Status s = ffn(l, L.gate_exps, L.up_exps, L.down_exps, E, &b.experts); !s.ok()) return s;
     b.attention += Floats(L.bq.size() + L.bk.size() + L.bv.size()) + Floats(L.bo.size());
     b.experts += Floats(L.gate_b.size()) + Floats(L.up_b.size()) + Floats(L.down_b.size());
     b.router += Floats(static_cast<size_t>(E * D)) + Floats(L.router_b.size());

@@ -8,12 +8,14 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "inference_worker/model/model_config.h"
 #include "inference_worker/model/weights.h"
+#include "kernels/layout.h"
 
 namespace ossgate::gpu {
 
@@ -28,6 +30,14 @@ struct WeightBytes {
   int64_t small = 0;        // norms, sinks, inv_freq, RoPE table of max_context x head_dim floats
   int64_t total() const { return attention + experts + ffn + router + embedding + unembedding + small; }
 };
+
+// The device format of one matrix fused from `parts` of layer `layer` (q/k/v,
+// or gate/up; `names` says which, e.g. "attn_q, attn_k and attn_v"):
+// kernels::FusedFormatForTypes of their types, or an InvalidArgument error
+// naming the layer, the tensors and their types. Upload and PlanWeightBytes
+// both decide with it, so a refused mix reads the same from either.
+absl::StatusOr<kernels::WFormat> FusedFormat(int layer, const std::string& names,
+                                             std::initializer_list<const model::Matrix*> parts);
 
 // What Upload will allocate for `w` with a RoPE table of `max_context`
 // positions (the backend's context, already clamped to the model's). Errors

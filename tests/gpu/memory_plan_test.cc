@@ -13,6 +13,7 @@
 
 #include "gtest/gtest.h"
 #include "inference_worker/model/weights.h"
+#include "tests/gpu/kquant_convert.h"
 #include "tests/model/test_models.h"
 
 namespace ossgate::gpu {
@@ -84,6 +85,63 @@ TEST(PlanWeightBytesTest, Bf16DenseIsTwoBytesAValue) {
   ASSERT_TRUE(b.ok()) << b.status();
   EXPECT_EQ(b->attention, 2 * ((128 + 64) * 64 * 2 + 128 * 4 + 64 * 4));
   EXPECT_EQ(b->embedding, 96 * 64 * 2);
+  std::remove(path.c_str());
+}
+
+// Q4_K keeps its own tiles (296 bytes per 16 x 32 tile); a q/k/v matrix
+// mixing Q4_K with Q6_K goes to Q8_0 tiles (544 bytes per tile); one mixing it
+// with BF16 is refused, naming the layer, the tensors and their types, before
+// any upload (the same message as the upload's: GPU test
+// MixedKQuantAttentionTypesFuseAndIncompatibleOnesAreRefused).
+TEST(PlanWeightBytesTest, Q4KTilesAndFusedMixes) {
+  const std::string path = WriteTestModel("memory_plan_q4k", [](tools::RandomModelSpec& s) {
+    s.config.n_layers = 2;
+    s.config.d_model = 256;
+    s.config.n_heads = 4;
+    s.config.n_kv_heads = 2;
+    s.config.head_dim = 64;
+    s.config.d_ff = 256;
+    s.dense_type = gguf::GgmlType::kQ4_K;
+    s.expert_type = gguf::GgmlType::kQ4_K;
+  });
+  auto m = LoadModel(path);
+  ASSERT_NE(m, nullptr);
+  auto plan = [](const gguf::GgufFile& file) -> absl::StatusOr<WeightBytes> {
+    auto config = model::ReadModelConfig(file);
+    if (!config.ok()) return config.status();
+    auto weights = model::BindWeights(file, *config);
+    if (!weights.ok()) return weights.status();
+    return PlanWeightBytes(*config, *weights, 16);
+  };
+  const int64_t qkv_rows = 256 + 2 * 128, d = 256, blocks = 256 / 32;
+  const int64_t q4k_qkv = qkv_rows / 16 * blocks * (256 + 40), q4k_o = d / 16 * blocks * (256 + 40);
+  const int64_t q8_qkv = qkv_rows / 16 * blocks * (512 + 32);
+  const int64_t biases = qkv_rows * 4 + d * 4;
+  auto b = plan(*m->file);
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ(b->attention, 2 * (q4k_qkv + q4k_o + biases));
+
+  const std::string mixed = testing::TempPath("memory_plan_q4k_mixed");
+  ASSERT_TRUE(testing::WriteRetypedCopy(*m->file, {{"blk.0.attn_v.weight", gguf::GgmlType::kQ6_K}}, mixed).ok());
+  auto mm = LoadModel(mixed);
+  std::remove(mixed.c_str());
+  ASSERT_NE(mm, nullptr);
+  b = plan(*mm->file);
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ(b->attention, (q8_qkv + q4k_o + biases) + (q4k_qkv + q4k_o + biases));
+
+  const std::string bad = testing::TempPath("memory_plan_q4k_bf16");
+  ASSERT_TRUE(testing::WriteRetypedCopy(*m->file, {{"blk.1.attn_v.weight", gguf::GgmlType::kBF16}}, bad).ok());
+  auto mb = LoadModel(bad);
+  std::remove(bad.c_str());
+  ASSERT_NE(mb, nullptr);
+  b = plan(*mb->file);
+  ASSERT_FALSE(b.ok());
+  EXPECT_EQ(b.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(b.status().message().find("layer 1: attn_q, attn_k and attn_v (Q4_K, Q4_K, BF16) are fused into one "
+                                      "matrix and must share a device format"),
+            std::string::npos)
+      << b.status();
   std::remove(path.c_str());
 }
 
