@@ -27,6 +27,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/strings/str_format.h"
+#include "bench/gpu/bench_options.h"
 #include "inference_worker/cuda/cuda_backend.h"
 #include "inference_worker/gguf/gguf.h"
 #include "inference_worker/model/model_config.h"
@@ -317,22 +318,8 @@ int main(int argc, char** argv) {
     pass_s = Since(t_pass);
   }
   const bool long_context = absl::GetFlag(FLAGS_long_context);
-  gpu::CudaBackendOptions opt;
-  opt.kv.max_sequences = 256;
-  opt.max_context = 8192 + 256;
-  // One long sequence + 128 of up to 512 tokens (or 256 of up to 256).
-  opt.kv.num_full_blocks = (8192 + 256) / 16 + 2 + 128 * 32;
-  opt.max_step_tokens = 4096;
-  if (long_context) {
-    opt.kv.max_sequences = 1;
-    opt.max_context = 131072;  // the model's (clamped to it)
-    opt.kv.num_full_blocks = 131072 / 16 + 1;
-  } else if (absl::GetFlag(FLAGS_quick)) {
-    // At most 64 sequences run at once: a model whose every layer keeps a
-    // sliding-window ring (Phi-3-mini: 2,047 keys, no GQA) then fits, where
-    // 256 rings needed ~190 GiB.
-    opt.kv.max_sequences = 65;
-  }
+  const gpu::CudaBackendOptions opt =
+      ossgate::bench::GpuBenchOptions(long_context, absl::GetFlag(FLAGS_quick), absl::GetFlag(FLAGS_decode_only));
   const int64_t rss_before = ossgate::model::PeakResidentBytes();
   Loaded loaded = LoadStreamed(path, opt);
   if (!loaded.backend) return 1;

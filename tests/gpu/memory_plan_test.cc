@@ -11,7 +11,9 @@
 #include <limits>
 #include <string>
 
+#include "bench/gpu/bench_options.h"
 #include "gtest/gtest.h"
+#include "tools/make_model/random_model.h"
 #include "inference_worker/model/weights.h"
 #include "tests/gpu/kquant_convert.h"
 #include "tests/model/test_models.h"
@@ -143,6 +145,29 @@ TEST(PlanWeightBytesTest, Q4KTilesAndFusedMixes) {
             std::string::npos)
       << b.status();
   std::remove(path.c_str());
+}
+
+// gpu_bench plans the KV cache for the sequences its run decodes at once:
+// with --decode_only=1 on the Phi-3-mini shape (a 2,047-key ring on each of 32
+// layers, 32 KV heads of 96) the rings fit an 80 GB card, where the 256
+// sequences of the full benchmark would need ~190 GiB (the benchmark refused
+// to load for --decode_only=1 on the H100 before: "the KV cache of
+// --kv_blocks=4626 needs 193.50 GiB").
+TEST(GpuBenchPlanTest, TheKvCacheHoldsTheSequencesTheRunDecodes) {
+  EXPECT_EQ(bench::GpuBenchOptions(false, false, 1).kv.max_sequences, 1);
+  EXPECT_EQ(bench::GpuBenchOptions(false, false, 128).kv.max_sequences, 128);
+  EXPECT_EQ(bench::GpuBenchOptions(false, true, 64).kv.max_sequences, 64);  // --decode_only wins over --quick
+  EXPECT_EQ(bench::GpuBenchOptions(false, true, 0).kv.max_sequences, 65);
+  EXPECT_EQ(bench::GpuBenchOptions(false, false, 0).kv.max_sequences, 256);
+  EXPECT_EQ(bench::GpuBenchOptions(true, false, 0).kv.max_sequences, 1);
+  model::ModelConfig phi3;
+  ASSERT_TRUE(tools::ApplyPreset("phi3-mini", &phi3).ok());
+  const int ring_blocks = (phi3.sliding_window + 15) / 16 + 1;
+  const KvBytes kv = PlanKvBytes(phi3, 16, ring_blocks, 256);
+  const auto rings = [&](int seqs) { return static_cast<double>(kv.per_sequence) * seqs / 1073741824.0; };
+  EXPECT_LT(rings(bench::GpuBenchOptions(false, false, 1).kv.max_sequences), 1.0);
+  EXPECT_LT(rings(bench::GpuBenchOptions(false, true, 0).kv.max_sequences), 60.0);
+  EXPECT_GT(rings(256), 150.0) << "the full benchmark's plan, for scale";
 }
 
 model::ModelConfig Shape20b() {
