@@ -6,7 +6,10 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 #include <random>
 #include <vector>
 
@@ -52,11 +55,14 @@ class DevBuf {
   size_t n_ = 0;
 };
 
-// A fresh seed per call, printed so a failure can be reproduced.
+// A fresh seed per call, printed (log and test XML) so a failure can be
+// reproduced: OSSGATE_TEST_SEED=<seed> gives that seed to every call instead.
 inline uint32_t FreshSeed() {
   static std::random_device rd;
-  const uint32_t s = rd();
+  const char* forced = std::getenv("OSSGATE_TEST_SEED");
+  const uint32_t s = forced && *forced ? static_cast<uint32_t>(std::strtoul(forced, nullptr, 10)) : rd();
   ::testing::Test::RecordProperty("seed", std::to_string(s));
+  std::printf("seed %u (OSSGATE_TEST_SEED=%u reproduces it)\n", s, s);
   return s;
 }
 
