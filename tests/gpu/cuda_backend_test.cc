@@ -141,11 +141,7 @@ TEST_F(TinyModel, KQuantModelsRunAsTheirDeviceTiles) {
         [&](tools::RandomModelSpec& s) {
           s.config.sliding_window = 8;
           s.config.n_layers = 3;
-          s.config.d_model = 256;
-          s.config.n_heads = 4;
-          s.config.n_kv_heads = 2;
-          s.config.head_dim = 64;
-          s.config.d_ff = 256;
+          SetKQuantShape(&s.config);
           s.dense_type = dense;
           s.expert_type = experts;
           s.residual_scale = 1.0f / std::sqrt(6.0f);
@@ -187,11 +183,7 @@ TEST_F(TinyModel, MixedKQuantAttentionTypesFuseAndIncompatibleOnesAreRefused) {
       [&](tools::RandomModelSpec& s) {
         s.config.sliding_window = 8;
         s.config.n_layers = 2;
-        s.config.d_model = 256;
-        s.config.n_heads = 4;
-        s.config.n_kv_heads = 2;
-        s.config.head_dim = 64;
-        s.config.d_ff = 256;
+        SetKQuantShape(&s.config);
         s.dense_type = gguf::GgmlType::kQ4_K;
         s.expert_type = gguf::GgmlType::kQ4_K;
         s.residual_scale = 0.5f;

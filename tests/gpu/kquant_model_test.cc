@@ -49,11 +49,7 @@ TEST(KQuantRequantization, ConvertedModelKeepsTheKQuantModelsLogits) {
         "kquant_requant",
         [&](tools::RandomModelSpec& s) {
           s.config.n_layers = 3;
-          s.config.d_model = 256;
-          s.config.n_heads = 4;
-          s.config.n_kv_heads = 2;
-          s.config.head_dim = 64;
-          s.config.d_ff = 256;
+          SetKQuantShape(&s.config);
           s.config.sliding_window = 8;
           s.residual_scale = 1.0f / std::sqrt(6.0f);
           s.dense_type = dense;

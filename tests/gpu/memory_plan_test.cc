@@ -98,11 +98,7 @@ TEST(PlanWeightBytesTest, Bf16DenseIsTwoBytesAValue) {
 TEST(PlanWeightBytesTest, Q4KTilesAndFusedMixes) {
   const std::string path = WriteTestModel("memory_plan_q4k", [](tools::RandomModelSpec& s) {
     s.config.n_layers = 2;
-    s.config.d_model = 256;
-    s.config.n_heads = 4;
-    s.config.n_kv_heads = 2;
-    s.config.head_dim = 64;
-    s.config.d_ff = 256;
+    testing::SetKQuantShape(&s.config);
     s.dense_type = gguf::GgmlType::kQ4_K;
     s.expert_type = gguf::GgmlType::kQ4_K;
   });

@@ -431,11 +431,7 @@ class StreamingLoadKQuant : public StreamingLoad {
     path_ = WriteTestModel("streaming_load_kquant", [](tools::RandomModelSpec& s) {
       s.config.sliding_window = 8;
       s.config.n_layers = 2;
-      s.config.d_model = 256;
-      s.config.n_heads = 4;
-      s.config.n_kv_heads = 2;
-      s.config.head_dim = 64;
-      s.config.d_ff = 256;
+      SetKQuantShape(&s.config);
       s.residual_scale = 0.5f;
       s.dense_type = gguf::GgmlType::kQ4_K;
       s.expert_type = gguf::GgmlType::kQ6_K;

@@ -334,11 +334,7 @@ TEST(CpuBackendTypes, KQuantModelsMatchTheReference) {
                                            gguf::GgmlTypeName(static_cast<uint32_t>(experts)));
     const std::string name = absl::StrCat("kquants", static_cast<int>(dense));
     const std::string path = WriteTestModel(name, [&](tools::RandomModelSpec& s) {
-      s.config.d_model = 256;
-      s.config.n_heads = 4;
-      s.config.n_kv_heads = 2;
-      s.config.head_dim = 64;
-      s.config.d_ff = 256;
+      SetKQuantShape(&s.config);
       s.dense_type = dense;
       s.expert_type = experts;
     });

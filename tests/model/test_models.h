@@ -72,4 +72,15 @@ std::string WriteTestModel(const std::string& name, Tweak tweak, int vocab = 96,
   return WritePresetModel(name, "tiny", tweak, vocab, seed);
 }
 
+// The narrowest gpt-oss shape whose rows hold whole k-quant super-blocks
+// (256 elements): d_model 256, 4 heads over 2 KV heads of 64, d_ff 256, for
+// the Q4_K / Q6_K tests.
+inline void SetKQuantShape(model::ModelConfig* c) {
+  c->d_model = 256;
+  c->n_heads = 4;
+  c->n_kv_heads = 2;
+  c->head_dim = 64;
+  c->d_ff = 256;
+}
+
 }  // namespace ossgate::testing

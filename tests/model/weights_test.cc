@@ -185,11 +185,7 @@ TEST_F(WeightsFiniteTest, WithoutTheHostScanANonFiniteScaleBindsAndIsReportedAli
 TEST(WeightsKQuantTest, ANonFiniteSuperBlockScaleIsRefused) {
   const std::string path = WriteTestModel("weights_kquants", [](tools::RandomModelSpec& s) {
     s.config.n_layers = 1;
-    s.config.d_model = 256;
-    s.config.n_heads = 4;
-    s.config.n_kv_heads = 2;
-    s.config.head_dim = 64;
-    s.config.d_ff = 256;
+    SetKQuantShape(&s.config);
     s.dense_type = gguf::GgmlType::kQ4_K;
     s.expert_type = gguf::GgmlType::kQ6_K;
   });
