@@ -58,16 +58,22 @@ absl::StatusOr<WFormat> FusedFormatForTypes(const std::vector<gguf::GgmlType>& t
       // Q4_K next to Q8_0 or Q6_K: every part re-quantized into Q8_0 tiles.
       const auto q8_family = [](WFormat x) { return x == WFormat::kQ8_0 || x == WFormat::kQ4K; };
       if (!q8_family(*f) || !q8_family(fused)) {
-        std::string names;
-        for (gguf::GgmlType n : types) absl::StrAppend(&names, names.empty() ? "" : ", ", gguf::GgmlTypeName(static_cast<uint32_t>(n)));
-        return absl::InvalidArgumentError(absl::StrCat(
-            "tensors of types ", names, " are fused into one device matrix and must share a format: Q8_0, Q4_K "
-            "and Q6_K go together, every other type only with itself"));
+        return absl::InvalidArgumentError(absl::StrCat("tensors of types ", TypeList(types),
+                                                       " are fused into one device matrix and must share a format: ",
+                                                       kFusedFormatRule));
       }
       k_quant_mix = true;
     }
   }
   return k_quant_mix ? WFormat::kQ8_0 : fused;
+}
+
+std::string TypeList(const std::vector<gguf::GgmlType>& types) {
+  std::string names;
+  for (gguf::GgmlType t : types) {
+    absl::StrAppend(&names, names.empty() ? "" : ", ", gguf::GgmlTypeName(static_cast<uint32_t>(t)));
+  }
+  return names;
 }
 
 RowEncoding EncodingForType(gguf::GgmlType type) {
@@ -168,7 +174,8 @@ float TiledValue(WFormat fmt, int64_t k_blocks, const uint8_t* codes, const uint
       const int q = static_cast<int>((w >> (4 * (j / 2) + 16 * (j % 2))) & 0xFu);
       const int sc = static_cast<int>((sw >> (8 * h)) & 0xFFu), m = static_cast<int>((sw >> (16 + 8 * h)) & 0xFFu);
       // d and dmin of tile row i: in tile i / 2 of the chunk, pair i % 2.
-      const uint8_t* chunk_scales = scales + (rt * k_blocks + kb / kChunkBlocks * kChunkBlocks + i / 2) * TileScaleBytes(WFormat::kQ4K);
+      const int64_t chunk_tile = rt * k_blocks + kb / kChunkBlocks * kChunkBlocks + i / 2;
+      const uint8_t* chunk_scales = scales + chunk_tile * TileScaleBytes(WFormat::kQ4K);
       uint16_t d, dmin;
       std::memcpy(&d, chunk_scales + kQ4KSuperScaleOffset + 4 * (i % 2), 2);
       std::memcpy(&dmin, chunk_scales + kQ4KSuperScaleOffset + 4 * (i % 2) + 2, 2);

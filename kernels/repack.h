@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -23,6 +24,10 @@ absl::StatusOr<WFormat> FormatForType(gguf::GgmlType type);
 // Q4_K_M file's Q4_K attn_q next to a Q6_K attn_v: every k-quant part
 // re-quantized); an error naming the types for any other mix.
 absl::StatusOr<WFormat> FusedFormatForTypes(const std::vector<gguf::GgmlType>& types);
+// The rule those errors state, and "Q4_K, Q4_K, BF16" for a list of types
+// (for the callers that name the fused tensors in their own message).
+inline constexpr char kFusedFormatRule[] = "Q8_0, Q4_K and Q6_K go together, every other type only with itself";
+std::string TypeList(const std::vector<gguf::GgmlType>& types);
 // How rows of `type` are read when tiled into FormatForType(type).
 RowEncoding EncodingForType(gguf::GgmlType type);
 

@@ -30,18 +30,16 @@ int64_t Tiled(kernels::WFormat f, int64_t rows, int64_t cols, int64_t n_mats, bo
 absl::StatusOr<kernels::WFormat> FusedFormat(int layer, const std::string& names,
                                              std::initializer_list<const model::Matrix*> parts) {
   std::vector<gguf::GgmlType> types;
-  std::string type_names;
   for (const model::Matrix* m : parts) {
-    if (auto f = kernels::FormatForType(m->type); !f.ok()) return f.status();
+    if (auto f = kernels::FormatForType(m->type); !f.ok()) return f.status();  // an unsupported type, as such
     types.push_back(m->type);
-    absl::StrAppend(&type_names, type_names.empty() ? "" : ", ", gguf::GgmlTypeName(static_cast<uint32_t>(m->type)));
   }
   absl::StatusOr<kernels::WFormat> f = kernels::FusedFormatForTypes(types);
   if (f.ok()) return f;
-  return absl::InvalidArgumentError(absl::StrCat(
-      "CUDA backend: layer ", layer, ": ", names, " (", type_names,
-      ") are fused into one matrix and must share a device format: Q8_0, Q4_K and Q6_K go together, every other "
-      "type only with itself"));
+  return absl::InvalidArgumentError(absl::StrCat("CUDA backend: layer ", layer, ": ", names, " (",
+                                                 kernels::TypeList(types),
+                                                 ") are fused into one matrix and must share a device format: ",
+                                                 kernels::kFusedFormatRule));
 }
 
 absl::StatusOr<WeightBytes> PlanWeightBytes(const model::ModelConfig& c, const model::Weights& w, int max_context) {

@@ -8,6 +8,7 @@
 #include "inference_worker/cuda/memory_plan.h"
 
 #include <cmath>
+#include <map>
 #include <limits>
 #include <string>
 
@@ -119,19 +120,21 @@ TEST(PlanWeightBytesTest, Q4KTilesAndFusedMixes) {
   ASSERT_TRUE(b.ok()) << b.status();
   EXPECT_EQ(b->attention, 2 * (q4k_qkv + q4k_o + biases));
 
-  const std::string mixed = testing::TempPath("memory_plan_q4k_mixed");
-  ASSERT_TRUE(testing::WriteRetypedCopy(*m->file, {{"blk.0.attn_v.weight", gguf::GgmlType::kQ6_K}}, mixed).ok());
-  auto mm = LoadModel(mixed);
-  std::remove(mixed.c_str());
+  // A copy of the model with some tensors retyped, loaded.
+  auto retyped = [&](const std::string& tag, const std::map<std::string, gguf::GgmlType>& types) {
+    const std::string copy = testing::TempPath(tag);
+    EXPECT_TRUE(testing::WriteRetypedCopy(*m->file, types, copy).ok());
+    auto loaded = LoadModel(copy);
+    std::remove(copy.c_str());
+    return loaded;
+  };
+  auto mm = retyped("memory_plan_q4k_mixed", {{"blk.0.attn_v.weight", gguf::GgmlType::kQ6_K}});
   ASSERT_NE(mm, nullptr);
   b = plan(*mm->file);
   ASSERT_TRUE(b.ok()) << b.status();
   EXPECT_EQ(b->attention, (q8_qkv + q4k_o + biases) + (q4k_qkv + q4k_o + biases));
 
-  const std::string bad = testing::TempPath("memory_plan_q4k_bf16");
-  ASSERT_TRUE(testing::WriteRetypedCopy(*m->file, {{"blk.1.attn_v.weight", gguf::GgmlType::kBF16}}, bad).ok());
-  auto mb = LoadModel(bad);
-  std::remove(bad.c_str());
+  auto mb = retyped("memory_plan_q4k_bf16", {{"blk.1.attn_v.weight", gguf::GgmlType::kBF16}});
   ASSERT_NE(mb, nullptr);
   b = plan(*mb->file);
   ASSERT_FALSE(b.ok());
