@@ -677,7 +677,8 @@ TEST(Q5TypesTest, TraitsFollowTheBlockLayouts) {
     const char* name;
     int64_t block_elems, block_bytes;
   };
-  for (const Row& r : {Row{6, GgmlType::kQ5_0, "Q5_0", 32, 2 + 4 + 16}, Row{7, GgmlType::kQ5_1, "Q5_1", 32, 2 + 2 + 4 + 16},
+  for (const Row& r : {Row{6, GgmlType::kQ5_0, "Q5_0", 32, 2 + 4 + 16},
+                       Row{7, GgmlType::kQ5_1, "Q5_1", 32, 2 + 2 + 4 + 16},
                        Row{13, GgmlType::kQ5_K, "Q5_K", 256, 2 + 2 + 12 + 32 + 128}}) {
     EXPECT_EQ(static_cast<uint32_t>(r.type), r.id);
     const auto t = GetTypeTraits(r.id);
@@ -946,7 +947,8 @@ TEST(Q5TypesTest, QuantizeSaturatesInfinitiesAndZeroesNaN) {
     QuantizeRow(type, x.data(), q.data(), 256);
     std::vector<float> y(256);
     DequantizeRow(type, q.data(), y.data(), 256);
-    const float top = *std::max_element(y.begin(), y.begin() + 32), bottom = *std::min_element(y.begin(), y.begin() + 32);
+    const float top = *std::max_element(y.begin(), y.begin() + 32);
+    const float bottom = *std::min_element(y.begin(), y.begin() + 32);
     EXPECT_EQ(y[3], top);
     EXPECT_EQ(y[4], bottom);
     EXPECT_LE(std::fabs(y[5]), 0.07f) << "NaN: the code nearest 0";
