@@ -84,6 +84,18 @@ void DequantizeQ5K(const BlockQ5_K& b, float* out) {
   }
 }
 
+// Bit j and bit j + 16 of a Q5_0 / Q5_1 qh word: the fifth bits of elements
+// j and j + 16. Testing against these constants instead of shifting by the
+// element index keeps variable shifts, which SSE2 cannot vectorise, out of
+// the loop (bench/model/dequant_bench).
+struct Q5BitMasks {
+  uint32_t lo[16], hi[16];
+  constexpr Q5BitMasks() : lo(), hi() {
+    for (int j = 0; j < 16; ++j) lo[j] = 1u << j, hi[j] = 1u << (j + 16);
+  }
+};
+constexpr Q5BitMasks kQ5Bits;
+
 // Q5_0 (kMin false: d * (q - 16)) and Q5_1 (kMin true: d * q + m), the top
 // bits read from the uint32 qh (little-endian, as ggml stores it). The
 // products are exact; Q5_1's added min is the one rounding.
@@ -93,14 +105,14 @@ void DequantizeQ5(const uint8_t qh_bytes[4], const uint8_t qs[16], float d, floa
                       (static_cast<uint32_t>(qh_bytes[2]) << 16) | (static_cast<uint32_t>(qh_bytes[3]) << 24);
   constexpr int kOffset = kMin ? 0 : 16;
   for (int j = 0; j < 16; ++j) {
-    const int lo = (qs[j] & 0x0F) | static_cast<int>(((qh >> j) & 1u) << 4);
-    const int hi = (qs[j] >> 4) | static_cast<int>(((qh >> (j + 16)) & 1u) << 4);
+    const int lo = (qs[j] & 0x0F) + ((qh & kQ5Bits.lo[j]) != 0 ? 16 : 0) - kOffset;
+    const int hi = (qs[j] >> 4) + ((qh & kQ5Bits.hi[j]) != 0 ? 16 : 0) - kOffset;
     if constexpr (kMin) {
       y[j] = d * static_cast<float>(lo) + m;
       y[j + 16] = d * static_cast<float>(hi) + m;
     } else {
-      y[j] = d * static_cast<float>(lo - kOffset);
-      y[j + 16] = d * static_cast<float>(hi - kOffset);
+      y[j] = d * static_cast<float>(lo);
+      y[j + 16] = d * static_cast<float>(hi);
     }
   }
 }
