@@ -16,8 +16,8 @@ namespace ossgate::kernels {
 namespace {
 
 // gguf::GgmlType ids (the kernel library does not depend on the GGUF code).
-constexpr int kTypeF32 = 0, kTypeF16 = 1, kTypeQ8_0 = 8, kTypeQ4_K = 12, kTypeQ6_K = 14, kTypeBf16 = 30,
-              kTypeMxfp4 = 39;
+constexpr int kTypeF32 = 0, kTypeF16 = 1, kTypeQ5_0 = 6, kTypeQ5_1 = 7, kTypeQ8_0 = 8, kTypeQ4_K = 12,
+              kTypeQ5_K = 13, kTypeQ6_K = 14, kTypeBf16 = 30, kTypeMxfp4 = 39;
 __constant__ int8_t kMxfp4Doubled[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
 
 constexpr int kNormThreads = 1024;
@@ -34,9 +34,12 @@ __device__ __forceinline__ float EmbedValue(const uint8_t* row, int type, int i)
       const __half d = *reinterpret_cast<const __half*>(b);  // 2-byte aligned: 34-byte blocks
       return __half2float(d) * static_cast<float>(static_cast<int8_t>(b[2 + i % 32]));
     }
-    // The k-quant decoders of the repack (repack_tile.h): the same float as
-    // the CPU's DequantizeRow, bit for bit.
+    // The k-quant and 5-bit decoders of the repack (repack_tile.h): the same
+    // float as the CPU's DequantizeRow, bit for bit.
+    case kTypeQ5_0: return Q5_0Value(row + (i / 32) * kQ5_0BlockBytes, i % 32);
+    case kTypeQ5_1: return Q5_1Value(row + (i / 32) * kQ5_1BlockBytes, i % 32);
     case kTypeQ4_K: return Q4KValue(row + (i / kKQuantBlockElems) * kQ4_KBlockBytes, i % kKQuantBlockElems);
+    case kTypeQ5_K: return Q5KValue(row + (i / kKQuantBlockElems) * kQ5_KBlockBytes, i % kKQuantBlockElems);
     case kTypeQ6_K: return Q6KValue(row + (i / kKQuantBlockElems) * kQ6_KBlockBytes, i % kKQuantBlockElems);
     case kTypeMxfp4: {
       const uint8_t* b = row + (i / 32) * 17;

@@ -92,7 +92,8 @@ GemmPath ChooseGemmPath(const GemmParams& p);
 // x[t] = dequantized row tokens[t] of the raw GGUF embedding matrix.
 struct EmbedParams {
   const uint8_t* table = nullptr;  // raw ggml rows
-  int32_t type = 0;                // gguf::GgmlType id: F32, F16, BF16, Q8_0, Q4_K, Q6_K, MXFP4
+  int32_t type = 0;                // gguf::GgmlType id: F32, F16, BF16, Q8_0, Q5_0, Q5_1, Q4_K, Q5_K,
+                                   // Q6_K, MXFP4
   int64_t row_bytes = 0;
   int32_t d = 0;
   const int32_t* tokens = nullptr;
@@ -325,8 +326,9 @@ void LaunchRepackTiles(const RepackParams& p, cudaStream_t stream);
 // Lowers *first (initialise it to ~0) to the index of the first block of
 // `data` (a matrix of `blocks` blocks in ggml's row-major block sequence, in
 // format fmt: F32/F16/BF16 blocks are single values; with a k-quant `enc`
-// the blocks are its 256-element super-blocks) whose scale (Q8_0 fp16 d,
-// Q4_K fp16 d or dmin, Q6_K fp16 d, MXFP4 E8M0 0xFF) or value is not finite.
+// the blocks are its 256-element super-blocks, with Q5_0 / Q5_1 its blocks
+// of 32) whose scale (Q8_0 and Q5_0 fp16 d, Q5_1 fp16 d or m, Q4_K and Q5_K
+// fp16 d or dmin, Q6_K fp16 d, MXFP4 E8M0 0xFF) or value is not finite.
 void LaunchFirstBadBlock(WFormat fmt, RowEncoding enc, const uint8_t* data, int64_t blocks,
                          unsigned long long* first, cudaStream_t stream);
 

@@ -23,6 +23,16 @@ static_assert(sizeof(gguf::BlockQ4_K) == kQ4_KBlockBytes && offsetof(gguf::Block
 static_assert(sizeof(gguf::BlockQ6_K) == kQ6_KBlockBytes && offsetof(gguf::BlockQ6_K, qh) == 128 &&
                   offsetof(gguf::BlockQ6_K, scales) == 192 && offsetof(gguf::BlockQ6_K, d) == 208,
               "repack_tile.h's Q6_K block is ggml's");
+static_assert(sizeof(gguf::BlockQ5_K) == kQ5_KBlockBytes && offsetof(gguf::BlockQ5_K, dmin) == 2 &&
+                  offsetof(gguf::BlockQ5_K, scales) == 4 && offsetof(gguf::BlockQ5_K, qh) == 16 &&
+                  offsetof(gguf::BlockQ5_K, qs) == 48,
+              "repack_tile.h's Q5_K block is ggml's");
+static_assert(sizeof(gguf::BlockQ5_0) == kQ5_0BlockBytes && offsetof(gguf::BlockQ5_0, qh) == 2 &&
+                  offsetof(gguf::BlockQ5_0, qs) == 6,
+              "repack_tile.h's Q5_0 block is ggml's");
+static_assert(sizeof(gguf::BlockQ5_1) == kQ5_1BlockBytes && offsetof(gguf::BlockQ5_1, m) == 2 &&
+                  offsetof(gguf::BlockQ5_1, qh) == 4 && offsetof(gguf::BlockQ5_1, qs) == 8,
+              "repack_tile.h's Q5_1 block is ggml's");
 static_assert(gguf::kQK_K == kKQuantBlockElems && kKQuantBlockElems % kBlockK == 0, "k-quant super-block");
 
 // Undoubled E2M1 magnitudes {0, .5, 1, 1.5, 2, 3, 4, 6}.
@@ -35,6 +45,9 @@ inline float ClampHalfRange(float v) { return std::clamp(v, -65504.0f, 65504.0f)
 absl::StatusOr<WFormat> FormatForType(gguf::GgmlType type) {
   switch (type) {
     case gguf::GgmlType::kQ8_0:
+    case gguf::GgmlType::kQ5_0:
+    case gguf::GgmlType::kQ5_1:
+    case gguf::GgmlType::kQ5_K:
     case gguf::GgmlType::kQ6_K: return WFormat::kQ8_0;
     case gguf::GgmlType::kQ4_K: return WFormat::kQ4K;
     case gguf::GgmlType::kMXFP4: return WFormat::kMxfp4;
@@ -55,7 +68,8 @@ absl::StatusOr<WFormat> FusedFormatForTypes(const std::vector<gguf::GgmlType>& t
       fused = *f;
       first = false;
     } else if (*f != fused) {
-      // Q4_K next to Q8_0 or Q6_K: every part re-quantized into Q8_0 tiles.
+      // Q4_K next to Q8_0 or a type re-quantized into Q8_0 tiles (Q5_0,
+      // Q5_1, Q5_K, Q6_K): every k-quant and 5-bit part re-quantized.
       const auto q8_family = [](WFormat x) { return x == WFormat::kQ8_0 || x == WFormat::kQ4K; };
       if (!q8_family(*f) || !q8_family(fused)) {
         return absl::InvalidArgumentError(absl::StrCat("tensors of types ", TypeList(types),
@@ -80,20 +94,35 @@ RowEncoding EncodingForType(gguf::GgmlType type) {
   switch (type) {
     case gguf::GgmlType::kQ4_K: return RowEncoding::kQ4_K;
     case gguf::GgmlType::kQ6_K: return RowEncoding::kQ6_K;
+    case gguf::GgmlType::kQ5_0: return RowEncoding::kQ5_0;
+    case gguf::GgmlType::kQ5_1: return RowEncoding::kQ5_1;
+    case gguf::GgmlType::kQ5_K: return RowEncoding::kQ5_K;
     default: return RowEncoding::kTileFormat;
   }
 }
 
 namespace {
 
-// A k-quant row re-quantized into Q8_0 blocks at out, a row at a time: the
+// The ggml type whose rows are encoded as `enc` (a re-quantized encoding).
+gguf::GgmlType TypeOfEncoding(RowEncoding enc) {
+  switch (enc) {
+    case RowEncoding::kQ4_K: return gguf::GgmlType::kQ4_K;
+    case RowEncoding::kQ5_0: return gguf::GgmlType::kQ5_0;
+    case RowEncoding::kQ5_1: return gguf::GgmlType::kQ5_1;
+    case RowEncoding::kQ5_K: return gguf::GgmlType::kQ5_K;
+    case RowEncoding::kQ6_K:
+    case RowEncoding::kTileFormat: break;
+  }
+  return gguf::GgmlType::kQ6_K;
+}
+
+// A k-quant or 5-bit row re-quantized into Q8_0 blocks at out, a row at a time: the
 // bytes RepackLane would write from the row (QuantizeQ8Block of the same
 // floats), at the CPU dequantizer's speed. Left to the lanes, every block
 // would be decoded element by element by each of the 4 lanes that read it.
 void RequantizeRow(RowEncoding enc, const uint8_t* row, int64_t k_blocks, std::vector<float>* values, uint8_t* out) {
   values->resize(static_cast<size_t>(k_blocks * kBlockK));
-  gguf::DequantizeRow(enc == RowEncoding::kQ4_K ? gguf::GgmlType::kQ4_K : gguf::GgmlType::kQ6_K, row,
-                      values->data(), k_blocks * kBlockK);
+  gguf::DequantizeRow(TypeOfEncoding(enc), row, values->data(), k_blocks * kBlockK);
   for (int64_t kb = 0; kb < k_blocks; ++kb) QuantizeQ8Block(values->data() + kb * kBlockK, out + kb * kQ8_0BlockBytes);
 }
 

@@ -38,12 +38,25 @@ __global__ void RepackTilesKernel(WFormat fmt, RepackSource src, int64_t n_mats,
 __device__ __forceinline__ bool Fp16IsBad(const uint8_t* p) { return ((p[0] | (p[1] << 8)) & 0x7C00) == 0x7C00; }
 
 __device__ __forceinline__ bool BlockIsBad(WFormat fmt, RowEncoding enc, const uint8_t* data, int64_t b) {
-  // k-quant super-blocks: Q4_K's fp16 d and dmin lead the block, Q6_K's d ends it.
-  if (enc == RowEncoding::kQ4_K) {
-    const uint8_t* p = data + b * kQ4_KBlockBytes;
-    return Fp16IsBad(p) || Fp16IsBad(p + 2);
+  // k-quant super-blocks: Q4_K's and Q5_K's fp16 d and dmin lead the block,
+  // Q6_K's d ends it; Q5_0's d and Q5_1's d and m lead their 32-element blocks.
+  switch (enc) {
+    case RowEncoding::kQ4_K: {
+      const uint8_t* p = data + b * kQ4_KBlockBytes;
+      return Fp16IsBad(p) || Fp16IsBad(p + 2);
+    }
+    case RowEncoding::kQ5_K: {
+      const uint8_t* p = data + b * kQ5_KBlockBytes;
+      return Fp16IsBad(p) || Fp16IsBad(p + 2);
+    }
+    case RowEncoding::kQ6_K: return Fp16IsBad(data + b * kQ6_KBlockBytes + 208);
+    case RowEncoding::kQ5_0: return Fp16IsBad(data + b * kQ5_0BlockBytes);
+    case RowEncoding::kQ5_1: {
+      const uint8_t* p = data + b * kQ5_1BlockBytes;
+      return Fp16IsBad(p) || Fp16IsBad(p + 2);
+    }
+    case RowEncoding::kTileFormat: break;
   }
-  if (enc == RowEncoding::kQ6_K) return Fp16IsBad(data + b * kQ6_KBlockBytes + 208);
   switch (fmt) {
     case WFormat::kQ8_0: {
       const uint8_t* p = data + b * kQ8_0BlockBytes;

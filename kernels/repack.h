@@ -16,17 +16,19 @@
 namespace ossgate::kernels {
 
 // The tiled format of `type` on the device: the one that stores its bits
-// unchanged (Q4_K: WFormat::kQ4K), or for Q6_K Q8_0, its blocks re-quantized
-// on upload (repack_tile.h: RequantizeQ8Block).
+// unchanged (Q4_K: WFormat::kQ4K), or for Q5_0, Q5_1, Q5_K and Q6_K Q8_0,
+// their blocks re-quantized on upload (repack_tile.h: RequantizeQ8Block).
 absl::StatusOr<WFormat> FormatForType(gguf::GgmlType type);
 // The tiled format of one matrix fused from rows of these types (q/k/v,
-// gate/up): their common format, or Q8_0 where Q8_0, Q4_K and Q6_K mix (a
-// Q4_K_M file's Q4_K attn_q next to a Q6_K attn_v: every k-quant part
-// re-quantized); an error naming the types for any other mix.
+// gate/up): their common format, or Q8_0 where Q8_0, Q4_K and the types
+// re-quantized into Q8_0 tiles (Q5_0, Q5_1, Q5_K, Q6_K) mix (a Q4_K_M file's
+// Q4_K attn_q next to a Q6_K attn_v: every k-quant part re-quantized); an
+// error naming the types for any other mix.
 absl::StatusOr<WFormat> FusedFormatForTypes(const std::vector<gguf::GgmlType>& types);
 // The rule those errors state, and "Q4_K, Q4_K, BF16" for a list of types
 // (for the callers that name the fused tensors in their own message).
-inline constexpr char kFusedFormatRule[] = "Q8_0, Q4_K and Q6_K go together, every other type only with itself";
+inline constexpr char kFusedFormatRule[] =
+    "Q8_0, Q5_0, Q5_1, Q4_K, Q5_K and Q6_K go together, every other type only with itself";
 std::string TypeList(const std::vector<gguf::GgmlType>& types);
 // How rows of `type` are read when tiled into FormatForType(type).
 RowEncoding EncodingForType(gguf::GgmlType type);

@@ -5,11 +5,12 @@
 // No CUDA types: compiled by the host compiler and by nvcc.
 //
 // Q4_K has a tile format of its own (layout.h: its codes, 6-bit scales and
-// mins and fp16 super-block scales, moved). Q6_K has none: each of its
-// 32-element blocks is re-quantized into a Q8_0 block on the way into Q8_0
-// tiles (RequantizeQ8Block), as are Q4_K rows fused into one matrix with Q6_K
-// or Q8_0 rows (a Q4_K_M file's attn_q/attn_k next to a Q6_K attn_v). The
-// element decoders below are also the device embedding lookup's.
+// mins and fp16 super-block scales, moved). Q6_K, Q5_K, Q5_0 and Q5_1 have
+// none: each of their 32-element blocks is re-quantized into a Q8_0 block on
+// the way into Q8_0 tiles (RequantizeQ8Block), as are Q4_K rows fused into
+// one matrix with rows of those types or Q8_0 (a Q4_K_M file's attn_q/attn_k
+// next to a Q6_K attn_v). The element decoders below are also the device
+// embedding lookup's.
 #pragma once
 
 #include <cmath>
@@ -28,19 +29,23 @@ namespace ossgate::kernels {
 
 // ggml block layouts (ggml-common.h; spec §1.4; docs/quant-formats.md):
 // Q8_0 = fp16 d + 32 int8, MXFP4 = E8M0 e + 16 bytes of nibbles (element j
-// low, j + 16 high), Q4_K and Q6_K = super-blocks of 256 elements (the
-// element decoders below state their layouts).
+// low, j + 16 high), Q5_0 and Q5_1 = blocks of 32, Q4_K, Q5_K and Q6_K =
+// super-blocks of 256 elements (the element decoders below state their
+// layouts).
 inline constexpr int kQ8_0BlockBytes = 34;
 inline constexpr int kMxfp4BlockBytes = 17;
+inline constexpr int kQ5_0BlockBytes = 22;
+inline constexpr int kQ5_1BlockBytes = 24;
 inline constexpr int kKQuantBlockElems = 256;
 inline constexpr int kQ4_KBlockBytes = 144;
+inline constexpr int kQ5_KBlockBytes = 176;
 inline constexpr int kQ6_KBlockBytes = 210;
 
 // How the ggml rows of a matrix are encoded: in the blocks of the tile format
-// itself (layout.h keeps their bits), or as a k-quant, which is re-quantized
-// into Q8_0 tiles (WFormat::kQ8_0) or, for Q4_K rows in WFormat::kQ4K tiles,
-// moved as it is.
-enum class RowEncoding : int32_t { kTileFormat = 0, kQ4_K = 1, kQ6_K = 2 };
+// itself (layout.h keeps their bits), or as a k-quant or 5-bit type, which is
+// re-quantized into Q8_0 tiles (WFormat::kQ8_0) or, for Q4_K rows in
+// WFormat::kQ4K tiles, moved as it is.
+enum class RowEncoding : int32_t { kTileFormat = 0, kQ4_K = 1, kQ6_K = 2, kQ5_0 = 3, kQ5_1 = 4, kQ5_K = 5 };
 
 // One ggml row and its encoding; a null row is padding (stored as zeros).
 struct RowRef {
@@ -154,6 +159,43 @@ OSSGATE_REPACK_HD inline float Q6KValue(const uint8_t* block, int e) {
   return HalfBitsToFloat(LoadU16(block + 208)) * static_cast<float>(scale) * static_cast<float>(q - 32);
 }
 
+// The 5-bit quant of element j (0..31) of a Q5_0 block (qh at byte 2, qs at
+// byte 6) or a Q5_1 block (qh at byte 4, qs at byte 8): the low (j < 16) or
+// high nibble of qs[j % 16], and bit j of the little-endian uint32 qh as the
+// fifth bit (ggml-common.h block_q5_0 / block_q5_1, dequantize_row_q5_0).
+OSSGATE_REPACK_HD inline int Q5Code(const uint8_t* qh, int j) {
+  const uint8_t* qs = qh + 4;
+  const int low = j < 16 ? (qs[j] & 0x0F) : (qs[j - 16] >> 4);
+  return low | (((qh[j / 8] >> (j % 8)) & 1) << 4);
+}
+// Element j of a Q5_0 block: d * (q - 16), exact in float.
+OSSGATE_REPACK_HD inline float Q5_0Value(const uint8_t* block, int j) {
+  return HalfBitsToFloat(LoadU16(block)) * static_cast<float>(Q5Code(block + 2, j) - 16);
+}
+// Element j of a Q5_1 block: d * q + m, the product exact, so a fused
+// multiply-add rounds the same as the separate operations.
+OSSGATE_REPACK_HD inline float Q5_1Value(const uint8_t* block, int j) {
+  return HalfBitsToFloat(LoadU16(block)) * static_cast<float>(Q5Code(block + 4, j)) +
+         HalfBitsToFloat(LoadU16(block + 2));
+}
+
+// Element e of a Q5_K super-block (block_q5_K, dequantize_row_q5_K): Q4_K's
+// d, dmin and scales (bytes 0-15), 32 bytes qh at byte 16, 128 bytes qs at
+// byte 48. Element e = 64g + r takes the low (r < 32) or high nibble of
+// qs[32g + r % 32] and, as its fifth bit, bit 2g (r < 32) or 2g + 1 of
+// qh[r % 32]; value d * sc_j * q - dmin * m_j (j = e / 32), the products
+// exact as in Q4KValue.
+OSSGATE_REPACK_HD inline float Q5KValue(const uint8_t* block, int e) {
+  int sc, m;
+  Q4KScaleMin(block, e / 32, &sc, &m);
+  const int g = e / 64, r = e % 64;
+  const uint8_t byte = block[48 + 32 * g + r % 32];
+  const int q = (r < 32 ? (byte & 0x0F) : (byte >> 4)) | (((block[16 + r % 32] >> (2 * g + r / 32)) & 1) << 4);
+  const float step = HalfBitsToFloat(LoadU16(block)) * static_cast<float>(sc);
+  const float off = HalfBitsToFloat(LoadU16(block + 2)) * static_cast<float>(m);
+  return step * static_cast<float>(q) - off;
+}
+
 // The largest Q8_0 scale whose products with +-127 stay finite in fp16, the
 // precision the dense kernels decode Q8_0 tiles in (127 * 515.5 = 65468.5).
 inline constexpr float kMaxQ8Scale = 515.5f;
@@ -195,16 +237,31 @@ OSSGATE_REPACK_HD inline void QuantizeQ8Block(const float* v, uint8_t* out) {
   }
 }
 
-// Block kb (elements 32kb .. 32kb + 31) of a k-quant row re-quantized as a
-// Q8_0 block (QuantizeQ8Block of its exact values). The host repacker does
-// the same a row at a time (repack.cc), with the CPU's vectorised
-// dequantizer, whose floats are these decoders' bit for bit.
+// Block kb (elements 32kb .. 32kb + 31) of a k-quant or 5-bit row
+// re-quantized as a Q8_0 block (QuantizeQ8Block of its exact values). The
+// host repacker does the same a row at a time (repack.cc), with the CPU's
+// vectorised dequantizer, whose floats are these decoders' bit for bit.
 OSSGATE_REPACK_HD inline void RequantizeQ8Block(RowEncoding enc, const uint8_t* row, int64_t kb, uint8_t* out) {
-  const bool q4 = enc == RowEncoding::kQ4_K;
-  const uint8_t* block = row + (kb / 8) * (q4 ? kQ4_KBlockBytes : kQ6_KBlockBytes);
-  const int e0 = 32 * static_cast<int>(kb % 8);
   float v[32];
-  for (int i = 0; i < 32; ++i) v[i] = q4 ? Q4KValue(block, e0 + i) : Q6KValue(block, e0 + i);
+  const int e0 = 32 * static_cast<int>(kb % 8);  // within a k-quant super-block
+  switch (enc) {
+    case RowEncoding::kQ5_0:
+      for (int i = 0; i < 32; ++i) v[i] = Q5_0Value(row + kb * kQ5_0BlockBytes, i);
+      break;
+    case RowEncoding::kQ5_1:
+      for (int i = 0; i < 32; ++i) v[i] = Q5_1Value(row + kb * kQ5_1BlockBytes, i);
+      break;
+    case RowEncoding::kQ4_K:
+      for (int i = 0; i < 32; ++i) v[i] = Q4KValue(row + (kb / 8) * kQ4_KBlockBytes, e0 + i);
+      break;
+    case RowEncoding::kQ5_K:
+      for (int i = 0; i < 32; ++i) v[i] = Q5KValue(row + (kb / 8) * kQ5_KBlockBytes, e0 + i);
+      break;
+    case RowEncoding::kQ6_K:
+    case RowEncoding::kTileFormat:  // not called for tile-format rows
+      for (int i = 0; i < 32; ++i) v[i] = Q6KValue(row + (kb / 8) * kQ6_KBlockBytes, e0 + i);
+      break;
+  }
   QuantizeQ8Block(v, out);
 }
 

@@ -51,7 +51,7 @@ int main(int argc, char** argv) {
   std::printf("|---|---:|---:|---:|---:|\n");
   double checksum = 0;
   for (GgmlType type : {GgmlType::kF32, GgmlType::kF16, GgmlType::kBF16, GgmlType::kQ8_0, GgmlType::kQ6_K,
-                        GgmlType::kQ4_K, GgmlType::kMXFP4}) {
+                        GgmlType::kQ5_K, GgmlType::kQ4_K, GgmlType::kQ5_0, GgmlType::kQ5_1, GgmlType::kMXFP4}) {
     const int64_t row_bytes = ossgate::gguf::RowBytes(type, cols);
     std::vector<uint8_t> bytes(static_cast<size_t>(row_bytes * rows));
     for (int64_t r = 0; r < rows; ++r) {

@@ -6,9 +6,10 @@
 // load, DeviceModelImage) by a kernel on the device (kernels/repack.cu); for
 // a file in host memory on host threads (kernels/repack.h) copied through
 // two pinned staging buffers, so repacking overlaps the copies. Both write
-// each lane with the same function (kernels/repack_tile.h); Q4_K and Q6_K
-// matrices are re-quantized into Q8_0 tiles on the way (1.9x and 1.3x their
-// file bytes; docs/quant-formats.md). q/k/v become one
+// each lane with the same function (kernels/repack_tile.h); Q6_K, Q5_K, Q5_0
+// and Q5_1 matrices, and Q4_K ones fused with a part of such a type or Q8_0,
+// are re-quantized into Q8_0 tiles on the way (Q6_K 1.3x their file bytes,
+// Q5_K and Q5_0 1.55x, Q5_1 1.4x, Q4_K 1.9x; docs/quant-formats.md). q/k/v become one
 // matrix and the gate/up experts one interleaved matrix. The router becomes fp32,
 // the embedding stays in raw ggml rows, norms, biases and sinks are fp32, and
 // the RoPE rotation of every position is computed once. Create
@@ -185,7 +186,7 @@ absl::Status CudaBackendImpl::UploadAttention(int l, const model::Matrix& wq, co
   auto o_fmt = kernels::FormatForType(wo.type);
   if (!o_fmt.ok()) return o_fmt.status();
   // q, k and v are fused into one matrix: their types may differ (Q4_K_M
-  // files mix Q4_K and Q6_K) as long as they share a device format.
+  // files mix Q4_K, Q6_K, Q5_0 and Q8_0) as long as they share a device format.
   auto dense = FusedFormat(l, "attn_q, attn_k and attn_v", {&wq, &wk, &wv});
   if (!dense.ok()) return dense.status();
   kernels::RepackSource qkv_src = Plain(wq);
@@ -212,7 +213,8 @@ absl::Status CudaBackendImpl::UploadGatedFfn(int l, const model::Matrix& gate, c
   if (!g.ok()) return g.status();
   if (*g == WFormat::kF32 || *dn_fmt == WFormat::kF32) {
     return absl::UnimplementedError(absl::StrCat("CUDA backend: F32 feed-forward tensors (layer ", l,
-                                                 ") are not supported; use MXFP4, Q8_0, Q4_K, Q6_K, BF16 or F16"));
+                                                 ") are not supported; use MXFP4, Q8_0, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, "
+                                                 "BF16 or F16"));
   }
   int64_t* category = n_mats > 1 ? &vram_.weights_experts : &vram_.weights_ffn;
   kernels::RepackSource gu_src = Plain(gate);

@@ -10,8 +10,11 @@ std::optional<TypeTraits> GetTypeTraits(uint32_t raw_type) {
   switch (raw_type) {
     case static_cast<uint32_t>(GgmlType::kF32): return TypeTraits{"F32", 1, 4};
     case static_cast<uint32_t>(GgmlType::kF16): return TypeTraits{"F16", 1, 2};
+    case static_cast<uint32_t>(GgmlType::kQ5_0): return TypeTraits{"Q5_0", kQ5BlockElems, sizeof(BlockQ5_0)};
+    case static_cast<uint32_t>(GgmlType::kQ5_1): return TypeTraits{"Q5_1", kQ5BlockElems, sizeof(BlockQ5_1)};
     case static_cast<uint32_t>(GgmlType::kQ8_0): return TypeTraits{"Q8_0", 32, 34};
     case static_cast<uint32_t>(GgmlType::kQ4_K): return TypeTraits{"Q4_K", kQK_K, sizeof(BlockQ4_K)};
+    case static_cast<uint32_t>(GgmlType::kQ5_K): return TypeTraits{"Q5_K", kQK_K, sizeof(BlockQ5_K)};
     case static_cast<uint32_t>(GgmlType::kQ6_K): return TypeTraits{"Q6_K", kQK_K, sizeof(BlockQ6_K)};
     case static_cast<uint32_t>(GgmlType::kBF16): return TypeTraits{"BF16", 1, 2};
     case static_cast<uint32_t>(GgmlType::kMXFP4): return TypeTraits{"MXFP4", 32, 17};
@@ -56,6 +59,61 @@ void DequantizeQ4K(const BlockQ4_K& b, float* out) {
     float* y = out + 64 * g;
     for (int l = 0; l < 32; ++l) y[l] = step0 * static_cast<float>(q[l] & 0x0F) - off0;
     for (int l = 0; l < 32; ++l) y[32 + l] = step1 * static_cast<float>(q[l] >> 4) - off1;
+  }
+}
+
+// Q5_K as Q4_K, with the fifth bit of each quant from qh: bit 2g (low
+// nibbles) and 2g + 1 (high nibbles) of qh[l]. d * sc * q needs 22
+// significant bits: exact, the subtraction the one rounding.
+void DequantizeQ5K(const BlockQ5_K& b, float* out) {
+  const float d = Fp16ToFloat(b.d), dmin = Fp16ToFloat(b.dmin);
+  for (int g = 0; g < 4; ++g) {
+    int sc0, m0, sc1, m1;
+    Q4KScaleMin(b.scales, 2 * g, &sc0, &m0);
+    Q4KScaleMin(b.scales, 2 * g + 1, &sc1, &m1);
+    const float step0 = d * static_cast<float>(sc0), off0 = dmin * static_cast<float>(m0);
+    const float step1 = d * static_cast<float>(sc1), off1 = dmin * static_cast<float>(m1);
+    const uint8_t* q = b.qs + 32 * g;
+    float* y = out + 64 * g;
+    for (int l = 0; l < 32; ++l) {
+      y[l] = step0 * static_cast<float>((q[l] & 0x0F) | (((b.qh[l] >> (2 * g)) & 1) << 4)) - off0;
+    }
+    for (int l = 0; l < 32; ++l) {
+      y[32 + l] = step1 * static_cast<float>((q[l] >> 4) | (((b.qh[l] >> (2 * g + 1)) & 1) << 4)) - off1;
+    }
+  }
+}
+
+// Bit j and bit j + 16 of a Q5_0 / Q5_1 qh word: the fifth bits of elements
+// j and j + 16. Testing against these constants instead of shifting by the
+// element index keeps variable shifts, which SSE2 cannot vectorise, out of
+// the loop (bench/model/dequant_bench).
+struct Q5BitMasks {
+  uint32_t lo[16], hi[16];
+  constexpr Q5BitMasks() : lo(), hi() {
+    for (int j = 0; j < 16; ++j) lo[j] = 1u << j, hi[j] = 1u << (j + 16);
+  }
+};
+constexpr Q5BitMasks kQ5Bits;
+
+// Q5_0 (kMin false: d * (q - 16)) and Q5_1 (kMin true: d * q + m), the top
+// bits read from the uint32 qh (little-endian, as ggml stores it). The
+// products are exact; Q5_1's added min is the one rounding.
+template <bool kMin>
+void DequantizeQ5(const uint8_t qh_bytes[4], const uint8_t qs[16], float d, float m, float* y) {
+  const uint32_t qh = static_cast<uint32_t>(qh_bytes[0]) | (static_cast<uint32_t>(qh_bytes[1]) << 8) |
+                      (static_cast<uint32_t>(qh_bytes[2]) << 16) | (static_cast<uint32_t>(qh_bytes[3]) << 24);
+  constexpr int kOffset = kMin ? 0 : 16;
+  for (int j = 0; j < 16; ++j) {
+    const int lo = (qs[j] & 0x0F) + ((qh & kQ5Bits.lo[j]) != 0 ? 16 : 0) - kOffset;
+    const int hi = (qs[j] >> 4) + ((qh & kQ5Bits.hi[j]) != 0 ? 16 : 0) - kOffset;
+    if constexpr (kMin) {
+      y[j] = d * static_cast<float>(lo) + m;
+      y[j + 16] = d * static_cast<float>(hi) + m;
+    } else {
+      y[j] = d * static_cast<float>(lo);
+      y[j + 16] = d * static_cast<float>(hi);
+    }
   }
 }
 
@@ -128,9 +186,29 @@ void DequantizeRow(GgmlType type, const void* src, float* dst, int64_t n) {
       for (int64_t b = 0; b < n / kQK_K; ++b) DequantizeQ4K(blocks[b], dst + b * kQK_K);
       return;
     }
+    case GgmlType::kQ5_K: {
+      const auto* blocks = static_cast<const BlockQ5_K*>(src);
+      for (int64_t b = 0; b < n / kQK_K; ++b) DequantizeQ5K(blocks[b], dst + b * kQK_K);
+      return;
+    }
     case GgmlType::kQ6_K: {
       const auto* blocks = static_cast<const BlockQ6_K*>(src);
       for (int64_t b = 0; b < n / kQK_K; ++b) DequantizeQ6K(blocks[b], dst + b * kQK_K);
+      return;
+    }
+    case GgmlType::kQ5_0: {
+      const auto* blocks = static_cast<const BlockQ5_0*>(src);
+      for (int64_t b = 0; b < n / kQ5BlockElems; ++b) {
+        DequantizeQ5<false>(blocks[b].qh, blocks[b].qs, Fp16ToFloat(blocks[b].d), 0.0f, dst + b * kQ5BlockElems);
+      }
+      return;
+    }
+    case GgmlType::kQ5_1: {
+      const auto* blocks = static_cast<const BlockQ5_1*>(src);
+      for (int64_t b = 0; b < n / kQ5BlockElems; ++b) {
+        DequantizeQ5<true>(blocks[b].qh, blocks[b].qs, Fp16ToFloat(blocks[b].d), Fp16ToFloat(blocks[b].m),
+                           dst + b * kQ5BlockElems);
+      }
       return;
     }
     case GgmlType::kMXFP4: {
@@ -207,8 +285,12 @@ int RoundClamped(float x, int lo, int hi) {
   return static_cast<int>(std::clamp(std::round(x), static_cast<float>(lo), static_cast<float>(hi)));
 }
 
-// The quantizer documented at QuantizeRow (header).
-void QuantizeQ4K(const float* x, BlockQ4_K* b) {
+// The quantizer documented at QuantizeRow (header) for the k-quants with a
+// 6-bit scale and min per 32 elements, Q4_K (top = 15) and Q5_K (top = 31):
+// the fp16 d and dmin, the packed scales and mins (the packing Q4KScaleMin
+// reads), and each element's quant in 0..top.
+void QuantizeScaleMinBlock(const float* x, int top, uint16_t* d_bits, uint16_t* dmin_bits, uint8_t scales[12],
+                           uint8_t q[kQK_K]) {
   float lo[8], hi[8];
   float max_off = 0.0f;
   for (int j = 0; j < 8; ++j) {
@@ -221,37 +303,109 @@ void QuantizeQ4K(const float* x, BlockQ4_K* b) {
     }
     max_off = std::max(max_off, -lo[j]);
   }
-  b->dmin = Fp16AtLeast(max_off / 63.0f);
-  const float dmin = Fp16ToFloat(b->dmin);
+  *dmin_bits = Fp16AtLeast(max_off / 63.0f);
+  const float dmin = Fp16ToFloat(*dmin_bits);
   int m[8], sc[8];
   float need[8], max_need = 0.0f;
   for (int j = 0; j < 8; ++j) {
     m[j] = CeilSteps(-lo[j], dmin, 63);
     // The step that reaches hi from the (rounded up) bottom -dmin * m.
-    need[j] = (hi[j] + dmin * static_cast<float>(m[j])) / 15.0f;
+    need[j] = (hi[j] + dmin * static_cast<float>(m[j])) / static_cast<float>(top);
     max_need = std::max(max_need, need[j]);
   }
-  b->d = Fp16AtLeast(max_need / 63.0f);
-  const float d = Fp16ToFloat(b->d);
+  *d_bits = Fp16AtLeast(max_need / 63.0f);
+  const float d = Fp16ToFloat(*d_bits);
   for (int j = 0; j < 8; ++j) sc[j] = CeilSteps(need[j], d, 63);
-  std::memset(b->scales, 0, sizeof(b->scales));
+  std::memset(scales, 0, 12);
   for (int j = 0; j < 4; ++j) {  // the packing Q4KScaleMin reads
-    b->scales[j] = static_cast<uint8_t>(sc[j] | ((sc[j + 4] >> 4) << 6));
-    b->scales[j + 4] = static_cast<uint8_t>(m[j] | ((m[j + 4] >> 4) << 6));
-    b->scales[j + 8] = static_cast<uint8_t>((sc[j + 4] & 0x0F) | ((m[j + 4] & 0x0F) << 4));
+    scales[j] = static_cast<uint8_t>(sc[j] | ((sc[j + 4] >> 4) << 6));
+    scales[j + 4] = static_cast<uint8_t>(m[j] | ((m[j + 4] >> 4) << 6));
+    scales[j + 8] = static_cast<uint8_t>((sc[j + 4] & 0x0F) | ((m[j + 4] & 0x0F) << 4));
   }
-  uint8_t q[kQK_K];
   for (int e = 0; e < kQK_K; ++e) {
     const int j = e / 32;
     const float step = d * static_cast<float>(sc[j]), off = dmin * static_cast<float>(m[j]);
     const float v = std::isnan(x[e]) ? 0.0f : x[e];
-    q[e] = step > 0.0f ? static_cast<uint8_t>(RoundClamped((v + off) / step, 0, 15)) : 0;
+    q[e] = step > 0.0f ? static_cast<uint8_t>(RoundClamped((v + off) / step, 0, top)) : 0;
   }
+}
+
+void QuantizeQ4K(const float* x, BlockQ4_K* b) {
+  uint8_t q[kQK_K];
+  QuantizeScaleMinBlock(x, 15, &b->d, &b->dmin, b->scales, q);
   for (int g = 0; g < 4; ++g) {
     for (int l = 0; l < 32; ++l) {
       b->qs[32 * g + l] = static_cast<uint8_t>(q[64 * g + l] | (q[64 * g + 32 + l] << 4));
     }
   }
+}
+
+void QuantizeQ5K(const float* x, BlockQ5_K* b) {
+  uint8_t q[kQK_K];
+  QuantizeScaleMinBlock(x, 31, &b->d, &b->dmin, b->scales, q);
+  std::memset(b->qh, 0, sizeof(b->qh));
+  for (int g = 0; g < 4; ++g) {
+    for (int l = 0; l < 32; ++l) {
+      const int lo = q[64 * g + l], hi = q[64 * g + 32 + l];
+      b->qs[32 * g + l] = static_cast<uint8_t>((lo & 0x0F) | ((hi & 0x0F) << 4));
+      b->qh[l] = static_cast<uint8_t>(b->qh[l] | ((lo >> 4) << (2 * g)) | ((hi >> 4) << (2 * g + 1)));
+    }
+  }
+}
+
+// The fp16 value nearest at or below x (finite x), saturated at -65504.
+uint16_t Fp16AtMost(float x) {
+  if (x < 0.0f) return static_cast<uint16_t>(0x8000u | Fp16AtLeast(-x));
+  uint16_t h = FloatToFp16(x);
+  if (h >= 0x7C00u) return 0x7BFFu;
+  if (Fp16ToFloat(h) > x) --h;  // h > 0 here: the value above x >= 0 is positive
+  return h;
+}
+
+// Q5_0 / Q5_1 quants of one block into ggml's packing.
+void PackQ5(const int q[32], uint8_t qh[4], uint8_t qs[16]) {
+  uint32_t bits = 0;
+  for (int j = 0; j < 16; ++j) qs[j] = static_cast<uint8_t>((q[j] & 0x0F) | ((q[j + 16] & 0x0F) << 4));
+  for (int j = 0; j < 32; ++j) bits |= static_cast<uint32_t>(q[j] >> 4) << j;
+  for (int i = 0; i < 4; ++i) qh[i] = static_cast<uint8_t>(bits >> (8 * i));
+}
+
+// The quantizers documented at QuantizeRow (header). Q5_0: the step amax /
+// 15.5 puts +amax at 15.5 steps, which rounds to 16 and clamps to 15: still
+// within half a step.
+void QuantizeQ5_0(const float* x, BlockQ5_0* b) {
+  bool all_finite = true;
+  const float amax = FiniteAbsMax(x, kQ5BlockElems, &all_finite);
+  b->d = Fp16AtLeast(amax / 15.5f);
+  const float d = Fp16ToFloat(b->d);
+  int q[32];
+  for (int j = 0; j < 32; ++j) {
+    const float v = std::isnan(x[j]) ? 0.0f : x[j];
+    q[j] = (d > 0.0f ? RoundClamped(v / d, -16, 15) : 0) + 16;
+  }
+  PackQ5(q, b->qh, b->qs);
+}
+
+void QuantizeQ5_1(const float* x, BlockQ5_1* b) {
+  float lo = 0.0f, hi = 0.0f;
+  bool any = false;
+  for (int j = 0; j < 32; ++j) {
+    if (!std::isfinite(x[j])) continue;
+    lo = any ? std::min(lo, x[j]) : x[j];
+    hi = any ? std::max(hi, x[j]) : x[j];
+    any = true;
+  }
+  b->m = Fp16AtMost(lo);
+  const float m = Fp16ToFloat(b->m);
+  b->d = Fp16AtLeast((hi - m) / 31.0f);
+  const float d = Fp16ToFloat(b->d);
+  int q[32];
+  for (int j = 0; j < 32; ++j) {
+    // NaN encodes as the code nearest 0 (or the block's min, if 0 is below it).
+    const float v = std::isnan(x[j]) ? 0.0f : x[j];
+    q[j] = d > 0.0f ? RoundClamped((v - m) / d, 0, 31) : 0;
+  }
+  PackQ5(q, b->qh, b->qs);
 }
 
 // The quantizer documented at QuantizeRow (header). The step a_s = amax /
@@ -321,9 +475,24 @@ void QuantizeRow(GgmlType type, const float* src, void* dst, int64_t n) {
       for (int64_t b = 0; b < n / kQK_K; ++b) QuantizeQ4K(src + b * kQK_K, &blocks[b]);
       return;
     }
+    case GgmlType::kQ5_K: {
+      auto* blocks = static_cast<BlockQ5_K*>(dst);
+      for (int64_t b = 0; b < n / kQK_K; ++b) QuantizeQ5K(src + b * kQK_K, &blocks[b]);
+      return;
+    }
     case GgmlType::kQ6_K: {
       auto* blocks = static_cast<BlockQ6_K*>(dst);
       for (int64_t b = 0; b < n / kQK_K; ++b) QuantizeQ6K(src + b * kQK_K, &blocks[b]);
+      return;
+    }
+    case GgmlType::kQ5_0: {
+      auto* blocks = static_cast<BlockQ5_0*>(dst);
+      for (int64_t b = 0; b < n / kQ5BlockElems; ++b) QuantizeQ5_0(src + b * kQ5BlockElems, &blocks[b]);
+      return;
+    }
+    case GgmlType::kQ5_1: {
+      auto* blocks = static_cast<BlockQ5_1*>(dst);
+      for (int64_t b = 0; b < n / kQ5BlockElems; ++b) QuantizeQ5_1(src + b * kQ5BlockElems, &blocks[b]);
       return;
     }
     case GgmlType::kMXFP4: {

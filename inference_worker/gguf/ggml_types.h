@@ -2,7 +2,7 @@
 // GGUF reader/writer, the CPU reference backend and (as plain structs) the
 // CUDA kernels. Layouts follow ggml's ggml-common.h; see docs/gpt-oss-spec.md
 // §1-§2 of the project spec for the sources, and docs/quant-formats.md for
-// the k-quants (Q4_K, Q6_K).
+// the k-quants (Q4_K, Q5_K, Q6_K) and the 5-bit legacy types (Q5_0, Q5_1).
 #pragma once
 
 #include <bit>
@@ -15,14 +15,18 @@
 namespace ossgate::gguf {
 
 // ggml type ids as stored in GGUF tensor infos (ggml.h enum ggml_type). The
-// types gpt-oss files use, and the k-quants Q4_K and Q6_K of the official
-// Q4_K_M / Q6_K releases of other models; every other id is rejected by the
-// reader.
+// types gpt-oss files use, and the types of the official Q4_K_M / Q6_K
+// releases of other models: the k-quants Q4_K, Q5_K and Q6_K and the 5-bit
+// types Q5_0 and Q5_1 llama.cpp falls back to where a matrix's width is not
+// a multiple of 256; every other id is rejected by the reader.
 enum class GgmlType : uint32_t {
   kF32 = 0,
   kF16 = 1,
+  kQ5_0 = 6,
+  kQ5_1 = 7,
   kQ8_0 = 8,
   kQ4_K = 12,
+  kQ5_K = 13,
   kQ6_K = 14,
   kBF16 = 30,
   kMXFP4 = 39,
@@ -40,6 +44,7 @@ std::optional<TypeTraits> GetTypeTraits(uint32_t raw_type);
 const char* GgmlTypeName(uint32_t raw_type);
 
 inline constexpr int kQ8_0BlockElems = 32;
+inline constexpr int kQ5BlockElems = 32;  // Q5_0, Q5_1
 inline constexpr int kMxfp4BlockElems = 32;
 inline constexpr int kQK_K = 256;  // elements of a k-quant super-block
 
@@ -49,6 +54,28 @@ struct BlockQ8_0 {
   int8_t qs[32];  // quants
 };
 static_assert(sizeof(BlockQ8_0) == 34, "Q8_0 block must be 34 bytes");
+
+// Q5_0 (ggml type 6; ggml-common.h block_q5_0, ggml-quants.c
+// dequantize_row_q5_0): 32 elements, value = d * (q - 16) with q the 5-bit
+// quant. Element j (0..15) has its low 4 bits in the low nibble of qs[j],
+// element j + 16 in the high nibble; bit j of the little-endian uint32 qh
+// (j = 0..31) is the fifth (top) bit of element j.
+struct BlockQ5_0 {
+  uint16_t d;      // fp16 bits
+  uint8_t qh[4];   // top bits, little-endian uint32
+  uint8_t qs[16];  // low nibbles
+};
+static_assert(sizeof(BlockQ5_0) == 22, "Q5_0 block must be 22 bytes (5.5 bits per element)");
+
+// Q5_1 (ggml type 7; block_q5_1, dequantize_row_q5_1): Q5_0's quants with an
+// fp16 min; value = d * q + m, q in 0..31 (no offset).
+struct BlockQ5_1 {
+  uint16_t d;      // fp16 scale
+  uint16_t m;      // fp16 min (added)
+  uint8_t qh[4];   // top bits, little-endian uint32
+  uint8_t qs[16];  // low nibbles
+};
+static_assert(sizeof(BlockQ5_1) == 24, "Q5_1 block must be 24 bytes (6 bits per element)");
 
 // MXFP4 (ggml type 39): E8M0 shared exponent, then 16 bytes of E2M1 codes.
 // qs[j] & 0x0F is element j, qs[j] >> 4 is element j + 16 (ggml order).
@@ -88,6 +115,22 @@ inline void Q4KScaleMin(const uint8_t* scales, int j, int* sc, int* m) {
     *m = (scales[j + 4] >> 4) | ((scales[j] >> 6) << 4);
   }
 }
+
+// Q5_K (ggml type 13; ggml-common.h block_q5_K, ggml-quants.c
+// dequantize_row_q5_K): Q4_K with a fifth bit per quant. The same d, dmin
+// and 12 bytes of 6-bit scales and mins (Q4KScaleMin), element i of
+// sub-block j is d * sc_j * q - dmin * m_j with q the 5-bit quant. Element
+// 64g + l (g = 0..3, l = 0..31) has its low 4 bits in the low nibble of
+// qs[32g + l] and its top bit in bit 2g of qh[l]; element 64g + 32 + l the
+// high nibble of qs[32g + l] and bit 2g + 1 of qh[l].
+struct BlockQ5_K {
+  uint16_t d;             // fp16 scale of the sub-block scales
+  uint16_t dmin;          // fp16 scale of the sub-block mins
+  uint8_t scales[12];     // 8 scales and 8 mins, 6 bits each (as Q4_K)
+  uint8_t qh[kQK_K / 8];  // top bits
+  uint8_t qs[kQK_K / 2];  // low 4 bits
+};
+static_assert(sizeof(BlockQ5_K) == 176, "Q5_K block must be 176 bytes (5.5 bits per element)");
 
 // Q6_K (ggml type 14; ggml-common.h block_q6_K, ggml-quants.c
 // dequantize_row_q6_K): a super-block of 256 elements in 16 sub-blocks of 16
@@ -182,13 +225,19 @@ void DequantizeRow(GgmlType type, const void* src, float* dst, int64_t n);
 //         15 / d), where dmin and d are the fp16 values at or just above
 //         max_j(-lo) / 63 and max_j((hi + dmin m_j) / 15) / 63;
 //         q = round((x + dmin m_j) / (d sc_j)) in 0..15.
+//   Q5_K: as Q4_K with 31 in place of 15 (q in 0..31).
+//   Q5_0: d is the fp16 value at or just above amax / 15.5, q - 16 =
+//         round(x / d) in -16..15.
+//   Q5_1: m is the fp16 value at or just below min x, d the fp16 value at or
+//         just above (max x - m) / 31, q = round((x - m) / d) in 0..31.
 //   Q6_K: sub-block s needs a step a_s = amax_s / 31.5; d is the fp16 value at
 //         or just above max_s(a_s) / 127, scale_s = ceil(a_s / d) in 0..127,
 //         q - 32 = round(x / (d scale_s)) in -32..31.
 // Only finite elements decide the ranges; infinities saturate to their
 // sub-block's extremes and NaN encodes as the value nearest 0. Scales
-// saturate at the largest fp16, so finite values beyond about 6.2e7 (Q4_K)
-// or 2.6e8 (Q6_K) clip.
+// saturate at the largest fp16, so finite values beyond about 6.2e7 (Q4_K),
+// 1.3e8 (Q5_K), 2.6e8 (Q6_K) or 1.0e6 (Q5_0) clip, as do Q5_1 values below
+// about -6.5e4 or more than 2.0e6 above their block's min.
 void QuantizeRow(GgmlType type, const float* src, void* dst, int64_t n);
 
 }  // namespace ossgate::gguf

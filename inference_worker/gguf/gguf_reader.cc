@@ -425,7 +425,7 @@ absl::StatusOr<GgufFile> GgufFile::ParseHeader(std::span<const uint8_t> prefix, 
     if (!traits) {
       return Error(type_at, field + " type",
                    absl::StrCat("ggml type ", raw_type, " (", GgmlTypeName(raw_type),
-                                ") is not supported; supported: F32, F16, BF16, Q8_0, Q4_K, Q6_K, MXFP4"));
+                                ") is not supported; supported: F32, F16, BF16, Q8_0, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, MXFP4"));
     }
     t.type = static_cast<GgmlType>(raw_type);
     if (t.ne[0] % traits->block_elems != 0) {

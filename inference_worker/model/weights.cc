@@ -28,8 +28,9 @@ std::string Shape(std::initializer_list<int64_t> ne) {
 }
 
 // The first non-finite scale or value of blocks [begin, end) of a matrix's
-// row-major block sequence, or -1. Q8_0: the fp16 scale d; Q4_K: the fp16 d
-// and dmin of each super-block; Q6_K: its fp16 d; MXFP4: the E8M0 byte (0xFF
+// row-major block sequence, or -1. Q8_0, Q5_0: the fp16 scale d; Q5_1: d and
+// the fp16 min m; Q4_K, Q5_K: the fp16 d and dmin of each super-block; Q6_K:
+// its fp16 d; MXFP4: the E8M0 byte (0xFF
 // is NaN in the OCP MX format); F16 / BF16 / F32: every value. (A k-quant's
 // sub-block scales are small integers: always finite.)
 int64_t FirstBadBlock(const Matrix& m, int64_t begin, int64_t end) {
@@ -43,6 +44,27 @@ int64_t FirstBadBlock(const Matrix& m, int64_t begin, int64_t end) {
       for (int64_t b = begin; b < end; ++b) {
         if (f16_bad_at(b, sizeof(gguf::BlockQ4_K), offsetof(gguf::BlockQ4_K, d)) ||
             f16_bad_at(b, sizeof(gguf::BlockQ4_K), offsetof(gguf::BlockQ4_K, dmin))) {
+          return b;
+        }
+      }
+      return -1;
+    case GgmlType::kQ5_K:
+      for (int64_t b = begin; b < end; ++b) {
+        if (f16_bad_at(b, sizeof(gguf::BlockQ5_K), offsetof(gguf::BlockQ5_K, d)) ||
+            f16_bad_at(b, sizeof(gguf::BlockQ5_K), offsetof(gguf::BlockQ5_K, dmin))) {
+          return b;
+        }
+      }
+      return -1;
+    case GgmlType::kQ5_0:
+      for (int64_t b = begin; b < end; ++b) {
+        if (f16_bad_at(b, sizeof(gguf::BlockQ5_0), offsetof(gguf::BlockQ5_0, d))) return b;
+      }
+      return -1;
+    case GgmlType::kQ5_1:
+      for (int64_t b = begin; b < end; ++b) {
+        if (f16_bad_at(b, sizeof(gguf::BlockQ5_1), offsetof(gguf::BlockQ5_1, d)) ||
+            f16_bad_at(b, sizeof(gguf::BlockQ5_1), offsetof(gguf::BlockQ5_1, m))) {
           return b;
         }
       }
@@ -206,8 +228,9 @@ absl::Status NonFiniteBlockError(const Matrix& m, int64_t bad) {
   const auto traits = gguf::GetTypeTraits(static_cast<uint32_t>(m.type));
   const int64_t per_row = m.cols / (traits ? traits->block_elems : 1);
   const int64_t row = bad / per_row, block = bad % per_row;  // row counts through the stacked matrices
-  const bool k_quant = m.type == GgmlType::kQ4_K || m.type == GgmlType::kQ6_K;
-  const bool quantized = m.type == GgmlType::kQ8_0 || m.type == GgmlType::kMXFP4 || k_quant;
+  const bool k_quant = m.type == GgmlType::kQ4_K || m.type == GgmlType::kQ5_K || m.type == GgmlType::kQ6_K;
+  const bool quantized = m.type == GgmlType::kQ8_0 || m.type == GgmlType::kMXFP4 ||
+                         m.type == GgmlType::kQ5_0 || m.type == GgmlType::kQ5_1 || k_quant;
   return absl::InvalidArgumentError(absl::StrCat(
       "tensor '", m.name, "' has a non-finite ", quantized ? "block scale" : "value", " at ",
       m.n_mats > 1 ? absl::StrCat("matrix ", row / m.rows, ", ") : "", "row ", m.first_row + row % m.rows, ", ",

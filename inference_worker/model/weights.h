@@ -1,8 +1,9 @@
 // Typed views of a model's tensors inside a parsed GGUF file: gpt-oss (spec
 // §4), qwen2 and phi3 (the tensors llama.cpp's convert_hf_to_gguf.py
-// writes). Matrices stay in their stored format (Q8_0, Q4_K, Q6_K, MXFP4,
-// BF16, F16, F32) and are dequantized row by row where they are used; only
-// the small 1-D tensors (norms, biases, sinks) are converted to float once.
+// writes). Matrices stay in their stored format (Q8_0, Q5_0, Q5_1, Q4_K,
+// Q5_K, Q6_K, MXFP4, BF16, F16, F32) and are dequantized row by row where
+// they are used; only the small 1-D tensors (norms, biases, sinks) are
+// converted to float once.
 #pragma once
 
 #include <cstdint>
@@ -85,8 +86,8 @@ struct Weights {
 // Weights). A missing tensor, a wrong shape or a tensor the family does not
 // have is an InvalidArgument naming the tensor;
 // so is a non-finite value anywhere: every block scale of the quantized
-// matrices (Q8_0 d, Q4_K d and dmin, Q6_K d, MXFP4 E8M0 0xFF) and every
-// element of the float tensors
+// matrices (Q8_0 and Q5_0 d, Q5_1 d and m, Q4_K and Q5_K d and dmin, Q6_K
+// d, MXFP4 E8M0 0xFF) and every element of the float tensors
 // is checked (one parallel pass over the scales; docs/perf.md has its cost),
 // the error naming the tensor, matrix, row and block.
 struct BindOptions {
@@ -108,9 +109,10 @@ absl::StatusOr<Weights> BindWeights(const gguf::GgufFile& file, const ModelConfi
 std::vector<const Matrix*> AllMatrices(const Weights& w);
 // Blocks of a matrix in its row-major block sequence (elements for F32/F16/BF16).
 int64_t MatrixBlocks(const Matrix& m);
-// The error for a non-finite scale (Q8_0 d, Q4_K d / dmin, Q6_K d, MXFP4
-// E8M0 0xFF) or value at block `block` of m's row-major block sequence,
-// naming matrix, row (of the file's tensor, for a view), block.
+// The error for a non-finite scale (Q8_0 / Q5_0 d, Q5_1 d / m, Q4_K / Q5_K
+// d / dmin, Q6_K d, MXFP4 E8M0 0xFF) or value at block `block` of m's
+// row-major block sequence, naming matrix, row (of the file's tensor, for a
+// view), block.
 absl::Status NonFiniteBlockError(const Matrix& m, int64_t block);
 
 // Number of tensors a gpt-oss GGUF holds: 19 per layer plus 3.

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <cstdint>
 #include <limits>
@@ -570,6 +571,414 @@ TEST(PlainTypesTest, RowConversionsMatchTheScalarFunctions) {
   for (size_t i = 0; i < x.size(); ++i) ASSERT_TRUE(FloatMatches(y[i], RefHalf(h[i])));
   DequantizeRow(GgmlType::kBF16, b.data(), y.data(), 1000);
   for (size_t i = 0; i < x.size(); ++i) ASSERT_TRUE(FloatMatches(y[i], RefBf16(b[i])));
+}
+
+// --- Q5_0, Q5_1, Q5_K ---------------------------------------------------------------
+//
+// References written from the layouts in docs/quant-formats.md (after
+// ggml-common.h block_q5_0 / block_q5_1 / block_q5_K and ggml-quants.c
+// dequantize_row_q5_0 / _q5_1 / _q5_K), reading every field bit by bit.
+
+// `count` bits of a block from bit `first`; bit i is bit i % 8 of byte i / 8.
+uint32_t BitsAt(const uint8_t* block, int first, int count) {
+  uint32_t v = 0;
+  for (int i = 0; i < count; ++i) v |= ((block[(first + i) / 8] >> ((first + i) % 8)) & 1u) << i;
+  return v;
+}
+
+// Q5_0, 22 bytes: fp16 d at byte 0, 32 top bits at bytes 2-5 (bit j of that
+// little-endian word is element j's bit 4), 16 nibble bytes at byte 6
+// (element j < 16: low nibble of byte 6 + j; j >= 16: high nibble of byte
+// 6 + j - 16). Value d * (q - 16).
+// Q5_1, 24 bytes: the same after fp16 d and fp16 m (bytes 0-3). Value d * q + m.
+struct RefQ5 {
+  double d = 0, m = 0;
+  int q[32];
+};
+RefQ5 ParseQ5(const uint8_t* b, bool with_min) {
+  RefQ5 r;
+  r.d = RefHalf(static_cast<uint16_t>(BitsAt(b, 0, 16)));
+  const int qh_byte = with_min ? 4 : 2;
+  if (with_min) r.m = RefHalf(static_cast<uint16_t>(BitsAt(b, 16, 16)));
+  for (int j = 0; j < 32; ++j) {
+    const uint32_t low = BitsAt(b, 8 * (qh_byte + 4 + j % 16) + 4 * (j / 16), 4);
+    r.q[j] = static_cast<int>(low | (BitsAt(b, 8 * qh_byte + j, 1) << 4));
+  }
+  return r;
+}
+double RefQ5_0Value(const RefQ5& r, int j) { return r.d * (r.q[j] - 16); }
+double RefQ5_1Value(const RefQ5& r, int j) { return r.d * r.q[j] + r.m; }
+
+// Q5_K, 176 bytes: fp16 d at byte 0, fp16 dmin at byte 2, Q4_K's 12 bytes of
+// 6-bit scales and mins at byte 4 (sub-block j < 4: scale bits 0-5 of byte
+// j, min bits 0-5 of byte j + 4; j >= 4: scale bits 0-3 of byte j + 4 and
+// bits 6-7 of byte j - 4 above them, min bits 4-7 of byte j + 4 and bits 6-7
+// of byte j above them), 32 top-bit bytes at byte 16, 128 nibble bytes at
+// byte 48. Element e = 64g + r: low nibble (r < 32) or high nibble of byte
+// 48 + 32g + r % 32, top bit at bit 2g + r / 32 of byte 16 + r % 32. Value
+// d * scale_{e/32} * q - dmin * min_{e/32}.
+struct RefQ5K {
+  double d, dmin;
+  int sc[8], m[8];
+  int q[256];
+  double Value(int e) const { return d * sc[e / 32] * q[e] - dmin * m[e / 32]; }
+};
+RefQ5K ParseQ5K(const uint8_t* b) {
+  RefQ5K r;
+  r.d = RefHalf(static_cast<uint16_t>(BitsAt(b, 0, 16)));
+  r.dmin = RefHalf(static_cast<uint16_t>(BitsAt(b, 16, 16)));
+  auto byte_bit = [](int k) { return 32 + 8 * k; };
+  for (int j = 0; j < 8; ++j) {
+    if (j < 4) {
+      r.sc[j] = static_cast<int>(BitsAt(b, byte_bit(j), 6));
+      r.m[j] = static_cast<int>(BitsAt(b, byte_bit(j + 4), 6));
+    } else {
+      r.sc[j] = static_cast<int>(BitsAt(b, byte_bit(j + 4), 4) + (BitsAt(b, byte_bit(j - 4) + 6, 2) << 4));
+      r.m[j] = static_cast<int>(BitsAt(b, byte_bit(j + 4) + 4, 4) + (BitsAt(b, byte_bit(j) + 6, 2) << 4));
+    }
+  }
+  for (int e = 0; e < 256; ++e) {
+    const int g = e / 64, rr = e % 64;
+    const uint32_t low = BitsAt(b, 8 * (48 + 32 * g + rr % 32) + 4 * (rr / 32), 4);
+    const uint32_t top = BitsAt(b, 8 * (16 + rr % 32) + 2 * g + rr / 32, 1);
+    r.q[e] = static_cast<int>(low | (top << 4));
+  }
+  return r;
+}
+
+// Random blocks with finite fp16 scales (subnormals, zero and the largest
+// included) at the given byte offsets, and one block with every other bit set.
+std::vector<uint8_t> RandomQ5Blocks(std::mt19937& rng, int count, int bytes, std::initializer_list<int> half_at) {
+  std::vector<uint8_t> out(static_cast<size_t>(count) * bytes);
+  for (uint8_t& v : out) v = static_cast<uint8_t>(rng());
+  for (int b = 0; b < count; ++b) {
+    for (int at : half_at) {
+      uint16_t h = 0x7C00;
+      switch (rng() % 6) {
+        case 0: h = 0x7BFF; break;
+        case 1: h = 0xFBFF; break;
+        case 2: h = static_cast<uint16_t>(rng() % 0x400 | (rng() % 2 ? 0x8000 : 0)); break;
+        default:
+          while ((h & 0x7C00) == 0x7C00) h = static_cast<uint16_t>(rng());
+      }
+      out[b * bytes + at] = static_cast<uint8_t>(h);
+      out[b * bytes + at + 1] = static_cast<uint8_t>(h >> 8);
+    }
+  }
+  std::fill(out.begin(), out.begin() + bytes, 0xFF);  // every quant bit, scale and min at its maximum
+  for (int at : half_at) out[at] = 0xFF, out[at + 1] = 0x7B;
+  return out;
+}
+
+TEST(Q5TypesTest, TraitsFollowTheBlockLayouts) {
+  struct Row {
+    uint32_t id;
+    GgmlType type;
+    const char* name;
+    int64_t block_elems, block_bytes;
+  };
+  for (const Row& r : {Row{6, GgmlType::kQ5_0, "Q5_0", 32, 2 + 4 + 16},
+                       Row{7, GgmlType::kQ5_1, "Q5_1", 32, 2 + 2 + 4 + 16},
+                       Row{13, GgmlType::kQ5_K, "Q5_K", 256, 2 + 2 + 12 + 32 + 128}}) {
+    EXPECT_EQ(static_cast<uint32_t>(r.type), r.id);
+    const auto t = GetTypeTraits(r.id);
+    ASSERT_TRUE(t.has_value()) << r.id;
+    EXPECT_STREQ(t->name, r.name);
+    EXPECT_STREQ(GgmlTypeName(r.id), r.name);
+    EXPECT_EQ(t->block_elems, r.block_elems);
+    EXPECT_EQ(t->block_bytes, r.block_bytes);
+  }
+  // Qwen2.5-0.5B's 896-wide rows (28 blocks), Phi-3-mini's 3072 (12 super-blocks).
+  EXPECT_EQ(RowBytes(GgmlType::kQ5_0, 896), 28 * 22);
+  EXPECT_EQ(RowBytes(GgmlType::kQ5_1, 896), 28 * 24);
+  EXPECT_EQ(RowBytes(GgmlType::kQ5_K, 3072), 12 * 176);
+}
+
+TEST(Q5TypesTest, DequantizeMatchesTheBitLevelReferenceOnRandomBlocks) {
+  std::mt19937 rng(21);
+  constexpr int kBlocks = 4000;
+  {
+    const std::vector<uint8_t> bytes = RandomQ5Blocks(rng, kBlocks, 22, {0});
+    std::vector<float> out(kBlocks * 32);
+    DequantizeRow(GgmlType::kQ5_0, bytes.data(), out.data(), kBlocks * 32);
+    for (int b = 0; b < kBlocks; ++b) {
+      const RefQ5 r = ParseQ5(&bytes[b * 22], false);
+      for (int j = 0; j < 32; ++j) {
+        // d * (q - 16) is exact in float.
+        ASSERT_EQ(static_cast<double>(out[b * 32 + j]), RefQ5_0Value(r, j)) << "Q5_0 block " << b << " elem " << j;
+      }
+    }
+    // Every bit set: q 31, d 65504: 65504 * 15.
+    EXPECT_EQ(out[0], 65504.0f * 15);
+  }
+  {
+    const std::vector<uint8_t> bytes = RandomQ5Blocks(rng, kBlocks, 24, {0, 2});
+    std::vector<float> out(kBlocks * 32);
+    DequantizeRow(GgmlType::kQ5_1, bytes.data(), out.data(), kBlocks * 32);
+    for (int b = 0; b < kBlocks; ++b) {
+      const RefQ5 r = ParseQ5(&bytes[b * 24], true);
+      for (int j = 0; j < 32; ++j) {
+        // d * q + m is exact in double; float rounds it once.
+        ASSERT_EQ(out[b * 32 + j], static_cast<float>(RefQ5_1Value(r, j))) << "Q5_1 block " << b << " elem " << j;
+      }
+    }
+    EXPECT_EQ(out[0], 65504.0f * 32);  // d = m = 65504, q 31
+  }
+  {
+    const std::vector<uint8_t> bytes = RandomQ5Blocks(rng, kBlocks / 8, 176, {0, 2});
+    std::vector<float> out(kBlocks / 8 * 256);
+    DequantizeRow(GgmlType::kQ5_K, bytes.data(), out.data(), kBlocks / 8 * 256);
+    for (int b = 0; b < kBlocks / 8; ++b) {
+      const RefQ5K r = ParseQ5K(&bytes[b * 176]);
+      for (int e = 0; e < 256; ++e) {
+        ASSERT_EQ(out[b * 256 + e], static_cast<float>(r.Value(e))) << "Q5_K block " << b << " elem " << e;
+      }
+    }
+    EXPECT_EQ(out[0], 65504.0f * 63 * 30);  // scale 63, min 63, q 31, d = dmin = 65504
+  }
+}
+
+// Every one of the 32 codes, with a negative d (ggml's quantizer stores d =
+// max / -16, so files carry both signs): element j is written as code j by
+// hand (low nibble and qh bit placed per the layout), decoded to d * (j - 16).
+TEST(Q5TypesTest, Q5_0EveryCodeAndBothSignsOfD) {
+  for (const uint16_t d_bits : {static_cast<uint16_t>(0xB800), static_cast<uint16_t>(0x3C00)}) {  // -0.5, 1
+    const double d = RefHalf(d_bits);
+    uint8_t b[22] = {};
+    b[0] = static_cast<uint8_t>(d_bits), b[1] = static_cast<uint8_t>(d_bits >> 8);
+    for (int j = 0; j < 32; ++j) {
+      const int code = j;
+      if (code & 16) b[2 + j / 8] |= static_cast<uint8_t>(1 << (j % 8));
+      b[6 + j % 16] |= static_cast<uint8_t>((code & 15) << (j < 16 ? 0 : 4));
+    }
+    // The top bits of elements 16..31 (codes 16..31) are the high half of qh.
+    EXPECT_EQ(b[2], 0x00);
+    EXPECT_EQ(b[4], 0xFF);
+    float out[32];
+    DequantizeRow(GgmlType::kQ5_0, b, out, 32);
+    for (int j = 0; j < 32; ++j) EXPECT_EQ(static_cast<double>(out[j]), d * (j - 16)) << "code " << j;
+    // Reversed codes: element j holds 31 - j.
+    std::memset(b + 2, 0, 20);
+    for (int j = 0; j < 32; ++j) {
+      const int code = 31 - j;
+      if (code & 16) b[2 + j / 8] |= static_cast<uint8_t>(1 << (j % 8));
+      b[6 + j % 16] |= static_cast<uint8_t>((code & 15) << (j < 16 ? 0 : 4));
+    }
+    DequantizeRow(GgmlType::kQ5_0, b, out, 32);
+    for (int j = 0; j < 32; ++j) EXPECT_EQ(static_cast<double>(out[j]), d * (15 - j)) << "element " << j;
+  }
+}
+
+// Q5_1: every code, with a negative and a positive min; the min is added.
+TEST(Q5TypesTest, Q5_1EveryCodeWithTheMinAdded) {
+  for (const uint16_t m_bits : {static_cast<uint16_t>(0xC300), static_cast<uint16_t>(0x3E00)}) {  // -3.5, 1.5
+    uint8_t b[24] = {};
+    b[0] = 0x00, b[1] = 0x34;  // d = 0.25
+    b[2] = static_cast<uint8_t>(m_bits), b[3] = static_cast<uint8_t>(m_bits >> 8);
+    for (int j = 0; j < 32; ++j) {
+      if (j & 16) b[4 + j / 8] |= static_cast<uint8_t>(1 << (j % 8));
+      b[8 + j % 16] |= static_cast<uint8_t>((j & 15) << (j < 16 ? 0 : 4));
+    }
+    float out[32];
+    DequantizeRow(GgmlType::kQ5_1, b, out, 32);
+    for (int j = 0; j < 32; ++j) EXPECT_EQ(static_cast<double>(out[j]), 0.25 * j + RefHalf(m_bits)) << "code " << j;
+  }
+}
+
+// Q5_K: sub-block scales and mins packed by hand (as in Q4_K), every code in
+// every sub-block (element 32j + i holds code (i + 7j) % 32, so each code
+// sits in both nibble halves and in every qh bit position), values worked
+// out from d * sc * q - dmin * m with d = 1, dmin = 0.5.
+TEST(Q5TypesTest, Q5_KEveryCodeInEverySubBlock) {
+  uint8_t b[176] = {};
+  b[0] = 0x00, b[1] = 0x3C;  // d = 1
+  b[2] = 0x00, b[3] = 0x38;  // dmin = 0.5
+  // sc = {1, 2, 3, 4, 50, 63, 16, 33}, m = {0, 1, 2, 63, 33, 5, 48, 17}.
+  const uint8_t scales[12] = {0xC1, 0xC2, 0x43, 0x84, 0x80, 0x01, 0xC2, 0x7F, 0x12, 0x5F, 0x00, 0x11};
+  std::memcpy(b + 4, scales, 12);
+  const int sc[8] = {1, 2, 3, 4, 50, 63, 16, 33}, m[8] = {0, 1, 2, 63, 33, 5, 48, 17};
+  std::vector<double> want(256);
+  for (int e = 0; e < 256; ++e) {
+    const int j = e / 32, code = (e % 32 + 7 * j) % 32;
+    const int g = e / 64, r = e % 64;
+    b[48 + 32 * g + r % 32] |= static_cast<uint8_t>((code & 15) << (r < 32 ? 0 : 4));
+    if (code & 16) b[16 + r % 32] |= static_cast<uint8_t>(1 << (2 * g + r / 32));
+    want[e] = 1.0 * sc[j] * code - 0.5 * m[j];
+  }
+  const RefQ5K ref = ParseQ5K(b);
+  for (int j = 0; j < 8; ++j) {
+    EXPECT_EQ(ref.sc[j], sc[j]) << "reference self-check";
+    EXPECT_EQ(ref.m[j], m[j]) << "reference self-check";
+  }
+  float out[256];
+  DequantizeRow(GgmlType::kQ5_K, b, out, 256);
+  for (int e = 0; e < 256; ++e) {
+    EXPECT_EQ(ref.Value(e), want[e]) << "reference self-check, element " << e;
+    EXPECT_EQ(static_cast<double>(out[e]), want[e]) << "element " << e;
+  }
+  EXPECT_EQ(out[31 + 32 * 5], 63 * ((31 + 35) % 32) - 2.5);  // sub-block 5's last element: code 2
+}
+
+// Blocks of 32 over many magnitudes and shapes (one-signed, sparse,
+// constant, an outlier), and infinities and NaN, for the round trips.
+std::vector<float> Q5RoundTripInputs(int block) {
+  std::mt19937 rng(23);
+  std::normal_distribution<float> normal;
+  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  std::vector<float> x;
+  auto add = [&](auto gen) {
+    for (int i = 0; i < block; ++i) x.push_back(gen(i));
+  };
+  for (double mag : {1e-7, 1e-5, 1e-3, 0.02, 1.0, 30.0, 1e3, 3e4}) {
+    // Q5_0 and Q5_1 scales reach about 1e6 and their mins -6.5e4 (QuantizeRow):
+    // the 30x outlier at 3e4 would clip.
+    if (block == 32 && mag > 1e3) continue;
+    for (int rep = 0; rep < 4; ++rep) {
+      add([&](int) { return static_cast<float>(normal(rng) * mag); });
+      add([&](int) { return static_cast<float>(uniform(rng) * mag); });
+      add([&](int) { return static_cast<float>(std::fabs(normal(rng)) * mag + mag); });
+      add([&](int) { return static_cast<float>(-std::fabs(normal(rng)) * mag); });
+      add([&](int i) { return i % 7 == 0 ? static_cast<float>(normal(rng) * mag) : 0.0f; });
+      add([&](int i) { return static_cast<float>((i == 17 ? 30.0 : 1.0) * normal(rng) * mag); });
+      add([&](int i) { return static_cast<float>(normal(rng) * mag * std::ldexp(1.0, (i / 32) - 4)); });
+    }
+  }
+  add([](int) { return 0.0f; });
+  add([](int) { return 0.75f; });
+  add([](int) { return -3.0f; });
+  return x;
+}
+
+TEST(Q5TypesTest, Q5_0QuantizeThenDequantizeStaysWithinHalfAStep) {
+  const std::vector<float> x = Q5RoundTripInputs(32);
+  const int64_t n = static_cast<int64_t>(x.size());
+  std::vector<uint8_t> q(static_cast<size_t>(RowBytes(GgmlType::kQ5_0, n)));
+  QuantizeRow(GgmlType::kQ5_0, x.data(), q.data(), n);
+  std::vector<float> y(x.size());
+  DequantizeRow(GgmlType::kQ5_0, q.data(), y.data(), n);
+  for (int64_t b = 0; b < n / 32; ++b) {
+    const RefQ5 r = ParseQ5(&q[b * 22], false);
+    double amax = 0;
+    for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(static_cast<double>(x[b * 32 + j])));
+    // d: the fp16 at or just above amax / 15.5 (one fp16 step: 2^-10 relative, 2^-24 absolute).
+    ASSERT_GE(r.d * 15.5, amax * (1 - 1e-7)) << "block " << b;
+    ASSERT_LE(r.d, amax / 15.5 * (1 + std::ldexp(1.0, -9)) + std::ldexp(1.0, -24)) << "block " << b;
+    for (int j = 0; j < 32; ++j) {
+      ASSERT_EQ(static_cast<double>(y[b * 32 + j]), RefQ5_0Value(r, j));
+      ASSERT_LE(std::fabs(x[b * 32 + j] - RefQ5_0Value(r, j)), r.d / 2 * (1 + 1e-6))
+          << "block " << b << " elem " << j << " x=" << x[b * 32 + j];
+    }
+  }
+  for (int j = 0; j < 32; ++j) EXPECT_EQ(y[n - 96 + j], 0.0f) << "zero block";
+}
+
+TEST(Q5TypesTest, Q5_1QuantizeThenDequantizeStaysWithinHalfAStep) {
+  const std::vector<float> x = Q5RoundTripInputs(32);
+  const int64_t n = static_cast<int64_t>(x.size());
+  std::vector<uint8_t> q(static_cast<size_t>(RowBytes(GgmlType::kQ5_1, n)));
+  QuantizeRow(GgmlType::kQ5_1, x.data(), q.data(), n);
+  std::vector<float> y(x.size());
+  DequantizeRow(GgmlType::kQ5_1, q.data(), y.data(), n);
+  for (int64_t b = 0; b < n / 32; ++b) {
+    const RefQ5 r = ParseQ5(&q[b * 24], true);
+    double lo = x[b * 32], hi = x[b * 32];
+    for (int j = 0; j < 32; ++j) {
+      lo = std::min(lo, static_cast<double>(x[b * 32 + j]));
+      hi = std::max(hi, static_cast<double>(x[b * 32 + j]));
+    }
+    // m at or just below the min; d covers the range from m in 31 steps.
+    ASSERT_LE(r.m, lo) << "block " << b;
+    ASSERT_GE(r.m, lo - std::fabs(lo) * std::ldexp(1.0, -10) - std::ldexp(1.0, -24)) << "block " << b;
+    ASSERT_GE(r.d * 31, (hi - r.m) * (1 - 1e-6)) << "block " << b;
+    ASSERT_LE(r.d, (hi - r.m) / 31 * (1 + std::ldexp(1.0, -9)) + std::ldexp(1.0, -24)) << "block " << b;
+    for (int j = 0; j < 32; ++j) {
+      const double v = RefQ5_1Value(r, j);
+      ASSERT_EQ(y[b * 32 + j], static_cast<float>(v));
+      const double slack = 1e-6 * std::max(std::fabs(lo), std::fabs(hi));
+      ASSERT_LE(std::fabs(x[b * 32 + j] - v), r.d / 2 + slack) << "block " << b << " elem " << j;
+    }
+  }
+  // A constant block decodes to its value: m = x (0.75 and -3 are fp16 values), q = 0.
+  for (int j = 0; j < 32; ++j) EXPECT_EQ(y[n - 64 + j], 0.75f);
+  for (int j = 0; j < 32; ++j) EXPECT_EQ(y[n - 32 + j], -3.0f);
+}
+
+TEST(Q5TypesTest, Q5_KQuantizeThenDequantizeStaysWithinHalfAStep) {
+  const std::vector<float> x = Q5RoundTripInputs(256);
+  const int64_t n = static_cast<int64_t>(x.size());
+  std::vector<uint8_t> q(static_cast<size_t>(RowBytes(GgmlType::kQ5_K, n)));
+  QuantizeRow(GgmlType::kQ5_K, x.data(), q.data(), n);
+  std::vector<float> y(x.size());
+  DequantizeRow(GgmlType::kQ5_K, q.data(), y.data(), n);
+  for (int64_t b = 0; b < n / 256; ++b) {
+    const RefQ5K r = ParseQ5K(&q[b * 176]);
+    for (int j = 0; j < 8; ++j) {
+      double lo = 0, hi = 0;
+      for (int i = 0; i < 32; ++i) {
+        lo = std::min(lo, static_cast<double>(x[b * 256 + 32 * j + i]));
+        hi = std::max(hi, static_cast<double>(x[b * 256 + 32 * j + i]));
+      }
+      const double step = r.d * r.sc[j], off = r.dmin * r.m[j];
+      // The sub-block's range [-off, 31 step - off] covers [lo, hi].
+      ASSERT_LE(-off, lo + 1e-6 * std::fabs(lo)) << "block " << b << " sub-block " << j;
+      ASSERT_GE(31 * step - off, hi - 1e-6 * std::fabs(hi)) << "block " << b << " sub-block " << j;
+      // Rounding the scales up costs at most one unit of d and dmin.
+      ASSERT_LE(step, (hi - lo + r.dmin) / 31 + r.d * (1 + 1e-6) + 1e-30) << "block " << b << " sub-block " << j;
+      for (int i = 0; i < 32; ++i) {
+        const int e = 32 * j + i;
+        ASSERT_EQ(y[b * 256 + e], static_cast<float>(r.Value(e)));
+        const double slack = 1e-6 * std::max({std::fabs(static_cast<double>(x[b * 256 + e])), off, 31 * step});
+        ASSERT_LE(std::fabs(x[b * 256 + e] - r.Value(e)), step / 2 + slack) << "block " << b << " elem " << e;
+      }
+    }
+  }
+}
+
+// Non-finite inputs: infinities saturate to the block's extremes, NaN
+// encodes as the value nearest 0, and finite neighbours keep their scale.
+TEST(Q5TypesTest, QuantizeSaturatesInfinitiesAndZeroesNaN) {
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  std::vector<float> x(256);
+  for (int i = 0; i < 256; ++i) x[i] = static_cast<float>((i % 32) - 16) / 8.0f;  // -2 .. 1.875
+  x[3] = inf, x[4] = -inf, x[5] = nan;
+  for (GgmlType type : {GgmlType::kQ5_0, GgmlType::kQ5_1, GgmlType::kQ5_K}) {
+    SCOPED_TRACE(GgmlTypeName(static_cast<uint32_t>(type)));
+    std::vector<uint8_t> q(static_cast<size_t>(RowBytes(type, 256)));
+    QuantizeRow(type, x.data(), q.data(), 256);
+    std::vector<float> y(256);
+    DequantizeRow(type, q.data(), y.data(), 256);
+    const float top = *std::max_element(y.begin(), y.begin() + 32);
+    const float bottom = *std::min_element(y.begin(), y.begin() + 32);
+    EXPECT_EQ(y[3], top);
+    EXPECT_EQ(y[4], bottom);
+    EXPECT_LE(std::fabs(y[5]), 0.07f) << "NaN: the code nearest 0";
+    EXPECT_NEAR(top, 1.875f, 0.07f) << "the scale comes from the finite values";
+    EXPECT_NEAR(y[6], x[6], 0.07f);
+  }
+}
+
+// On Gaussian weights, 5 bits: relative RMS error about 4% for each type
+// (Q4_K: 8%, Q6_K: 2%; kquants_test).
+TEST(Q5TypesTest, RelativeRmsErrorOnGaussianWeights) {
+  std::mt19937 rng(29);
+  std::normal_distribution<float> normal;
+  std::vector<float> x(256 * 512);
+  for (float& v : x) v = normal(rng) * 0.02f;
+  for (GgmlType type : {GgmlType::kQ5_0, GgmlType::kQ5_1, GgmlType::kQ5_K}) {
+    std::vector<uint8_t> q(static_cast<size_t>(RowBytes(type, static_cast<int64_t>(x.size()))));
+    QuantizeRow(type, x.data(), q.data(), static_cast<int64_t>(x.size()));
+    std::vector<float> y(x.size());
+    DequantizeRow(type, q.data(), y.data(), static_cast<int64_t>(x.size()));
+    double num = 0, den = 0;
+    for (size_t i = 0; i < x.size(); ++i) {
+      num += (static_cast<double>(y[i]) - x[i]) * (static_cast<double>(y[i]) - x[i]);
+      den += static_cast<double>(x[i]) * x[i];
+    }
+    const double rel = std::sqrt(num / den);
+    std::printf("%s: relative RMS error %.2f%%\n", GgmlTypeName(static_cast<uint32_t>(type)), 100 * rel);
+    EXPECT_GT(rel, 0.02) << "more than 5 bits' worth: the test would not see a coarser quantizer";
+    EXPECT_LT(rel, 0.05);
+  }
 }
 
 }  // namespace

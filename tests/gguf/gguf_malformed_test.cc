@@ -57,6 +57,16 @@ FileSpec KQuantSpec() {
   return s;
 }
 
+// Q5_0 (2 rows of one block: 44 bytes), Q5_1 (1 row of two blocks: 48 bytes,
+// at offset 64) and Q5_K (2 rows of one super-block: 352 bytes, at offset 128).
+FileSpec Q5Spec() {
+  FileSpec s;
+  s.AddTensor("q5_0.weight", kTypeQ5_0, {32, 2});
+  s.AddTensor("q5_1.weight", kTypeQ5_1, {64, 1});
+  s.AddTensor("q5k.weight", kTypeQ5_K, {256, 2});
+  return s;
+}
+
 void Truncate(Layout& l, uint64_t n) { l.bytes.resize(n); }
 
 // Overwrites 8 bytes little-endian at `at`.
@@ -314,9 +324,10 @@ std::vector<MalformedCase> Cases() {
   c.push_back({.name = "Q8_0RowNotBlockMultiple", .edit_spec = [](FileSpec& s) { s.tensors[1].ne = {48, 2}; },
                .field = "tensor 'b.weight' ne[0]", .problem = "ne[0] = 48 is not a multiple of the Q8_0 block size 32",
                .offset = [](const Layout& l) { return l.ne_at[1]; }});
-  c.push_back({.name = "UnsupportedGgmlTypeQ5_K", .edit_spec = [](FileSpec& s) { s.tensors[1].type = kTypeQ5_K; },
+  c.push_back({.name = "UnsupportedGgmlTypeQ3_K", .edit_spec = [](FileSpec& s) { s.tensors[1].type = kTypeQ3_K; },
                .field = "tensor 'b.weight' type",
-               .problem = "ggml type 13 (Q5_K) is not supported; supported: F32, F16, BF16, Q8_0, Q4_K, Q6_K, MXFP4",
+               .problem = "ggml type 11 (Q3_K) is not supported; supported: F32, F16, BF16, Q8_0, Q5_0, Q5_1, Q4_K, "
+                          "Q5_K, Q6_K, MXFP4",
                .offset = [](const Layout& l) { return l.type_at[1]; }});
   // A k-quant row must hold whole super-blocks of 256: 96 is three Q8_0
   // blocks but not a Q4_K one.
@@ -337,6 +348,23 @@ std::vector<MalformedCase> Cases() {
                .field = "tensor 'q6k.weight' data",
                .problem = "needs 420 bytes at data offset 288 but the data section holds 707 bytes",
                .offset = [](const Layout& l) { return l.offset_at[1]; }});
+  c.push_back({.name = "Q5_0RowNotBlockMultiple", .make = [] { return Q5Spec(); },
+               .edit_spec = [](FileSpec& s) { s.tensors[0].ne = {48, 1}; },
+               .field = "tensor 'q5_0.weight' ne[0]",
+               .problem = "ne[0] = 48 is not a multiple of the Q5_0 block size 32",
+               .offset = [](const Layout& l) { return l.ne_at[0]; }});
+  c.push_back({.name = "Q5_KRowNotBlockMultiple", .make = [] { return Q5Spec(); },
+               .edit_spec = [](FileSpec& s) { s.tensors[2].ne = {96, 1}; },
+               .field = "tensor 'q5k.weight' ne[0]",
+               .problem = "ne[0] = 96 is not a multiple of the Q5_K block size 256",
+               .offset = [](const Layout& l) { return l.ne_at[2]; }});
+  // The data section one byte short of the last Q5_K block (352 bytes: 2
+  // rows x 176).
+  c.push_back({.name = "Q5_KTensorOneByteShort", .make = [] { return Q5Spec(); },
+               .edit_spec = [](FileSpec& s) { s.data_bytes = s.tensors[2].offset + 351; },
+               .field = "tensor 'q5k.weight' data",
+               .problem = "needs 352 bytes at data offset 128 but the data section holds 479 bytes",
+               .offset = [](const Layout& l) { return l.offset_at[2]; }});
   c.push_back({.name = "Mxfp4RowNotBlockMultiple", .edit_spec = [](FileSpec& s) { s.tensors[2].ne = {16, 3}; },
                .field = "tensor 'c.weight' ne[0]",
                .problem = "ne[0] = 16 is not a multiple of the MXFP4 block size 32",

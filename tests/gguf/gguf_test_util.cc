@@ -20,10 +20,16 @@ uint64_t SpecTensorBytes(uint32_t type, const std::vector<int64_t>& ne) {
     case kTypeBF16: block_elems = 1, block_bytes = 2; break;
     case kTypeQ8_0: block_elems = 32, block_bytes = 34; break;
     case kTypeMXFP4: block_elems = 32, block_bytes = 17; break;
+    // Blocks of 32 (ggml-common.h): Q5_0 fp16 d, 4 bytes of top bits, 16
+    // nibble bytes; Q5_1 the same with an fp16 min after d.
+    case kTypeQ5_0: block_elems = 32, block_bytes = 2 + 4 + 16; break;
+    case kTypeQ5_1: block_elems = 32, block_bytes = 2 + 2 + 4 + 16; break;
     // k-quant super-blocks of 256 (ggml-common.h): Q4_K fp16 d, fp16 dmin,
     // 12 scale bytes, 128 quant bytes; Q6_K 128 + 64 quant bytes, 16 scales, fp16 d.
     case kTypeQ4_K: block_elems = 256, block_bytes = 2 + 2 + 12 + 128; break;
     case kTypeQ6_K: block_elems = 256, block_bytes = 128 + 64 + 16 + 2; break;
+    // Q5_K: Q4_K's fields and 32 bytes of top bits before the 128 quant bytes.
+    case kTypeQ5_K: block_elems = 256, block_bytes = 2 + 2 + 12 + 32 + 128; break;
     default: return 0;
   }
   uint64_t bytes = static_cast<uint64_t>(ne.at(0)) / block_elems * block_bytes;

@@ -22,8 +22,9 @@ inline constexpr uint32_t kGgufMagic = 0x46554747;  // "GGUF" read as a little-e
 
 // ggml type ids, spelled out here rather than taken from GgmlType so the test
 // table is an independent statement of the format (spec §1).
-inline constexpr uint32_t kTypeF32 = 0, kTypeF16 = 1, kTypeQ4_0 = 2, kTypeQ8_0 = 8, kTypeQ4_K = 12, kTypeQ5_K = 13,
-                          kTypeQ6_K = 14, kTypeBF16 = 30, kTypeMXFP4 = 39;
+inline constexpr uint32_t kTypeF32 = 0, kTypeF16 = 1, kTypeQ4_0 = 2, kTypeQ5_0 = 6, kTypeQ5_1 = 7, kTypeQ8_0 = 8,
+                          kTypeQ3_K = 11, kTypeQ4_K = 12, kTypeQ5_K = 13, kTypeQ6_K = 14, kTypeBF16 = 30,
+                          kTypeMXFP4 = 39;
 
 // Bytes of a tensor of `type` and shape `ne` per spec §1, or 0 for a type the
 // table does not know.

@@ -120,17 +120,20 @@ TEST_F(TinyModel, PromptLogitsMatchCpuAtEveryPositionForEveryWeightType) {
   }
 }
 
-// Q4_K / Q6_K models (d_model 256, the narrowest whose rows hold whole
-// super-blocks). The upload keeps Q4_K matrices in Q4_K tiles and
-// re-quantizes Q6_K ones into Q8_0 tiles, so the GPU computes the model of
+// Q4_K / Q6_K (and Q5_K / Q5_0 / Q5_1) models (d_model 256, the narrowest
+// whose rows hold whole super-blocks). The upload keeps Q4_K matrices in
+// Q4_K tiles and re-quantizes Q6_K (Q5_K, Q5_0, Q5_1) ones into Q8_0 tiles, so the GPU computes the model of
 // kquant_convert.h's converted file (its Q6_K matrices as Q8_0, its Q4_K
 // ones unchanged): bitwise the same logits from both files, and against the
 // CPU on the converted file the usual rounding-only differences (the Q4_K
 // layers exact, up to the order of the sums). kquant_model_test (CPU, in CI)
 // bounds the step from the converted model to the exact k-quant one.
 TEST_F(TinyModel, KQuantModelsRunAsTheirDeviceTiles) {
+  // Q5_K, Q5_0 and Q5_1 go the Q6_K way (Q8_0 tiles).
   const std::pair<gguf::GgmlType, gguf::GgmlType> mixes[] = {{gguf::GgmlType::kQ4_K, gguf::GgmlType::kQ6_K},
-                                                             {gguf::GgmlType::kQ6_K, gguf::GgmlType::kQ4_K}};
+                                                             {gguf::GgmlType::kQ6_K, gguf::GgmlType::kQ4_K},
+                                                             {gguf::GgmlType::kQ5_K, gguf::GgmlType::kQ5_0},
+                                                             {gguf::GgmlType::kQ5_1, gguf::GgmlType::kQ5_K}};
   for (const auto& [dense, experts] : mixes) {
     const std::string label = absl::StrCat("tiny, d 256, 3 layers, window 8, dense ",
                                            gguf::GgmlTypeName(static_cast<uint32_t>(dense)), ", experts ",

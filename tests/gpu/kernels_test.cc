@@ -150,8 +150,8 @@ struct GemmCase {
 class GemmTest : public ::testing::TestWithParam<GgmlType> {};
 
 // The matrix the device holds for w as an F32 matrix (what TiledValue
-// decodes from the host repack's tiles): for Q6_K its Q8_0 re-quantization,
-// for Q4_K (own tiles) its exact values.
+// decodes from the host repack's tiles): for Q6_K, Q5_K, Q5_0 and Q5_1 its
+// Q8_0 re-quantization, for Q4_K (own tiles) its exact values.
 std::vector<float> TiledValues(const HostWeights& w) {
   const WFormat fmt = *kernels::FormatForType(w.type);
   const kernels::TiledBytes size = kernels::TiledSize(fmt, w.rows, w.cols, false);
@@ -206,21 +206,26 @@ void ExpectSameBits(const std::vector<std::vector<float>>& got, const std::strin
 
 TEST_P(GemmTest, DenseMatchesCpuAndBothPathsAgreeBitwise) {
   const GgmlType type = GetParam();
-  const bool k_quant = type == GgmlType::kQ4_K || type == GgmlType::kQ6_K;
+  // Q5_0 and Q5_1 blocks hold 32 elements: any width of whole blocks, like
+  // Q8_0's (Qwen2.5-0.5B's 896 among them); the k-quants need super-blocks.
+  const bool q5_blocks = type == GgmlType::kQ5_0 || type == GgmlType::kQ5_1;
+  const bool k_quant = type == GgmlType::kQ4_K || type == GgmlType::kQ6_K || type == GgmlType::kQ5_K || q5_blocks;
   std::mt19937 rng(FreshSeed());
   const std::vector<std::pair<int, int>> shapes =
-      k_quant ? std::vector<std::pair<int, int>>{{16, 256}, {37, 512}, {257, 768}, {600, 3072}}
-              : std::vector<std::pair<int, int>>{{16, 32}, {37, 64}, {100, 96}, {257, 288}, {600, 2880}};
+      k_quant && !q5_blocks
+          ? std::vector<std::pair<int, int>>{{16, 256}, {37, 512}, {257, 768}, {600, 3072}}
+          : std::vector<std::pair<int, int>>{{16, 32}, {37, 64}, {100, 96}, {257, 288}, {130, 896}, {600, 2880}};
   for (auto [rows, cols] : shapes) {
     const HostWeights w = RandomWeights(type, rows, cols, 1, rng, 1.0f / std::sqrt(static_cast<float>(cols)));
     DeviceTiled dw = Tile({&w.view}, false);
     const std::vector<float> bias = RandomFloats(rows, rng, 0.1f);
     DevBuf<float> dbias(bias);
-    // k-quants: the device computes Q6_K with its Q8_0 re-quantization and
-    // Q4_K exactly (its own tiles); the kernels are checked against a CPU
-    // matmul of that matrix at the usual tolerance, and against the exact
-    // k-quant matrix at the one the re-quantization adds (about 0.3% for
-    // Q6_K: repack_test; for Q4_K the two checks are the same).
+    // k-quants and Q5_0 / Q5_1: the device computes Q6_K, Q5_K, Q5_0 and
+    // Q5_1 with their Q8_0 re-quantization and Q4_K exactly (its own tiles);
+    // the kernels are checked against a CPU matmul of that matrix at the
+    // usual tolerance, and against the exact matrix at the one the
+    // re-quantization adds (well under 1%: repack_test; for Q4_K the two
+    // checks are the same).
     HostWeights tiled_w{GgmlType::kF32, rows, cols, 1, {}, {}};
     if (k_quant) {
       const std::vector<float> v = TiledValues(w);
@@ -341,7 +346,8 @@ TEST(GemmTest, Mxfp4BlockScalesFarApartMatchCpuPerElement) {
 
 INSTANTIATE_TEST_SUITE_P(Formats, GemmTest,
                          ::testing::Values(GgmlType::kQ8_0, GgmlType::kMXFP4, GgmlType::kF16, GgmlType::kBF16,
-                                           GgmlType::kF32, GgmlType::kQ4_K, GgmlType::kQ6_K),
+                                           GgmlType::kF32, GgmlType::kQ4_K, GgmlType::kQ6_K, GgmlType::kQ5_K,
+                                           GgmlType::kQ5_0, GgmlType::kQ5_1),
                          [](const ::testing::TestParamInfo<GgmlType>& p) {
                            return std::string(gguf::GetTypeTraits(static_cast<uint32_t>(p.param))->name);
                          });
@@ -1084,8 +1090,9 @@ TEST(RouterTest, TiesGoToTheLowerExpert) {
 TEST(EmbedTest, RowsMatchTheDequantizer) {
   std::mt19937 rng(FreshSeed());
   for (GgmlType type : {GgmlType::kF32, GgmlType::kF16, GgmlType::kBF16, GgmlType::kQ8_0, GgmlType::kMXFP4,
-                        GgmlType::kQ4_K, GgmlType::kQ6_K}) {
-    const int d = type == GgmlType::kQ4_K || type == GgmlType::kQ6_K ? 512 : 96, vocab = 50;
+                        GgmlType::kQ4_K, GgmlType::kQ6_K, GgmlType::kQ5_K, GgmlType::kQ5_0, GgmlType::kQ5_1}) {
+    const bool super_blocks = type == GgmlType::kQ4_K || type == GgmlType::kQ6_K || type == GgmlType::kQ5_K;
+    const int d = super_blocks ? 512 : 96, vocab = 50;
     const HostWeights w = RandomWeights(type, vocab, d, 1, rng, 1.0f);
     const std::vector<int32_t> tokens = {0, 49, 7, 7, 23};
     DevBuf<uint8_t> table(w.bytes);

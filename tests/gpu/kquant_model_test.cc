@@ -1,5 +1,6 @@
 // What the CUDA backend's re-quantization of k-quant matrices into Q8_0 tiles
-// (every Q6_K matrix; Q4_K ones only where fused with another type, else
+// (every Q6_K, Q5_K, Q5_0 and Q5_1 matrix; Q4_K ones only where fused with
+// another type, else
 // they keep their own tiles) costs a whole model, measured on the CPU (kquant_convert.h): the CPU
 // backend on a k-quant model against the same model with its tiled matrices
 // converted as the upload converts them. The GPU tests compare the GPU with
@@ -116,6 +117,84 @@ TEST(KQuantRequantization, ConvertedModelKeepsTheKQuantModelsLogits) {
     EXPECT_LT(median, 1.5e-2);
     EXPECT_LT(p90, 3e-2);
     EXPECT_LT(mean, 2.5e-2);
+    EXPECT_GE(same_argmax, static_cast<int>(tokens.size()) * 95 / 100);
+  }
+}
+
+// The dense families' Q4_K_M files (tools::LlamaQ4KMType; test_models.h
+// shapes): a qwen2 with Q5_0 fallbacks, a phi3 with a Q5_K attn_qkv. On the
+// GPU every Q5_0, Q5_K and Q6_K matrix (and Q4_K one fused with such parts)
+// becomes Q8_0 tiles; the CPU on the converted file stays close to the CPU
+// on the original.
+TEST(KQuantRequantization, ConvertedQ4KMDenseModelsKeepTheirLogits) {
+  struct Case {
+    const char* name;
+    const char* preset;
+    void (*shape)(model::ModelConfig*);
+    int converted;  // matrices the converted copy holds as Q8_0 that were not
+  };
+  // qwen2: per layer q, k, o, gate, up (Q5_0), v (Q5_0 / already Q8_0), down
+  // layer 1 (Q6_K); the embedding stays (gathered raw). phi3: per layer
+  // attn_qkv (Q5_K), down layer 1 and output (Q6_K).
+  const Case cases[] = {{"qwen2_q4km", "qwen2-tiny", SetQwen2Q4KMShape, 11 + 1},
+                        {"phi3_q4km", "phi3-tiny", SetPhi3Q4KMShape, 2 + 2}};
+  for (const Case& k : cases) {
+    SCOPED_TRACE(k.name);
+    const std::string path = WritePresetModel(
+        k.name, k.preset,
+        [&](tools::RandomModelSpec& s) {
+          k.shape(&s.config);
+          s.llama_q4_k_m = true;
+        },
+        200);
+    auto m = LoadModel(path);
+    std::remove(path.c_str());
+    ASSERT_NE(m, nullptr);
+    const std::string q8_path = TempPath("kquant_requant_dense_q8");
+    ASSERT_TRUE(WriteRequantizedCopy(*m->file, q8_path).ok());
+    auto q8 = LoadModel(q8_path);
+    std::remove(q8_path.c_str());
+    ASSERT_NE(q8, nullptr);
+    int converted = 0;
+    for (size_t i = 0; i < q8->file->tensors().size(); ++i) {
+      const gguf::TensorInfo& a = m->file->tensors()[i];
+      const gguf::TensorInfo& b = q8->file->tensors()[i];
+      ASSERT_EQ(a.name, b.name);
+      if (a.type != b.type) {
+        EXPECT_EQ(b.type, gguf::GgmlType::kQ8_0) << b.name;
+        ++converted;
+      }
+      const bool requantized_type = b.type == gguf::GgmlType::kQ5_0 || b.type == gguf::GgmlType::kQ5_1 ||
+                                    b.type == gguf::GgmlType::kQ5_K || b.type == gguf::GgmlType::kQ6_K;
+      EXPECT_TRUE(!requantized_type || b.name == "token_embd.weight") << b.name << " was left unconverted";
+    }
+    EXPECT_EQ(converted, k.converted);
+    std::mt19937 rng(7);
+    std::vector<int32_t> tokens(150);
+    for (int32_t& t : tokens) t = static_cast<int32_t>(rng() % 200);
+    const std::vector<float> exact = CpuLogits(*m->file, tokens), tiled = CpuLogits(*q8->file, tokens);
+    ASSERT_EQ(exact.size(), tiled.size());
+    const size_t V = 200;
+    std::vector<double> rels;
+    int same_argmax = 0;
+    for (size_t t = 0; t < tokens.size(); ++t) {
+      double num = 0, den = 0;
+      size_t a = 0, b = 0;
+      for (size_t v = 0; v < V; ++v) {
+        const double e = exact[t * V + v], g = tiled[t * V + v];
+        num += (g - e) * (g - e);
+        den += e * e;
+        if (e > exact[t * V + a]) a = v;
+        if (g > tiled[t * V + b]) b = v;
+      }
+      rels.push_back(std::sqrt(num / den));
+      same_argmax += a == b;
+    }
+    std::sort(rels.begin(), rels.end());
+    std::printf("%s: converted vs Q4_K_M logits: median relative error %.2e, worst %.2e; same argmax %d/%zu\n",
+                k.name, rels[rels.size() / 2], rels.back(), same_argmax, tokens.size());
+    EXPECT_LT(rels[rels.size() / 2], 1.5e-2);
+    EXPECT_LT(rels.back(), 5e-2);
     EXPECT_GE(same_argmax, static_cast<int>(tokens.size()) * 95 / 100);
   }
 }

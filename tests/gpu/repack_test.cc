@@ -249,10 +249,10 @@ float RequantizedDeviceValue(const float* v, int64_t c) {
   return gguf::Fp16ToFloat(gguf::FloatToFp16(d * q));
 }
 
-// A k-quant matrix with rows of every kind the checks need: random rows of
-// widely varying scale, an all-zero row, one row of tiny values (fp16
-// subnormal super-block scales) and, for Q6_K, one beyond the fp16 range the
-// kernels compute in (it saturates).
+// A k-quant (or Q5_0 / Q5_1) matrix with rows of every kind the checks need:
+// random rows of widely varying scale, an all-zero row, one row of tiny
+// values (fp16 subnormal super-block scales) and, but for Q4_K, one beyond
+// the fp16 range the kernels compute in (it saturates).
 HostMatrix KQuantMatrix(GgmlType type, int64_t rows, int64_t cols, uint32_t seed) {
   HostMatrix m = RandomMatrix(type, rows, cols, seed);
   std::mt19937 rng(seed + 1);
@@ -265,21 +265,37 @@ HostMatrix KQuantMatrix(GgmlType type, int64_t rows, int64_t cols, uint32_t seed
   };
   set_row(0, 0.0f);
   if (rows > 2) set_row(2, 1e-6f);
-  if (rows > 4 && type == GgmlType::kQ6_K) set_row(4, 3e5f);
+  if (rows > 4 && type != GgmlType::kQ4_K) set_row(4, 3e5f);
   return m;
 }
 
 class RepackKQuantTest : public ::testing::TestWithParam<GgmlType> {};
 
-// (Q6_K always goes this way; Q4_K where it is fused with Q6_K or Q8_0 rows,
-// as in MixedEncodingsFuseIntoOneQ8Matrix below, else into its own tiles.)
+// The encoding each re-quantized type's rows are read in.
+RowEncoding ExpectedEncoding(GgmlType type) {
+  switch (type) {
+    case GgmlType::kQ4_K: return RowEncoding::kQ4_K;
+    case GgmlType::kQ5_0: return RowEncoding::kQ5_0;
+    case GgmlType::kQ5_1: return RowEncoding::kQ5_1;
+    case GgmlType::kQ5_K: return RowEncoding::kQ5_K;
+    case GgmlType::kQ6_K: return RowEncoding::kQ6_K;
+    default: return RowEncoding::kTileFormat;
+  }
+}
+
+// (Q6_K, Q5_K, Q5_0 and Q5_1 always go this way; Q4_K where it is fused with
+// rows of those or Q8_0, as in MixedEncodingsFuseIntoOneQ8Matrix below, else
+// into its own tiles.) Q5_0 and Q5_1 also at Qwen2.5-0.5B's width 896, 28
+// blocks of 32, no whole super-block.
 TEST_P(RepackKQuantTest, TilesHoldTheQ8RequantizationWithinHalfAStep) {
   const GgmlType type = GetParam();
   ASSERT_EQ(*FormatForType(type), type == GgmlType::kQ4_K ? WFormat::kQ4K : WFormat::kQ8_0);
   constexpr WFormat kFmt = WFormat::kQ8_0;
-  ASSERT_EQ(EncodingForType(type), type == GgmlType::kQ4_K ? RowEncoding::kQ4_K : RowEncoding::kQ6_K);
+  ASSERT_EQ(EncodingForType(type), ExpectedEncoding(type));
   int saturated = 0;
-  for (auto [rows, cols] : {std::pair<int64_t, int64_t>{16, 256}, {37, 512}, {50, 3072}}) {
+  std::vector<std::pair<int64_t, int64_t>> shapes = {{16, 256}, {37, 512}, {50, 3072}};
+  if (gguf::GetTypeTraits(static_cast<uint32_t>(type))->block_elems == 32) shapes.push_back({19, 896});
+  for (auto [rows, cols] : shapes) {
     const HostMatrix m = KQuantMatrix(type, rows, cols, static_cast<uint32_t>(rows * 7 + cols));
     const TiledBytes size = TiledSize(kFmt, rows, cols, false);
     std::vector<uint8_t> codes(size.codes), scales(size.scales);
@@ -316,7 +332,7 @@ TEST_P(RepackKQuantTest, TilesHoldTheQ8RequantizationWithinHalfAStep) {
       }
     }
   }
-  EXPECT_EQ(saturated > 0, type == GgmlType::kQ6_K) << "the Q6_K test matrix holds values beyond the fp16 range";
+  EXPECT_EQ(saturated > 0, type != GgmlType::kQ4_K) << "the test matrix holds values beyond the fp16 range";
 }
 
 // The cost of the re-quantization on what the kernels compute, y = W x:
@@ -351,7 +367,9 @@ TEST_P(RepackKQuantTest, RequantizationAddsLittleToAMatVec) {
   RecordProperty("requantization_rel_rms", std::to_string(rel));
 }
 
-INSTANTIATE_TEST_SUITE_P(KQuants, RepackKQuantTest, ::testing::Values(GgmlType::kQ4_K, GgmlType::kQ6_K),
+INSTANTIATE_TEST_SUITE_P(KQuants, RepackKQuantTest,
+                         ::testing::Values(GgmlType::kQ4_K, GgmlType::kQ6_K, GgmlType::kQ5_K, GgmlType::kQ5_0,
+                                           GgmlType::kQ5_1),
                          [](const ::testing::TestParamInfo<GgmlType>& p) {
                            return std::string(gguf::GgmlTypeName(static_cast<uint32_t>(p.param)));
                          });
@@ -362,8 +380,10 @@ INSTANTIATE_TEST_SUITE_P(KQuants, RepackKQuantTest, ::testing::Values(GgmlType::
 // test compares the kernel with the host; this runs the kernel's function on
 // the host, in CI).
 TEST(RepackKQuantTest, LaneRequantizationEqualsTheRowwiseOne) {
-  for (GgmlType type : {GgmlType::kQ4_K, GgmlType::kQ6_K}) {
-    const int64_t rows = 21, cols = 768, kb_count = cols / kBlockK, rt_count = RowTilesFor(rows, false);
+  for (GgmlType type : {GgmlType::kQ4_K, GgmlType::kQ6_K, GgmlType::kQ5_K, GgmlType::kQ5_0, GgmlType::kQ5_1}) {
+    const bool blocks_of_32 = type == GgmlType::kQ5_0 || type == GgmlType::kQ5_1;
+    const int64_t rows = 21, cols = blocks_of_32 ? 800 : 768, kb_count = cols / kBlockK,
+                  rt_count = RowTilesFor(rows, false);
     const HostMatrix m = KQuantMatrix(type, rows, cols, 31);
     auto src = [&](int64_t r) { return r < rows ? RowRef(m.Row(r), EncodingForType(type)) : RowRef(); };
     const TiledBytes size = TiledSize(WFormat::kQ8_0, rows, cols, false);
@@ -386,40 +406,50 @@ TEST(RepackKQuantTest, LaneRequantizationEqualsTheRowwiseOne) {
 }
 
 // A fused q/k/v matrix whose parts differ in encoding (Q4_K, Q6_K, Q8_0, as
-// in Q4_K_M files): the source descriptor carries each part's row size and
-// encoding to the lanes.
+// in Q4_K_M files; Q5_0 q and k with a Q8_0 v, as in Qwen2.5-0.5B's; Q5_K
+// and Q5_1 next to the others): the source descriptor carries each part's
+// row size and encoding to the lanes.
 TEST(RepackKQuantTest, MixedEncodingsFuseIntoOneQ8Matrix) {
-  const int64_t cols = 512, kb = cols / kBlockK;
-  const HostMatrix q = KQuantMatrix(GgmlType::kQ4_K, 24, cols, 5);
-  const HostMatrix k = KQuantMatrix(GgmlType::kQ6_K, 8, cols, 6);
-  const HostMatrix v = RandomMatrix(GgmlType::kQ8_0, 8, cols, 7);
-  RepackSource s;
-  const HostMatrix* parts[3] = {&q, &k, &v};
-  for (int p = 0; p < 3; ++p) {
-    s.part[p] = parts[p]->bytes.data();
-    s.part_rows[p] = parts[p]->rows;
-    s.part_row_bytes[p] = parts[p]->row_bytes;
-    s.part_enc[p] = EncodingForType(parts[p]->type);
-  }
-  s.n_parts = 3;
-  const int64_t rows = 40;
-  const TiledBytes size = TiledSize(WFormat::kQ8_0, rows, cols, false);
-  std::vector<uint8_t> codes(size.codes), scales(size.scales);
-  RepackTiles(
-      WFormat::kQ8_0, kb, [&](int64_t r) { return SourceRow(s, 0, r); }, 0, RowTilesFor(rows, false), codes.data(),
-      scales.data());
-  for (int64_t r = 0; r < 48; ++r) {
-    const int p = r < 24 ? 0 : r < 32 ? 1 : 2;
-    const int64_t pr = r - (p == 0 ? 0 : p == 1 ? 24 : 32);
-    for (int64_t c = 0; c < cols; ++c) {
-      const float got = TiledValue(WFormat::kQ8_0, kb, codes.data(), scales.data(), r, c);
-      if (r >= rows) {
-        ASSERT_EQ(got, 0.0f);
-        continue;
+  using G = GgmlType;
+  const std::vector<std::vector<G>> mixes = {
+      {G::kQ4_K, G::kQ6_K, G::kQ8_0}, {G::kQ5_0, G::kQ5_0, G::kQ8_0}, {G::kQ5_K, G::kQ5_1, G::kQ4_K}};
+  for (const std::vector<G>& mix : mixes) {
+    SCOPED_TRACE(TypeList(mix));
+    ASSERT_EQ(*FusedFormatForTypes(mix), WFormat::kQ8_0);
+    const int64_t cols = 512, kb = cols / kBlockK;
+    const int64_t part_rows[3] = {24, 8, 8};
+    std::vector<HostMatrix> parts;
+    for (int p = 0; p < 3; ++p) {
+      parts.push_back(mix[p] == G::kQ8_0 ? RandomMatrix(mix[p], part_rows[p], cols, 5 + p)
+                                         : KQuantMatrix(mix[p], part_rows[p], cols, 5 + p));
+    }
+    RepackSource s;
+    for (int p = 0; p < 3; ++p) {
+      s.part[p] = parts[p].bytes.data();
+      s.part_rows[p] = parts[p].rows;
+      s.part_row_bytes[p] = parts[p].row_bytes;
+      s.part_enc[p] = EncodingForType(parts[p].type);
+    }
+    s.n_parts = 3;
+    const int64_t rows = 40;
+    const TiledBytes size = TiledSize(WFormat::kQ8_0, rows, cols, false);
+    std::vector<uint8_t> codes(size.codes), scales(size.scales);
+    RepackTiles(
+        WFormat::kQ8_0, kb, [&](int64_t r) { return SourceRow(s, 0, r); }, 0, RowTilesFor(rows, false),
+        codes.data(), scales.data());
+    for (int64_t r = 0; r < 48; ++r) {
+      const int p = r < 24 ? 0 : r < 32 ? 1 : 2;
+      const int64_t pr = r - (p == 0 ? 0 : p == 1 ? 24 : 32);
+      for (int64_t c = 0; c < cols; ++c) {
+        const float got = TiledValue(WFormat::kQ8_0, kb, codes.data(), scales.data(), r, c);
+        if (r >= rows) {
+          ASSERT_EQ(got, 0.0f);
+          continue;
+        }
+        const float* vals = &parts[p].values[pr * cols];
+        const float want = mix[p] == G::kQ8_0 ? DeviceValue(G::kQ8_0, vals[c]) : RequantizedDeviceValue(vals, c);
+        ASSERT_EQ(got, want) << "row " << r << " (part " << p << ") col " << c;
       }
-      const float* vals = &parts[p]->values[pr * cols];
-      const float want = p == 2 ? DeviceValue(GgmlType::kQ8_0, vals[c]) : RequantizedDeviceValue(vals, c);
-      ASSERT_EQ(got, want) << "row " << r << " (part " << p << ") col " << c;
     }
   }
 }
@@ -486,6 +516,26 @@ TEST(RepackQ4KTest, FusedFormatFollowsTheMix) {
   const absl::StatusOr<WFormat> bad = FusedFormatForTypes({G::kQ4_K, G::kF16});
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("Q4_K, F16"), std::string::npos) << bad.status();
+  // Q5_0, Q5_1 and Q5_K go the Q6_K way: Q8_0 tiles, alone or with any of
+  // Q8_0, Q4_K, Q6_K and each other (Qwen2.5-0.5B's Q4_K_M layers hold Q5_0
+  // q/k next to a Q8_0 or Q5_0 v; Phi-3's one Q5_K attn_qkv).
+  for (G t : {G::kQ5_0, G::kQ5_1, G::kQ5_K}) {
+    SCOPED_TRACE(gguf::GgmlTypeName(static_cast<uint32_t>(t)));
+    EXPECT_EQ(*FormatForType(t), WFormat::kQ8_0);
+    EXPECT_EQ(*FusedFormatForTypes({t, t, t}), WFormat::kQ8_0);
+    EXPECT_EQ(*FusedFormatForTypes({t, t, G::kQ8_0}), WFormat::kQ8_0);
+    EXPECT_EQ(*FusedFormatForTypes({t, G::kQ4_K, G::kQ6_K}), WFormat::kQ8_0);
+    EXPECT_EQ(*FusedFormatForTypes({G::kQ4_K, t}), WFormat::kQ8_0);
+    for (G other : {G::kBF16, G::kF16, G::kMXFP4, G::kF32}) {
+      const absl::StatusOr<WFormat> refused = FusedFormatForTypes({t, other});
+      ASSERT_FALSE(refused.ok()) << gguf::GgmlTypeName(static_cast<uint32_t>(other));
+      EXPECT_NE(refused.status().message().find(TypeList({t, other})), std::string::npos) << refused.status();
+      EXPECT_NE(refused.status().message().find(kFusedFormatRule), std::string::npos) << refused.status();
+    }
+  }
+  EXPECT_EQ(*FusedFormatForTypes({G::kQ5_0, G::kQ5_1, G::kQ5_K}), WFormat::kQ8_0);
+  EXPECT_NE(std::string(kFusedFormatRule).find("Q8_0, Q5_0, Q5_1, Q4_K, Q5_K and Q6_K go together"),
+            std::string::npos);
 }
 
 // The element decoders of repack_tile.h (also the device embedding lookup's)
@@ -493,22 +543,31 @@ TEST(RepackQ4KTest, FusedFormatFollowsTheMix) {
 // finite scales; the fp16 helpers match gguf's conversions.
 TEST(RepackKQuantTest, ElementDecodersMatchTheCpuDequantizer) {
   std::mt19937 rng(21);
-  for (GgmlType type : {GgmlType::kQ4_K, GgmlType::kQ6_K}) {
-    const int block_bytes = type == GgmlType::kQ4_K ? kQ4_KBlockBytes : kQ6_KBlockBytes;
-    const std::vector<int> scale_at = type == GgmlType::kQ4_K ? std::vector<int>{0, 2} : std::vector<int>{208};
-    std::vector<uint8_t> bytes(400 * block_bytes);
+  struct Decoder {
+    GgmlType type;
+    int block_bytes, block_elems;
+    std::vector<int> scale_at;
+    float (*value)(const uint8_t*, int);
+  };
+  const Decoder decoders[] = {{GgmlType::kQ4_K, kQ4_KBlockBytes, 256, {0, 2}, Q4KValue},
+                              {GgmlType::kQ6_K, kQ6_KBlockBytes, 256, {208}, Q6KValue},
+                              {GgmlType::kQ5_K, kQ5_KBlockBytes, 256, {0, 2}, Q5KValue},
+                              {GgmlType::kQ5_0, kQ5_0BlockBytes, 32, {0}, Q5_0Value},
+                              {GgmlType::kQ5_1, kQ5_1BlockBytes, 32, {0, 2}, Q5_1Value}};
+  for (const Decoder& dec : decoders) {
+    const int blocks = 400 * 256 / dec.block_elems;
+    std::vector<uint8_t> bytes(blocks * dec.block_bytes);
     for (uint8_t& b : bytes) b = static_cast<uint8_t>(rng());
-    for (int b = 0; b < 400; ++b) {
-      for (int at : scale_at) bytes[b * block_bytes + at + 1] &= 0xBF;  // exponent below 31: finite
+    for (int b = 0; b < blocks; ++b) {
+      for (int at : dec.scale_at) bytes[b * dec.block_bytes + at + 1] &= 0xBF;  // exponent below 31: finite
     }
     std::vector<float> want(400 * 256);
-    gguf::DequantizeRow(type, bytes.data(), want.data(), 400 * 256);
-    for (int b = 0; b < 400; ++b) {
-      for (int e = 0; e < 256; ++e) {
-        const uint8_t* block = bytes.data() + b * block_bytes;
-        const float got = type == GgmlType::kQ4_K ? Q4KValue(block, e) : Q6KValue(block, e);
-        ASSERT_EQ(std::bit_cast<uint32_t>(got), std::bit_cast<uint32_t>(want[b * 256 + e]))
-            << gguf::GgmlTypeName(static_cast<uint32_t>(type)) << " block " << b << " element " << e;
+    gguf::DequantizeRow(dec.type, bytes.data(), want.data(), 400 * 256);
+    for (int b = 0; b < blocks; ++b) {
+      for (int e = 0; e < dec.block_elems; ++e) {
+        const float got = dec.value(bytes.data() + b * dec.block_bytes, e);
+        ASSERT_EQ(std::bit_cast<uint32_t>(got), std::bit_cast<uint32_t>(want[b * dec.block_elems + e]))
+            << gguf::GgmlTypeName(static_cast<uint32_t>(dec.type)) << " block " << b << " element " << e;
       }
     }
   }

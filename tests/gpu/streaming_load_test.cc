@@ -54,6 +54,9 @@ int64_t RowBytesOf(WFormat fmt, kernels::RowEncoding enc, int64_t k_blocks) {
   switch (enc) {
     case kernels::RowEncoding::kQ4_K: return k_blocks / 8 * kernels::kQ4_KBlockBytes;
     case kernels::RowEncoding::kQ6_K: return k_blocks / 8 * kernels::kQ6_KBlockBytes;
+    case kernels::RowEncoding::kQ5_K: return k_blocks / 8 * kernels::kQ5_KBlockBytes;
+    case kernels::RowEncoding::kQ5_0: return k_blocks * kernels::kQ5_0BlockBytes;
+    case kernels::RowEncoding::kQ5_1: return k_blocks * kernels::kQ5_1BlockBytes;
     case kernels::RowEncoding::kTileFormat: break;
   }
   return fmt == WFormat::kQ8_0    ? k_blocks * kernels::kQ8_0BlockBytes
@@ -65,11 +68,16 @@ int64_t RowBytesOf(WFormat fmt, kernels::RowEncoding enc, int64_t k_blocks) {
 // has them (as the load's scan guarantees before the repack runs).
 void RandomRows(std::mt19937& rng, kernels::RowEncoding enc, std::vector<uint8_t>* bytes) {
   for (uint8_t& b : *bytes) b = static_cast<uint8_t>(rng());
-  const int block = enc == kernels::RowEncoding::kQ4_K ? kernels::kQ4_KBlockBytes
+  const int block = enc == kernels::RowEncoding::kQ4_K   ? kernels::kQ4_KBlockBytes
                     : enc == kernels::RowEncoding::kQ6_K ? kernels::kQ6_KBlockBytes
+                    : enc == kernels::RowEncoding::kQ5_K ? kernels::kQ5_KBlockBytes
+                    : enc == kernels::RowEncoding::kQ5_0 ? kernels::kQ5_0BlockBytes
+                    : enc == kernels::RowEncoding::kQ5_1 ? kernels::kQ5_1BlockBytes
                                                          : 0;
   if (block == 0) return;
-  const std::vector<int> scale_at = enc == kernels::RowEncoding::kQ4_K ? std::vector<int>{0, 2} : std::vector<int>{208};
+  const std::vector<int> scale_at = enc == kernels::RowEncoding::kQ6_K   ? std::vector<int>{208}
+                                    : enc == kernels::RowEncoding::kQ5_0 ? std::vector<int>{0}
+                                                                         : std::vector<int>{0, 2};
   for (size_t b = 0; b + block <= bytes->size(); b += block) {
     for (int at : scale_at) (*bytes)[b + at + 1] &= 0xBF;  // fp16 exponent below 31
   }
@@ -85,6 +93,9 @@ TEST(DeviceRepackTest, EqualsTheHostRepackerForEveryFormatAndSource) {
       {WFormat::kQ8_0, {kQ4, kQ4, kQ4}},       {WFormat::kQ8_0, {kQ6, kQ6, kQ6}},
       {WFormat::kQ4K, {kQ4, kQ4, kQ4}},  // Q4_K rows moved into Q4_K tiles
       {WFormat::kQ8_0, {kQ4, kQ6, kTile}},  // a Q4_K_M layer: Q4_K q, Q6_K k (or v), Q8_0 v
+      // Qwen2.5-0.5B's Q4_K_M layers: Q5_0 q and k, a Q8_0 v; Q5_K, Q5_1 and Q4_K parts.
+      {WFormat::kQ8_0, {RowEncoding::kQ5_0, RowEncoding::kQ5_0, kTile}},
+      {WFormat::kQ8_0, {RowEncoding::kQ5_K, RowEncoding::kQ5_1, kQ4}},
   };
   for (const Encoding& e : encodings) {
     const WFormat fmt = e.fmt;
@@ -164,16 +175,25 @@ TEST(DeviceFiniteScanTest, FindsTheFirstNonFiniteBlockOfEachFormat) {
                         Scan{WFormat::kQ8_0, RowEncoding::kQ4_K, 144, {9000, 70}, 0, {0x01, 0x7E}},  // d NaN
                         Scan{WFormat::kQ8_0, RowEncoding::kQ4_K, 144, {blocks - 2}, 2, {0x00, 0xFC}},  // dmin -inf
                         Scan{WFormat::kQ8_0, RowEncoding::kQ4_K, 144, {}, 0, {}},
-                        Scan{WFormat::kQ8_0, RowEncoding::kQ6_K, 210, {31337}, 208, {0x00, 0x7C}}}) {  // d +inf
+                        Scan{WFormat::kQ8_0, RowEncoding::kQ6_K, 210, {31337}, 208, {0x00, 0x7C}},  // d +inf
+                        Scan{WFormat::kQ8_0, RowEncoding::kQ5_K, 176, {4242}, 0, {0x01, 0x7E}},     // d NaN
+                        Scan{WFormat::kQ8_0, RowEncoding::kQ5_K, 176, {12}, 2, {0x00, 0xFC}},       // dmin -inf
+                        Scan{WFormat::kQ8_0, RowEncoding::kQ5_0, 22, {blocks - 1}, 0, {0x00, 0x7C}},  // d +inf
+                        Scan{WFormat::kQ8_0, RowEncoding::kQ5_1, 24, {777}, 2, {0x00, 0xFE}},       // m NaN
+                        Scan{WFormat::kQ8_0, RowEncoding::kQ5_1, 24, {}, 0, {}}}) {
     SCOPED_TRACE(::testing::Message() << static_cast<int>(s.fmt) << " " << static_cast<int>(s.enc));
     std::vector<uint8_t> data(blocks * s.block_bytes);
     for (int64_t b = 0; b < blocks; ++b) {
       uint8_t* p = &data[b * s.block_bytes];
       for (int i = 0; i < s.block_bytes; ++i) p[i] = static_cast<uint8_t>(rng());
       // Finite: a small exponent in the scale/value bytes.
-      if (s.enc == RowEncoding::kQ4_K) {
+      if (s.enc == RowEncoding::kQ4_K || s.enc == RowEncoding::kQ5_K || s.enc == RowEncoding::kQ5_1) {
+        p[1] &= 0x3F;  // d
+        p[3] &= 0x3F;  // dmin, m
+        continue;
+      }
+      if (s.enc == RowEncoding::kQ5_0) {
         p[1] &= 0x3F;
-        p[3] &= 0x3F;
         continue;
       }
       if (s.enc == RowEncoding::kQ6_K) {

@@ -169,11 +169,14 @@ std::vector<double> DecodeRow(gguf::GgmlType type, const uint8_t* p, int64_t n) 
       }
       break;
     case gguf::GgmlType::kQ4_K:
-    case gguf::GgmlType::kQ6_K: {
-      // The k-quant element decoding has its own float64 reference
-      // (tests/gguf/kquants_test.cc); here the matmul around it is under
-      // test, so the library's decoding (exact in float for Q6_K, one
-      // rounding for Q4_K) stands in.
+    case gguf::GgmlType::kQ5_K:
+    case gguf::GgmlType::kQ6_K:
+    case gguf::GgmlType::kQ5_0:
+    case gguf::GgmlType::kQ5_1: {
+      // The k-quant and 5-bit element decoding has its own float64
+      // reference (tests/gguf/kquants_test.cc, ggml_types_test.cc); here the
+      // matmul around it is under test, so the library's decoding (exact in
+      // float for Q6_K and Q5_0, one rounding for Q4_K, Q5_K, Q5_1) stands in.
       std::vector<float> f(static_cast<size_t>(n));
       gguf::DequantizeRow(type, p, f.data(), n);
       for (int64_t i = 0; i < n; ++i) out[i] = f[i];
@@ -204,6 +207,9 @@ int64_t ExpectedRowBytes(gguf::GgmlType type, int64_t cols) {
     case gguf::GgmlType::kMXFP4: return cols / 32 * 17;
     case gguf::GgmlType::kQ4_K: return cols / 256 * 144;
     case gguf::GgmlType::kQ6_K: return cols / 256 * 210;
+    case gguf::GgmlType::kQ5_K: return cols / 256 * 176;
+    case gguf::GgmlType::kQ5_0: return cols / 32 * 22;
+    case gguf::GgmlType::kQ5_1: return cols / 32 * 24;
   }
   return 0;
 }
@@ -217,6 +223,9 @@ const char* TypeName(gguf::GgmlType t) {
     case gguf::GgmlType::kMXFP4: return "MXFP4";
     case gguf::GgmlType::kQ4_K: return "Q4_K";
     case gguf::GgmlType::kQ6_K: return "Q6_K";
+    case gguf::GgmlType::kQ5_K: return "Q5_K";
+    case gguf::GgmlType::kQ5_0: return "Q5_0";
+    case gguf::GgmlType::kQ5_1: return "Q5_1";
   }
   return "?";
 }
@@ -261,10 +270,10 @@ TestMatrix MakeMatrix(const MatMulCase& c, uint64_t seed) {
 TEST(MatMulTest, RowBytesAgreeWithTheSpecBlockSizes) {
   // Guards the reference decoder's layout assumptions against the library.
   for (gguf::GgmlType t : {gguf::GgmlType::kF32, gguf::GgmlType::kF16, gguf::GgmlType::kBF16, gguf::GgmlType::kQ8_0,
-                           gguf::GgmlType::kMXFP4}) {
+                           gguf::GgmlType::kMXFP4, gguf::GgmlType::kQ5_0, gguf::GgmlType::kQ5_1}) {
     EXPECT_EQ(gguf::RowBytes(t, 2880), ExpectedRowBytes(t, 2880)) << TypeName(t);
   }
-  for (gguf::GgmlType t : {gguf::GgmlType::kQ4_K, gguf::GgmlType::kQ6_K}) {  // 2880 is not a multiple of 256
+  for (gguf::GgmlType t : {gguf::GgmlType::kQ4_K, gguf::GgmlType::kQ6_K, gguf::GgmlType::kQ5_K}) {  // 2880: not 256s
     EXPECT_EQ(gguf::RowBytes(t, 3072), ExpectedRowBytes(t, 3072)) << TypeName(t);
   }
   EXPECT_EQ(gguf::RowBytes(gguf::GgmlType::kMXFP4, 2880), 1530);  // spec §4
@@ -281,6 +290,9 @@ TEST(MatMulTest, EveryWeightTypeMatchesFloat64OfTheDequantizedValues) {
       {gguf::GgmlType::kMXFP4, 96, 65, 4},
       {gguf::GgmlType::kQ4_K, 256, 9, 1},  {gguf::GgmlType::kQ4_K, 768, 33, 3},
       {gguf::GgmlType::kQ6_K, 256, 5, 2},  {gguf::GgmlType::kQ6_K, 512, 31, 1},
+      {gguf::GgmlType::kQ5_K, 256, 7, 2},  {gguf::GgmlType::kQ5_K, 768, 19, 1},
+      {gguf::GgmlType::kQ5_0, 32, 5, 1},   {gguf::GgmlType::kQ5_0, 896, 21, 2},
+      {gguf::GgmlType::kQ5_1, 64, 9, 3},   {gguf::GgmlType::kQ5_1, 896, 13, 1},
   };
   ThreadPool pool2(2);
   ThreadPool pool1(1);

@@ -7,6 +7,7 @@
 // KV cache (chunks, one token at a time, batching) against one-shot prefill.
 #include <cmath>
 #include <cstdio>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -205,6 +206,77 @@ TEST(DensePhi3WindowTest, TheWindowChangesLogitsExactlyPastItsLength) {
       EXPECT_EQ(RelErr(row_a.data(), row_b), 0.0) << "position " << t;
     } else {
       EXPECT_GT(RelErr(row_a.data(), row_b), 1e-3) << "position " << t;
+    }
+  }
+}
+
+// Q4_K_M files as llama.cpp writes them for Qwen2.5-0.5B and Phi-3-mini
+// (tools::LlamaQ4KMType): a qwen2 whose 384-wide matrices fall back to Q5_0
+// (Q8_0 where Q6_K was picked, and for the tied embedding) next to Q4_K /
+// Q6_K ffn_down; a phi3 with Q5_K attn_qkv; a phi3 of width 64 where even
+// attn_qkv falls back (Q5_1). Each loads with the types the rules give,
+// matches the float64 reference at every prompt position, and generates:
+// greedy decoding one token at a time gives the reference's logits for the
+// grown sequence.
+TEST(DenseQ4KMTest, LlamaCppQ4KMFilesLoadAndGenerate) {
+  using G = gguf::GgmlType;
+  struct Case {
+    std::string name, preset;
+    void (*shape)(model::ModelConfig*);
+    std::map<G, int> matrices;  // tensors of two or more dimensions per type
+  };
+  const Case cases[] = {
+      {"qwen2_q4km", "qwen2-tiny", SetQwen2Q4KMShape,
+       // token_embd (tied: the unembedding's Q6_K, 384 wide: Q8_0); per layer
+       // q, k, o, gate, up Q5_0; v Q5_0 (layer 0) / Q8_0 (layer 1, Q6_K
+       // picked); ffn_down (512 wide) Q4_K / Q6_K.
+       {{G::kQ8_0, 2}, {G::kQ5_0, 11}, {G::kQ4_K, 1}, {G::kQ6_K, 1}}},
+      {"phi3_q4km", "phi3-tiny", SetPhi3Q4KMShape,
+       // attn_qkv Q5_K; token_embd, attn_output, ffn_up, ffn_down (layer 0)
+       // Q4_K; ffn_down (layer 1) and output Q6_K.
+       {{G::kQ5_K, 2}, {G::kQ4_K, 6}, {G::kQ6_K, 2}}},
+      {"phi3_64_q4km", "phi3-tiny", [](model::ModelConfig* c) { c->tied_embeddings = false; },
+       // 64 wide: attn_qkv Q5_K -> Q5_1; token_embd, attn_output, ffn_up Q4_K
+       // -> Q5_0; ffn_down (128 wide) Q4_K -> Q5_0 / Q6_K -> Q8_0; output Q8_0.
+       {{G::kQ5_1, 2}, {G::kQ5_0, 6}, {G::kQ8_0, 2}}},
+  };
+  for (const Case& k : cases) {
+    SCOPED_TRACE(k.name);
+    const std::string path = WritePresetModel(k.name, k.preset, [&](tools::RandomModelSpec& s) {
+      k.shape(&s.config);
+      s.llama_q4_k_m = true;
+    });
+    auto m = LoadModel(path);
+    std::remove(path.c_str());
+    ASSERT_NE(m, nullptr);
+    std::map<G, int> counts;
+    for (const gguf::TensorInfo& t : m->file->tensors()) {
+      if (t.n_dims >= 2) ++counts[t.type];
+    }
+    EXPECT_EQ(counts, k.matrices);
+    auto backend = MakeBackend(*m->file);
+    ASSERT_NE(backend, nullptr);
+    const model::ModelConfig& c = backend->config();
+    const int V = c.vocab_size, prompt = 40, generated = 8;
+    std::vector<int32_t> tokens = RandomTokens(prompt, V, 3);
+    std::vector<float> logits = Prefill(*backend, 1, tokens);
+    std::vector<std::vector<float>> rows;
+    for (int t = 0; t < prompt; ++t) rows.emplace_back(&logits[t * V], &logits[(t + 1) * V]);
+    for (int i = 0; i < generated; ++i) {
+      tokens.push_back(Argmax(rows.back().data(), V));
+      std::vector<float> next;
+      const std::vector<int32_t> last = {tokens.back()};
+      SequenceStep step{1, last, model::Logits::kAll};
+      ASSERT_TRUE(backend->Forward({&step, 1}, &next).ok());
+      ASSERT_EQ(next.size(), static_cast<size_t>(V));
+      rows.push_back(next);
+    }
+    const auto ref = DenseReferenceLogits(*m->file, c, tokens);
+    for (size_t t = 0; t < rows.size(); ++t) {
+      EXPECT_LT(RelErr(rows[t].data(), ref[t]), 1e-4) << "position " << t;
+      EXPECT_EQ(Argmax(rows[t].data(), V),
+                static_cast<int>(std::max_element(ref[t].begin(), ref[t].end()) - ref[t].begin()))
+          << "position " << t;
     }
   }
 }

@@ -83,4 +83,21 @@ inline void SetKQuantShape(model::ModelConfig* c) {
   c->d_ff = 256;
 }
 
+// Dense shapes whose Q4_K_M files (RandomModelSpec::llama_q4_k_m) hold the
+// types llama.cpp writes for the real models. qwen2: d_model 384 (6 heads of
+// 64 over 2 KV heads), not a multiple of 256 like Qwen2.5-0.5B's 896, so its
+// attention and gate/up matrices fall back to Q5_0 (Q8_0 where Q6_K was
+// picked) while ffn_down (d_ff 512) stays Q4_K / Q6_K; tied, so the
+// embedding is Q8_0. phi3: d_model 256 (4 heads of 64), so attn_qkv is Q5_K
+// as in Phi-3-mini. Two layers: layer 1 is use_more_bits' (Q6_K attn_v and
+// ffn_down), layer 0 is not.
+inline void SetQwen2Q4KMShape(model::ModelConfig* c) {
+  c->n_layers = 2, c->d_model = 384, c->n_heads = 6, c->n_kv_heads = 2, c->head_dim = 64, c->d_ff = 512;
+  c->tied_embeddings = true;
+}
+inline void SetPhi3Q4KMShape(model::ModelConfig* c) {
+  c->n_layers = 2, c->d_model = 256, c->n_heads = 4, c->n_kv_heads = 4, c->head_dim = 64, c->d_ff = 512;
+  c->tied_embeddings = false;
+}
+
 }  // namespace ossgate::testing

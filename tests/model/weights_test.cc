@@ -280,5 +280,71 @@ TEST(DenseWeightsFiniteTest, ANonFiniteScaleInAnyMatrixOrViewIsRefusedWithTheTen
   }
 }
 
+// Q5_0 (fp16 d at byte 0 of 22), Q5_1 (d and the fp16 min m at bytes 0 and
+// 2 of 24) and Q5_K (d and dmin at bytes 0 and 2 of 176), in the Q4_K_M
+// files of qwen2-tiny (Q5_0 fallbacks), phi3-tiny (a Q5_1 attn_qkv: Q5_K
+// falls back on its 64-wide rows) and the phi3 shape with a Q5_K attn_qkv:
+// each scale of each matrix is scanned and the error names the tensor's row
+// and block.
+TEST(WeightsQ5Test, ANonFiniteScaleOrMinIsRefused) {
+  std::set<gguf::GgmlType> seen;
+  for (const std::string preset : {"qwen2-tiny", "phi3-tiny", "phi3-q5k"}) {
+    SCOPED_TRACE(preset);
+    const std::string path = WritePresetModel("weights_q5", preset == "phi3-q5k" ? "phi3-tiny" : preset,
+                                              [&](tools::RandomModelSpec& s) {
+                                                if (preset == "phi3-q5k") SetPhi3Q4KMShape(&s.config);
+                                                s.llama_q4_k_m = true;
+                                              });
+    auto model = LoadModel(path);
+    std::remove(path.c_str());
+    ASSERT_NE(model, nullptr);
+    auto config = model::ReadModelConfig(*model->file);
+    ASSERT_TRUE(config.ok()) << config.status();
+    auto bound = model::BindWeights(*model->file, *config);
+    ASSERT_TRUE(bound.ok()) << bound.status();
+    std::mt19937 rng(13);
+    for (const model::Matrix* m : model::AllMatrices(*bound)) {
+      std::vector<size_t> scale_at;
+      if (m->type == gguf::GgmlType::kQ5_0) scale_at = {0};
+      if (m->type == gguf::GgmlType::kQ5_1 || m->type == gguf::GgmlType::kQ5_K) scale_at = {0, 2};
+      if (scale_at.empty()) continue;
+      seen.insert(m->type);
+      const auto traits = gguf::GetTypeTraits(static_cast<uint32_t>(m->type));
+      ASSERT_TRUE(traits.has_value());
+      const int64_t per_row = m->cols / traits->block_elems;
+      for (size_t at : scale_at) {
+        for (const uint16_t bad : {static_cast<uint16_t>(0x7C00), static_cast<uint16_t>(0xFE00)}) {
+          const int64_t row = static_cast<int64_t>(rng() % m->rows), block = static_cast<int64_t>(rng() % per_row);
+          const int64_t file_row = m->first_row + row;
+          const gguf::TensorInfo* t = model->file->FindTensor(m->name);
+          ASSERT_NE(t, nullptr) << m->name;
+          uint8_t* p = const_cast<uint8_t*>(t->data) + (file_row * per_row + block) * traits->block_bytes + at;
+          uint8_t saved[2] = {p[0], p[1]};
+          p[0] = static_cast<uint8_t>(bad), p[1] = static_cast<uint8_t>(bad >> 8);
+          auto got = model::BindWeights(*model->file, *config);
+          p[0] = saved[0], p[1] = saved[1];
+          ASSERT_FALSE(got.ok()) << m->name << ": a non-finite scale at byte " << at << " was accepted";
+          const std::string msg(got.status().message());
+          EXPECT_THAT(msg, HasSubstr("tensor '" + m->name + "'"));
+          EXPECT_THAT(msg, HasSubstr(absl::StrCat("row ", file_row, ", block ", block)));
+          EXPECT_THAT(msg, HasSubstr("non-finite block scale"));
+          if (m->type == gguf::GgmlType::kQ5_K) EXPECT_THAT(msg, HasSubstr("(a 256-element super-block"));
+        }
+      }
+    }
+    // The largest finite scales and mins are fine.
+    for (const model::Matrix* m : model::AllMatrices(*bound)) {
+      if (m->type != gguf::GgmlType::kQ5_1 && m->type != gguf::GgmlType::kQ5_K) continue;
+      uint8_t* p = const_cast<uint8_t*>(model->file->FindTensor(m->name)->data);
+      const uint8_t saved[4] = {p[0], p[1], p[2], p[3]};
+      p[0] = 0xFF, p[1] = 0x7B, p[2] = 0xFF, p[3] = 0xFB;
+      EXPECT_TRUE(model::BindWeights(*model->file, *config).ok()) << m->name;
+      std::memcpy(p, saved, 4);
+    }
+    EXPECT_TRUE(model::BindWeights(*model->file, *config).ok());  // restored
+  }
+  EXPECT_EQ(seen, (std::set<gguf::GgmlType>{gguf::GgmlType::kQ5_0, gguf::GgmlType::kQ5_1, gguf::GgmlType::kQ5_K}));
+}
+
 }  // namespace
 }  // namespace ossgate::testing

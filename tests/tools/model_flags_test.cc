@@ -32,16 +32,18 @@ TEST(ParseGgmlTypeTest, NamesEveryWritableTypeCaseInsensitively) {
   const std::pair<const char*, gguf::GgmlType> names[] = {
       {"q8_0", gguf::GgmlType::kQ8_0}, {"q4_k", gguf::GgmlType::kQ4_K}, {"Q4_K", gguf::GgmlType::kQ4_K},
       {"q6_k", gguf::GgmlType::kQ6_K}, {"Q6_K", gguf::GgmlType::kQ6_K}, {"mxfp4", gguf::GgmlType::kMXFP4},
+      {"q5_0", gguf::GgmlType::kQ5_0}, {"Q5_1", gguf::GgmlType::kQ5_1}, {"q5_k", gguf::GgmlType::kQ5_K},
       {"bf16", gguf::GgmlType::kBF16}, {"f16", gguf::GgmlType::kF16},   {"F32", gguf::GgmlType::kF32}};
   for (const auto& [name, type] : names) {
     absl::StatusOr<gguf::GgmlType> got = ParseGgmlType(name);
     ASSERT_TRUE(got.ok()) << name << ": " << got.status();
     EXPECT_EQ(*got, type) << name;
   }
-  for (const char* bad : {"q5_k", "q4_k_m", "q4", ""}) {
+  for (const char* bad : {"q3_k", "q4_k_m", "q4", ""}) {
     absl::StatusOr<gguf::GgmlType> got = ParseGgmlType(bad);
     ASSERT_FALSE(got.ok()) << bad;
-    EXPECT_THAT(std::string(got.status().message()), HasSubstr("(q8_0, q4_k, q6_k, mxfp4, bf16, f16, f32)"));
+    EXPECT_THAT(std::string(got.status().message()),
+                HasSubstr("(q8_0, q5_0, q5_1, q4_k, q5_k, q6_k, mxfp4, bf16, f16, f32)"));
   }
 }
 

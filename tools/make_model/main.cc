@@ -12,6 +12,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "tools/make_model/model_flags.h"
 #include "tools/make_model/random_model.h"
@@ -31,11 +32,13 @@ ABSL_FLAG(std::string, vocab, "tiny",
           "families' special tokens), "
           "'placeholder:N' (N dummy tokens, for forward-pass fixtures only) or a vocab file path");
 ABSL_FLAG(std::string, dense_type, "q8_0",
-          "type of the attention/embedding matrices (qwen2, phi3: of every matrix): q8_0, q4_k, q6_k, bf16, f16, f32 "
-          "(the k-quants need the matrices' input widths to be multiples of 256)");
+          "type of the attention/embedding matrices (qwen2, phi3: of every matrix): q8_0, q5_0, q5_1, q4_k, q5_k, "
+          "q6_k, bf16, f16, f32 (the k-quants need the matrices' input widths to be multiples of 256); qwen2, phi3: "
+          "also q4_k_m, the types llama.cpp's Q4_K_M quantization picks per matrix (Q4_K, Q5_K, Q6_K, with its "
+          "Q5_0 / Q5_1 / Q8_0 fallbacks for widths that are not multiples of 256)");
 ABSL_FLAG(std::string, expert_type, "mxfp4",
-          "gpt-oss: type of expert matrices: mxfp4, q8_0, q4_k, q6_k, bf16, f16, f32 (k-quants: d_model and d_ff "
-          "multiples of 256)");
+          "gpt-oss: type of expert matrices: mxfp4, q8_0, q5_0, q5_1, q4_k, q5_k, q6_k, bf16, f16, f32 (k-quants: "
+          "d_model and d_ff multiples of 256)");
 ABSL_FLAG(uint64_t, seed, 1, "random seed");
 ABSL_FLAG(int, layers, 0, "override block_count");
 ABSL_FLAG(int, d_model, 0, "override embedding_length");
@@ -117,7 +120,13 @@ int main(int argc, char** argv) {
   spec.threads = absl::GetFlag(FLAGS_threads);
   spec.name = absl::GetFlag(FLAGS_name);
   spec.residual_scale = static_cast<float>(absl::GetFlag(FLAGS_residual_scale));
-  auto dense = ossgate::tools::ParseGgmlType(absl::GetFlag(FLAGS_dense_type));
+  const bool q4_k_m = absl::AsciiStrToLower(absl::GetFlag(FLAGS_dense_type)) == "q4_k_m";
+  if (q4_k_m && c.family == ossgate::model::Family::kGptOss) {
+    std::fprintf(stderr, "error: --dense_type=q4_k_m is for the qwen2 and phi3 families\n");
+    return 2;
+  }
+  spec.llama_q4_k_m = q4_k_m;
+  auto dense = ossgate::tools::ParseGgmlType(q4_k_m ? std::string("q8_0") : absl::GetFlag(FLAGS_dense_type));
   auto expert = ossgate::tools::ParseGgmlType(absl::GetFlag(FLAGS_expert_type));
   if (!dense.ok() || !expert.ok()) {
     std::fprintf(stderr, "error: %s\n", std::string((dense.ok() ? expert.status() : dense.status()).message()).c_str());

@@ -76,14 +76,17 @@ absl::StatusOr<std::string> FindVocabAsset(const VocabAsset& asset, const char* 
 absl::StatusOr<gguf::GgmlType> ParseGgmlType(const std::string& name) {
   const std::string n = absl::AsciiStrToLower(name);
   if (n == "q8_0") return gguf::GgmlType::kQ8_0;
+  if (n == "q5_0") return gguf::GgmlType::kQ5_0;
+  if (n == "q5_1") return gguf::GgmlType::kQ5_1;
   if (n == "q4_k") return gguf::GgmlType::kQ4_K;
+  if (n == "q5_k") return gguf::GgmlType::kQ5_K;
   if (n == "q6_k") return gguf::GgmlType::kQ6_K;
   if (n == "mxfp4") return gguf::GgmlType::kMXFP4;
   if (n == "bf16") return gguf::GgmlType::kBF16;
   if (n == "f16") return gguf::GgmlType::kF16;
   if (n == "f32") return gguf::GgmlType::kF32;
   return absl::InvalidArgumentError(
-      absl::StrCat("unknown tensor type '", name, "' (q8_0, q4_k, q6_k, mxfp4, bf16, f16, f32)"));
+      absl::StrCat("unknown tensor type '", name, "' (q8_0, q5_0, q5_1, q4_k, q5_k, q6_k, mxfp4, bf16, f16, f32)"));
 }
 
 absl::StatusOr<text::VocabSpec> LoadVocabByName(const std::string& name) {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <optional>
 #include <vector>
 
@@ -176,8 +177,47 @@ std::vector<TensorPlan> PlanDense(const RandomModelSpec& spec) {
 }
 
 std::vector<TensorPlan> PlanTensors(const RandomModelSpec& spec) {
-  return spec.config.family == model::Family::kGptOss ? PlanGptOss(spec) : PlanDense(spec);
+  if (spec.config.family == model::Family::kGptOss) return PlanGptOss(spec);
+  std::vector<TensorPlan> t = PlanDense(spec);
+  if (spec.llama_q4_k_m) {
+    for (TensorPlan& p : t) {
+      if (p.ne.size() < 2) continue;  // norms and biases keep the small type
+      int layer = -1;
+      if (p.name.rfind("blk.", 0) == 0) layer = std::atoi(p.name.c_str() + 4);
+      p.type = LlamaQ4KMType(p.name, p.ne[0], layer, spec.config.n_layers, spec.config.tied_embeddings);
+    }
+  }
+  return t;
 }
+
+// llama.cpp's use_more_bits: the layers of attn_v / ffn_down that Q4_K_M
+// gives Q6_K.
+bool UseMoreBits(int layer, int n_layers) {
+  return layer < n_layers / 8 || layer >= 7 * n_layers / 8 || (layer - n_layers / 8) % 3 == 2;
+}
+
+}  // namespace
+
+GgmlType LlamaQ4KMType(const std::string& name, int64_t ne0, int layer, int n_layers, bool tied) {
+  const auto has = [&name](const char* s) { return name.find(s) != std::string::npos; };
+  GgmlType t = GgmlType::kQ4_K;
+  if (name == "output.weight" || (tied && name == "token_embd.weight")) {
+    // The unembedding skips the fallback below: Q8_0 straight away.
+    return ne0 % gguf::kQK_K != 0 ? GgmlType::kQ8_0 : GgmlType::kQ6_K;
+  }
+  if (has("attn_v.weight") || has("ffn_down")) {
+    if (UseMoreBits(layer, n_layers)) t = GgmlType::kQ6_K;
+  } else if (has("attn_qkv.weight")) {
+    t = GgmlType::kQ5_K;
+  }
+  if (ne0 % gguf::kQK_K != 0) {
+    t = t == GgmlType::kQ4_K ? GgmlType::kQ5_0 : t == GgmlType::kQ5_K ? GgmlType::kQ5_1 : GgmlType::kQ8_0;
+    if (ne0 % 32 != 0) t = GgmlType::kF16;
+  }
+  return t;
+}
+
+namespace {
 
 // general.file_type (llama.cpp's LlamaFileType) of a dense model whose
 // matrices are all `type`; none for a type without a code here (the
@@ -228,7 +268,11 @@ void WriteGptOssKeys(const RandomModelSpec& spec, gguf::GgufWriter& w) {
 void WriteDenseKeys(const RandomModelSpec& spec, gguf::GgufWriter& w) {
   const model::ModelConfig& c = spec.config;
   const std::string p = absl::StrCat(model::FamilyName(c.family), ".");
-  if (auto file_type = DenseFileType(spec.dense_type)) w.SetUint32("general.file_type", *file_type);
+  if (spec.llama_q4_k_m) {
+    w.SetUint32("general.file_type", 15);  // MOSTLY_Q4_K_M
+  } else if (auto file_type = DenseFileType(spec.dense_type)) {
+    w.SetUint32("general.file_type", *file_type);
+  }
   w.SetUint32(p + "block_count", c.n_layers);
   w.SetUint32(p + "context_length", c.context_length);
   w.SetUint32(p + "embedding_length", c.d_model);

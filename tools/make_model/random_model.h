@@ -26,6 +26,9 @@ struct RandomModelSpec {
   // Any type gguf::QuantizeRow writes (the rows' lengths must be multiples
   // of its block).
   gguf::GgmlType dense_type = gguf::GgmlType::kQ8_0;
+  // qwen2, phi3: type the matrices as llama.cpp's Q4_K_M quantization does
+  // (LlamaQ4KMType), in place of dense_type.
+  bool llama_q4_k_m = false;
   gguf::GgmlType expert_type = gguf::GgmlType::kMXFP4;  // gpt-oss experts
   gguf::GgmlType small_type = gguf::GgmlType::kF32;    // norms, biases, sinks, router
   uint64_t seed = 1;
@@ -55,6 +58,19 @@ struct TensorSpec {
 // The tensors WriteRandomModel(spec, a vocabulary of vocab_size) writes, in
 // file order, without writing anything.
 std::vector<TensorSpec> RandomModelTensors(const RandomModelSpec& spec, int vocab_size);
+
+// The type llama.cpp's Q4_K_M quantization gives a dense (qwen2, phi3)
+// matrix: tensor `name` (e.g. "blk.3.attn_v.weight", "output.weight") with
+// ne0 elements per row, in layer `layer` of n_layers, with `tied`
+// embeddings. The rules of llama_tensor_get_type (ggml-org/llama.cpp
+// src/llama-quant.cpp, as it was when the official Q4_K_M releases were
+// made; docs/quant-formats.md): Q4_K by default; the unembedding (the
+// embedding when tied) Q6_K, or Q8_0 where ne0 is not a multiple of 256;
+// attn_v and ffn_down Q6_K in the layers use_more_bits picks (the first and
+// last eighth, and every third between); a fused attn_qkv Q5_K; then where
+// ne0 is not a multiple of 256 Q4_K falls back to Q5_0, Q5_K to Q5_1 and Q6_K
+// to Q8_0 (F16 where ne0 is not a multiple of 32 either).
+gguf::GgmlType LlamaQ4KMType(const std::string& name, int64_t ne0, int layer, int n_layers, bool tied);
 
 // Writes the model with the given vocabulary (tokens, merges, types) as its
 // tokenizer metadata. The vocabulary size sets the embedding rows.
