@@ -273,57 +273,6 @@ __device__ __forceinline__ half_t ToHalfBits(float v) {
   return *reinterpret_cast<const half_t*>(&h);
 }
 
-// The epilogue of a warp's row tile over kNT n-tiles of 8 tokens from
-// b_begin (C fragments acc[j]: [0..1] row r, [2..3] row r + 8): fp32 rows
-// plus bias, or the gated unit of the gate/up row pair as fp16.
-template <GemmEpilogue EPI, int kNT>
-__device__ __forceinline__ void StoreTokenTiles(const GemmParams& p, const float (&acc)[kNT][4], int rt, int mat,
-                                                int b_begin, int b_end, int lane) {
-  const int r = lane >> 2, c = lane & 3;
-#pragma unroll
-  for (int j = 0; j < kNT; ++j) {
-    const int tok = b_begin + j * 8 + 2 * c;
-    if constexpr (EPI == GemmEpilogue::kStoreF32) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int out_row = rt * kTileRows + r + (e >= 2 ? 8 : 0);
-        const int bb = tok + (e & 1);
-        if (bb < b_end && out_row < p.w.rows) {
-          float v = acc[j][e];
-          if (p.bias) v = __fadd_rn(v, p.bias[static_cast<int64_t>(mat) * p.w.rows + out_row]);
-          p.out_f32[static_cast<int64_t>(bb) * p.ldo + out_row] = v;
-        }
-      }
-    } else {
-      const int f = rt * 8 + r;
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const int bb = tok + e;
-        if (bb < b_end && f < p.w.rows) {
-          const int64_t bi = static_cast<int64_t>(mat) * p.w.rows + f;
-          p.out_f16[static_cast<int64_t>(bb) * p.ldo + f] = ToHalfBits(GatedUnit(p, acc[j][e], acc[j][2 + e], bi));
-        }
-      }
-    }
-  }
-}
-
-// A large-batch CTA's matrix and token range [b_begin, b_end): blockIdx.y's
-// tile of the MoE routing (false: no such tile this launch) or its kT tokens.
-__device__ __forceinline__ bool CtaTokens(const GemmParams& p, int kT, int& mat, int& b_begin, int& b_end) {
-  if (p.moe) {
-    if (static_cast<int>(blockIdx.y) >= *p.groups.n_tiles) return false;
-    const int32_t* t = p.groups.tiles + 3 * blockIdx.y;
-    mat = t[0];
-    b_begin = t[1];
-    b_end = t[2];
-  } else {
-    b_begin = blockIdx.y * kT;
-    b_end = min(p.n_b, b_begin + kT);
-  }
-  return true;
-}
-
 // ---------------------------------------------------------------- kernels --
 
 // Small batch: each warp streams its chunks (warp, warp + nwarps, ...) of
@@ -541,7 +490,16 @@ __global__ void __launch_bounds__(kW * 32, 1) GemmLargeBatchKernel(const GemmPar
   const int rt = blockIdx.x * kW + warp;
   const bool has_rows = rt < p.w.row_tiles;
   int mat = 0, b_begin, b_end;
-  if (!CtaTokens(p, kT, mat, b_begin, b_end)) return;
+  if (p.moe) {
+    if (static_cast<int>(blockIdx.y) >= *p.groups.n_tiles) return;
+    const int32_t* t = p.groups.tiles + 3 * blockIdx.y;
+    mat = t[0];
+    b_begin = t[1];
+    b_end = t[2];
+  } else {
+    b_begin = blockIdx.y * kT;
+    b_end = min(p.n_b, b_begin + kT);
+  }
   const int kb_total = p.w.k_blocks;
   const int nchunks = (kb_total + kChunkBlocks - 1) / kChunkBlocks;
 
@@ -649,235 +607,32 @@ __global__ void __launch_bounds__(kW * 32, 1) GemmLargeBatchKernel(const GemmPar
     __syncthreads();
   }
   if (!has_rows) return;
-  StoreTokenTiles<EPI, kNT>(p, acc, rt, mat, b_begin, b_end, lane);
-}
-
-// -------------------------------------------------- wgmma (sm_90a only) --
-
-#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-#define OSSGATE_WGMMA 1
-#endif
-
-// The B operand of one k-step in shared memory for wgmma: 16 k x 64 tokens,
-// K-major without swizzle, in core matrices of 8 tokens x 8 k (16 B per
-// token, 128 contiguous bytes); the two k-halves of a token group 128 B
-// apart (the descriptor's leading byte offset), token groups 256 B apart (its
-// stride byte offset): 2 KB per k-step, 32 KB per chunk of 8 blocks.
-constexpr int kWgStepBytes = 2048;
-constexpr int kWgStageBytes = kChunkBlocks * 2 * kWgStepBytes;
-constexpr int kWgSmemBytes = 2 * kWgStageBytes;
-
-__device__ __forceinline__ uint64_t WgmmaDescB(uint32_t smem_addr, int swap) {
-  const uint64_t lbo = swap ? 256 : 128, sbo = swap ? 128 : 256;
-  return static_cast<uint64_t>((smem_addr & 0x3FFFFu) >> 4) | (lbo >> 4) << 16 | (sbo >> 4) << 32;  // no swizzle
-}
-
-// d (64 rows x 64 tokens over the warpgroup; per warp the C fragments of its
-// 16 rows and 8 n-tiles, d[4j..4j+3] = n-tile j) = A (this warp's 16 rows of
-// one k-step, the mma A fragment) x B (descriptor) + (accumulate ? d : 0).
-__device__ __forceinline__ void WgmmaM64N64K16(float (&d)[32], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
-                                               uint64_t desc, int accumulate) {
-#ifdef OSSGATE_WGMMA
-  asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, {%32, %33, %34, %35}, %36, p, 1, 1, 0;\n}\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
-      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "l"(desc), "r"(accumulate));
-#endif
-}
-__device__ __forceinline__ void WgmmaFence() {
-#ifdef OSSGATE_WGMMA
-  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
-#endif
-}
-__device__ __forceinline__ void WgmmaCommit() {
-#ifdef OSSGATE_WGMMA
-  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-#endif
-}
-template <int N>
-__device__ __forceinline__ void WgmmaWait() {
-#ifdef OSSGATE_WGMMA
-  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
-#endif
-}
-// Shared-memory writes of this thread made visible to wgmma's reads (the
-// async proxy); a barrier must follow.
-__device__ __forceinline__ void FenceProxyAsync() {
-#ifdef OSSGATE_WGMMA
-  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-#endif
-}
-// Registers an in-flight wgmma reads or writes stay where they are until this
-// point (the compiler sees them used here, so it neither reuses nor reads
-// them early).
-template <int N>
-__device__ __forceinline__ void KeepLive(float (&v)[N]) {
 #pragma unroll
-  for (int i = 0; i < N; ++i) asm volatile("" : "+f"(v[i])::"memory");
-}
-template <int N>
-__device__ __forceinline__ void KeepLive(uint32_t (&v)[N]) {
-#pragma unroll
-  for (int i = 0; i < N; ++i) asm volatile("" : "+r"(v[i])::"memory");
-}
-__device__ __forceinline__ uint32_t Word(const uint4& v, int j) { return j == 0 ? v.x : j == 1 ? v.y : j == 2 ? v.z : v.w; }
-
-// Large batch on Hopper: the work of GemmLargeBatchKernel<F, EPI, kW, 64>
-// with the same canonical chunk arithmetic (an mma chain from zero per chunk,
-// k-step by k-step in block order, then ChunkValue), so the same bits: each
-// warpgroup (4 warps, 4 row tiles = 64 rows, A decoded in registers as for
-// mma) multiplies the chunk's 64 tokens in shared memory with 2 wgmma
-// m64n64k16 per block, where mma.sync needs 16 mma per warp and a shared
-// load of B per n-tile. The activations go through registers into the wgmma
-// layout: the tiles feed each lane's A fragment with the physical columns
-// 8c .. 8c + 7 of a block (layout.h), so k-step s, k-half h of the fragment
-// order is the 4-byte column pairs 2s + h of the block's four 16-byte pieces.
-// Not for Q4_K (two chains). Two decoded tiles' A fragments alternate, each
-// reused only after its wgmmas completed (wait_group 1).
-template <WFormat F, GemmEpilogue EPI, int kW>
-__global__ void __launch_bounds__(kW * 32, 1) GemmWgmmaKernel(const GemmParams p, int desc_swap) {
-#ifdef OSSGATE_WGMMA
-  static_assert(kW == 4 || kW == 8, "whole warpgroups");
-  static_assert(F != WFormat::kQ4K, "one mma chain per chunk");
-  constexpr int kT = 64, kNT = 8;
-  if (!p.moe) LaunchDependents();
-  GridDependencySync();
-  if (p.moe) LaunchDependents();
-  extern __shared__ __align__(128) uint8_t sw[];  // [2 stages][8 blocks][2 k-steps][kWgStepBytes]
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int rt = blockIdx.x * kW + warp;
-  const bool has_rows = rt < p.w.row_tiles;
-  int mat = 0, b_begin, b_end;
-  if (!CtaTokens(p, kT, mat, b_begin, b_end)) return;
-  const int kb_total = p.w.k_blocks;
-  const int nchunks = (kb_total + kChunkBlocks - 1) / kChunkBlocks;
-
-  // Staging: (block, token) pair idx = threadIdx.x + q * kW * 32 of a chunk,
-  // its 64 bytes read as four 16-byte pieces and written as the four 16-byte
-  // token rows of the block's two k-steps.
-  constexpr int kPairs = kChunkBlocks * kT / (kW * 32);
-  constexpr bool kEarlyB = kPairs <= 2;
-  const half_t* src[kPairs];
-  bool tok_ok[kPairs];
-#pragma unroll
-  for (int q = 0; q < kPairs; ++q) {
-    const int idx = threadIdx.x + q * kW * 32;
-    const int bb = b_begin + idx % kT;
-    tok_ok[q] = bb < b_end;
-    src[q] = p.x + static_cast<int64_t>(tok_ok[q] ? (p.gather ? p.gather[bb] : bb) : 0) * p.ldx +
-             (idx / kT) * kBlockK;
-  }
-  uint4 stg[kPairs][4];
-  auto load_b = [&](int ch) {
-#pragma unroll
-    for (int q = 0; q < kPairs; ++q) {
-      const int kb = ch * kChunkBlocks + (threadIdx.x + q * kW * 32) / kT;
-      const bool valid = tok_ok[q] && kb < kb_total;
-      const uint4* g = reinterpret_cast<const uint4*>(src[q] + (valid ? ch * kChunkBlocks * kBlockK : 0));
-#pragma unroll
-      for (int c = 0; c < 4; ++c) stg[q][c] = valid ? __ldg(g + c) : make_uint4(0, 0, 0, 0);
-    }
-  };
-  auto store_b = [&](int stage) {
-    uint8_t* base = sw + stage * kWgStageBytes;
-#pragma unroll
-    for (int q = 0; q < kPairs; ++q) {
-      const int idx = threadIdx.x + q * kW * 32;
-      const int tok = idx % kT, blk = idx / kT;
-#pragma unroll
-      for (int s = 0; s < 2; ++s) {
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const uint4 v = make_uint4(Word(stg[q][0], 2 * s + h), Word(stg[q][1], 2 * s + h),
-                                     Word(stg[q][2], 2 * s + h), Word(stg[q][3], 2 * s + h));
-          *reinterpret_cast<uint4*>(base + (blk * 2 + s) * kWgStepBytes + (tok >> 3) * 256 + h * 128 +
-                                    (tok & 7) * 16) = v;
-        }
-      }
-    }
-    FenceProxyAsync();
-  };
-  auto load_weights = [&](int ch, TileRaw<F>(&raw)[kChunkBlocks], ChunkScales<F>& cs) {
-    if (!has_rows) return;
-    const int kb0 = ch * kChunkBlocks;
-    const int nb = min(kChunkBlocks, kb_total - kb0);
-#pragma unroll
-    for (int i = 0; i < kChunkBlocks; ++i) {
-      if (i < nb) LoadTile<F>(p.w, mat, rt, kb0 + i, lane, raw[i]);
-    }
-    if constexpr (F == WFormat::kMxfp4) {
-      const int64_t tile0 = static_cast<int64_t>(rt) * p.w.k_blocks + kb0;
-      LoadChunkScales<F>(p.w.scales + mat * p.w.mat_scale_bytes + tile0 * TileScaleBytes(F), nb, lane, cs);
-    }
-  };
-
-  float acc[kNT][4];
-#pragma unroll
-  for (int j = 0; j < kNT; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.0f;
-  float part[32];
-#pragma unroll
-  for (int e = 0; e < 32; ++e) part[e] = 0.0f;
-  uint32_t a[2][8];
-  load_b(0);
-  store_b(0);
-  __syncthreads();
-  const uint32_t sw_addr = static_cast<uint32_t>(__cvta_generic_to_shared(sw));
-  for (int ch = 0; ch < nchunks; ++ch) {
-    const int nb = min(kChunkBlocks, kb_total - ch * kChunkBlocks);
-    TileRaw<F> raw[kChunkBlocks];
-    ChunkScales<F> cs;
-    load_weights(ch, raw, cs);
-    // The next chunk's activations are read during this chunk's math when
-    // their registers fit beside it (2 pairs per thread), else after it.
-    if (kEarlyB && ch + 1 < nchunks) load_b(ch + 1);
-    const uint32_t stage = sw_addr + (ch & 1) * kWgStageBytes;
-#pragma unroll
-    for (int i = 0; i < kChunkBlocks; ++i) {
-      if (i < nb) {
-        uint32_t(&ai)[8] = a[i & 1];
-        if (i >= 2) {
-          WgmmaWait<1>();  // the wgmmas of tile i - 2 (the last but one group) are done
-          KeepLive(ai);
-        }
-        if (has_rows) {
-          DecodeTile<F>(raw[i], cs, ai);
-        } else {
-#pragma unroll
-          for (int e = 0; e < 8; ++e) ai[e] = 0;
-        }
-        WgmmaFence();
-        WgmmaM64N64K16(part, ai[0], ai[1], ai[2], ai[3], WgmmaDescB(stage + (2 * i) * kWgStepBytes, desc_swap), i > 0);
-        WgmmaM64N64K16(part, ai[4], ai[5], ai[6], ai[7], WgmmaDescB(stage + (2 * i + 1) * kWgStepBytes, desc_swap), 1);
-        WgmmaCommit();
-      }
-    }
-    WgmmaWait<0>();
-    KeepLive(part);
-    KeepLive(a[0]);
-    KeepLive(a[1]);
-#pragma unroll
-    for (int j = 0; j < kNT; ++j) {
-      float pj[kAccN<F>];
-#pragma unroll
-      for (int e = 0; e < 4; ++e) pj[e] = part[4 * j + e];
+  for (int j = 0; j < kNT; ++j) {
+    const int tok = b_begin + j * 8 + 2 * c;
+    if constexpr (EPI == GemmEpilogue::kStoreF32) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        const float v = ChunkValue<F>(pj, e, cs);
-        acc[j][e] = ch == 0 ? v : __fadd_rn(acc[j][e], v);
+        const int out_row = rt * kTileRows + r + (e >= 2 ? 8 : 0);
+        const int bb = tok + (e & 1);
+        if (bb < b_end && out_row < p.w.rows) {
+          float v = acc[j][e];
+          if (p.bias) v = __fadd_rn(v, p.bias[static_cast<int64_t>(mat) * p.w.rows + out_row]);
+          p.out_f32[static_cast<int64_t>(bb) * p.ldo + out_row] = v;
+        }
+      }
+    } else {
+      const int f = rt * 8 + r;
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int bb = tok + e;
+        if (bb < b_end && f < p.w.rows) {
+          const int64_t bi = static_cast<int64_t>(mat) * p.w.rows + f;
+          p.out_f16[static_cast<int64_t>(bb) * p.ldo + f] = ToHalfBits(GatedUnit(p, acc[j][e], acc[j][2 + e], bi));
+        }
       }
     }
-    if (ch + 1 < nchunks) {
-      if (!kEarlyB) load_b(ch + 1);
-      store_b((ch + 1) & 1);
-    }
-    __syncthreads();
   }
-  if (!has_rows) return;
-  StoreTokenTiles<EPI, kNT>(p, acc, rt, mat, b_begin, b_end, lane);
-#else
-  __trap();  // launched only on sm_90 devices, whose image is built for sm_90a (LaunchLarge)
-#endif
 }
 
 // F32 weights (test models): one warp per output row, one block row per token.
@@ -905,7 +660,6 @@ __global__ void __launch_bounds__(256) GemvF32Kernel(const GemmParams p) {
 int g_sm_count = 0;  // set by InitGemmKernels
 int SmCount() { return g_sm_count > 0 ? g_sm_count : 132; }
 int g_smem_optin = 48 * 1024;  // largest dynamic shared memory per block (set by InitGemmKernels)
-int g_cc_major = 0;            // compute capability of the device (set by InitGemmKernels)
 
 // Resident CTAs per SM of a small-batch kernel configuration (0: does not
 // fit), from the occupancy calculator, cached.
@@ -973,13 +727,6 @@ int StagesOverride() {
 
 bool SmallPass16(const GemmParams& p);
 extern GemmTuning g_tuning;
-// The wgmma kernel for 64-token large-batch CTAs: on sm_90 devices (H100,
-// H200; the build always includes an sm_90a image), unless tuned off.
-bool UseWgmma() { return g_tuning.wgmma != 0 && g_cc_major == 9; }
-int WgmmaDescSwap() {  // (bring-up knob: descriptor offsets exchanged)
-  static const int v = std::getenv("OSSGATE_WGMMA_DESC_SWAP") ? 1 : 0;
-  return v;
-}
 
 // 8 row tiles per CTA, or 4 when that leaves fewer than two CTAs per SM
 // (dense projections of a few hundred row tiles at 64-128 tokens).
@@ -991,21 +738,7 @@ void LaunchLarge(const GemmParams& p, cudaStream_t stream) {
   }
   const int grid_y = p.moe ? p.groups.max_tiles : (p.n_b + kT - 1) / kT;
   const int ctas8 = (p.w.row_tiles + kLargeWarps - 1) / kLargeWarps * grid_y;
-  const bool narrow = ctas8 < 2 * SmCount() && g_tuning.large_narrow;
-  if constexpr (kT == kLargeTokens && F != WFormat::kQ4K) {
-    if (UseWgmma()) {
-      const int w = narrow ? 4 : kLargeWarps;
-      const dim3 grid((p.w.row_tiles + w - 1) / w, grid_y);
-      if (narrow) {
-        LaunchKernel(GemmWgmmaKernel<F, EPI, 4>, grid, 4 * 32, kWgSmemBytes, stream, p, WgmmaDescSwap());
-      } else {
-        LaunchKernel(GemmWgmmaKernel<F, EPI, kLargeWarps>, grid, kLargeWarps * 32, kWgSmemBytes, stream, p,
-                     WgmmaDescSwap());
-      }
-      return;
-    }
-  }
-  if (narrow) {
+  if (ctas8 < 2 * SmCount() && g_tuning.large_narrow) {
     const dim3 grid((p.w.row_tiles + 3) / 4, grid_y);
     LaunchKernel(GemmLargeBatchKernel<F, EPI, 4, kT>, grid, 4 * 32, LargeSmemBytes(kT), stream, p);
   } else {
@@ -1073,14 +806,6 @@ void SetLargeSmem() {
                                   cudaFuncAttributeMaxDynamicSharedMemorySize, LargeSmemBytes(kLargeTokens)));
   CUDA_CHECK(cudaFuncSetAttribute(GemmLargeBatchKernel<F, EPI, 4, kLargeTokens>,
                                   cudaFuncAttributeMaxDynamicSharedMemorySize, LargeSmemBytes(kLargeTokens)));
-  if constexpr (F != WFormat::kQ4K) {
-    if (g_cc_major == 9) {
-      CUDA_CHECK(cudaFuncSetAttribute(GemmWgmmaKernel<F, EPI, kLargeWarps>,
-                                      cudaFuncAttributeMaxDynamicSharedMemorySize, kWgSmemBytes));
-      CUDA_CHECK(cudaFuncSetAttribute(GemmWgmmaKernel<F, EPI, 4>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                      kWgSmemBytes));
-    }
-  }
   CUDA_CHECK(cudaFuncSetAttribute(GemmSmallBatchKernel<F, EPI, 3, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                   g_smem_optin));
   CUDA_CHECK(cudaFuncSetAttribute(GemmSmallBatchKernel<F, EPI, 3, 2>, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -1106,7 +831,6 @@ GemmTuning g_tuning = {
     .pass16_min_avg = EnvInt("OSSGATE_GEMM_PASS16_MIN_AVG", 8),
     .large_narrow = EnvInt("OSSGATE_GEMM_LARGE_NARROW", 1) != 0,
     .moe_tile_slots = EnvInt("OSSGATE_GEMM_MOE_TILE_SLOTS", 0),
-    .wgmma = EnvInt("OSSGATE_GEMM_WGMMA", 1),
 };
 
 bool SmallPass16(const GemmParams& p) {
@@ -1175,7 +899,6 @@ void InitGemmKernels() {
   CUDA_CHECK(cudaGetDevice(&dev));
   CUDA_CHECK(cudaDeviceGetAttribute(&g_sm_count, cudaDevAttrMultiProcessorCount, dev));
   CUDA_CHECK(cudaDeviceGetAttribute(&g_smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-  CUDA_CHECK(cudaDeviceGetAttribute(&g_cc_major, cudaDevAttrComputeCapabilityMajor, dev));
   SetLargeSmem<WFormat::kQ8_0, GemmEpilogue::kStoreF32>();
   SetLargeSmem<WFormat::kQ8_0, GemmEpilogue::kSwiGlu>();
   SetLargeSmem<WFormat::kMxfp4, GemmEpilogue::kStoreF32>();

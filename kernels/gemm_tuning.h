@@ -15,16 +15,14 @@ namespace ossgate::kernels {
 // `moe_tile_slots` slots (8, 16, 32 or 64), which the large-batch path
 // stages per CTA (MXFP4 experts; other formats run 64-slot CTAs over any
 // tile); 0 = the smallest of 16, 32, 64 that is at least the average pairs
-// per expert. 64-token large-batch CTAs run on wgmma on sm_90 devices
-// (`wgmma`; 0 = the mma.sync kernel everywhere). Tuning and tests; CUDA
-// graphs captured before a change keep the old choice.
+// per expert. Tuning and tests; CUDA graphs captured before a change keep
+// the old choice.
 struct GemmTuning {
   int dense_small_max = 32;
   int moe_small_avg = 4;
   int pass16_min_avg = 8;
   bool large_narrow = true;
   int moe_tile_slots = 0;
-  int wgmma = 1;  // 64-token large-batch CTAs on wgmma where the device has it (sm_90)
 };
 void SetGemmTuning(const GemmTuning& t);
 GemmTuning GetGemmTuning();

@@ -174,14 +174,11 @@ std::vector<float> TiledValues(const HostWeights& w) {
 
 // The dense GEMM variants that must agree bit for bit: the small path with
 // 16-token passes (two n-tiles per decoded tile) where T > 8, with 8-token
-// passes only, then the large path with 4 and with 8 row tiles per CTA (on
-// wgmma where the device has it), and with 8 row tiles on mma.sync.
-constexpr int kDenseGemmVariants = 5;
+// passes only, then the large path with 4 and with 8 row tiles per CTA.
+constexpr int kDenseGemmVariants = 4;
 std::vector<float> RunDenseGemm(const TiledMatrix& w, const DevBuf<uint16_t>& x, int T, const float* bias,
                                 int variant) {
-  kernels::SetGemmTuning({.pass16_min_avg = variant == 1 ? 1 << 20 : 2,
-                          .large_narrow = variant == 2,
-                          .wgmma = variant == 4 ? 0 : 1});
+  kernels::SetGemmTuning({.pass16_min_avg = variant == 1 ? 1 << 20 : 2, .large_narrow = variant != 3});
   DevBuf<float> out(static_cast<size_t>(T) * w.rows);
   out.Poison();
   kernels::GemmParams p;
@@ -497,16 +494,13 @@ TEST(MoeTest, ExpertsMatchCpuOnBothPaths) {
     }
     std::vector<std::vector<uint16_t>> acts;
     std::vector<std::vector<float>> ys;
-    // small: 16-, 8-token passes; large: 4, 8 row tiles of 64 tokens (on
-    // wgmma where the device has it); then 8 row tiles of 8, 16 and 32
-    // tokens; then 8 row tiles of 64 tokens on mma.sync.
-    for (int variant = 0; variant < 8; ++variant) {
+    // small: 16-, 8-token passes; large: 4, 8 row tiles of 64 tokens; then
+    // 8 row tiles of 8, 16 and 32 tokens.
+    for (int variant = 0; variant < 7; ++variant) {
       const GemmPath path = variant < 2 ? GemmPath::kSmallBatch : GemmPath::kLargeBatch;
-      kernels::SetGemmTuning({.pass16_min_avg = variant == 1 ? 1 << 20 : 2,
-                              .large_narrow = variant == 2 || variant == 5,
-                              .wgmma = variant == 7 ? 0 : 1});
-      const kernels::MoeGroups groups =
-          (variant < 4 || variant == 7 ? routing : *tiled[variant - 4]).Groups(s.experts);
+      kernels::SetGemmTuning(
+          {.pass16_min_avg = variant == 1 ? 1 << 20 : 2, .large_narrow = variant == 2 || variant == 5});
+      const kernels::MoeGroups groups = (variant < 4 ? routing : *tiled[variant - 4]).Groups(s.experts);
       DevBuf<uint16_t> dact(static_cast<size_t>(pairs) * s.f);
       DevBuf<float> dy(static_cast<size_t>(pairs) * s.d);
       dact.Poison();
