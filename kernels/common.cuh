@@ -91,8 +91,8 @@ __device__ __forceinline__ uint32_t HSub2(uint32_t a, uint32_t b) {
 // pairs of its two k-steps, each value the E2M1 number times 2^-14: the
 // three magnitude bits of a code land in fp16 bits 9..11 (exponent low bits
 // and the top mantissa bit; the E2M1 subnormal 0.5 becomes the fp16
-// subnormal 2^-15), the sign in bit 15. Exact; gemm.cu folds the block scale
-// in with one fp16 multiply per pair (Mxfp4Multipliers).
+// subnormal 2^-15), the sign in bit 15. Exact; the scale 2^(e-127) and the
+// 2^14 are applied to the fp32 partial sums (see gemm.cu).
 __device__ __forceinline__ void DecodeMxfp4Raw(uint32_t w, uint32_t (&h)[4]) {
   constexpr uint32_t kMag = 0x0E000E00u, kSign = 0x80008000u;
   h[0] = w & (kMag | kSign);

@@ -6,12 +6,12 @@
 //
 // Each weight element is decoded in registers and never stored expanded:
 // Q8_0 to fp16 d * q (one rounding), F16 as is, BF16 to fp16; MXFP4 codes to
-// their exact E2M1 values (times 2^-14, see DecodeMxfp4Raw), each times its
-// block's scale relative to the largest of its row in the chunk (one fp16
-// multiply per pair, exact within 24 octaves; Mxfp4Multipliers), so the
-// blocks' mma chain straight into the chunk sum. Accumulation follows
+// their exact E2M1 values (times 2^-14, see DecodeMxfp4Raw) with the block
+// scale applied to the fp32 partial sum of the block instead of to every
+// element (exact, and half the decode instructions). Accumulation follows
 // the canonical order of layout.h: per chunk of 8 blocks an mma chain from
-// zero (MXFP4: the chunk sum times 2^(emax - 128); Q4_K, whose
+// zero (MXFP4: per block a 2-mma chain from zero, then acc = fma(partial,
+// 2^(e-127), acc) in block order, and the chunk sum times 2^14; Q4_K, whose
 // chunk is one super-block: the codes times sc as exact fp16 subnormals
 // q * sc * 2^-24 in one chain, the mins m * 2^-24 against the same
 // activations in a second, and the chunk sum d * 2^24 * codes - dmin * 2^24 *
@@ -66,62 +66,6 @@ constexpr int SmallPartBytes(int nchunks, int n_tiles) { return nchunks * kTileR
 constexpr int LargeStageUint4(int kt) { return kChunkBlocks * kt * 4; }
 constexpr int LargeSmemBytes(int kt) { return 2 * LargeStageUint4(kt) * 16; }
 
-// What a chunk's tiles and sums need besides each tile's own bits, read
-// once per chunk: for MXFP4 the largest E8M0 exponent of rows r and r + 8
-// over the chunk's blocks (low and high 16-bit half of `emax`) and the
-// chunk sum's factors 2^(emax - 128); for Q4_K the fp16 d and dmin of rows r
-// and r + 8 (low and high half of each word), which tiles r / 2 and r / 2 + 4
-// of the chunk carry (layout.h); nothing for the other formats.
-template <WFormat F>
-struct ChunkScales {};
-template <>
-struct ChunkScales<WFormat::kMxfp4> {
-  uint32_t emax = 0;
-  float s0 = 0.0f, s1 = 0.0f;
-};
-template <>
-struct ChunkScales<WFormat::kQ4K> {
-  uint32_t lo = 0, hi = 0;
-};
-// `first_tile_scales` points at the scales of the chunk's first tile (global
-// or shared memory); the chunk has nb tiles.
-template <WFormat F>
-__device__ __forceinline__ void LoadChunkScales(const uint8_t* first_tile_scales, int nb, int lane,
-                                                ChunkScales<F>& cs) {
-  const int r = lane >> 2;
-  if constexpr (F == WFormat::kQ4K) {
-    const uint8_t* p = first_tile_scales + (r >> 1) * TileScaleBytes(F) + kQ4KSuperScaleOffset + (r & 1) * 4;
-    cs.lo = *reinterpret_cast<const uint32_t*>(p);
-    cs.hi = *reinterpret_cast<const uint32_t*>(p + 4 * TileScaleBytes(F));
-  } else if constexpr (F == WFormat::kMxfp4) {
-    uint32_t emax = 0;
-#pragma unroll
-    for (int i = 0; i < kChunkBlocks; ++i) {
-      if (i < nb) {
-        const uint32_t e = *reinterpret_cast<const uint16_t*>(first_tile_scales + i * TileScaleBytes(F) + r * 2);
-        emax = __vmaxu2(emax, Prmt(e, 0, 0x4140u));  // e(r) | e(r + 8) << 16
-      }
-    }
-    cs.emax = emax;
-    cs.s0 = E8m0ToFloat<0>(emax) * 0.5f;  // exact: a power of two (or fp32 subnormal) halved
-    cs.s1 = E8m0ToFloat<16>(emax) * 0.5f;
-  }
-}
-
-// MXFP4: the fp16 multipliers of one tile's rows r (low half) and r + 8
-// (high half) that fold its block scales into the decoded codes: 2^(15 - d)
-// with d = emax - e, the block's distance below its row's largest exponent in
-// the chunk. A decoded code (E2M1 * 2^-14) times it is E2M1 * 2^(1 - d),
-// exact for d <= 24 (the smallest, 0.5 * 2^-23, is an fp16 subnormal); for
-// 25 <= d <= 29 the product rounds to an fp16 subnormal and from d = 30 the
-// multiplier is 0 (such a block adds less than 2^-24 of the chunk's largest
-// block: below what the fp32 accumulation resolves). The chunk sum times
-// 2^(emax - 128) (ChunkValue) restores E2M1 * 2^(e - 127).
-__device__ __forceinline__ uint32_t Mxfp4Multipliers(uint32_t e16, uint32_t emax) {
-  const uint32_t d = __vminu2(emax - Prmt(e16, 0, 0x4140u), 0x001E001Eu);  // no borrow: e <= emax per half
-  return (0x001E001Eu - d) << 10;  // fp16 exponent field 30 - d (0 for d = 30: the value +0)
-}
-
 // One lane's share of one tile (16 rows x 32 columns) and its scales.
 template <WFormat F>
 struct TileRaw;
@@ -171,7 +115,7 @@ __device__ __forceinline__ void LoadTile(const TiledMatrix& w, int mat, int rt, 
 
 // A fragments of the tile's two k-steps: a[0..3] step 0, a[4..7] step 1.
 template <WFormat F>
-__device__ __forceinline__ void DecodeTile(const TileRaw<F>& t, const ChunkScales<F>& cs, uint32_t (&a)[8]) {
+__device__ __forceinline__ void DecodeTile(const TileRaw<F>& t, uint32_t (&a)[8]) {
   uint32_t p0[4], p1[4];  // fp16 pairs of row r and row r + 8
   if constexpr (F == WFormat::kQ8_0) {
     const uint32_t d0 = t.d & 0xFFFFu, d1 = t.d >> 16;
@@ -180,17 +124,8 @@ __device__ __forceinline__ void DecodeTile(const TileRaw<F>& t, const ChunkScale
     DecodeQ8(t.q.z, d1, p1[0], p1[1]);
     DecodeQ8(t.q.w, d1, p1[2], p1[3]);
   } else if constexpr (F == WFormat::kMxfp4) {
-    // E2M1 * 2^-14 times 2^(15 - d), d = emax - e of the row (clamped, see
-    // Mxfp4Multipliers): the block scale folded into the operand.
-    DecodeMxfp4Raw(t.q.x, p0);
+    DecodeMxfp4Raw(t.q.x, p0);  // unscaled: see MmaBlock
     DecodeMxfp4Raw(t.q.y, p1);
-    const uint32_t m = Mxfp4Multipliers(t.e, cs.emax);
-    const uint32_t m0 = Prmt(m, 0, 0x1010u), m1 = Prmt(m, 0, 0x3232u);
-#pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      p0[k] = HMul2(p0[k], m0);
-      p1[k] = HMul2(p1[k], m1);
-    }
   } else if constexpr (F == WFormat::kQ4K) {
     DecodeQ4K(t.q.x, t.s & 0xFFu, p0);  // times sc; d and dmin per chunk: ChunkValue
     DecodeQ4K(t.q.y, (t.s >> 8) & 0xFFu, p1);
@@ -208,10 +143,12 @@ __device__ __forceinline__ void DecodeTile(const TileRaw<F>& t, const ChunkScale
 }
 
 // One block's products added to a chunk accumulator (C fragment: acc[0..1]
-// row r, acc[2..3] row r + 8). Q4_K: the codes times sc chain into acc[0..3] and the block's min m (an A
+// row r, acc[2..3] row r + 8). MXFP4: the block's 2-mma chain starts from
+// zero and its fp32 partial is scaled by the rows' 2^(e-127) in one FMA each;
+// Q4_K: the codes times sc chain into acc[0..3] and the block's min m (an A
 // operand of m * 2^-24 in every column, so the mma sums m * x over the
-// block) into acc[4..7]; other formats (MXFP4 with its block scales folded
-// into the operand) chain the mma straight into the accumulator.
+// block) into acc[4..7]; other formats chain the mma straight into the
+// accumulator.
 template <WFormat F>
 __device__ __forceinline__ void MmaBlock(float (&acc)[kAccN<F>], const uint32_t (&a)[8], const TileRaw<F>& t,
                                          uint4 b) {
@@ -228,9 +165,42 @@ __device__ __forceinline__ void MmaBlock(float (&acc)[kAccN<F>], const uint32_t 
       acc[e] = codes[e];
       acc[4 + e] = mins[e];
     }
+  } else if constexpr (F == WFormat::kMxfp4) {
+    float p[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    MmaF16(p, a[0], a[1], a[2], a[3], b.x, b.y);
+    MmaF16(p, a[4], a[5], a[6], a[7], b.z, b.w);
+    const float s0 = E8m0ToFloat<0>(t.e), s1 = E8m0ToFloat<8>(t.e);
+    acc[0] = fmaf(p[0], s0, acc[0]);
+    acc[1] = fmaf(p[1], s0, acc[1]);
+    acc[2] = fmaf(p[2], s1, acc[2]);
+    acc[3] = fmaf(p[3], s1, acc[3]);
   } else {
     MmaF16(acc, a[0], a[1], a[2], a[3], b.x, b.y);
     MmaF16(acc, a[4], a[5], a[6], a[7], b.z, b.w);
+  }
+}
+// Factor of a chunk sum: MXFP4 values were decoded as E2M1 * 2^-14.
+template <WFormat F>
+inline constexpr float kChunkScale = F == WFormat::kMxfp4 ? 16384.0f : 1.0f;
+
+// What a chunk's sums need besides its tiles: for Q4_K the fp16 d and dmin
+// of rows r and r + 8 (low and high half of each word), which tiles r / 2 and
+// r / 2 + 4 of the chunk carry (layout.h); nothing for the other formats.
+template <WFormat F>
+struct ChunkScales {};
+template <>
+struct ChunkScales<WFormat::kQ4K> {
+  uint32_t lo = 0, hi = 0;
+};
+// `first_tile_scales` points at the scales of the chunk's first tile (global
+// or shared memory).
+template <WFormat F>
+__device__ __forceinline__ void LoadChunkScales(const uint8_t* first_tile_scales, int lane, ChunkScales<F>& cs) {
+  if constexpr (F == WFormat::kQ4K) {
+    const int r = lane >> 2;
+    const uint8_t* p = first_tile_scales + (r >> 1) * TileScaleBytes(F) + kQ4KSuperScaleOffset + (r & 1) * 4;
+    cs.lo = *reinterpret_cast<const uint32_t*>(p);
+    cs.hi = *reinterpret_cast<const uint32_t*>(p + 4 * TileScaleBytes(F));
   }
 }
 __device__ __forceinline__ float HalfBitsToFloatDev(uint32_t bits) {
@@ -246,10 +216,8 @@ __device__ __forceinline__ float ChunkValue(const float (&acc)[kAccN<F>], int e,
     const float d = HalfBitsToFloatDev(dd & 0xFFFFu) * 16777216.0f;
     const float dmin = HalfBitsToFloatDev(dd >> 16) * 16777216.0f;
     return __fsub_rn(__fmul_rn(acc[e], d), __fmul_rn(acc[4 + e], dmin));
-  } else if constexpr (F == WFormat::kMxfp4) {
-    return acc[e] * (e < 2 ? cs.s0 : cs.s1);
   } else {
-    return acc[e];
+    return acc[e] * kChunkScale<F>;
   }
 }
 
@@ -404,8 +372,6 @@ __global__ void __launch_bounds__(kSmallMaxWarps * 32, 1) GemmSmallBatchKernel(c
       __syncwarp();                     // ... and every lane's; stage (j - 1) is free
       issue(j + kSmallStages - 1);
       const uint8_t* stage = ring + (j % kSmallStages) * kStageBytes<F>;
-      ChunkScales<F> cs;
-      LoadChunkScales<F>(stage + kChunkCodeBytes<F>, nb, lane, cs);
       // Each tile is decoded once for all n-tiles of the pass.
       float acc[kNT][kAccN<F>];
 #pragma unroll
@@ -419,11 +385,13 @@ __global__ void __launch_bounds__(kSmallMaxWarps * 32, 1) GemmSmallBatchKernel(c
           TileRaw<F> tl;
           TileFromStage<F>(stage, i, lane, tl);
           uint32_t a[8];
-          DecodeTile<F>(tl, cs, a);
+          DecodeTile<F>(tl, a);
 #pragma unroll
           for (int t = 0; t < kNT; ++t) MmaBlock<F>(acc[t], a, tl, xb[t][i]);
         }
       }
+      ChunkScales<F> cs;
+      LoadChunkScales<F>(stage + kChunkCodeBytes<F>, lane, cs);
       float* dst = part + ch * (kTileRows * kPass);
 #pragma unroll
       for (int t = 0; t < kNT; ++t) {
@@ -537,9 +505,9 @@ __global__ void __launch_bounds__(kW * 32, 1) GemmLargeBatchKernel(const GemmPar
     for (int i = 0; i < kChunkBlocks; ++i) {
       if (i < nb) LoadTile<F>(p.w, mat, rt, kb0 + i, lane, raw[i]);
     }
-    if constexpr (F == WFormat::kQ4K || F == WFormat::kMxfp4) {
+    if constexpr (F == WFormat::kQ4K) {
       const int64_t tile0 = static_cast<int64_t>(rt) * p.w.k_blocks + kb0;
-      LoadChunkScales<F>(p.w.scales + mat * p.w.mat_scale_bytes + tile0 * TileScaleBytes(F), nb, lane, cs);
+      LoadChunkScales<F>(p.w.scales + mat * p.w.mat_scale_bytes + tile0 * TileScaleBytes(F), lane, cs);
     }
   };
 
@@ -578,7 +546,7 @@ __global__ void __launch_bounds__(kW * 32, 1) GemmLargeBatchKernel(const GemmPar
       for (int i = 0; i < kChunkBlocks; ++i) {
         if (i < nb) {
           uint32_t a[8];
-          DecodeTile<F>(raw[i], cs, a);
+          DecodeTile<F>(raw[i], a);
 #pragma unroll
           for (int j = 0; j < kNT; ++j) {
             MmaBlock<F>(part[j], a, raw[i], st[(i * kT + j * 8 + r) * 4 + c]);

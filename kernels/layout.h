@@ -21,11 +21,7 @@
 //           is bit {15, 7, 8, 0}[q] + 16h, so the fp16 pair q (column 2q in
 //           the low half, 2q + 1 in the high half) is one or two shifts and
 //           masks away (common.cuh: DecodeMxfp4Raw);
-//           scales: uint16 per r = e8m0(row r) | e8m0(row r + 8) << 8 (16 B/tile);
-//           a block whose 32 codes are all (+ or -) zero carries exponent 0
-//           (its value does not depend on it; the kernels scale each block
-//           relative to the largest exponent of its row in the chunk, which
-//           an empty block must not raise).
+//           scales: uint16 per r = e8m0(row r) | e8m0(row r + 8) << 8 (16 B/tile).
 //   Q4_K  : the k-quant's own bits (ggml block_q4_K: value d * sc * q - dmin * m
 //           with q a 4-bit code, sc and m 6-bit per 32 columns, fp16 d and dmin
 //           per 256 columns = per chunk of 8 tiles, see kChunkBlocks).
@@ -56,9 +52,8 @@ enum class WFormat : int32_t { kQ8_0 = 0, kMxfp4 = 1, kF16 = 2, kBf16 = 3, kF32 
 inline constexpr int kTileRows = 16;
 inline constexpr int kBlockK = 32;
 // Canonical accumulation: a row's dot product is summed per chunk of
-// kChunkBlocks blocks (mma chain from zero; MXFP4: the codes times their block
-// scale relative to the row's largest in the chunk, the chunk sum times that
-// largest; Q4_K: two mma chains, codes times
+// kChunkBlocks blocks (mma chain from zero; MXFP4: each block's partial
+// scaled into the chunk sum in block order; Q4_K: two mma chains, codes times
 // sc and m alone, combined with the chunk's d and dmin; see gemm.cu), then the chunk sums
 // are added in order. Every GEMM kernel follows it, so results do not depend on the kernel
 // chosen, the batch, or the other rows (batch invariance).

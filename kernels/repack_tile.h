@@ -277,19 +277,6 @@ OSSGATE_REPACK_HD inline uint32_t Mxfp4BlockCode(const uint8_t* block, int e) {
   return e < 16 ? (block[1 + e] & 0x0Fu) : (block[1 + e - 16] >> 4);
 }
 
-// The E8M0 byte a tile stores for a ggml MXFP4 block (null: padding): the
-// block's own, except 0 for a block whose 32 codes are all zero (magnitude
-// bits 0; its value is 0 whatever the exponent), so such a block never sets
-// the largest exponent of its row in a chunk, relative to which the GEMMs
-// scale the other blocks (layout.h).
-OSSGATE_REPACK_HD inline uint8_t Mxfp4TileExponent(const uint8_t* block) {
-  if (block == nullptr) return 0;
-  for (int i = 1; i < kMxfp4BlockBytes; ++i) {
-    if ((block[i] & 0x77u) != 0) return block[0];
-  }
-  return 0;
-}
-
 // Lane `lane` of a Q4_K tile (layout.h) from Q4_K rows lo and hi (null:
 // padding, zeros): the codes of columns 8c .. 8c + 7 of block kb of each row;
 // lane c == 0 writes the rows' sc/m word, lanes c == 1 and c == 2 the d/dmin
@@ -399,8 +386,8 @@ OSSGATE_REPACK_HD inline void RepackLane(WFormat fmt, RowRef lo_ref, RowRef hi_r
       tile_scales[4 * r + 2 * h + 1] = d ? d[1] : 0;
     }
   } else if (fmt == WFormat::kMxfp4) {
-    tile_scales[2 * r] = Mxfp4TileExponent(lo ? lo + kb_in * kMxfp4BlockBytes : nullptr);
-    tile_scales[2 * r + 1] = Mxfp4TileExponent(hi ? hi + kb_in * kMxfp4BlockBytes : nullptr);
+    tile_scales[2 * r] = lo ? lo[kb_in * kMxfp4BlockBytes] : 0;
+    tile_scales[2 * r + 1] = hi ? hi[kb_in * kMxfp4BlockBytes] : 0;
   }
 }
 

@@ -154,43 +154,6 @@ TEST(RepackMxfp4Test, EveryCodeAndScaleDecodesExactly) {
   }
 }
 
-// A block whose 32 codes are all +0 or -0 is stored with exponent 0 (the
-// GEMMs scale each block relative to the largest exponent of its row in a
-// chunk, which an empty block must not set); any other block keeps its own,
-// and every value still decodes to the ggml one.
-TEST(RepackMxfp4Test, EmptyBlocksCarryExponentZero) {
-  const int64_t rows = 16, kb = 12, cols = 32 * kb;
-  const int64_t row_bytes = gguf::RowBytes(GgmlType::kMXFP4, cols);
-  std::vector<uint8_t> bytes(rows * row_bytes);
-  for (int64_t r = 0; r < rows; ++r) {
-    auto* blocks = reinterpret_cast<gguf::BlockMxfp4*>(bytes.data() + r * row_bytes);
-    for (int64_t b = 0; b < kb; ++b) {
-      blocks[b].e = static_cast<uint8_t>(200 + b);
-      for (int j = 0; j < 16; ++j) blocks[b].qs[j] = (j + r + b) % 3 == 0 ? 0x88 : 0x00;  // signs only
-      if (b % 3 == 1) blocks[b].qs[(r + b) % 16] |= b % 2 ? 0x10 : 0x01;  // one nonzero code
-    }
-  }
-  std::vector<float> values(rows * cols);
-  for (int64_t r = 0; r < rows; ++r) {
-    gguf::DequantizeRow(GgmlType::kMXFP4, bytes.data() + r * row_bytes, values.data() + r * cols, cols);
-  }
-  const TiledBytes size = TiledSize(WFormat::kMxfp4, rows, cols, false);
-  std::vector<uint8_t> codes(size.codes), scales(size.scales);
-  RepackTiles(WFormat::kMxfp4, kb, [&](int64_t r) { return bytes.data() + r * row_bytes; }, 0, 1, codes.data(),
-              scales.data());
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t b = 0; b < kb; ++b) {
-      // layout.h: uint16 per r = e(row r) | e(row r + 8) << 8, 16 B per tile.
-      const uint8_t stored = scales[b * TileScaleBytes(WFormat::kMxfp4) + 2 * (r % 8) + r / 8];
-      EXPECT_EQ(stored, b % 3 == 1 ? 200 + b : 0) << "row " << r << " block " << b;
-    }
-    for (int64_t c = 0; c < cols; ++c) {
-      ASSERT_EQ(TiledValue(WFormat::kMxfp4, kb, codes.data(), scales.data(), r, c), values[r * cols + c])
-          << "row " << r << " col " << c;
-    }
-  }
-}
-
 // The source descriptor the device repack uses (repack_tile.h) maps device
 // rows to ggml rows exactly as the host upload's row functions do: q, k and
 // v stacked, gate and up interleaved by eight features, padding as nullptr.
