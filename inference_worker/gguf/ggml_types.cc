@@ -47,41 +47,40 @@ namespace {
 // product here is exact in float (an fp16 d times a 6-bit scale times a
 // 4-bit quant needs 21 significant bits; Q6_K's d * int8 * 6-bit needs 23),
 // so the only rounding is Q4_K's subtraction of the min.
-void DequantizeQ4K(const BlockQ4_K& b, float* out) {
-  const float d = Fp16ToFloat(b.d), dmin = Fp16ToFloat(b.dmin);
+//
+// Q4_K and Q5_K share the 6-bit scales and mins per 32 elements and the
+// nibble order; Q5_K (kFifthBit) adds each quant's fifth bit from qh: bit 2g
+// (low nibbles) and 2g + 1 (high nibbles) of qh[l]; d * sc * q then needs 22
+// significant bits, still exact.
+template <bool kFifthBit>
+void DequantizeScaleMinBlock(uint16_t d_bits, uint16_t dmin_bits, const uint8_t* scales, const uint8_t* qs,
+                             const uint8_t* qh, float* out) {
+  const float d = Fp16ToFloat(d_bits), dmin = Fp16ToFloat(dmin_bits);
   for (int g = 0; g < 4; ++g) {
     int sc0, m0, sc1, m1;
-    Q4KScaleMin(b.scales, 2 * g, &sc0, &m0);
-    Q4KScaleMin(b.scales, 2 * g + 1, &sc1, &m1);
+    Q4KScaleMin(scales, 2 * g, &sc0, &m0);
+    Q4KScaleMin(scales, 2 * g + 1, &sc1, &m1);
     const float step0 = d * static_cast<float>(sc0), off0 = dmin * static_cast<float>(m0);
     const float step1 = d * static_cast<float>(sc1), off1 = dmin * static_cast<float>(m1);
-    const uint8_t* q = b.qs + 32 * g;
+    const uint8_t* q = qs + 32 * g;
     float* y = out + 64 * g;
-    for (int l = 0; l < 32; ++l) y[l] = step0 * static_cast<float>(q[l] & 0x0F) - off0;
-    for (int l = 0; l < 32; ++l) y[32 + l] = step1 * static_cast<float>(q[l] >> 4) - off1;
+    for (int l = 0; l < 32; ++l) {
+      int v = q[l] & 0x0F;
+      if constexpr (kFifthBit) v |= ((qh[l] >> (2 * g)) & 1) << 4;
+      y[l] = step0 * static_cast<float>(v) - off0;
+    }
+    for (int l = 0; l < 32; ++l) {
+      int v = q[l] >> 4;
+      if constexpr (kFifthBit) v |= ((qh[l] >> (2 * g + 1)) & 1) << 4;
+      y[32 + l] = step1 * static_cast<float>(v) - off1;
+    }
   }
 }
-
-// Q5_K as Q4_K, with the fifth bit of each quant from qh: bit 2g (low
-// nibbles) and 2g + 1 (high nibbles) of qh[l]. d * sc * q needs 22
-// significant bits: exact, the subtraction the one rounding.
+void DequantizeQ4K(const BlockQ4_K& b, float* out) {
+  DequantizeScaleMinBlock<false>(b.d, b.dmin, b.scales, b.qs, nullptr, out);
+}
 void DequantizeQ5K(const BlockQ5_K& b, float* out) {
-  const float d = Fp16ToFloat(b.d), dmin = Fp16ToFloat(b.dmin);
-  for (int g = 0; g < 4; ++g) {
-    int sc0, m0, sc1, m1;
-    Q4KScaleMin(b.scales, 2 * g, &sc0, &m0);
-    Q4KScaleMin(b.scales, 2 * g + 1, &sc1, &m1);
-    const float step0 = d * static_cast<float>(sc0), off0 = dmin * static_cast<float>(m0);
-    const float step1 = d * static_cast<float>(sc1), off1 = dmin * static_cast<float>(m1);
-    const uint8_t* q = b.qs + 32 * g;
-    float* y = out + 64 * g;
-    for (int l = 0; l < 32; ++l) {
-      y[l] = step0 * static_cast<float>((q[l] & 0x0F) | (((b.qh[l] >> (2 * g)) & 1) << 4)) - off0;
-    }
-    for (int l = 0; l < 32; ++l) {
-      y[32 + l] = step1 * static_cast<float>((q[l] >> 4) | (((b.qh[l] >> (2 * g + 1)) & 1) << 4)) - off1;
-    }
-  }
+  DequantizeScaleMinBlock<true>(b.d, b.dmin, b.scales, b.qs, b.qh, out);
 }
 
 // Bit j and bit j + 16 of a Q5_0 / Q5_1 qh word: the fifth bits of elements

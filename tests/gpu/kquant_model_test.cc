@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <memory>
 #include <random>
 #include <string>
 #include <utility>
@@ -39,6 +40,56 @@ std::vector<float> CpuLogits(const gguf::GgufFile& file, const std::vector<int32
   return logits;
 }
 
+// The model written at `path` (removed once loaded) and its copy with the
+// matrices the upload re-quantizes converted to Q8_0 (kquant_convert.h);
+// either pointer null on failure (with a test failure).
+struct ModelAndConverted {
+  std::unique_ptr<LoadedModel> original, q8;
+};
+ModelAndConverted LoadWithConvertedCopy(const std::string& path, const std::string& q8_name) {
+  ModelAndConverted r;
+  r.original = LoadModel(path);
+  std::remove(path.c_str());
+  EXPECT_NE(r.original, nullptr);
+  if (r.original == nullptr) return r;
+  const std::string q8_path = TempPath(q8_name);
+  EXPECT_TRUE(WriteRequantizedCopy(*r.original->file, q8_path).ok());
+  r.q8 = LoadModel(q8_path);
+  std::remove(q8_path.c_str());
+  EXPECT_NE(r.q8, nullptr);
+  return r;
+}
+
+// Per position of two [positions][V] logit arrays: the relative L2 error
+// (sorted ascending) and how many positions have the same argmax.
+struct LogitComparison {
+  std::vector<double> rels;
+  double mean = 0;
+  int same_argmax = 0;
+};
+LogitComparison CompareLogits(const std::vector<float>& exact, const std::vector<float>& tiled, size_t positions,
+                              size_t V) {
+  LogitComparison c;
+  double sum = 0;
+  for (size_t t = 0; t < positions; ++t) {
+    double num = 0, den = 0;
+    size_t a = 0, b = 0;
+    for (size_t v = 0; v < V; ++v) {
+      const double e = exact[t * V + v], g = tiled[t * V + v];
+      num += (g - e) * (g - e);
+      den += e * e;
+      if (e > exact[t * V + a]) a = v;
+      if (g > tiled[t * V + b]) b = v;
+    }
+    c.rels.push_back(std::sqrt(num / den));
+    sum += c.rels.back();
+    c.same_argmax += a == b;
+  }
+  std::sort(c.rels.begin(), c.rels.end());
+  c.mean = sum / static_cast<double>(std::max<size_t>(1, positions));
+  return c;
+}
+
 TEST(KQuantRequantization, ConvertedModelKeepsTheKQuantModelsLogits) {
   const std::pair<gguf::GgmlType, gguf::GgmlType> mixes[] = {{gguf::GgmlType::kQ4_K, gguf::GgmlType::kQ6_K},
                                                              {gguf::GgmlType::kQ6_K, gguf::GgmlType::kQ4_K}};
@@ -57,14 +108,10 @@ TEST(KQuantRequantization, ConvertedModelKeepsTheKQuantModelsLogits) {
           s.expert_type = experts;
         },
         200);
-    auto m = LoadModel(path);
-    std::remove(path.c_str());
-    ASSERT_NE(m, nullptr);
-    const std::string q8_path = TempPath("kquant_requant_q8");
-    ASSERT_TRUE(WriteRequantizedCopy(*m->file, q8_path).ok());
-    auto q8 = LoadModel(q8_path);
-    std::remove(q8_path.c_str());
-    ASSERT_NE(q8, nullptr);
+    const ModelAndConverted mc = LoadWithConvertedCopy(path, "kquant_requant_q8");
+    ASSERT_TRUE(mc.original && mc.q8);
+    const LoadedModel* m = mc.original.get();
+    const LoadedModel* q8 = mc.q8.get();
     // Q6_K matrices become Q8_0; Q4_K ones keep their own tiles (no q/k/v or
     // gate/up part of another type here).
     int converted = 0, kept_q4k = 0;
@@ -87,27 +134,11 @@ TEST(KQuantRequantization, ConvertedModelKeepsTheKQuantModelsLogits) {
     for (int32_t& t : tokens) t = static_cast<int32_t>(rng() % 200);
     const std::vector<float> exact = CpuLogits(*m->file, tokens), tiled = CpuLogits(*q8->file, tokens);
     ASSERT_EQ(exact.size(), tiled.size());
-    const size_t V = 200;
-    double sum = 0;
-    int same_argmax = 0;
-    std::vector<double> rels;
-    for (size_t t = 0; t < tokens.size(); ++t) {
-      double num = 0, den = 0;
-      size_t a = 0, b = 0;
-      for (size_t v = 0; v < V; ++v) {
-        const double e = exact[t * V + v], g = tiled[t * V + v];
-        num += (g - e) * (g - e);
-        den += e * e;
-        if (e > exact[t * V + a]) a = v;
-        if (g > tiled[t * V + b]) b = v;
-      }
-      rels.push_back(std::sqrt(num / den));
-      sum += rels.back();
-      same_argmax += a == b;
-    }
-    std::sort(rels.begin(), rels.end());
-    const double mean = sum / static_cast<double>(rels.size()), median = rels[rels.size() / 2],
-                 p90 = rels[rels.size() * 9 / 10], worst = rels.back();
+    const LogitComparison c = CompareLogits(exact, tiled, tokens.size(), 200);
+    const std::vector<double>& rels = c.rels;
+    const int same_argmax = c.same_argmax;
+    const double mean = c.mean, median = rels[rels.size() / 2], p90 = rels[rels.size() * 9 / 10],
+                 worst = rels.back();
     std::printf("%s: logits of the device-tiled model vs the k-quant model: relative error mean %.2e, median %.2e, "
                 "p90 %.2e, worst %.2e; same argmax %d/%zu\n",
                 label.c_str(), mean, median, p90, worst, same_argmax, tokens.size());
@@ -147,14 +178,10 @@ TEST(KQuantRequantization, ConvertedQ4KMDenseModelsKeepTheirLogits) {
           s.llama_q4_k_m = true;
         },
         200);
-    auto m = LoadModel(path);
-    std::remove(path.c_str());
-    ASSERT_NE(m, nullptr);
-    const std::string q8_path = TempPath("kquant_requant_dense_q8");
-    ASSERT_TRUE(WriteRequantizedCopy(*m->file, q8_path).ok());
-    auto q8 = LoadModel(q8_path);
-    std::remove(q8_path.c_str());
-    ASSERT_NE(q8, nullptr);
+    const ModelAndConverted mc = LoadWithConvertedCopy(path, "kquant_requant_dense_q8");
+    ASSERT_TRUE(mc.original && mc.q8);
+    const LoadedModel* m = mc.original.get();
+    const LoadedModel* q8 = mc.q8.get();
     int converted = 0;
     for (size_t i = 0; i < q8->file->tensors().size(); ++i) {
       const gguf::TensorInfo& a = m->file->tensors()[i];
@@ -174,23 +201,9 @@ TEST(KQuantRequantization, ConvertedQ4KMDenseModelsKeepTheirLogits) {
     for (int32_t& t : tokens) t = static_cast<int32_t>(rng() % 200);
     const std::vector<float> exact = CpuLogits(*m->file, tokens), tiled = CpuLogits(*q8->file, tokens);
     ASSERT_EQ(exact.size(), tiled.size());
-    const size_t V = 200;
-    std::vector<double> rels;
-    int same_argmax = 0;
-    for (size_t t = 0; t < tokens.size(); ++t) {
-      double num = 0, den = 0;
-      size_t a = 0, b = 0;
-      for (size_t v = 0; v < V; ++v) {
-        const double e = exact[t * V + v], g = tiled[t * V + v];
-        num += (g - e) * (g - e);
-        den += e * e;
-        if (e > exact[t * V + a]) a = v;
-        if (g > tiled[t * V + b]) b = v;
-      }
-      rels.push_back(std::sqrt(num / den));
-      same_argmax += a == b;
-    }
-    std::sort(rels.begin(), rels.end());
+    const LogitComparison c = CompareLogits(exact, tiled, tokens.size(), 200);
+    const std::vector<double>& rels = c.rels;
+    const int same_argmax = c.same_argmax;
     std::printf("%s: converted vs Q4_K_M logits: median relative error %.2e, worst %.2e; same argmax %d/%zu\n",
                 k.name, rels[rels.size() / 2], rels.back(), same_argmax, tokens.size());
     EXPECT_LT(rels[rels.size() / 2], 1.5e-2);
