@@ -32,30 +32,36 @@ absl::StatusOr<std::unique_ptr<CpuBackend>> CpuBackend::Create(const gguf::GgufF
     return absl::InvalidArgumentError("CPU backend: block_size, max_sequences and max_context must be positive");
   }
   const int max_context = std::min(options.max_context, config->context_length);
-  return std::unique_ptr<CpuBackend>(new CpuBackend(*config, *std::move(weights), options, max_context));
+  return std::unique_ptr<CpuBackend>(new CpuBackend(*config, ShardWeights{*std::move(weights), {}}, options,
+                                                    max_context, nullptr, 0, nullptr));
 }
 
-CpuBackend::CpuBackend(ModelConfig config, Weights weights, const CpuBackendOptions& options, int max_context)
+std::unique_ptr<KvBlockManager> MakeCpuKvManager(const CpuBackendOptions& options, int max_context, int window) {
+  const KvCacheOptions& kv = options.kv;
+  const int blocks =
+      kv.num_full_blocks > 0 ? kv.num_full_blocks : kv.max_sequences * ((max_context + kv.block_size - 1) / kv.block_size);
+  return std::make_unique<KvBlockManager>(KvCacheOptions{kv.block_size, blocks, kv.max_sequences}, window);
+}
+
+CpuBackend::CpuBackend(ModelConfig config, ShardWeights weights, const CpuBackendOptions& options, int max_context,
+                       KvBlockManager* kv, int expert_begin, Communicator* comm)
     : config_(std::move(config)),
-      weights_(std::move(weights)),
+      weights_storage_(std::move(weights)),
       rope_(ComputeRope(config_)),
       max_context_(max_context),
       pool_(options.n_threads),
-      kv_(KvCacheOptions{options.kv.block_size,
-                         options.kv.num_full_blocks > 0
-                             ? options.kv.num_full_blocks
-                             : options.kv.max_sequences * ((max_context + options.kv.block_size - 1) /
-                                                           options.kv.block_size),
-                         options.kv.max_sequences},
-          config_.sliding_window) {
+      own_kv_(kv ? nullptr : MakeCpuKvManager(options, max_context, config_.sliding_window)),
+      kv_(kv ? kv : own_kv_.get()),
+      expert_begin_(expert_begin),
+      comm_(comm) {
   kind_index_.resize(config_.n_layers);
   for (int l = 0; l < config_.n_layers; ++l) {
     kind_index_[l] = config_.IsSlidingLayer(l) ? n_sliding_layers_++ : n_full_layers_++;
   }
-  const size_t block_floats = static_cast<size_t>(kv_.block_size()) * config_.kv_dim();
-  k_full_.assign(static_cast<size_t>(n_full_layers_) * kv_.num_full_blocks() * block_floats, 0.0f);
+  const size_t block_floats = static_cast<size_t>(kv_->block_size()) * config_.kv_dim();
+  k_full_.assign(static_cast<size_t>(n_full_layers_) * kv_->num_full_blocks() * block_floats, 0.0f);
   v_full_.assign(k_full_.size(), 0.0f);
-  k_ring_.assign(static_cast<size_t>(n_sliding_layers_) * kv_.num_ring_blocks_total() * block_floats, 0.0f);
+  k_ring_.assign(static_cast<size_t>(n_sliding_layers_) * kv_->num_ring_blocks_total() * block_floats, 0.0f);
   v_ring_.assign(k_ring_.size(), 0.0f);
 }
 
@@ -63,15 +69,15 @@ std::string CpuBackend::Description() const { return absl::StrCat("cpu (", pool_
 
 float* CpuBackend::KvRow(bool value, int layer, KvSlot slot) {
   const size_t kv_dim = config_.kv_dim();
-  const size_t block_floats = static_cast<size_t>(kv_.block_size()) * kv_dim;
+  const size_t block_floats = static_cast<size_t>(kv_->block_size()) * kv_dim;
   const int idx = kind_index_[layer];
   if (config_.IsSlidingLayer(layer)) {
     float* base = value ? v_ring_.data() : k_ring_.data();
-    return base + (static_cast<size_t>(idx) * kv_.num_ring_blocks_total() + slot.block) * block_floats +
+    return base + (static_cast<size_t>(idx) * kv_->num_ring_blocks_total() + slot.block) * block_floats +
            static_cast<size_t>(slot.offset) * kv_dim;
   }
   float* base = value ? v_full_.data() : k_full_.data();
-  return base + (static_cast<size_t>(idx) * kv_.num_full_blocks() + slot.block) * block_floats +
+  return base + (static_cast<size_t>(idx) * kv_->num_full_blocks() + slot.block) * block_floats +
          static_cast<size_t>(slot.offset) * kv_dim;
 }
 
@@ -109,15 +115,25 @@ const float* OrNull(const std::vector<float>& v) { return v.empty() ? nullptr : 
 }  // namespace
 
 absl::Status CpuBackend::Forward(std::span<const SequenceStep> steps, std::vector<float>* logits) {
+  if (absl::Status st = ValidateAndReserve(steps, config_.vocab_size, max_context_, *kv_); !st.ok()) return st;
+  Run(steps, logits);
+  for (const SequenceStep& st : steps) kv_->Commit(st.seq, static_cast<int>(st.tokens.size()));
+  return absl::OkStatus();
+}
+
+void CpuBackend::AllReduce(std::vector<float>& v, int64_t n) {
+  if (comm_) comm_->AllReduceSum({v.data(), static_cast<size_t>(n)});
+}
+
+void CpuBackend::Run(std::span<const SequenceStep> steps, std::vector<float>* logits) {
   const ModelConfig& c = config_;
-  if (absl::Status st = ValidateAndReserve(steps, c.vocab_size, max_context_, kv_); !st.ok()) return st;
 
   // Flatten the batch.
   StepState s;
   s.steps = steps;
   for (size_t i = 0; i < steps.size(); ++i) {
     s.step_first.push_back(static_cast<int64_t>(s.toks.size()));
-    const int start = kv_.Length(steps[i].seq);
+    const int start = kv_->Length(steps[i].seq);
     s.step_start_pos.push_back(start);
     for (size_t j = 0; j < steps[i].tokens.size(); ++j) {
       s.toks.push_back({steps[i].tokens[j], static_cast<int32_t>(start + j), static_cast<int32_t>(i)});
@@ -140,8 +156,8 @@ absl::Status CpuBackend::Forward(std::span<const SequenceStep> steps, std::vecto
     switch (c.family) {
       case Family::kGptOss: {  // attention with biases and sinks, then the mixture of experts
         const LayerWeights& L = weights_.layers[l];
-        const AttentionWeights attention{L.attn_norm.data(), &L.wq,      &L.wk,      &L.wv,      &L.wo,
-                                         L.bq.data(),        L.bk.data(), L.bv.data(), L.bo.data(), L.sinks.data()};
+        const AttentionWeights attention{L.attn_norm.data(), &L.wq,         &L.wk,         &L.wv,         &L.wo,
+                                         OrNull(L.bq),       OrNull(L.bk), OrNull(L.bv), OrNull(L.bo), L.sinks.data()};
         AttentionBlock(l, attention, s);
         MoeBlock(l, L, s);
         break;
@@ -160,6 +176,7 @@ absl::Status CpuBackend::Forward(std::span<const SequenceStep> steps, std::vecto
 
   // Final norm and unembedding (output.weight, or token_embd when tied) of
   // the rows the caller wants.
+  if (logits == nullptr) return;
   std::vector<int64_t> out_rows;
   for (size_t i = 0; i < steps.size(); ++i) {
     const int64_t n = static_cast<int64_t>(steps[i].tokens.size());
@@ -177,9 +194,6 @@ absl::Status CpuBackend::Forward(std::span<const SequenceStep> steps, std::vecto
   logits->resize(static_cast<size_t>(R) * c.vocab_size);
   cpu::MatMul(weights_.output, 0, final_h.data(), R, nullptr, logits->data(), c.vocab_size, pool_);
   SuppressUnsampled(c, logits->data(), R);
-
-  for (const SequenceStep& st : steps) kv_.Commit(st.seq, static_cast<int>(st.tokens.size()));
-  return absl::OkStatus();
 }
 
 void CpuBackend::AttentionBlock(int l, const AttentionWeights& w, StepState& s) {
@@ -224,7 +238,7 @@ void CpuBackend::AttentionBlock(int l, const AttentionWeights& w, StepState& s) 
           keys.push_back(&k[row * KV + g * hd]);
           values.push_back(&v[row * KV + g * hd]);
         } else {
-          const KvSlot slot = sliding ? kv_.WindowSlot(seq, j) : kv_.FullSlot(seq, j);
+          const KvSlot slot = sliding ? kv_->WindowSlot(seq, j) : kv_->FullSlot(seq, j);
           keys.push_back(KvRow(false, l, slot) + g * hd);
           values.push_back(KvRow(true, l, slot) + g * hd);
         }
@@ -245,11 +259,12 @@ void CpuBackend::AttentionBlock(int l, const AttentionWeights& w, StepState& s) 
   // later positions then overwrite earlier ones, leaving the last window.
   for (int64_t t = 0; t < T; ++t) {
     const SeqId seq = s.steps[toks[t].step].seq;
-    const KvSlot slot = sliding ? kv_.WindowSlot(seq, toks[t].pos) : kv_.FullSlot(seq, toks[t].pos);
+    const KvSlot slot = sliding ? kv_->WindowSlot(seq, toks[t].pos) : kv_->FullSlot(seq, toks[t].pos);
     std::copy_n(&k[t * KV], KV, KvRow(false, l, slot));
     std::copy_n(&v[t * KV], KV, KvRow(true, l, slot));
   }
   cpu::MatMul(*w.wo, 0, attn.data(), T, w.bo, proj.data(), D, pool_);
+  AllReduce(proj, T * D);  // a rank's heads give a partial sum
   for (int64_t i = 0; i < T * D; ++i) x[i] += proj[i];
 }
 
@@ -288,9 +303,11 @@ void CpuBackend::MoeBlock(int l, const LayerWeights& L, StepState& s) {
   }
   std::fill(moe.begin(), moe.end(), 0.0f);
   std::vector<float> xe, gate, up, act, ye;
-  for (int ex = 0; ex < c.n_experts; ++ex) {
+  const int local_experts = static_cast<int>(L.gate_exps.n_mats);
+  for (int ex = expert_begin_; ex < expert_begin_ + local_experts; ++ex) {  // all experts, or a rank's
     const auto& members = by_expert[ex];
     if (members.empty()) continue;
+    const int m = ex - expert_begin_;  // index among the local matrices
     const int64_t n = static_cast<int64_t>(members.size());
     const int64_t F = c.d_ff;
     xe.resize(n * D);
@@ -299,18 +316,19 @@ void CpuBackend::MoeBlock(int l, const LayerWeights& L, StepState& s) {
     act.resize(n * F);
     ye.resize(n * D);
     for (int64_t i = 0; i < n; ++i) std::copy_n(&h[members[i].first * D], D, &xe[i * D]);
-    cpu::MatMul(L.gate_exps, ex, xe.data(), n, &L.gate_b[ex * F], gate.data(), F, pool_);
-    cpu::MatMul(L.up_exps, ex, xe.data(), n, &L.up_b[ex * F], up.data(), F, pool_);
+    cpu::MatMul(L.gate_exps, m, xe.data(), n, &L.gate_b[m * F], gate.data(), F, pool_);
+    cpu::MatMul(L.up_exps, m, xe.data(), n, &L.up_b[m * F], up.data(), F, pool_);
     for (int64_t i = 0; i < n; ++i) {
       cpu::ClampedSwiGlu(&gate[i * F], &up[i * F], F, c.swiglu_alpha, c.swiglu_limit, &act[i * F]);
     }
-    cpu::MatMul(L.down_exps, ex, act.data(), n, &L.down_b[ex * D], ye.data(), D, pool_);
+    cpu::MatMul(L.down_exps, m, act.data(), n, &L.down_b[m * D], ye.data(), D, pool_);
     for (int64_t i = 0; i < n; ++i) {
       const float w = members[i].second;
       float* dst = &moe[members[i].first * D];
       for (int64_t d = 0; d < D; ++d) dst[d] += w * ye[i * D + d];
     }
   }
+  AllReduce(moe, T * D);  // a rank's experts (or slices of them) give a partial sum
   for (int64_t i = 0; i < T * D; ++i) x[i] += moe[i];
 }
 
@@ -330,6 +348,7 @@ void CpuBackend::DenseFfnBlock(const DenseLayerWeights& L, StepState& s) {
     for (int64_t t = b; t < e; ++t) cpu::SiluGlu(&gate[t * F], &up[t * F], F, &act[t * F]);
   });
   cpu::MatMul(L.down, 0, act.data(), T, nullptr, proj.data(), D, pool_);
+  AllReduce(proj, T * D);  // a rank's slice of the intermediate dimension gives a partial sum
   for (int64_t i = 0; i < T * D; ++i) x[i] += proj[i];
 }
 

@@ -13,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "inference_worker/gguf/gguf.h"
 #include "inference_worker/model/backend.h"
+#include "inference_worker/model/parallel.h"
 #include "inference_worker/model/thread_pool.h"
 #include "inference_worker/model/weights.h"
 
@@ -26,6 +27,10 @@ struct CpuBackendOptions {
   int max_context = 4096;  // clamped to the model's context length
 };
 
+// The KV block manager a backend with these options uses (its capacity as
+// documented on CpuBackendOptions::kv).
+std::unique_ptr<KvBlockManager> MakeCpuKvManager(const CpuBackendOptions& options, int max_context, int window);
+
 class CpuBackend final : public Backend {
  public:
   // Binds the weights of `file` (which, with the bytes it points into, must
@@ -35,7 +40,7 @@ class CpuBackend final : public Backend {
 
   const ModelConfig& config() const override { return config_; }
   std::string Description() const override;
-  KvBlockManager& kv() override { return kv_; }
+  KvBlockManager& kv() override { return *kv_; }
   absl::Status Forward(std::span<const SequenceStep> steps, std::vector<float>* logits) override;
 
   // Diagnostics (the GPU accuracy tests): called for every token of every
@@ -49,7 +54,20 @@ class CpuBackend final : public Backend {
   void SetRouterHook(RouterHook hook) { router_hook_ = std::move(hook); }
 
  private:
-  CpuBackend(ModelConfig config, Weights weights, const CpuBackendOptions& options, int max_context);
+  friend class ShardedCpuBackend;
+  // A rank of a parallel layout (ShardedCpuBackend): `config` and `weights`
+  // are the rank's (ShardConfig, SliceWeights), `kv` the group's shared block
+  // manager, `comm` sums the blocks' partial outputs. A whole model: null kv
+  // (the backend makes its own), null comm, expert_begin 0.
+  CpuBackend(ModelConfig config, ShardWeights weights, const CpuBackendOptions& options, int max_context,
+             KvBlockManager* kv, int expert_begin, Communicator* comm);
+
+  // Forward after ValidateAndReserve and before the commit: the forward pass
+  // itself (every rank of a group runs it on the same steps); null logits:
+  // no final norm and unembedding (a rank other than 0).
+  void Run(std::span<const SequenceStep> steps, std::vector<float>* logits);
+  // Sums a block's partial output over the group (nothing for a whole model).
+  void AllReduce(std::vector<float>& v, int64_t n);
 
   struct StepState;         // one Forward step: its tokens and activations (cpu_backend.cc)
   struct AttentionWeights;  // one layer's attention tensors, whatever the family
@@ -67,12 +85,16 @@ class CpuBackend final : public Backend {
   // K or V storage of layer `layer` for the block of `slot`.
   float* KvRow(bool value, int layer, KvSlot slot);
 
-  const ModelConfig config_;
-  const Weights weights_;
+  const ModelConfig config_;  // of a rank: its heads and intermediate slice (ShardConfig)
+  const ShardWeights weights_storage_;
+  const Weights& weights_ = weights_storage_.weights;
   const RopeTables rope_;
   const int max_context_;
   ThreadPool pool_;
-  KvBlockManager kv_;
+  std::unique_ptr<KvBlockManager> own_kv_;
+  KvBlockManager* const kv_;
+  const int expert_begin_;  // experts [expert_begin_, + weights_.layers[l].gate_exps.n_mats) are computed here
+  Communicator* const comm_;
   // Per layer: index among the layers of its kind (full or sliding).
   std::vector<int> kind_index_;
   int n_full_layers_ = 0;
