@@ -3,7 +3,7 @@
 # with carry=["bundle"]): GPU tests, the whole-model accuracy comparisons,
 # the benchmark, an end-to-end run of both services + the worker on the GPU,
 # compute-sanitizer memcheck/racecheck; logs and a results table in $OUT.
-#   bash tools/gpu_run.sh [all|tests|bench|serve|e2e|medium|sanitize|serving|big|long|load|families|profile] ...
+#   bash tools/gpu_run.sh [all|tests|bench|serve|e2e|medium|sanitize|serving|big|long|load|families|profile|kernels|ab] ...
 # Each step has its own time limit and the run stops starting new steps at
 # OSSGATE_DEADLINE seconds (default 570), so one call fits a 10-minute slot;
 # steps run in the order above (most informative first). "serving" (the
@@ -223,6 +223,41 @@ if want sanitize && [ -n "$sanitizer" ]; then
   step "memcheck: backend (tiny models)" sanitizer.log 150 "$sanitizer" --tool memcheck --error-exitcode 1 \
     "$bin/gpu_backend_test" --gtest_filter='*Greedy*:*Invariance*:*Rejects*'
 fi
+# ---------------------------------------------------------------- kernels ----
+# Not in "all": the kernel tests alone (a short first step after a kernel
+# change, e.g. "kernels ab").
+if [[ " $modes " == *" kernels "* ]]; then
+  step "kernels vs CPU reference" tests.log 150 "$bin/gpu_kernels_test"
+fi
+# --------------------------------------------------------------------- ab ----
+# Not in "all": A/B comparison on the 20b shape (quick benchmark: 512-token
+# prefill, batch-1 decode, 64 sequences; then 128 sequences) of the bundle's
+# gpu_bench, of the same binary with each setting of OSSGATE_AB_ENV (space-
+# separated VAR=VALUE, e.g. "OSSGATE_GEMM_WGMMA=0"), and of a base binary if
+# bundle/gpu_bench.base.xz exists (build it in a git worktree of the base
+# commit). Reports: ab-*.md, one per variant; ab.log.
+if [[ " $modes " == *" ab "* ]]; then
+  step "generate 20b-shape model" ab.log 90 "$bin/ossgate-make-model" --preset=20b --vocab=placeholder:201088 \
+    --out=/dev/shm/ossgate-20b.gguf
+  variants=("new:")
+  for e in ${OSSGATE_AB_ENV:-}; do variants+=("$e:$e"); done
+  if [[ -f "$root/bundle/gpu_bench.base.xz" ]]; then
+    xz -dc "$root/bundle/gpu_bench.base.xz" > "$TEST_TMPDIR/gpu_bench.base" && chmod +x "$TEST_TMPDIR/gpu_bench.base"
+    variants+=("base:")
+  fi
+  for v in "${variants[@]}"; do
+    name=${v%%:*} env_set=${v#*:}
+    exe=$bin/gpu_bench
+    [[ "$name" == base ]] && exe=$TEST_TMPDIR/gpu_bench.base
+    tag=$(echo "$name" | tr -c 'A-Za-z0-9_\n-' '_')
+    step "ab $name: quick benchmark" ab.log 120 env $env_set "$exe" --model=/dev/shm/ossgate-20b.gguf --quick \
+      --big_kv=false --out="$out/ab-$tag.md"
+    step "ab $name: 128 sequences" ab.log 90 bash "$0" to-file "$TEST_TMPDIR/ab128.txt" env $env_set "$exe" \
+      --model=/dev/shm/ossgate-20b.gguf --decode_only=128 --big_kv=false
+    grep '^decode, ' "$TEST_TMPDIR/ab128.txt" >> "$out/ab-$tag.md"
+  done
+  rm -f /dev/shm/ossgate-20b.gguf
+fi
 # ------------------------------------------------------------------- big ----
 # Not in "all" (about 5 minutes): the 120b shape (63 GB as MXFP4/Q8_0 GGUF)
 # written to /dev/shm (the disk may be smaller than the file), loaded by the
@@ -343,4 +378,5 @@ cat "$summary"
 [ -f "$out/bench-120b.md" ] && cat "$out/bench-120b.md"
 [ -f "$out/bench-long.md" ] && cat "$out/bench-long.md"
 [ -f "$out/bench-quick.md" ] && cat "$out/bench-quick.md"
+for f in "$out"/ab-*.md; do [ -f "$f" ] && { echo "### $f"; grep -E "^\\| (512|128|64) \\||^decode, " "$f"; }; done
 exit 0

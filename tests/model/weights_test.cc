@@ -79,6 +79,7 @@ TEST_F(WeightsFiniteTest, ANonFiniteScaleOrValueInAnyMatrixIsRefused) {
       case gguf::GgmlType::kF16: std::memcpy(p, &f16_nan, 2); break;
       case gguf::GgmlType::kBF16: std::memcpy(p, &bf16_nan, 2); break;
       case gguf::GgmlType::kF32: std::memcpy(p, &f32_inf, 4); break;
+      default: FAIL() << m.name << ": this test has no non-finite block for its type";
     }
     auto got = model::BindWeights(*model_->file, config_);
     std::memcpy(p, saved.data(), saved.size());
@@ -223,7 +224,9 @@ TEST(WeightsKQuantTest, ANonFiniteSuperBlockScaleIsRefused) {
     const std::string msg(got.status().message());
     EXPECT_THAT(msg, HasSubstr("tensor '" + m.name + "'"));
     EXPECT_THAT(msg, HasSubstr(absl::StrCat("row ", c.row, ", block ", c.block, " (a 256-element super-block")));
-    if (m.n_mats > 1) EXPECT_THAT(msg, HasSubstr(absl::StrCat("matrix ", c.mat, ", ")));
+    if (m.n_mats > 1) {
+      EXPECT_THAT(msg, HasSubstr(absl::StrCat("matrix ", c.mat, ", ")));
+    }
   }
   // The largest finite scales are fine.
   uint8_t* p = const_cast<uint8_t*>(L.wo.data);
@@ -328,7 +331,9 @@ TEST(WeightsQ5Test, ANonFiniteScaleOrMinIsRefused) {
           EXPECT_THAT(msg, HasSubstr("tensor '" + m->name + "'"));
           EXPECT_THAT(msg, HasSubstr(absl::StrCat("row ", file_row, ", block ", block)));
           EXPECT_THAT(msg, HasSubstr("non-finite block scale"));
-          if (m->type == gguf::GgmlType::kQ5_K) EXPECT_THAT(msg, HasSubstr("(a 256-element super-block"));
+          if (m->type == gguf::GgmlType::kQ5_K) {
+            EXPECT_THAT(msg, HasSubstr("(a 256-element super-block"));
+          }
         }
       }
     }
