@@ -159,6 +159,27 @@ void GgufSeeds() {
     if (auto s = w.Begin(Dir(target) + "/seed_kquants"); !s.ok()) Fail(std::string(s.message()));
     if (!w.WriteTensorData(a).ok() || !w.WriteTensorData(b).ok() || !w.Finish().ok()) Fail("tensor data");
   }
+  {
+    // The 5-bit types of the Q4_K_M files (Q5_0, Q5_1 and Q5_K), one
+    // two-row matrix each, from the same ramp.
+    gguf::GgufWriter w;
+    const std::vector<gguf::GgmlType> types = {gguf::GgmlType::kQ5_0, gguf::GgmlType::kQ5_1, gguf::GgmlType::kQ5_K};
+    std::vector<uint64_t> sizes;
+    for (gguf::GgmlType t : types) {
+      auto n = w.AddTensor(std::string("q5_") + std::to_string(static_cast<int>(t)), t, {256, 2});
+      if (!n.ok()) Fail("AddTensor");
+      sizes.push_back(*n);
+    }
+    std::vector<float> x(512);
+    for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(static_cast<int>(i % 89) - 44) / 8.0f;
+    if (auto s = w.Begin(Dir(target) + "/seed_q5"); !s.ok()) Fail(std::string(s.message()));
+    for (size_t i = 0; i < types.size(); ++i) {
+      std::vector<uint8_t> bytes(sizes[i]);
+      gguf::QuantizeRow(types[i], x.data(), bytes.data(), 512);
+      if (!w.WriteTensorData(bytes).ok()) Fail("tensor data");
+    }
+    if (!w.Finish().ok()) Fail("finish");
+  }
 }
 
 // Token stream in the harmony target's encoding: a special token as its
