@@ -31,6 +31,20 @@ absl::Status KvBlockManager::AddSequence(SeqId id) {
   return absl::OkStatus();
 }
 
+absl::Status KvBlockManager::MirrorFrom(const KvBlockManager& other) {
+  if (other.block_size_ != block_size_ || other.num_full_blocks_ != num_full_blocks_ ||
+      other.max_sequences_ != max_sequences_ || other.ring_blocks_ != ring_blocks_) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "KV block managers differ: block size ", block_size_, " / ", other.block_size_, ", full blocks ",
+        num_full_blocks_, " / ", other.num_full_blocks_, ", sequences ", max_sequences_, " / ", other.max_sequences_,
+        ", ring blocks ", ring_blocks_, " / ", other.ring_blocks_));
+  }
+  free_full_ = other.free_full_;
+  free_ring_ = other.free_ring_;
+  seqs_ = other.seqs_;
+  return absl::OkStatus();
+}
+
 void KvBlockManager::RemoveSequence(SeqId id) {
   auto it = seqs_.find(id);
   if (it == seqs_.end()) return;

@@ -63,6 +63,11 @@ class KvBlockManager {
   int Length(SeqId id) const;
   KvSlot FullSlot(SeqId id, int pos) const;
   KvSlot WindowSlot(SeqId id, int pos) const;
+  // Makes this manager's sequences, tables and free lists those of `other`
+  // (a replica per GPU rank kept in step with the one the scheduler uses).
+  // InvalidArgument if the two differ in block size, pool sizes or ring
+  // length.
+  absl::Status MirrorFrom(const KvBlockManager& other);
   const std::vector<int32_t>& FullTable(SeqId id) const { return seqs_.at(id).full; }
   const std::vector<int32_t>& RingTable(SeqId id) const { return seqs_.at(id).ring; }
 

@@ -113,6 +113,38 @@ TEST(KvBlockManagerTest, RandomAppendsKeepAccountingAndDisjointBlocks) {
   }
 }
 
+TEST(KvBlockManagerTest, AMirrorFollowsTheManagerItCopies) {
+  KvBlockManager a = Make(4, 20, 3, 6), mirror = Make(4, 20, 3, 6);
+  ASSERT_TRUE(a.AddSequence(7).ok());
+  ASSERT_TRUE(a.AddSequence(9).ok());
+  ASSERT_TRUE(a.Reserve(7, 10).ok());
+  a.Commit(7, 10);
+  ASSERT_TRUE(a.Reserve(9, 3).ok());
+  a.Commit(9, 3);
+  a.RemoveSequence(7);
+  ASSERT_TRUE(a.AddSequence(11).ok());
+  ASSERT_TRUE(mirror.MirrorFrom(a).ok());
+  EXPECT_EQ(mirror.num_sequences(), 2);
+  EXPECT_EQ(mirror.free_full_blocks(), a.free_full_blocks());
+  for (SeqId id : {9, 11}) {
+    ASSERT_TRUE(mirror.HasSequence(id));
+    EXPECT_EQ(mirror.Length(id), a.Length(id));
+    EXPECT_EQ(mirror.FullTable(id), a.FullTable(id));
+    EXPECT_EQ(mirror.RingTable(id), a.RingTable(id));
+  }
+  EXPECT_FALSE(mirror.HasSequence(7));
+  // The same reservation then takes the same blocks on both.
+  ASSERT_TRUE(a.Reserve(11, 9).ok());
+  ASSERT_TRUE(mirror.Reserve(11, 9).ok());
+  EXPECT_EQ(mirror.FullTable(11), a.FullTable(11));
+  // Another geometry is refused and leaves the mirror as it was.
+  KvBlockManager other = Make(8, 20, 3, 6);
+  const absl::Status s = mirror.MirrorFrom(other);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("block size 4 / 8"), std::string::npos) << s;
+  EXPECT_TRUE(mirror.HasSequence(11));
+}
+
 TEST(KvBlockManagerTest, FullSlotsAreDistinctAndOrdered) {
   KvBlockManager kv = Make(4, 20, 3, 0);
   ASSERT_TRUE(kv.AddSequence(1).ok());
