@@ -15,7 +15,7 @@ jobs=${OSSGATE_JOBS:-2}
 # GPU tests and benchmark, the CPU checks they rely on, the model generator,
 # the services + client for the end-to-end run (gpu_run.sh e2e), and the
 # serving benchmarks (gpu_run.sh serve, serving).
-targets=(gpu_kernels_test gpu_backend_test gpu_streaming_load_test gpu_dense_families_test gpu_backend_medium_test repack_test cpu_reference_test gpu_bench
+targets=(gpu_kernels_test gpu_backend_test gpu_streaming_load_test gpu_dense_families_test gpu_backend_medium_test gpu_sharded_test repack_test cpu_reference_test gpu_bench
          worker_load_bench serving_bench ossgate-make-model inference_worker provenance_service provctl
          ossgate-client)
 

@@ -33,6 +33,14 @@ export TEST_TMPDIR=${TEST_TMPDIR:-/tmp/ossgate-gpu}
 export OSSGATE_SOURCE_DIR=$root  # tests read models/ and tests/quality/data/ from here
 mkdir -p "$TEST_TMPDIR"
 bin=$bundle/bin
+# NCCL for the tensor-parallel ranks: pip's nvidia-nccl-cu13 there (the bundle
+# does not carry it); NVLink multicast stays off on these shared hosts.
+export NCCL_NVLS_ENABLE=0
+if [[ -z "${OSSGATE_NCCL_LIBRARY:-}" ]]; then
+  nccl_dir=$(python3 -c 'import nvidia.nccl as n; print(list(n.__path__)[0])' 2>/dev/null || true)
+  nccl_lib=$( [[ -n "$nccl_dir" ]] && find "$nccl_dir" -name 'libnccl.so.2' 2>/dev/null | head -1 || true)
+  [[ -n "$nccl_lib" ]] && export OSSGATE_NCCL_LIBRARY=$nccl_lib
+fi
 
 # to-file FILE CMD...: runs CMD with its output in FILE (for step, which
 # logs to its own file).
@@ -176,6 +184,7 @@ if want tests; then
   step "streaming load: device repack and scan, backend from a device image" tests.log 90 \
     "$bin/gpu_streaming_load_test"
   step "dense families (qwen2, phi3) vs CPU" tests.log 120 "$bin/gpu_dense_families_test"
+  step "tensor-parallel ranks on one GPU vs the whole model" tests.log 90 "$bin/gpu_sharded_test"
 fi
 # "load" (not in "all"; a short run when device time is scarce): the
 # streaming-load tests and the 20b's streaming load with a quick benchmark.

@@ -63,7 +63,11 @@ CudaBackendImpl::~CudaBackendImpl() {
 
 absl::StatusOr<std::unique_ptr<CudaBackendImpl>> CudaBackendImpl::Create(const gguf::GgufFile& file,
                                                                          const CudaBackendOptions& options,
-                                                                         DeviceModelImage* image) {
+                                                                         DeviceModelImage* image,
+                                                                         const CudaRankSetup* rank) {
+  if (rank && (image || !rank->config || !rank->weights || !rank->all_reduce)) {
+    return absl::InvalidArgumentError("CUDA backend: a rank needs its config, weights and all-reduce, and no image");
+  }
   int n_devices = 0;
   if (cudaGetDeviceCount(&n_devices) != cudaSuccess || n_devices == 0) {
     cudaGetLastError();
@@ -80,7 +84,7 @@ absl::StatusOr<std::unique_ptr<CudaBackendImpl>> CudaBackendImpl::Create(const g
     return absl::UnimplementedError(absl::StrCat("CUDA backend: ", prop.name, " has compute capability ", prop.major, ".",
                                                  prop.minor, "; 8.0 or newer is required"));
   }
-  auto config = model::ReadModelConfig(file);
+  absl::StatusOr<model::ModelConfig> config = rank ? *rank->config : model::ReadModelConfig(file);
   if (!config.ok()) return config.status();
   model::BindOptions bind;
   if (image) {
@@ -92,7 +96,7 @@ absl::StatusOr<std::unique_ptr<CudaBackendImpl>> CudaBackendImpl::Create(const g
     };
     bind.check_matrices = false;
   }
-  auto weights = model::BindWeights(file, *config, bind);
+  absl::StatusOr<model::Weights> weights = rank ? *rank->weights : model::BindWeights(file, *config, bind);
   if (!weights.ok()) return weights.status();
   const model::ModelConfig& c = *config;
   if (options.kv.block_size <= 0 || options.kv.max_sequences <= 0 || options.max_context <= 0 ||
@@ -122,6 +126,11 @@ absl::StatusOr<std::unique_ptr<CudaBackendImpl>> CudaBackendImpl::Create(const g
   auto backend = std::unique_ptr<CudaBackendImpl>(new CudaBackendImpl(c, options, max_context));
   backend->description_ = absl::StrFormat("cuda (%s, sm_%d%d, %d SMs)", prop.name, prop.major, prop.minor,
                                           prop.multiProcessorCount);
+  if (rank) {
+    backend->all_reduce_ = rank->all_reduce;
+    if (!rank->all_reduce->Capturable()) backend->use_graphs_ = false;
+    backend->description_ += absl::StrCat(", a tensor-parallel rank (", rank->all_reduce->Name(), ")");
+  }
   CUDA_CHECK(cudaStreamCreateWithFlags(&backend->stream_, cudaStreamNonBlocking));
   kernels::InitKernels();
   if (absl::Status s = backend->AllocateBuffers(); !s.ok()) return s;
@@ -418,6 +427,14 @@ absl::StatusOr<std::unique_ptr<model::Backend>> CreateCudaBackend(const gguf::Gg
   auto b = CreateCudaBackendImpl(file, options);
   if (!b.ok()) return b.status();
   return std::unique_ptr<model::Backend>(std::move(*b));
+}
+
+absl::StatusOr<std::unique_ptr<CudaBackend>> CreateCudaBackendRank(const gguf::GgufFile& file,
+                                                                   const CudaBackendOptions& options,
+                                                                   const CudaRankSetup& rank) {
+  auto b = internal::CudaBackendImpl::Create(file, options, nullptr, &rank);
+  if (!b.ok()) return b.status();
+  return std::unique_ptr<CudaBackend>(std::move(*b));
 }
 
 absl::StatusOr<std::unique_ptr<CudaBackend>> CreateCudaBackendFromImage(DeviceModelImage& image,

@@ -23,6 +23,7 @@
 #include "inference_worker/model/backend.h"
 #include "inference_worker/model/model_file.h"
 #include "inference_worker/model/sampler.h"
+#include "inference_worker/model/weights.h"
 #include "kernels/gemm_tuning.h"
 
 namespace ossgate::gpu {
@@ -121,6 +122,22 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CreateCudaBackendImpl(const gguf::G
                                                                    const CudaBackendOptions& options);
 absl::StatusOr<std::unique_ptr<model::Backend>> CreateCudaBackend(const gguf::GgufFile& file,
                                                                   const CudaBackendOptions& options);
+
+// A rank of a tensor-parallel layout (ShardedCudaBackend, docs/parallel.md):
+// its config and weights (model::ShardConfig and SliceWeights over the host
+// bytes of `file`; read during the call only) and the all-reduce that sums
+// its blocks' partial outputs (outlives the backend; not capturable: graphs
+// off). The backend computes its heads and intermediate slice on
+// options.device.
+class DeviceAllReduce;
+struct CudaRankSetup {
+  const model::ModelConfig* config = nullptr;
+  const model::Weights* weights = nullptr;
+  DeviceAllReduce* all_reduce = nullptr;
+};
+absl::StatusOr<std::unique_ptr<CudaBackend>> CreateCudaBackendRank(const gguf::GgufFile& file,
+                                                                   const CudaBackendOptions& options,
+                                                                   const CudaRankSetup& rank);
 
 // The streaming load's destination: model::StreamModelFile copies each chunk
 // of the file, as it is read and hashed, through a few pinned buffers into

@@ -249,6 +249,7 @@ void CudaBackendImpl::EnqueueLayers(const PassShape& shape) {
     g.ldo = D;
     if (Runs(kO)) kernels::LaunchGemm(g, s);
     Mark("o_gemm");
+    AllReduce(proj_, static_cast<int64_t>(T) * D);  // a rank's heads give a partial sum
 
     np = kernels::AddNormParams();
     np.x = x_;
@@ -336,6 +337,9 @@ void CudaBackendImpl::EnqueueLayers(const PassShape& shape) {
     g.routing_ready = Runs(kGateUp);  // the gate/up launch waited for the router
     if (Runs(kDown)) kernels::LaunchGemm(g, s);
     Mark("experts_down");
+    // A rank's intermediate slice of every expert gives partial pair rows
+    // (slots 0 .. T*K - 1, placed alike on every rank: the routing is the same).
+    AllReduce(y_, static_cast<int64_t>(T) * K * D);
 
     np = kernels::AddNormParams();
     np.x = x_;
@@ -382,6 +386,7 @@ void CudaBackendImpl::EnqueueDenseFfn(int l, int T) {
   g.ldo = c.d_model;
   if (Runs(kDown)) kernels::LaunchGemm(g, s);
   Mark("ffn_down");
+  AllReduce(y_, static_cast<int64_t>(T) * c.d_model);  // a rank's intermediate slice gives a partial sum
 
   kernels::AddNormParams np;
   np.x = x_;
@@ -393,6 +398,10 @@ void CudaBackendImpl::EnqueueDenseFfn(int l, int T) {
   np.h16 = h16_;
   if (Runs(kCombineNorm)) kernels::LaunchAddNorm(np, s);
   Mark("ffn_add+norm");
+}
+
+void CudaBackendImpl::AllReduce(float* data, int64_t n) {
+  if (all_reduce_) all_reduce_->AllReduceSum(data, n, stream_);
 }
 
 void CudaBackendImpl::EnqueueLogits(int first_out_row, int n_rows) {

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "inference_worker/cuda/device_collective.h"
 #include "absl/status/statusor.h"
 #include "inference_worker/cuda/cuda_backend.h"
 #include "inference_worker/model/thread_pool.h"
@@ -157,9 +158,12 @@ class CudaBackendImpl final : public CudaBackend {
  public:
   // `image` (may be null): the file's bytes are in device memory (the
   // streaming load); file's tensor data points there.
+  // `rank` (may be null): a rank of a tensor-parallel layout, whose config
+  // and weights replace the file's (then `image` must be null).
   static absl::StatusOr<std::unique_ptr<CudaBackendImpl>> Create(const gguf::GgufFile& file,
                                                                  const CudaBackendOptions& options,
-                                                                 DeviceModelImage* image = nullptr);
+                                                                 DeviceModelImage* image = nullptr,
+                                                                 const CudaRankSetup* rank = nullptr);
   ~CudaBackendImpl() override;
 
   const model::ModelConfig& config() const override { return config_; }
@@ -233,6 +237,8 @@ class CudaBackendImpl final : public CudaBackend {
   void EnqueueLayers(const PassShape& shape);
   // The feed-forward half of a dense (qwen2, phi3) layer over T rows.
   void EnqueueDenseFfn(int l, int T);
+  // A rank's partial block output summed over the group (nothing without one).
+  void AllReduce(float* data, int64_t n);
   void EnqueueLogits(int first_out_row, int n_rows);
   void RunPass(const PassShape& shape, bool graph);
 
@@ -263,6 +269,7 @@ class CudaBackendImpl final : public CudaBackend {
   std::optional<model::KvBlockManager> kv_;
   std::string description_;
   bool use_graphs_ = true;
+  DeviceAllReduce* all_reduce_ = nullptr;  // a rank of a tensor-parallel layout
   bool profiling_ = false;
 
   // Host state of the weight upload (staging buffers, repacking threads).

@@ -17,6 +17,12 @@ absl::StatusOr<std::unique_ptr<model::Backend>> CreateCudaBackend(const gguf::Gg
   return std::unique_ptr<model::Backend>(std::move(*b));
 }
 
+absl::StatusOr<std::unique_ptr<CudaBackend>> CreateCudaBackendRank(const gguf::GgufFile& file,
+                                                                   const CudaBackendOptions& options,
+                                                                   const CudaRankSetup&) {
+  return CreateCudaBackendImpl(file, options);
+}
+
 absl::StatusOr<std::unique_ptr<DeviceModelImage>> CreateDeviceModelImage(int) {
   return absl::UnimplementedError("this build of ossgate has no CUDA backend; the model is read into host memory");
 }

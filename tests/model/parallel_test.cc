@@ -12,6 +12,7 @@
 #include "inference_worker/gguf/ggml_types.h"
 #include "inference_worker/model/cpu_backend.h"
 #include "inference_worker/model/sharded_cpu_backend.h"
+#include "tests/model/parallel_script.h"
 #include "tests/model/test_models.h"
 
 namespace ossgate::testing {
@@ -149,15 +150,6 @@ TEST(InProcessGroupTest, EveryRankGetsTheRankOrderSumBitForBit) {
   EXPECT_EQ(group.rank(2).size(), kWorld);
 }
 
-// gpt-oss shape with 4 KV heads of 32 (a Q8_0 block per head of the output
-// projection's columns) and 4 MXFP4 blocks of intermediate, so 1, 2 and 4
-// ranks split it; short window so sliding layers wrap their rings.
-void ShardableShape(tools::RandomModelSpec& s) {
-  auto& c = s.config;
-  c.n_layers = 3, c.d_model = 64, c.n_heads = 8, c.n_kv_heads = 4, c.head_dim = 32, c.n_experts = 8, c.d_ff = 128;
-  c.sliding_window = 8;
-}
-
 std::vector<float> DequantRow(const model::Matrix& m, int64_t mat, int64_t r) {
   std::vector<float> out(m.cols);
   gguf::DequantizeRow(m.type, m.Row(mat, r), out.data(), m.cols);
@@ -220,64 +212,12 @@ TEST(SliceWeightsTest, SlicesHoldTheWholeModelsRowsColumnsAndBiases) {
   std::remove(path.c_str());
 }
 
-std::vector<int32_t> Tokens(int n, int vocab, uint64_t seed) {
-  std::vector<int32_t> t(n);
-  for (int i = 0; i < n; ++i) {
-    t[i] = static_cast<int32_t>((tools::HashUniform(seed, 5, i) + 1.0f) * 0.5f * vocab) % vocab;
-  }
-  return t;
-}
-
 CpuBackendOptions Options() {
   CpuBackendOptions o;
   o.n_threads = 4;
   o.kv.max_sequences = 2;
   o.max_context = 256;
   return o;
-}
-
-// A 40-token prompt (every position's logits) then 12 greedy steps, with a
-// second sequence decoding beside it from step 4 on: the logits of every
-// row, and the greedy tokens.
-struct ScriptRun {
-  std::vector<std::vector<float>> rows;
-  std::vector<int32_t> greedy;
-};
-ScriptRun RunScript(model::Backend& b) {
-  ScriptRun out;
-  const int V = b.config().vocab_size;
-  EXPECT_TRUE(b.kv().AddSequence(1).ok());
-  EXPECT_TRUE(b.kv().AddSequence(2).ok());
-  const auto prompt = Tokens(40, V, 1), other = Tokens(9, V, 2);
-  std::vector<float> logits;
-  SequenceStep step{1, prompt, model::Logits::kAll};
-  EXPECT_TRUE(b.Forward({&step, 1}, &logits).ok());
-  for (int t = 0; t < 40; ++t) out.rows.emplace_back(logits.begin() + t * V, logits.begin() + (t + 1) * V);
-  int32_t next = static_cast<int32_t>(std::max_element(logits.end() - V, logits.end()) - (logits.end() - V));
-  int32_t next2 = 0;
-  for (int i = 0; i < 12; ++i) {
-    out.greedy.push_back(next);
-    std::vector<SequenceStep> steps = {{1, {&next, 1}, model::Logits::kLast}};
-    if (i == 4) steps.push_back({2, other, model::Logits::kLast});
-    if (i > 4) steps.push_back({2, {&next2, 1}, model::Logits::kLast});
-    EXPECT_TRUE(b.Forward(steps, &logits).ok());
-    for (size_t r = 0; r < steps.size(); ++r) out.rows.emplace_back(logits.begin() + r * V, logits.begin() + (r + 1) * V);
-    next = static_cast<int32_t>(std::max_element(logits.begin(), logits.begin() + V) - logits.begin());
-    if (steps.size() > 1) {
-      next2 = static_cast<int32_t>(std::max_element(logits.begin() + V, logits.begin() + 2 * V) - (logits.begin() + V));
-    }
-  }
-  return out;
-}
-
-double RelErr(const std::vector<float>& got, const std::vector<float>& want) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    if (!std::isfinite(want[i])) continue;  // suppressed tokens
-    num += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);
-    den += double(want[i]) * want[i];
-  }
-  return std::sqrt(num / den);
 }
 
 class ShardedCpuBackendTest : public ::testing::TestWithParam<std::pair<int, int>> {};
@@ -295,14 +235,10 @@ TEST_P(ShardedCpuBackendTest, MatchesTheWholeModel) {
             std::string::npos)
       << (*sharded)->Description();
   const ScriptRun want = RunScript(**whole), got = RunScript(**sharded);
-  ASSERT_EQ(got.rows.size(), want.rows.size());
-  double worst = 0;
-  for (size_t r = 0; r < want.rows.size(); ++r) {
-    if (world == 1) {  // nothing is split: the same arithmetic
-      ASSERT_EQ(got.rows[r], want.rows[r]) << "row " << r;
-    }
-    worst = std::max(worst, RelErr(got.rows[r], want.rows[r]));
+  if (world == 1) {  // nothing is split: the same arithmetic
+    EXPECT_EQ(got.rows, want.rows);
   }
+  const double worst = WorstRowError(got, want);
   // Only the order of the additions differs (partial sums of heads, experts
   // and intermediate slices added by the all-reduce).
   EXPECT_LT(worst, 1e-5) << "worst relative error of a logits row";
@@ -336,9 +272,7 @@ TEST(ShardedCpuBackendDenseTest, Qwen2AndPhi3SplitTheirHeadsAndFfn) {
     auto sharded = model::ShardedCpuBackend::Create(*model->file, Options(), ParallelLayout{2, 0});
     ASSERT_TRUE(sharded.ok()) << sharded.status();
     const ScriptRun want = RunScript(**whole), got = RunScript(**sharded);
-    double worst = 0;
-    for (size_t r = 0; r < want.rows.size(); ++r) worst = std::max(worst, RelErr(got.rows[r], want.rows[r]));
-    EXPECT_LT(worst, 1e-5);
+    EXPECT_LT(WorstRowError(got, want), 1e-5);
     EXPECT_EQ(got.greedy, want.greedy);
     std::remove(path.c_str());
   }

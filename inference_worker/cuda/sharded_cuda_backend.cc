@@ -1,0 +1,195 @@
+#include "inference_worker/cuda/sharded_cuda_backend.h"
+
+#include <cuda_runtime_api.h>
+
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+
+namespace ossgate::gpu {
+
+// A host thread bound to one GPU (cudaSetDevice once) that runs one job at a
+// time for its rank.
+class ShardedCudaBackend::RankThread {
+ public:
+  explicit RankThread(int device) : thread_([this, device] { Loop(device); }) {}
+  ~RankThread() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  void Post(std::function<void()> job) {
+    std::lock_guard<std::mutex> lock(mu_);
+    job_ = std::move(job);
+    done_ = false;
+    cv_.notify_all();
+  }
+  void Wait() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return done_; });
+  }
+
+ private:
+  void Loop(int device) {
+    cudaSetDevice(device);
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      cv_.wait(lock, [&] { return stop_ || job_ != nullptr; });
+      if (stop_) return;
+      std::function<void()> job = std::move(job_);
+      job_ = nullptr;
+      lock.unlock();
+      job();
+      lock.lock();
+      done_ = true;
+      cv_.notify_all();
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::function<void()> job_;
+  bool done_ = true;
+  bool stop_ = false;
+  std::thread thread_;  // last: starts after the members it uses
+};
+
+absl::StatusOr<std::unique_ptr<ShardedCudaBackend>> ShardedCudaBackend::Create(const gguf::GgufFile& file,
+                                                                               const CudaBackendOptions& options,
+                                                                               const model::ParallelLayout& layout,
+                                                                               std::span<const int> devices,
+                                                                               RankCollective collective) {
+  if (layout.world < 1 || static_cast<size_t>(layout.world) != devices.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("tensor parallelism over ", layout.world, " ranks needs as many GPUs; ",
+                                                   devices.size(), " given"));
+  }
+  auto config = model::ReadModelConfig(file);
+  if (!config.ok()) return config.status();
+  if (config->family == model::Family::kGptOss && layout.ExpertGroups() != 1) {
+    return absl::InvalidArgumentError(
+        "expert parallelism across GPUs is not implemented yet: use expert_parallel=1 (every GPU computes a slice "
+        "of every expert's intermediate dimension)");
+  }
+  auto full = model::BindWeights(file, *config);
+  if (!full.ok()) return full.status();
+  std::vector<model::ModelConfig> configs;
+  std::vector<model::ShardWeights> slices;
+  for (int r = 0; r < layout.world; ++r) {
+    auto shard = model::PlanShard(*config, layout, r, model::FfSplitUnit(*full));
+    if (!shard.ok()) return shard.status();
+    auto w = model::SliceWeights(*full, *config, *shard);
+    if (!w.ok()) return w.status();
+    configs.push_back(model::ShardConfig(*config, *shard));
+    slices.push_back(*std::move(w));
+  }
+  std::unique_ptr<ShardedCudaBackend> b(new ShardedCudaBackend());
+  b->config_ = *config;
+  if (collective == RankCollective::kNccl) {
+    auto group = MakeNcclGroup(devices);
+    if (!group.ok()) return group.status();
+    b->all_reduce_ = *std::move(group);
+  } else {
+    b->host_group_ = std::make_unique<model::InProcessGroup>(layout.world);
+    for (int r = 0; r < layout.world; ++r) {
+      b->all_reduce_.push_back(std::make_unique<HostStagedAllReduce>(b->host_group_->rank(r)));
+    }
+  }
+  for (int r = 0; r < layout.world; ++r) {
+    CudaBackendOptions o = options;
+    o.device = devices[r];
+    if (r > 0) o.kv.num_full_blocks = b->ranks_[0]->kv().num_full_blocks();
+    auto rank = CreateCudaBackendRank(file, o, CudaRankSetup{&configs[r], &slices[r].weights, b->all_reduce_[r].get()});
+    if (!rank.ok()) {
+      return absl::Status(rank.status().code(), absl::StrCat("rank ", r, " on GPU ", devices[r], ": ",
+                                                             rank.status().message()));
+    }
+    b->ranks_.push_back(*std::move(rank));
+    b->threads_.push_back(std::make_unique<RankThread>(devices[r]));
+  }
+  if (absl::Status s = b->CheckCollective(); !s.ok()) return s;
+  b->description_ = absl::StrCat(b->ranks_[0]->Description(), " x ", layout.world, " tensor-parallel ranks (",
+                                 b->all_reduce_[0]->Name(), ")");
+  return b;
+}
+
+ShardedCudaBackend::~ShardedCudaBackend() {
+  threads_.clear();  // joined before the ranks they drive go
+}
+
+absl::Status ShardedCudaBackend::OnEveryRank(const std::function<absl::Status(int)>& fn) {
+  for (size_t r = 1; r < ranks_.size(); ++r) {
+    if (absl::Status s = ranks_[r]->kv().MirrorFrom(ranks_[0]->kv()); !s.ok()) return s;
+  }
+  std::vector<absl::Status> status(ranks_.size());
+  for (size_t r = 0; r < ranks_.size(); ++r) {
+    threads_[r]->Post([&, r] { status[r] = fn(static_cast<int>(r)); });
+  }
+  for (auto& t : threads_) t->Wait();
+  for (size_t r = 1; r < ranks_.size(); ++r) {
+    if (status[r].code() != status[0].code()) {
+      return absl::InternalError(absl::StrCat("tensor-parallel ranks disagree: rank 0 ", status[0].ToString(),
+                                              ", rank ", r, " ", status[r].ToString()));
+    }
+  }
+  return status[0];
+}
+
+absl::Status ShardedCudaBackend::CheckCollective() {
+  constexpr int kN = 1000;
+  const int world = static_cast<int>(ranks_.size());
+  return OnEveryRank([&](int r) -> absl::Status {
+    std::vector<float> host(kN);
+    for (int i = 0; i < kN; ++i) host[i] = static_cast<float>((r + 1) * (i % 7));
+    float* d = nullptr;
+    if (cudaMalloc(&d, kN * sizeof(float)) != cudaSuccess) {
+      cudaGetLastError();
+      return absl::ResourceExhaustedError("tensor-parallel check: no device memory for 4 KB");
+    }
+    cudaStream_t s = nullptr;
+    cudaMemcpy(d, host.data(), kN * sizeof(float), cudaMemcpyHostToDevice);
+    all_reduce_[r]->AllReduceSum(d, kN, s);
+    cudaMemcpyAsync(host.data(), d, kN * sizeof(float), cudaMemcpyDeviceToHost, s);
+    const cudaError_t e = cudaStreamSynchronize(s);
+    cudaFree(d);
+    if (e != cudaSuccess) return absl::InternalError(absl::StrCat("tensor-parallel check: ", cudaGetErrorString(e)));
+    for (int i = 0; i < kN; ++i) {
+      const float want = static_cast<float>(world * (world + 1) / 2 * (i % 7));
+      if (host[i] != want) {
+        return absl::InternalError(absl::StrCat("tensor-parallel check: ", all_reduce_[r]->Name(), " all-reduce on rank ",
+                                                r, " gave ", host[i], " at element ", i, " instead of ", want));
+      }
+    }
+    return absl::OkStatus();
+  });
+}
+
+absl::Status ShardedCudaBackend::Forward(std::span<const model::SequenceStep> steps, std::vector<float>* logits) {
+  std::vector<std::vector<float>> other(ranks_.size());
+  return OnEveryRank([&](int r) { return ranks_[r]->Forward(steps, r == 0 ? logits : &other[r]); });
+}
+
+absl::Status ShardedCudaBackend::ForwardSample(std::span<const model::SequenceStep> steps,
+                                               std::span<const model::StepSampling> sampling,
+                                               std::vector<int32_t>* tokens) {
+  std::vector<std::vector<int32_t>> other(ranks_.size());
+  absl::Status s =
+      OnEveryRank([&](int r) { return ranks_[r]->ForwardSample(steps, sampling, r == 0 ? tokens : &other[r]); });
+  if (!s.ok()) return s;
+  // Every rank sampled from the same logits (the unembedding is replicated
+  // and the residual stream the same bits): a difference is a defect.
+  for (size_t r = 1; r < ranks_.size(); ++r) {
+    if (other[r] != *tokens) {
+      return absl::InternalError(absl::StrCat("tensor-parallel rank ", r, " sampled other tokens than rank 0"));
+    }
+  }
+  return s;
+}
+
+}  // namespace ossgate::gpu

@@ -1,0 +1,97 @@
+// Tensor-parallel CUDA ranks (issue 16, docs/parallel.md) on one GPU: two
+// ranks sharing the device through the host-staged all-reduce compute what
+// one whole-model backend does (only the order of additions differs), a
+// world of one is bitwise the whole model, over NCCL too (graphs on).
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "inference_worker/cuda/cuda_backend.h"
+#include "inference_worker/cuda/device_collective.h"
+#include "inference_worker/cuda/sharded_cuda_backend.h"
+#include "tests/model/parallel_script.h"
+#include "tests/model/test_models.h"
+
+namespace ossgate::testing {
+namespace {
+
+using gpu::RankCollective;
+using gpu::ShardedCudaBackend;
+
+gpu::CudaBackendOptions Options(bool graphs) {
+  gpu::CudaBackendOptions o;
+  o.kv.max_sequences = 2;
+  o.max_context = 256;
+  o.upload_threads = 4;
+  o.use_graphs = graphs;
+  return o;
+}
+
+class ShardedCudaTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    path_ = WriteTestModel("sharded_cuda", ShardableShape);
+    model_ = LoadModel(path_);
+    ASSERT_NE(model_, nullptr);
+  }
+  void TearDown() override { std::remove(path_.c_str()); }
+
+  ScriptRun Whole(bool graphs) {
+    auto b = gpu::CreateCudaBackendImpl(*model_->file, Options(graphs));
+    EXPECT_TRUE(b.ok()) << b.status();
+    return b.ok() ? RunScript(**b) : ScriptRun{};
+  }
+  ScriptRun Sharded(int world, bool graphs, RankCollective collective, std::vector<int> devices) {
+    auto b = ShardedCudaBackend::Create(*model_->file, Options(graphs), model::ParallelLayout{world, 1}, devices,
+                                        collective);
+    EXPECT_TRUE(b.ok()) << b.status();
+    if (!b.ok()) return {};
+    EXPECT_NE((*b)->Description().find("tensor-parallel"), std::string::npos) << (*b)->Description();
+    return RunScript(**b);
+  }
+
+  std::string path_;
+  std::unique_ptr<LoadedModel> model_;
+};
+
+TEST_F(ShardedCudaTest, TwoRanksOnOneGpuComputeTheWholeModel) {
+  const ScriptRun want = Whole(false);
+  const ScriptRun got = Sharded(2, false, RankCollective::kHostStaged, {0, 0});
+  const double worst = WorstRowError(got, want);
+  std::printf("2 ranks on one GPU vs the whole model: worst relative error of a logits row %.3g\n", worst);
+  EXPECT_LT(worst, 1e-2);  // the accuracy bound of the CUDA tests; only the order of additions differs
+  EXPECT_GT(worst, 0.0);   // the split did change the arithmetic (else the ranks were not split)
+  EXPECT_EQ(got.greedy, want.greedy);
+}
+
+TEST_F(ShardedCudaTest, AWorldOfOneIsTheWholeModelBitwise) {
+  const ScriptRun want = Whole(false);
+  const ScriptRun got = Sharded(1, false, RankCollective::kHostStaged, {0});
+  EXPECT_EQ(got.rows, want.rows);
+  EXPECT_EQ(got.greedy, want.greedy);
+}
+
+TEST_F(ShardedCudaTest, AWorldOfOneOverNcclWithGraphsIsTheWholeModelBitwise) {
+  auto nccl = gpu::LoadNccl();
+  ASSERT_TRUE(nccl.ok()) << nccl.status() << " (gpu_run.sh points OSSGATE_NCCL_LIBRARY at pip's nvidia-nccl-cu13)";
+  std::printf("NCCL %d from %s\n", nccl->code, nccl->library.c_str());
+  const ScriptRun want = Whole(true);
+  const ScriptRun got = Sharded(1, true, RankCollective::kNccl, {0});
+  EXPECT_EQ(got.rows, want.rows);
+  EXPECT_EQ(got.greedy, want.greedy);
+}
+
+TEST_F(ShardedCudaTest, RefusesExpertParallelismAndRepeatedNcclDevices) {
+  auto ep = ShardedCudaBackend::Create(*model_->file, Options(false), model::ParallelLayout{2, 2}, std::vector<int>{0, 0},
+                                       RankCollective::kHostStaged);
+  ASSERT_FALSE(ep.ok());
+  EXPECT_NE(ep.status().message().find("expert_parallel=1"), std::string::npos) << ep.status();
+  auto repeated = ShardedCudaBackend::Create(*model_->file, Options(false), model::ParallelLayout{2, 1},
+                                             std::vector<int>{0, 0}, RankCollective::kNccl);
+  ASSERT_FALSE(repeated.ok());
+  EXPECT_NE(repeated.status().message().find("distinct GPUs"), std::string::npos) << repeated.status();
+}
+
+}  // namespace
+}  // namespace ossgate::testing
