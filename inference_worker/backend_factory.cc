@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "inference_worker/cuda/cuda_backend.h"
 #include "inference_worker/model/cpu_backend.h"
+#include "inference_worker/model/sharded_cpu_backend.h"
 
 namespace ossgate {
 
@@ -33,6 +34,11 @@ gpu::CudaBackendOptions CudaOptions(const BackendChoice& c) {
 
 std::unique_ptr<gpu::DeviceModelImage> DeviceImageFor(const BackendChoice& c, std::string* note) {
   if (c.kind == "cpu" || !CheckKind(c).ok()) return nullptr;
+  if (c.tensor_parallel > 1) {
+    *note = absl::StrCat("the model is read into host memory once and each of the ", c.tensor_parallel,
+                         " ranks is given its slices");
+    return nullptr;
+  }
   auto image = gpu::CreateDeviceModelImage(c.cuda_device);
   if (image.ok()) return *std::move(image);
   *note = absl::StrCat("the model is read into host memory: ", image.status().message());
@@ -76,8 +82,12 @@ absl::StatusOr<CreatedBackend> CreateBackendFromImage(gpu::DeviceModelImage& ima
 absl::StatusOr<CreatedBackend> CreateBackend(const gguf::GgufFile& file, const BackendChoice& c) {
   if (absl::Status s = CheckKind(c); !s.ok()) return s;
   CreatedBackend out;
+  const model::ParallelLayout layout{c.tensor_parallel, c.expert_parallel};
   if (c.kind != "cpu") {
-    auto b = gpu::CreateCudaBackend(file, CudaOptions(c));
+    std::vector<int> devices;
+    for (int r = 0; r < c.tensor_parallel; ++r) devices.push_back(c.cuda_device + r);
+    auto b = c.tensor_parallel > 1 ? gpu::CreateShardedCudaBackend(file, CudaOptions(c), layout, devices)
+                                   : gpu::CreateCudaBackend(file, CudaOptions(c));
     if (b.ok()) {
       out.backend = *std::move(b);
       out.kind = "cuda";
@@ -91,9 +101,15 @@ absl::StatusOr<CreatedBackend> CreateBackend(const gguf::GgufFile& file, const B
   o.kv.max_sequences = c.max_sequences;
   o.kv.num_full_blocks = c.kv_blocks;
   o.max_context = c.max_context;
-  auto b = model::CpuBackend::Create(file, o);
-  if (!b.ok()) return b.status();
-  out.backend = *std::move(b);
+  if (c.tensor_parallel > 1) {
+    auto b = model::ShardedCpuBackend::Create(file, o, layout);
+    if (!b.ok()) return b.status();
+    out.backend = *std::move(b);
+  } else {
+    auto b = model::CpuBackend::Create(file, o);
+    if (!b.ok()) return b.status();
+    out.backend = *std::move(b);
+  }
   out.kind = "cpu";
   return out;
 }

@@ -20,6 +20,11 @@ namespace ossgate {
 struct BackendChoice {
   std::string kind = "auto";  // "auto", "cpu" or "cuda"
   int cuda_device = 0;
+  // A tensor-parallel layout (docs/parallel.md) when > 1: CUDA over GPUs
+  // cuda_device .. cuda_device + tensor_parallel - 1 (the file read into host
+  // memory once, each GPU given its slices), CPU over threads.
+  int tensor_parallel = 1;
+  int expert_parallel = 1;
   int cpu_threads = 0;        // 0 = all cores
   int max_sequences = 8;
   int max_context = 4096;

@@ -3,7 +3,7 @@
 # with carry=["bundle"]): GPU tests, the whole-model accuracy comparisons,
 # the benchmark, an end-to-end run of both services + the worker on the GPU,
 # compute-sanitizer memcheck/racecheck; logs and a results table in $OUT.
-#   bash tools/gpu_run.sh [all|tests|bench|serve|e2e|medium|sanitize|serving|big|long|load|families|profile|kernels|ab] ...
+#   bash tools/gpu_run.sh [all|tests|bench|serve|e2e|medium|sanitize|serving|big|long|load|families|profile|kernels|ab|multi] ...
 # Each step has its own time limit and the run stops starting new steps at
 # OSSGATE_DEADLINE seconds (default 570), so one call fits a 10-minute slot;
 # steps run in the order above (most informative first). "serving" (the
@@ -184,7 +184,9 @@ if want tests; then
   step "streaming load: device repack and scan, backend from a device image" tests.log 90 \
     "$bin/gpu_streaming_load_test"
   step "dense families (qwen2, phi3) vs CPU" tests.log 120 "$bin/gpu_dense_families_test"
-  step "tensor-parallel ranks on one GPU vs the whole model" tests.log 90 "$bin/gpu_sharded_test"
+  step "tensor-parallel ranks on one GPU vs the whole model" tests.log 90 "$bin/gpu_sharded_test" \
+    --gtest_filter='-*MultiGpu*'
+
 fi
 # "load" (not in "all"; a short run when device time is scarce): the
 # streaming-load tests and the 20b's streaming load with a quick benchmark.
@@ -231,6 +233,27 @@ if want sanitize && [ -n "$sanitizer" ]; then
     --tool memcheck --error-exitcode 1 "$bin/gpu_streaming_load_test"
   step "memcheck: backend (tiny models)" sanitizer.log 150 "$sanitizer" --tool memcheck --error-exitcode 1 \
     "$bin/gpu_backend_test" --gtest_filter='*Greedy*:*Invariance*:*Rejects*'
+fi
+# ------------------------------------------------------------------ multi ----
+# Not in "all"; on a machine with several GPUs (docs/parallel.md): the
+# tensor-parallel test across GPUs 0 and 1 over NCCL, then the Poisson
+# serving benchmark of the 20b shape (one level of 16 requests/s and 128
+# closed-loop streams) with --tensor_parallel=1 and 2. Reports:
+# serving-tp1.md, serving-tp2.md.
+if [[ " $modes " == *" multi "* ]]; then
+  echo "- GPUs: $(nvidia-smi -L 2>/dev/null | wc -l)" >> "$summary"
+  step "tensor-parallel ranks on GPUs 0 and 1 (NCCL) vs one GPU" tests.log 120 "$bin/gpu_sharded_test" \
+    --gtest_filter='*MultiGpu*'
+  [[ -s "$TEST_TMPDIR/o200k_harmony.vocab" ]] ||
+    xz -dc "$root/assets/tokenizer/o200k_harmony.vocab.xz" > "$TEST_TMPDIR/o200k_harmony.vocab"
+  for tp in 1 2; do
+    step "serving benchmark, 20b shape, --tensor_parallel=$tp" serving.log 200 "$bin/serving_bench" --backend=cuda \
+      --bin_dir="$bin" --source_dir="$root" --preset=20b --vocab="$TEST_TMPDIR/o200k_harmony.vocab" \
+      --rates=16 --closed_loop_streams=128 --duration_s=20 --num_requests=200 --drain_s=20 \
+      --prompt_len=lognormal:512:0.8:64:4096 --output_len=lognormal:256:0.8:32:1024 --temperature=1 --seed=0 \
+      --max_sequences=128 --step_token_budget=2048 --worker_args="--tensor_parallel=$tp,--expert_parallel=1" \
+      --out="$out/serving-tp$tp.md"
+  done
 fi
 # ---------------------------------------------------------------- kernels ----
 # Not in "all": the kernel tests alone (a short first step after a kernel

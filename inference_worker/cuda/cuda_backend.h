@@ -23,6 +23,7 @@
 #include "inference_worker/model/backend.h"
 #include "inference_worker/model/model_file.h"
 #include "inference_worker/model/sampler.h"
+#include "inference_worker/model/parallel.h"
 #include "inference_worker/model/weights.h"
 #include "kernels/gemm_tuning.h"
 
@@ -135,6 +136,14 @@ struct CudaRankSetup {
   const model::Weights* weights = nullptr;
   DeviceAllReduce* all_reduce = nullptr;
 };
+// The model split over GPUs `devices` by `layout` (ShardedCudaBackend, NCCL),
+// behind one model::Backend. Unimplemented without CUDA; InvalidArgument for
+// a layout the model cannot take; Unavailable without NCCL.
+absl::StatusOr<std::unique_ptr<model::Backend>> CreateShardedCudaBackend(const gguf::GgufFile& file,
+                                                                        const CudaBackendOptions& options,
+                                                                        const model::ParallelLayout& layout,
+                                                                        const std::vector<int>& devices);
+
 absl::StatusOr<std::unique_ptr<CudaBackend>> CreateCudaBackendRank(const gguf::GgufFile& file,
                                                                    const CudaBackendOptions& options,
                                                                    const CudaRankSetup& rank);

@@ -23,6 +23,13 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CreateCudaBackendRank(const gguf::G
   return CreateCudaBackendImpl(file, options);
 }
 
+absl::StatusOr<std::unique_ptr<model::Backend>> CreateShardedCudaBackend(const gguf::GgufFile& file,
+                                                                        const CudaBackendOptions& options,
+                                                                        const model::ParallelLayout&,
+                                                                        const std::vector<int>&) {
+  return CreateCudaBackend(file, options);
+}
+
 absl::StatusOr<std::unique_ptr<DeviceModelImage>> CreateDeviceModelImage(int) {
   return absl::UnimplementedError("this build of ossgate has no CUDA backend; the model is read into host memory");
 }

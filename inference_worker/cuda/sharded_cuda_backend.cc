@@ -119,8 +119,37 @@ absl::StatusOr<std::unique_ptr<ShardedCudaBackend>> ShardedCudaBackend::Create(c
   return b;
 }
 
+absl::StatusOr<std::unique_ptr<model::Backend>> CreateShardedCudaBackend(const gguf::GgufFile& file,
+                                                                        const CudaBackendOptions& options,
+                                                                        const model::ParallelLayout& layout,
+                                                                        const std::vector<int>& devices) {
+  int visible = 0;
+  if (cudaGetDeviceCount(&visible) != cudaSuccess || visible == 0) {
+    cudaGetLastError();
+    return absl::UnimplementedError("CUDA backend: no CUDA device is visible (check the driver and CUDA_VISIBLE_DEVICES)");
+  }
+  for (int d : devices) {
+    if (d < 0 || d >= visible) {
+      return absl::InvalidArgumentError(absl::StrCat("tensor parallelism over ", devices.size(), " GPUs from device ",
+                                                     devices.front(), ": device ", d, " does not exist (", visible,
+                                                     " visible)"));
+    }
+  }
+  auto b = ShardedCudaBackend::Create(file, options, layout, devices, RankCollective::kNccl);
+  if (!b.ok()) return b.status();
+  return std::unique_ptr<model::Backend>(std::move(*b));
+}
+
 ShardedCudaBackend::~ShardedCudaBackend() {
-  threads_.clear();  // joined before the ranks they drive go
+  // Each rank is destroyed on its own thread, where its device is current
+  // (its streams, graphs and memory belong to that device); then the threads
+  // are joined.
+  for (size_t r = 0; r < threads_.size() && r < ranks_.size(); ++r) {
+    threads_[r]->Post([this, r] { ranks_[r].reset(); });
+    threads_[r]->Wait();
+  }
+  ranks_.clear();
+  threads_.clear();
 }
 
 absl::Status ShardedCudaBackend::OnEveryRank(const std::function<absl::Status(int)>& fn) {

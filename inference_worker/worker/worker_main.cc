@@ -48,6 +48,13 @@ ABSL_FLAG(int, verify_deadline_s, 120, "seconds to keep retrying an unreachable 
 ABSL_FLAG(bool, wait_for_model, false, "when the model is rejected, stay up (NOT_SERVING) and retry instead of exiting");
 ABSL_FLAG(std::string, backend, "auto", "engine backend: auto (CUDA when a usable GPU is present), cpu, cuda");
 ABSL_FLAG(int, cuda_device, 0, "CUDA device index");
+ABSL_FLAG(int, tensor_parallel, 1,
+          "ranks to split the model over (docs/parallel.md): CUDA, GPUs --cuda_device .. --cuda_device + N - 1, "
+          "attention heads and each expert's intermediate split, two NCCL all-reduces per layer; CPU, threads (a "
+          "check of the layout, not faster)");
+ABSL_FLAG(int, expert_parallel, 1,
+          "MoE expert groups among the --tensor_parallel ranks (divides it; 1 = every rank computes a slice of every "
+          "expert; more = experts partitioned, CPU backend only for now)");
 ABSL_FLAG(int, threads, 0, "CPU backend threads (0 = all cores)");
 ABSL_FLAG(int, max_sequences, 16, "concurrent sequences");
 ABSL_FLAG(int, max_context, 4096, "context length served per sequence");
@@ -103,7 +110,8 @@ Flags by purpose (descriptions and defaults below):
                              --allow_unauthenticated_clients --insecure_dev_loopback
   HTTP API                   --http_listen --http_api_keys --http_max_body_bytes (TLS and client
                              roles as for gRPC; docs/http.md)
-  Engine                     --backend --cuda_device --threads --max_sequences --max_context
+  Engine                     --backend --cuda_device --tensor_parallel --expert_parallel --threads
+                             --max_sequences --max_context
                              --kv_blocks --gpu_memory_fraction --load_to_device --max_waiting
                              --step_token_budget
                              --stall_timeout_s
@@ -160,6 +168,8 @@ Example (as tools/demo.sh starts it, with the dev PKI of tools/certs/make_dev_pk
   c.wait_for_model = absl::GetFlag(FLAGS_wait_for_model);
   c.backend = absl::GetFlag(FLAGS_backend);
   c.cuda_device = absl::GetFlag(FLAGS_cuda_device);
+  c.tensor_parallel = absl::GetFlag(FLAGS_tensor_parallel);
+  c.expert_parallel = absl::GetFlag(FLAGS_expert_parallel);
   c.threads = absl::GetFlag(FLAGS_threads);
   c.max_sequences = absl::GetFlag(FLAGS_max_sequences);
   c.max_context = absl::GetFlag(FLAGS_max_context);

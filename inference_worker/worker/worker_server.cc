@@ -209,6 +209,14 @@ absl::Status ValidateWorkerConfig(const WorkerConfig& c) {
   }
   if (c.threads < 0) return bad(absl::StrCat("--threads must be >= 0 (0 = all cores), got ", c.threads));
   if (c.cuda_device < 0) return bad(absl::StrCat("--cuda_device must be >= 0, got ", c.cuda_device));
+  if (c.tensor_parallel < 1 || c.tensor_parallel > 64) {
+    return bad(absl::StrCat("--tensor_parallel must be in [1, 64] (GPUs to split the model over), got ",
+                            c.tensor_parallel));
+  }
+  if (c.expert_parallel < 1 || c.tensor_parallel % c.expert_parallel != 0) {
+    return bad(absl::StrCat("--expert_parallel must divide --tensor_parallel=", c.tensor_parallel, ", got ",
+                            c.expert_parallel));
+  }
   if (c.backend != "auto" && c.backend != "cpu" && c.backend != "cuda") {
     return bad(absl::StrCat("--backend must be auto, cpu or cuda, got ", Quote(c.backend, 32)));
   }
@@ -395,6 +403,8 @@ int RunWorker(const WorkerConfig& config) {
   BackendChoice choice;
   choice.kind = config.backend;
   choice.cuda_device = config.cuda_device;
+  choice.tensor_parallel = config.tensor_parallel;
+  choice.expert_parallel = config.expert_parallel;
   choice.cpu_threads = config.threads;
   choice.max_sequences = config.max_sequences;
   choice.max_context = config.max_context;

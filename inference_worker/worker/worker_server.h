@@ -45,6 +45,12 @@ struct WorkerConfig {
   // Engine.
   std::string backend = "auto";  // auto (CUDA if a usable GPU is present), cpu, cuda
   int cuda_device = 0;
+  // Ranks of a tensor-parallel layout (docs/parallel.md): CUDA, GPUs
+  // cuda_device .. cuda_device + tensor_parallel - 1; CPU, threads (a check
+  // of the layout, not faster). expert_parallel: MoE expert groups (1: every
+  // rank computes a slice of every expert; more is CPU-only for now).
+  int tensor_parallel = 1;
+  int expert_parallel = 1;
   int threads = 0;
   int max_sequences = 16;
   int max_context = 4096;

@@ -29,6 +29,7 @@ const MIN_STARTUP_BUDGET_S = 1200; // hashing + loading a 13 GB model
 const RENDERS = [
   { name: "dev", dir: "deploy/k8s/overlays/dev", overlay: "dev" },
   { name: "gpu", dir: "deploy/k8s/overlays/gpu", overlay: "gpu" },
+  { name: "gpu-multi", dir: "deploy/k8s/overlays/gpu-multi", overlay: "gpu", gpus: 2 },
   { name: "dev+components", dir: "tests/deploy/kustomize/dev-all", overlay: "dev", components: true },
   { name: "gpu+components", dir: "tests/deploy/kustomize/gpu-all", overlay: "gpu", components: true },
 ];
@@ -290,7 +291,13 @@ function checkWorker(o, pod, c, args, render, objects, where) {
   // Overlay specifics.
   const gpuLimit = c.resources?.limits?.["nvidia.com/gpu"];
   if (render.overlay === "gpu") {
-    check(String(gpuLimit) === "1" && String(c.resources?.requests?.["nvidia.com/gpu"]) === "1", where, "nvidia.com/gpu: 1 in requests and limits");
+    // One worker process drives all GPUs of its pod: as many tensor-parallel
+    // ranks as GPUs (docs/parallel.md).
+    const gpus = String(render.gpus ?? 1);
+    check(String(gpuLimit) === gpus && String(c.resources?.requests?.["nvidia.com/gpu"]) === gpus, where,
+      `nvidia.com/gpu: ${gpus} in requests and limits`);
+    check(String(f.get("tensor_parallel") ?? 1) === gpus, where,
+      `--tensor_parallel=${f.get("tensor_parallel") ?? 1} must equal the pod's ${gpus} GPU(s)`);
     check(f.get("backend") === "cuda", where, `--backend must be cuda, is ${f.get("backend")}`);
     check(/cuda/.test(c.image), where, `image ${c.image} must be the CUDA worker`);
     check(pod.nodeSelector?.["nvidia.com/gpu.present"] === "true" || pod.affinity?.nodeAffinity, where, "GPU node selector or affinity missing");
@@ -641,9 +648,10 @@ function checkImagesMatchManifests(renders, images) {
 
 // ---- self-test: every family of checks must fail on a broken input ----
 
-// Mutates copies of the dev render and of a Dockerfile; each mutation must be
-// reported (a check that cannot fail checks nothing).
-async function selfTest(repo, objects, binFlags, patterns) {
+// Mutates copies of the dev render (or of the render a case names: the gpu
+// one) and of a Dockerfile; each mutation must be reported (a check that
+// cannot fail checks nothing).
+async function selfTest(repo, results, binFlags, patterns) {
   const container = (objs, bin) => objs.filter(podSpecOf).flatMap((o) => podSpecOf(o).containers)
     .find((c) => c.command?.[0] === bin);
   const worker = (objs) => container(objs, "/usr/local/bin/inference_worker");
@@ -661,6 +669,8 @@ async function selfTest(repo, objects, binFlags, patterns) {
     ["provenance port open to all", (objs) => { objs.find((o) => o.metadata.name === "provenance-ingress").spec.ingress[0].from.push({ podSelector: {} }); }, /unlabelled pod/],
     ["grace period below the drain", (objs) => { podSpecOf(objs.find((o) => o.kind === "Deployment")).terminationGracePeriodSeconds = 30; }, /terminationGracePeriodSeconds/],
     ["GPU in the dev overlay", (objs) => { worker(objs).resources.limits["nvidia.com/gpu"] = 1; }, /no GPU in the dev overlay/],
+    ["tensor-parallel ranks without their GPUs", (objs) => { worker(objs).args.push("--tensor_parallel=2"); },
+      /must equal the pod's 1 GPU/, 1],
     ["short startup budget", (objs) => { worker(objs).startupProbe.failureThreshold = 30; }, /startupProbe allows/],
     ["hostPath volume", (objs) => { podSpecOf(objs.find((o) => o.kind === "Deployment")).volumes.push({ name: "h", hostPath: { path: "/" } }); }, /hostPath/],
     ["wrong namespace", (objs) => { objs.find((o) => o.kind === "Service").metadata.namespace = "default"; }, /namespace must be/],
@@ -674,15 +684,16 @@ async function selfTest(repo, objects, binFlags, patterns) {
     }, /is not a model family/],
   ];
   const quiet = console.log;
-  for (const [name, mutate, expected] of cases) {
-    const copy = structuredClone(objects);
+  for (const [name, mutate, expected, r = 0] of cases) {
+    const render = RENDERS[r];
+    const copy = structuredClone(results[r].objects);
     mutate(copy);
     const got = [];
     const counted = checks;
     sink = got;
     console.log = () => {};
     try {
-      await checkObjects(repo, RENDERS[0], copy, binFlags);
+      await checkObjects(repo, render, copy, binFlags);
     } finally {
       console.log = quiet;
       sink = failures;
@@ -730,7 +741,7 @@ async function main() {
   const images = new Map();
   checkDockerfiles(repo, images);
   checkImagesMatchManifests(results, images);
-  const mutations = results[0] ? await selfTest(repo, results[0].objects, binFlags, dockerignorePatterns(repo)) : 0;
+  const mutations = results[0] && results[1] ? await selfTest(repo, results, binFlags, dockerignorePatterns(repo)) : 0;
   for (const f of failures) console.error(`FAIL ${f}`);
   const objects = results.filter(Boolean).reduce((n, r) => n + r.objects.length, 0);
   console.log(`deploy: ${RENDERS.length} renders, ${objects} objects schema-validated, ${DOCKERFILES.length} Dockerfiles, ` +

@@ -2,6 +2,8 @@
 // ranks sharing the device through the host-staged all-reduce compute what
 // one whole-model backend does (only the order of additions differs), a
 // world of one is bitwise the whole model, over NCCL too (graphs on).
+#include <cuda_runtime_api.h>
+
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -80,6 +82,24 @@ TEST_F(ShardedCudaTest, AWorldOfOneOverNcclWithGraphsIsTheWholeModelBitwise) {
   const ScriptRun got = Sharded(1, true, RankCollective::kNccl, {0});
   EXPECT_EQ(got.rows, want.rows);
   EXPECT_EQ(got.greedy, want.greedy);
+}
+
+// Several GPUs (gpu_run.sh multi; the one-GPU run filters it out): two ranks
+// on GPUs 0 and 1 over NCCL, graphs on, against the whole model on GPU 0.
+TEST_F(ShardedCudaTest, MultiGpuTwoRanksOverNcclComputeTheWholeModel) {
+  int devices = 0;
+  ASSERT_EQ(cudaGetDeviceCount(&devices), cudaSuccess);
+  ASSERT_GE(devices, 2) << "this test needs 2 GPUs (gpu_run.sh multi on a machine with several)";
+  const ScriptRun want = Whole(true);
+  const ScriptRun got = Sharded(2, true, RankCollective::kNccl, {0, 1});
+  const double worst = WorstRowError(got, want);
+  std::printf("2 GPUs over NCCL vs the whole model: worst relative error of a logits row %.3g\n", worst);
+  EXPECT_LT(worst, 1e-2);
+  EXPECT_EQ(got.greedy, want.greedy);
+  // The same layout twice: the same bits (NCCL's all-reduce is deterministic
+  // for a fixed size and communicator).
+  const ScriptRun again = Sharded(2, true, RankCollective::kNccl, {0, 1});
+  EXPECT_EQ(again.rows, got.rows);
 }
 
 TEST_F(ShardedCudaTest, RefusesExpertParallelismAndRepeatedNcclDevices) {

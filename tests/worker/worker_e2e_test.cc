@@ -2114,6 +2114,51 @@ TEST_F(WorkerE2eTest, NonPositiveSizesAreRefusedBeforeAnyNetworkCall) {
   ExpectConfigurationError({"--stall_timeout_s=0"}, "stall-0.log", "--stall_timeout_s");
 }
 
+TEST_F(WorkerE2eTest, ParallelLayoutFlagsAreCheckedBeforeAnyNetworkCall) {
+  ExpectConfigurationError({"--tensor_parallel=0"}, "tp-0.log", "--tensor_parallel must be in [1, 64]");
+  ExpectConfigurationError({"--tensor_parallel=4", "--expert_parallel=3"}, "ep-3.log",
+                           "--expert_parallel must divide --tensor_parallel=4");
+}
+
+// The tiny model split over 2 ranks (docs/parallel.md) on the CPU backend,
+// through the gate and the gRPC API: the same greedy tokens as the whole
+// model; a layout the model cannot take (3 ranks for 2 KV heads) refuses
+// the load, naming why.
+TEST_F(WorkerE2eTest, TensorParallelRanksServeTheSameGreedyTokens) {
+  auto w = StartWorker({"--backend=cpu", "--tensor_parallel=2", "--expert_parallel=2", "--max_sequences=2",
+                        absl::StrCat("--max_context=", kContext), "--threads=2"},
+                       "tensor-parallel.log");
+  ASSERT_TRUE(w.ok()) << w.status();
+  EXPECT_TRUE(absl::StrContains((*w)->Log(), "2 ranks, 2 expert groups")) << (*w)->Log();
+  auto stub = pb::InferenceService::NewStub((*w)->channel());
+  Spec s;
+  s.request_id = "tensor-parallel";
+  s.text = "The lighthouse keeper looked at the sea and said";
+  s.max_tokens = 32;
+  s.temperature = 0.0f;
+  const StreamResult got = RunStream(stub.get(), ToProto(s));
+  ExpectSameAsDirect(got, Direct(s), static_cast<int>(PromptOf(s, *ref_).size()), "2 ranks");
+
+  // Verified, then not loadable in that layout: exit 4 (the backend's
+  // error), never SERVING.
+  WorkerSpec three;
+  three.model_path = model_path_;
+  three.source_uri = kModelUri;
+  three.flags = {"--backend=cpu", "--tensor_parallel=3", "--expert_parallel=1", "--max_sequences=2",
+                 absl::StrCat("--max_context=", kContext), "--threads=1"};
+  auto refused = WorkerProcess::Spawn(Bins(), *prov_, three, *dir_ / "tensor-parallel-3.log", ClientIdentity());
+  ASSERT_TRUE(refused.ok()) << refused.status();
+  bool saw_serving = true;
+  auto code = (*refused)->WatchUntilExit(absl::Seconds(120), &saw_serving);
+  ASSERT_TRUE(code.ok()) << code.status();
+  const std::string log = (*refused)->Log();
+  EXPECT_EQ(*code, 4) << log;
+  EXPECT_FALSE(saw_serving) << log;
+  EXPECT_TRUE(absl::StrContains(log, "MODEL NOT LOADED: tensor parallelism over 3 ranks: the model's 2 KV heads do "
+                                     "not split evenly; use 1, 2 ranks"))
+      << log;
+}
+
 TEST_F(WorkerE2eTest, WithoutClientAuthenticationTheWorkerRefusesToStartUnlessToldExplicitly) {
   ExpectConfigurationError({"--tls_client_ca="}, "no-client-ca.log", "client authentication is required");
   // Explicitly allowed: it serves anyone with TLS, and says so.
