@@ -3,7 +3,7 @@
 # with carry=["bundle"]): GPU tests, the whole-model accuracy comparisons,
 # the benchmark, an end-to-end run of both services + the worker on the GPU,
 # compute-sanitizer memcheck/racecheck; logs and a results table in $OUT.
-#   bash tools/gpu_run.sh [all|tests|bench|serve|e2e|medium|sanitize|serving|big|long|load|families|profile|kernels|ab|multi] ...
+#   bash tools/gpu_run.sh [all|tests|bench|serve|e2e|medium|sanitize|serving|big|long|load|families|profile|kernels|ab|multi|multi120] ...
 # Each step has its own time limit and the run stops starting new steps at
 # OSSGATE_DEADLINE seconds (default 570), so one call fits a 10-minute slot;
 # steps run in the order above (most informative first). "serving" (the
@@ -236,14 +236,42 @@ if want sanitize && [ -n "$sanitizer" ]; then
 fi
 # ------------------------------------------------------------------ multi ----
 # Not in "all"; on a machine with several GPUs (docs/parallel.md): the
-# tensor-parallel test across GPUs 0 and 1 over NCCL, then the Poisson
-# serving benchmark of the 20b shape (one level of 16 requests/s and 128
-# closed-loop streams) with --tensor_parallel=1 and 2. Reports:
-# serving-tp1.md, serving-tp2.md.
+# tensor-parallel test across GPUs 0 and 1 over NCCL, gpu_bench of the 20b
+# shape on 1 GPU and with --tensor_parallel=2, 4, 8 (as many as there are),
+# then the Poisson serving benchmark of the 20b shape (one level of 16
+# requests/s and 128 closed-loop streams) with --tensor_parallel=1 and 2.
+# Reports: bench-tp*.md, serving-tp1.md, serving-tp2.md.
+if [[ " $modes " == *" multi "* || " $modes " == *" multi120 "* ]]; then
+  ngpu=$(nvidia-smi -L 2>/dev/null | wc -l)
+  echo "- GPUs: $ngpu" >> "$summary"
+fi
+# multi120 (not in "all"): the 120b shape in /dev/shm, one GPU against 2
+# (and 4, 8 where present) with gpu_bench. Reports: bench120-tp*.md.
+if [[ " $modes " == *" multi120 "* ]]; then
+  step "generate 120b-shape model in /dev/shm" multi.log 330 "$bin/ossgate-make-model" --preset=120b \
+    --vocab=placeholder:201088 --out=/dev/shm/ossgate-120b.gguf
+  step "benchmark, 120b shape, 1 GPU (quick)" multi.log 200 "$bin/gpu_bench" --model=/dev/shm/ossgate-120b.gguf \
+    --quick --big_kv=false --out="$out/bench120-tp1.md"
+  for tp in 2 4 8; do
+    (( tp <= ngpu )) || continue
+    step "benchmark, 120b shape, $tp GPUs" multi.log 200 "$bin/gpu_bench" --model=/dev/shm/ossgate-120b.gguf \
+      --tensor_parallel=$tp --out="$out/bench120-tp$tp.md"
+  done
+  rm -f /dev/shm/ossgate-120b.gguf
+fi
 if [[ " $modes " == *" multi "* ]]; then
-  echo "- GPUs: $(nvidia-smi -L 2>/dev/null | wc -l)" >> "$summary"
   step "tensor-parallel ranks on GPUs 0 and 1 (NCCL) vs one GPU" tests.log 120 "$bin/gpu_sharded_test" \
     --gtest_filter='*MultiGpu*'
+  step "generate 20b-shape model" multi.log 90 "$bin/ossgate-make-model" --preset=20b --vocab=placeholder:201088 \
+    --out=/dev/shm/ossgate-20b.gguf
+  step "benchmark, 20b shape, 1 GPU (quick)" multi.log 150 "$bin/gpu_bench" --model=/dev/shm/ossgate-20b.gguf \
+    --quick --big_kv=false --out="$out/bench-tp1.md"
+  for tp in 2 4 8; do
+    (( tp <= ngpu )) || continue
+    step "benchmark, 20b shape, $tp GPUs" multi.log 150 "$bin/gpu_bench" --model=/dev/shm/ossgate-20b.gguf \
+      --tensor_parallel=$tp --out="$out/bench-tp$tp.md"
+  done
+  rm -f /dev/shm/ossgate-20b.gguf
   [[ -s "$TEST_TMPDIR/o200k_harmony.vocab" ]] ||
     xz -dc "$root/assets/tokenizer/o200k_harmony.vocab.xz" > "$TEST_TMPDIR/o200k_harmony.vocab"
   for tp in 1 2; do
@@ -410,5 +438,6 @@ cat "$summary"
 [ -f "$out/bench-120b.md" ] && cat "$out/bench-120b.md"
 [ -f "$out/bench-long.md" ] && cat "$out/bench-long.md"
 [ -f "$out/bench-quick.md" ] && cat "$out/bench-quick.md"
+for f in "$out"/bench-tp*.md "$out"/bench120-tp*.md "$out"/serving-tp*.md; do [ -f "$f" ] && { echo "### $f"; cat "$f"; }; done
 for f in "$out"/ab-*.md; do [ -f "$f" ] && { echo "### $f"; grep -E "^\\| (512|128|64) \\||^decode, " "$f"; }; done
 exit 0

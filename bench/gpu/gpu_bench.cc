@@ -29,6 +29,7 @@
 #include "absl/strings/str_format.h"
 #include "bench/gpu/bench_options.h"
 #include "inference_worker/cuda/cuda_backend.h"
+#include "inference_worker/cuda/sharded_cuda_backend.h"
 #include "inference_worker/gguf/gguf.h"
 #include "inference_worker/model/model_config.h"
 #include "inference_worker/model/model_file.h"
@@ -50,6 +51,10 @@ ABSL_FLAG(bool, quick, false,
 ABSL_FLAG(bool, long_context, false,
           "only the load and the long-context measurements: prefill of 32,768 and 131,040-token prompts (chunked "
           "into passes of 4,096 tokens), batch-1 decode at context 131,072");
+ABSL_FLAG(int, tensor_parallel, 1,
+          "if > 1: the model split over GPUs 0 .. N-1 (ShardedCudaBackend over NCCL, docs/parallel.md): the load "
+          "from host memory, a 512-token prefill, batch-1 decode at context 128 and aggregate decode at 64 and 128 "
+          "sequences, each with the share of the step spent in the all-reduces; then exit");
 ABSL_FLAG(int, decode_only, 0,
           "if > 0: only prefill this many 128-token sequences, time --decode_steps batched decode steps and exit "
           "(for quick runs and for ncu: kernel launches are 243 per prefill, then 3 warm-up steps)");
@@ -233,7 +238,7 @@ std::string PhaseTable(const std::vector<gpu::CudaBackend::ProfileEntry>& prof, 
 }
 
 struct Bench {
-  gpu::CudaBackend& b;
+  ossgate::model::Backend& b;
   int vocab;
   ossgate::model::SeqId next_id = 1;
 
@@ -286,6 +291,83 @@ struct Bench {
   }
 };
 
+// --tensor_parallel=N: the model over N GPUs. Each decode figure is timed
+// twice, with and without the all-reduces (CudaBackend phase "all_reduce"
+// skipped on every rank; that run's tokens are meaningless), whose
+// difference is the communication's share of the step.
+int RunTensorParallel(const std::string& path, int n, gpu::CudaBackendOptions opt) {
+  const auto t0 = Clock::now();
+  auto bytes = ossgate::model::ReadModelFile(path);
+  if (!bytes.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(bytes.status().message()).c_str());
+    return 1;
+  }
+  auto file = ossgate::gguf::GgufFile::Parse(bytes->bytes());
+  if (!file.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(file.status().message()).c_str());
+    return 1;
+  }
+  const double read_s = Since(t0);
+  std::vector<int> devices(n);
+  std::iota(devices.begin(), devices.end(), 0);
+  auto created = gpu::ShardedCudaBackend::Create(*file, opt, ossgate::model::ParallelLayout{n, 1}, devices,
+                                                 gpu::RankCollective::kNccl);
+  if (!created.ok()) {
+    std::fprintf(stderr, "tensor-parallel backend: %s\n", std::string(created.status().message()).c_str());
+    return 1;
+  }
+  gpu::ShardedCudaBackend& b = **created;
+  const ossgate::model::ModelConfig c = b.config();
+  Out(absl::StrFormat("%s\n%s\n\nload: read + SHA-256 into host memory %.2f s, ranks built (slices uploaded, NCCL "
+                      "initialised, collective checked) %.2f s\n\n",
+                      b.Description(), c.DebugString(), read_s, Since(t0) - read_s));
+  Bench bench{b, c.vocab_size};
+  const int steps = absl::GetFlag(FLAGS_decode_steps);
+  const uint32_t skip_comm = 1u << (gpu::CudaBackend::PhaseNames().size() - 1);  // "all_reduce", the last phase
+  // Median step time with and without communication.
+  auto decode_both = [&](const std::vector<ossgate::model::SeqId>& ids, int k) {
+    const double with = bench.Decode(ids, k);
+    b.SetSkipPhases(skip_comm);
+    const double without = bench.Decode(ids, k);
+    b.SetSkipPhases(0);
+    return std::pair{with, without};
+  };
+  Out("| measure | ms | tok/s | all-reduce share of the step |\n|---|---:|---:|---:|\n");
+  {
+    std::vector<double> ts;
+    for (int r = 0; r < 4; ++r) {
+      b.kv().AddSequence(1000).IgnoreError();
+      const double t = bench.Prefill(1000, 512);
+      if (r > 0) ts.push_back(t);  // the first is a warm-up
+      b.kv().RemoveSequence(1000);
+    }
+    std::sort(ts.begin(), ts.end());
+    Out(absl::StrFormat("| 512-token prefill | %.2f | %.0f | |\n", ts[1] * 1e3, 512 / ts[1]));
+  }
+  {
+    b.kv().AddSequence(2000).IgnoreError();
+    bench.Prefill(2000, 128);
+    const auto [with, without] = decode_both({2000}, steps);
+    Out(absl::StrFormat("| batch-1 decode, context 128 | %.3f | %.1f | %.0f%% |\n", with * 1e3, 1.0 / with,
+                        100.0 * (with - without) / with));
+    b.kv().RemoveSequence(2000);
+  }
+  for (int seqs : {64, 128}) {
+    std::vector<ossgate::model::SeqId> ids;
+    for (int i = 0; i < seqs; ++i) {
+      ids.push_back(3000 + i);
+      b.kv().AddSequence(ids.back()).IgnoreError();
+      bench.Prefill(ids.back(), 128);
+    }
+    const auto [with, without] = decode_both(ids, std::max(16, steps / 2));
+    Out(absl::StrFormat("| aggregate decode, %d sequences | %.3f | %.0f | %.0f%% |\n", seqs, with * 1e3, seqs / with,
+                        100.0 * (with - without) / with));
+    for (auto id : ids) b.kv().RemoveSequence(id);
+  }
+  if (const std::string out = absl::GetFlag(FLAGS_out); !out.empty()) std::ofstream(out) << g_report;
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -301,6 +383,11 @@ int main(int argc, char** argv) {
                       prop.minor, prop.multiProcessorCount, prop.totalGlobalMem / 1073741824.0, path));
   const double copy_gbs = CopyBandwidth();
   Out(absl::StrFormat("device copy bandwidth (read + write): %.0f GB/s\n\n", copy_gbs));
+  if (const int n = absl::GetFlag(FLAGS_tensor_parallel); n > 1) {
+    gpu::CudaBackendOptions opt = ossgate::bench::GpuBenchOptions(false, true, 128);
+    opt.kv.num_full_blocks = 0;  // sized from each GPU's free memory, at most 128 sequences of 8,448 tokens
+    return RunTensorParallel(path, n, opt);
+  }
 
   // ---- start to ready: one read + SHA-256 pass over the file alone (the
   // bound the streaming load is measured against), then the worker's load:

@@ -31,7 +31,7 @@ const std::vector<std::string>& CudaBackend::PhaseNames() {
   static const std::vector<std::string> names = {"qkv_gemm",        "rope",         "attention",
                                                  "kv_write",        "o_gemm",       "add+norm",
                                                  "router",          "experts_gate_up", "experts_down",
-                                                 "moe_combine+norm", "unembedding"};
+                                                 "moe_combine+norm", "unembedding", "all_reduce"};
   return names;
 }
 

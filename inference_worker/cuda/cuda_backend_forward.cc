@@ -401,7 +401,7 @@ void CudaBackendImpl::EnqueueDenseFfn(int l, int T) {
 }
 
 void CudaBackendImpl::AllReduce(float* data, int64_t n) {
-  if (all_reduce_) all_reduce_->AllReduceSum(data, n, stream_);
+  if (all_reduce_ && Runs(kAllReduce)) all_reduce_->AllReduceSum(data, n, stream_);
 }
 
 void CudaBackendImpl::EnqueueLogits(int first_out_row, int n_rows) {

@@ -151,7 +151,9 @@ struct Graph {
 // Phases of a layer (and the unembedding), as marked in the profile; the
 // order of CudaBackend::PhaseNames().
 enum Phase : int {
-  kQkv = 0, kRope, kAttention, kKvWrite, kO, kAddNorm, kRouter, kGateUp, kDown, kCombineNorm, kUnembed, kNumPhases
+  kQkv = 0, kRope, kAttention, kKvWrite, kO, kAddNorm, kRouter, kGateUp, kDown, kCombineNorm, kUnembed,
+  kAllReduce,  // a tensor-parallel rank's all-reduces (none on one GPU)
+  kNumPhases
 };
 
 class CudaBackendImpl final : public CudaBackend {

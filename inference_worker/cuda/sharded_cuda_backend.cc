@@ -199,6 +199,11 @@ absl::Status ShardedCudaBackend::CheckCollective() {
   });
 }
 
+void ShardedCudaBackend::SetSkipPhases(uint32_t mask) {
+  for (size_t r = 0; r < ranks_.size(); ++r) threads_[r]->Post([this, r, mask] { ranks_[r]->SetSkipPhases(mask); });
+  for (auto& t : threads_) t->Wait();
+}
+
 absl::Status ShardedCudaBackend::Forward(std::span<const model::SequenceStep> steps, std::vector<float>* logits) {
   std::vector<std::vector<float>> other(ranks_.size());
   return OnEveryRank([&](int r) { return ranks_[r]->Forward(steps, r == 0 ? logits : &other[r]); });

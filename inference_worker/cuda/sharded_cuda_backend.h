@@ -54,6 +54,11 @@ class ShardedCudaBackend final : public model::Backend {
                              std::span<const model::StepSampling> sampling, std::vector<int32_t>* tokens) override;
 
   CudaBackend& rank(int r) { return *ranks_[r]; }
+  int world() const { return static_cast<int>(ranks_.size()); }
+  // Benchmark hook: CudaBackend::SetSkipPhases on every rank (on its thread);
+  // skipping "all_reduce" times a step without communication (results then
+  // meaningless).
+  void SetSkipPhases(uint32_t mask);
 
  private:
   class RankThread;
