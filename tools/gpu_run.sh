@@ -245,18 +245,24 @@ if [[ " $modes " == *" multi "* || " $modes " == *" multi120 "* ]]; then
   ngpu=$(nvidia-smi -L 2>/dev/null | wc -l)
   echo "- GPUs: $ngpu" >> "$summary"
 fi
+# bench_tp SHAPE MODEL REPORT_PREFIX: gpu_bench --quick on one GPU, then
+# --tensor_parallel=2, 4, 8 as far as there are GPUs.
+bench_tp() {
+  local shape=$1 model=$2 prefix=$3 tp
+  step "benchmark, $shape shape, 1 GPU (quick)" multi.log 200 "$bin/gpu_bench" --model="$model" --quick \
+    --big_kv=false --out="$out/$prefix-tp1.md"
+  for tp in 2 4 8; do
+    (( tp <= ngpu )) || continue
+    step "benchmark, $shape shape, $tp GPUs" multi.log 200 "$bin/gpu_bench" --model="$model" --tensor_parallel=$tp \
+      --out="$out/$prefix-tp$tp.md"
+  done
+}
 # multi120 (not in "all"): the 120b shape in /dev/shm, one GPU against 2
 # (and 4, 8 where present) with gpu_bench. Reports: bench120-tp*.md.
 if [[ " $modes " == *" multi120 "* ]]; then
   step "generate 120b-shape model in /dev/shm" multi.log 330 "$bin/ossgate-make-model" --preset=120b \
     --vocab=placeholder:201088 --out=/dev/shm/ossgate-120b.gguf
-  step "benchmark, 120b shape, 1 GPU (quick)" multi.log 200 "$bin/gpu_bench" --model=/dev/shm/ossgate-120b.gguf \
-    --quick --big_kv=false --out="$out/bench120-tp1.md"
-  for tp in 2 4 8; do
-    (( tp <= ngpu )) || continue
-    step "benchmark, 120b shape, $tp GPUs" multi.log 200 "$bin/gpu_bench" --model=/dev/shm/ossgate-120b.gguf \
-      --tensor_parallel=$tp --out="$out/bench120-tp$tp.md"
-  done
+  bench_tp 120b /dev/shm/ossgate-120b.gguf bench120
   rm -f /dev/shm/ossgate-120b.gguf
 fi
 if [[ " $modes " == *" multi "* ]]; then
@@ -264,13 +270,7 @@ if [[ " $modes " == *" multi "* ]]; then
     --gtest_filter='*MultiGpu*'
   step "generate 20b-shape model" multi.log 90 "$bin/ossgate-make-model" --preset=20b --vocab=placeholder:201088 \
     --out=/dev/shm/ossgate-20b.gguf
-  step "benchmark, 20b shape, 1 GPU (quick)" multi.log 150 "$bin/gpu_bench" --model=/dev/shm/ossgate-20b.gguf \
-    --quick --big_kv=false --out="$out/bench-tp1.md"
-  for tp in 2 4 8; do
-    (( tp <= ngpu )) || continue
-    step "benchmark, 20b shape, $tp GPUs" multi.log 150 "$bin/gpu_bench" --model=/dev/shm/ossgate-20b.gguf \
-      --tensor_parallel=$tp --out="$out/bench-tp$tp.md"
-  done
+  bench_tp 20b /dev/shm/ossgate-20b.gguf bench
   rm -f /dev/shm/ossgate-20b.gguf
   [[ -s "$TEST_TMPDIR/o200k_harmony.vocab" ]] ||
     xz -dc "$root/assets/tokenizer/o200k_harmony.vocab.xz" > "$TEST_TMPDIR/o200k_harmony.vocab"

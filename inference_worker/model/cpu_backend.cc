@@ -28,12 +28,17 @@ absl::StatusOr<std::unique_ptr<CpuBackend>> CpuBackend::Create(const gguf::GgufF
   if (!config.ok()) return config.status();
   auto weights = BindWeights(file, *config);
   if (!weights.ok()) return weights.status();
-  if (options.kv.block_size <= 0 || options.kv.max_sequences <= 0 || options.max_context <= 0) {
-    return absl::InvalidArgumentError("CPU backend: block_size, max_sequences and max_context must be positive");
-  }
+  if (absl::Status s = CheckCpuBackendOptions(options); !s.ok()) return s;
   const int max_context = std::min(options.max_context, config->context_length);
   return std::unique_ptr<CpuBackend>(new CpuBackend(*config, ShardWeights{*std::move(weights), {}}, options,
                                                     max_context, nullptr, 0, nullptr));
+}
+
+absl::Status CheckCpuBackendOptions(const CpuBackendOptions& options) {
+  if (options.kv.block_size <= 0 || options.kv.max_sequences <= 0 || options.max_context <= 0) {
+    return absl::InvalidArgumentError("CPU backend: block_size, max_sequences and max_context must be positive");
+  }
+  return absl::OkStatus();
 }
 
 std::unique_ptr<KvBlockManager> MakeCpuKvManager(const CpuBackendOptions& options, int max_context, int window) {

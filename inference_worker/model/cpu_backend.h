@@ -27,6 +27,9 @@ struct CpuBackendOptions {
   int max_context = 4096;  // clamped to the model's context length
 };
 
+// InvalidArgument unless block_size, max_sequences and max_context are positive.
+absl::Status CheckCpuBackendOptions(const CpuBackendOptions& options);
+
 // The KV block manager a backend with these options uses (its capacity as
 // documented on CpuBackendOptions::kv).
 std::unique_ptr<KvBlockManager> MakeCpuKvManager(const CpuBackendOptions& options, int max_context, int window);

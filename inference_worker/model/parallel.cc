@@ -93,6 +93,27 @@ absl::StatusOr<Matrix> Columns(const Matrix& m, int64_t e0, int64_t ne, int64_t 
   return v;
 }
 
+// A rank's attention of either kind of layer (LayerWeights,
+// DenseLayerWeights): the norm, its heads' q/k/v rows and biases, the output
+// projection's columns those heads feed.
+template <typename L>
+absl::Status SliceAttention(const L& in, const ModelConfig& c, const Shard& s,
+                            std::vector<std::vector<uint8_t>>& storage, L& out) {
+  const int64_t hd = c.head_dim, q0 = s.q_head_begin * hd, nq = s.n_q_heads * hd;
+  const int64_t kv0 = s.kv_head_begin * hd, nkv = s.n_kv_heads * hd;
+  out.attn_norm = in.attn_norm;
+  out.wq = in.wq.RowRange(q0, nq);
+  out.wk = in.wk.RowRange(kv0, nkv);
+  out.wv = in.wv.RowRange(kv0, nkv);
+  out.bq = SliceFloats(in.bq, q0, nq);
+  out.bk = SliceFloats(in.bk, kv0, nkv);
+  out.bv = SliceFloats(in.bv, kv0, nkv);
+  auto wo = Columns(in.wo, 0, 1, q0, nq, storage);
+  if (!wo.ok()) return wo.status();
+  out.wo = *wo;
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 std::string ParallelLayout::ToString() const {
@@ -177,21 +198,10 @@ absl::StatusOr<ShardWeights> SliceWeights(const Weights& full, const ModelConfig
   w.token_embd = full.token_embd;
   w.output_norm = full.output_norm;
   w.output = full.output;
-  const int64_t hd = c.head_dim, q0 = s.q_head_begin * hd, nq = s.n_q_heads * hd;
-  const int64_t kv0 = s.kv_head_begin * hd, nkv = s.n_kv_heads * hd;
   const int64_t f0 = s.ff_begin, nf = s.ff_size;
   for (const LayerWeights& L : full.layers) {
     LayerWeights& o = w.layers.emplace_back();
-    o.attn_norm = L.attn_norm;
-    o.wq = L.wq.RowRange(q0, nq);
-    o.wk = L.wk.RowRange(kv0, nkv);
-    o.wv = L.wv.RowRange(kv0, nkv);
-    o.bq = SliceFloats(L.bq, q0, nq);
-    o.bk = SliceFloats(L.bk, kv0, nkv);
-    o.bv = SliceFloats(L.bv, kv0, nkv);
-    auto wo = Columns(L.wo, 0, 1, q0, nq, storage);
-    if (!wo.ok()) return wo.status();
-    o.wo = *wo;
+    if (absl::Status st = SliceAttention(L, c, s, storage, o); !st.ok()) return st;
     if (s.attn_bias) o.bo = L.bo;
     o.sinks = SliceFloats(L.sinks, s.q_head_begin, s.n_q_heads);
     o.post_attn_norm = L.post_attn_norm;
@@ -209,16 +219,7 @@ absl::StatusOr<ShardWeights> SliceWeights(const Weights& full, const ModelConfig
   }
   for (const DenseLayerWeights& L : full.dense_layers) {
     DenseLayerWeights& o = w.dense_layers.emplace_back();
-    o.attn_norm = L.attn_norm;
-    o.wq = L.wq.RowRange(q0, nq);
-    o.wk = L.wk.RowRange(kv0, nkv);
-    o.wv = L.wv.RowRange(kv0, nkv);
-    o.bq = SliceFloats(L.bq, q0, nq);
-    o.bk = SliceFloats(L.bk, kv0, nkv);
-    o.bv = SliceFloats(L.bv, kv0, nkv);
-    auto wo = Columns(L.wo, 0, 1, q0, nq, storage);
-    if (!wo.ok()) return wo.status();
-    o.wo = *wo;
+    if (absl::Status st = SliceAttention(L, c, s, storage, o); !st.ok()) return st;
     o.ffn_norm = L.ffn_norm;
     o.gate = L.gate.RowRange(f0, nf);
     o.up = L.up.RowRange(f0, nf);

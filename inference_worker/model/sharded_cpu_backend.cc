@@ -15,9 +15,7 @@ absl::StatusOr<std::unique_ptr<ShardedCpuBackend>> ShardedCpuBackend::Create(con
   if (!config.ok()) return config.status();
   auto full = BindWeights(file, *config);
   if (!full.ok()) return full.status();
-  if (options.kv.block_size <= 0 || options.kv.max_sequences <= 0 || options.max_context <= 0) {
-    return absl::InvalidArgumentError("CPU backend: block_size, max_sequences and max_context must be positive");
-  }
+  if (absl::Status s = CheckCpuBackendOptions(options); !s.ok()) return s;
   if (layout.world < 1) return absl::InvalidArgumentError("parallel layout: world size must be at least 1");
   // Every rank's plan and weights first, so a layout the model cannot take
   // is refused before anything is allocated.

@@ -436,15 +436,18 @@ class WorkerE2eTest : public ::testing::Test {
     return w;
   }
 
-  // A worker that must be refused: exits 3 without ever reporting SERVING.
-  static void ExpectRefused(const WorkerSpec& spec, const std::string& log_name, const std::string& reason) {
+  // A worker that must be refused: exits `code` (3: the provenance gate; 4:
+  // the backend could not load the verified file) without ever reporting
+  // SERVING.
+  static void ExpectRefused(const WorkerSpec& spec, const std::string& log_name, const std::string& reason,
+                            int expected_code = 3) {
     auto w = WorkerProcess::Spawn(Bins(), *prov_, spec, *dir_ / log_name, ClientIdentity());
     ASSERT_TRUE(w.ok()) << w.status();
     bool saw_serving = true;
     auto code = (*w)->WatchUntilExit(absl::Seconds(120), &saw_serving);
     ASSERT_TRUE(code.ok()) << code.status();
     const std::string log = (*w)->Log();
-    EXPECT_EQ(*code, 3) << log;
+    EXPECT_EQ(*code, expected_code) << log;
     EXPECT_FALSE(saw_serving) << log;
     EXPECT_TRUE(absl::StrContains(log, "MODEL NOT LOADED")) << log;
     EXPECT_TRUE(absl::StrContains(log, reason)) << "expected '" << reason << "' in:\n" << log;
@@ -2146,17 +2149,10 @@ TEST_F(WorkerE2eTest, TensorParallelRanksServeTheSameGreedyTokens) {
   three.source_uri = kModelUri;
   three.flags = {"--backend=cpu", "--tensor_parallel=3", "--expert_parallel=1", "--max_sequences=2",
                  absl::StrCat("--max_context=", kContext), "--threads=1"};
-  auto refused = WorkerProcess::Spawn(Bins(), *prov_, three, *dir_ / "tensor-parallel-3.log", ClientIdentity());
-  ASSERT_TRUE(refused.ok()) << refused.status();
-  bool saw_serving = true;
-  auto code = (*refused)->WatchUntilExit(absl::Seconds(120), &saw_serving);
-  ASSERT_TRUE(code.ok()) << code.status();
-  const std::string log = (*refused)->Log();
-  EXPECT_EQ(*code, 4) << log;
-  EXPECT_FALSE(saw_serving) << log;
-  EXPECT_TRUE(absl::StrContains(log, "MODEL NOT LOADED: tensor parallelism over 3 ranks: the model's 2 KV heads do "
-                                     "not split evenly; use 1, 2 ranks"))
-      << log;
+  ExpectRefused(three, "tensor-parallel-3.log",
+                "MODEL NOT LOADED: tensor parallelism over 3 ranks: the model's 2 KV heads do not split evenly; use "
+                "1, 2 ranks",
+                4);
 }
 
 TEST_F(WorkerE2eTest, WithoutClientAuthenticationTheWorkerRefusesToStartUnlessToldExplicitly) {
