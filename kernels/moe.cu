@@ -49,15 +49,16 @@ __device__ void GroupPairs(const RouterParams& p, int n) {
   for (int i = threadIdx.x; i < pairs; i += blockDim.x) atomicAdd(&counts[__ldcg(p.ids + i)], 1);
   __syncthreads();
   if (threadIdx.x == 0) {
+    const int lo = g.expert_begin, hi = g.expert_end < 0 ? p.n_experts : g.expert_end;
     int off = 0, n_active = 0, n_tiles = 0;
     for (int e = 0; e < p.n_experts; ++e) {
       next[e] = off;
       g.offsets[e] = off;
       const int cnt = counts[e];
-      if (cnt > 0) {
-        g.active[n_active++] = e;
+      if (cnt > 0 && e >= lo && e < hi) {
+        g.active[n_active++] = e - lo;
         for (int s = off; s < off + cnt && n_tiles < g.max_tiles; s += g.tile_slots) {
-          g.tiles[3 * n_tiles] = e;
+          g.tiles[3 * n_tiles] = e - lo;
           g.tiles[3 * n_tiles + 1] = s;
           g.tiles[3 * n_tiles + 2] = min(s + g.tile_slots, off + cnt);
           ++n_tiles;

@@ -237,6 +237,11 @@ struct MoeRouting {
   int32_t max_tiles = 0;
   int32_t* slot_token = nullptr;  // [n * k] token of each slot
   int32_t* pair_slot = nullptr;   // [n][k] slot of each pair (-1 beyond the valid rows)
+  // An expert-parallel rank's experts [expert_begin, expert_end) (end -1: all):
+  // active and tiles list only those, numbered from expert_begin (the rank's
+  // weight matrices); offsets, slot_token and pair_slot cover every pair.
+  int32_t expert_begin = 0;
+  int32_t expert_end = -1;
 };
 
 // The whole routing of a MoE layer in one launch: router logits (fp32, from

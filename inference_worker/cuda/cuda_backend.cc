@@ -126,6 +126,11 @@ absl::StatusOr<std::unique_ptr<CudaBackendImpl>> CudaBackendImpl::Create(const g
   auto backend = std::unique_ptr<CudaBackendImpl>(new CudaBackendImpl(c, options, max_context));
   backend->description_ = absl::StrFormat("cuda (%s, sm_%d%d, %d SMs)", prop.name, prop.major, prop.minor,
                                           prop.multiProcessorCount);
+  backend->n_local_experts_ = c.n_experts;
+  if (rank && !weights->layers.empty()) {
+    backend->expert_begin_ = rank->expert_begin;
+    backend->n_local_experts_ = static_cast<int>(weights->layers[0].gate_exps.n_mats);
+  }
   if (rank) {
     backend->all_reduce_ = rank->all_reduce;
     if (!rank->all_reduce->Capturable()) backend->use_graphs_ = false;

@@ -135,6 +135,9 @@ struct CudaRankSetup {
   const model::ModelConfig* config = nullptr;
   const model::Weights* weights = nullptr;
   DeviceAllReduce* all_reduce = nullptr;
+  // gpt-oss: the first of the rank's experts (model::Shard::expert_begin);
+  // how many there are is the weights' expert matrix count.
+  int expert_begin = 0;
 };
 // The model split over GPUs `devices` by `layout` (ShardedCudaBackend, NCCL),
 // behind one model::Backend. Unimplemented without CUDA; InvalidArgument for

@@ -288,6 +288,8 @@ void CudaBackendImpl::EnqueueLayers(const PassShape& shape) {
     rt.route.max_tiles = kernels::MoeMaxTiles(T * K, c.n_experts, tile_slots);
     rt.route.slot_token = slot_token_;
     rt.route.pair_slot = pair_slot_;
+    rt.route.expert_begin = expert_begin_;
+    rt.route.expert_end = expert_begin_ + n_local_experts_;
     rt.logits = router_logits_;
     rt.done = router_done_;
     if (Runs(kRouter)) kernels::LaunchRouter(rt, s);
@@ -298,12 +300,14 @@ void CudaBackendImpl::EnqueueLayers(const PassShape& shape) {
     Mark("router");
 
     kernels::MoeGroups groups;
-    groups.offsets = moe_offsets_;
+    // Offsets of every expert, indexed from this backend's first one (the
+    // router numbers active experts and tiles from it).
+    groups.offsets = moe_offsets_ + expert_begin_;
     groups.active = moe_active_;
     groups.n_active = moe_counts_;
     groups.tiles = moe_tiles_;
     groups.n_tiles = moe_counts_ + 1;
-    groups.max_active = std::min(c.n_experts, T * K);
+    groups.max_active = std::min(n_local_experts_, T * K);
     groups.max_tiles = rt.route.max_tiles;
     groups.tile_slots = tile_slots;
     g = kernels::GemmParams();
@@ -324,6 +328,11 @@ void CudaBackendImpl::EnqueueLayers(const PassShape& shape) {
     if (Runs(kGateUp)) kernels::LaunchGemm(g, s);
     Mark("experts_gate_up");
 
+    // An expert-parallel rank writes only its experts' pair rows: the others
+    // must add nothing to the all-reduce.
+    if (n_local_experts_ < c.n_experts) {
+      CUDA_CHECK(cudaMemsetAsync(y_, 0, static_cast<size_t>(T) * K * D * sizeof(float), s));
+    }
     g = kernels::GemmParams();
     g.w = L.down;
     g.x = act_;

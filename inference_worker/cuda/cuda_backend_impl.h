@@ -272,6 +272,10 @@ class CudaBackendImpl final : public CudaBackend {
   std::string description_;
   bool use_graphs_ = true;
   DeviceAllReduce* all_reduce_ = nullptr;  // a rank of a tensor-parallel layout
+  // gpt-oss: the experts this backend computes, [expert_begin_, + n_local_experts_)
+  // (all of them unless it is an expert-parallel rank).
+  int expert_begin_ = 0;
+  int n_local_experts_ = 0;
   bool profiling_ = false;
 
   // Host state of the weight upload (staging buffers, repacking threads).

@@ -254,7 +254,9 @@ absl::Status CudaBackendImpl::Upload(const gguf::GgufFile& file, const model::We
     if (c.family == model::Family::kGptOss) {
       const model::LayerWeights& L = w.layers[l];
       if (absl::Status st = UploadAttention(l, L.wq, L.wk, L.wv, L.wo, on_device, &d); !st.ok()) return st;
-      if (absl::Status st = UploadGatedFfn(l, L.gate_exps, L.up_exps, L.down_exps, E, on_device, &d); !st.ok()) {
+      // All experts, or an expert-parallel rank's (its weights hold only those).
+      if (absl::Status st = UploadGatedFfn(l, L.gate_exps, L.up_exps, L.down_exps, L.gate_exps.n_mats, on_device, &d);
+          !st.ok()) {
         return st;
       }
       std::vector<float> qkv_b(L.bq);

@@ -75,7 +75,10 @@ absl::StatusOr<WeightBytes> PlanWeightBytes(const model::ModelConfig& c, const m
     }
     const model::LayerWeights& L = w.layers[l];
     if (absl::Status s = attention(l, L.wq, L.wk, L.wv, L.wo); !s.ok()) return s;
-    if (absl::Status s = ffn(l, L.gate_exps, L.up_exps, L.down_exps, E, &b.experts); !s.ok()) return s;
+    // All experts, or an expert-parallel rank's (model::SliceWeights).
+    if (absl::Status s = ffn(l, L.gate_exps, L.up_exps, L.down_exps, L.gate_exps.n_mats, &b.experts); !s.ok()) {
+      return s;
+    }
     b.attention += Floats(L.bq.size() + L.bk.size() + L.bv.size()) + Floats(L.bo.size());
     b.experts += Floats(L.gate_b.size()) + Floats(L.up_b.size()) + Floats(L.down_b.size());
     b.router += Floats(static_cast<size_t>(E * D)) + Floats(L.router_b.size());

@@ -72,14 +72,10 @@ absl::StatusOr<std::unique_ptr<ShardedCudaBackend>> ShardedCudaBackend::Create(c
   }
   auto config = model::ReadModelConfig(file);
   if (!config.ok()) return config.status();
-  if (config->family == model::Family::kGptOss && layout.ExpertGroups() != 1) {
-    return absl::InvalidArgumentError(
-        "expert parallelism across GPUs is not implemented yet: use expert_parallel=1 (every GPU computes a slice "
-        "of every expert's intermediate dimension)");
-  }
   auto full = model::BindWeights(file, *config);
   if (!full.ok()) return full.status();
   std::vector<model::ModelConfig> configs;
+  std::vector<model::Shard> shards;
   std::vector<model::ShardWeights> slices;
   for (int r = 0; r < layout.world; ++r) {
     auto shard = model::PlanShard(*config, layout, r, model::FfSplitUnit(*full));
@@ -87,6 +83,7 @@ absl::StatusOr<std::unique_ptr<ShardedCudaBackend>> ShardedCudaBackend::Create(c
     auto w = model::SliceWeights(*full, *config, *shard);
     if (!w.ok()) return w.status();
     configs.push_back(model::ShardConfig(*config, *shard));
+    shards.push_back(*shard);
     slices.push_back(*std::move(w));
   }
   std::unique_ptr<ShardedCudaBackend> b(new ShardedCudaBackend());
@@ -105,7 +102,8 @@ absl::StatusOr<std::unique_ptr<ShardedCudaBackend>> ShardedCudaBackend::Create(c
     CudaBackendOptions o = options;
     o.device = devices[r];
     if (r > 0) o.kv.num_full_blocks = b->ranks_[0]->kv().num_full_blocks();
-    auto rank = CreateCudaBackendRank(file, o, CudaRankSetup{&configs[r], &slices[r].weights, b->all_reduce_[r].get()});
+    auto rank = CreateCudaBackendRank(
+        file, o, CudaRankSetup{&configs[r], &slices[r].weights, b->all_reduce_[r].get(), shards[r].expert_begin});
     if (!rank.ok()) {
       return absl::Status(rank.status().code(), absl::StrCat("rank ", r, " on GPU ", devices[r], ": ",
                                                              rank.status().message()));

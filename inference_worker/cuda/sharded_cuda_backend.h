@@ -6,10 +6,12 @@
 // sees one KV block manager, rank 0's; the others mirror it before each step
 // and make the same reservations.
 //
-// Not yet: expert parallelism (experts partitioned across GPUs: the MoE
-// routing of a rank keeping only its experts), the streaming load into several
-// devices (the file is bound in host memory and each rank uploads its
-// slices), the worker flags. Nothing here has run on GPUs yet.
+// With expert groups (expert_parallel > 1) a rank holds only its experts: the
+// router, replicated, numbers the rank's active experts and tiles from its
+// first one, and the rank zeroes the pair rows of the others' experts before
+// the all-reduce. Not yet: the streaming load into several devices (the file
+// is bound in host memory and each rank uploads its slices). Nothing here has
+// run on GPUs yet.
 #pragma once
 
 #include <functional>
@@ -37,8 +39,7 @@ class ShardedCudaBackend final : public model::Backend {
   // options.kv.num_full_blocks = 0 sizes rank 0's pool from its free memory
   // and gives the others the same size (refused if a rank cannot hold it).
   // InvalidArgument for a layout the model cannot take (PlanShard,
-  // SliceWeights) or expert_parallel other than 1 (not implemented on the
-  // GPU); the errors of CreateCudaBackend; Unavailable without NCCL.
+  // SliceWeights); the errors of CreateCudaBackend; Unavailable without NCCL.
   static absl::StatusOr<std::unique_ptr<ShardedCudaBackend>> Create(const gguf::GgufFile& file,
                                                                      const CudaBackendOptions& options,
                                                                      const model::ParallelLayout& layout,

@@ -54,7 +54,7 @@ ABSL_FLAG(int, tensor_parallel, 1,
           "check of the layout, not faster)");
 ABSL_FLAG(int, expert_parallel, 1,
           "MoE expert groups among the --tensor_parallel ranks (divides it; 1 = every rank computes a slice of every "
-          "expert; more = experts partitioned, CPU backend only for now)");
+          "expert; N = the experts partitioned over the N groups, each expert's slices over a group's ranks)");
 ABSL_FLAG(int, threads, 0, "CPU backend threads (0 = all cores)");
 ABSL_FLAG(int, max_sequences, 16, "concurrent sequences");
 ABSL_FLAG(int, max_context, 4096, "context length served per sequence");

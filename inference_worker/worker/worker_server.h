@@ -48,7 +48,7 @@ struct WorkerConfig {
   // Ranks of a tensor-parallel layout (docs/parallel.md): CUDA, GPUs
   // cuda_device .. cuda_device + tensor_parallel - 1; CPU, threads (a check
   // of the layout, not faster). expert_parallel: MoE expert groups (1: every
-  // rank computes a slice of every expert; more is CPU-only for now).
+  // rank computes a slice of every expert; N: experts partitioned in N groups).
   int tensor_parallel = 1;
   int expert_parallel = 1;
   int threads = 0;

@@ -324,7 +324,11 @@ struct DeviceRouting {
   // The grouping is the stable grouping of the first `valid` tokens' pairs
   // by expert (offsets, active list, tiles of tile_slots, slot <-> pair maps), the
   // other pairs have no slot, and the completion counter is back to zero.
-  void ExpectStableGrouping(int valid, int experts, int k) const {
+  // With an expert range [lo, hi) (an expert-parallel rank: route.expert_begin
+  // / expert_end) the active list and the tiles hold only those experts,
+  // numbered from lo; offsets and the slot maps still cover every pair.
+  void ExpectStableGrouping(int valid, int experts, int k, int lo = 0, int hi = -1) const {
+    if (hi < 0) hi = experts;
     const auto id = ids.Download(), off = offsets.Download(), st = slot_token.Download(), ps = pair_slot.Download(),
                act = active.Download(), cnt = counts.Download(), tl = tiles.Download();
     const int n_pairs = valid * k;
@@ -339,10 +343,10 @@ struct DeviceRouting {
         ++expect_slot;
         ++c;
       }
-      if (c > 0) {
-        ASSERT_EQ(act[n_active++], e);
+      if (c > 0 && e >= lo && e < hi) {
+        ASSERT_EQ(act[n_active++], e - lo);
         for (int b = off[e]; b < off[e] + c; b += tile_slots, ++n_tiles) {
-          ASSERT_EQ(tl[3 * n_tiles], e);
+          ASSERT_EQ(tl[3 * n_tiles], e - lo);
           ASSERT_EQ(tl[3 * n_tiles + 1], b);
           ASSERT_EQ(tl[3 * n_tiles + 2], std::min(b + tile_slots, off[e] + c));
         }
@@ -959,6 +963,31 @@ TEST(RouterTest, TopKAndWeightsMatchCpu) {
         }
       }
     }
+  }
+}
+
+// An expert-parallel rank's grouping: the same ids, offsets and slots as the
+// whole model's, the active experts and tiles only the rank's, numbered from
+// its first expert.
+TEST(RouterTest, AnExpertRangeGroupsOnlyThoseExpertsNumberedFromTheFirst) {
+  std::mt19937 rng(FreshSeed());
+  const int experts = 32, k = 4, d = 128, T = 40;
+  const std::vector<float> h = RandomFloats(static_cast<size_t>(T) * d, rng),
+                           w = RandomFloats(static_cast<size_t>(experts) * d, rng, 2.0f / std::sqrt(1.0f * d)),
+                           b = RandomFloats(experts, rng, 0.1f);
+  DevBuf<float> dh(h), dw(w), db(b);
+  DeviceRouting whole(T, experts, k);
+  kernels::LaunchRouter(whole.Params(dh.get(), dw.get(), db.get(), T, d, experts, k), nullptr);
+  const auto want_ids = whole.ids.Download(), want_off = whole.offsets.Download();
+  for (auto [lo, hi] : std::vector<std::pair<int, int>>{{0, 8}, {8, 16}, {24, 32}, {0, 32}}) {
+    DeviceRouting rank(T, experts, k);
+    kernels::RouterParams p = rank.Params(dh.get(), dw.get(), db.get(), T, d, experts, k);
+    p.route.expert_begin = lo;
+    p.route.expert_end = hi;
+    kernels::LaunchRouter(p, nullptr);
+    ASSERT_NO_FATAL_FAILURE(rank.ExpectStableGrouping(T, experts, k, lo, hi)) << "experts " << lo << ".." << hi;
+    EXPECT_EQ(rank.ids.Download(), want_ids);
+    EXPECT_EQ(rank.offsets.Download(), want_off);
   }
 }
 

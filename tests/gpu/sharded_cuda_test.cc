@@ -44,8 +44,8 @@ class ShardedCudaTest : public ::testing::Test {
     EXPECT_TRUE(b.ok()) << b.status();
     return b.ok() ? RunScript(**b) : ScriptRun{};
   }
-  ScriptRun Sharded(int world, bool graphs, RankCollective collective, std::vector<int> devices) {
-    auto b = ShardedCudaBackend::Create(*model_->file, Options(graphs), model::ParallelLayout{world, 1}, devices,
+  ScriptRun Sharded(int world, bool graphs, RankCollective collective, std::vector<int> devices, int groups = 1) {
+    auto b = ShardedCudaBackend::Create(*model_->file, Options(graphs), model::ParallelLayout{world, groups}, devices,
                                         collective);
     EXPECT_TRUE(b.ok()) << b.status();
     if (!b.ok()) return {};
@@ -57,14 +57,21 @@ class ShardedCudaTest : public ::testing::Test {
   std::unique_ptr<LoadedModel> model_;
 };
 
-TEST_F(ShardedCudaTest, TwoRanksOnOneGpuComputeTheWholeModel) {
+// Tensor parallelism of the experts (1 expert group: each rank a slice of
+// every expert), expert parallelism (2 groups: each rank half the experts,
+// the router numbering the rank's from its first) and both (4 ranks in 2
+// groups of 2).
+TEST_F(ShardedCudaTest, RanksOnOneGpuComputeTheWholeModel) {
   const ScriptRun want = Whole(false);
-  const ScriptRun got = Sharded(2, false, RankCollective::kHostStaged, {0, 0});
-  const double worst = WorstRowError(got, want);
-  std::printf("2 ranks on one GPU vs the whole model: worst relative error of a logits row %.3g\n", worst);
-  EXPECT_LT(worst, 1e-2);  // the accuracy bound of the CUDA tests; only the order of additions differs
-  EXPECT_GT(worst, 0.0);   // the split did change the arithmetic (else the ranks were not split)
-  EXPECT_EQ(got.greedy, want.greedy);
+  for (auto [world, groups] : std::vector<std::pair<int, int>>{{2, 1}, {2, 2}, {4, 2}}) {
+    const ScriptRun got = Sharded(world, false, RankCollective::kHostStaged, std::vector<int>(world, 0), groups);
+    const double worst = WorstRowError(got, want);
+    std::printf("%d ranks in %d expert groups on one GPU vs the whole model: worst relative error of a logits row "
+                "%.3g\n", world, groups, worst);
+    EXPECT_LT(worst, 1e-2) << world << " ranks, " << groups << " groups";  // only the order of additions differs
+    EXPECT_GT(worst, 0.0) << "the ranks did not split the arithmetic";
+    EXPECT_EQ(got.greedy, want.greedy) << world << " ranks, " << groups << " groups";
+  }
 }
 
 TEST_F(ShardedCudaTest, AWorldOfOneIsTheWholeModelBitwise) {
@@ -102,11 +109,11 @@ TEST_F(ShardedCudaTest, MultiGpuTwoRanksOverNcclComputeTheWholeModel) {
   EXPECT_EQ(again.rows, got.rows);
 }
 
-TEST_F(ShardedCudaTest, RefusesExpertParallelismAndRepeatedNcclDevices) {
-  auto ep = ShardedCudaBackend::Create(*model_->file, Options(false), model::ParallelLayout{2, 2}, std::vector<int>{0, 0},
-                                       RankCollective::kHostStaged);
-  ASSERT_FALSE(ep.ok());
-  EXPECT_NE(ep.status().message().find("expert_parallel=1"), std::string::npos) << ep.status();
+TEST_F(ShardedCudaTest, RefusesALayoutTheModelCannotTakeAndRepeatedNcclDevices) {
+  auto three = ShardedCudaBackend::Create(*model_->file, Options(false), model::ParallelLayout{3, 1},
+                                          std::vector<int>{0, 0, 0}, RankCollective::kHostStaged);
+  ASSERT_FALSE(three.ok());
+  EXPECT_NE(three.status().message().find("4 KV heads do not split evenly"), std::string::npos) << three.status();
   auto repeated = ShardedCudaBackend::Create(*model_->file, Options(false), model::ParallelLayout{2, 1},
                                              std::vector<int>{0, 0}, RankCollective::kNccl);
   ASSERT_FALSE(repeated.ok());
