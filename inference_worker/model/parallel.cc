@@ -65,12 +65,12 @@ Matrix ExpertRows(const Matrix& m, int64_t e0, int64_t ne, int64_t r0, int64_t n
   return v;
 }
 
-// Matrices [e0, e0 + ne) of m, columns [c0, c0 + nc) of every row, copied
-// into `storage` (the whole matrix stays a view). The range must fall on the
-// type's blocks.
+// Matrices [e0, e0 + ne) of m, columns [c0, c0 + nc) of every row: a view
+// when the rows are whole (matrices are contiguous), else copied into
+// `storage`. The range must fall on the type's blocks.
 absl::StatusOr<Matrix> Columns(const Matrix& m, int64_t e0, int64_t ne, int64_t c0, int64_t nc,
                                std::vector<std::vector<uint8_t>>& storage) {
-  if (e0 == 0 && ne == m.n_mats && c0 == 0 && nc == m.cols) return m;
+  if (c0 == 0 && nc == m.cols) return ExpertRows(m, e0, ne, 0, m.rows, storage);
   const int64_t be = BlockElems(m.type);
   if (c0 % be != 0 || nc % be != 0) {
     return absl::InvalidArgumentError(absl::StrCat(

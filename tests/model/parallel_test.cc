@@ -198,6 +198,16 @@ TEST(SliceWeightsTest, SlicesHoldTheWholeModelsRowsColumnsAndBiases) {
   ASSERT_TRUE(sliced2.ok());
   EXPECT_EQ(sliced2->weights.layers[0].down_b,
             std::vector<float>(full->layers[0].down_b.begin() + 4 * 64, full->layers[0].down_b.end()));
+  // Whole experts (pure expert parallelism) stay views into the model's
+  // bytes: a 120b rank must not copy its experts.
+  const Shard ep = Plan(*config, 4, 4, 3);  // experts 6-7, whole
+  auto ep_sliced = model::SliceWeights(*full, *config, ep);
+  ASSERT_TRUE(ep_sliced.ok());
+  const model::LayerWeights& E = ep_sliced->weights.layers[0];
+  EXPECT_EQ(E.gate_exps.data, full->layers[0].gate_exps.Row(6, 0));
+  EXPECT_EQ(E.down_exps.data, full->layers[0].down_exps.Row(6, 0));
+  EXPECT_EQ(E.down_exps.n_mats, 2);
+  EXPECT_EQ(ep_sliced->storage.size(), full->layers.size());  // only each layer's o_proj columns are copied
   // A head narrower than a block of the output projection's type is refused.
   model::ModelConfig one_head = *config;
   Shard bad = Plan(*config, 4, 4, 1);
