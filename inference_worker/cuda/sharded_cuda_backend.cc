@@ -74,17 +74,15 @@ absl::StatusOr<std::unique_ptr<ShardedCudaBackend>> ShardedCudaBackend::Create(c
   if (!config.ok()) return config.status();
   auto full = model::BindWeights(file, *config);
   if (!full.ok()) return full.status();
-  std::vector<model::ModelConfig> configs;
+  // Every rank's plan first (a layout the model cannot take is refused
+  // before anything is allocated); each rank's slices are made just before
+  // its upload and dropped after it, so the host holds the file plus one
+  // rank's copied columns at a time.
   std::vector<model::Shard> shards;
-  std::vector<model::ShardWeights> slices;
   for (int r = 0; r < layout.world; ++r) {
     auto shard = model::PlanShard(*config, layout, r, model::FfSplitUnit(*full));
     if (!shard.ok()) return shard.status();
-    auto w = model::SliceWeights(*full, *config, *shard);
-    if (!w.ok()) return w.status();
-    configs.push_back(model::ShardConfig(*config, *shard));
     shards.push_back(*shard);
-    slices.push_back(*std::move(w));
   }
   std::unique_ptr<ShardedCudaBackend> b(new ShardedCudaBackend());
   b->config_ = *config;
@@ -99,11 +97,14 @@ absl::StatusOr<std::unique_ptr<ShardedCudaBackend>> ShardedCudaBackend::Create(c
     }
   }
   for (int r = 0; r < layout.world; ++r) {
+    auto slices = model::SliceWeights(*full, *config, shards[r]);
+    if (!slices.ok()) return slices.status();
+    const model::ModelConfig rank_config = model::ShardConfig(*config, shards[r]);
     CudaBackendOptions o = options;
     o.device = devices[r];
     if (r > 0) o.kv.num_full_blocks = b->ranks_[0]->kv().num_full_blocks();
     auto rank = CreateCudaBackendRank(
-        file, o, CudaRankSetup{&configs[r], &slices[r].weights, b->all_reduce_[r].get(), shards[r].expert_begin});
+        file, o, CudaRankSetup{&rank_config, &slices->weights, b->all_reduce_[r].get(), shards[r].expert_begin});
     if (!rank.ok()) {
       return absl::Status(rank.status().code(), absl::StrCat("rank ", r, " on GPU ", devices[r], ": ",
                                                              rank.status().message()));
