@@ -516,6 +516,7 @@ int main(int argc, char** argv) {
       const double base = bench.Decode({id}, 24);
       for (size_t i = 0; i < names.size(); ++i) {
         if (ctx != 128 && names[i] != "attention") continue;
+        if (names[i] == "all_reduce") continue;  // tensor-parallel ranks only (--tensor_parallel)
         b.SetSkipPhases(1u << i);
         const double t = bench.Decode({id}, 24);
         const int launches = names[i] == "unembedding" ? 1 : c.n_layers;
