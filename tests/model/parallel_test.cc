@@ -266,6 +266,43 @@ INSTANTIATE_TEST_SUITE_P(Layouts, ShardedCpuBackendTest,
                                                p.param.second ? p.param.second : p.param.first);
                          });
 
+// For a fixed layout a sequence's logits do not depend on what else is in the
+// step (the all-reduce sums elementwise in rank order): sequence 1 decoding
+// alone and decoding beside another sequence's prompt and decode steps give
+// the same bits.
+TEST(ShardedCpuBackendTest, ASequencesLogitsDoNotDependOnTheBatch) {
+  const std::string path = WriteTestModel("parallel_invariance", ShardableShape);
+  auto model = LoadModel(path);
+  ASSERT_NE(model, nullptr);
+  std::vector<std::vector<float>> alone, batched;
+  for (bool with_other : {false, true}) {
+    auto b = model::ShardedCpuBackend::Create(*model->file, Options(), ParallelLayout{4, 2});
+    ASSERT_TRUE(b.ok()) << b.status();
+    model::Backend& backend = **b;
+    const int V = backend.config().vocab_size;
+    ASSERT_TRUE(backend.kv().AddSequence(1).ok());
+    ASSERT_TRUE(backend.kv().AddSequence(2).ok());
+    const auto prompt = Tokens(24, V, 3), other = Tokens(17, V, 4);
+    std::vector<float> logits;
+    SequenceStep first{1, prompt, model::Logits::kLast};
+    ASSERT_TRUE(backend.Forward({&first, 1}, &logits).ok());
+    std::vector<int32_t> tok = {7, 11, 13, 17, 19, 23};
+    int32_t other_next = 5;
+    auto& out = with_other ? batched : alone;
+    for (size_t i = 0; i < tok.size(); ++i) {
+      std::vector<SequenceStep> steps = {{1, {&tok[i], 1}, model::Logits::kLast}};
+      if (with_other) {
+        steps.push_back(i == 0 ? SequenceStep{2, other, model::Logits::kLast}
+                               : SequenceStep{2, {&other_next, 1}, model::Logits::kLast});
+      }
+      ASSERT_TRUE(backend.Forward(steps, &logits).ok());
+      out.emplace_back(logits.begin(), logits.begin() + V);
+    }
+  }
+  EXPECT_EQ(alone, batched);
+  std::remove(path.c_str());
+}
+
 TEST(ShardedCpuBackendDenseTest, Qwen2AndPhi3SplitTheirHeadsAndFfn) {
   for (const char* preset : {"qwen2-tiny", "phi3-tiny"}) {
     SCOPED_TRACE(preset);
