@@ -90,6 +90,19 @@ LogitComparison CompareLogits(const std::vector<float>& exact, const std::vector
   return c;
 }
 
+// Both files' CPU logits at every position of a random prompt of n tokens
+// (ids below 200, the test models' vocabulary), compared.
+LogitComparison CompareOnRandomPrompt(const gguf::GgufFile& exact_file, const gguf::GgufFile& tiled_file, int n,
+                                      uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<int32_t> tokens(n);
+  for (int32_t& t : tokens) t = static_cast<int32_t>(rng() % 200);
+  const std::vector<float> exact = CpuLogits(exact_file, tokens), tiled = CpuLogits(tiled_file, tokens);
+  EXPECT_EQ(exact.size(), tiled.size());
+  if (exact.size() != tiled.size()) return {};
+  return CompareLogits(exact, tiled, tokens.size(), 200);
+}
+
 TEST(KQuantRequantization, ConvertedModelKeepsTheKQuantModelsLogits) {
   const std::pair<gguf::GgmlType, gguf::GgmlType> mixes[] = {{gguf::GgmlType::kQ4_K, gguf::GgmlType::kQ6_K},
                                                              {gguf::GgmlType::kQ6_K, gguf::GgmlType::kQ4_K}};
@@ -129,26 +142,22 @@ TEST(KQuantRequantization, ConvertedModelKeepsTheKQuantModelsLogits) {
       EXPECT_EQ(kept_q4k, 3 * 4 + 1) << "q, k, v, o per layer, and the unembedding";
     }
 
-    std::mt19937 rng(5);
-    std::vector<int32_t> tokens(200);
-    for (int32_t& t : tokens) t = static_cast<int32_t>(rng() % 200);
-    const std::vector<float> exact = CpuLogits(*m->file, tokens), tiled = CpuLogits(*q8->file, tokens);
-    ASSERT_EQ(exact.size(), tiled.size());
-    const LogitComparison c = CompareLogits(exact, tiled, tokens.size(), 200);
+    const LogitComparison c = CompareOnRandomPrompt(*m->file, *q8->file, 200, 5);
+    ASSERT_EQ(c.rels.size(), 200u);
     const std::vector<double>& rels = c.rels;
     const int same_argmax = c.same_argmax;
     const double mean = c.mean, median = rels[rels.size() / 2], p90 = rels[rels.size() * 9 / 10],
                  worst = rels.back();
     std::printf("%s: logits of the device-tiled model vs the k-quant model: relative error mean %.2e, median %.2e, "
                 "p90 %.2e, worst %.2e; same argmax %d/%zu\n",
-                label.c_str(), mean, median, p90, worst, same_argmax, tokens.size());
+                label.c_str(), mean, median, p90, worst, same_argmax, c.rels.size());
     // The worst positions are those where a router near a tie picked
     // another expert (a swapped expert moves a token's logits by 2-60%,
     // docs/cuda.md "Precision"); the bulk is the rounding itself.
     EXPECT_LT(median, 1.5e-2);
     EXPECT_LT(p90, 3e-2);
     EXPECT_LT(mean, 2.5e-2);
-    EXPECT_GE(same_argmax, static_cast<int>(tokens.size()) * 95 / 100);
+    EXPECT_GE(same_argmax, static_cast<int>(c.rels.size()) * 95 / 100);
   }
 }
 
@@ -196,19 +205,15 @@ TEST(KQuantRequantization, ConvertedQ4KMDenseModelsKeepTheirLogits) {
       EXPECT_TRUE(!requantized_type || b.name == "token_embd.weight") << b.name << " was left unconverted";
     }
     EXPECT_EQ(converted, k.converted);
-    std::mt19937 rng(7);
-    std::vector<int32_t> tokens(150);
-    for (int32_t& t : tokens) t = static_cast<int32_t>(rng() % 200);
-    const std::vector<float> exact = CpuLogits(*m->file, tokens), tiled = CpuLogits(*q8->file, tokens);
-    ASSERT_EQ(exact.size(), tiled.size());
-    const LogitComparison c = CompareLogits(exact, tiled, tokens.size(), 200);
+    const LogitComparison c = CompareOnRandomPrompt(*m->file, *q8->file, 150, 7);
+    ASSERT_EQ(c.rels.size(), 150u);
     const std::vector<double>& rels = c.rels;
     const int same_argmax = c.same_argmax;
     std::printf("%s: converted vs Q4_K_M logits: median relative error %.2e, worst %.2e; same argmax %d/%zu\n",
-                k.name, rels[rels.size() / 2], rels.back(), same_argmax, tokens.size());
+                k.name, rels[rels.size() / 2], rels.back(), same_argmax, c.rels.size());
     EXPECT_LT(rels[rels.size() / 2], 1.5e-2);
     EXPECT_LT(rels.back(), 5e-2);
-    EXPECT_GE(same_argmax, static_cast<int>(tokens.size()) * 95 / 100);
+    EXPECT_GE(same_argmax, static_cast<int>(c.rels.size()) * 95 / 100);
   }
 }
 

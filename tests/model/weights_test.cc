@@ -5,6 +5,8 @@
 #include "inference_worker/model/weights.h"
 
 #include <cstring>
+#include <memory>
+#include <optional>
 #include <random>
 #include <set>
 #include <string>
@@ -18,6 +20,24 @@
 
 namespace ossgate::testing {
 namespace {
+
+// A model file loaded (and removed), its config read and its weights bound.
+struct BoundModel {
+  std::unique_ptr<LoadedModel> model;
+  std::optional<model::ModelConfig> config;
+  std::optional<model::Weights> bound;  // views into model's bytes
+};
+void LoadAndBind(const std::string& path, BoundModel* out) {
+  out->model = LoadModel(path);
+  std::remove(path.c_str());
+  ASSERT_NE(out->model, nullptr);
+  auto config = model::ReadModelConfig(*out->model->file);
+  ASSERT_TRUE(config.ok()) << config.status();
+  out->config = *config;
+  auto bound = model::BindWeights(*out->model->file, *config);
+  ASSERT_TRUE(bound.ok()) << bound.status();
+  out->bound = *std::move(bound);
+}
 
 using ::testing::HasSubstr;
 
@@ -190,13 +210,9 @@ TEST(WeightsKQuantTest, ANonFiniteSuperBlockScaleIsRefused) {
     s.dense_type = gguf::GgmlType::kQ4_K;
     s.expert_type = gguf::GgmlType::kQ6_K;
   });
-  auto model = LoadModel(path);
-  std::remove(path.c_str());
-  ASSERT_NE(model, nullptr);
-  auto config = model::ReadModelConfig(*model->file);
-  ASSERT_TRUE(config.ok()) << config.status();
-  auto bound = model::BindWeights(*model->file, *config);
-  ASSERT_TRUE(bound.ok()) << bound.status();
+  BoundModel loaded;
+  ASSERT_NO_FATAL_FAILURE(LoadAndBind(path, &loaded));
+  auto& [model, config, bound] = loaded;
   ASSERT_EQ(bound->layers[0].wo.type, gguf::GgmlType::kQ4_K);
   ASSERT_EQ(bound->layers[0].down_exps.type, gguf::GgmlType::kQ6_K);
   struct Case {
@@ -246,13 +262,9 @@ TEST(DenseWeightsFiniteTest, ANonFiniteScaleInAnyMatrixOrViewIsRefusedWithTheTen
       s.config.n_kv_heads = 2;
       s.config.tied_embeddings = false;
     });
-    auto model = LoadModel(path);
-    std::remove(path.c_str());
-    ASSERT_NE(model, nullptr);
-    auto config = model::ReadModelConfig(*model->file);
-    ASSERT_TRUE(config.ok()) << config.status();
-    auto bound = model::BindWeights(*model->file, *config);
-    ASSERT_TRUE(bound.ok()) << bound.status();
+    BoundModel loaded;
+    ASSERT_NO_FATAL_FAILURE(LoadAndBind(path, &loaded));
+    auto& [model, config, bound] = loaded;
     const std::vector<const model::Matrix*> mats = model::AllMatrices(*bound);
     ASSERT_EQ(mats.size(), 2u + 7u * config->n_layers);
     int views = 0;
@@ -298,13 +310,9 @@ TEST(WeightsQ5Test, ANonFiniteScaleOrMinIsRefused) {
                                                 if (preset == "phi3-q5k") SetPhi3Q4KMShape(&s.config);
                                                 s.llama_q4_k_m = true;
                                               });
-    auto model = LoadModel(path);
-    std::remove(path.c_str());
-    ASSERT_NE(model, nullptr);
-    auto config = model::ReadModelConfig(*model->file);
-    ASSERT_TRUE(config.ok()) << config.status();
-    auto bound = model::BindWeights(*model->file, *config);
-    ASSERT_TRUE(bound.ok()) << bound.status();
+    BoundModel loaded;
+    ASSERT_NO_FATAL_FAILURE(LoadAndBind(path, &loaded));
+    auto& [model, config, bound] = loaded;
     std::mt19937 rng(13);
     for (const model::Matrix* m : model::AllMatrices(*bound)) {
       std::vector<size_t> scale_at;
