@@ -786,8 +786,9 @@ TEST_P(AttentionTest, MatchesCpuAndDecodeEqualsPrefillBitwise) {
 INSTANTIATE_TEST_SUITE_P(
     Shapes, AttentionTest,
     ::testing::Values(
-        // gpt-oss heads, full layer: long cache, multi-split decode.
-        AttnSetup{64, 8, 64, 0, {{0, 1}, {0, 37}, {300, 1}, {50, 70}, {700, 5}, {1000, 1}}},
+        // gpt-oss heads, full layer: long cache, multi-split decode (4,400 keys:
+        // 18 splits, more than the combine kernel loads at once).
+        AttnSetup{64, 8, 64, 0, {{0, 1}, {0, 37}, {300, 1}, {50, 70}, {700, 5}, {1000, 1}, {4400, 2}}},
         // gpt-oss sliding layer (window 128, ring of 9 blocks), chunk longer than the ring.
         AttnSetup{64, 8, 64, 128, {{0, 200}, {130, 1}, {500, 3}, {7, 1}}},
         // tiny/small shapes: window 8, head_dim 16 and 32, groups of 2 and 4.
