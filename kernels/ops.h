@@ -201,7 +201,7 @@ struct AttnParams {
   AttnSplitMode split_mode = AttnSplitMode::kAuto;
 };
 // Query tokens per prefill item (= per CTA).
-int AttentionPrefillTokensPerItem(int n_heads, int n_kv_heads, int head_dim);
+int AttentionPrefillTokensPerItem(int n_heads, int n_kv_heads);
 void LaunchAttentionPrefill(const AttnParams& p, cudaStream_t stream);
 void LaunchAttentionDecode(const AttnParams& p, cudaStream_t stream);
 
