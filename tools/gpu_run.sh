@@ -3,7 +3,7 @@
 # with carry=["bundle"]): GPU tests, the whole-model accuracy comparisons,
 # the benchmark, an end-to-end run of both services + the worker on the GPU,
 # compute-sanitizer memcheck/racecheck; logs and a results table in $OUT.
-#   bash tools/gpu_run.sh [all|tests|bench|serve|e2e|medium|sanitize|serving|big|long|load|families|profile|kernels|ab|multi|multi120] ...
+#   bash tools/gpu_run.sh [all|tests|bench|serve|e2e|medium|sanitize|serving|big|long|load|families|profile|kernels|ab|ablong|multi|multi120] ...
 # Each step has its own time limit and the run stops starting new steps at
 # OSSGATE_DEADLINE seconds (default 570), so one call fits a 10-minute slot;
 # steps run in the order above (most informative first). "serving" (the
@@ -290,13 +290,15 @@ if [[ " $modes " == *" kernels "* ]]; then
   step "kernels vs CPU reference" tests.log 150 "$bin/gpu_kernels_test"
 fi
 # --------------------------------------------------------------------- ab ----
-# Not in "all": A/B comparison on the 20b shape (quick benchmark: 512-token
-# prefill, batch-1 decode, 64 sequences; then 128 sequences) of the bundle's
-# gpu_bench, of the same binary with each setting of OSSGATE_AB_ENV (space-
-# separated VAR=VALUE, e.g. "OSSGATE_GEMM_WGMMA=0"), and of a base binary if
+# Not in "all": A/B comparison on the 20b shape of the bundle's gpu_bench, of
+# the same binary with each setting of OSSGATE_AB_ENV (space-separated
+# VAR=VALUE, e.g. "OSSGATE_GEMM_WGMMA=0"), and of a base binary if
 # bundle/gpu_bench.base.xz exists (build it in a git worktree of the base
-# commit). Reports: ab-*.md, one per variant; ab.log.
-if [[ " $modes " == *" ab "* ]]; then
+# commit). "ab": quick benchmark (512-token prefill, batch-1 decode, 64
+# sequences) and 128 sequences, reports ab-*.md; "ablong": the long-context
+# measurements (32,768 and 131,040-token prefill, batch-1 decode at 131k),
+# reports ablong-*.md. Log: ab.log.
+if [[ " $modes " == *" ab "* || " $modes " == *" ablong "* ]]; then
   step "generate 20b-shape model" ab.log 90 "$bin/ossgate-make-model" --preset=20b --vocab=placeholder:201088 \
     --out=/dev/shm/ossgate-20b.gguf
   variants=("new:")
@@ -310,11 +312,17 @@ if [[ " $modes " == *" ab "* ]]; then
     exe=$bin/gpu_bench
     [[ "$name" == base ]] && exe=$TEST_TMPDIR/gpu_bench.base
     tag=$(echo "$name" | tr -c 'A-Za-z0-9_\n-' '_')
-    step "ab $name: quick benchmark" ab.log 120 env $env_set "$exe" --model=/dev/shm/ossgate-20b.gguf --quick \
-      --big_kv=false --out="$out/ab-$tag.md"
-    step "ab $name: 128 sequences" ab.log 90 bash "$0" to-file "$TEST_TMPDIR/ab128.txt" env $env_set "$exe" \
-      --model=/dev/shm/ossgate-20b.gguf --decode_only=128 --big_kv=false
-    grep '^decode, ' "$TEST_TMPDIR/ab128.txt" >> "$out/ab-$tag.md"
+    if [[ " $modes " == *" ab "* ]]; then
+      step "ab $name: quick benchmark" ab.log 120 env $env_set "$exe" --model=/dev/shm/ossgate-20b.gguf --quick \
+        --big_kv=false --out="$out/ab-$tag.md"
+      step "ab $name: 128 sequences" ab.log 90 bash "$0" to-file "$TEST_TMPDIR/ab128.txt" env $env_set "$exe" \
+        --model=/dev/shm/ossgate-20b.gguf --decode_only=128 --big_kv=false
+      grep '^decode, ' "$TEST_TMPDIR/ab128.txt" >> "$out/ab-$tag.md"
+    fi
+    if [[ " $modes " == *" ablong "* ]]; then
+      step "ablong $name: long context" ab.log 150 env $env_set "$exe" --model=/dev/shm/ossgate-20b.gguf \
+        --long_context --out="$out/ablong-$tag.md"
+    fi
   done
   rm -f /dev/shm/ossgate-20b.gguf
 fi
