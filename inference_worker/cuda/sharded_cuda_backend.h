@@ -10,8 +10,8 @@
 // router, replicated, numbers the rank's active experts and tiles from its
 // first one, and the rank zeroes the pair rows of the others' experts before
 // the all-reduce. Not yet: the streaming load into several devices (the file
-// is bound in host memory and each rank uploads its slices). Nothing here has
-// run on GPUs yet.
+// is bound in host memory and each rank uploads its slices). Run so far only
+// with ranks sharing one GPU (gpu_sharded_test), not across several GPUs.
 #pragma once
 
 #include <functional>
