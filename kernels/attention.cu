@@ -62,6 +62,126 @@ __device__ __forceinline__ void LdMatrixX4Trans(uint32_t& r0, uint32_t& r1, uint
                : "r"(a));
 }
 
+// One 64-key tile t for a warp's 16 rows: S = Q K^T, the online softmax
+// update of the split state (mS, lS) and O = O * corr + P V. ks/vs hold the
+// tile's keys and values in rows of HD + 8 halfs; with kRawBf16 they hold the
+// cache's bf16 bits and each fragment is converted as it is read (the values
+// a converting store would have written, so the arithmetic is the same).
+template <int HD, bool kRawBf16>
+__device__ __forceinline__ void AttnTileStep(const __half* ks, const __half* vs, const uint32_t (&qa)[HD / 16][4],
+                                             int t, const bool (&valid)[2], const int (&lo)[2], const int (&pos)[2],
+                                             float scale_log2, float (&mS)[2], float (&lS)[2],
+                                             float (&oS)[HD / 8][4]) {
+  constexpr int LDS = HD + 8;
+  constexpr int KSTEPS = HD / 16;
+  constexpr int DT = HD / 8;
+  const int lane = threadIdx.x & 31, r = lane >> 2, c = lane & 3;
+  float sc[8][4];
+#pragma unroll
+  for (int jn = 0; jn < 8; ++jn) {
+    sc[jn][0] = sc[jn][1] = sc[jn][2] = sc[jn][3] = 0.0f;
+#pragma unroll
+    for (int s2 = 0; s2 < KSTEPS; ++s2) {
+      const __half* krow = &ks[(jn * 8 + r) * LDS + 16 * s2 + 2 * c];
+      uint32_t b0 = *reinterpret_cast<const uint32_t*>(krow);
+      uint32_t b1 = *reinterpret_cast<const uint32_t*>(krow + 8);
+      if constexpr (kRawBf16) {
+        b0 = Bf16PairToHalf(b0);
+        b1 = Bf16PairToHalf(b1);
+      }
+      MmaF16(sc[jn], qa[s2][0], qa[s2][1], qa[s2][2], qa[s2][3], b0, b1);
+    }
+  }
+  float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+  for (int jn = 0; jn < 8; ++jn) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int h = e >> 1;
+      const int key = t * kKT + jn * 8 + 2 * c + (e & 1);
+      const bool ok = valid[h] && key >= lo[h] && key <= pos[h];
+      const float v = ok ? __fmul_rn(sc[jn][e], scale_log2) : -INFINITY;
+      sc[jn][e] = v;
+      mx[h] = fmaxf(mx[h], v);
+    }
+  }
+  float corr[2], mnew[2], rs[2] = {0.0f, 0.0f};
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xFFFFFFFFu, mx[h], 1));
+    mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xFFFFFFFFu, mx[h], 2));
+    mnew[h] = fmaxf(mS[h], mx[h]);
+    corr[h] = exp2f(__fsub_rn(mS[h], mnew[h]));
+  }
+#pragma unroll
+  for (int jn = 0; jn < 8; ++jn) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int h = e >> 1;
+      const float pv = exp2f(__fsub_rn(sc[jn][e], mnew[h]));
+      sc[jn][e] = pv;
+      rs[h] = __fadd_rn(rs[h], pv);
+    }
+  }
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    rs[h] = __fadd_rn(rs[h], __shfl_xor_sync(0xFFFFFFFFu, rs[h], 1));
+    rs[h] = __fadd_rn(rs[h], __shfl_xor_sync(0xFFFFFFFFu, rs[h], 2));
+    lS[h] = __fadd_rn(__fmul_rn(lS[h], corr[h]), rs[h]);
+    mS[h] = mnew[h];
+  }
+#pragma unroll
+  for (int d = 0; d < DT; ++d) {
+    oS[d][0] = __fmul_rn(oS[d][0], corr[0]);
+    oS[d][1] = __fmul_rn(oS[d][1], corr[0]);
+    oS[d][2] = __fmul_rn(oS[d][2], corr[1]);
+    oS[d][3] = __fmul_rn(oS[d][3], corr[1]);
+  }
+#pragma unroll
+  for (int kk = 0; kk < kKT / 16; ++kk) {
+    const uint32_t a0 = PackHalf2(sc[2 * kk][0], sc[2 * kk][1]);
+    const uint32_t a1 = PackHalf2(sc[2 * kk][2], sc[2 * kk][3]);
+    const uint32_t a2 = PackHalf2(sc[2 * kk + 1][0], sc[2 * kk + 1][1]);
+    const uint32_t a3 = PackHalf2(sc[2 * kk + 1][2], sc[2 * kk + 1][3]);
+#pragma unroll
+    for (int d = 0; d < DT; d += 2) {
+      uint32_t v0, v1, v2, v3;
+      LdMatrixX4Trans(v0, v1, v2, v3, &vs[(kk * 16 + (lane & 15)) * LDS + (d + (lane >> 4)) * 8]);
+      if constexpr (kRawBf16) {
+        v0 = Bf16PairToHalf(v0);
+        v1 = Bf16PairToHalf(v1);
+        v2 = Bf16PairToHalf(v2);
+        v3 = Bf16PairToHalf(v3);
+      }
+      MmaF16(oS[d], a0, a1, a2, a3, v0, v1);
+      MmaF16(oS[d + 1], a0, a1, a2, a3, v2, v3);
+    }
+  }
+}
+
+// A split's state of a decode row, for the combine kernel.
+template <int HD>
+__device__ __forceinline__ void StoreSplitState(const AttnParams& p, int slot, const int (&head)[2],
+                                                const bool (&valid)[2], const float (&mS)[2], const float (&lS)[2],
+                                                const float (&oS)[HD / 8][4]) {
+  constexpr int DT = HD / 8;
+  const int c = threadIdx.x & 3;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    if (!valid[h]) continue;
+    float* st = p.part + (static_cast<int64_t>(slot) * p.n_heads + head[h]) * (HD + 2);
+#pragma unroll
+    for (int d = 0; d < DT; ++d) {
+      st[d * 8 + 2 * c] = oS[d][2 * h];
+      st[d * 8 + 2 * c + 1] = oS[d][2 * h + 1];
+    }
+    if (c == 0) {
+      st[HD] = mS[h];
+      st[HD + 1] = lS[h];
+    }
+  }
+}
+
 // kParallel (decode only): one split per CTA (grid z), states to p.part for
 // the combine kernel; otherwise the CTA runs all splits of its rows.
 // Parallel decode runs thousands of one-split CTAs at long contexts, of which
@@ -206,95 +326,11 @@ __global__ void __launch_bounds__(WARPS * 32, kDecode && kParallel ? 3 : 1) Atte
       if (t < t_last) load_tile(t + 1, 2);
       __syncthreads();
 
-      float sc[8][4];
-#pragma unroll
-      for (int jn = 0; jn < 8; ++jn) {
-        sc[jn][0] = sc[jn][1] = sc[jn][2] = sc[jn][3] = 0.0f;
-#pragma unroll
-        for (int s2 = 0; s2 < KSTEPS; ++s2) {
-          const __half* krow = &ks[(jn * 8 + r) * LDS + 16 * s2 + 2 * c];
-          const uint32_t b0 = *reinterpret_cast<const uint32_t*>(krow);
-          const uint32_t b1 = *reinterpret_cast<const uint32_t*>(krow + 8);
-          MmaF16(sc[jn], qa[s2][0], qa[s2][1], qa[s2][2], qa[s2][3], b0, b1);
-        }
-      }
-      float mx[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-      for (int jn = 0; jn < 8; ++jn) {
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int h = e >> 1;
-          const int key = t * kKT + jn * 8 + 2 * c + (e & 1);
-          const bool ok = valid[h] && key >= lo[h] && key <= pos[h];
-          const float v = ok ? __fmul_rn(sc[jn][e], p.scale_log2) : -INFINITY;
-          sc[jn][e] = v;
-          mx[h] = fmaxf(mx[h], v);
-        }
-      }
-      float corr[2], mnew[2], rs[2] = {0.0f, 0.0f};
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xFFFFFFFFu, mx[h], 1));
-        mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xFFFFFFFFu, mx[h], 2));
-        mnew[h] = fmaxf(mS[h], mx[h]);
-        corr[h] = exp2f(__fsub_rn(mS[h], mnew[h]));
-      }
-#pragma unroll
-      for (int jn = 0; jn < 8; ++jn) {
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int h = e >> 1;
-          const float pv = exp2f(__fsub_rn(sc[jn][e], mnew[h]));
-          sc[jn][e] = pv;
-          rs[h] = __fadd_rn(rs[h], pv);
-        }
-      }
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        rs[h] = __fadd_rn(rs[h], __shfl_xor_sync(0xFFFFFFFFu, rs[h], 1));
-        rs[h] = __fadd_rn(rs[h], __shfl_xor_sync(0xFFFFFFFFu, rs[h], 2));
-        lS[h] = __fadd_rn(__fmul_rn(lS[h], corr[h]), rs[h]);
-        mS[h] = mnew[h];
-      }
-#pragma unroll
-      for (int d = 0; d < DT; ++d) {
-        oS[d][0] = __fmul_rn(oS[d][0], corr[0]);
-        oS[d][1] = __fmul_rn(oS[d][1], corr[0]);
-        oS[d][2] = __fmul_rn(oS[d][2], corr[1]);
-        oS[d][3] = __fmul_rn(oS[d][3], corr[1]);
-      }
-#pragma unroll
-      for (int kk = 0; kk < kKT / 16; ++kk) {
-        const uint32_t a0 = PackHalf2(sc[2 * kk][0], sc[2 * kk][1]);
-        const uint32_t a1 = PackHalf2(sc[2 * kk][2], sc[2 * kk][3]);
-        const uint32_t a2 = PackHalf2(sc[2 * kk + 1][0], sc[2 * kk + 1][1]);
-        const uint32_t a3 = PackHalf2(sc[2 * kk + 1][2], sc[2 * kk + 1][3]);
-#pragma unroll
-        for (int d = 0; d < DT; d += 2) {
-          uint32_t v0, v1, v2, v3;
-          LdMatrixX4Trans(v0, v1, v2, v3, &vs[(kk * 16 + (lane & 15)) * LDS + (d + (lane >> 4)) * 8]);
-          MmaF16(oS[d], a0, a1, a2, a3, v0, v1);
-          MmaF16(oS[d + 1], a0, a1, a2, a3, v2, v3);
-        }
-      }
+      AttnTileStep<HD, false>(ks, vs, qa, t, valid, lo, pos, p.scale_log2, mS, lS, oS);
     }
     if constexpr (kParallel) {
       // One split per CTA: store its state for the combine kernel.
-      const int slot = p.split_off[item] + (s - s_first);
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        if (!valid[h]) continue;
-        float* st = p.part + (static_cast<int64_t>(slot) * p.n_heads + head[h]) * (HD + 2);
-#pragma unroll
-        for (int d = 0; d < DT; ++d) {
-          st[d * 8 + 2 * c] = oS[d][2 * h];
-          st[d * 8 + 2 * c + 1] = oS[d][2 * h + 1];
-        }
-        if (c == 0) {
-          st[HD] = mS[h];
-          st[HD + 1] = lS[h];
-        }
-      }
+      StoreSplitState<HD>(p, p.split_off[item] + (s - s_first), head, valid, mS, lS, oS);
     } else {
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
