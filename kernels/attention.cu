@@ -62,6 +62,47 @@ __device__ __forceinline__ void LdMatrixX4Trans(uint32_t& r0, uint32_t& r1, uint
                : "r"(a));
 }
 
+// The two rows of lane 4r + c (fragment rows r and r + 8) in a warp of tpw
+// query tokens (G = 16 / tpw heads each) whose first is tok0 (of the step's
+// tokens of the sequence), the last valid one tok_last: token, q head,
+// position, first visible key, whether it is a row at all, the sink in base 2.
+__device__ __forceinline__ void WarpRows(const AttnParams& p, int r, int kvh, int G, int tpw, int tok0,
+                                         int tok_last, int start, int (&tok)[2], int (&head)[2], int (&pos)[2],
+                                         int (&lo)[2], bool (&valid)[2], float (&sink2)[2]) {
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int rr = r + 8 * h;
+    tok[h] = tok0 + rr / G;
+    head[h] = kvh * G + rr % G;
+    // With G not dividing 16 (Qwen2.5: 7) a warp's last 16 - tpw * G rows are padding.
+    valid[h] = rr < tpw * G && tok[h] <= tok_last;
+    pos[h] = start + tok[h];
+    lo[h] = p.sliding ? max(0, pos[h] - p.window + 1) : 0;
+    sink2[h] = __fmul_rn(p.sinks[head[h]], kLog2e);
+  }
+}
+
+// The A fragments of the rows' queries (zeros for rows that are not), lane 4r + c.
+template <int HD>
+__device__ __forceinline__ void LoadQFragments(const AttnParams& p, int c, int first_row, const int (&tok)[2],
+                                               const int (&head)[2], const bool (&valid)[2],
+                                               uint32_t (&qa)[HD / 16][4]) {
+#pragma unroll
+  for (int s = 0; s < HD / 16; ++s) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      uint32_t lo32 = 0, hi32 = 0;
+      if (valid[h]) {
+        const half_t* qrow = p.q + (static_cast<int64_t>(first_row + tok[h]) * p.n_heads + head[h]) * HD;
+        lo32 = *reinterpret_cast<const uint32_t*>(qrow + 16 * s + 2 * c);
+        hi32 = *reinterpret_cast<const uint32_t*>(qrow + 16 * s + 2 * c + 8);
+      }
+      qa[s][h] = lo32;
+      qa[s][2 + h] = hi32;
+    }
+  }
+}
+
 // One 64-key tile t for a warp's 16 rows: S = Q K^T, the online softmax
 // update of the split state (mS, lS) and O = O * corr + P V. ks/vs hold the
 // tile's keys and values in rows of HD + 8 halfs; with kRawBf16 they hold the
@@ -226,21 +267,10 @@ __global__ void __launch_bounds__(WARPS * 32, kDecode && kParallel ? 3 : 1) Atte
     s_end = s_begin;
   }
 
-  // The two rows of this lane (fragment rows r and r + 8).
   int tok[2], head[2], pos[2], lo[2];
   bool valid[2];
   float sink2[2];
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    const int rr = r + 8 * h;
-    tok[h] = cta_tok0 + warp * tpw + rr / G;
-    head[h] = kvh * G + rr % G;
-    // With G not dividing 16 (Qwen2.5: 7) a warp's last 16 - tpw * G rows are padding.
-    valid[h] = rr < tpw * G && tok[h] <= cta_tok1;
-    pos[h] = start + tok[h];
-    lo[h] = p.sliding ? max(0, pos[h] - p.window + 1) : 0;
-    sink2[h] = __fmul_rn(p.sinks[head[h]], kLog2e);
-  }
+  WarpRows(p, r, kvh, G, tpw, cta_tok0 + warp * tpw, cta_tok1, start, tok, head, pos, lo, valid, sink2);
   float mM[2] = {sink2[0], sink2[1]}, lM[2] = {0.0f, 0.0f};
   float oM[DT][4];
 #pragma unroll
@@ -286,20 +316,7 @@ __global__ void __launch_bounds__(WARPS * 32, kDecode && kParallel ? 3 : 1) Atte
   GridDependencySync();
   if (t_first <= t_last) load_tile(t_first, 1);
   uint32_t qa[KSTEPS][4];
-#pragma unroll
-  for (int s = 0; s < KSTEPS; ++s) {
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      uint32_t lo32 = 0, hi32 = 0;
-      if (valid[h]) {
-        const half_t* qrow = p.q + (static_cast<int64_t>(first_row + tok[h]) * p.n_heads + head[h]) * HD;
-        lo32 = *reinterpret_cast<const uint32_t*>(qrow + 16 * s + 2 * c);
-        hi32 = *reinterpret_cast<const uint32_t*>(qrow + 16 * s + 2 * c + 8);
-      }
-      qa[s][h] = lo32;
-      qa[s][2 + h] = hi32;
-    }
-  }
+  LoadQFragments<HD>(p, c, first_row, tok, head, valid, qa);
 
 
   for (int s = s_begin; s <= s_end; ++s) {
