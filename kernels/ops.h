@@ -169,7 +169,9 @@ struct SeqTables {
   const int32_t* tables = nullptr;
 };
 
-enum class AttnSplitMode : int32_t { kAuto, kSerial, kParallel };
+// kParallel: a warp per split (AttentionDecodeSplitsKernel) where its shared
+// memory fits the device, else a CTA per split; kParallelCtas: a CTA per split.
+enum class AttnSplitMode : int32_t { kAuto, kSerial, kParallel, kParallelCtas };
 
 struct AttnParams {
   const half_t* q = nullptr;      // [rows][n_heads][head_dim]
@@ -197,13 +199,18 @@ struct AttnParams {
   int32_t max_splits = 0;              // grid bound on splits per item
   // How decode runs a row's splits: kAuto = in one CTA (no combine launch)
   // when max_splits <= 2 (sliding layers, short contexts), else in parallel
-  // CTAs + a combine kernel. Both give the same bits (tests force each).
+  // (a warp per split) + a combine kernel. All give the same bits (tests
+  // force each).
   AttnSplitMode split_mode = AttnSplitMode::kAuto;
 };
 // Query tokens per prefill item (= per CTA).
 int AttentionPrefillTokensPerItem(int n_heads, int n_kv_heads);
 void LaunchAttentionPrefill(const AttnParams& p, cudaStream_t stream);
 void LaunchAttentionDecode(const AttnParams& p, cudaStream_t stream);
+// Whether decode with parallel splits runs a warp per split for this head
+// width on this device (its shared memory fits; set by InitKernels, off with
+// OSSGATE_ATTN_DECODE_SPLIT_WARPS=0), else a CTA per split.
+bool AttentionDecodeSplitWarps(int head_dim);
 
 // Writes this step's K/V rows into the cache (skipping ring positions that a
 // later token of the same step overwrites).

@@ -765,8 +765,9 @@ TEST_P(AttentionTest, MatchesCpuAndDecodeEqualsPrefillBitwise) {
         }
       }
       using kernels::AttnSplitMode;
-      for (auto [force_prefill, mode] : {std::pair{false, AttnSplitMode::kParallel},
-                                         std::pair{false, AttnSplitMode::kSerial}, std::pair{true, AttnSplitMode::kAuto}}) {
+      for (auto [force_prefill, mode] :
+           {std::pair{false, AttnSplitMode::kParallel}, std::pair{false, AttnSplitMode::kParallelCtas},
+            std::pair{false, AttnSplitMode::kSerial}, std::pair{true, AttnSplitMode::kAuto}}) {
         const std::vector<uint16_t> dec = h.Run(one, cached, force_prefill, mode);
         int row = 0;
         for (size_t j = 0; j < i; ++j) row += one[j].n;
@@ -776,19 +777,35 @@ TEST_P(AttentionTest, MatchesCpuAndDecodeEqualsPrefillBitwise) {
           ASSERT_EQ(got[a + e], dec[b + e]) << "seq " << i << " token " << t << " element " << e
                                             << (force_prefill                     ? " (1-token prefill)"
                                                 : mode == AttnSplitMode::kSerial ? " (decode, splits in one CTA)"
-                                                                                  : " (decode, parallel splits)");
+                                                : mode == AttnSplitMode::kParallelCtas
+                                                    ? " (decode, a CTA per split)"
+                                                    : " (decode, a warp per split)");
         }
       }
     }
   }
 }
 
+// The bitwise checks above run the warp-per-split decode kernel only where
+// its shared memory fits a block (147 KB for head_dim 64, 208 KB for 96): on
+// sm_90 it must, for every head width, or kParallel would test the fallback.
+TEST(AttentionSplitWarpsTest, RunsForEveryHeadWidthWhereBlocksHold227KB) {
+  if (std::getenv("OSSGATE_ATTN_DECODE_SPLIT_WARPS")) GTEST_SKIP() << "OSSGATE_ATTN_DECODE_SPLIT_WARPS is set";
+  int dev = 0, optin = 0;
+  CUDA_CHECK(cudaGetDevice(&dev));
+  CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+  if (optin < 227 * 1024) GTEST_SKIP() << "blocks of this device hold " << optin << " bytes of shared memory";
+  for (int hd : {16, 32, 64, 96}) EXPECT_TRUE(kernels::AttentionDecodeSplitWarps(hd)) << "head_dim " << hd;
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Shapes, AttentionTest,
     ::testing::Values(
         // gpt-oss heads, full layer: long cache, multi-split decode (4,400 keys:
-        // 18 splits, more than the combine kernel loads at once).
-        AttnSetup{64, 8, 64, 0, {{0, 1}, {0, 37}, {300, 1}, {50, 70}, {700, 5}, {1000, 1}, {4400, 2}}},
+        // 18 splits, more than the combine kernel loads at once; 8,500: 34
+        // splits, its two alternating batches and a third; a warp-per-split
+        // CTA with 2 of its 4 warps busy).
+        AttnSetup{64, 8, 64, 0, {{0, 1}, {0, 37}, {300, 1}, {50, 70}, {700, 5}, {1000, 1}, {4400, 2}, {8500, 2}}},
         // gpt-oss sliding layer (window 128, ring of 9 blocks), chunk longer than the ring.
         AttnSetup{64, 8, 64, 128, {{0, 200}, {130, 1}, {500, 3}, {7, 1}}},
         // tiny/small shapes: window 8, head_dim 16 and 32, groups of 2 and 4.
