@@ -117,7 +117,12 @@ struct AddNormParams {
   const int32_t* moe_ids = nullptr;   // [n][k]
   const float* moe_w = nullptr;       // [n][k]
   int32_t moe_k = 0;
-  const float* norm_w = nullptr;  // [d]
+  // Combine only (a tensor-parallel rank, before its all-reduce): the sum of
+  // the token's pairs of experts in [moe_expert_begin, moe_expert_end), in
+  // increasing id, written to moe_out; x, the norm and h16/h32 are untouched.
+  float* moe_out = nullptr;  // [n][d] or null
+  int32_t moe_expert_begin = 0, moe_expert_end = 0;
+  const float* norm_w = nullptr;  // [d]; null with moe_out
   float eps = 1e-5f;
   half_t* h16 = nullptr;  // [n][d]
   float* h32 = nullptr;   // [n][d] or null

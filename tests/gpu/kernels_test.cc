@@ -512,6 +512,33 @@ TEST(MoeTest, ExpertsMatchCpuOnBothPaths) {
     }
     ASSERT_EQ(0, std::memcmp(x_got.data(), x_ref.data(), x_ref.size() * sizeof(float))) << "combine is not exact";
     EXPECT_LT(RelErr(h_got, h_ref), 1e-6);
+
+    // Combine only (a tensor-parallel rank before its all-reduce): the sum
+    // over the pairs of experts in a range, x and h16 left alone.
+    const int e_begin = s.experts / 4, e_end = s.experts - s.experts / 4;
+    DevBuf<float> sums(static_cast<size_t>(s.tokens) * s.d);
+    sums.Poison();
+    const auto h16_before = h16.Download();
+    np.moe_out = sums.get();
+    np.moe_expert_begin = e_begin;
+    np.moe_expert_end = e_end;
+    np.norm_w = nullptr;
+    kernels::LaunchAddNorm(np, nullptr);
+    const auto sums_got = sums.Download();
+    std::vector<float> sums_ref(sums_got.size(), 0.0f);
+    for (int t = 0; t < s.tokens; ++t) {
+      for (int e = e_begin; e < e_end; ++e) {
+        for (int i = 0; i < s.k; ++i) {
+          if (ids[t * s.k + i] != e) continue;
+          const float* y = &ys[0][static_cast<size_t>(ps[t * s.k + i]) * s.d];
+          for (int d = 0; d < s.d; ++d) sums_ref[t * s.d + d] += wts[t * s.k + i] * y[d];
+        }
+      }
+    }
+    ASSERT_EQ(0, std::memcmp(sums_got.data(), sums_ref.data(), sums_ref.size() * sizeof(float)))
+        << "combine of experts " << e_begin << ".." << e_end - 1 << " is not exact";
+    ASSERT_EQ(x_got, dx.Download()) << "combine only changed x";
+    ASSERT_EQ(h16_before, h16.Download()) << "combine only wrote h16";
   }
 }
 
