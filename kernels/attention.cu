@@ -596,9 +596,28 @@ void SetDecodeSplitsSmem(int optin) {
   }
 }
 
+// Warps of a prefill CTA (each computes its own query tokens; the CTA shares
+// the K/V tiles): 8 halves the tile loads of long prompts where the head
+// width gives each of 256 threads a piece of a tile; the rows' arithmetic is
+// the same. A/B: OSSGATE_ATTN_PREFILL_WARPS=4.
+int PrefillWarps(int head_dim) {
+  static const int env = [] {
+    const char* e = std::getenv("OSSGATE_ATTN_PREFILL_WARPS");
+    return e ? std::atoi(e) : 8;
+  }();
+  return env == 8 && head_dim >= 32 ? 8 : kPrefillWarps;
+}
+
 template <int HD>
 void LaunchPrefillHd(const AttnParams& p, cudaStream_t stream) {
   const dim3 grid(p.max_items, p.n_kv_heads);
+  if constexpr (HD >= 32) {
+    if (PrefillWarps(HD) == 8) {
+      LaunchKernel(AttentionKernel<HD, 8, false, false>, grid, 8 * 32, 0, stream, p);
+      CUDA_CHECK_LAUNCH();
+      return;
+    }
+  }
   LaunchKernel(AttentionKernel<HD, kPrefillWarps, false, false>, grid, kPrefillWarps * 32, 0, stream, p);
   CUDA_CHECK_LAUNCH();
 }
@@ -658,8 +677,8 @@ void InitAttentionKernels() {
   SetDecodeSplitsSmem<96>(optin);
 }
 
-int AttentionPrefillTokensPerItem(int n_heads, int n_kv_heads) {
-  return kPrefillWarps * (16 / (n_heads / n_kv_heads));  // whole tokens per warp
+int AttentionPrefillTokensPerItem(int n_heads, int n_kv_heads, int head_dim) {
+  return PrefillWarps(head_dim) * (16 / (n_heads / n_kv_heads));  // whole tokens per warp
 }
 
 void LaunchAttentionPrefill(const AttnParams& p, cudaStream_t stream) {

@@ -209,7 +209,7 @@ struct AttnParams {
   AttnSplitMode split_mode = AttnSplitMode::kAuto;
 };
 // Query tokens per prefill item (= per CTA).
-int AttentionPrefillTokensPerItem(int n_heads, int n_kv_heads);
+int AttentionPrefillTokensPerItem(int n_heads, int n_kv_heads, int head_dim);
 void LaunchAttentionPrefill(const AttnParams& p, cudaStream_t stream);
 void LaunchAttentionDecode(const AttnParams& p, cudaStream_t stream);
 // Whether decode with parallel splits runs a warp per split for this head

@@ -655,7 +655,7 @@ class AttnHarness {
         split_total += sp;
         splits_full = std::max(splits_full, sp);
       } else {
-        const int per = kernels::AttentionPrefillTokensPerItem(s_.n_heads, s_.n_kv_heads);
+        const int per = kernels::AttentionPrefillTokensPerItem(s_.n_heads, s_.n_kv_heads, s_.head_dim);
         for (int qt = 0; qt * per < seqs[i].n; ++qt) {
           tok_items.push_back(static_cast<int32_t>(i));
           tok_items.push_back(qt);
