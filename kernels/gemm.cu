@@ -93,20 +93,46 @@ struct TileRaw<WFormat::kBf16> {
   uint4 r0, r1;
 };
 
+// Bytes of a lane's share of a tile's scales (the rows r and r + 8 of lane
+// 4r + c share theirs).
 template <WFormat F>
-__device__ __forceinline__ void LoadTile(const TiledMatrix& w, int mat, int rt, int kb, int lane, TileRaw<F>& t) {
-  const int64_t tile = static_cast<int64_t>(rt) * w.k_blocks + kb;
-  const uint8_t* codes = w.codes + mat * w.mat_code_bytes + tile * TileCodeBytes(F) + lane * LaneCodeBytes(F);
-  if constexpr (F == WFormat::kQ8_0) {
-    t.q = __ldg(reinterpret_cast<const uint4*>(codes));
-    t.d = __ldg(reinterpret_cast<const uint32_t*>(w.scales + mat * w.mat_scale_bytes + tile * 32 + (lane >> 2) * 4));
-  } else if constexpr (F == WFormat::kMxfp4) {
-    t.q = __ldg(reinterpret_cast<const uint2*>(codes));
-    t.e = __ldg(reinterpret_cast<const uint16_t*>(w.scales + mat * w.mat_scale_bytes + tile * 16 + (lane >> 2) * 2));
-  } else if constexpr (F == WFormat::kQ4K) {
-    t.q = __ldg(reinterpret_cast<const uint2*>(codes));
-    t.s = __ldg(reinterpret_cast<const uint32_t*>(w.scales + mat * w.mat_scale_bytes + tile * TileScaleBytes(F) +
-                                                  (lane >> 2) * 4));
+inline constexpr int kLaneScaleBytes = F == WFormat::kMxfp4 ? 2 : TileScaleBytes(F) > 0 ? 4 : 0;
+
+// Where a lane's share of the tiles of one row tile of one matrix begins:
+// tile kb of the row is at codes + kb * TileCodeBytes, its scales at scales +
+// kb * TileScaleBytes (layout.h), so a CTA computes this once and a chunk's
+// tiles are constant offsets from the chunk's first.
+struct LaneTiles {
+  const uint8_t* codes;
+  const uint8_t* scales;
+};
+template <WFormat F>
+__device__ __forceinline__ LaneTiles RowTileOf(const TiledMatrix& w, int mat, int rt, int lane) {
+  const int64_t tile0 = static_cast<int64_t>(rt) * w.k_blocks;
+  LaneTiles l;
+  l.codes = w.codes + mat * w.mat_code_bytes + tile0 * TileCodeBytes(F) + lane * LaneCodeBytes(F);
+  l.scales = TileScaleBytes(F) > 0
+                 ? w.scales + mat * w.mat_scale_bytes + tile0 * TileScaleBytes(F) + (lane >> 2) * kLaneScaleBytes<F>
+                 : nullptr;
+  return l;
+}
+
+// Tile kb of the row tile (a lane's share).
+template <WFormat F>
+__device__ __forceinline__ void LoadTile(const LaneTiles& l, int kb, TileRaw<F>& t) {
+  const uint8_t* codes = l.codes + static_cast<int64_t>(kb) * TileCodeBytes(F);
+  if constexpr (F == WFormat::kQ8_0 || F == WFormat::kMxfp4 || F == WFormat::kQ4K) {
+    const uint8_t* scales = l.scales + static_cast<int64_t>(kb) * TileScaleBytes(F);
+    if constexpr (F == WFormat::kQ8_0) {
+      t.q = __ldg(reinterpret_cast<const uint4*>(codes));
+      t.d = __ldg(reinterpret_cast<const uint32_t*>(scales));
+    } else if constexpr (F == WFormat::kMxfp4) {
+      t.q = __ldg(reinterpret_cast<const uint2*>(codes));
+      t.e = __ldg(reinterpret_cast<const uint16_t*>(scales));
+    } else {
+      t.q = __ldg(reinterpret_cast<const uint2*>(codes));
+      t.s = __ldg(reinterpret_cast<const uint32_t*>(scales));
+    }
   } else {
     t.r0 = __ldg(reinterpret_cast<const uint4*>(codes));
     t.r1 = __ldg(reinterpret_cast<const uint4*>(codes + 16));
@@ -497,17 +523,28 @@ __global__ void __launch_bounds__(kW * 32, 1) GemmLargeBatchKernel(const GemmPar
     }
     CpAsyncCommit();
   };
+  // The row tile's weights: addresses computed once, then a chunk's tiles are
+  // constant offsets from its first.
+  const LaneTiles wtiles = RowTileOf<F>(p.w, mat, rt, lane);
   auto load_weights = [&](int ch, TileRaw<F>(&raw)[kChunkBlocks], ChunkScales<F>& cs) {
     if (!has_rows) return;
     const int kb0 = ch * kChunkBlocks;
     const int nb = min(kChunkBlocks, kb_total - kb0);
+    LaneTiles chunk = wtiles;
+    chunk.codes += static_cast<int64_t>(kb0) * TileCodeBytes(F);
+    if constexpr (TileScaleBytes(F) > 0) chunk.scales += static_cast<int64_t>(kb0) * TileScaleBytes(F);
+    if (nb == kChunkBlocks) {  // every chunk but maybe the last: no per-tile branch
 #pragma unroll
-    for (int i = 0; i < kChunkBlocks; ++i) {
-      if (i < nb) LoadTile<F>(p.w, mat, rt, kb0 + i, lane, raw[i]);
+      for (int i = 0; i < kChunkBlocks; ++i) LoadTile<F>(chunk, i, raw[i]);
+    } else {
+#pragma unroll
+      for (int i = 0; i < kChunkBlocks; ++i) {
+        if (i < nb) LoadTile<F>(chunk, i, raw[i]);
+      }
     }
     if constexpr (F == WFormat::kQ4K) {
-      const int64_t tile0 = static_cast<int64_t>(rt) * p.w.k_blocks + kb0;
-      LoadChunkScales<F>(p.w.scales + mat * p.w.mat_scale_bytes + tile0 * TileScaleBytes(F), lane, cs);
+      // The chunk's first tile's scales, without this lane's offset.
+      LoadChunkScales<F>(chunk.scales - (lane >> 2) * kLaneScaleBytes<F>, lane, cs);
     }
   };
 
@@ -536,7 +573,7 @@ __global__ void __launch_bounds__(kW * 32, 1) GemmLargeBatchKernel(const GemmPar
     }
     __syncthreads();
     if (has_rows) {
-      const uint4* st = sb + (ch & 1) * kStage;
+      const uint4* st = sb + (ch & 1) * kStage + r * 4 + c;  // this lane's B pieces
 #pragma unroll
       for (int j = 0; j < kNT; ++j) {
 #pragma unroll
@@ -549,7 +586,7 @@ __global__ void __launch_bounds__(kW * 32, 1) GemmLargeBatchKernel(const GemmPar
           DecodeTile<F>(raw[i], a);
 #pragma unroll
           for (int j = 0; j < kNT; ++j) {
-            MmaBlock<F>(part[j], a, raw[i], st[(i * kT + j * 8 + r) * 4 + c]);
+            MmaBlock<F>(part[j], a, raw[i], st[(i * kT + j * 8) * 4]);
           }
         }
       }
