@@ -461,6 +461,13 @@ __global__ void __launch_bounds__(kSmallMaxWarps * 32, 1) GemmSmallBatchKernel(c
   if (!synced) GridDependencySync();  // (no rows: never complete before the previous kernel)
 }
 
+// Whether a large-batch CTA runs a full chunk without a branch per block:
+// CTAs of 8 warps on tiles of up to 16 tokens (MoE decode), compiled for 2
+// CTAs per SM (128 registers, as they had with the branch; without the cap
+// that schedule takes 141 and leaves one). Larger tiles would spill, 4-warp
+// CTAs spill at the cap of their 4 CTAs per SM.
+constexpr bool LargeUnbranched(int warps, int tokens) { return warps == 8 && tokens <= 16; }
+
 // Large batch: kW row tiles x kT tokens per CTA. kT = 64 for dense GEMMs;
 // MoE routings of few pairs per expert use tiles of 8-32 slots (MXFP4), so a
 // CTA still shares its staged activations among kW row tiles without doing
@@ -469,7 +476,7 @@ __global__ void __launch_bounds__(kSmallMaxWarps * 32, 1) GemmSmallBatchKernel(c
 // current one is computed (one chunk's loads in flight were the exposed
 // latency); kT = 64 keeps its registers for the 8 n-tiles instead.
 template <WFormat F, GemmEpilogue EPI, int kW, int kT>
-__global__ void __launch_bounds__(kW * 32, 1) GemmLargeBatchKernel(const GemmParams p) {
+__global__ void __launch_bounds__(kW * 32, LargeUnbranched(kW, kT) ? 2 : 1) GemmLargeBatchKernel(const GemmParams p) {
   static_assert(kT == 8 || kT == 16 || kT == 32 || kT == 64, "tokens per CTA");
   constexpr int kNT = kT / 8;                // n-tiles of 8 tokens
   constexpr bool kPrefetch = kT < 64;
@@ -579,15 +586,21 @@ __global__ void __launch_bounds__(kW * 32, 1) GemmLargeBatchKernel(const GemmPar
 #pragma unroll
         for (int e = 0; e < kAccN<F>; ++e) part[j][e] = 0.0f;
       }
+      auto block = [&](int i) {
+        uint32_t a[8];
+        DecodeTile<F>(raw[i], a);
 #pragma unroll
-      for (int i = 0; i < kChunkBlocks; ++i) {
-        if (i < nb) {
-          uint32_t a[8];
-          DecodeTile<F>(raw[i], a);
+        for (int j = 0; j < kNT; ++j) MmaBlock<F>(part[j], a, raw[i], st[(i * kT + j * 8) * 4]);
+      };
+      // A full chunk (all but maybe the last) without a branch per block
+      // where the registers allow (LargeUnbranched).
+      if (LargeUnbranched(kW, kT) && nb == kChunkBlocks) {
 #pragma unroll
-          for (int j = 0; j < kNT; ++j) {
-            MmaBlock<F>(part[j], a, raw[i], st[(i * kT + j * 8) * 4]);
-          }
+        for (int i = 0; i < kChunkBlocks; ++i) block(i);
+      } else {
+#pragma unroll
+        for (int i = 0; i < kChunkBlocks; ++i) {
+          if (i < nb) block(i);
         }
       }
       if (ch == 0) {
