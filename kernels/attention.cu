@@ -379,149 +379,6 @@ __global__ void __launch_bounds__(WARPS * 32, kDecode && kParallel ? 3 : 1) Atte
   }
 }
 
-// Parallel decode, one warp per split: a CTA's 4 warps compute 4 consecutive
-// splits of one decode row and KV head, each with exactly the arithmetic of
-// AttentionKernel's split loop (AttnTileStep), so the split states are the
-// same bits. Each warp streams its split's K/V tiles through its own
-// two-stage shared-memory ring with cp.async (the cache's raw bytes, zeros
-// outside the row's keys; bf16 converted as fragments are read), so two tiles
-// per warp and eight per SM are in flight, where AttentionKernel's decode
-// has one tile in flight per CTA and one computing warp in four; the
-// prologue (metadata, q) is paid once per four splits. Its 147 KB of shared
-// memory (head_dim 64, 2 stages) allow one CTA per SM: four computing warps;
-// with 1 stage (OSSGATE_ATTN_DECODE_SPLIT_STAGES=1, for an A/B) three CTAs
-// fit, each warp loading its next tile only after computing the last.
-constexpr int kSplitWarps = 4;  // splits per CTA
-
-constexpr size_t DecodeSplitsSmemBytes(int hd, int stages) {
-  return static_cast<size_t>(kSplitWarps) * stages * 2 * kKT * (hd + 8) * sizeof(__half);
-}
-
-template <int HD, int STAGES>
-__global__ void __launch_bounds__(kSplitWarps * 32, STAGES == 1 ? 3 : 1) AttentionDecodeSplitsKernel(const AttnParams p) {
-  LaunchDependents();
-  constexpr int LDS = HD + 8;
-  constexpr int KSTEPS = HD / 16;
-  constexpr int DT = HD / 8;
-  constexpr int kTile = kKT * LDS;  // halfs of one K (or V) tile
-  constexpr int kPieces = HD / 8;   // 16-byte pieces of a key row
-  constexpr int kLoads = kKT * kPieces / 32;
-  static_assert(kLoads * 32 == kKT * kPieces, "pieces per lane");
-  extern __shared__ __align__(16) unsigned char attn_smem[];
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int r = lane >> 2, c = lane & 3;
-  const int item = blockIdx.x;
-  if (item >= *p.n_items) return GridDependencySync();
-  const int seq = p.items[item];
-  if (seq < 0) return GridDependencySync();
-  if (p.seqs.n[seq] < 1) return GridDependencySync();
-  const int G = p.n_heads / p.n_kv_heads;
-  const int kvh = blockIdx.y;
-  const int start = p.seqs.start[seq], first_row = p.seqs.first_row[seq];
-  const int32_t* table = p.seqs.tables + (p.sliding ? p.seqs.ring_off[seq] : p.seqs.full_off[seq]);
-  const int kmin = p.sliding ? max(0, start - p.window + 1) : 0;
-  const int kmax = start;
-  const int s_first = kmin / kAttnSplitKeys, s_last = kmax / kAttnSplitKeys;
-  const int s = s_first + blockIdx.z * kSplitWarps + warp;
-  // Warps are independent from here on (no CTA barrier), so one without a
-  // split may leave.
-  if (s > s_last) return GridDependencySync();
-
-  // The rows of AttentionKernel's first decode warp: one token, G heads.
-  int tok[2], head[2], pos[2], lo[2];
-  bool valid[2];
-  float sink2[2];
-  WarpRows(p, r, kvh, G, 16 / G, 0, 0, start, tok, head, pos, lo, valid, sink2);
-
-  __half* ring = reinterpret_cast<__half*>(attn_smem) + warp * STAGES * 2 * kTile;
-  // A power-of-two block size (16 by default) maps keys to blocks by shifts.
-  const int bs_shift = (p.block_size & (p.block_size - 1)) == 0 ? __ffs(p.block_size) - 1 : -1;
-  // Requests tile t's pieces into ring stage b. phase 0: the cached keys
-  // (j < start, written by earlier steps) and the zeros outside the row's
-  // keys, before the dependency wait; 1: this step's keys, after it; 2: all.
-  auto issue = [&](int t, int b, int phase) {
-    __half* kd = ring + b * 2 * kTile;
-    __half* vd = kd + kTile;
-#pragma unroll
-    for (int u = 0; u < kLoads; ++u) {
-      const int idx = lane + u * 32;
-      const int key = idx / kPieces, piece = idx % kPieces;
-      const int j = t * kKT + key;
-      const bool in = j >= kmin && j <= kmax;
-      const bool cached = j < start;
-      if (phase == 0 && in && !cached) continue;
-      if (phase == 1 && !(in && !cached)) continue;
-      const bf16_t* ksrc = p.k_new;  // any valid address for a zero fill
-      const bf16_t* vsrc = p.v_new;
-      if (in) {
-        int64_t off;
-        if (cached) {
-          int jb, jw;  // block of the sequence, position within it
-          if (bs_shift >= 0) {
-            jb = j >> bs_shift;
-            jw = j & (p.block_size - 1);
-          } else {
-            jb = j / p.block_size;
-            jw = j % p.block_size;
-          }
-          const int blk = p.sliding ? table[jb % p.ring_blocks] : table[jb];
-          off = ((static_cast<int64_t>(blk) * p.n_kv_heads + kvh) * p.block_size + jw) * HD;
-          ksrc = p.k_cache + off + piece * 8;
-          vsrc = p.v_cache + off + piece * 8;
-        } else {
-          off = (static_cast<int64_t>(first_row + j - start) * p.n_kv_heads + kvh) * HD;
-          ksrc = p.k_new + off + piece * 8;
-          vsrc = p.v_new + off + piece * 8;
-        }
-      }
-      CpAsync16(kd + key * LDS + piece * 8, ksrc, in);
-      CpAsync16(vd + key * LDS + piece * 8, vsrc, in);
-    }
-  };
-  const int t_lo = max(s * kTilesPerSplit, kmin / kKT);
-  const int t_hi = min(s * kTilesPerSplit + kTilesPerSplit - 1, kmax / kKT);
-#pragma unroll
-  for (int b = 0; b < STAGES; ++b) {
-    if (t_lo + b <= t_hi) issue(t_lo + b, b, 0);
-  }
-  CpAsyncCommit();
-  GridDependencySync();
-#pragma unroll
-  for (int b = 0; b < STAGES; ++b) {
-    if (t_lo + b <= t_hi) issue(t_lo + b, b, 1);
-  }
-  CpAsyncCommit();
-  uint32_t qa[KSTEPS][4];
-  LoadQFragments<HD>(p, c, first_row, tok, head, valid, qa);
-  float mS[2] = {sink2[0], sink2[1]}, lS[2] = {0.0f, 0.0f};
-  float oS[DT][4];
-#pragma unroll
-  for (int d = 0; d < DT; ++d) oS[d][0] = oS[d][1] = oS[d][2] = oS[d][3] = 0.0f;
-  // Groups in flight: the first STAGES tiles (and this step's keys) are
-  // waited for together; after that each iteration commits one group (tile
-  // t + STAGES, or none), so waiting for all but the newest STAGES - 1 leaves
-  // tile t's complete.
-  CpAsyncWait<0>();
-  __syncwarp();
-  for (int t = t_lo; t <= t_hi; ++t) {
-    const int b = (t - t_lo) % STAGES;
-    if (t > t_lo) {
-      CpAsyncWait<STAGES - 1>();
-      __syncwarp();
-    }
-    const __half* kd = ring + b * 2 * kTile;
-    if (p.kv_f16) {
-      AttnTileStep<HD, false>(kd, kd + kTile, qa, t, valid, lo, pos, p.scale_log2, mS, lS, oS);
-    } else {
-      AttnTileStep<HD, true>(kd, kd + kTile, qa, t, valid, lo, pos, p.scale_log2, mS, lS, oS);
-    }
-    __syncwarp();  // every lane has read stage b before it is refilled
-    if (t + STAGES <= t_hi) issue(t + STAGES, b, 2);
-    CpAsyncCommit();
-  }
-  StoreSplitState<HD>(p, p.split_off[item] + (s - s_first), head, valid, mS, lS, oS);
-}
-
 // Merges a decode row's split states left to right and normalizes.
 template <int HD>
 __global__ void AttentionCombineKernel(const AttnParams p) {
@@ -540,84 +397,35 @@ __global__ void AttentionCombineKernel(const AttnParams p) {
   // The merge is a serial chain (its order is part of the canonical
   // arithmetic); the loads are not: a batch of splits' states is requested
   // at once and then merged, so a 131,072-token row's 512 splits cost 32
-  // memory round trips instead of 512, and those overlap the merging.
+  // memory round trips instead of 512.
   constexpr int kBatch = 16;
   const float* part = p.part + (static_cast<int64_t>(p.split_off[item]) * p.n_heads + head) * (HD + 2);
   const int64_t split_stride = static_cast<int64_t>(p.n_heads) * (HD + 2);
-  const int n_splits = s_last - s_first + 1;
-  // Two batches alternate: the next batch's states are requested before the
-  // current one is merged, so the loads overlap the merge chain.
-  float mA[kBatch], lA[kBatch], oA[kBatch], mB[kBatch], lB[kBatch], oB[kBatch];
-  auto load = [&](int s0, float (&mb)[kBatch], float (&lb)[kBatch], float (&ob)[kBatch]) {
+  for (int s0 = 0; s0 <= s_last - s_first; s0 += kBatch) {
+    const int count = min(kBatch, s_last - s_first + 1 - s0);
+    float mb[kBatch], lb[kBatch], ob[kBatch];
 #pragma unroll
     for (int i = 0; i < kBatch; ++i) {
-      if (s0 + i < n_splits) {
+      if (i < count) {
         const float* st = part + (s0 + i) * split_stride;
         mb[i] = st[HD];
         lb[i] = st[HD + 1];
         ob[i] = st[d];
       }
     }
-  };
-  auto merge = [&](int s0, const float (&mb)[kBatch], const float (&lb)[kBatch], const float (&ob)[kBatch]) {
 #pragma unroll
     for (int i = 0; i < kBatch; ++i) {
-      if (s0 + i < n_splits) MergeState(m, l, o, mb[i], lb[i], ob[i]);
+      if (i < count) MergeState(m, l, o, mb[i], lb[i], ob[i]);
     }
-  };
-  load(0, mA, lA, oA);
-  for (int s0 = 0; s0 < n_splits; s0 += 2 * kBatch) {
-    if (s0 + kBatch < n_splits) load(s0 + kBatch, mB, lB, oB);
-    merge(s0, mA, lA, oA);
-    if (s0 + kBatch >= n_splits) break;
-    if (s0 + 2 * kBatch < n_splits) load(s0 + 2 * kBatch, mA, lA, oA);
-    merge(s0 + kBatch, mB, lB, oB);
   }
   const float L = __fadd_rn(l, exp2f(__fsub_rn(sink2, m)));
   reinterpret_cast<__half*>(p.out)[(static_cast<int64_t>(row) * p.n_heads + head) * HD + d] =
       __float2half_rn(__fdiv_rn(o, L));
 }
 
-// Whether AttentionDecodeSplitsKernel's shared memory fits a block of this
-// device, per head width (set by InitAttentionKernels), and its stages.
-bool g_split_warps_fit[4] = {false, false, false, false};  // head_dim 16, 32, 64, 96
-int g_split_stages = 2;
-
-int HdIndex(int hd) { return hd == 16 ? 0 : hd == 32 ? 1 : hd == 64 ? 2 : 3; }
-
-template <int HD>
-void SetDecodeSplitsSmem(int optin) {
-  const size_t bytes = DecodeSplitsSmemBytes(HD, g_split_stages);
-  g_split_warps_fit[HdIndex(HD)] = bytes <= static_cast<size_t>(optin);
-  if (g_split_warps_fit[HdIndex(HD)]) {
-    auto kernel = g_split_stages == 1 ? AttentionDecodeSplitsKernel<HD, 1> : AttentionDecodeSplitsKernel<HD, 2>;
-    CUDA_CHECK(
-        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
-  }
-}
-
-// Warps of a prefill CTA (each computes its own query tokens; the CTA shares
-// the K/V tiles): 8 halves the tile loads of long prompts where the head
-// width gives each of 256 threads a piece of a tile; the rows' arithmetic is
-// the same. A/B: OSSGATE_ATTN_PREFILL_WARPS=4.
-int PrefillWarps(int head_dim) {
-  static const int env = [] {
-    const char* e = std::getenv("OSSGATE_ATTN_PREFILL_WARPS");
-    return e ? std::atoi(e) : 8;
-  }();
-  return env == 8 && head_dim >= 32 ? 8 : kPrefillWarps;
-}
-
 template <int HD>
 void LaunchPrefillHd(const AttnParams& p, cudaStream_t stream) {
   const dim3 grid(p.max_items, p.n_kv_heads);
-  if constexpr (HD >= 32) {
-    if (PrefillWarps(HD) == 8) {
-      LaunchKernel(AttentionKernel<HD, 8, false, false>, grid, 8 * 32, 0, stream, p);
-      CUDA_CHECK_LAUNCH();
-      return;
-    }
-  }
   LaunchKernel(AttentionKernel<HD, kPrefillWarps, false, false>, grid, kPrefillWarps * 32, 0, stream, p);
   CUDA_CHECK_LAUNCH();
 }
@@ -634,14 +442,8 @@ void LaunchDecodeHd(const AttnParams& p, cudaStream_t stream) {
     CUDA_CHECK_LAUNCH();
     return;
   }
-  if (p.split_mode != AttnSplitMode::kParallelCtas && AttentionDecodeSplitWarps(HD)) {
-    const dim3 grid(p.max_items, p.n_kv_heads, (p.max_splits + kSplitWarps - 1) / kSplitWarps);
-    auto kernel = g_split_stages == 1 ? AttentionDecodeSplitsKernel<HD, 1> : AttentionDecodeSplitsKernel<HD, 2>;
-    LaunchKernel(kernel, grid, kSplitWarps * 32, DecodeSplitsSmemBytes(HD, g_split_stages), stream, p);
-  } else {
-    const dim3 grid(p.max_items, p.n_kv_heads, p.max_splits);
-    LaunchKernel(AttentionKernel<HD, kDecodeWarps, true, true>, grid, kDecodeWarps * 32, 0, stream, p);
-  }
+  const dim3 grid(p.max_items, p.n_kv_heads, p.max_splits);
+  LaunchKernel(AttentionKernel<HD, kDecodeWarps, true, true>, grid, kDecodeWarps * 32, 0, stream, p);
   CUDA_CHECK_LAUNCH();
   LaunchKernel(AttentionCombineKernel<HD>, dim3(p.max_items, p.n_heads), HD, 0, stream, p);
   CUDA_CHECK_LAUNCH();
@@ -657,28 +459,8 @@ void CheckShape(const AttnParams& p) {
 
 }  // namespace
 
-bool AttentionDecodeSplitWarps(int head_dim) {
-  static const bool env = [] {  // OSSGATE_ATTN_DECODE_SPLIT_WARPS=0: a CTA per split (A/B)
-    const char* e = std::getenv("OSSGATE_ATTN_DECODE_SPLIT_WARPS");
-    return !(e && std::atoi(e) == 0);
-  }();
-  return env && g_split_warps_fit[HdIndex(head_dim)];
-}
-
-void InitAttentionKernels() {
-  int dev = 0, optin = 0;
-  CUDA_CHECK(cudaGetDevice(&dev));
-  CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-  const char* stages = std::getenv("OSSGATE_ATTN_DECODE_SPLIT_STAGES");
-  g_split_stages = stages && std::atoi(stages) == 1 ? 1 : 2;
-  SetDecodeSplitsSmem<16>(optin);
-  SetDecodeSplitsSmem<32>(optin);
-  SetDecodeSplitsSmem<64>(optin);
-  SetDecodeSplitsSmem<96>(optin);
-}
-
-int AttentionPrefillTokensPerItem(int n_heads, int n_kv_heads, int head_dim) {
-  return PrefillWarps(head_dim) * (16 / (n_heads / n_kv_heads));  // whole tokens per warp
+int AttentionPrefillTokensPerItem(int n_heads, int n_kv_heads) {
+  return kPrefillWarps * (16 / (n_heads / n_kv_heads));  // whole tokens per warp
 }
 
 void LaunchAttentionPrefill(const AttnParams& p, cudaStream_t stream) {

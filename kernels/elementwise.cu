@@ -81,7 +81,7 @@ __global__ void __launch_bounds__(kNormThreads) AddNormKernel(const AddNormParam
 #pragma unroll
   for (int u = 0; u < kNormPer; ++u) {
     idx[u] = min(static_cast<int>(threadIdx.x) + u * kNormThreads, p.d - 1);
-    nw[u] = p.norm_w ? p.norm_w[idx[u]] : 0.0f;
+    nw[u] = p.norm_w[idx[u]];
   }
   GridDependencySync();
   if (p.moe_y && threadIdx.x == 0) {
@@ -91,9 +91,8 @@ __global__ void __launch_bounds__(kNormThreads) AddNormKernel(const AddNormParam
     for (int i = 0; i < p.moe_k; ++i) {
       const int slot = p.moe_slot[t * p.moe_k + i];
       if (slot < 0) continue;  // padding row
-      const int id = p.moe_ids[t * p.moe_k + i];
-      if (p.moe_out && (id < p.moe_expert_begin || id >= p.moe_expert_end)) continue;  // another rank's
       int j = k++;
+      const int id = p.moe_ids[t * p.moe_k + i];
       while (j > 0 && ids[j - 1] > id) {
         ids[j] = ids[j - 1];
         s_w[j] = s_w[j - 1];
@@ -108,7 +107,7 @@ __global__ void __launch_bounds__(kNormThreads) AddNormKernel(const AddNormParam
   }
 #pragma unroll
   for (int u = 0; u < kNormPer; ++u) {
-    v[u] = p.moe_out ? 0.0f : x[idx[u]];
+    v[u] = x[idx[u]];
     a[u] = p.add ? p.add[static_cast<int64_t>(t) * p.d + idx[u]] : 0.0f;
   }
   if (p.add) {
@@ -136,13 +135,6 @@ __global__ void __launch_bounds__(kNormThreads) AddNormKernel(const AddNormParam
           for (int u = 0; u < kNormPer; ++u) m[u] = __fadd_rn(m[u], __fmul_rn(w, y[jj][u]));
         }
       }
-    }
-    if (p.moe_out) {
-#pragma unroll
-      for (int u = 0; u < kNormPer; ++u) {
-        if (static_cast<int>(threadIdx.x) + u * kNormThreads < p.d) p.moe_out[static_cast<int64_t>(t) * p.d + idx[u]] = m[u];
-      }
-      return;
     }
 #pragma unroll
     for (int u = 0; u < kNormPer; ++u) v[u] = __fadd_rn(v[u], m[u]);

@@ -93,46 +93,20 @@ struct TileRaw<WFormat::kBf16> {
   uint4 r0, r1;
 };
 
-// Bytes of a lane's share of a tile's scales (the rows r and r + 8 of lane
-// 4r + c share theirs).
 template <WFormat F>
-inline constexpr int kLaneScaleBytes = F == WFormat::kMxfp4 ? 2 : TileScaleBytes(F) > 0 ? 4 : 0;
-
-// Where a lane's share of the tiles of one row tile of one matrix begins:
-// tile kb of the row is at codes + kb * TileCodeBytes, its scales at scales +
-// kb * TileScaleBytes (layout.h), so a CTA computes this once and a chunk's
-// tiles are constant offsets from the chunk's first.
-struct LaneTiles {
-  const uint8_t* codes;
-  const uint8_t* scales;
-};
-template <WFormat F>
-__device__ __forceinline__ LaneTiles RowTileOf(const TiledMatrix& w, int mat, int rt, int lane) {
-  const int64_t tile0 = static_cast<int64_t>(rt) * w.k_blocks;
-  LaneTiles l;
-  l.codes = w.codes + mat * w.mat_code_bytes + tile0 * TileCodeBytes(F) + lane * LaneCodeBytes(F);
-  l.scales = TileScaleBytes(F) > 0
-                 ? w.scales + mat * w.mat_scale_bytes + tile0 * TileScaleBytes(F) + (lane >> 2) * kLaneScaleBytes<F>
-                 : nullptr;
-  return l;
-}
-
-// Tile kb of the row tile (a lane's share).
-template <WFormat F>
-__device__ __forceinline__ void LoadTile(const LaneTiles& l, int kb, TileRaw<F>& t) {
-  const uint8_t* codes = l.codes + static_cast<int64_t>(kb) * TileCodeBytes(F);
-  if constexpr (F == WFormat::kQ8_0 || F == WFormat::kMxfp4 || F == WFormat::kQ4K) {
-    const uint8_t* scales = l.scales + static_cast<int64_t>(kb) * TileScaleBytes(F);
-    if constexpr (F == WFormat::kQ8_0) {
-      t.q = __ldg(reinterpret_cast<const uint4*>(codes));
-      t.d = __ldg(reinterpret_cast<const uint32_t*>(scales));
-    } else if constexpr (F == WFormat::kMxfp4) {
-      t.q = __ldg(reinterpret_cast<const uint2*>(codes));
-      t.e = __ldg(reinterpret_cast<const uint16_t*>(scales));
-    } else {
-      t.q = __ldg(reinterpret_cast<const uint2*>(codes));
-      t.s = __ldg(reinterpret_cast<const uint32_t*>(scales));
-    }
+__device__ __forceinline__ void LoadTile(const TiledMatrix& w, int mat, int rt, int kb, int lane, TileRaw<F>& t) {
+  const int64_t tile = static_cast<int64_t>(rt) * w.k_blocks + kb;
+  const uint8_t* codes = w.codes + mat * w.mat_code_bytes + tile * TileCodeBytes(F) + lane * LaneCodeBytes(F);
+  if constexpr (F == WFormat::kQ8_0) {
+    t.q = __ldg(reinterpret_cast<const uint4*>(codes));
+    t.d = __ldg(reinterpret_cast<const uint32_t*>(w.scales + mat * w.mat_scale_bytes + tile * 32 + (lane >> 2) * 4));
+  } else if constexpr (F == WFormat::kMxfp4) {
+    t.q = __ldg(reinterpret_cast<const uint2*>(codes));
+    t.e = __ldg(reinterpret_cast<const uint16_t*>(w.scales + mat * w.mat_scale_bytes + tile * 16 + (lane >> 2) * 2));
+  } else if constexpr (F == WFormat::kQ4K) {
+    t.q = __ldg(reinterpret_cast<const uint2*>(codes));
+    t.s = __ldg(reinterpret_cast<const uint32_t*>(w.scales + mat * w.mat_scale_bytes + tile * TileScaleBytes(F) +
+                                                  (lane >> 2) * 4));
   } else {
     t.r0 = __ldg(reinterpret_cast<const uint4*>(codes));
     t.r1 = __ldg(reinterpret_cast<const uint4*>(codes + 16));
@@ -461,13 +435,6 @@ __global__ void __launch_bounds__(kSmallMaxWarps * 32, 1) GemmSmallBatchKernel(c
   if (!synced) GridDependencySync();  // (no rows: never complete before the previous kernel)
 }
 
-// Whether a large-batch CTA runs a full chunk without a branch per block:
-// CTAs of 8 warps on tiles of up to 16 tokens (MoE decode), compiled for 2
-// CTAs per SM (128 registers, as they had with the branch; without the cap
-// that schedule takes 141 and leaves one). Larger tiles would spill, 4-warp
-// CTAs spill at the cap of their 4 CTAs per SM.
-constexpr bool LargeUnbranched(int warps, int tokens) { return warps == 8 && tokens <= 16; }
-
 // Large batch: kW row tiles x kT tokens per CTA. kT = 64 for dense GEMMs;
 // MoE routings of few pairs per expert use tiles of 8-32 slots (MXFP4), so a
 // CTA still shares its staged activations among kW row tiles without doing
@@ -476,7 +443,7 @@ constexpr bool LargeUnbranched(int warps, int tokens) { return warps == 8 && tok
 // current one is computed (one chunk's loads in flight were the exposed
 // latency); kT = 64 keeps its registers for the 8 n-tiles instead.
 template <WFormat F, GemmEpilogue EPI, int kW, int kT>
-__global__ void __launch_bounds__(kW * 32, LargeUnbranched(kW, kT) ? 2 : 1) GemmLargeBatchKernel(const GemmParams p) {
+__global__ void __launch_bounds__(kW * 32, 1) GemmLargeBatchKernel(const GemmParams p) {
   static_assert(kT == 8 || kT == 16 || kT == 32 || kT == 64, "tokens per CTA");
   constexpr int kNT = kT / 8;                // n-tiles of 8 tokens
   constexpr bool kPrefetch = kT < 64;
@@ -530,28 +497,17 @@ __global__ void __launch_bounds__(kW * 32, LargeUnbranched(kW, kT) ? 2 : 1) Gemm
     }
     CpAsyncCommit();
   };
-  // The row tile's weights: addresses computed once, then a chunk's tiles are
-  // constant offsets from its first.
-  const LaneTiles wtiles = RowTileOf<F>(p.w, mat, rt, lane);
   auto load_weights = [&](int ch, TileRaw<F>(&raw)[kChunkBlocks], ChunkScales<F>& cs) {
     if (!has_rows) return;
     const int kb0 = ch * kChunkBlocks;
     const int nb = min(kChunkBlocks, kb_total - kb0);
-    LaneTiles chunk = wtiles;
-    chunk.codes += static_cast<int64_t>(kb0) * TileCodeBytes(F);
-    if constexpr (TileScaleBytes(F) > 0) chunk.scales += static_cast<int64_t>(kb0) * TileScaleBytes(F);
-    if (nb == kChunkBlocks) {  // every chunk but maybe the last: no per-tile branch
 #pragma unroll
-      for (int i = 0; i < kChunkBlocks; ++i) LoadTile<F>(chunk, i, raw[i]);
-    } else {
-#pragma unroll
-      for (int i = 0; i < kChunkBlocks; ++i) {
-        if (i < nb) LoadTile<F>(chunk, i, raw[i]);
-      }
+    for (int i = 0; i < kChunkBlocks; ++i) {
+      if (i < nb) LoadTile<F>(p.w, mat, rt, kb0 + i, lane, raw[i]);
     }
     if constexpr (F == WFormat::kQ4K) {
-      // The chunk's first tile's scales, without this lane's offset.
-      LoadChunkScales<F>(chunk.scales - (lane >> 2) * kLaneScaleBytes<F>, lane, cs);
+      const int64_t tile0 = static_cast<int64_t>(rt) * p.w.k_blocks + kb0;
+      LoadChunkScales<F>(p.w.scales + mat * p.w.mat_scale_bytes + tile0 * TileScaleBytes(F), lane, cs);
     }
   };
 
@@ -580,27 +536,21 @@ __global__ void __launch_bounds__(kW * 32, LargeUnbranched(kW, kT) ? 2 : 1) Gemm
     }
     __syncthreads();
     if (has_rows) {
-      const uint4* st = sb + (ch & 1) * kStage + r * 4 + c;  // this lane's B pieces
+      const uint4* st = sb + (ch & 1) * kStage;
 #pragma unroll
       for (int j = 0; j < kNT; ++j) {
 #pragma unroll
         for (int e = 0; e < kAccN<F>; ++e) part[j][e] = 0.0f;
       }
-      auto block = [&](int i) {
-        uint32_t a[8];
-        DecodeTile<F>(raw[i], a);
 #pragma unroll
-        for (int j = 0; j < kNT; ++j) MmaBlock<F>(part[j], a, raw[i], st[(i * kT + j * 8) * 4]);
-      };
-      // A full chunk (all but maybe the last) without a branch per block
-      // where the registers allow (LargeUnbranched).
-      if (LargeUnbranched(kW, kT) && nb == kChunkBlocks) {
+      for (int i = 0; i < kChunkBlocks; ++i) {
+        if (i < nb) {
+          uint32_t a[8];
+          DecodeTile<F>(raw[i], a);
 #pragma unroll
-        for (int i = 0; i < kChunkBlocks; ++i) block(i);
-      } else {
-#pragma unroll
-        for (int i = 0; i < kChunkBlocks; ++i) {
-          if (i < nb) block(i);
+          for (int j = 0; j < kNT; ++j) {
+            MmaBlock<F>(part[j], a, raw[i], st[(i * kT + j * 8 + r) * 4 + c]);
+          }
         }
       }
       if (ch == 0) {

@@ -117,12 +117,7 @@ struct AddNormParams {
   const int32_t* moe_ids = nullptr;   // [n][k]
   const float* moe_w = nullptr;       // [n][k]
   int32_t moe_k = 0;
-  // Combine only (a tensor-parallel rank, before its all-reduce): the sum of
-  // the token's pairs of experts in [moe_expert_begin, moe_expert_end), in
-  // increasing id, written to moe_out; x, the norm and h16/h32 are untouched.
-  float* moe_out = nullptr;  // [n][d] or null
-  int32_t moe_expert_begin = 0, moe_expert_end = 0;
-  const float* norm_w = nullptr;  // [d]; null with moe_out
+  const float* norm_w = nullptr;  // [d]
   float eps = 1e-5f;
   half_t* h16 = nullptr;  // [n][d]
   float* h32 = nullptr;   // [n][d] or null
@@ -174,9 +169,7 @@ struct SeqTables {
   const int32_t* tables = nullptr;
 };
 
-// kParallel: a warp per split (AttentionDecodeSplitsKernel) where its shared
-// memory fits the device, else a CTA per split; kParallelCtas: a CTA per split.
-enum class AttnSplitMode : int32_t { kAuto, kSerial, kParallel, kParallelCtas };
+enum class AttnSplitMode : int32_t { kAuto, kSerial, kParallel };
 
 struct AttnParams {
   const half_t* q = nullptr;      // [rows][n_heads][head_dim]
@@ -204,18 +197,13 @@ struct AttnParams {
   int32_t max_splits = 0;              // grid bound on splits per item
   // How decode runs a row's splits: kAuto = in one CTA (no combine launch)
   // when max_splits <= 2 (sliding layers, short contexts), else in parallel
-  // (a warp per split) + a combine kernel. All give the same bits (tests
-  // force each).
+  // CTAs + a combine kernel. Both give the same bits (tests force each).
   AttnSplitMode split_mode = AttnSplitMode::kAuto;
 };
 // Query tokens per prefill item (= per CTA).
-int AttentionPrefillTokensPerItem(int n_heads, int n_kv_heads, int head_dim);
+int AttentionPrefillTokensPerItem(int n_heads, int n_kv_heads);
 void LaunchAttentionPrefill(const AttnParams& p, cudaStream_t stream);
 void LaunchAttentionDecode(const AttnParams& p, cudaStream_t stream);
-// Whether decode with parallel splits runs a warp per split for this head
-// width on this device (its shared memory fits; set by InitKernels, off with
-// OSSGATE_ATTN_DECODE_SPLIT_WARPS=0), else a CTA per split.
-bool AttentionDecodeSplitWarps(int head_dim);
 
 // Writes this step's K/V rows into the cache (skipping ring positions that a
 // later token of the same step overwrites).

@@ -565,7 +565,6 @@ void LaunchSample(const SampleParams& p, cudaStream_t stream) {
 }
 
 void InitGemmKernels();
-void InitAttentionKernels();
 
 namespace {
 bool g_programmatic_launch = false;
@@ -577,7 +576,6 @@ bool ProgrammaticLaunchEnabled() { return g_programmatic_launch; }
 // turns it off (to measure what it brings).
 void InitKernels() {
   InitGemmKernels();
-  InitAttentionKernels();
   int dev = 0, major = 0;
   CUDA_CHECK(cudaGetDevice(&dev));
   CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));

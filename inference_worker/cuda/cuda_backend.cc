@@ -274,7 +274,7 @@ absl::Status CudaBackendImpl::AllocateBuffers() {
   max_tokens_ = std::max({options_.max_step_tokens, NextPow2(max_seqs_), 64});
   max_blocks_ = (max_context_ + bs - 1) / bs;
   logit_rows_ = std::max(64, NextPow2(max_seqs_));
-  tokens_per_item_ = kernels::AttentionPrefillTokensPerItem(c.n_heads, c.n_kv_heads, c.head_dim);
+  tokens_per_item_ = kernels::AttentionPrefillTokensPerItem(c.n_heads, c.n_kv_heads);
   max_prefill_items_ = max_tokens_ / tokens_per_item_ + max_seqs_;
 
   // P: (token, expert) pair slots of the MoE; a dense family's FFN uses

@@ -328,6 +328,11 @@ void CudaBackendImpl::EnqueueLayers(const PassShape& shape) {
     if (Runs(kGateUp)) kernels::LaunchGemm(g, s);
     Mark("experts_gate_up");
 
+    // An expert-parallel rank writes only its experts' pair rows: the others
+    // must add nothing to the all-reduce.
+    if (n_local_experts_ < c.n_experts) {
+      CUDA_CHECK(cudaMemsetAsync(y_, 0, static_cast<size_t>(T) * K * D * sizeof(float), s));
+    }
     g = kernels::GemmParams();
     g.w = L.down;
     g.x = act_;
@@ -341,6 +346,9 @@ void CudaBackendImpl::EnqueueLayers(const PassShape& shape) {
     g.routing_ready = Runs(kGateUp);  // the gate/up launch waited for the router
     if (Runs(kDown)) kernels::LaunchGemm(g, s);
     Mark("experts_down");
+    // A rank's intermediate slice of every expert gives partial pair rows
+    // (slots 0 .. T*K - 1, placed alike on every rank: the routing is the same).
+    AllReduce(y_, static_cast<int64_t>(T) * K * D);
 
     np = kernels::AddNormParams();
     np.x = x_;
@@ -351,23 +359,6 @@ void CudaBackendImpl::EnqueueLayers(const PassShape& shape) {
     np.moe_ids = ids_;
     np.moe_w = wts_;
     np.moe_k = K;
-    if (all_reduce_) {
-      // A tensor-parallel rank combines its pair rows (partial over its slice
-      // of every expert's intermediate, or its own experts' whole rows) into
-      // T x D sums, all-reduced, then added like the attention's output: a
-      // quarter of the bytes of all-reducing the T x K pair rows. A world of
-      // one gives the same bits as the fused combine (x + sum, one rounding).
-      np.moe_out = proj_;
-      np.moe_expert_begin = expert_begin_;
-      np.moe_expert_end = expert_begin_ + n_local_experts_;
-      if (Runs(kCombineNorm)) kernels::LaunchAddNorm(np, s);
-      AllReduce(proj_, static_cast<int64_t>(T) * D);
-      np = kernels::AddNormParams();
-      np.x = x_;
-      np.d = D;
-      np.n_tokens = T;
-      np.add = proj_;
-    }
     np.norm_w = l + 1 < c.n_layers ? layers_[l + 1].attn_norm : output_norm_;
     np.eps = c.rms_eps;
     np.h16 = h16_;
