@@ -6,7 +6,10 @@
 #   bash tools/gpu_bundle.sh            # then run(carry=["bundle"], "bash tools/gpu_run.sh")
 # Environment: OSSGATE_CUDA_BUILD (build dir, default build-cuda),
 # OSSGATE_CUDA_ARCHS (default 90a; e.g. "80;89;90a" for a portable build),
-# OSSGATE_JOBS (default 2).
+# OSSGATE_JOBS (default 2), OSSGATE_BASE_COMMIT (a commit whose gpu_bench is
+# built too, in a git worktree at <build>.base-src with build dir
+# <build>.base, into bundle/gpu_bench.base.xz: the base binary of gpu_run.sh's
+# ab and ablong modes; e.g. OSSGATE_BASE_COMMIT=HEAD~1).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${OSSGATE_CUDA_BUILD:-$root/build-cuda}
@@ -57,6 +60,26 @@ if ! git -C "$root" diff --quiet HEAD 2>/dev/null || [ -n "$(git -C "$root" stat
   echo "with uncommitted changes" >> "$out/commit"
 fi
 cp "$out/commit" "$bundle/commit"
+if [[ -n "${OSSGATE_BASE_COMMIT:-}" ]]; then
+  base_rev=$(git -C "$root" rev-parse --verify --quiet "$OSSGATE_BASE_COMMIT^{commit}") || {
+    echo "gpu_bundle: OSSGATE_BASE_COMMIT=$OSSGATE_BASE_COMMIT is not a commit of this repository" >&2
+    exit 1
+  }
+  base_src=$build.base-src
+  git -C "$root" worktree remove --force "$base_src" 2>/dev/null || rm -rf "$base_src"
+  git -C "$root" worktree prune
+  git -C "$root" worktree add --detach -q "$base_src" "$base_rev"
+  log=$(mktemp)
+  cmake -S "$base_src" -B "$build.base" -G Ninja -DCMAKE_BUILD_TYPE=Release -DOSSGATE_CUDA=ON \
+    "-DCMAKE_CUDA_ARCHITECTURES=$archs" > "$log" 2>&1 || { cat "$log"; rm -f "$log"; exit 1; }
+  rm -f "$log"
+  cmake --build "$build.base" -j "$jobs" --target gpu_bench
+  base_bin=$(find "$build.base" -type f -name gpu_bench -perm -u+x | head -1)
+  [ -n "$base_bin" ] || { echo "gpu_bundle: gpu_bench of $base_rev was not built" >&2; exit 1; }
+  xz -T1 -c "$base_bin" > "$out/gpu_bench.base.xz"
+  git -C "$root" rev-parse --short "$base_rev" > "$out/gpu_bench.base.commit"
+  git -C "$root" worktree remove --force "$base_src"
+fi
 # One xz stream with a dictionary larger than a binary: every test binary
 # carries the same CUDA fatbin, which a large window stores once (20 MB
 # instead of 33 with the default 8 MiB dictionary and threads).
@@ -65,7 +88,7 @@ du -sh "$bundle" "$out/ossgate-gpu.tar.xz"
 # What travels to the GPU machine (the tracked files and the bundle) is
 # limited to 64 MiB.
 tracked=$(git -C "$root" ls-files -z | (cd "$root" && xargs -0 du -cb 2>/dev/null) | tail -1 | cut -f1)
-total=$(( tracked + $(stat -c %s "$out/ossgate-gpu.tar.xz") ))
+total=$(( tracked + $(du -cb "$out"/* | tail -1 | cut -f1) ))
 if (( total > 64 * 1048576 )); then
   echo "gpu_bundle: the checkout ($tracked bytes) and the bundle together exceed the 64 MiB the GPU machine" \
        "accepts; leave test binaries out of the bundle or shrink the fixtures" >&2

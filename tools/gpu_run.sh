@@ -293,9 +293,10 @@ fi
 # Not in "all": A/B comparison on the 20b shape of the bundle's gpu_bench, of
 # the same binary with each setting of OSSGATE_AB_ENV (space-separated
 # VAR=VALUE, e.g. "OSSGATE_GEMM_WGMMA=0"), and of a base binary if
-# bundle/gpu_bench.base.xz exists (build it in a git worktree of the base
-# commit). "ab": quick benchmark (512-token prefill, batch-1 decode, 64
-# sequences) and 128 sequences, reports ab-*.md; "ablong": the long-context
+# bundle/gpu_bench.base.xz exists (OSSGATE_BASE_COMMIT=<rev> bash
+# tools/gpu_bundle.sh builds it; its commit is copied to base-commit.txt).
+# "ab": quick benchmark (512-token prefill, batch-1 decode, 64 sequences)
+# and 128 sequences, reports ab-*.md; "ablong": the long-context
 # measurements (32,768 and 131,040-token prefill, batch-1 decode at 131k),
 # reports ablong-*.md. Log: ab.log.
 if [[ " $modes " == *" ab "* || " $modes " == *" ablong "* ]]; then
@@ -305,6 +306,7 @@ if [[ " $modes " == *" ab "* || " $modes " == *" ablong "* ]]; then
   for e in ${OSSGATE_AB_ENV:-}; do variants+=("$e:$e"); done
   if [[ -f "$root/bundle/gpu_bench.base.xz" ]]; then
     xz -dc "$root/bundle/gpu_bench.base.xz" > "$TEST_TMPDIR/gpu_bench.base" && chmod +x "$TEST_TMPDIR/gpu_bench.base"
+    cp "$root/bundle/gpu_bench.base.commit" "$out/base-commit.txt" 2>/dev/null || true
     variants+=("base:")
   fi
   for v in "${variants[@]}"; do
