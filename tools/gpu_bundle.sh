@@ -15,6 +15,13 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${OSSGATE_CUDA_BUILD:-$root/build-cuda}
 archs=${OSSGATE_CUDA_ARCHS:-90a}
 jobs=${OSSGATE_JOBS:-2}
+base_rev=
+if [[ -n "${OSSGATE_BASE_COMMIT:-}" ]]; then  # checked before anything is built
+  base_rev=$(git -C "$root" rev-parse --verify --quiet "$OSSGATE_BASE_COMMIT^{commit}") || {
+    echo "gpu_bundle: OSSGATE_BASE_COMMIT=$OSSGATE_BASE_COMMIT is not a commit of this repository" >&2
+    exit 1
+  }
+fi
 # GPU tests and benchmark, the CPU checks they rely on, the model generator,
 # the services + client for the end-to-end run (gpu_run.sh e2e), and the
 # serving benchmarks (gpu_run.sh serve, serving).
@@ -60,15 +67,12 @@ if ! git -C "$root" diff --quiet HEAD 2>/dev/null || [ -n "$(git -C "$root" stat
   echo "with uncommitted changes" >> "$out/commit"
 fi
 cp "$out/commit" "$bundle/commit"
-if [[ -n "${OSSGATE_BASE_COMMIT:-}" ]]; then
-  base_rev=$(git -C "$root" rev-parse --verify --quiet "$OSSGATE_BASE_COMMIT^{commit}") || {
-    echo "gpu_bundle: OSSGATE_BASE_COMMIT=$OSSGATE_BASE_COMMIT is not a commit of this repository" >&2
-    exit 1
-  }
+if [[ -n "$base_rev" ]]; then
   base_src=$build.base-src
   git -C "$root" worktree remove --force "$base_src" 2>/dev/null || rm -rf "$base_src"
   git -C "$root" worktree prune
   git -C "$root" worktree add --detach -q "$base_src" "$base_rev"
+  trap 'git -C "$root" worktree remove --force "$base_src" 2>/dev/null || true' EXIT
   log=$(mktemp)
   cmake -S "$base_src" -B "$build.base" -G Ninja -DCMAKE_BUILD_TYPE=Release -DOSSGATE_CUDA=ON \
     "-DCMAKE_CUDA_ARCHITECTURES=$archs" > "$log" 2>&1 || { cat "$log"; rm -f "$log"; exit 1; }
@@ -78,7 +82,6 @@ if [[ -n "${OSSGATE_BASE_COMMIT:-}" ]]; then
   [ -n "$base_bin" ] || { echo "gpu_bundle: gpu_bench of $base_rev was not built" >&2; exit 1; }
   xz -T1 -c "$base_bin" > "$out/gpu_bench.base.xz"
   git -C "$root" rev-parse --short "$base_rev" > "$out/gpu_bench.base.commit"
-  git -C "$root" worktree remove --force "$base_src"
 fi
 # One xz stream with a dictionary larger than a binary: every test binary
 # carries the same CUDA fatbin, which a large window stores once (20 MB
